@@ -1,0 +1,260 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Defaults applied by New for zero Options fields.
+const (
+	DefaultMaxMessages = 256
+	DefaultMaxBytes    = 1 << 20 // 1 MiB
+)
+
+// keepSlots is the ring capacity an idle queue may keep; bigger rings grown by a
+// burst are released when the queue empties, so idle memory stays small.
+const keepSlots = 16
+
+var (
+	// ErrFull means the push would exceed MaxMessages or MaxBytes. The message was not
+	// queued; the connection is a slow consumer and should be closed.
+	ErrFull = errors.New("outbox: queue full")
+	// ErrTooLarge means the message alone exceeds MaxBytes, so it can never be queued.
+	// It usually means MaxBytes is configured below the largest outgoing message.
+	ErrTooLarge = errors.New("outbox: message larger than queue byte limit")
+	// ErrClosed means the queue was closed or stopped after a write error.
+	ErrClosed = errors.New("outbox: queue closed")
+	// errNilWrite is reported through onFail when New was given no write function.
+	errNilWrite = errors.New("outbox: no write function")
+)
+
+// Options bounds one Queue. Zero fields take the defaults.
+type Options struct {
+	// MaxMessages is the most messages queued, including the one being written.
+	// Default 256.
+	MaxMessages int
+	// MaxBytes is the most payload bytes queued, including the message being
+	// written. Default 1 MiB.
+	MaxBytes int
+}
+
+// Validate reports options that cannot be defaulted.
+func (o Options) Validate() error {
+	if o.MaxMessages < 0 {
+		return fmt.Errorf("outbox: max messages %d is negative", o.MaxMessages)
+	}
+	if o.MaxBytes < 0 {
+		return fmt.Errorf("outbox: max bytes %d is negative", o.MaxBytes)
+	}
+	return nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxMessages <= 0 {
+		o.MaxMessages = DefaultMaxMessages
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	return o
+}
+
+// Stats are the queue's lifetime counters.
+type Stats struct {
+	Written  uint64 // messages handed to write without error
+	Rejected uint64 // pushes refused with ErrFull or ErrTooLarge
+	Dropped  uint64 // queued messages discarded by Close or after a write error
+}
+
+// Queue is a bounded FIFO of encoded messages for one connection. All methods are
+// safe for concurrent use.
+type Queue struct {
+	write  func(b []byte) error
+	onFail func(err error)
+	opts   Options
+
+	mu sync.Mutex
+	// ring holds queued messages; the message being written stays at ring[head]
+	// until its write returns, so the bounds count it and Len reports it.
+	ring    [][]byte
+	head    int
+	n       int
+	bytes   int
+	running bool          // a drainer goroutine exists
+	closed  bool          // no more pushes; drainer must stop
+	exited  chan struct{} // lazily made by Wait, closed when the drainer exits
+	stats   Stats
+}
+
+// New returns an empty Queue that writes with write, one message at a time, from a
+// drainer goroutine. write is the transport write and must return eventually (it
+// carries the write deadline); the Queue never retains or mutates the bytes after
+// write returns. onFail (may be nil) is called once, from the drainer, with the
+// first write error; the queue is stopped by then. Invalid options are defaulted.
+func New(opts Options, write func(b []byte) error, onFail func(err error)) *Queue {
+	if write == nil {
+		write = func([]byte) error { return errNilWrite }
+	}
+	return &Queue{write: write, onFail: onFail, opts: opts.withDefaults()}
+}
+
+// Push queues b for writing and returns at once; it never waits for the writer.
+// b is shared with other queues and must not be modified by anyone afterwards.
+// It returns ErrFull when b would exceed a bound (nothing is queued: close the
+// connection as a slow consumer), ErrTooLarge when b alone exceeds MaxBytes, and
+// ErrClosed after Close or a write error.
+func (q *Queue) Push(b []byte) error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	if len(b) > q.opts.MaxBytes {
+		q.stats.Rejected++
+		q.mu.Unlock()
+		return ErrTooLarge
+	}
+	if q.n+1 > q.opts.MaxMessages || q.bytes+len(b) > q.opts.MaxBytes {
+		q.stats.Rejected++
+		q.mu.Unlock()
+		return ErrFull
+	}
+	if q.n == len(q.ring) {
+		q.grow()
+	}
+	q.ring[(q.head+q.n)%len(q.ring)] = b
+	q.n++
+	q.bytes += len(b)
+	start := !q.running
+	q.running = true
+	q.mu.Unlock()
+	if start {
+		go q.drain()
+	}
+	return nil
+}
+
+// grow doubles the ring, never beyond what MaxMessages can fill. Called with mu held.
+func (q *Queue) grow() {
+	size := 2 * len(q.ring)
+	if size < 4 {
+		size = 4
+	}
+	if size > q.opts.MaxMessages {
+		size = q.opts.MaxMessages
+	}
+	ring := make([][]byte, size)
+	for i := 0; i < q.n; i++ {
+		ring[i] = q.ring[(q.head+i)%len(q.ring)]
+	}
+	q.ring, q.head = ring, 0
+}
+
+// drain writes queued messages until the queue is empty, closed or a write fails.
+func (q *Queue) drain() {
+	q.mu.Lock()
+	for !q.closed && q.n > 0 {
+		b := q.ring[q.head]
+		q.mu.Unlock()
+		err := q.write(b)
+		q.mu.Lock()
+		if q.closed {
+			// Close already dropped everything, including b.
+			break
+		}
+		q.ring[q.head] = nil
+		q.head = (q.head + 1) % len(q.ring)
+		q.n--
+		q.bytes -= len(b)
+		if err != nil {
+			q.closed = true
+			q.dropLocked()
+			q.exitLocked()
+			q.mu.Unlock()
+			if q.onFail != nil {
+				q.onFail(fmt.Errorf("outbox: write: %w", err))
+			}
+			return
+		}
+		q.stats.Written++
+	}
+	q.exitLocked()
+	q.mu.Unlock()
+}
+
+// exitLocked marks the drainer gone and wakes waiters. Called with mu held.
+func (q *Queue) exitLocked() {
+	q.running = false
+	if q.n == 0 && len(q.ring) > keepSlots {
+		q.ring, q.head = nil, 0
+	}
+	if q.exited != nil {
+		close(q.exited)
+		q.exited = nil
+	}
+}
+
+// dropLocked discards every queued message, releasing their memory. Called with mu held.
+func (q *Queue) dropLocked() {
+	q.stats.Dropped += uint64(q.n)
+	q.ring, q.head, q.n, q.bytes = nil, 0, 0, 0
+}
+
+// Close stops accepting pushes and drops queued messages. It returns promptly,
+// without waiting for a write in progress: the drainer never calls write again and
+// exits as soon as that write returns (bounded by the transport's write deadline,
+// or at once when the caller closes the connection). Use Wait to wait for it.
+// onFail is not called by Close. Close is idempotent and safe concurrently with Push.
+func (q *Queue) Close() {
+	q.mu.Lock()
+	if !q.closed {
+		q.closed = true
+		q.dropLocked()
+	}
+	q.mu.Unlock()
+}
+
+// Wait blocks until no drainer goroutine runs, or ctx ends. Before Close that means
+// everything pushed so far has been written (a flush, useful before a graceful
+// close frame); after Close it means the in-flight write, if any, has returned.
+func (q *Queue) Wait(ctx context.Context) error {
+	q.mu.Lock()
+	if !q.running {
+		q.mu.Unlock()
+		return nil
+	}
+	if q.exited == nil {
+		q.exited = make(chan struct{})
+	}
+	ch := q.exited
+	q.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("outbox: wait for writer: %w", ctx.Err())
+	}
+}
+
+// Len returns the queued messages and bytes, including a message being written.
+func (q *Queue) Len() (msgs, bytes int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n, q.bytes
+}
+
+// Closed reports whether the queue no longer accepts pushes (Close or write error).
+func (q *Queue) Closed() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed
+}
+
+// Stats returns the lifetime counters.
+func (q *Queue) Stats() Stats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.stats
+}

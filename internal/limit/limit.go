@@ -1,9 +1,3 @@
-// Package limit holds the rate limiters wsgate applies to handshakes, messages and bytes.
-//
-// A Limiter answers one question — may this key spend this much now? — so that the
-// same interface serves per-IP handshake rates, per-connection/per-user/per-IP message
-// rates and byte budgets. The in-memory implementation is the default; a Redis one
-// (internal/cluster/redis) makes the budget shared between nodes.
 package limit
 
 import (

@@ -1,0 +1,10 @@
+// Package limit holds the rate limiters wsgate applies to handshakes, messages and bytes.
+//
+// A Limiter answers one question — may this key spend this much now? — so that the
+// same interface serves per-IP handshake rates, per-connection/per-user/per-IP message
+// rates and byte budgets. The in-memory implementation is the default; a Redis one
+// (internal/cluster/redis) makes the budget shared between nodes.
+//
+// Memory is the in-memory implementation: GCRA (one theoretical arrival time per key),
+// 64 shards, bounded by MemoryOptions.MaxKeys, idle keys dropped by an owned sweeper.
+package limit

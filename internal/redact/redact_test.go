@@ -1,0 +1,218 @@
+package redact_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/wsgate/wsgate/internal/redact"
+)
+
+const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVl"
+
+func TestStringMasksRegisteredSecrets(t *testing.T) {
+	r := redact.New(redact.Options{})
+	r.Add("s3cr3t-ticket-0001")
+	r.Add("short") // ignored: below MinSecretLen
+	r.Add("12abcdefgh")
+	r.Add("ijklabcdefgh") // same 8-byte suffix; the longer one wins
+	cases := map[string]string{
+		"ticket=s3cr3t-ticket-0001 ok":           "ticket=[REDACTED] ok",
+		"x s3cr3t-ticket-0001s3cr3t-ticket-0001": "x [REDACTED][REDACTED]",
+		"short stays":                            "short stays",
+		"ijklabcdefgh!":                          "[REDACTED]!",
+		"12abcdefgh!":                            "[REDACTED]!",
+		"nothing here":                           "nothing here",
+		"":                                       "",
+	}
+	for in, want := range cases {
+		if got := r.String(in); got != want {
+			t.Errorf("String(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if r.Len() != 3 {
+		t.Errorf("Len = %d, want 3", r.Len())
+	}
+}
+
+func TestJWTAndURLQueriesMaskedWithoutRegistration(t *testing.T) {
+	var r *redact.Redactor // nil still masks shapes
+	cases := map[string]string{
+		"Bearer " + jwt:                                     "Bearer [REDACTED]",
+		"a " + jwt + " b " + jwt:                            "a [REDACTED] b [REDACTED]",
+		"eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.":              "[REDACTED]", // alg=none, empty signature
+		"eyJ is just text":                                  "eyJ is just text",
+		`Get "https://h.example/p?token=abc&x=1": dial tcp`: `Get "https://h.example/p?REDACTED": dial tcp`,
+		"wss://h/ws#frag":                                   "wss://h/ws#REDACTED",
+		"/relative?x=y in free text":                        "/relative?x=y in free text",
+	}
+	for in, want := range cases {
+		if got := r.String(in); got != want {
+			t.Errorf("String(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := r.URL("/ws?token=abc"); got != "/ws?REDACTED" {
+		t.Errorf("URL = %q", got)
+	}
+}
+
+func TestEvictionIsBoundedAndFIFO(t *testing.T) {
+	r := redact.New(redact.Options{MaxSecrets: 4})
+	for i := range 10 {
+		r.Add(fmt.Sprintf("secret-%04d", i))
+	}
+	if r.Len() != 4 {
+		t.Fatalf("Len = %d, want 4", r.Len())
+	}
+	if got := r.String("secret-0000"); got != "secret-0000" {
+		t.Errorf("oldest secret should be forgotten, got %q", got)
+	}
+	if got := r.String("secret-0009"); got != redact.Mask {
+		t.Errorf("newest secret should be masked, got %q", got)
+	}
+	r.Remove("secret-0009")
+	if got := r.String("secret-0009"); got != "secret-0009" {
+		t.Errorf("removed secret still masked: %q", got)
+	}
+	// Re-adding after removal must not be evicted early by its stale slot.
+	r.Add("secret-0009")
+	for i := 10; i < 13; i++ {
+		r.Add(fmt.Sprintf("secret-%04d", i))
+	}
+	if got := r.String("secret-0009"); got != redact.Mask {
+		t.Errorf("re-added secret evicted early: %q", got)
+	}
+	if r.Len() != 4 {
+		t.Fatalf("Len = %d, want 4", r.Len())
+	}
+}
+
+func TestSensitiveKey(t *testing.T) {
+	yes := []string{"token", "access_token", "X-Auth-Token", "refreshToken", "ticket", "Secret",
+		"password", "Authorization", "cookie", "Set-Cookie", "key", "api_key", "apiKey", "X-API-Key",
+		"private_key", "auth", "jwt", "sessionCookie"}
+	no := []string{"user", "ip", "route", "monkey", "author", "conn_id", "reason", "keyboard_layout", ""}
+	for _, k := range yes {
+		if !redact.SensitiveKey(k) {
+			t.Errorf("SensitiveKey(%q) = false", k)
+		}
+	}
+	for _, k := range no {
+		if redact.SensitiveKey(k) {
+			t.Errorf("SensitiveKey(%q) = true", k)
+		}
+	}
+}
+
+type creds struct {
+	User  string
+	Token string
+}
+
+type lazy struct{ s string }
+
+func (l lazy) LogValue() slog.Value { return slog.StringValue(l.s) }
+
+func TestHandlerLeaksNothing(t *testing.T) {
+	r := redact.New(redact.Options{})
+	secrets := []string{"tkt_9f8e7d6c5b4a", "adm1n-t0ken-xyz", "cookie-val-123456", "k3y-material-abcdef"}
+	for _, s := range secrets {
+		r.Add(s)
+	}
+	unregistered := "plain-password-never-added"
+	var buf bytes.Buffer
+	for _, inner := range []slog.Handler{
+		slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}),
+		slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}),
+	} {
+		log := slog.New(redact.NewHandler(inner, r))
+		log.Info("ticket "+secrets[0]+" redeemed", "ip", "10.0.0.1")
+		log.Info("auth", "header", "Bearer "+jwt, "token", unregistered, "password", unregistered)
+		log.Info("req", "url", "/ws?ticket="+unregistered, "request_uri", "/x?a=b")
+		log.Warn("fail", "err", errors.New("bad admin token "+secrets[1]), "raw", []byte(secrets[2]))
+		log.Info("grp", slog.Group("h", "Authorization", unregistered, "x", secrets[3]))
+		log.Info("hdr", "headers", http.Header{"Cookie": {unregistered}, "Accept": {"x"}})
+		log.Info("struct", "c", creds{User: "u", Token: unregistered}, "p", &creds{Token: secrets[0]})
+		log.Info("lazy", "v", lazy{secrets[1]}, "s", fmt.Sprint(secrets[2]))
+		log.With("bound", secrets[3], "api_key", unregistered).WithGroup("g").Info("with", "k", jwt)
+		log.Info("url err", "e", fmt.Errorf("get: %w", errors.New(`Get "https://x/cb?code=`+unregistered+`"`)))
+	}
+	out := buf.String()
+	for _, s := range append(secrets, unregistered, jwt, "ticket=", "code=") {
+		if strings.Contains(out, s) {
+			t.Errorf("output leaks %q:\n%s", s, out)
+		}
+	}
+	for _, want := range []string{"10.0.0.1", "REDACTED", "/ws?REDACTED", `"User":"u"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestValueTree(t *testing.T) {
+	r := redact.New(redact.Options{})
+	r.Add("registered-secret")
+	got := r.Value(map[string]any{
+		"token": "x",
+		"note":  "has registered-secret inside",
+		"list":  []any{"registered-secret", 3.0, map[string]any{"cookie": "c"}},
+		"path":  "/a?b=c",
+	})
+	s := fmt.Sprint(got)
+	for _, bad := range []string{"registered-secret", "b=c", " x", "cookie:c"} {
+		if strings.Contains(s, bad) {
+			t.Errorf("Value leaks %q: %s", bad, s)
+		}
+	}
+}
+
+func TestConcurrentAddAndLookup(t *testing.T) {
+	r := redact.New(redact.Options{MaxSecrets: 64})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				s := fmt.Sprintf("g%d-secret-%05d", g, i)
+				r.Add(s)
+				if i%3 == 0 {
+					r.Remove(s)
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				_ = r.String(fmt.Sprintf("line g%d-secret-%05d end", g, i))
+			}
+		}()
+	}
+	wg.Wait()
+	if r.Len() > 64 {
+		t.Fatalf("Len = %d exceeds bound", r.Len())
+	}
+	r.Add("final-secret-value")
+	if r.String("final-secret-value") != redact.Mask {
+		t.Fatal("secret added after churn not masked")
+	}
+}
+
+func TestSharedSuffixIsBounded(t *testing.T) {
+	r := redact.New(redact.Options{})
+	for i := range 200 {
+		r.Add(fmt.Sprintf("%04d-common-suffix", i))
+	}
+	if r.Len() > 64 {
+		t.Fatalf("Len = %d; secrets sharing a suffix should be capped", r.Len())
+	}
+	if r.String("0199-common-suffix") != redact.Mask {
+		t.Fatal("newest secret with shared suffix not masked")
+	}
+}

@@ -1,0 +1,132 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func devValid() *Config {
+	c := Default()
+	c.InsecurePlaintext = true
+	c.Auth.Keys = []Key{{ID: "k", Algorithms: []string{"HS256"}, Secret: strings.Repeat("s", 32)}}
+	return c
+}
+
+func TestDefaultNeedsKeysAndTLS(t *testing.T) {
+	err := Default().Validate()
+	if err == nil {
+		t.Fatal("default config without keys or TLS must not validate")
+	}
+	for _, want := range []string{"tls.cert_file", "auth.keys"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s: %v", want, err)
+		}
+	}
+}
+
+func TestValidMinimal(t *testing.T) {
+	if err := devValid().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestErrorNamesFieldAndFix(t *testing.T) {
+	c := devValid()
+	c.Limits.MaxMessageBytes = 0
+	err := c.Validate()
+	want := "limits.max_message_bytes: must be between 64 and 16777216, got 0"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatal("not a ValidationError")
+	}
+}
+
+func TestNoneAlgorithmRefused(t *testing.T) {
+	c := devValid()
+	c.Auth.Keys[0].Algorithms = []string{"none"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "never allowed") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestLoadFileEnvPrecedenceAndUnknownKeys(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.yaml")
+	yaml := `
+insecure_plaintext: true
+listen: 127.0.0.1:9000
+auth:
+  keys:
+    - id: a
+      algorithms: [HS256]
+      secret: "` + strings.Repeat("x", 40) + `"
+limits:
+  max_message_bytes: 4096
+timeouts:
+  idle: 30s
+rate:
+  tiers:
+    pro:
+      messages: {rate: 100, burst: 200}
+`
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p, []string{"WSGATE_LISTEN=127.0.0.1:9100", "WSGATE_LIMITS__MAX_FRAGMENTS=7", "WSGATE_TRUSTED_PROXIES=10.0.0.0/8,192.168.1.1", "OTHER=1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:9100" {
+		t.Errorf("env must override file: listen=%s", c.Listen)
+	}
+	if c.Limits.MaxMessageBytes != 4096 || c.Limits.MaxFragments != 7 || c.Timeouts.Idle != 30*time.Second {
+		t.Errorf("file/env values not applied: %+v %v", c.Limits, c.Timeouts.Idle)
+	}
+	if len(c.TrustedProxies) != 2 {
+		t.Errorf("comma list from env: %v", c.TrustedProxies)
+	}
+	if c.Limits.MaxHeaderBytes != 8192 {
+		t.Errorf("defaults must survive: %d", c.Limits.MaxHeaderBytes)
+	}
+	pro := c.Rate.Tiers["pro"]
+	if pro.Messages.Rate != 100 || pro.Bytes.Rate == 0 {
+		t.Errorf("tier must inherit budgets it leaves out: %+v", pro)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := os.WriteFile(p, []byte("limits:\n  max_mesage_bytes: 10\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(p, nil)
+	if err == nil || !strings.Contains(err.Error(), "max_mesage_bytes") {
+		t.Fatalf("unknown key must be an error naming it, got %v", err)
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	c, err := Load("../examples/wsgate.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOriginPatterns(t *testing.T) {
+	c := devValid()
+	c.Origins.Allowed = []string{"https://app.example.com", "https://*.example.com", "https://a*.example.com", "example.com"}
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "origins.allowed[2]") || !strings.Contains(err.Error(), "origins.allowed[3]") {
+		t.Fatalf("got %v", err)
+	}
+}

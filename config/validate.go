@@ -1,0 +1,384 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Validate checks the whole configuration and returns every problem at once, each
+// naming the field and the fix, e.g.
+// "limits.max_message_bytes: must be between 64 and 16777216, got 0".
+func (c *Config) Validate() error {
+	v := &validator{}
+	v.addr("listen", c.Listen)
+	if !strings.HasPrefix(c.Path, "/") {
+		v.errf("path", "must start with /, got %q", c.Path)
+	}
+	for i, p := range c.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			v.errf(fmt.Sprintf("trusted_proxies[%d]", i), "must be a CIDR or IP address, got %q", p)
+		}
+	}
+	// TLS
+	if !c.InsecurePlaintext && !c.Dev {
+		if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
+			v.errf("tls.cert_file", "TLS is on by default: set tls.cert_file and tls.key_file (or insecure_plaintext: true behind a TLS-terminating proxy, or run `wsgate serve --dev`)")
+		}
+	}
+	v.oneOf("tls.min_version", c.TLS.MinVersion, "1.2", "1.3")
+	v.oneOf("tls.client_auth", c.TLS.ClientAuth, "none", "verify_if_given", "require")
+	v.oneOf("tls.identity_from", c.TLS.IdentityFrom, "san", "cn")
+	if c.TLS.ClientAuth != "none" && c.TLS.ClientCAFile == "" {
+		v.errf("tls.client_ca_file", "required when tls.client_auth is %q", c.TLS.ClientAuth)
+	}
+	if c.InsecurePlaintext && c.TLS.ClientAuth != "none" {
+		v.errf("tls.client_auth", "mTLS needs TLS: remove insecure_plaintext or set client_auth: none")
+	}
+	// Timeouts
+	t := c.Timeouts
+	v.dur("timeouts.read_header", t.ReadHeader, 100*time.Millisecond, time.Minute)
+	v.dur("timeouts.handshake", t.Handshake, 100*time.Millisecond, 2*time.Minute)
+	v.dur("timeouts.idle", t.Idle, time.Second, 24*time.Hour)
+	v.dur("timeouts.ping_interval", t.PingInterval, 100*time.Millisecond, time.Hour)
+	v.dur("timeouts.pong_timeout", t.PongTimeout, 100*time.Millisecond, time.Hour)
+	v.dur("timeouts.write", t.Write, 100*time.Millisecond, 5*time.Minute)
+	v.dur("timeouts.drain", t.Drain, 0, 10*time.Minute)
+	// Auth
+	a := c.Auth
+	v.oneOf("auth.mode", a.Mode, "jwt", "mtls", "jwt_or_mtls", "jwt_and_mtls")
+	usesJWT := a.Mode != "mtls"
+	if usesJWT && len(a.Keys) == 0 && a.JWKSURL == "" && !c.Dev {
+		v.errf("auth.keys", "no JWT key configured: add auth.keys (secret or public key) or auth.jwks_url, or run `wsgate serve --dev` for a development key")
+	}
+	for i, k := range a.Keys {
+		f := fmt.Sprintf("auth.keys[%d]", i)
+		n := 0
+		for _, s := range []string{k.Secret, k.PublicKeyFile, k.PublicKeyPEM} {
+			if s != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			v.errf(f, "set exactly one of secret, public_key_file, public_key_pem")
+		}
+		if len(k.Algorithms) == 0 {
+			v.errf(f+".algorithms", "list the allowed algorithms, e.g. [HS256] or [RS256]")
+		}
+		for _, alg := range k.Algorithms {
+			if strings.EqualFold(alg, "none") {
+				v.errf(f+".algorithms", "\"none\" is never allowed")
+			}
+		}
+	}
+	if a.JWKSURL != "" {
+		if u, err := url.Parse(a.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			v.errf("auth.jwks_url", "must be an http(s) URL, got %q", a.JWKSURL)
+		}
+	}
+	v.dur("auth.leeway", a.Leeway, 0, 5*time.Minute)
+	v.dur("auth.max_lifetime", a.MaxLifetime, time.Minute, 30*24*time.Hour)
+	if a.SubjectClaim == "" {
+		v.errf("auth.subject_claim", "must not be empty (usually \"sub\")")
+	}
+	if (a.Mode == "mtls" || a.Mode == "jwt_and_mtls" || a.Mode == "jwt_or_mtls") && c.TLS.ClientAuth == "none" {
+		v.errf("tls.client_auth", "auth.mode %q needs client certificates: set tls.client_auth and tls.client_ca_file", a.Mode)
+	}
+	if a.Tickets.Enabled {
+		v.dur("auth.tickets.ttl", a.Tickets.TTL, time.Second, 10*time.Minute)
+		v.between("auth.tickets.max_entries", a.Tickets.MaxEntries, 1, 100_000_000)
+	}
+	if a.CookieName != "" && !tokenRE.MatchString(a.CookieName) {
+		v.errf("auth.cookie_name", "must be a cookie token, got %q", a.CookieName)
+	}
+	// Origins
+	for i, o := range c.Origins.Allowed {
+		if err := checkOriginPattern(o); err != nil {
+			v.errf(fmt.Sprintf("origins.allowed[%d]", i), "%v", err)
+		}
+	}
+	// Limits
+	l := c.Limits
+	v.between("limits.max_header_bytes", l.MaxHeaderBytes, 1024, 1<<20)
+	v.between("limits.max_message_bytes", l.MaxMessageBytes, 64, 16<<20)
+	v.between("limits.max_fragments", l.MaxFragments, 1, 100000)
+	for typ, n := range l.TypeMaxBytes {
+		v.between("limits.type_max_bytes."+typ, n, 16, l.MaxMessageBytes)
+	}
+	v.between("limits.json.max_depth", l.JSON.MaxDepth, 2, 1000)
+	v.between("limits.json.max_keys", l.JSON.MaxKeys, 1, 100000)
+	v.between("limits.json.max_array_len", l.JSON.MaxArrayLen, 1, 1000000)
+	v.between("limits.json.max_string_len", l.JSON.MaxStringLen, 1, 16<<20)
+	v.rate("limits.handshake_rate", l.HandshakeRate)
+	v.between("limits.connections.per_ip", l.Connections.PerIP, 0, 1_000_000)
+	v.between("limits.connections.per_user", l.Connections.PerUser, 0, 1_000_000)
+	v.between("limits.connections.global", l.Connections.Global, 0, 10_000_000)
+	v.between("limits.outbox.max_messages", l.Outbox.MaxMessages, 1, 1_000_000)
+	v.between("limits.outbox.max_bytes", l.Outbox.MaxBytes, 1024, 1<<30)
+	// Rate
+	if _, ok := c.Rate.Tiers["default"]; !ok {
+		v.errf("rate.tiers", "must contain a \"default\" tier")
+	}
+	for name, tier := range c.Rate.Tiers {
+		f := "rate.tiers." + name
+		v.rate(f+".messages", tier.Messages)
+		v.rate(f+".bytes", tier.Bytes)
+		v.rate(f+".user_messages", tier.UserMessages)
+		v.rate(f+".user_bytes", tier.UserBytes)
+		v.rate(f+".ip_messages", tier.IPMessages)
+		v.rate(f+".ip_bytes", tier.IPBytes)
+		for _, b := range []struct {
+			f string
+			r RateLimit
+		}{{".bytes", tier.Bytes}, {".user_bytes", tier.UserBytes}, {".ip_bytes", tier.IPBytes}} {
+			if b.r.Rate > 0 && b.r.Burst < l.MaxMessageBytes {
+				v.errf(f+b.f+".burst", "must be at least limits.max_message_bytes (%d) or a maximal message could never pass, got %d", l.MaxMessageBytes, b.r.Burst)
+			}
+		}
+	}
+	v.between("rate.abuse_limited", c.Rate.AbuseLimited, 0, 1_000_000)
+	v.dur("rate.abuse_window", c.Rate.AbuseWindow, time.Second, time.Hour)
+	// Abuse
+	v.dur("abuse.window", c.Abuse.Window, time.Second, 24*time.Hour)
+	v.between("abuse.max_strikes", c.Abuse.MaxStrikes, 0, 1_000_000)
+	v.dur("abuse.ban_ttl", c.Abuse.BanTTL, time.Second, 30*24*time.Hour)
+	// Compression
+	if c.Compression.Enabled {
+		v.between("compression.server_max_window_bits", c.Compression.ServerMaxWindowBits, 8, 15)
+		v.between("compression.client_max_window_bits", c.Compression.ClientMaxWindowBits, 8, 15)
+		v.between("compression.level", c.Compression.Level, 1, 9)
+	}
+	// Channels
+	if c.Channels.DefaultChannel != "" && !channelRE.MatchString(c.Channels.DefaultChannel) {
+		v.errf("channels.default_channel", "must look like ns:name, got %q", c.Channels.DefaultChannel)
+	}
+	v.between("channels.max_per_client", c.Channels.MaxPerClient, 1, 10000)
+	for name, ns := range c.Channels.Namespaces {
+		f := "channels.namespaces." + name
+		if !nsRE.MatchString(name) {
+			v.errf(f, "namespace names use [A-Za-z0-9_.-], got %q", name)
+		}
+		v.between(f+".max_subscribers", ns.MaxSubscribers, 0, 10_000_000)
+		v.between(f+".history_size", ns.HistorySize, 0, 1_000_000)
+		v.dur(f+".history_ttl", ns.HistoryTTL, 0, 30*24*time.Hour)
+		v.oneOf(f+".integrity", orDefault(ns.Integrity, "off"), "off", "hmac", "pop")
+	}
+	for i, k := range c.Channels.PublishAPIKeys {
+		if len(k) < 32 {
+			v.errf(fmt.Sprintf("channels.publish_api_keys[%d]", i), "must be at least 32 characters, got %d", len(k))
+		}
+	}
+	if c.Command.URL != "" {
+		if u, err := url.Parse(c.Command.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errf("command.url", "must be an http(s) URL, got %q", c.Command.URL)
+		}
+		v.dur("command.timeout", c.Command.Timeout, 10*time.Millisecond, 5*time.Minute)
+	}
+	// Integrity
+	v.oneOf("integrity.mode", c.Integrity.Mode, "off", "hmac", "pop")
+	if c.Integrity.Mode == "hmac" && len(c.Integrity.MasterKeys) == 0 && !c.Dev {
+		v.errf("integrity.master_keys", "hmac mode needs at least one master key (id and secret of >= 32 bytes)")
+	}
+	for i, k := range c.Integrity.MasterKeys {
+		if k.ID == "" || k.Secret == "" {
+			v.errf(fmt.Sprintf("integrity.master_keys[%d]", i), "needs id and secret")
+		}
+	}
+	v.dur("integrity.window", c.Integrity.Window, time.Second, time.Hour)
+	v.between("integrity.replay_cache_size", c.Integrity.ReplayCacheSize, 1000, 100_000_000)
+	// Admin
+	if c.Admin.Listen != "" {
+		v.addr("admin.listen", c.Admin.Listen)
+		if c.Admin.Token != "" && len(c.Admin.Token) < 32 {
+			v.errf("admin.token", "must be at least 32 characters, got %d", len(c.Admin.Token))
+		}
+	}
+	// Audit
+	if c.Audit.Path != "" {
+		if c.Audit.MaxBytes < 1<<20 {
+			v.errf("audit.max_bytes", "must be at least 1048576, got %d", c.Audit.MaxBytes)
+		}
+		v.between("audit.max_files", c.Audit.MaxFiles, 1, 1000)
+	}
+	if c.Audit.MessageSampleRate < 0 || c.Audit.MessageSampleRate > 1 {
+		v.errf("audit.message_sample_rate", "must be between 0 and 1, got %g", c.Audit.MessageSampleRate)
+	}
+	// Alerts
+	for i, r := range c.Alerts.Rules {
+		f := fmt.Sprintf("alerts.rules[%d]", i)
+		if r.Name == "" {
+			v.errf(f+".name", "must not be empty")
+		}
+		v.oneOf(f+".event", r.Event, "auth_failure", "handshake", "invalid_message", "oversize", "ban")
+		v.between(f+".threshold", r.Threshold, 1, 100_000_000)
+		v.dur(f+".window", r.Window, time.Second, 24*time.Hour)
+	}
+	if c.Alerts.Webhook != "" {
+		if u, err := url.Parse(c.Alerts.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			v.errf("alerts.webhook", "must be an http(s) URL, got %q", c.Alerts.Webhook)
+		}
+	}
+	// Log, state
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "json", "text")
+	v.oneOf("state.backend", c.State.Backend, "memory", "redis")
+	if c.State.Backend == "redis" && len(c.State.Redis.Addrs) == 0 {
+		v.errf("state.redis.addrs", "state.backend is redis: list at least one address (host:port)")
+	}
+	// Routes
+	seen := map[string]bool{c.Path: true}
+	for i, r := range c.Routes {
+		f := fmt.Sprintf("routes[%d]", i)
+		if !strings.HasPrefix(r.Path, "/") {
+			v.errf(f+".path", "must start with /, got %q", r.Path)
+		}
+		if seen[r.Host+r.Path] {
+			v.errf(f+".path", "duplicate route %q", r.Host+r.Path)
+		}
+		seen[r.Host+r.Path] = true
+		if r.Upstream != "" {
+			if u, err := url.Parse(r.Upstream); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+				v.errf(f+".upstream", "must be a ws:// or wss:// URL, got %q", r.Upstream)
+			}
+		}
+		v.oneOf(f+".validation", orDefault(r.Validation, "json"), "json", "raw")
+		v.oneOf(f+".integrity", orDefault(r.Integrity, "off"), "off", "hmac", "pop")
+		if r.MaxMessageBytes != 0 {
+			v.between(f+".max_message_bytes", r.MaxMessageBytes, 64, 16<<20)
+		}
+		for j, o := range r.Origins {
+			if err := checkOriginPattern(o); err != nil {
+				v.errf(fmt.Sprintf("%s.origins[%d]", f, j), "%v", err)
+			}
+		}
+		if r.ConnectTimeout != 0 {
+			v.dur(f+".connect_timeout", r.ConnectTimeout, 10*time.Millisecond, time.Minute)
+		}
+	}
+	return v.err()
+}
+
+var (
+	tokenRE   = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_|~-]{1,128}$`)
+	nsRE      = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	channelRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_\-.@/=+]{1,128}$`)
+)
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// parsePrefix accepts "10.0.0.0/8" and a bare address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// ParseTrustedProxies returns the trusted proxy prefixes; Validate has checked them.
+func (c *Config) ParseTrustedProxies() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(c.TrustedProxies))
+	for _, s := range c.TrustedProxies {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func checkOriginPattern(o string) error {
+	u, err := url.Parse(o)
+	if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return fmt.Errorf("must be an origin like https://app.example.com or https://*.example.com, got %q", o)
+	}
+	if strings.Contains(u.Host, "*") && !strings.HasPrefix(u.Host, "*.") {
+		return fmt.Errorf("a wildcard may only be the first label (https://*.example.com), got %q", o)
+	}
+	if strings.Count(u.Host, "*") > 1 {
+		return fmt.Errorf("only one wildcard allowed, got %q", o)
+	}
+	return nil
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) errf(field, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+}
+
+func (v *validator) err() error {
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return &ValidationError{Errs: v.errs}
+}
+
+func (v *validator) between(field string, n, lo, hi int) {
+	if n < lo || n > hi {
+		v.errf(field, "must be between %d and %d, got %d", lo, hi, n)
+	}
+}
+
+func (v *validator) dur(field string, d, lo, hi time.Duration) {
+	if d < lo || d > hi {
+		v.errf(field, "must be between %s and %s, got %s", lo, hi, d)
+	}
+}
+
+func (v *validator) oneOf(field, s string, allowed ...string) {
+	for _, a := range allowed {
+		if s == a {
+			return
+		}
+	}
+	v.errf(field, "must be one of %s, got %q", strings.Join(allowed, ", "), s)
+}
+
+func (v *validator) rate(field string, r RateLimit) {
+	if r.Rate < 0 {
+		v.errf(field+".rate", "must be >= 0, got %g", r.Rate)
+	}
+	if r.Rate > 0 && r.Burst < 1 {
+		v.errf(field+".burst", "must be >= 1 when rate is set, got %d", r.Burst)
+	}
+}
+
+func (v *validator) addr(field, s string) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		v.errf(field, "must be host:port (e.g. 127.0.0.1:8443), got %q", s)
+		return
+	}
+	_ = host
+	if port == "" {
+		v.errf(field, "needs a port, got %q", s)
+	}
+}
+
+// ValidationError lists every problem found in a configuration.
+type ValidationError struct{ Errs []error }
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid configuration:")
+	for _, err := range e.Errs {
+		b.WriteString("\n  ")
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap lets errors.Is/As see each problem.
+func (e *ValidationError) Unwrap() []error { return e.Errs }

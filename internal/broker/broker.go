@@ -1,11 +1,3 @@
-// Package broker is the publish/subscribe seam of the real-time core: it orders
-// publications per channel, keeps bounded history for recovery and tracks presence.
-//
-// The in-memory Broker serves a single node; internal/cluster/redis implements the
-// same interface so that several nodes behave as one. Keep the interface small and
-// honest about ordering: offsets are assigned by the broker, strictly increasing by
-// one per channel within an epoch, and an epoch changes whenever history may have
-// been lost (restart of an in-memory broker, Redis key eviction, …).
 package broker
 
 import (
@@ -66,6 +58,8 @@ type Broker interface {
 	// History returns publications after since (exclusive), oldest first, at most limit
 	// (0 = all retained), and the channel's current position. It returns
 	// ErrRecoveryFailed when since.Epoch differs or since is older than what is retained.
+	// With since == nil it returns the latest limit publications. A channel without a
+	// stream reports the zero StreamPosition.
 	History(ctx context.Context, channel string, since *StreamPosition, limit int) ([]Publication, StreamPosition, error)
 	AddPresence(ctx context.Context, channel string, info ClientInfo) error
 	RemovePresence(ctx context.Context, channel string, connID string) error

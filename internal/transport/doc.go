@@ -1,0 +1,25 @@
+// Package transport is the only package of wsgate that speaks the WebSocket
+// wire protocol. It wraps github.com/lxzan/gws so that no other package
+// imports it: a later transport (for example an event-driven one built on
+// epoll) can replace this package without touching sessions, pipelines or the
+// gateway.
+//
+// Entry points:
+//
+//   - [ValidateUpgradeRequest] decides handshake protocol errors (400/426)
+//     before any library sees the request.
+//   - [NewUpgrader] and [Upgrader.Upgrade] turn an HTTP request into a [Conn]
+//     (server side); [Conn.Serve] then runs the read loop in the caller's
+//     goroutine until the connection ends.
+//   - [Dial] opens a client connection (gateway upstreams, tools, tests) and
+//     returns the HTTP response of a refused handshake.
+//
+// Strictness is enforced before gws reads a frame: a streaming frame-header
+// observer sits between the socket and gws and refuses oversized messages
+// (announced by a frame header, without reading the payload), too many
+// fragments, binary messages when they are not allowed and every header-level
+// protocol error of RFC 6455 (masking, RSV bits, reserved opcodes,
+// continuation order, control frame rules). gws then checks UTF-8, close
+// payloads and inflated sizes; the close codes it would send wrongly are
+// corrected on the way out (an inflate overflow closes with 1009, not 1011).
+package transport

@@ -1,0 +1,192 @@
+package transport
+
+import "encoding/binary"
+
+// violation is a frame-level refusal found by frameObserver: the close code
+// to send and a short static reason.
+type violation struct {
+	code   uint16
+	reason string
+}
+
+// Static violations, so that refusing a frame never allocates.
+var (
+	vMask         = &violation{StatusProtocolError, "bad frame masking"}
+	vRSV          = &violation{StatusProtocolError, "reserved bits set"}
+	vOpcode       = &violation{StatusProtocolError, "reserved opcode"}
+	vControlFrag  = &violation{StatusProtocolError, "fragmented control frame"}
+	vControlLen   = &violation{StatusProtocolError, "control frame too long"}
+	vContinuation = &violation{StatusProtocolError, "continuation without a message"}
+	vInterleaved  = &violation{StatusProtocolError, "new message inside a fragmented message"}
+	vLength       = &violation{StatusProtocolError, "invalid payload length"}
+	vBinary       = &violation{StatusUnsupportedData, "binary messages not accepted"}
+	vTooBig       = &violation{StatusMessageTooBig, "message too big"}
+	vFragments    = &violation{StatusMessageTooBig, "too many fragments"}
+)
+
+// frameObserver parses WebSocket frame headers out of the byte stream that
+// gws is about to read, without copying or allocating, and refuses a frame as
+// soon as its header is complete: gws never sees the header of a refused
+// frame, so it never allocates for its payload.
+//
+// It only looks at headers; payload bytes are counted and skipped.
+type frameObserver struct {
+	expectMasked bool   // server side: client frames must be masked
+	allowRSV1    bool   // permessage-deflate is enabled locally (gws checks negotiation)
+	allowBinary  bool   //
+	maxBytes     uint64 // per message, as counted on the wire
+	maxFragments int    //
+
+	hdr       [14]byte // header being assembled
+	hlen      int      // bytes of hdr filled
+	need      int      // total header length once hdr[1] is known, else 0
+	remaining uint64   // payload bytes of the current frame still to skip
+
+	inMessage bool   // a fragmented data message is open
+	fragments int    // frames of the open message
+	msgBytes  uint64 // payload bytes of the open message
+
+	closeSeen bool // the peer's close frame header went by
+	failed    *violation
+}
+
+// scan feeds the next chunk of the stream. When a frame is refused it returns
+// the violation and the number of leading bytes of b that belong to earlier,
+// accepted frames (0 when the refused header began in an earlier chunk);
+// otherwise it returns len(b), nil. After a violation the observer stays
+// failed and accepts nothing more.
+func (o *frameObserver) scan(b []byte) (int, *violation) {
+	if o.failed != nil {
+		return 0, o.failed
+	}
+	start, startedHere := 0, false // where in b the header being assembled began
+	for i := 0; i < len(b); {
+		if o.remaining > 0 {
+			skip := uint64(len(b) - i)
+			if skip > o.remaining {
+				skip = o.remaining
+			}
+			o.remaining -= skip
+			i += int(skip)
+			continue
+		}
+		if o.hlen == 0 {
+			start, startedHere = i, true
+		}
+		o.hdr[o.hlen] = b[i]
+		o.hlen++
+		i++
+		if o.hlen == 2 {
+			o.need = 2
+			switch o.hdr[1] & 0x7f {
+			case 126:
+				o.need += 2
+			case 127:
+				o.need += 8
+			}
+			if o.hdr[1]&0x80 != 0 {
+				o.need += 4
+			}
+		}
+		if o.hlen < 2 || o.hlen < o.need {
+			continue
+		}
+		length, v := o.check()
+		o.hlen, o.need = 0, 0
+		if v != nil {
+			o.failed = v
+			if !startedHere {
+				return 0, v
+			}
+			return start, v
+		}
+		o.remaining = length
+	}
+	return len(b), nil
+}
+
+// check validates a complete header and returns the payload length.
+func (o *frameObserver) check() (uint64, *violation) {
+	b0, b1 := o.hdr[0], o.hdr[1]
+	fin := b0&0x80 != 0
+	rsv1 := b0&0x40 != 0
+	op := b0 & 0x0f
+	masked := b1&0x80 != 0
+
+	var length uint64
+	switch l := b1 & 0x7f; l {
+	case 126:
+		length = uint64(binary.BigEndian.Uint16(o.hdr[2:4]))
+	case 127:
+		length = binary.BigEndian.Uint64(o.hdr[2:10])
+		if length>>63 != 0 { // RFC 6455 §5.2: the most significant bit MUST be 0
+			return 0, vLength
+		}
+	default:
+		length = uint64(l)
+	}
+
+	if masked != o.expectMasked {
+		return 0, vMask
+	}
+	if b0&0x30 != 0 { // RSV2, RSV3: no extension we support defines them
+		return 0, vRSV
+	}
+
+	switch op {
+	case 0x8, 0x9, 0xA: // close, ping, pong
+		if !fin {
+			return 0, vControlFrag
+		}
+		if length > 125 {
+			return 0, vControlLen
+		}
+		if rsv1 { // RFC 7692 §6: RSV1 only on the first frame of a data message
+			return 0, vRSV
+		}
+		if op == 0x8 {
+			o.closeSeen = true
+		}
+		return length, nil
+
+	case 0x0: // continuation
+		if !o.inMessage {
+			return 0, vContinuation
+		}
+		if rsv1 {
+			return 0, vRSV
+		}
+		o.fragments++
+		if o.fragments > o.maxFragments {
+			return 0, vFragments
+		}
+		if length > o.maxBytes || o.msgBytes+length > o.maxBytes {
+			return 0, vTooBig
+		}
+		o.msgBytes += length
+		if fin {
+			o.inMessage = false
+		}
+		return length, nil
+
+	case 0x1, 0x2: // text, binary
+		if o.inMessage {
+			return 0, vInterleaved
+		}
+		if rsv1 && !o.allowRSV1 {
+			return 0, vRSV
+		}
+		if op == 0x2 && !o.allowBinary {
+			return 0, vBinary
+		}
+		if length > o.maxBytes {
+			return 0, vTooBig
+		}
+		o.fragments, o.msgBytes = 1, length
+		o.inMessage = !fin
+		return length, nil
+
+	default: // 0x3-0x7, 0xB-0xF
+		return 0, vOpcode
+	}
+}

@@ -1,0 +1,277 @@
+package transport
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// event is what a recordingHandler saw.
+type event struct {
+	kind string // "message", "ping", "pong", "close"
+	op   Opcode
+	data []byte
+	err  error
+}
+
+// recordingHandler records events; echo makes it write each message back.
+type recordingHandler struct {
+	echo   bool
+	events chan event
+	mu     sync.Mutex
+	closes int
+}
+
+func newRecorder(echo bool) *recordingHandler {
+	return &recordingHandler{echo: echo, events: make(chan event, 1024)}
+}
+
+func (h *recordingHandler) OnMessage(c *Conn, op Opcode, data []byte) {
+	if h.echo {
+		_ = c.WriteMessage(op, data)
+	}
+	h.events <- event{kind: "message", op: op, data: data}
+}
+func (h *recordingHandler) OnPing(c *Conn, p []byte) { h.events <- event{kind: "ping", data: p} }
+func (h *recordingHandler) OnPong(c *Conn, p []byte) { h.events <- event{kind: "pong", data: p} }
+func (h *recordingHandler) OnClose(c *Conn, err error) {
+	h.mu.Lock()
+	h.closes++
+	h.mu.Unlock()
+	h.events <- event{kind: "close", err: err}
+}
+
+// next waits for the next event of kind (others are skipped).
+func (h *recordingHandler) next(t *testing.T, kind string) event {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case e := <-h.events:
+			if e.kind == kind {
+				return e
+			}
+		case <-timeout:
+			t.Fatalf("timeout waiting for %s event", kind)
+		}
+	}
+}
+
+// testServer upgrades every request with opts and serves it with a fresh
+// handler from newHandler; server handlers are sent on handlers.
+type testServer struct {
+	*httptest.Server
+	handlers chan *recordingHandler
+	conns    chan *Conn
+	wg       sync.WaitGroup
+}
+
+func startServer(t *testing.T, opts *Options, echo bool, subprotocol string) *testServer {
+	t.Helper()
+	up, err := NewUpgrader(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{handlers: make(chan *recordingHandler, 100), conns: make(chan *Conn, 100)}
+	ts.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := newRecorder(echo)
+		c, err := up.Upgrade(w, r, subprotocol, h)
+		if err != nil {
+			return
+		}
+		ts.handlers <- h
+		ts.conns <- c
+		ts.wg.Add(1)
+		defer ts.wg.Done()
+		c.Serve()
+	}))
+	t.Cleanup(func() {
+		ts.Server.CloseClientConnections()
+		ts.Server.Close()
+		ts.wg.Wait()
+	})
+	return ts
+}
+
+func (ts *testServer) wsURL() string { return "ws" + strings.TrimPrefix(ts.URL, "http") }
+
+func (ts *testServer) handler(t *testing.T) *recordingHandler {
+	t.Helper()
+	select {
+	case h := <-ts.handlers:
+		return h
+	case <-time.After(5 * time.Second):
+		t.Fatal("no server connection")
+		return nil
+	}
+}
+
+// rawClient speaks the wire protocol by hand, to send frames no library
+// would produce.
+type rawClient struct {
+	t    *testing.T
+	conn net.Conn
+	br   *bufio.Reader
+	resp *http.Response
+}
+
+func newKey() string {
+	var k [16]byte
+	_, _ = rand.Read(k[:])
+	return base64.StdEncoding.EncodeToString(k[:])
+}
+
+// dialRaw performs the opening handshake with extra header lines and expects
+// 101.
+func dialRaw(t *testing.T, ts *testServer, extra ...string) *rawClient {
+	t.Helper()
+	rc := dialRawStatus(t, ts, extra...)
+	if rc.resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d, want 101", rc.resp.StatusCode)
+	}
+	return rc
+}
+
+func dialRawStatus(t *testing.T, ts *testServer, extra ...string) *rawClient {
+	t.Helper()
+	return dialRawWith(t, ts, nil, extra...)
+}
+
+// dialRawWith sends the request followed by trailer in one write.
+func dialRawWith(t *testing.T, ts *testServer, trailer []byte, extra ...string) *rawClient {
+	t.Helper()
+	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: " + newKey() + "\r\nSec-WebSocket-Version: 13\r\n"
+	for _, e := range extra {
+		req += e + "\r\n"
+	}
+	req += "\r\n" + string(trailer)
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rawClient{t: t, conn: conn, br: br, resp: resp}
+}
+
+// frame builds a frame: b0 is FIN|RSV|opcode, length may lie (announce
+// more than payload), masked selects a client mask.
+func frame(b0 byte, payload []byte, masked bool) []byte {
+	return frameLen(b0, uint64(len(payload)), payload, masked)
+}
+
+func frameLen(b0 byte, length uint64, payload []byte, masked bool) []byte {
+	out := []byte{b0}
+	var mbit byte
+	if masked {
+		mbit = 0x80
+	}
+	switch {
+	case length <= 125:
+		out = append(out, mbit|byte(length))
+	case length <= 0xffff:
+		out = append(out, mbit|126)
+		out = binary.BigEndian.AppendUint16(out, uint16(length))
+	default:
+		out = append(out, mbit|127)
+		out = binary.BigEndian.AppendUint64(out, length)
+	}
+	if masked {
+		key := []byte{0x12, 0x34, 0x56, 0x78}
+		out = append(out, key...)
+		for i, c := range payload {
+			out = append(out, c^key[i%4])
+		}
+		return out
+	}
+	return append(out, payload...)
+}
+
+func (rc *rawClient) write(b []byte) {
+	rc.t.Helper()
+	if _, err := rc.conn.Write(b); err != nil {
+		rc.t.Fatalf("write: %v", err)
+	}
+}
+
+// readFrame reads one server frame (unmasked).
+func (rc *rawClient) readFrame() (byte, []byte, error) {
+	var h [2]byte
+	if _, err := io.ReadFull(rc.br, h[:]); err != nil {
+		return 0, nil, err
+	}
+	if h[1]&0x80 != 0 {
+		return 0, nil, fmt.Errorf("server frame is masked")
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var b [2]byte
+		if _, err := io.ReadFull(rc.br, b[:]); err != nil {
+			return 0, nil, err
+		}
+		n = uint64(binary.BigEndian.Uint16(b[:]))
+	case 127:
+		var b [8]byte
+		if _, err := io.ReadFull(rc.br, b[:]); err != nil {
+			return 0, nil, err
+		}
+		n = binary.BigEndian.Uint64(b[:])
+	}
+	if n > 1<<20 {
+		return 0, nil, fmt.Errorf("server frame too long: %d", n)
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(rc.br, p); err != nil {
+		return 0, nil, err
+	}
+	return h[0], p, nil
+}
+
+// expectClose reads frames until a close frame and checks its code; then it
+// checks that the server closes the TCP connection.
+func (rc *rawClient) expectClose(code uint16) {
+	rc.t.Helper()
+	for {
+		b0, p, err := rc.readFrame()
+		if err != nil {
+			rc.t.Fatalf("want close %d, got read error %v", code, err)
+		}
+		if b0&0x0f != 0x8 {
+			continue
+		}
+		if code == StatusNoStatus {
+			if len(p) != 0 {
+				rc.t.Fatalf("want empty close payload, got %x", p)
+			}
+		} else if len(p) < 2 || binary.BigEndian.Uint16(p) != code {
+			rc.t.Fatalf("want close %d, got payload %q", code, p)
+		}
+		break
+	}
+	// Answer the close and expect EOF.
+	rc.write(frame(0x88, nil, true))
+	if _, err := io.Copy(io.Discard, rc.br); err != nil {
+		rc.t.Fatalf("after close: %v", err)
+	}
+	_ = rc.conn.Close()
+}

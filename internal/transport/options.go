@@ -1,0 +1,157 @@
+package transport
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Defaults applied to zero fields of Options.
+const (
+	DefaultMaxMessageBytes  = 8192
+	DefaultMaxFragments     = 64
+	DefaultReadBufferSize   = 4096
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultCloseTimeout     = 2 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+
+	// maxMessageBytesLimit keeps MaxMessageBytes far from int overflow on
+	// every platform gws builds on.
+	maxMessageBytesLimit = 1 << 30
+	// maxWriteBytes is gws's own write limit; we check it first so that an
+	// oversized write returns an error instead of closing the connection.
+	maxWriteBytes = 16 << 20
+)
+
+// Options are the per-connection limits and I/O settings. The zero value is
+// usable: zero fields take the documented defaults.
+type Options struct {
+	// MaxMessageBytes caps a whole message: one frame, the sum of its
+	// fragments, and its size after decompression. Over it the connection is
+	// closed with 1009. A frame whose header announces more is refused before
+	// its payload is read. Default 8192.
+	MaxMessageBytes int
+	// MaxFragments caps the frames of one data message (first frame plus
+	// continuations, control frames not counted). Over it: 1009. Default 64.
+	MaxFragments int
+	// AllowBinary accepts binary messages. When false (the default) a binary
+	// frame closes the connection with 1003 as soon as its header arrives.
+	AllowBinary bool
+	// Compression configures permessage-deflate (RFC 7692). Off by default.
+	Compression Compression
+	// ReadBufferSize is the size of the per-connection read buffer. It is held
+	// for the whole life of the connection. Default 4096.
+	ReadBufferSize int
+	// WriteBufferSize is accepted for symmetry but has no effect: gws v1.8.9
+	// builds every frame in a pooled buffer and writes it in one call.
+	WriteBufferSize int
+	// WriteTimeout is the deadline of every single write (messages, pongs,
+	// close frames, the 101 response). A write that misses it fails and the
+	// connection is closed. Default 10s.
+	WriteTimeout time.Duration
+	// CloseTimeout is how long a connection that sent a close frame waits for
+	// the peer's close frame (and drains what the peer still sends) before
+	// the socket is closed. Default 2s.
+	CloseTimeout time.Duration
+	// Logger receives recovered handler panics. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Compression configures permessage-deflate. All fields but Enabled may be
+// left zero.
+type Compression struct {
+	// Enabled offers/accepts permessage-deflate. When false a client's offer
+	// is ignored and the 101 carries no Sec-WebSocket-Extensions.
+	Enabled bool
+	// ServerContextTakeover keeps the server's compression window between
+	// messages (better ratio, ~2^ServerMaxWindowBits bytes per connection).
+	ServerContextTakeover bool
+	// ClientContextTakeover lets the client keep its window; the server then
+	// keeps a decompression window of 2^ClientMaxWindowBits per connection.
+	ClientContextTakeover bool
+	// ServerMaxWindowBits is 8..15; 0 lets gws choose (12 with takeover, else 15).
+	ServerMaxWindowBits int
+	// ClientMaxWindowBits is 8..15; 0 lets gws choose (12 with takeover, else 15).
+	ClientMaxWindowBits int
+	// Level is the flate level (-2..9); 0 means gws's default, best speed.
+	Level int
+	// Threshold: messages shorter than this are sent uncompressed (only
+	// without server context takeover). 0 means gws's default, 512.
+	Threshold int
+}
+
+// DialOptions configure Dial.
+type DialOptions struct {
+	// Header is sent with the upgrade request (Authorization, Origin, ...).
+	Header http.Header
+	// TLSConfig is used for wss:// URLs; ServerName defaults to the URL host.
+	TLSConfig *tls.Config
+	// Subprotocols are offered in Sec-WebSocket-Protocol. When not empty the
+	// server must pick one of them or Dial fails.
+	Subprotocols []string
+	// Options are the limits for what the client reads.
+	Options Options
+	// HandshakeTimeout bounds TCP connect, TLS and the HTTP upgrade together
+	// (the context may end it earlier). Default 10s.
+	HandshakeTimeout time.Duration
+}
+
+// Validate reports options that cannot work. Zero values are valid (they
+// mean "default").
+func (o *Options) Validate() error {
+	var errs []error
+	if o.MaxMessageBytes < 0 || o.MaxMessageBytes > maxMessageBytesLimit {
+		errs = append(errs, fmt.Errorf("max message bytes %d out of range 0..%d", o.MaxMessageBytes, maxMessageBytesLimit))
+	}
+	if o.MaxFragments < 0 {
+		errs = append(errs, fmt.Errorf("max fragments %d is negative", o.MaxFragments))
+	}
+	if o.ReadBufferSize < 0 || o.WriteBufferSize < 0 {
+		errs = append(errs, errors.New("buffer sizes must not be negative"))
+	}
+	if o.WriteTimeout < 0 || o.CloseTimeout < 0 {
+		errs = append(errs, errors.New("timeouts must not be negative"))
+	}
+	c := o.Compression
+	for _, bits := range []int{c.ServerMaxWindowBits, c.ClientMaxWindowBits} {
+		if bits != 0 && (bits < 8 || bits > 15) {
+			errs = append(errs, fmt.Errorf("compression window bits %d out of range 8..15", bits))
+		}
+	}
+	if c.Level < -2 || c.Level > 9 {
+		errs = append(errs, fmt.Errorf("compression level %d out of range -2..9", c.Level))
+	}
+	if c.Threshold < 0 {
+		errs = append(errs, fmt.Errorf("compression threshold %d is negative", c.Threshold))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("transport options: %w", err)
+	}
+	return nil
+}
+
+// withDefaults returns a copy with zero fields defaulted.
+func (o Options) withDefaults() Options {
+	if o.MaxMessageBytes == 0 {
+		o.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if o.MaxFragments == 0 {
+		o.MaxFragments = DefaultMaxFragments
+	}
+	if o.ReadBufferSize == 0 {
+		o.ReadBufferSize = DefaultReadBufferSize
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.CloseTimeout == 0 {
+		o.CloseTimeout = DefaultCloseTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}

@@ -1,0 +1,163 @@
+package transport
+
+import (
+	"bytes"
+	"compress/flate"
+	"strings"
+	"testing"
+)
+
+// Each case writes hand-built frames on a raw TCP connection and reads the
+// close frame back.
+func TestStrictFrames(t *testing.T) {
+	big := bytes.Repeat([]byte("a"), 100)
+	cases := []struct {
+		name   string
+		opts   Options
+		frames [][]byte
+		code   uint16
+	}{
+		{"message over cap", Options{MaxMessageBytes: 64}, [][]byte{frame(0x81, big, true)}, StatusMessageTooBig},
+		{"announces 2^62 bytes", Options{}, [][]byte{frameLen(0x81, 1<<62, nil, true)}, StatusMessageTooBig},
+		{"length with top bit set", Options{}, [][]byte{frameLen(0x81, 1<<63, nil, true)}, StatusProtocolError},
+		{"fragments sum over cap", Options{MaxMessageBytes: 150}, [][]byte{
+			frame(0x01, big, true), frame(0x00, big, true), frame(0x80, big, true)}, StatusMessageTooBig},
+		{"too many fragments", Options{MaxFragments: 3}, [][]byte{
+			frame(0x01, []byte("a"), true), frame(0x00, []byte("b"), true), frame(0x00, []byte("c"), true),
+			frame(0x00, []byte("d"), true), frame(0x80, []byte("e"), true)}, StatusMessageTooBig},
+		{"unmasked client frame", Options{}, [][]byte{frame(0x81, []byte("hi"), false)}, StatusProtocolError},
+		{"rsv1 without extension", Options{}, [][]byte{frame(0xC1, []byte("hi"), true)}, StatusProtocolError},
+		{"rsv2", Options{}, [][]byte{frame(0xA1, []byte("hi"), true)}, StatusProtocolError},
+		{"rsv3", Options{}, [][]byte{frame(0x91, []byte("hi"), true)}, StatusProtocolError},
+		{"reserved opcode 3", Options{}, [][]byte{frame(0x83, nil, true)}, StatusProtocolError},
+		{"reserved opcode 7", Options{}, [][]byte{frame(0x87, nil, true)}, StatusProtocolError},
+		{"reserved opcode 0xB", Options{}, [][]byte{frame(0x8B, nil, true)}, StatusProtocolError},
+		{"reserved opcode 0xF", Options{}, [][]byte{frame(0x8F, nil, true)}, StatusProtocolError},
+		{"continuation without start", Options{}, [][]byte{frame(0x80, []byte("x"), true)}, StatusProtocolError},
+		{"data frame inside fragmented message", Options{}, [][]byte{
+			frame(0x01, []byte("a"), true), frame(0x81, []byte("b"), true)}, StatusProtocolError},
+		{"control frame over 125", Options{}, [][]byte{frameLen(0x89, 126, bytes.Repeat([]byte("p"), 126), true)}, StatusProtocolError},
+		{"fragmented control frame", Options{}, [][]byte{frame(0x09, []byte("p"), true)}, StatusProtocolError},
+		{"invalid utf-8 text", Options{}, [][]byte{frame(0x81, []byte{0xff, 0xfe, 'a'}, true)}, StatusInvalidPayload},
+		{"invalid utf-8 across fragments", Options{}, [][]byte{
+			frame(0x01, []byte{0xe2, 0x82}, true), frame(0x80, []byte{0x28}, true)}, StatusInvalidPayload},
+		{"binary not allowed", Options{}, [][]byte{frame(0x82, []byte{1, 2, 3}, true)}, StatusUnsupportedData},
+		{"close with 1-byte payload", Options{}, [][]byte{frame(0x88, []byte{3}, true)}, StatusProtocolError},
+		{"close with reserved code 1005", Options{}, [][]byte{frame(0x88, []byte{0x03, 0xed}, true)}, StatusProtocolError},
+		{"close with code 999", Options{}, [][]byte{frame(0x88, []byte{0x03, 0xe7}, true)}, StatusProtocolError},
+		{"close with code 5000", Options{}, [][]byte{frame(0x88, []byte{0x13, 0x88}, true)}, StatusProtocolError},
+		{"close with invalid utf-8 reason", Options{}, [][]byte{frame(0x88, []byte{0x03, 0xe8, 0xff}, true)}, StatusInvalidPayload},
+		{"close empty", Options{}, [][]byte{frame(0x88, nil, true)}, StatusNoStatus},
+		{"close normal", Options{}, [][]byte{frame(0x88, []byte{0x03, 0xe8, 'b', 'y', 'e'}, true)}, StatusNormal},
+		{"close 4000 echoed", Options{}, [][]byte{frame(0x88, []byte{0x0f, 0xa0}, true)}, 4000},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := tc.opts
+			ts := startServer(t, &opts, false, "")
+			rc := dialRaw(t, ts)
+			h := ts.handler(t)
+			for _, f := range tc.frames {
+				rc.write(f)
+			}
+			rc.expectClose(tc.code)
+			ev := h.next(t, "close")
+			code, ok := CloseCode(ev.err)
+			want := tc.code
+			switch tc.name { // OnClose reports the code received, the wire carries the answer
+			case "close empty":
+				want = StatusNoStatus
+			}
+			if !ok || code != want {
+				t.Fatalf("OnClose code %d (%v), want %d", code, ev.err, want)
+			}
+		})
+	}
+}
+
+// Frames before a refused one are still delivered, in order.
+func TestStrictDeliversEarlierFrames(t *testing.T) {
+	ts := startServer(t, &Options{MaxMessageBytes: 16}, false, "")
+	rc := dialRaw(t, ts)
+	h := ts.handler(t)
+	var b []byte
+	b = append(b, frame(0x81, []byte("one"), true)...)
+	b = append(b, frame(0x81, []byte("two"), true)...)
+	b = append(b, frame(0x81, bytes.Repeat([]byte("x"), 17), true)...)
+	rc.write(b)
+	for _, want := range []string{"one", "two"} {
+		if got := string(h.next(t, "message").data); got != want {
+			t.Fatalf("got %q want %q", got, want)
+		}
+	}
+	rc.expectClose(StatusMessageTooBig)
+}
+
+// Frames pipelined right behind the upgrade request (in net/http's buffer)
+// are not lost.
+func TestPipelinedFrames(t *testing.T) {
+	ts := startServer(t, nil, true, "")
+	conn := dialRawPipelined(t, ts, frame(0x81, []byte("early"), true))
+	_, p, err := conn.readFrame()
+	if err != nil || string(p) != "early" {
+		t.Fatalf("echo %q %v", p, err)
+	}
+}
+
+// dialRawPipelined sends the upgrade request and frames in one write.
+func dialRawPipelined(t *testing.T, ts *testServer, frames []byte) *rawClient {
+	t.Helper()
+	return dialRawWith(t, ts, frames)
+}
+
+func deflate(t *testing.T, p []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	fw, _ := flate.NewWriter(&buf, flate.BestCompression)
+	_, _ = fw.Write(p)
+	_ = fw.Flush()
+	b := buf.Bytes()
+	return bytes.TrimSuffix(b, []byte{0, 0, 0xff, 0xff})
+}
+
+func TestCompressionBomb(t *testing.T) {
+	ts := startServer(t, &Options{MaxMessageBytes: 1024, Compression: Compression{Enabled: true}}, true, "")
+	rc := dialRaw(t, ts, "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover")
+	if ext := rc.resp.Header.Get("Sec-WebSocket-Extensions"); !strings.Contains(ext, "permessage-deflate") {
+		t.Fatalf("compression not negotiated: %q", ext)
+	}
+	h := ts.handler(t)
+	// A small compressed message within the cap round-trips.
+	rc.write(frame(0xC1, deflate(t, []byte(strings.Repeat("hello ", 20))), true))
+	if got := h.next(t, "message").data; string(got) != strings.Repeat("hello ", 20) {
+		t.Fatalf("got %q", got)
+	}
+	// 512 KiB of zeros deflates to about half a kilobyte.
+	bomb := deflate(t, make([]byte, 512<<10))
+	if len(bomb) > 1024 {
+		t.Fatalf("bomb is %d bytes, want under the cap", len(bomb))
+	}
+	rc.write(frame(0xC1, bomb, true))
+	rc.expectClose(StatusMessageTooBig)
+	if code, _ := CloseCode(h.next(t, "close").err); code != StatusMessageTooBig {
+		t.Fatalf("OnClose code %d", code)
+	}
+}
+
+func TestCompressionRSV1OnContinuation(t *testing.T) {
+	ts := startServer(t, &Options{Compression: Compression{Enabled: true}}, false, "")
+	rc := dialRaw(t, ts, "Sec-WebSocket-Extensions: permessage-deflate")
+	rc.write(frame(0x01, []byte("a"), true))
+	rc.write(frame(0xC0, []byte("b"), true))
+	rc.expectClose(StatusProtocolError)
+}
+
+func TestCompressionOffByDefault(t *testing.T) {
+	ts := startServer(t, nil, false, "")
+	rc := dialRaw(t, ts, "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits")
+	if ext := rc.resp.Header.Values("Sec-WebSocket-Extensions"); len(ext) != 0 {
+		t.Fatalf("unexpected extension in 101: %q", ext)
+	}
+	rc.write(frame(0xC1, deflate(t, []byte("hi")), true))
+	rc.expectClose(StatusProtocolError)
+}

@@ -1,0 +1,89 @@
+package transport
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/lxzan/gws"
+)
+
+// Upgrader turns HTTP requests into server-side connections with one set of
+// Options. Build it once and share it: with compression enabled it holds a
+// pool of compressors that must not be created per connection.
+type Upgrader struct {
+	opts Options
+	up   *gws.Upgrader
+}
+
+// NewUpgrader validates opts (nil means defaults) and builds an Upgrader.
+func NewUpgrader(opts *Options) (*Upgrader, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	o = o.withDefaults()
+	so := &gws.ServerOption{
+		ParallelEnabled:     false,
+		ReadMaxPayloadSize:  o.MaxMessageBytes,
+		ReadBufferSize:      o.ReadBufferSize,
+		WriteMaxPayloadSize: maxWriteBytes,
+		CheckUtf8Enabled:    true,
+		Logger:              slogLogger{o.Logger},
+		Recovery:            gwsRecovery(o.Logger),
+		HandshakeTimeout:    o.WriteTimeout,
+		NewSession:          newNoSession,
+		PermessageDeflate:   gwsDeflate(o.Compression),
+	}
+	return &Upgrader{opts: o, up: gws.NewUpgrader(eventAdapter{}, so)}, nil
+}
+
+// Upgrade answers r with 101 Switching Protocols and returns the connection
+// without starting to read from it: call Serve. subprotocol, chosen by the
+// caller from the client's offer, is echoed in Sec-WebSocket-Protocol when
+// not empty; the client's list itself is never echoed (it may carry a
+// token). A request that fails ValidateUpgradeRequest is answered with its
+// status and the *HandshakeError is returned.
+func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol string, h Handler) (*Conn, error) {
+	if h == nil {
+		return nil, errors.New("transport: upgrade: nil handler")
+	}
+	if herr := ValidateUpgradeRequest(r); herr != nil {
+		herr.WriteResponse(w)
+		return nil, herr
+	}
+	if subprotocol != "" && !validToken(subprotocol) {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return nil, fmt.Errorf("transport: upgrade: subprotocol %q is not a token", subprotocol)
+	}
+	raw, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return nil, fmt.Errorf("transport: upgrade: hijack: %w", err)
+	}
+	// net/http may have left read/write deadlines on the socket.
+	_ = raw.SetDeadline(time.Time{})
+
+	wire := newWireConn(raw, true, &u.opts)
+	wire.subprotocol = subprotocol
+	// Frames a client pipelined behind its request sit in net/http's buffer.
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		wire.prefix = append([]byte(nil), b...)
+	}
+	br := bufio.NewReaderSize(wire, u.opts.ReadBufferSize)
+	ws, err := u.up.UpgradeFromConn(wire, br, r)
+	if err != nil {
+		_ = wire.closeNow()
+		return nil, fmt.Errorf("transport: upgrade: %w", err)
+	}
+	c := &Conn{ws: ws, wire: wire, h: h, log: u.opts.Logger, subprotocol: subprotocol}
+	wire.owner = c
+	wire.handshaking.Store(false)
+	return c, nil
+}

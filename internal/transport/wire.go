@@ -1,0 +1,390 @@
+package transport
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	// drainLimit bounds how much a closing connection reads and discards
+	// while waiting for the peer's close frame, so a flooding peer cannot
+	// keep it busy; past it the socket is closed (possibly with a RST).
+	drainLimit = 64 << 10
+	// maxResponseHead bounds the HTTP response header a client accepts
+	// (net/http's ReadResponse has no limit of its own).
+	maxResponseHead = 16 << 10
+	// gwsTooLargeReason is the reason gws v1.8.9 puts in the 1011 close it
+	// sends when inflating a message exceeds the read limit.
+	gwsTooLargeReason = "gws: message too large"
+)
+
+type readPhase uint8
+
+const (
+	phaseFrames      readPhase = iota // parse frame headers
+	phaseClientHead                   // client: inside the HTTP response head
+	phasePassthrough                  // client: refused handshake, body follows
+)
+
+var (
+	errResponseHeadTooLarge = errors.New("transport: handshake response header too large")
+	errRefused              = errors.New("transport: frame refused")
+)
+
+// wireConn is the net.Conn handed to gws. It observes the inbound byte stream
+// (frameObserver), applies the write deadline to every write, records and
+// corrects the close frame gws sends, injects the chosen subprotocol into the
+// 101 response, and turns gws's abrupt close into a bounded closing
+// handshake.
+type wireConn struct {
+	raw    net.Conn
+	server bool
+	owner  *Conn // set once the handshake succeeded, before reads start
+
+	writeTimeout time.Duration
+	closeTimeout time.Duration
+
+	// Read side: only the goroutine that reads (gws's handshake, then Serve).
+	prefix  []byte // bytes net/http had buffered before the hijack
+	phase   readPhase
+	head    headScanner
+	obs     frameObserver
+	pending *violation
+	refused bool
+	eof     bool
+
+	// handshaking is true until Upgrade/Dial hand the conn over; during it
+	// writes are HTTP and Close is deferred to Upgrade/Dial.
+	handshaking atomic.Bool
+	subprotocol string // server: added to the 101 response
+	closing     atomic.Bool
+
+	mu         sync.Mutex // guards the fields below and deadline changes
+	sentOK     bool
+	sentCode   uint16
+	sentReason string
+	hsDeadline time.Time // client: handshake deadline from the context
+	hsCanceled bool      // client: the dial context ended
+}
+
+func newWireConn(raw net.Conn, server bool, o *Options) *wireConn {
+	w := &wireConn{
+		raw:          raw,
+		server:       server,
+		writeTimeout: o.WriteTimeout,
+		closeTimeout: o.CloseTimeout,
+		obs: frameObserver{
+			expectMasked: server,
+			allowRSV1:    o.Compression.Enabled,
+			allowBinary:  o.AllowBinary,
+			maxBytes:     uint64(o.MaxMessageBytes),
+			maxFragments: o.MaxFragments,
+		},
+	}
+	if !server {
+		w.phase = phaseClientHead
+	}
+	w.handshaking.Store(true)
+	return w
+}
+
+// Read feeds gws. A refused frame is cut off: gws gets the bytes of the
+// frames before it, and on its next read the close frame is sent and an
+// error ends its read loop.
+func (w *wireConn) Read(p []byte) (int, error) {
+	if w.pending != nil {
+		return w.refuse()
+	}
+	var n int
+	var err error
+	if len(w.prefix) > 0 {
+		n = copy(p, w.prefix)
+		w.prefix = w.prefix[n:]
+	} else {
+		n, err = w.raw.Read(p)
+		if err == io.EOF {
+			w.eof = true
+		}
+	}
+	if n <= 0 {
+		return n, err
+	}
+	off := 0
+	if w.phase == phaseClientHead {
+		k, done, ok := w.head.scan(p[:n])
+		if !ok {
+			return 0, errResponseHeadTooLarge
+		}
+		if !done {
+			return n, err
+		}
+		if w.head.status != 101 {
+			w.phase = phasePassthrough
+			return n, err
+		}
+		w.phase, off = phaseFrames, k
+	}
+	if w.phase == phaseFrames {
+		k, v := w.obs.scan(p[off:n])
+		if v != nil {
+			w.pending = v
+			if off+k > 0 {
+				return off + k, nil
+			}
+			return w.refuse()
+		}
+	}
+	return n, err
+}
+
+// refuse sends the violation's close frame through gws (so it is serialized
+// with other writes and gws marks itself closed) and fails the read.
+func (w *wireConn) refuse() (int, error) {
+	if !w.refused && w.owner != nil && w.owner.ws != nil {
+		w.refused = true
+		w.owner.initiated.Store(true)
+		_ = w.owner.ws.WriteClose(w.pending.code, []byte(w.pending.reason))
+	}
+	return 0, errRefused
+}
+
+// Write applies the write deadline to every write and watches close frames.
+func (w *wireConn) Write(b []byte) (int, error) {
+	if w.handshaking.Load() {
+		if w.server && w.subprotocol != "" && bytes.HasPrefix(b, []byte("HTTP/1.1 101 ")) && bytes.HasSuffix(b, []byte("\r\n\r\n")) {
+			out := make([]byte, 0, len(b)+len(w.subprotocol)+26)
+			out = append(out, b[:len(b)-2]...)
+			out = append(out, "Sec-WebSocket-Protocol: "...)
+			out = append(out, w.subprotocol...)
+			out = append(out, "\r\n\r\n"...)
+			if _, err := w.writeDeadlined(out); err != nil {
+				return 0, err
+			}
+			return len(b), nil
+		}
+		return w.writeDeadlined(b)
+	}
+	if len(b) >= 2 && b[0]&0x0f == 0x8 {
+		if out, ok := w.observeClose(b); ok {
+			if _, err := w.writeDeadlined(out); err != nil {
+				return 0, err
+			}
+			return len(b), nil
+		}
+	}
+	return w.writeDeadlined(b)
+}
+
+func (w *wireConn) writeDeadlined(b []byte) (int, error) {
+	if w.writeTimeout > 0 {
+		_ = w.raw.SetWriteDeadline(time.Now().Add(w.writeTimeout))
+	}
+	return w.raw.Write(b)
+}
+
+// observeClose records the first close frame we send and, when gws closes
+// with 1011 because of the inflated payload, returns a corrected frame
+// (1009 for an inflate overflow, 1007 for corrupt compressed data). gws
+// writes each frame in one Write call, so b is a whole frame.
+func (w *wireConn) observeClose(b []byte) ([]byte, bool) {
+	n := int(b[1] & 0x7f)
+	hl := 2
+	masked := b[1]&0x80 != 0
+	if masked {
+		hl += 4
+	}
+	if n > 125 || len(b) < hl+n {
+		return nil, false
+	}
+	var payload [125]byte
+	copy(payload[:n], b[hl:hl+n])
+	if masked {
+		for i := 0; i < n; i++ {
+			payload[i] ^= b[2+i%4]
+		}
+	}
+	code, reason := StatusNoStatus, ""
+	if n >= 2 {
+		code = binary.BigEndian.Uint16(payload[:2])
+		reason = string(payload[2:n])
+	}
+	var out []byte
+	if code == StatusInternalError && w.owner != nil && !w.owner.initiated.Load() {
+		code, reason = StatusInvalidPayload, "invalid compressed data"
+		if string(payload[2:n]) == gwsTooLargeReason {
+			code, reason = StatusMessageTooBig, vTooBig.reason
+		}
+		frame := make([]byte, 0, hl+2+len(reason))
+		frame = append(frame, b[0], byte(2+len(reason))|b[1]&0x80)
+		frame = append(frame, b[2:hl]...)
+		frame = binary.BigEndian.AppendUint16(frame, code)
+		frame = append(frame, reason...)
+		if masked {
+			for i := hl; i < len(frame); i++ {
+				frame[i] ^= b[2+(i-hl)%4]
+			}
+		}
+		out = frame
+	}
+	w.mu.Lock()
+	if !w.sentOK {
+		w.sentOK, w.sentCode, w.sentReason = true, code, reason
+	}
+	w.mu.Unlock()
+	return out, out != nil
+}
+
+func (w *wireConn) sentClose() (uint16, string, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.sentCode, w.sentReason, w.sentOK
+}
+
+// Close is what gws calls right after sending a close frame. Instead of
+// dropping the socket (which can turn into a RST that destroys the close
+// frame before the peer reads it) it half-closes the write side and gives
+// the peer CloseTimeout to answer; the read loop ends on the peer's close
+// frame, EOF or that deadline, and Serve then closes the socket.
+func (w *wireConn) Close() error {
+	if w.handshaking.Load() {
+		return nil // Upgrade/Dial close the socket themselves
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closing.Swap(true) {
+		return nil
+	}
+	if cw, ok := w.raw.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	return w.raw.SetReadDeadline(time.Now().Add(w.closeTimeout))
+}
+
+// closeNow closes the socket.
+func (w *wireConn) closeNow() error {
+	w.closing.Store(true)
+	return w.raw.Close()
+}
+
+// drain reads and discards what the peer still sends after we sent a close
+// frame, until its EOF, the close deadline or drainLimit, so that closing the
+// socket does not reset a connection whose peer is still reading our close.
+// Only called from the read goroutine after gws's read loop has ended.
+func (w *wireConn) drain() {
+	if w.eof || w.obs.closeSeen || !w.closing.Load() {
+		return
+	}
+	if _, _, sent := w.sentClose(); !sent {
+		return
+	}
+	buf := make([]byte, 2048)
+	for total := 0; total < drainLimit; {
+		n, err := w.raw.Read(buf)
+		total += n
+		if err != nil {
+			return
+		}
+	}
+}
+
+// SetDeadline is used by gws during the handshake. A client handshake never
+// outlives its context.
+func (w *wireConn) SetDeadline(t time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.hsCanceled {
+		t = time.Unix(1, 0)
+	} else if !w.hsDeadline.IsZero() && w.handshaking.Load() && (t.IsZero() || t.After(w.hsDeadline)) {
+		t = w.hsDeadline
+	}
+	if w.closing.Load() {
+		return w.raw.SetWriteDeadline(t)
+	}
+	return w.raw.SetDeadline(t)
+}
+
+// SetReadDeadline keeps the close deadline once closing started.
+func (w *wireConn) SetReadDeadline(t time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closing.Load() {
+		return nil
+	}
+	return w.raw.SetReadDeadline(t)
+}
+
+func (w *wireConn) cancelHandshake() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.hsCanceled = true
+	_ = w.raw.SetDeadline(time.Unix(1, 0))
+}
+
+func (w *wireConn) SetWriteDeadline(t time.Time) error { return w.raw.SetWriteDeadline(t) }
+func (w *wireConn) LocalAddr() net.Addr                { return w.raw.LocalAddr() }
+func (w *wireConn) RemoteAddr() net.Addr               { return w.raw.RemoteAddr() }
+
+// headScanner finds the end of an HTTP response head in a byte stream and the
+// status code of its first line, without buffering the head.
+type headScanner struct {
+	n         int
+	lineLen   int
+	first     [16]byte
+	firstLen  int
+	firstDone bool
+	status    int
+}
+
+// scan returns the offset just past the head when it ends inside b, done,
+// and ok=false when the head exceeds maxResponseHead.
+func (s *headScanner) scan(b []byte) (int, bool, bool) {
+	for i, c := range b {
+		s.n++
+		if s.n > maxResponseHead {
+			return 0, false, false
+		}
+		if !s.firstDone {
+			if c == '\n' {
+				s.firstDone = true
+				s.status = parseStatus(s.first[:s.firstLen])
+			} else if s.firstLen < len(s.first) {
+				s.first[s.firstLen] = c
+				s.firstLen++
+			}
+		}
+		switch c {
+		case '\n':
+			if s.lineLen == 0 && s.n > 1 {
+				return i + 1, true, true
+			}
+			s.lineLen = 0
+		case '\r':
+		default:
+			s.lineLen++
+		}
+	}
+	return len(b), false, true
+}
+
+// parseStatus reads the status code from the start of a status line
+// ("HTTP/1.1 101 ...").
+func parseStatus(line []byte) int {
+	sp := bytes.IndexByte(line, ' ')
+	if sp < 0 || len(line) < sp+4 {
+		return 0
+	}
+	code := 0
+	for _, c := range line[sp+1 : sp+4] {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		code = code*10 + int(c-'0')
+	}
+	return code
+}

@@ -1,0 +1,304 @@
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Label bounds: how many distinct values a free-form label may take before
+// the rest collapse to "other".
+const (
+	maxRoutes  = 256
+	maxReasons = 64
+	maxTypes   = 64
+	maxResults = 32
+	maxCodes   = 64
+	maxRules   = 64
+)
+
+// Metrics records wsgate's Prometheus metrics. All methods are safe for
+// concurrent use and a nil *Metrics ignores every call.
+type Metrics struct {
+	reg    *prometheus.Registry
+	series *Series
+
+	routes, reasons, results, codes, rules, strikeReasons *labelBound
+	types                                                 knownSet
+	scopes, kinds                                         fixedSet
+
+	conns          *prometheus.GaugeVec
+	connsTotal     *prometheus.CounterVec
+	handshakes     *prometheus.CounterVec
+	messages       *prometheus.CounterVec
+	recvBytes      prometheus.Counter
+	sentBytes      prometheus.Counter
+	rateLimited    *prometheus.CounterVec
+	strikes        *prometheus.CounterVec
+	bans           *prometheus.CounterVec
+	slowCloses     prometheus.Counter
+	queueDropped   prometheus.Counter
+	pipelineDur    prometheus.Histogram
+	fanoutDur      prometheus.Histogram
+	closes         *prometheus.CounterVec
+	alerts         *prometheus.CounterVec
+	upstreamUp     *prometheus.GaugeVec
+	upstreamErrors *prometheus.CounterVec
+	redisUp        prometheus.Gauge
+}
+
+// New builds the metrics on a fresh registry, with the Go runtime and
+// process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		reg:           prometheus.NewRegistry(),
+		series:        NewSeries(nil),
+		routes:        newLabelBound(maxRoutes),
+		reasons:       newLabelBound(maxReasons),
+		strikeReasons: newLabelBound(maxReasons),
+		results:       newLabelBound(maxResults, "ok"),
+		codes:         newLabelBound(maxCodes),
+		rules:         newLabelBound(maxRules),
+		scopes:        newFixedSet("conn", "user", "ip", "handshake"),
+		kinds:         newFixedSet("ip", "user"),
+	}
+	m.types.bound = newLabelBound(maxTypes)
+	f := factory{m.reg}
+	m.conns = f.gaugeVec("wsgate_connections", "Open WebSocket connections.", "route")
+	m.connsTotal = f.counterVec("wsgate_connections_total", "WebSocket connections opened.", "route")
+	m.handshakes = f.counterVec("wsgate_handshakes_total", "Upgrade requests by result (accepted|rejected) and rejection reason.", "result", "reason")
+	m.messages = f.counterVec("wsgate_messages_total", "Client messages by type and pipeline result.", "type", "result")
+	m.recvBytes = f.counter("wsgate_received_bytes_total", "Payload bytes received from clients.")
+	m.sentBytes = f.counter("wsgate_sent_bytes_total", "Payload bytes sent to clients.")
+	m.rateLimited = f.counterVec("wsgate_rate_limited_total", "Requests refused by a rate limit, by scope (conn|user|ip|handshake).", "scope")
+	m.strikes = f.counterVec("wsgate_strikes_total", "Strikes counted against clients, by reason.", "reason")
+	m.bans = f.counterVec("wsgate_bans_total", "Bans issued, by kind (ip|user).", "kind")
+	m.slowCloses = f.counter("wsgate_slow_consumer_closes_total", "Connections closed because the client read too slowly.")
+	m.queueDropped = f.counter("wsgate_queue_dropped_messages_total", "Outbound messages dropped from full per-connection queues.")
+	m.pipelineDur = f.histogram("wsgate_pipeline_duration_seconds", "Time to run one inbound message through the pipeline.",
+		prometheus.ExponentialBuckets(1e-6, 4, 10)) // 1µs … 262ms
+	m.fanoutDur = f.histogram("wsgate_fanout_duration_seconds", "Time to fan one message out to a channel's subscribers.",
+		prometheus.ExponentialBuckets(1e-5, 4, 10)) // 10µs … 2.6s
+	m.closes = f.counterVec("wsgate_closes_total", "Connections closed, by WebSocket close code.", "code")
+	m.alerts = f.counterVec("wsgate_alerts_total", "Alerts fired, by rule.", "rule")
+	m.upstreamUp = f.gaugeVec("wsgate_upstream_up", "Whether the route's upstream is reachable (1) or not (0).", "route")
+	m.upstreamErrors = f.counterVec("wsgate_upstream_dial_errors_total", "Failed dials to a route's upstream.", "route")
+	m.redisUp = f.gauge("wsgate_redis_up", "Whether Redis is reachable (1) or not (0).")
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// factory registers as it builds; names are constants, so a registration
+// failure is a programming error caught by the tests.
+type factory struct{ reg *prometheus.Registry }
+
+func (f factory) counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	f.reg.MustRegister(c)
+	return c
+}
+
+func (f factory) gauge(name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	f.reg.MustRegister(g)
+	return g
+}
+
+func (f factory) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	f.reg.MustRegister(c)
+	return c
+}
+
+func (f factory) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+	f.reg.MustRegister(g)
+	return g
+}
+
+func (f factory) histogram(name, help string, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
+	f.reg.MustRegister(h)
+	return h
+}
+
+// Handler serves the registry in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	if m == nil {
+		return http.NotFoundHandler()
+	}
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// Registry lets other packages register their own collectors alongside.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Series returns the dashboard time series fed by ConnOpened, ConnClosed
+// and Handshake.
+func (m *Metrics) Series() *Series {
+	if m == nil {
+		return nil
+	}
+	return m.series
+}
+
+// SetKnownTypes declares the message types that get their own label value
+// in wsgate_messages_total; every other type is counted as "other". Until it
+// is called the first 64 well-formed names are admitted.
+func (m *Metrics) SetKnownTypes(types []string) {
+	if m == nil {
+		return
+	}
+	s := newFixedSet(types...)
+	m.types.p.Store(&s)
+}
+
+// ConnOpened counts a new connection on route.
+func (m *Metrics) ConnOpened(route string) {
+	if m == nil {
+		return
+	}
+	r := m.routes.value(route)
+	m.conns.WithLabelValues(r).Inc()
+	m.connsTotal.WithLabelValues(r).Inc()
+	m.series.ConnOpened()
+}
+
+// ConnClosed counts the end of a connection on route and its close code.
+func (m *Metrics) ConnClosed(route string, code int) {
+	if m == nil {
+		return
+	}
+	m.conns.WithLabelValues(m.routes.value(route)).Dec()
+	m.closes.WithLabelValues(m.codes.value(strconv.Itoa(code))).Inc()
+	m.series.ConnClosed()
+}
+
+// Handshake counts an upgrade request; reason is the rejection cause
+// (ignored when accepted).
+func (m *Metrics) Handshake(accepted bool, reason string) {
+	if m == nil {
+		return
+	}
+	if accepted {
+		m.handshakes.WithLabelValues("accepted", "none").Inc()
+	} else {
+		m.handshakes.WithLabelValues("rejected", m.reasons.value(reason)).Inc()
+	}
+	m.series.Handshake(accepted, reason)
+}
+
+// Message counts one client message of type typ with pipeline result
+// ("ok" or the failing stage, e.g. "schema", "rate", "too_big").
+func (m *Metrics) Message(typ, result string) {
+	if m == nil {
+		return
+	}
+	m.messages.WithLabelValues(m.types.value(typ), m.results.value(result)).Inc()
+}
+
+// BytesReceived adds n inbound payload bytes.
+func (m *Metrics) BytesReceived(n int) {
+	if m != nil && n > 0 {
+		m.recvBytes.Add(float64(n))
+	}
+}
+
+// BytesSent adds n outbound payload bytes.
+func (m *Metrics) BytesSent(n int) {
+	if m != nil && n > 0 {
+		m.sentBytes.Add(float64(n))
+	}
+}
+
+// RateLimited counts a refusal by the limiter of scope conn, user, ip or
+// handshake.
+func (m *Metrics) RateLimited(scope string) {
+	if m != nil {
+		m.rateLimited.WithLabelValues(m.scopes.value(scope)).Inc()
+	}
+}
+
+// Strike counts a strike against a client.
+func (m *Metrics) Strike(reason string) {
+	if m != nil {
+		m.strikes.WithLabelValues(m.strikeReasons.value(reason)).Inc()
+	}
+}
+
+// Ban counts a ban of kind "ip" or "user".
+func (m *Metrics) Ban(kind string) {
+	if m != nil {
+		m.bans.WithLabelValues(m.kinds.value(kind)).Inc()
+	}
+}
+
+// SlowConsumerClose counts a connection closed for reading too slowly.
+func (m *Metrics) SlowConsumerClose() {
+	if m != nil {
+		m.slowCloses.Inc()
+	}
+}
+
+// QueueDropped counts n outbound messages dropped from a full queue.
+func (m *Metrics) QueueDropped(n int) {
+	if m != nil && n > 0 {
+		m.queueDropped.Add(float64(n))
+	}
+}
+
+// ObservePipeline records how long one message spent in the pipeline.
+func (m *Metrics) ObservePipeline(d time.Duration) {
+	if m != nil {
+		m.pipelineDur.Observe(d.Seconds())
+	}
+}
+
+// ObserveFanout records how long one broadcast took.
+func (m *Metrics) ObserveFanout(d time.Duration) {
+	if m != nil {
+		m.fanoutDur.Observe(d.Seconds())
+	}
+}
+
+// Alert counts a fired alert of rule.
+func (m *Metrics) Alert(rule string) {
+	if m != nil {
+		m.alerts.WithLabelValues(m.rules.value(rule)).Inc()
+	}
+}
+
+// UpstreamUp sets whether route's upstream is reachable.
+func (m *Metrics) UpstreamUp(route string, up bool) {
+	if m != nil {
+		m.upstreamUp.WithLabelValues(m.routes.value(route)).Set(b2f(up))
+	}
+}
+
+// UpstreamDialError counts a failed dial to route's upstream.
+func (m *Metrics) UpstreamDialError(route string) {
+	if m != nil {
+		m.upstreamErrors.WithLabelValues(m.routes.value(route)).Inc()
+	}
+}
+
+// RedisUp sets whether Redis is reachable.
+func (m *Metrics) RedisUp(up bool) {
+	if m != nil {
+		m.redisUp.Set(b2f(up))
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

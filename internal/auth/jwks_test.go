@@ -231,8 +231,11 @@ func TestJWKSPeriodicRefreshAndClose(t *testing.T) {
 	}
 	v.Close()
 	v.Close() // idempotent
-	if n := goroutinesIn("refreshLoop"); n != 0 {
-		t.Fatalf("%d refresher goroutines left after Close", n)
+	// The goroutine may still be unwinding just after wg.Done.
+	for deadline := time.Now().Add(time.Second); goroutinesIn("refreshLoop") != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d refresher goroutines left after Close", goroutinesIn("refreshLoop"))
+		}
 	}
 	after := srv.hits.Load()
 	time.Sleep(50 * time.Millisecond)

@@ -15,10 +15,11 @@ import (
 
 // Defaults applied by NewMemory for zero MemoryOptions fields.
 const (
-	DefaultMaxChannels    = 100000
-	DefaultMaxHistorySize = 1000
-	DefaultMaxHistoryTTL  = 24 * time.Hour
-	DefaultSweepInterval  = time.Second
+	DefaultMaxChannels     = 100000
+	DefaultMaxHistorySize  = 1000
+	DefaultMaxHistoryTTL   = 24 * time.Hour
+	DefaultSweepInterval   = time.Second
+	DefaultMaxHistoryBytes = 256 << 20
 )
 
 const shardCount = 64
@@ -41,6 +42,11 @@ type MemoryOptions struct {
 	MaxHistorySize int
 	// MaxHistoryTTL caps PublishOptions.HistoryTTL. Default 24h.
 	MaxHistoryTTL time.Duration
+	// MaxHistoryBytes caps the memory of all retained history (payload, sender and
+	// about 128 bytes per entry). A publication that would exceed it trims its own
+	// channel's oldest entries, or keeps no history for that channel, so recovery
+	// fails cleanly rather than growing memory. Default 256 MiB.
+	MaxHistoryBytes int64
 	// SweepInterval is how often Run drops expired history and empty channels that
 	// nobody touches. Default 1s.
 	SweepInterval time.Duration
@@ -57,6 +63,8 @@ func (o MemoryOptions) Validate() error {
 		return fmt.Errorf("broker: max history size %d is negative", o.MaxHistorySize)
 	case o.MaxHistoryTTL < 0:
 		return fmt.Errorf("broker: max history ttl %v is negative", o.MaxHistoryTTL)
+	case o.MaxHistoryBytes < 0:
+		return fmt.Errorf("broker: max history bytes %d is negative", o.MaxHistoryBytes)
 	case o.SweepInterval < 0:
 		return fmt.Errorf("broker: sweep interval %v is negative", o.SweepInterval)
 	}
@@ -72,6 +80,9 @@ func (o MemoryOptions) withDefaults() MemoryOptions {
 	}
 	if o.MaxHistoryTTL <= 0 {
 		o.MaxHistoryTTL = DefaultMaxHistoryTTL
+	}
+	if o.MaxHistoryBytes <= 0 {
+		o.MaxHistoryBytes = DefaultMaxHistoryBytes
 	}
 	if o.SweepInterval <= 0 {
 		o.SweepInterval = DefaultSweepInterval
@@ -89,6 +100,7 @@ type Memory struct {
 	seed   maphash.Seed
 	shards [shardCount]shard
 	count  atomic.Int64 // channels tracked, for MaxChannels
+	bytes  atomic.Int64 // cost of all retained history, for MaxHistoryBytes
 
 	handler  atomic.Pointer[handlerBox]
 	inflight atomic.Int64  // handler calls in progress
@@ -206,11 +218,47 @@ func (m *Memory) removeIfEmpty(c *channel) {
 	s.mu.Unlock()
 }
 
+// trimExpiredLocked drops c's expired history. Called with c.mu held.
+func (m *Memory) trimExpiredLocked(c *channel, now int64) {
+	before := c.hist.bytes
+	c.hist.trimExpired(now)
+	m.bytes.Add(c.hist.bytes - before)
+}
+
+// appendLocked adds e to c's history within the channel's size and the broker's
+// byte budget. History may only lose entries at its front (offsets stay
+// contiguous), so when the budget cannot fit e even after trimming c, c keeps no
+// history at all. Called with c.mu held.
+func (m *Memory) appendLocked(c *channel, e entry, size int) {
+	before := c.hist.bytes
+	defer func() { m.bytes.Add(c.hist.bytes - before) }()
+	if size <= 0 {
+		c.hist.clear()
+		return
+	}
+	for c.hist.n >= size {
+		c.hist.popFront()
+	}
+	cost := e.cost()
+	// Others' history counts too: the budget is shared.
+	for c.hist.n > 0 && m.bytes.Load()+(c.hist.bytes-before)+cost > m.opts.MaxHistoryBytes {
+		c.hist.popFront()
+	}
+	if m.bytes.Load()+(c.hist.bytes-before)+cost > m.opts.MaxHistoryBytes {
+		c.hist.clear()
+		return
+	}
+	c.hist.push(e, size)
+}
+
+// HistoryBytes returns the approximate memory held by retained history (for metrics).
+func (m *Memory) HistoryBytes() int64 { return m.bytes.Load() }
+
 // sweepShardLocked drops expired history and empty channels. Called with s.mu held.
 func (m *Memory) sweepShardLocked(s *shard, now int64) {
 	for name, c := range s.m {
 		c.mu.Lock()
-		c.hist.trimExpired(now)
+		m.trimExpiredLocked(c, now)
 		if c.emptyLocked() {
 			c.removed = true
 			delete(s.m, name)
@@ -304,15 +352,14 @@ func (m *Memory) Publish(ctx context.Context, channel string, data []byte, from 
 	if err != nil {
 		return StreamPosition{}, fmt.Errorf("broker: publish %q: %w", channel, err)
 	}
-	now := m.opts.Now()
-	c.hist.trimExpired(now.UnixNano())
+	now := m.opts.Now().Round(0) // no monotonic reading in stored times
+	m.trimExpiredLocked(c, now.UnixNano())
 	c.offset++
 	pub := Publication{Channel: channel, Offset: c.offset, Epoch: c.epoch, Data: data, From: from, Time: now}
-	if size > 0 && ttl > 0 {
-		c.hist.push(entry{pub: pub, expire: now.Add(ttl).UnixNano()}, size)
-	} else {
-		c.hist.clear()
+	if ttl <= 0 {
+		size = 0
 	}
+	m.appendLocked(c, entry{pub: pub, expire: now.Add(ttl).UnixNano()}, size)
 	subscribed := c.subs > 0
 	if subscribed {
 		c.deliverMu.Lock()
@@ -377,7 +424,7 @@ func (m *Memory) History(ctx context.Context, channel string, since *StreamPosit
 	}
 	c, _ := m.lockChannel(channel, false)
 	if c != nil {
-		c.hist.trimExpired(m.nowNano())
+		m.trimExpiredLocked(c, m.nowNano())
 		if c.emptyLocked() {
 			c.mu.Unlock()
 			m.removeIfEmpty(c)

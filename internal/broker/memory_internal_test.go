@@ -383,3 +383,44 @@ func TestRingWrapsAndShrinks(t *testing.T) {
 		t.Fatal("empty ring kept its buffer")
 	}
 }
+
+func TestHistoryByteBudget(t *testing.T) {
+	const budget = 10 * (entryOverhead + 100)
+	m, clk := newClocked(MemoryOptions{MaxHistoryBytes: budget})
+	payload := make([]byte, 100)
+	opts := PublishOptions{HistorySize: 100, HistoryTTL: time.Minute}
+	for range 25 {
+		if _, err := m.Publish(bg, "a", payload, "", opts); err != nil {
+			t.Fatal(err)
+		}
+		if b := m.HistoryBytes(); b > budget {
+			t.Fatalf("history bytes %d over budget %d", b, budget)
+		}
+	}
+	// "a" trimmed its own front to stay within the budget; what is kept is contiguous.
+	pubs, cur, err := m.History(bg, "a", nil, 0)
+	mustNil(t, err)
+	if len(pubs) != 10 || pubs[0].Offset != 16 || cur.Offset != 25 {
+		t.Fatalf("a: %d publications from %d at %d", len(pubs), pubs[0].Offset, cur.Offset)
+	}
+	// "b" cannot fit anything: it keeps no history, and recovery fails cleanly.
+	p1, err := m.Publish(bg, "b", payload, "", opts)
+	mustNil(t, err)
+	mustNil(t, m.Subscribe(bg, "b"))
+	p2, err := m.Publish(bg, "b", payload, "", opts)
+	mustNil(t, err)
+	if pubs, _, err := m.History(bg, "b", nil, 0); err != nil || len(pubs) != 0 {
+		t.Fatalf("b kept history over budget: %v %d", err, len(pubs))
+	}
+	if _, _, err := m.History(bg, "b", &p1, 0); !errors.Is(err, ErrRecoveryFailed) {
+		t.Fatalf("b recovery: %v", err)
+	}
+	if pubs, _, err := m.History(bg, "b", &p2, 0); err != nil || len(pubs) != 0 {
+		t.Fatalf("b since current: %v %d", err, len(pubs))
+	}
+	clk.Advance(2 * time.Minute)
+	m.sweep()
+	if b := m.HistoryBytes(); b != 0 {
+		t.Fatalf("history bytes %d after everything expired", b)
+	}
+}

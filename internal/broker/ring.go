@@ -6,13 +6,20 @@ type entry struct {
 	expire int64
 }
 
+// entryOverhead approximates an entry's memory beyond its payload (the struct, the
+// ring slot), so a flood of empty publications still counts against the budget.
+const entryOverhead = 128
+
+func (e *entry) cost() int64 { return int64(len(e.pub.Data) + len(e.pub.From) + entryOverhead) }
+
 // ring is a channel's history: a FIFO that only ever loses entries at the front,
 // so what it retains is always a contiguous run of offsets, which is what makes
 // gap detection in History exact.
 type ring struct {
-	buf  []entry
-	head int
-	n    int
+	buf   []entry
+	head  int
+	n     int
+	bytes int64 // sum of cost() of retained entries
 }
 
 func (r *ring) at(i int) *entry { return &r.buf[(r.head+i)%len(r.buf)] }
@@ -20,6 +27,7 @@ func (r *ring) at(i int) *entry { return &r.buf[(r.head+i)%len(r.buf)] }
 func (r *ring) front() *entry { return r.at(0) }
 
 func (r *ring) popFront() {
+	r.bytes -= r.buf[r.head].cost()
 	r.buf[r.head] = entry{} // drop the reference to Data
 	r.head = (r.head + 1) % len(r.buf)
 	r.n--
@@ -28,7 +36,7 @@ func (r *ring) popFront() {
 	}
 }
 
-func (r *ring) clear() { r.buf, r.head, r.n = nil, 0, 0 }
+func (r *ring) clear() { r.buf, r.head, r.n, r.bytes = nil, 0, 0, 0 }
 
 // push appends e, dropping the oldest entries so at most max remain.
 func (r *ring) push(e entry, max int) {
@@ -44,6 +52,7 @@ func (r *ring) push(e entry, max int) {
 	}
 	r.buf[(r.head+r.n)%len(r.buf)] = e
 	r.n++
+	r.bytes += e.cost()
 }
 
 // resize reallocates to hold one more entry, growing geometrically up to max and

@@ -1,0 +1,150 @@
+package integrity
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+// ReplayCache remembers nonces across all connections (and, with a shared
+// implementation such as Redis, across nodes).
+//
+// Seen is an atomic check-and-set: it reports dup=true if key was stored and
+// has not expired, otherwise it stores key for ttl and reports dup=false.
+// Callers treat err != nil as a rejection (fail closed): an unanswerable
+// replay check must never let a message through.
+type ReplayCache interface {
+	Seen(ctx context.Context, key string, ttl time.Duration) (dup bool, err error)
+}
+
+// ErrReplayCacheFull is returned (with dup=true) when the in-memory cache has
+// no room left for an unexpired entry.
+var ErrReplayCacheFull = errors.New("integrity: replay cache full")
+
+const replayShards = 32
+
+// MemoryReplayCache is a bounded, expiring, sharded in-memory ReplayCache.
+//
+// Each shard keeps a map for lookups and a FIFO of insertions; expired
+// entries are dropped lazily from the FIFO head on insert, so no goroutine
+// is needed and work per call is amortised O(1). When a shard is full of
+// unexpired entries the cache refuses (dup=true, ErrReplayCacheFull): under
+// a nonce flood it rejects messages rather than forgetting nonces, which
+// would silently re-open the replay window.
+type MemoryReplayCache struct {
+	seed   maphash.Seed
+	shards [replayShards]replayShard
+	now    func() time.Time
+}
+
+type replayShard struct {
+	mu    sync.Mutex
+	cap   int
+	items map[string]int64 // key -> expiry (unix nanos)
+	fifo  ring
+}
+
+type fifoEntry struct {
+	key string
+	exp int64
+}
+
+// ring is a growable FIFO queue bounded by the shard capacity.
+type ring struct {
+	buf        []fifoEntry
+	head, size int
+}
+
+func (r *ring) push(e fifoEntry) {
+	if r.size == len(r.buf) {
+		n := 2 * len(r.buf)
+		if n == 0 {
+			n = 16
+		}
+		nb := make([]fifoEntry, n)
+		for i := 0; i < r.size; i++ {
+			nb[i] = r.buf[(r.head+i)%len(r.buf)]
+		}
+		r.buf, r.head = nb, 0
+	}
+	r.buf[(r.head+r.size)%len(r.buf)] = e
+	r.size++
+}
+
+func (r *ring) front() fifoEntry { return r.buf[r.head] }
+
+func (r *ring) pop() {
+	r.buf[r.head] = fifoEntry{}
+	r.head = (r.head + 1) % len(r.buf)
+	r.size--
+}
+
+// NewMemoryReplayCache returns a cache holding at most about maxEntries
+// unexpired nonces (rounded up to a multiple of the shard count; a value
+// below 1 means 1<<20). Memory is roughly 100 bytes per entry for the
+// 43-byte keys the Verifier uses.
+func NewMemoryReplayCache(maxEntries int) *MemoryReplayCache {
+	if maxEntries < 1 {
+		maxEntries = 1 << 20
+	}
+	per := (maxEntries + replayShards - 1) / replayShards
+	c := &MemoryReplayCache{seed: maphash.MakeSeed(), now: time.Now}
+	for i := range c.shards {
+		c.shards[i].cap = per
+		c.shards[i].items = make(map[string]int64)
+	}
+	return c
+}
+
+// Seen implements ReplayCache.
+func (c *MemoryReplayCache) Seen(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return true, err
+	}
+	if ttl <= 0 {
+		return true, errors.New("integrity: replay cache: ttl must be positive")
+	}
+	now := c.now().UnixNano()
+	s := &c.shards[maphash.String(c.seed, key)%replayShards]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if exp, ok := s.items[key]; ok && exp > now {
+		return true, nil
+	}
+	// Drop expired entries from the head. An entry whose key was re-inserted
+	// later carries an older expiry than the map and must not delete it.
+	for s.fifo.size > 0 {
+		f := s.fifo.front()
+		if f.exp > now {
+			break
+		}
+		if exp, ok := s.items[f.key]; ok && exp == f.exp {
+			delete(s.items, f.key)
+		}
+		s.fifo.pop()
+	}
+	if s.fifo.size >= s.cap {
+		return true, ErrReplayCacheFull
+	}
+	exp := now + int64(ttl)
+	s.items[key] = exp
+	s.fifo.push(fifoEntry{key: key, exp: exp})
+	return false, nil
+}
+
+// Len is the number of stored entries, expired ones included until swept.
+func (c *MemoryReplayCache) Len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n += len(s.items)
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// Interface guard.
+var _ ReplayCache = (*MemoryReplayCache)(nil)

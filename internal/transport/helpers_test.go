@@ -73,6 +73,8 @@ type testServer struct {
 	*httptest.Server
 	handlers chan *recordingHandler
 	conns    chan *Conn
+	mu       sync.Mutex
+	stopped  bool
 	wg       sync.WaitGroup
 }
 
@@ -89,13 +91,23 @@ func startServer(t *testing.T, opts *Options, echo bool, subprotocol string) *te
 		if err != nil {
 			return
 		}
+		ts.mu.Lock()
+		if ts.stopped {
+			ts.mu.Unlock()
+			_ = c.Close()
+			return
+		}
+		ts.wg.Add(1)
+		ts.mu.Unlock()
+		defer ts.wg.Done()
 		ts.handlers <- h
 		ts.conns <- c
-		ts.wg.Add(1)
-		defer ts.wg.Done()
 		c.Serve()
 	}))
 	t.Cleanup(func() {
+		ts.mu.Lock()
+		ts.stopped = true
+		ts.mu.Unlock()
 		ts.Server.CloseClientConnections()
 		ts.Server.Close()
 		ts.wg.Wait()

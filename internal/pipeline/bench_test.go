@@ -1,0 +1,109 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func BenchmarkProcessChat1K(b *testing.B) {
+	p := newTestPipeline(b, Options{})
+	st := &ConnState{ConnID: "c1", User: "u1", IP: "192.0.2.1"}
+	msg := []byte(chatMessage(1024))
+	ctx := context.Background()
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, rej := p.Process(ctx, st, msg); rej != nil {
+			b.Fatal(rej)
+		}
+	}
+}
+
+func BenchmarkProcessChat1KRateLimited(b *testing.B) {
+	p := newTestPipeline(b, Options{Limiter: &fakeLimiter{allow: map[string]int{"pl:": 1 << 62}}})
+	st := &ConnState{ConnID: "c1", User: "u1", IP: "192.0.2.1"}
+	msg := []byte(chatMessage(1024))
+	ctx := context.Background()
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, rej := p.Process(ctx, st, msg); rej != nil {
+			b.Fatal(rej)
+		}
+	}
+}
+
+func BenchmarkScanChat1K(b *testing.B) {
+	s := newScanner(testLimits)
+	msg := []byte(chatMessage(1024))
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, f, _ := s.scan(msg); f != scanOK {
+			b.Fatal(f)
+		}
+	}
+}
+
+func BenchmarkScanNested(b *testing.B) {
+	s := newScanner(testLimits)
+	msg := []byte(`{"type":"publish","channel":"a","payload":{"items":[` + strings.Repeat(`{"k":"v","n":12.5,"ok":true},`, 30) + `null],"meta":{"a":{"b":{"c":[1,2,3]}}}}}`)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, f, _ := s.scan(msg); f != scanOK {
+			b.Fatal(f)
+		}
+	}
+}
+
+// BenchmarkDeepReject: 20,000 bytes of '[' (inside a 32 KiB route limit) refused by
+// the depth limit.
+func BenchmarkDeepReject(b *testing.B) {
+	p := newTestPipeline(b, Options{MaxBytes: 32 << 10})
+	st := &ConnState{ConnID: "c1"}
+	msg := bytes.Repeat([]byte("["), 20000)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, rej := p.Process(ctx, st, msg); rej == nil || rej.Code != CodeLimitExceeded {
+			b.Fatal(rej)
+		}
+	}
+}
+
+func BenchmarkDecodeChat1K(b *testing.B) {
+	msg := []byte(chatMessage(1024))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeValue(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeChat1KEncodingJSON is the alternative decodeValue replaces.
+func BenchmarkDecodeChat1KEncodingJSON(b *testing.B) {
+	msg := []byte(chatMessage(1024))
+	b.ReportAllocs()
+	for b.Loop() {
+		d := json.NewDecoder(bytes.NewReader(msg))
+		d.UseNumber()
+		var v any
+		if err := d.Decode(&v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncodeError(b *testing.B) {
+	r := &Reject{Code: CodeInvalidMessage, Message: "expected string, got number", Path: "/payload/text"}
+	ref := []byte(`"req-1"`)
+	b.ReportAllocs()
+	for b.Loop() {
+		EncodeError(r, ref)
+	}
+}

@@ -1,0 +1,427 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/internal/limit"
+	"github.com/wsgate/wsgate/internal/schema"
+)
+
+// chatMessage returns a chat message of about n bytes.
+func chatMessage(n int) string {
+	head := `{"type":"chat","id":"req-42","channel":"room:lobby","text":"`
+	tail := `"}`
+	text := strings.Repeat("hello world, ", n/13+1)[:max(0, n-len(head)-len(tail))]
+	return head + text + tail
+}
+
+// fakeLimiter allows `allow` messages per key, then refuses; err forces errors.
+type fakeLimiter struct {
+	mu    sync.Mutex
+	used  map[string]int
+	allow map[string]int // per key prefix
+	err   error
+	calls int
+}
+
+func (f *fakeLimiter) Allow(_ context.Context, key string, l limit.Limit, cost int) (bool, time.Duration, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.err != nil {
+		return false, 0, f.err
+	}
+	if f.used == nil {
+		f.used = map[string]int{}
+	}
+	budget := l.Burst
+	for p, n := range f.allow {
+		if strings.HasPrefix(key, p) {
+			budget = n
+		}
+	}
+	if f.used[key]+cost > budget {
+		return false, 250 * time.Millisecond, nil
+	}
+	f.used[key] += cost
+	return true, 0, nil
+}
+
+func newTestPipeline(t testing.TB, o Options) *Pipeline {
+	t.Helper()
+	p, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func process(p *Pipeline, st *ConnState, in string) (Message, *Reject) {
+	return p.Process(context.Background(), st, []byte(in))
+}
+
+func TestProcessBuiltins(t *testing.T) {
+	p := newTestPipeline(t, Options{})
+	st := &ConnState{ConnID: "c1"}
+	valid := []string{
+		`{"type":"ping"}`,
+		`{"type":"ping","id":7}`,
+		`{"type":"pong","id":"abc"}`,
+		`{"type":"refresh","token":"eyJ.x.y"}`,
+		`{"type":"subscribe","channel":"chat:lobby","since":{"offset":10,"epoch":"e1"},"token":"t"}`,
+		`{"type":"subscribe","channel":"news"}`,
+		`{"type":"unsubscribe","channel":"chat:a/b=c+d@e"}`,
+		`{"type":"publish","channel":"chat:lobby","payload":{"any":[1,2,{"x":null}]}}`,
+		`{"type":"publish","channel":"chat:lobby","payload":null}`,
+		`{"type":"chat","text":"hi"}`,
+		chatMessage(1024),
+		`{"type":"data","payload":[1,2,3]}`,
+		`{"type":"command","name":"orders.create","payload":{"n":1}}`,
+		`{"type":"command","name":"x"}`,
+		`{"type":"presence","channel":"room"}`,
+		`{"type":"history","channel":"room","limit":50,"since":{"offset":0,"epoch":"x"}}`,
+	}
+	for _, in := range valid {
+		msg, rej := process(p, st, in)
+		if rej != nil {
+			t.Errorf("%s: rejected: %v", in, rej)
+			continue
+		}
+		var m struct{ Type string }
+		_ = json.Unmarshal([]byte(in), &m)
+		if msg.Type != m.Type || string(msg.Raw) != in {
+			t.Errorf("%s: got type %q", in, msg.Type)
+		}
+	}
+	if st.Accepted != uint64(len(valid)) {
+		t.Errorf("Accepted = %d", st.Accepted)
+	}
+}
+
+func TestProcessRejects(t *testing.T) {
+	p := newTestPipeline(t, Options{TypeMaxBytes: map[string]int{"ping": 64}})
+	st := &ConnState{ConnID: "c1"}
+	cases := []struct {
+		in, code, path string
+		close          uint16
+	}{
+		{`{"type":"chat","text":`, CodeInvalidJSON, "", 0},
+		{`{"type":"chat","text":"a"} x`, CodeInvalidJSON, "", 0},
+		{`["type","chat"]`, CodeInvalidMessage, "", 0},
+		{`{"text":"a"}`, CodeInvalidMessage, "/type", 0},
+		{`{"type":1}`, CodeInvalidMessage, "/type", 0},
+		{`{"type":"nope"}`, CodeUnknownType, "/type", 0},
+		{`{"type":"chat","text":"a","text":"b"}`, CodeInvalidMessage, "", 0},
+		{`{"type":"chat"}`, CodeInvalidMessage, "/text", 0},
+		{`{"type":"chat","text":5}`, CodeInvalidMessage, "/text", 0},
+		{`{"type":"chat","text":"` + strings.Repeat("é", 4001) + `"}`, CodeLimitExceeded, "", 0},
+		{`{"type":"chat","text":"` + strings.Repeat("a", 4001) + `"}`, CodeInvalidMessage, "/text", 0},
+		{`{"type":"chat","text":"a","extra":1}`, CodeInvalidMessage, "/extra", 0},
+		{`{"type":"subscribe","channel":"bad channel"}`, CodeInvalidMessage, "/channel", 0},
+		{`{"type":"subscribe","channel":"` + strings.Repeat("a", 129) + `"}`, CodeInvalidMessage, "/channel", 0},
+		{`{"type":"subscribe","channel":"a","since":{"offset":-1,"epoch":"e"}}`, CodeInvalidMessage, "/since/offset", 0},
+		{`{"type":"subscribe","channel":"a","since":{"offset":1.5,"epoch":"e"}}`, CodeInvalidMessage, "/since/offset", 0},
+		{`{"type":"subscribe","channel":"a","since":{"offset":1}}`, CodeInvalidMessage, "/since/epoch", 0},
+		{`{"type":"ping","id":{"x":1}}`, CodeInvalidMessage, "/id", 0},
+		{`{"type":"pong","id":"` + strings.Repeat("a", 65) + `"}`, CodeInvalidMessage, "/id", 0},
+		{`{"type":"publish","channel":"a"}`, CodeInvalidMessage, "/payload", 0},
+		{`{"type":"history","channel":"a","limit":0}`, CodeInvalidMessage, "/limit", 0},
+		{`{"type":"ping","id":1,"pad":"` + strings.Repeat("a", 64) + `"}`, CodeTooLarge, "", CloseMessageTooBig},
+		{`{"type":"chat","text":"` + strings.Repeat("a", 9000) + `"}`, CodeTooLarge, "", CloseMessageTooBig},
+		{strings.Repeat("[", 8000), CodeLimitExceeded, "", 0},
+		{`{"type":"chat","text":"\ud800"}`, CodeInvalidJSON, "", 0},
+	}
+	for _, c := range cases {
+		_, rej := process(p, st, c.in)
+		name := c.in
+		if len(name) > 60 {
+			name = name[:60]
+		}
+		if rej == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if rej.Code != c.code || rej.Path != c.path || rej.CloseCode != c.close || !rej.Strike {
+			t.Errorf("%s: got %+v, want code %s path %q close %d", name, rej, c.code, c.path, c.close)
+		}
+		if len(rej.Message) > 80 || strings.Contains(rej.Message, "aaaa") || strings.Contains(rej.Message, "bad channel") {
+			t.Errorf("%s: message %q echoes input or is long", name, rej.Message)
+		}
+	}
+}
+
+func TestProcessRef(t *testing.T) {
+	p := newTestPipeline(t, Options{})
+	st := &ConnState{}
+	msg, rej := process(p, st, `{"type":"chat","id":"r-1","text":5}`)
+	if rej == nil || string(msg.ID) != `"r-1"` {
+		t.Fatalf("got %q %v", msg.ID, rej)
+	}
+	got := string(EncodeError(rej, msg.ID))
+	want := `{"type":"error","code":"invalid_message","message":"expected string, got number","path":"/text","ref":"r-1"}`
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	// A long or structured id is never echoed.
+	msg, _ = process(p, st, `{"type":"chat","id":{"a":"`+strings.Repeat("x", 100)+`"},"text":5}`)
+	if msg.ID != nil {
+		t.Errorf("structured id kept as ref: %q", msg.ID)
+	}
+	// An id is found even when the message is refused by the scanner later on.
+	msg, rej = process(p, st, `{"id":12,"type":"chat","text":"a","text":"b"}`)
+	if rej == nil || string(msg.ID) != "12" {
+		t.Errorf("got %q %v", msg.ID, rej)
+	}
+}
+
+func TestEncodeError(t *testing.T) {
+	cases := []struct {
+		r    Reject
+		ref  string
+		want string
+	}{
+		{Reject{Code: CodeRateLimited, Message: "rate limit exceeded", RetryAfter: 1500 * time.Microsecond}, `7`,
+			`{"type":"error","code":"rate_limited","message":"rate limit exceeded","ref":7,"retry_after_ms":2}`},
+		{Reject{Code: CodeInvalidMessage, Message: "x\"y\\\n\x01", Path: "/a~1b/é"}, ``,
+			`{"type":"error","code":"invalid_message","message":"x\"y\\\n\u0001","path":"/a~1b/é"}`},
+		{Reject{Code: CodeUnknownType, Message: "bad \xff utf8"}, `{"x":1}`,
+			`{"type":"error","code":"unknown_type","message":"bad ` + "\ufffd" + ` utf8"}`},
+		{Reject{Code: CodeInvalidJSON}, `"unterminated`, `{"type":"error","code":"invalid_json"}`},
+	}
+	for _, c := range cases {
+		got := EncodeError(&c.r, []byte(c.ref))
+		if string(got) != c.want {
+			t.Errorf("got  %s\nwant %s", got, c.want)
+		}
+		if !json.Valid(got) {
+			t.Errorf("invalid JSON: %s", got)
+		}
+	}
+	r := &Reject{Code: CodeInvalidMessage, Message: "expected string, got number", Path: "/payload/text"}
+	ref := []byte(`"req-1"`)
+	if n := testing.AllocsPerRun(100, func() { EncodeError(r, ref) }); n != 1 {
+		t.Errorf("EncodeError allocates %.0f times, want 1", n)
+	}
+}
+
+func TestRateLimits(t *testing.T) {
+	fl := &fakeLimiter{allow: map[string]int{"pl:c:m:": 3}}
+	now := time.Unix(1000, 0)
+	p := newTestPipeline(t, Options{Limiter: fl, AbuseMax: 4, AbuseWindow: 10 * time.Second, Now: func() time.Time { return now }})
+	st := &ConnState{ConnID: "c1", User: "alice", IP: "192.0.2.1"}
+	ping := `{"type":"ping","id":1}`
+	for i := 0; i < 3; i++ {
+		if _, rej := process(p, st, ping); rej != nil {
+			t.Fatalf("message %d: %v", i, rej)
+		}
+	}
+	var last *Reject
+	for i := 0; i < 5; i++ {
+		_, last = process(p, st, ping)
+		if last == nil || last.Code != CodeRateLimited || last.RetryAfter != 250*time.Millisecond {
+			t.Fatalf("got %+v", last)
+		}
+		if i < 4 && last.CloseCode != 0 {
+			t.Fatalf("closed after %d refusals", i+1)
+		}
+	}
+	if last.CloseCode != ClosePolicyViolation {
+		t.Errorf("sustained abuse: CloseCode %d, want 1008", last.CloseCode)
+	}
+	if st.RateLimited != 5 || st.Accepted != 3 {
+		t.Errorf("counters %+v", st)
+	}
+	// Another connection of another user is unaffected; keys are per identity.
+	if _, rej := process(p, &ConnState{ConnID: "c2", User: "bob", IP: "192.0.2.2"}, ping); rej != nil {
+		t.Errorf("second connection: %v", rej)
+	}
+	for _, k := range []string{"pl:c:m:c1", "pl:c:b:c1", "pl:u:m:alice", "pl:u:b:alice", "pl:i:m:192.0.2.1", "pl:i:b:192.0.2.1"} {
+		if fl.used[k] == 0 {
+			t.Errorf("key %s never charged", k)
+		}
+	}
+	if fl.used["pl:c:b:c1"] != 3*len(ping) {
+		t.Errorf("bytes charged %d", fl.used["pl:c:b:c1"])
+	}
+	// After the window has passed, refusals start counting afresh.
+	now = now.Add(25 * time.Second)
+	if _, rej := process(p, st, ping); rej == nil || rej.CloseCode != 0 {
+		t.Errorf("after window: %+v", rej)
+	}
+}
+
+func TestRateTiers(t *testing.T) {
+	fl := &fakeLimiter{}
+	p := newTestPipeline(t, Options{Limiter: fl, Tiers: map[string]Tier{
+		"default": {Messages: limit.Limit{Rate: 1, Burst: 1}},
+		"pro":     {Messages: limit.Limit{Rate: 1, Burst: 3}},
+	}})
+	count := func(st *ConnState) int {
+		n := 0
+		for i := 0; i < 5; i++ {
+			if _, rej := process(p, st, `{"type":"ping"}`); rej == nil {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(&ConnState{ConnID: "a"}); n != 1 {
+		t.Errorf("default tier passed %d", n)
+	}
+	if n := count(&ConnState{ConnID: "b", Tier: "pro"}); n != 3 {
+		t.Errorf("pro tier passed %d", n)
+	}
+	if n := count(&ConnState{ConnID: "c", Tier: "unknown"}); n != 1 {
+		t.Errorf("unknown tier passed %d", n)
+	}
+}
+
+func TestRateFailOpenClosed(t *testing.T) {
+	down := errors.New("store down")
+	closed := newTestPipeline(t, Options{Limiter: &fakeLimiter{err: down}})
+	_, rej := process(closed, &ConnState{ConnID: "a"}, `{"type":"ping"}`)
+	if rej == nil || rej.Code != CodeUnavailable || rej.Strike || rej.RetryAfter != time.Second {
+		t.Errorf("fail closed: %+v", rej)
+	}
+	open := newTestPipeline(t, Options{Limiter: &fakeLimiter{err: down}, FailOpen: true})
+	if _, rej := process(open, &ConnState{ConnID: "a"}, `{"type":"ping"}`); rej != nil {
+		t.Errorf("fail open: %v", rej)
+	}
+}
+
+type testVerifier struct {
+	replace []byte
+	newType string
+	err     error
+}
+
+func (v testVerifier) Open(_ context.Context, _ *ConnState, msg *Message) error {
+	if v.err != nil {
+		return v.err
+	}
+	if v.replace != nil {
+		msg.Raw = v.replace
+	}
+	if v.newType != "" {
+		msg.Type = v.newType
+	}
+	return nil
+}
+
+func TestVerifier(t *testing.T) {
+	st := &ConnState{}
+	signed := `{"type":"signed","body":"x","sig":"y"}`
+	p := newTestPipeline(t, Options{Verifier: testVerifier{replace: []byte(`{"type":"chat","id":3,"text":"hi"}`)}})
+	msg, rej := process(p, st, signed)
+	if rej != nil || msg.Type != "chat" || string(msg.ID) != "3" {
+		t.Fatalf("replace: %+v %v", msg, rej)
+	}
+	p = newTestPipeline(t, Options{Verifier: testVerifier{replace: []byte(`{"type":"chat","text":1}`)}})
+	if _, rej = process(p, st, signed); rej == nil || rej.Path != "/text" {
+		t.Errorf("replaced body is validated: %v", rej)
+	}
+	p = newTestPipeline(t, Options{Verifier: testVerifier{replace: []byte(strings.Repeat("[", 100))}})
+	if _, rej = process(p, st, signed); rej == nil || rej.Code != CodeLimitExceeded {
+		t.Errorf("replaced body is scanned: %v", rej)
+	}
+	p = newTestPipeline(t, Options{Verifier: testVerifier{err: errors.New("bad signature")}})
+	if _, rej = process(p, st, `{"type":"ping"}`); rej == nil || rej.Code != CodeInvalidMessage || !rej.Strike || strings.Contains(rej.Message, "bad signature") {
+		t.Errorf("verifier error: %+v", rej)
+	}
+	custom := &Reject{Code: "replayed", Message: "replayed", Strike: true}
+	p = newTestPipeline(t, Options{Verifier: testVerifier{err: custom}})
+	if _, rej = process(p, st, `{"type":"ping"}`); rej != custom {
+		t.Errorf("verifier *Reject not passed through: %+v", rej)
+	}
+	if _, rej = process(newTestPipeline(t, Options{}), st, signed); rej == nil || rej.Code != CodeUnknownType {
+		t.Errorf("without verifier: %v", rej)
+	}
+}
+
+func TestSetRegistry(t *testing.T) {
+	p := newTestPipeline(t, Options{})
+	st := &ConnState{}
+	if _, rej := process(p, st, `{"type":"vote","choice":"a"}`); rej == nil || rej.Code != CodeUnknownType {
+		t.Fatalf("before: %v", rej)
+	}
+	reg, err := schema.New(schema.Options{Inline: map[string]string{
+		"vote": `{"type":"object","properties":{"type":{"const":"vote"},"choice":{"enum":["a","b"]}},"required":["choice"]}`,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetRegistry(reg)
+	if msg, rej := process(p, st, `{"type":"vote","choice":"a"}`); rej != nil || msg.Type != "vote" {
+		t.Fatalf("after: %v", rej)
+	}
+	if _, rej := process(p, st, `{"type":"vote","choice":"c"}`); rej == nil || rej.Path != "/choice" {
+		t.Fatalf("after: %v", rej)
+	}
+	if _, rej := process(p, st, `{"type":"ping"}`); rej != nil {
+		t.Fatalf("built-ins kept: %v", rej)
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	bad := []Options{
+		{MaxBytes: -1},
+		{MaxDepth: 1000},
+		{TypeMaxBytes: map[string]int{"chat": 1 << 20}},
+		{Tiers: map[string]Tier{"x": {Bytes: limit.Limit{Rate: 10, Burst: 100}}}},
+		{Tiers: map[string]Tier{"x": {Messages: limit.Limit{Rate: 10}}}},
+		{Tiers: map[string]Tier{"x": {IPMessages: limit.Limit{Rate: -1}}}},
+	}
+	for _, o := range bad {
+		if _, err := New(o); err == nil {
+			t.Errorf("New(%+v) succeeded", o)
+		}
+	}
+	if _, err := New(Options{}); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+}
+
+func TestDecodeMatchesEncodingJSON(t *testing.T) {
+	in := `{"a":[1,-2.5e3,"x\"y\\",true,false,null,{}],"b":{"c":[]},"\u00e9":"\ud83d\ude00"}`
+	got, err := decodeValue([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(strings.NewReader(in))
+	dec.UseNumber()
+	var want any
+	if err := dec.Decode(&want); err != nil {
+		t.Fatal(err)
+	}
+	gb, _ := json.Marshal(got)
+	wb, _ := json.Marshal(want)
+	if string(gb) != string(wb) {
+		t.Errorf("got  %s\nwant %s", gb, wb)
+	}
+}
+
+func TestConcurrentProcess(t *testing.T) {
+	p := newTestPipeline(t, Options{Limiter: &fakeLimiter{}})
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st := &ConnState{ConnID: string(rune('a' + g))}
+			for i := 0; i < 50; i++ {
+				in := chatMessage(200)
+				if i%2 == 1 {
+					in = `{"type":"chat","text":1}`
+				}
+				_, _ = process(p, st, in)
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -1,0 +1,180 @@
+package schema
+
+import (
+	"math/big"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+)
+
+// Bounds on what a Violation may carry from the instance: key names appear in Path
+// (they locate the error) but each is cut to MaxSegment bytes and the whole pointer to
+// MaxPath bytes, so a reply never echoes more than a short prefix of client data.
+const (
+	MaxSegment = 32
+	MaxPath    = 256
+)
+
+// Violation says where a message breaks its schema and how, in words safe to send
+// back to the client.
+type Violation struct {
+	// Path is a JSON pointer (RFC 6901) to the offending value, "" for the whole message.
+	Path string
+	// Message is short and written by this package; it never quotes instance values.
+	Message string
+}
+
+func (v *Violation) Error() string {
+	if v.Path == "" {
+		return "schema: " + v.Message
+	}
+	return "schema: " + v.Path + ": " + v.Message
+}
+
+// violationOf picks the most specific leaf of the error tree — the one deepest in the
+// instance, first in schema order among equals — and describes it.
+func violationOf(ve *jsonschema.ValidationError) *Violation {
+	best := ve
+	bestDepth := -1
+	var walk func(e *jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) == 0 {
+			if d := len(e.InstanceLocation); d > bestDepth {
+				best, bestDepth = e, d
+			}
+			return
+		}
+		for _, c := range e.Causes {
+			walk(c)
+		}
+	}
+	// The tree mirrors the schema, whose depth is bounded by its author, not the client.
+	walk(ve)
+	loc := best.InstanceLocation
+	msg := describe(best.ErrorKind, &loc)
+	return &Violation{Path: pointer(loc), Message: msg}
+}
+
+// describe words an error kind. For errors about a named property it extends loc so
+// the path points at that property.
+func describe(k jsonschema.ErrorKind, loc *[]string) string {
+	switch k := k.(type) {
+	case *kind.Type:
+		return "expected " + strings.Join(k.Want, " or ") + ", got " + k.Got
+	case *kind.Required:
+		if len(k.Missing) > 0 {
+			*loc = append((*loc)[:len(*loc):len(*loc)], k.Missing[0])
+		}
+		return "missing required property"
+	case *kind.AdditionalProperties:
+		if len(k.Properties) > 0 {
+			*loc = append((*loc)[:len(*loc):len(*loc)], k.Properties[0])
+		}
+		return "unexpected property"
+	case *kind.DependentRequired:
+		if len(k.Missing) > 0 {
+			*loc = append((*loc)[:len(*loc):len(*loc)], k.Missing[0])
+		}
+		return "missing dependent property"
+	case *kind.Dependency:
+		if len(k.Missing) > 0 {
+			*loc = append((*loc)[:len(*loc):len(*loc)], k.Missing[0])
+		}
+		return "missing dependent property"
+	case *kind.PropertyNames:
+		return "property name not allowed"
+	case *kind.Const, *kind.Enum:
+		return "value not allowed"
+	case *kind.MaxLength:
+		return "longer than " + strconv.Itoa(k.Want) + " characters"
+	case *kind.MinLength:
+		return "shorter than " + strconv.Itoa(k.Want) + " characters"
+	case *kind.Pattern:
+		return "does not match the required pattern"
+	case *kind.Format:
+		return "not a valid " + k.Want
+	case *kind.MaxItems:
+		return "more than " + strconv.Itoa(k.Want) + " items"
+	case *kind.MinItems:
+		return "fewer than " + strconv.Itoa(k.Want) + " items"
+	case *kind.MaxProperties:
+		return "more than " + strconv.Itoa(k.Want) + " properties"
+	case *kind.MinProperties:
+		return "fewer than " + strconv.Itoa(k.Want) + " properties"
+	case *kind.UniqueItems:
+		return "items are not unique"
+	case *kind.Minimum:
+		return "must be >= " + ratString(k.Want)
+	case *kind.Maximum:
+		return "must be <= " + ratString(k.Want)
+	case *kind.ExclusiveMinimum:
+		return "must be > " + ratString(k.Want)
+	case *kind.ExclusiveMaximum:
+		return "must be < " + ratString(k.Want)
+	case *kind.MultipleOf:
+		return "must be a multiple of " + ratString(k.Want)
+	case *kind.FalseSchema:
+		return "not allowed"
+	case *kind.OneOf, *kind.AnyOf, *kind.AllOf, *kind.Not:
+		return "does not match the allowed forms"
+	}
+	if kp := k.KeywordPath(); len(kp) > 0 {
+		return "fails " + kp[len(kp)-1]
+	}
+	return "invalid value"
+}
+
+// ratString prints a schema bound (not instance data).
+func ratString(r *big.Rat) string {
+	if r == nil {
+		return "?"
+	}
+	if r.IsInt() {
+		return r.Num().String()
+	}
+	s := r.FloatString(6)
+	s = strings.TrimRight(s, "0")
+	return strings.TrimSuffix(s, ".")
+}
+
+// pointer renders tokens as an RFC 6901 pointer, each token cut to MaxSegment bytes
+// and the whole to MaxPath bytes (at rune boundaries; a cut path ends in "/…").
+func pointer(tokens []string) string {
+	if len(tokens) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for _, t := range tokens {
+		t = truncate(t, MaxSegment)
+		escaped := len(t) + strings.Count(t, "~") + strings.Count(t, "/")
+		if b.Len()+1+escaped > MaxPath-len("/…") {
+			b.WriteString("/…")
+			break
+		}
+		b.WriteByte('/')
+		for i := 0; i < len(t); i++ {
+			switch t[i] {
+			case '~':
+				b.WriteString("~0")
+			case '/':
+				b.WriteString("~1")
+			default:
+				b.WriteByte(t[i])
+			}
+		}
+	}
+	return b.String()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

@@ -66,8 +66,14 @@ func FuzzParseSubprotocols(f *testing.F) {
 			return
 		}
 		for _, p := range app {
-			if cred.Value != "" && (p == cred.Value || strings.HasSuffix(p, "."+cred.Value)) {
+			if cred.Value != "" && p == cred.Value {
 				t.Fatalf("token %q left in app protocols %v", cred.Value, app)
+			}
+			if len(p) > len("token.") && strings.EqualFold(p[:len("token.")], "token.") {
+				t.Fatalf("token-carrying entry %q left in app protocols", p)
+			}
+			if strings.EqualFold(p, SubprotocolMarker) {
+				t.Fatalf("marker left in app protocols %v", app)
 			}
 		}
 	})

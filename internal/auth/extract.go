@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -230,6 +231,10 @@ func splitTokenProtocols(protos []string) (app []string, cred Credential, err er
 			return nil, Credential{}, fmt.Errorf("%w: more than one token in Sec-WebSocket-Protocol", ErrBadCredential)
 		}
 		cred = Credential{Source: SourceSubprotocol, Value: tok, EchoProtocol: echo}
+	}
+	// A token also offered as a plain entry could be selected and echoed.
+	if cred.Value != "" && slices.Contains(app, cred.Value) {
+		return nil, Credential{}, fmt.Errorf("%w: token also offered as a subprotocol", ErrBadCredential)
 	}
 	return app, cred, nil
 }

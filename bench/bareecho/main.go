@@ -1,0 +1,142 @@
+// Command bareecho is the floor for wsgate benchmarks: a plain ws:// server
+// on internal/transport with no authentication, no pipeline and no limits
+// beyond the transport's defaults. It sends a welcome message, answers
+// messages starting with {"type":"ping" with {"type":"pong"} and echoes
+// everything else.
+//
+//	go run ./bench/bareecho -addr 127.0.0.1:9001
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/wsgate/wsgate/internal/transport"
+)
+
+var (
+	welcome = []byte(`{"type":"welcome"}`)
+	pong    = []byte(`{"type":"pong"}`)
+	ping    = []byte(`{"type":"ping"`)
+)
+
+// echo is the per-connection handler: no checks at all.
+type echo struct{}
+
+func (echo) OnMessage(c *transport.Conn, op transport.Opcode, data []byte) {
+	if bytes.HasPrefix(data, ping) {
+		_ = c.WriteMessage(transport.Text, pong)
+		return
+	}
+	_ = c.WriteMessage(op, data)
+}
+func (echo) OnPing(*transport.Conn, []byte) {}
+func (echo) OnPong(*transport.Conn, []byte) {}
+func (echo) OnClose(*transport.Conn, error) {}
+
+// server tracks live connections so that shutdown can close them
+// (http.Server.Shutdown ignores hijacked sockets).
+type server struct {
+	up    *transport.Upgrader
+	mu    sync.Mutex
+	conns map[*transport.Conn]struct{}
+	wg    sync.WaitGroup
+	down  bool
+}
+
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c, err := s.up.Upgrade(w, r, "", echo{})
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.down {
+		s.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	if err := c.WriteMessage(transport.Text, welcome); err != nil {
+		_ = c.Close()
+	}
+	c.Serve()
+}
+
+func (s *server) closeAll() {
+	s.mu.Lock()
+	s.down = true
+	for c := range s.conns {
+		_ = c.WriteClose(transport.StatusGoingAway, "shutdown")
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bareecho:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	addr := flag.String("addr", "127.0.0.1:9001", "listen address")
+	maxBytes := flag.Int("max-message-bytes", 0, "transport MaxMessageBytes (0 = default 8192)")
+	binary := flag.Bool("allow-binary", false, "accept binary messages")
+	deflate := flag.Bool("compression", false, "enable permessage-deflate")
+	flag.Parse()
+
+	up, err := transport.NewUpgrader(&transport.Options{
+		MaxMessageBytes: *maxBytes,
+		AllowBinary:     *binary,
+		Compression:     transport.Compression{Enabled: *deflate},
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	s := &server{up: up, conns: make(map[*transport.Conn]struct{})}
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	fmt.Printf("bareecho listening on ws://%s/ pid %d\n", ln.Addr(), os.Getpid())
+
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = hs.Shutdown(sctx)
+		s.closeAll()
+		<-errc
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

@@ -7,7 +7,10 @@
 // loosens (InsecurePlaintext, AllowQueryToken) and logged at start.
 package config
 
-import "time"
+import (
+	"crypto/tls"
+	"time"
+)
 
 // Duration fields accept Go duration strings ("30s", "5m", "1h30m").
 
@@ -59,6 +62,9 @@ type TLS struct {
 	ClientAuth string `koanf:"client_auth"`
 	// IdentityFrom picks the identity in a client certificate: "san" (default) or "cn".
 	IdentityFrom string `koanf:"identity_from"`
+	// Certificate, set by programs (dev mode, tests, embedding), is used instead of
+	// the files. It cannot come from a file or the environment.
+	Certificate *tls.Certificate `koanf:"-"`
 }
 
 // Timeouts bound every phase of a connection's life.

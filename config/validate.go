@@ -26,7 +26,7 @@ func (c *Config) Validate() error {
 	}
 	// TLS
 	if !c.InsecurePlaintext && !c.Dev {
-		if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
+		if (c.TLS.CertFile == "" || c.TLS.KeyFile == "") && c.TLS.Certificate == nil {
 			v.errf("tls.cert_file", "TLS is on by default: set tls.cert_file and tls.key_file (or insecure_plaintext: true behind a TLS-terminating proxy, or run `wsgate serve --dev`)")
 		}
 	}

@@ -1,0 +1,385 @@
+package ban
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Policy defaults.
+const (
+	DefaultWindow     = 60 * time.Second
+	DefaultMaxStrikes = 10
+	DefaultBanTTL     = 10 * time.Minute
+	// MaxMaxStrikes caps Policy.MaxStrikes: per-key memory does not depend on it,
+	// but counters must not overflow.
+	MaxMaxStrikes = 1 << 20
+)
+
+// Policy says when strikes become a ban.
+//
+// Zero Window, MaxStrikes and BanTTL take their defaults. BanIP and BanUser both
+// default to true; since a bool cannot tell "unset" from false, a Policy with both
+// false is treated as both true (a strikes policy that bans nobody is a mistake: to
+// turn strikes off, do not call Record). Use DefaultPolicy as a starting point.
+type Policy struct {
+	Window     time.Duration // sliding window strikes are counted in (default 60s)
+	MaxStrikes int           // strikes within Window that trigger a ban (default 10)
+	BanTTL     time.Duration // how long the ban lasts (default 10m)
+	BanIP      bool          // ban the client IP (default true)
+	BanUser    bool          // ban the authenticated user (default true)
+}
+
+// DefaultPolicy returns the default policy.
+func DefaultPolicy() Policy {
+	return Policy{Window: DefaultWindow, MaxStrikes: DefaultMaxStrikes, BanTTL: DefaultBanTTL, BanIP: true, BanUser: true}
+}
+
+// Validate reports values that defaulting would silently paper over.
+func (p Policy) Validate() error {
+	var errs []error
+	if p.Window < 0 {
+		errs = append(errs, fmt.Errorf("strikes window %v is negative", p.Window))
+	}
+	if p.MaxStrikes < 0 || p.MaxStrikes > MaxMaxStrikes {
+		errs = append(errs, fmt.Errorf("max strikes %d out of range [0, %d]", p.MaxStrikes, MaxMaxStrikes))
+	}
+	if p.BanTTL < 0 {
+		errs = append(errs, fmt.Errorf("ban ttl %v is negative", p.BanTTL))
+	}
+	return errors.Join(errs...)
+}
+
+func (p Policy) withDefaults() Policy {
+	if p.Window <= 0 {
+		p.Window = DefaultWindow
+	}
+	if p.MaxStrikes <= 0 {
+		p.MaxStrikes = DefaultMaxStrikes
+	}
+	p.MaxStrikes = min(p.MaxStrikes, MaxMaxStrikes)
+	if p.BanTTL <= 0 {
+		p.BanTTL = DefaultBanTTL
+	}
+	if !p.BanIP && !p.BanUser {
+		p.BanIP, p.BanUser = true, true
+	}
+	return p
+}
+
+// StrikesOptions configures NewStrikes. The zero value is usable.
+type StrikesOptions struct {
+	// MaxKeys bounds the number of subjects with strikes held at once (default
+	// 100,000, ~100 B each). When a shard is full an idle subject is evicted first,
+	// else the sampled subject struck least recently: memory never grows with the
+	// number of addresses an attacker rotates through.
+	MaxKeys int
+	// SweepInterval is how often an owned goroutine drops idle subjects (default 1m;
+	// negative disables it). Close stops it.
+	SweepInterval time.Duration
+	// OnBan, if set, is called after each ban Record places, outside any lock, on
+	// the goroutine that called Record (metrics, audit). It must not block.
+	OnBan func(Ban)
+	// Now replaces time.Now, for tests.
+	Now func() time.Time
+}
+
+// DefaultStrikesMaxKeys is StrikesOptions.MaxKeys' default.
+const DefaultStrikesMaxKeys = 100_000
+
+const (
+	// buckets is the resolution of the sliding window: a strike counts for at
+	// least Window and at most Window+Window/(buckets-1), whatever MaxStrikes is,
+	// in a fixed ~100 bytes per subject.
+	buckets       = 16
+	strikesShards = 64
+	evictSample   = 8
+)
+
+// Strikes counts offences per IP and per user and bans on reaching the policy's
+// MaxStrikes within its Window. It is safe for concurrent use.
+type Strikes struct {
+	policy   atomic.Pointer[Policy]
+	list     List
+	onBan    func(Ban)
+	now      func() time.Time
+	base     time.Time
+	seed     maphash.Seed
+	shards   []strikeShard
+	perShard int
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+type strikeShard struct {
+	mu   sync.Mutex
+	m    map[string]*window
+	peak int // see limit.Memory: Go maps never shrink, so rebuild after a spike
+}
+
+// window is a ring of per-bucket strike counts.
+type window struct {
+	width  int64 // bucket width in ns (Window/(buckets-1)); a policy change resets
+	last   int64 // index (time/width) of the newest bucket, i.e. of the last strike
+	counts [buckets]uint32
+}
+
+// NewStrikes returns Strikes placing bans on list. If opts.SweepInterval is not
+// negative it starts a sweeper goroutine that Close stops.
+func NewStrikes(policy Policy, list List, opts StrikesOptions) *Strikes {
+	if opts.MaxKeys <= 0 {
+		opts.MaxKeys = DefaultStrikesMaxKeys
+	}
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	n := strikesShards
+	for n > 1 && opts.MaxKeys/n < 64 {
+		n /= 2
+	}
+	s := &Strikes{
+		list:     list,
+		onBan:    opts.OnBan,
+		now:      opts.Now,
+		base:     opts.Now(),
+		seed:     maphash.MakeSeed(),
+		shards:   make([]strikeShard, n),
+		perShard: (opts.MaxKeys + n - 1) / n,
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	for i := range s.shards {
+		s.shards[i].m = make(map[string]*window)
+	}
+	s.SetPolicy(policy)
+	if opts.SweepInterval > 0 {
+		go s.sweepLoop(opts.SweepInterval)
+	} else {
+		close(s.done)
+	}
+	return s
+}
+
+// SetPolicy replaces the policy atomically (hot reload), after defaulting. Counts
+// survive unless Window changes, which restarts them.
+func (s *Strikes) SetPolicy(p Policy) {
+	p = p.withDefaults()
+	s.policy.Store(&p)
+}
+
+// Policy returns the policy in force, with defaults applied.
+func (s *Strikes) Policy() Policy { return *s.policy.Load() }
+
+// Record counts one strike against ip and against user (each if non-empty and if the
+// policy bans that kind of subject). A subject reaching MaxStrikes is banned for
+// BanTTL with reason, and its count restarts. banned reports whether Record placed
+// at least one ban; err joins the List errors (a ban that failed is not retried:
+// the subject simply strikes out again).
+func (s *Strikes) Record(ctx context.Context, ip, user, reason string) (banned bool, err error) {
+	p := s.policy.Load()
+	nowT := s.now()
+	now := int64(nowT.Sub(s.base))
+	var subjects [2]string
+	n := 0
+	if p.BanIP && ip != "" && s.strike(IPSubject(ip), p, now) {
+		subjects[n] = IPSubject(ip)
+		n++
+	}
+	if p.BanUser && user != "" && s.strike(UserSubject(user), p, now) {
+		subjects[n] = UserSubject(user)
+		n++
+	}
+	var errs []error
+	for _, subj := range subjects[:n] {
+		b := Ban{Subject: subj, Until: nowT.Add(p.BanTTL), Reason: reason, Created: nowT}
+		if err := s.list.Ban(ctx, b); err != nil {
+			errs = append(errs, fmt.Errorf("strikes: ban after %d strikes: %w", p.MaxStrikes, err))
+			continue
+		}
+		banned = true
+		if s.onBan != nil {
+			s.onBan(b)
+		}
+	}
+	return banned, errors.Join(errs...)
+}
+
+// Count returns the strikes currently counted against subject (IPSubject or
+// UserSubject), for tests and the admin API.
+func (s *Strikes) Count(subject string) int {
+	p := s.policy.Load()
+	now := int64(s.now().Sub(s.base))
+	sh := s.shard(subject)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	w, ok := sh.m[subject]
+	if !ok || w.width != bucketWidth(p) {
+		return 0
+	}
+	// Advance a copy: w.last must stay the bucket of the last strike, which
+	// eviction and idleness rely on.
+	cp := *w
+	cp.advance(max(now, 0) / cp.width)
+	return cp.sum()
+}
+
+// Len returns the number of subjects with state held (for tests and metrics).
+func (s *Strikes) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+func (s *Strikes) shard(subject string) *strikeShard {
+	return &s.shards[maphash.String(s.seed, subject)%uint64(len(s.shards))]
+}
+
+func bucketWidth(p *Policy) int64 {
+	return max(int64(p.Window)/(buckets-1), 1)
+}
+
+// strike adds one strike and reports whether subject reached MaxStrikes (its
+// count is then reset).
+func (s *Strikes) strike(subject string, p *Policy, now int64) bool {
+	width := bucketWidth(p)
+	idx := max(now, 0) / width
+	sh := s.shard(subject)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	w, ok := sh.m[subject]
+	if ok && w.width != width {
+		*w = window{}
+	}
+	if !ok {
+		if len(sh.m) >= s.perShard {
+			s.evictLocked(sh, now)
+		}
+		w = &window{}
+		sh.m[subject] = w
+		sh.peak = max(sh.peak, len(sh.m))
+	}
+	if w.width == 0 {
+		w.width, w.last = width, idx
+	}
+	w.advance(idx)
+	w.counts[idx%buckets]++
+	if w.sum() >= p.MaxStrikes {
+		delete(sh.m, subject)
+		return true
+	}
+	return false
+}
+
+// advance moves the ring to bucket idx, zeroing buckets that fell out of the window.
+// A clock going backwards keeps the newest bucket.
+func (w *window) advance(idx int64) {
+	if idx <= w.last {
+		return
+	}
+	if idx-w.last >= buckets {
+		w.counts = [buckets]uint32{}
+	} else {
+		for i := w.last + 1; i <= idx; i++ {
+			w.counts[i%buckets] = 0
+		}
+	}
+	w.last = idx
+}
+
+func (w *window) sum() int {
+	n := 0
+	for _, c := range w.counts {
+		n += int(c)
+	}
+	return n
+}
+
+// idle reports whether every strike in w has left the window.
+func (w *window) idle(now int64) bool {
+	return w.width == 0 || max(now, 0)/w.width-w.last >= buckets
+}
+
+// evictLocked frees a slot in a full shard: idle subjects among a random sample,
+// else the sampled subject struck least recently.
+func (s *Strikes) evictLocked(sh *strikeShard, now int64) {
+	var (
+		victim  string
+		oldest  int64 = math.MaxInt64
+		seen    int
+		evicted bool
+	)
+	for k, w := range sh.m {
+		if w.idle(now) {
+			delete(sh.m, k)
+			evicted = true
+		} else if t := w.last * w.width; t < oldest {
+			victim, oldest = k, t
+		}
+		if seen++; seen >= evictSample {
+			break
+		}
+	}
+	if !evicted && oldest != math.MaxInt64 {
+		delete(sh.m, victim)
+	}
+}
+
+// Sweep drops idle subjects. The sweeper calls it; it is exported for callers that
+// disable the sweeper.
+func (s *Strikes) Sweep() {
+	now := int64(s.now().Sub(s.base))
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k, w := range sh.m {
+			if w.idle(now) {
+				delete(sh.m, k)
+			}
+		}
+		if sh.peak > 1024 && len(sh.m) < sh.peak/4 {
+			fresh := make(map[string]*window, len(sh.m))
+			for k, w := range sh.m {
+				fresh[k] = w
+			}
+			sh.m, sh.peak = fresh, len(fresh)
+		}
+		sh.mu.Unlock()
+	}
+}
+
+func (s *Strikes) sweepLoop(every time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.Sweep()
+		}
+	}
+}
+
+// Close stops the sweeper and waits for it; Record keeps working. It is idempotent
+// and always returns nil.
+func (s *Strikes) Close() error {
+	s.closeOnce.Do(func() { close(s.stop) })
+	<-s.done
+	return nil
+}

@@ -1,0 +1,30 @@
+package guard
+
+import (
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+)
+
+// FuzzClientIP: hostile forwarding headers never panic and never yield an address
+// when the peer is not a trusted proxy other than the peer itself.
+func FuzzClientIP(f *testing.F) {
+	f.Add("1.2.3.4", `for=192.0.2.60;proto=http`)
+	f.Add("1.1.1.1, 2.2.2.2, 10.0.0.3", `for="[2001:db8::1]:4711"`)
+	f.Add("[::1]:80", `for=unknown, for=_hidden`)
+	f.Add("", "")
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	f.Fuzz(func(t *testing.T, xff, fwd string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("X-Forwarded-For", xff)
+		r.Header.Set("Forwarded", fwd)
+		r.RemoteAddr = "203.0.113.9:5555"
+		if got := ClientIP(r, trusted); got.String() != "203.0.113.9" {
+			t.Fatalf("untrusted peer's headers were believed: %s", got)
+		}
+		r.RemoteAddr = "10.1.2.3:5555"
+		_ = ClientIP(r, trusted)
+		r.Header.Set("Origin", xff)
+		_ = (&OriginPolicy{Allowed: []string{"https://*.example.com"}}).Check(r)
+	})
+}

@@ -1,0 +1,529 @@
+// Package session owns one WebSocket connection from the 101 to its end: the welcome,
+// keepalive pings and their deadline, the idle timeout, token expiry and refresh, the
+// message pipeline, dispatch to the router, the bounded outbox and the close. Every
+// way a connection ends runs through one close path, which releases the connection's
+// quota lease exactly once.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/outbox"
+	"github.com/wsgate/wsgate/internal/pipeline"
+	"github.com/wsgate/wsgate/internal/quota"
+	"github.com/wsgate/wsgate/internal/transport"
+)
+
+// Options are the per-connection timings and bounds.
+type Options struct {
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+	Idle         time.Duration
+	Outbox       outbox.Options
+	// Welcome adds fields to the welcome message (limits the client should know).
+	WelcomeLimits map[string]any
+}
+
+// Router takes the messages the pipeline accepted and that the session does not
+// handle itself (ping, refresh).
+type Router interface {
+	Handle(ctx context.Context, s *Session, m pipeline.Message)
+	// Leave is called once when the session ends, before its lease is released.
+	Leave(s *Session)
+}
+
+// RawRouter receives every message unparsed (gateway routes in raw mode).
+type RawRouter interface {
+	HandleRaw(ctx context.Context, s *Session, op transport.Opcode, data []byte)
+}
+
+// Striker counts violations; it reports whether the subject is now banned.
+type Striker interface {
+	Record(ctx context.Context, ip, user, reason string) (banned bool, err error)
+}
+
+// Observer is told what happens, for metrics and audit. Implementations must be cheap.
+type Observer interface {
+	Message(s *Session, typ string, size int, rej *pipeline.Reject, took time.Duration)
+	Sent(s *Session, size int)
+	Strike(s *Session, reason string, banned bool)
+	Closed(s *Session, code uint16, reason string)
+}
+
+// Deps are what a session uses but does not own.
+type Deps struct {
+	Pipeline *pipeline.Pipeline // nil for raw routes
+	Router   Router
+	Raw      RawRouter // set for raw routes instead of Pipeline
+	Strikes  Striker
+	// Refresh verifies a refresh token; the subject must equal the session's.
+	Refresh  func(ctx context.Context, token string) (auth.Identity, error)
+	Observer Observer
+	Log      *slog.Logger
+	Registry *Registry
+}
+
+// Stats are a session's counters, read by the admin API.
+type Stats struct {
+	MessagesIn, BytesIn, MessagesOut, BytesOut uint64
+}
+
+// Session is one connection. Its exported methods are safe for concurrent use.
+type Session struct {
+	id          string
+	ip          netip.Addr
+	route       string
+	subprotocol string
+	started     time.Time
+	identity    atomic.Pointer[auth.Identity]
+
+	conn  *transport.Conn
+	out   *outbox.Queue
+	opts  Options
+	deps  Deps
+	lease *quota.Lease
+	state pipeline.ConnState
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	msgsIn, bytesIn, msgsOut, bytesOut atomic.Uint64
+	lastMsg                            atomic.Int64 // unix nanos of the last client message
+	pingSent                           atomic.Int64 // unix nanos of the unanswered ping, 0 if none
+	lastPing                           atomic.Int64
+	pongAt                             atomic.Int64
+
+	mu        sync.Mutex // guards timers and closing
+	keepalive *time.Timer
+	expiry    *time.Timer
+	closing   bool
+	closeCode uint16
+	closeText string
+	wg        sync.WaitGroup // async closes started by this session
+	ended     chan struct{}
+
+	// Values lets routers keep per-session state without a global map.
+	Values sync.Map
+}
+
+// NewID returns a random connection id (16 bytes, base64url).
+func NewID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Params describe the admitted connection.
+type Params struct {
+	ID          string
+	IP          netip.Addr
+	Route       string
+	Subprotocol string
+	Identity    auth.Identity
+	Lease       *quota.Lease
+	Tier        string
+}
+
+// New prepares a session; Attach gives it the upgraded connection.
+func New(p Params, opts Options, deps Deps) *Session {
+	if deps.Log == nil {
+		deps.Log = slog.Default()
+	}
+	s := &Session{
+		id: p.ID, ip: p.IP, route: p.Route, subprotocol: p.Subprotocol, started: time.Now(),
+		opts: opts, deps: deps, lease: p.Lease, ended: make(chan struct{}),
+	}
+	id := p.Identity
+	s.identity.Store(&id)
+	s.state = pipeline.ConnState{ConnID: p.ID, User: id.Subject, IP: p.IP.String(), Tier: p.Tier}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// Attach binds the upgraded connection. It must be called before Serve.
+func (s *Session) Attach(c *transport.Conn) {
+	s.conn = c
+	s.out = outbox.New(s.opts.Outbox, func(b []byte) error {
+		if err := c.WriteMessage(transport.Text, b); err != nil {
+			return err
+		}
+		s.msgsOut.Add(1)
+		s.bytesOut.Add(uint64(len(b)))
+		if s.deps.Observer != nil {
+			s.deps.Observer.Sent(s, len(b))
+		}
+		return nil
+	}, func(error) {
+		// The write failed (peer gone or write deadline passed): nothing more can
+		// be delivered, so drop the socket now rather than wait for the reader.
+		_ = c.Close()
+	})
+}
+
+// Accessors.
+func (s *Session) ID() string                     { return s.id }
+func (s *Session) IP() netip.Addr                 { return s.ip }
+func (s *Session) Route() string                  { return s.route }
+func (s *Session) Subprotocol() string            { return s.subprotocol }
+func (s *Session) Started() time.Time             { return s.started }
+func (s *Session) Identity() auth.Identity        { return *s.identity.Load() }
+func (s *Session) User() string                   { return s.identity.Load().Subject }
+func (s *Session) Claims() map[string]any         { return s.identity.Load().Claims }
+func (s *Session) Context() context.Context       { return s.ctx }
+func (s *Session) Conn() *transport.Conn          { return s.conn }
+func (s *Session) ConnState() *pipeline.ConnState { return &s.state }
+
+// ConnID is the connection id (for routers that name it so).
+func (s *Session) ConnID() string { return s.id }
+
+// Stats returns the session's counters.
+func (s *Session) Stats() Stats {
+	return Stats{MessagesIn: s.msgsIn.Load(), BytesIn: s.bytesIn.Load(), MessagesOut: s.msgsOut.Load(), BytesOut: s.bytesOut.Load()}
+}
+
+// ErrClosed is returned by Send after the session started closing.
+var ErrClosed = errors.New("session closed")
+
+// Send queues b for the client without blocking. A full queue closes the session as
+// a slow consumer: one client that stops reading never delays the others and never
+// grows server memory. b is shared and must not be modified afterwards.
+func (s *Session) Send(b []byte) error {
+	err := s.out.Push(b)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, outbox.ErrFull) {
+		s.CloseAsync(CloseSlowConsumer)
+	}
+	return err
+}
+
+// Serve sends the welcome, starts the timers and reads until the connection ends.
+// It runs on the goroutine that accepted the connection and returns only after
+// everything the session started has stopped.
+func (s *Session) Serve() {
+	if s.deps.Registry != nil {
+		s.deps.Registry.add(s)
+	}
+	now := time.Now().UnixNano()
+	s.lastMsg.Store(now)
+	s.lastPing.Store(now)
+	s.sendWelcome()
+	s.mu.Lock()
+	if s.opts.PingInterval > 0 || s.opts.Idle > 0 {
+		s.keepalive = time.AfterFunc(s.nextTick(time.Now()), s.tick)
+	}
+	s.armExpiryLocked(s.Identity().ExpiresAt)
+	s.mu.Unlock()
+
+	s.conn.Serve() // returns when the connection is gone; OnClose ran
+
+	s.mu.Lock()
+	s.closing = true
+	if s.keepalive != nil {
+		s.keepalive.Stop()
+	}
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.out.Close()
+	s.wg.Wait()
+	if s.deps.Router != nil {
+		s.deps.Router.Leave(s)
+	}
+	if s.deps.Registry != nil {
+		s.deps.Registry.remove(s)
+	}
+	if s.lease != nil {
+		s.lease.Release()
+	}
+	close(s.ended)
+}
+
+// Done is closed when the session has fully ended.
+func (s *Session) Done() <-chan struct{} { return s.ended }
+
+func (s *Session) sendWelcome() {
+	id := s.Identity()
+	w := map[string]any{
+		"type":        "welcome",
+		"conn_id":     s.id,
+		"user":        id.Subject,
+		"server_time": time.Now().UnixMilli(),
+	}
+	if s.subprotocol != "" {
+		w["protocol"] = s.subprotocol
+	}
+	if !id.ExpiresAt.IsZero() {
+		w["expires_at"] = id.ExpiresAt.UnixMilli()
+	}
+	if s.opts.WelcomeLimits != nil {
+		w["limits"] = s.opts.WelcomeLimits
+	}
+	b, _ := json.Marshal(w)
+	_ = s.Send(b)
+}
+
+// Close ends the session with reason: a close frame with the reason's code, then
+// the socket. It may block up to the write timeout; safe to call many times.
+func (s *Session) Close(reason CloseReason) {
+	code, text := reason.Code()
+	s.CloseWith(code, text)
+}
+
+// CloseWith ends the session with an explicit code (gateway mode propagates codes).
+func (s *Session) CloseWith(code uint16, text string) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.closing = true
+	s.closeCode, s.closeText = code, text
+	s.mu.Unlock()
+	_ = s.conn.WriteClose(code, text)
+}
+
+// CloseAsync starts Close without blocking the caller (broadcasters, timers). The
+// goroutine belongs to the session: Serve waits for it.
+func (s *Session) CloseAsync(reason CloseReason) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.Close(reason)
+	}()
+}
+
+func (s *Session) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// --- timers ---
+
+func (s *Session) nextTick(now time.Time) time.Duration {
+	next := time.Duration(1<<63 - 1)
+	n := now.UnixNano()
+	if s.opts.Idle > 0 {
+		next = min(next, time.Duration(s.lastMsg.Load()+int64(s.opts.Idle)-n))
+	}
+	if s.opts.PingInterval > 0 {
+		if ps := s.pingSent.Load(); ps != 0 {
+			next = min(next, time.Duration(ps+int64(s.opts.PongTimeout)-n))
+		} else {
+			next = min(next, time.Duration(s.lastPing.Load()+int64(s.opts.PingInterval)-n))
+		}
+	}
+	return max(next, 10*time.Millisecond)
+}
+
+func (s *Session) tick() {
+	now := time.Now()
+	n := now.UnixNano()
+	if s.opts.Idle > 0 && n-s.lastMsg.Load() >= int64(s.opts.Idle) {
+		s.Close(CloseIdle)
+		return
+	}
+	if s.opts.PingInterval > 0 {
+		if ps := s.pingSent.Load(); ps != 0 {
+			if s.pongAt.Load() >= ps {
+				s.pingSent.Store(0)
+			} else if n-ps >= int64(s.opts.PongTimeout) {
+				s.Close(CloseKeepalive)
+				_ = s.conn.Close() // the peer is not answering: do not wait for its close frame
+				return
+			}
+		}
+		if s.pingSent.Load() == 0 && n-s.lastPing.Load() >= int64(s.opts.PingInterval) {
+			s.lastPing.Store(n)
+			s.pingSent.Store(n)
+			if err := s.conn.WritePing(nil); err != nil {
+				_ = s.conn.Close()
+				return
+			}
+		}
+	}
+	s.mu.Lock()
+	if !s.closing && s.keepalive != nil {
+		s.keepalive.Reset(s.nextTick(time.Now()))
+	}
+	s.mu.Unlock()
+}
+
+func (s *Session) armExpiryLocked(exp time.Time) {
+	if s.expiry != nil {
+		s.expiry.Stop()
+		s.expiry = nil
+	}
+	if exp.IsZero() {
+		return
+	}
+	s.expiry = time.AfterFunc(time.Until(exp), func() { s.Close(CloseTokenExpired) })
+}
+
+// --- transport.Handler ---
+
+// OnMessage runs the pipeline on one client message and dispatches it.
+func (s *Session) OnMessage(_ *transport.Conn, op transport.Opcode, data []byte) {
+	if s.isClosing() {
+		return
+	}
+	s.lastMsg.Store(time.Now().UnixNano())
+	s.msgsIn.Add(1)
+	s.bytesIn.Add(uint64(len(data)))
+	if s.deps.Raw != nil {
+		s.deps.Raw.HandleRaw(s.ctx, s, op, data)
+		return
+	}
+	start := time.Now()
+	msg, rej := s.deps.Pipeline.Process(s.ctx, &s.state, data)
+	if s.deps.Observer != nil {
+		s.deps.Observer.Message(s, msg.Type, len(data), rej, time.Since(start))
+	}
+	if rej != nil {
+		s.Reject(msg.ID, rej)
+		return
+	}
+	switch msg.Type {
+	case "ping":
+		s.pong(msg)
+	case "refresh":
+		s.refresh(msg)
+	default:
+		if s.deps.Router != nil {
+			s.deps.Router.Handle(s.ctx, s, msg)
+		}
+	}
+}
+
+// Reject answers a refused message with an error reply or a close, and counts a
+// strike when the refusal is one.
+func (s *Session) Reject(ref []byte, rej *pipeline.Reject) {
+	if rej.CloseCode != 0 {
+		s.CloseWith(rej.CloseCode, closeText(rej))
+	} else {
+		_ = s.Send(pipeline.EncodeError(rej, ref))
+	}
+	if rej.Strike {
+		s.Strike(rej.Code)
+	}
+}
+
+func closeText(rej *pipeline.Reject) string {
+	if rej.Code == "rate_limited" {
+		return "rate limit exceeded"
+	}
+	return "policy violation"
+}
+
+// Strike records a violation; reaching the threshold bans and closes.
+func (s *Session) Strike(reason string) {
+	if s.deps.Strikes == nil {
+		return
+	}
+	banned, err := s.deps.Strikes.Record(s.ctx, s.ip.String(), s.User(), reason)
+	if err != nil {
+		s.deps.Log.Warn("strike not recorded", "conn_id", s.id, "err", err)
+	}
+	if s.deps.Observer != nil {
+		s.deps.Observer.Strike(s, reason, banned)
+	}
+	if banned {
+		s.CloseAsync(CloseBanned)
+	}
+}
+
+func (s *Session) pong(m pipeline.Message) {
+	b := make([]byte, 0, 64+len(m.ID))
+	b = append(b, `{"type":"pong","timestamp":`...)
+	b = strconv.AppendInt(b, time.Now().UnixMilli(), 10)
+	if m.ID != nil {
+		b = append(b, `,"ref":`...)
+		b = append(b, m.ID...)
+	}
+	b = append(b, '}')
+	_ = s.Send(b)
+}
+
+func (s *Session) refresh(m pipeline.Message) {
+	var req struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(m.Raw, &req); err != nil || req.Token == "" || s.deps.Refresh == nil {
+		s.Reject(m.ID, &pipeline.Reject{Code: "refresh_failed", Message: "refresh needs a token", Strike: true})
+		return
+	}
+	id, err := s.deps.Refresh(s.ctx, req.Token)
+	if err != nil {
+		s.deps.Log.Info("refresh rejected", "conn_id", s.id, "user", s.User(), "reason", auth.Reason(err))
+		s.Reject(m.ID, &pipeline.Reject{Code: "refresh_failed", Message: "token not valid", Strike: true})
+		return
+	}
+	cur := s.Identity()
+	if id.Subject != cur.Subject {
+		s.deps.Log.Warn("refresh for another subject", "conn_id", s.id, "user", cur.Subject)
+		s.Reject(m.ID, &pipeline.Reject{Code: "refresh_failed", Message: "token is for another subject", Strike: true})
+		return
+	}
+	id.CertSubject = cur.CertSubject
+	if cur.Source == "jwt+mtls" {
+		id.Source = cur.Source
+	}
+	s.identity.Store(&id)
+	s.mu.Lock()
+	if !s.closing {
+		s.armExpiryLocked(id.ExpiresAt)
+	}
+	s.mu.Unlock()
+	b := []byte(`{"type":"refreshed","expires_at":` + strconv.FormatInt(id.ExpiresAt.UnixMilli(), 10))
+	if m.ID != nil {
+		b = append(append(b, `,"ref":`...), m.ID...)
+	}
+	_ = s.Send(append(b, '}'))
+}
+
+// OnPing: the transport already answered with a pong.
+func (s *Session) OnPing(*transport.Conn, []byte) {}
+
+// OnPong records the keepalive answer.
+func (s *Session) OnPong(*transport.Conn, []byte) { s.pongAt.Store(time.Now().UnixNano()) }
+
+// OnClose runs once when the read loop ends.
+func (s *Session) OnClose(_ *transport.Conn, err error) {
+	code, text := uint16(transport.StatusAbnormal), ""
+	s.mu.Lock()
+	if s.closeCode != 0 {
+		code, text = s.closeCode, s.closeText
+	} else if c, ok := transport.CloseCode(err); ok {
+		code = c
+		var ce *transport.CloseError
+		if errors.As(err, &ce) {
+			text = ce.Reason
+		}
+	}
+	s.closing = true
+	s.mu.Unlock()
+	if s.deps.Observer != nil {
+		s.deps.Observer.Closed(s, code, text)
+	}
+}

@@ -1,0 +1,88 @@
+package wsgate
+
+import (
+	"fmt"
+
+	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/internal/pipeline"
+	"github.com/wsgate/wsgate/internal/transport"
+)
+
+// Reload applies a new configuration without dropping connections: limits,
+// origins, keys/JWKS, schemas, tiers, strike policy and quotas change for what
+// happens next. Listener addresses, TLS files and the state backend need a restart;
+// a change to them is refused. An invalid configuration is refused whole and the
+// running one stays in force.
+func (s *Server) Reload(cfg *config.Config) error {
+	old := s.cfg.Load()
+	cfg.Dev = old.Dev
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	// Addresses may have come from flags; they are not reloadable anyway.
+	cfg.Listen, cfg.Admin.Listen = old.Listen, old.Admin.Listen
+	if cfg.Path != old.Path ||
+		cfg.TLS != old.TLS || cfg.InsecurePlaintext != old.InsecurePlaintext || cfg.State.Backend != old.State.Backend {
+		return fmt.Errorf("reload: path, tls, insecure_plaintext and state.backend need a restart")
+	}
+	popts, err := pipelineOptions(cfg, s.limiter)
+	if err != nil {
+		return err
+	}
+	p, err := pipeline.New(popts)
+	if err != nil {
+		return fmt.Errorf("reload: pipeline: %w", err)
+	}
+	to := transportOptions(cfg)
+	up, err := transport.NewUpgrader(&to)
+	if err != nil {
+		return fmt.Errorf("reload: transport: %w", err)
+	}
+	ver, err := s.newVerifier(cfg)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	for _, k := range cfg.Auth.Keys {
+		s.redactor.Add(k.Secret)
+	}
+	// Everything is built: swap.
+	oldVer := s.guard.Verifier()
+	s.guard.SetVerifier(ver)
+	oldVer.Close()
+	s.guard.SetPolicy(guardPolicy(cfg))
+	s.quotas.SetLimits(quotaLimits(cfg))
+	s.strikes.SetPolicy(strikePolicy(cfg))
+	s.pipeline.Store(p)
+	s.upgrader.Store(up)
+	so := sessionOptions(cfg)
+	s.sopts.Store(&so)
+	s.cfg.Store(cfg)
+	s.log.Info("configuration reloaded")
+	return nil
+}
+
+// ReloadFile loads path (plus environ) and applies it with Reload, logging the
+// outcome; dev carries the --dev key material over.
+func (s *Server) ReloadFile(path string, environ []string, dev *DevInfo) {
+	cfg, err := config.Load(path, environ)
+	if err == nil && dev != nil {
+		_, err = PrepareDevReload(cfg, dev)
+	}
+	if err == nil {
+		err = s.Reload(cfg)
+	}
+	if err != nil {
+		s.log.Error("configuration reload refused; the running configuration stays in force", "err", err)
+	}
+}
+
+// PrepareDevReload re-applies the dev key material of a running dev server.
+func PrepareDevReload(cfg *config.Config, info *DevInfo) (*config.Config, error) {
+	cfg.Dev = true
+	cfg.Auth.Keys = append([]config.Key{{ID: "dev", Algorithms: []string{"HS256"}, Secret: info.Secret}}, cfg.Auth.Keys...)
+	if cfg.Admin.Token == "" {
+		cfg.Admin.Token = info.AdminToken
+	}
+	cfg.Channels.PublishAPIKeys = append(cfg.Channels.PublishAPIKeys, info.PublishKey)
+	return cfg, nil
+}

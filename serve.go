@@ -1,0 +1,105 @@
+package wsgate
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/internal/listener"
+)
+
+// Listening reports where a server listens, once ListenAndServe has bound its sockets.
+type Listening struct {
+	Addr      string // the WebSocket listener, e.g. "127.0.0.1:8443"
+	AdminAddr string // "" when the admin listener is off
+	TLS       bool
+}
+
+// ListenAndServe binds the configured listeners (TLS, mTLS and handshake limits
+// applied), calls ready with the bound addresses, serves until ctx is done, then
+// shuts down gracefully within timeouts.drain.
+func (s *Server) ListenAndServe(ctx context.Context, ready func(Listening)) error {
+	cfg := s.cfg.Load()
+	tlsCfg, err := s.tlsConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := listener.Listen(cfg.Listen, tlsCfg)
+	if err != nil {
+		return err
+	}
+	srv := listener.HTTPServer(s, listener.ServerOptions{
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader, HandshakeTimeout: cfg.Timeouts.Handshake,
+		MaxHeaderBytes: cfg.Limits.MaxHeaderBytes, Log: s.log,
+	})
+	info := Listening{Addr: ln.Addr().String(), TLS: tlsCfg != nil}
+	var adminSrv *http.Server
+	var adminLn net.Listener
+	if cfg.Admin.Listen != "" {
+		adminLn, err = listener.Listen(cfg.Admin.Listen, nil)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		adminSrv = listener.HTTPServer(s.AdminHandler(), listener.ServerOptions{
+			ReadHeaderTimeout: cfg.Timeouts.ReadHeader, HandshakeTimeout: 0, MaxHeaderBytes: 16 << 10, Log: s.log,
+		})
+		info.AdminAddr = adminLn.Addr().String()
+	}
+	if cfg.InsecurePlaintext {
+		s.log.Warn("INSECURE: serving plaintext ws:// (insecure_plaintext: true); only run this behind a TLS-terminating proxy")
+	}
+	if cfg.Auth.AllowQueryToken {
+		s.log.Warn("INSECURE: tokens accepted in the query string (auth.allow_query_token: true); URLs end up in logs and browser history")
+	}
+	if cfg.Rate.FailOpen {
+		s.log.Warn("rate limits fail open when their store cannot answer (rate.fail_open: true)")
+	}
+	s.log.Info("listening", "addr", info.Addr, "tls", info.TLS, "admin", info.AdminAddr, "path", cfg.Path)
+	if ready != nil {
+		ready(info)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	if adminSrv != nil {
+		go func() { errc <- adminSrv.Serve(adminLn) }()
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	// Stop accepting first, then drain hijacked WebSocket connections, which
+	// http.Server.Shutdown does not track.
+	dctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Drain)
+	defer cancel()
+	s.draining.Store(true)
+	_ = ln.Close()
+	shutErr := s.Shutdown(dctx)
+	_ = srv.Shutdown(dctx)
+	if adminSrv != nil {
+		_ = adminSrv.Shutdown(dctx)
+	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && !errors.Is(serveErr, net.ErrClosed) {
+		return fmt.Errorf("serve: %w", serveErr)
+	}
+	return shutErr
+}
+
+func (s *Server) tlsConfig(cfg *config.Config) (*tls.Config, error) {
+	if cfg.InsecurePlaintext {
+		return nil, nil
+	}
+	o := listener.TLSOptions{
+		CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, MinVersion13: cfg.TLS.MinVersion == "1.3",
+		ClientCAFile: cfg.TLS.ClientCAFile, ClientAuth: cfg.TLS.ClientAuth,
+	}
+	if cfg.TLS.CertFile == "" {
+		o.Certificate = cfg.TLS.Certificate
+	}
+	return listener.TLSConfig(o)
+}

@@ -1,0 +1,415 @@
+package wsgate
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/ban"
+	"github.com/wsgate/wsgate/internal/guard"
+	"github.com/wsgate/wsgate/internal/limit"
+	"github.com/wsgate/wsgate/internal/pipeline"
+	"github.com/wsgate/wsgate/internal/quota"
+	"github.com/wsgate/wsgate/internal/redact"
+	"github.com/wsgate/wsgate/internal/session"
+	"github.com/wsgate/wsgate/internal/ticket"
+	"github.com/wsgate/wsgate/internal/transport"
+)
+
+// Server is a running wsgate: an http.Handler for the WebSocket endpoint(s) and the
+// small HTTP API beside them (tickets, health, keys), plus Shutdown.
+type Server struct {
+	cfg      atomic.Pointer[config.Config]
+	log      *slog.Logger
+	redactor *redact.Redactor
+
+	guard    *guard.Guard
+	tickets  *ticket.Issuer
+	limiter  limit.Limiter
+	quotas   *quota.Quotas
+	qstore   quota.Store
+	bans     ban.List
+	strikes  *ban.Strikes
+	pipeline atomic.Pointer[pipeline.Pipeline]
+	registry *session.Registry
+	upgrader atomic.Pointer[transport.Upgrader]
+	sopts    atomic.Pointer[session.Options]
+
+	mux *http.ServeMux
+
+	ctx      context.Context
+	cancel   context.CancelFunc
+	bg       sync.WaitGroup // background work owned by the server
+	closers  []func()
+	shutdown atomic.Bool
+	draining atomic.Bool
+
+	dev *DevInfo
+}
+
+// Option customises New.
+type Option func(*options)
+
+type options struct {
+	log      *slog.Logger
+	redactor *redact.Redactor
+	dev      *DevInfo
+}
+
+// WithLogger sets the process logger (wsgate wraps it to redact secrets).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// New validates cfg and builds a Server. It starts no listener: serve it with
+// ListenAndServe or mount it in your own http.Server.
+func New(cfg *config.Config, opts ...Option) (*Server, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{registry: session.NewRegistry(), dev: o.dev}
+	s.redactor = o.redactor
+	if s.redactor == nil {
+		s.redactor = redact.New(redact.Options{})
+	}
+	if o.log == nil {
+		o.log = NewLogger(cfg.Log, os.Stderr)
+	}
+	s.log = slog.New(redact.NewHandler(o.log.Handler(), s.redactor))
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.build(cfg); err != nil {
+		s.cancel()
+		for _, c := range s.closers {
+			c()
+		}
+		return nil, err
+	}
+	s.cfg.Store(cfg)
+	s.routes()
+	return s, nil
+}
+
+// NewLogger builds the process logger from the log section.
+func NewLogger(c config.Log, w *os.File) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	hopts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, hopts))
+	}
+	return slog.New(slog.NewJSONHandler(w, hopts))
+}
+
+func (s *Server) onClose(f func()) { s.closers = append(s.closers, f) }
+
+// build creates every component from cfg.
+func (s *Server) build(cfg *config.Config) error {
+	ver, err := s.newVerifier(cfg)
+	if err != nil {
+		return err
+	}
+	s.onClose(func() { s.guard.Verifier().Close() })
+	for _, k := range cfg.Auth.Keys {
+		s.redactor.Add(k.Secret)
+	}
+	s.redactor.Add(cfg.Admin.Token)
+	for _, k := range cfg.Channels.PublishAPIKeys {
+		s.redactor.Add(k)
+	}
+
+	mem := limit.NewMemory(limit.MemoryOptions{})
+	s.onClose(func() { _ = mem.Close() })
+	s.limiter = mem
+	s.qstore = quota.NewMemoryStore()
+	s.quotas = quota.New(s.qstore, quotaLimits(cfg))
+	banList := ban.NewMemoryList(100000)
+	s.bans = banList
+	s.strikes = ban.NewStrikes(strikePolicy(cfg), s.bans, ban.StrikesOptions{OnBan: func(b ban.Ban) {
+		s.log.Warn("banned", "subject", b.Subject, "reason", b.Reason, "until", b.Until)
+	}})
+	s.onClose(func() { _ = s.strikes.Close() })
+	if cfg.Auth.Tickets.Enabled {
+		store := ticket.NewMemoryStore(ticket.MemoryOptions{MaxEntries: cfg.Auth.Tickets.MaxEntries})
+		s.onClose(store.Close)
+		s.tickets = ticket.NewIssuer(store, cfg.Auth.Tickets.TTL)
+	}
+	popts, err := pipelineOptions(cfg, s.limiter)
+	if err != nil {
+		return err
+	}
+	p, err := pipeline.New(popts)
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	s.pipeline.Store(p)
+	s.guard = guard.New(guardPolicy(cfg), guard.Deps{
+		Verifier: ver, Limiter: s.limiter, Bans: s.bans, Quotas: s.quotas, Tickets: s.tickets,
+	})
+	to := transportOptions(cfg)
+	up, err := transport.NewUpgrader(&to)
+	if err != nil {
+		return fmt.Errorf("transport: %w", err)
+	}
+	s.upgrader.Store(up)
+	so := sessionOptions(cfg)
+	s.sopts.Store(&so)
+	return nil
+}
+
+func (s *Server) newVerifier(cfg *config.Config) (*auth.Verifier, error) {
+	a := cfg.Auth
+	keys := make([]auth.Key, 0, len(a.Keys))
+	for _, k := range a.Keys {
+		keys = append(keys, auth.Key{ID: k.ID, Algorithms: k.Algorithms, Secret: k.Secret, PublicKeyFile: k.PublicKeyFile, PublicKeyPEM: k.PublicKeyPEM})
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
+	defer cancel()
+	v, err := auth.NewVerifier(ctx, auth.Options{
+		Keys: keys, JWKSURL: a.JWKSURL, JWKSRefresh: a.JWKSRefresh, JWKSMinRefresh: a.JWKSMinRefresh,
+		Issuer: a.Issuer, Audience: a.Audience, Leeway: a.Leeway, MaxLifetime: a.MaxLifetime, SubjectClaim: a.SubjectClaim,
+	}, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	return v, nil
+}
+
+func quotaLimits(cfg *config.Config) quota.Limits {
+	c := cfg.Limits.Connections
+	return quota.Limits{PerIP: c.PerIP, PerUser: c.PerUser, Global: c.Global}
+}
+
+func strikePolicy(cfg *config.Config) ban.Policy {
+	a := cfg.Abuse
+	return ban.Policy{Window: a.Window, MaxStrikes: a.MaxStrikes, BanTTL: a.BanTTL, BanIP: a.BanIP, BanUser: a.BanUser}
+}
+
+func lim(r config.RateLimit) limit.Limit { return limit.Limit{Rate: r.Rate, Burst: r.Burst} }
+
+func guardPolicy(cfg *config.Config) guard.Policy {
+	return guard.Policy{
+		Origins:        guard.OriginPolicy{Allowed: cfg.Origins.Allowed, AllowMissing: cfg.Origins.AllowMissing},
+		HandshakeRate:  lim(cfg.Limits.HandshakeRate),
+		TrustedProxies: cfg.ParseTrustedProxies(),
+		Extract:        auth.ExtractOptions{CookieName: cfg.Auth.CookieName, AllowQueryToken: cfg.Auth.AllowQueryToken},
+		AuthMode:       cfg.Auth.Mode,
+		IdentityFrom:   cfg.TLS.IdentityFrom,
+		Subprotocols:   []string{"wsgate.v1"},
+	}
+}
+
+func transportOptions(cfg *config.Config) transport.Options {
+	c := cfg.Compression
+	return transport.Options{
+		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		MaxFragments:    cfg.Limits.MaxFragments,
+		AllowBinary:     cfg.Limits.AllowBinary,
+		WriteTimeout:    cfg.Timeouts.Write,
+		Compression: transport.Compression{
+			Enabled: c.Enabled, ServerContextTakeover: c.ServerContextTakeover, ClientContextTakeover: c.ClientContextTakeover,
+			ServerMaxWindowBits: c.ServerMaxWindowBits, ClientMaxWindowBits: c.ClientMaxWindowBits, Level: c.Level,
+		},
+	}
+}
+
+func sessionOptions(cfg *config.Config) session.Options {
+	def := cfg.Rate.Tiers["default"]
+	return session.Options{
+		PingInterval: cfg.Timeouts.PingInterval,
+		PongTimeout:  cfg.Timeouts.PongTimeout,
+		Idle:         cfg.Timeouts.Idle,
+		Outbox:       outboxOptions(cfg),
+		WelcomeLimits: map[string]any{
+			"max_message_bytes":   cfg.Limits.MaxMessageBytes,
+			"messages_per_second": def.Messages.Rate,
+			"burst":               def.Messages.Burst,
+			"bytes_per_second":    def.Bytes.Rate,
+		},
+	}
+}
+
+// routes mounts the HTTP endpoints.
+func (s *Server) routes() {
+	cfg := s.cfg.Load()
+	mux := http.NewServeMux()
+	mux.HandleFunc(cfg.Path, s.handleWebSocket)
+	mux.HandleFunc("POST /v1/tickets", s.handleTicket)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	s.mux = mux
+}
+
+// ServeHTTP serves the WebSocket endpoint and the public HTTP API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "connections": s.registry.Len()})
+}
+
+// handleWebSocket guards, upgrades and serves one connection. It returns only when
+// the connection has ended; the goroutine net/http gave us owns the session.
+func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		(&guard.Rejection{Status: http.StatusServiceUnavailable, Code: "shutting_down", Reason: "draining", RetryAfter: time.Second}).Write(w)
+		return
+	}
+	adm, rej := s.guard.Check(r.Context(), r)
+	if rej != nil {
+		s.logReject(r, rej)
+		rej.Write(w)
+		return
+	}
+	cfg := s.cfg.Load()
+	tier := adm.Identity.Tier(cfg.Auth.TierClaim)
+	if _, ok := cfg.Rate.Tiers[tier]; !ok {
+		tier = "default"
+	}
+	sess := session.New(session.Params{
+		ID: session.NewID(), IP: adm.IP, Route: cfg.Path, Subprotocol: adm.Subprotocol,
+		Identity: adm.Identity, Lease: adm.Lease, Tier: tier,
+	}, *s.sopts.Load(), session.Deps{
+		Pipeline: s.pipeline.Load(),
+		Strikes:  s.strikes,
+		Refresh:  s.refresh,
+		Log:      s.log,
+		Registry: s.registry,
+		Observer: (*observer)(s),
+	})
+	conn, err := s.upgrader.Load().Upgrade(w, r, adm.Subprotocol, sess)
+	if err != nil {
+		adm.Lease.Release()
+		s.log.Info("upgrade failed", "ip", adm.IP.String(), "err", err)
+		return
+	}
+	sess.Attach(conn)
+	s.log.Info("connected", "conn_id", sess.ID(), "ip", adm.IP.String(), "user", adm.Identity.Subject,
+		"route", cfg.Path, "subprotocol", adm.Subprotocol, "credential", string(adm.Credential))
+	sess.Serve()
+}
+
+func (s *Server) refresh(ctx context.Context, token string) (auth.Identity, error) {
+	return s.guard.Verifier().Verify(ctx, token)
+}
+
+func (s *Server) logReject(r *http.Request, rej *guard.Rejection) {
+	ip := guard.ClientIP(r, s.guard.Policy().TrustedProxies)
+	s.log.Info("handshake rejected", "ip", ip.String(), "status", rej.Status, "reason", rej.Reason,
+		"path", r.URL.Path, "origin", r.Header.Get("Origin"))
+}
+
+// handleTicket exchanges a valid Bearer token for a one-time ticket bound to the
+// same identity, so a browser can open a WebSocket without putting a long-lived
+// token in the URL.
+func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
+	if s.tickets == nil {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": "tickets_disabled"})
+		return
+	}
+	p := s.guard.Policy()
+	ip := guard.ClientIP(r, p.TrustedProxies)
+	if p.HandshakeRate.Rate > 0 {
+		if ok, retry, err := s.limiter.Allow(r.Context(), "hs:"+ip.String(), p.HandshakeRate, 1); err != nil || !ok {
+			(&guard.Rejection{Status: http.StatusTooManyRequests, Code: "rate_limited", RetryAfter: max(retry, time.Second)}).Write(w)
+			return
+		}
+	}
+	const prefix = "Bearer "
+	h := r.Header.Get("Authorization")
+	if len(h) <= len(prefix) || !equalFoldASCII(h[:len(prefix)], prefix) {
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "unauthorized"})
+		return
+	}
+	id, err := s.guard.Verifier().Verify(r.Context(), h[len(prefix):])
+	if err != nil {
+		s.log.Info("ticket refused", "ip", ip.String(), "reason", auth.Reason(err))
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "unauthorized"})
+		return
+	}
+	t, exp, err := s.tickets.Issue(r.Context(), id)
+	if err != nil {
+		s.log.Warn("ticket not issued", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "unavailable"})
+		return
+	}
+	s.redactor.Add(t)
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"ticket": t, "expires_at": exp.UnixMilli()})
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i]|0x20, b[i]|0x20
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Shutdown stops accepting connections, sends close 1001 to every client and waits
+// for them until ctx is done, then drops what is left. It returns an error when
+// connections had to be dropped.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.shutdown.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.draining.Store(true)
+	left := s.registry.CloseAll(ctx, session.CloseShutdown)
+	s.cancel()
+	s.bg.Wait()
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	if left > 0 {
+		return fmt.Errorf("shutdown: %d connections did not close within the drain timeout", left)
+	}
+	return nil
+}
+
+// QuotaInUse returns the global connection count held in the quota store (it
+// must equal Connections once connections have settled).
+func (s *Server) QuotaInUse(ctx context.Context) int {
+	n, err := s.qstore.Count(ctx, quota.GlobalKey)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// Connections returns the number of open WebSocket connections.
+func (s *Server) Connections() int { return s.registry.Len() }
+
+var (
+	_ http.Handler = (*Server)(nil)
+	_              = tls.VersionTLS12
+	_              = errors.New
+)

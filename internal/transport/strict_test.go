@@ -3,8 +3,15 @@ package transport
 import (
 	"bytes"
 	"compress/flate"
+	"context"
+	"crypto/sha1"
+	"encoding/base64"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Each case writes hand-built frames on a raw TCP connection and reads the
@@ -160,4 +167,71 @@ func TestCompressionOffByDefault(t *testing.T) {
 	}
 	rc.write(frame(0xC1, deflate(t, []byte("hi")), true))
 	rc.expectClose(StatusProtocolError)
+}
+
+// A read deadline makes gws close on its own; the close frame must not carry
+// its error text (which names socket addresses).
+func TestGwsCloseReasonIsSanitized(t *testing.T) {
+	ts := startServer(t, nil, false, "")
+	rc := dialRaw(t, ts)
+	sc := <-ts.conns
+	_ = sc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	b0, p, err := rc.readFrame()
+	if err != nil || b0&0x0f != 0x8 {
+		t.Fatalf("frame %x %q %v", b0, p, err)
+	}
+	if len(p) > 2 || strings.Contains(string(p), "127.0.0.1") {
+		t.Fatalf("close payload %q", p)
+	}
+}
+
+// rawServer answers the handshake by hand and writes after101 in the same
+// write as the 101 response, then reads frames until EOF.
+func rawServer(t *testing.T, after101 []byte) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		sum := sha1.Sum([]byte(r.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+		resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n"
+		_, _ = conn.Write(append([]byte(resp), after101...))
+		_, _ = io.Copy(io.Discard, brw)
+	}))
+	t.Cleanup(srv.Close)
+	return "ws" + strings.TrimPrefix(srv.URL, "http")
+}
+
+func TestClientStrictness(t *testing.T) {
+	cases := []struct {
+		name   string
+		frames []byte
+		code   uint16
+	}{
+		{"masked server frame", frame(0x81, []byte("hi"), true), StatusProtocolError},
+		{"too big", frame(0x81, bytes.Repeat([]byte("a"), 200), false), StatusMessageTooBig},
+		{"binary", frame(0x82, []byte{1}, false), StatusUnsupportedData},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			url := rawServer(t, append(frame(0x81, []byte("welcome"), false), tc.frames...))
+			h := newRecorder(false)
+			c, _, err := Dial(context.Background(), url, &DialOptions{Options: Options{MaxMessageBytes: 100}}, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() { defer close(done); c.Serve() }()
+			if got := h.next(t, "message"); string(got.data) != "welcome" {
+				t.Fatalf("first message %q", got.data)
+			}
+			if code, _ := CloseCode(h.next(t, "close").err); code != tc.code {
+				t.Fatalf("client close code %d, want %d", code, tc.code)
+			}
+			<-done
+		})
+	}
 }

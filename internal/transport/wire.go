@@ -188,10 +188,10 @@ func (w *wireConn) writeDeadlined(b []byte) (int, error) {
 	return w.raw.Write(b)
 }
 
-// observeClose records the first close frame we send and, when gws closes
-// with 1011 because of the inflated payload, returns a corrected frame
-// (1009 for an inflate overflow, 1007 for corrupt compressed data). gws
-// writes each frame in one Write call, so b is a whole frame.
+// observeClose records the first close frame we send. When gws closed on
+// its own with a reason, it returns a corrected frame: a static reason, and
+// 1009 instead of 1011 for an inflate overflow (1007 for corrupt compressed
+// data). gws writes each frame in one Write call, so b is a whole frame.
 func (w *wireConn) observeClose(b []byte) ([]byte, bool) {
 	n := int(b[1] & 0x7f)
 	hl := 2
@@ -215,11 +215,10 @@ func (w *wireConn) observeClose(b []byte) ([]byte, bool) {
 		reason = string(payload[2:n])
 	}
 	var out []byte
-	if code == StatusInternalError && w.owner != nil && !w.owner.initiated.Load() {
-		code, reason = StatusInvalidPayload, "invalid compressed data"
-		if string(payload[2:n]) == gwsTooLargeReason {
-			code, reason = StatusMessageTooBig, vTooBig.reason
-		}
+	if w.owner != nil && !w.owner.initiated.Load() && n > 2 {
+		// gws closed on its own: its reason is an error text that may name
+		// socket addresses, and its inflate errors carry the wrong code.
+		code, reason = gwsCloseStatus(code, string(payload[2:n]))
 		frame := make([]byte, 0, hl+2+len(reason))
 		frame = append(frame, b[0], byte(2+len(reason))|b[1]&0x80)
 		frame = append(frame, b[2:hl]...)
@@ -238,6 +237,26 @@ func (w *wireConn) observeClose(b []byte) ([]byte, bool) {
 	}
 	w.mu.Unlock()
 	return out, out != nil
+}
+
+// gwsCloseStatus maps a close gws decided by itself to the code and static
+// reason we send.
+func gwsCloseStatus(code uint16, gwsReason string) (uint16, string) {
+	switch code {
+	case StatusInternalError: // only the inflate path closes with 1011
+		if gwsReason == gwsTooLargeReason {
+			return StatusMessageTooBig, vTooBig.reason
+		}
+		return StatusInvalidPayload, "invalid compressed data"
+	case StatusProtocolError:
+		return code, "protocol error"
+	case StatusInvalidPayload:
+		return code, "invalid payload"
+	case StatusMessageTooBig:
+		return code, vTooBig.reason
+	default:
+		return code, ""
+	}
 }
 
 func (w *wireConn) sentClose() (uint16, string, bool) {

@@ -14,10 +14,13 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/internal/alert"
+	"github.com/wsgate/wsgate/internal/audit"
 	"github.com/wsgate/wsgate/internal/auth"
 	"github.com/wsgate/wsgate/internal/ban"
 	"github.com/wsgate/wsgate/internal/guard"
 	"github.com/wsgate/wsgate/internal/limit"
+	"github.com/wsgate/wsgate/internal/metrics"
 	"github.com/wsgate/wsgate/internal/pipeline"
 	"github.com/wsgate/wsgate/internal/quota"
 	"github.com/wsgate/wsgate/internal/redact"
@@ -44,6 +47,10 @@ type Server struct {
 	registry *session.Registry
 	upgrader atomic.Pointer[transport.Upgrader]
 	sopts    atomic.Pointer[session.Options]
+
+	metrics *metrics.Metrics
+	audit   *audit.Logger
+	alerts  *alert.Engine
 
 	mux *http.ServeMux
 
@@ -116,6 +123,9 @@ func (s *Server) onClose(f func()) { s.closers = append(s.closers, f) }
 
 // build creates every component from cfg.
 func (s *Server) build(cfg *config.Config) error {
+	if err := s.buildVisibility(cfg); err != nil {
+		return err
+	}
 	ver, err := s.newVerifier(cfg)
 	if err != nil {
 		return err
@@ -136,9 +146,7 @@ func (s *Server) build(cfg *config.Config) error {
 	s.quotas = quota.New(s.qstore, quotaLimits(cfg))
 	banList := ban.NewMemoryList(100000)
 	s.bans = banList
-	s.strikes = ban.NewStrikes(strikePolicy(cfg), s.bans, ban.StrikesOptions{OnBan: func(b ban.Ban) {
-		s.log.Warn("banned", "subject", b.Subject, "reason", b.Reason, "until", b.Until)
-	}})
+	s.strikes = ban.NewStrikes(strikePolicy(cfg), s.bans, ban.StrikesOptions{OnBan: s.onBan})
 	s.onClose(func() { _ = s.strikes.Close() })
 	if cfg.Auth.Tickets.Enabled {
 		store := ticket.NewMemoryStore(ticket.MemoryOptions{MaxEntries: cfg.Auth.Tickets.MaxEntries})
@@ -275,10 +283,11 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	adm, rej := s.guard.Check(r.Context(), r)
 	if rej != nil {
-		s.logReject(r, rej)
+		s.observeHandshake(r, guard.ClientIP(r, s.guard.Policy().TrustedProxies).String(), rej)
 		rej.Write(w)
 		return
 	}
+	s.observeHandshake(r, adm.IP.String(), nil)
 	cfg := s.cfg.Load()
 	tier := adm.Identity.Tier(cfg.Auth.TierClaim)
 	if _, ok := cfg.Rate.Tiers[tier]; !ok {
@@ -302,6 +311,9 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess.Attach(conn)
+	s.metrics.ConnOpened(cfg.Path)
+	s.audit.Log(audit.Event{Event: audit.HandshakeAccepted, ConnID: sess.ID(), IP: adm.IP.String(), User: adm.Identity.Subject,
+		Route: cfg.Path, Detail: map[string]any{"credential": string(adm.Credential), "subprotocol": adm.Subprotocol}})
 	s.log.Info("connected", "conn_id", sess.ID(), "ip", adm.IP.String(), "user", adm.Identity.Subject,
 		"route", cfg.Path, "subprotocol", adm.Subprotocol, "credential", string(adm.Credential))
 	sess.Serve()
@@ -309,12 +321,6 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) refresh(ctx context.Context, token string) (auth.Identity, error) {
 	return s.guard.Verifier().Verify(ctx, token)
-}
-
-func (s *Server) logReject(r *http.Request, rej *guard.Rejection) {
-	ip := guard.ClientIP(r, s.guard.Policy().TrustedProxies)
-	s.log.Info("handshake rejected", "ip", ip.String(), "status", rej.Status, "reason", rej.Reason,
-		"path", r.URL.Path, "origin", r.Header.Get("Origin"))
 }
 
 // handleTicket exchanges a valid Bearer token for a one-time ticket bound to the

@@ -55,7 +55,7 @@ type Striker interface {
 
 // Observer is told what happens, for metrics and audit. Implementations must be cheap.
 type Observer interface {
-	Message(s *Session, typ string, size int, rej *pipeline.Reject, took time.Duration)
+	Message(s *Session, typ string, data []byte, rej *pipeline.Reject, took time.Duration)
 	Sent(s *Session, size int)
 	Strike(s *Session, reason string, banned bool)
 	Closed(s *Session, code uint16, reason string)
@@ -398,7 +398,7 @@ func (s *Session) OnMessage(_ *transport.Conn, op transport.Opcode, data []byte)
 	start := time.Now()
 	msg, rej := s.deps.Pipeline.Process(s.ctx, &s.state, data)
 	if s.deps.Observer != nil {
-		s.deps.Observer.Message(s, msg.Type, len(data), rej, time.Since(start))
+		s.deps.Observer.Message(s, msg.Type, data, rej, time.Since(start))
 	}
 	if rej != nil {
 		s.Reject(msg.ID, rej)

@@ -91,10 +91,9 @@ func FuzzScan(f *testing.F) {
 			if valid && utf8.Valid(data) {
 				t.Fatalf("syntax error for valid JSON %q at %d", data, off)
 			}
-		case failDuplicate, failSurrogate:
-			if !valid && utf8.Valid(data) {
-				t.Fatalf("reason %d for invalid JSON %q", fail, data)
-			}
+		default:
+			// Limits, duplicates and surrogates are found at the first offending token;
+			// what follows it is never read, so the input may be invalid JSON too.
 		}
 	})
 }

@@ -48,6 +48,7 @@ type Server struct {
 	upgrader atomic.Pointer[transport.Upgrader]
 	sopts    atomic.Pointer[session.Options]
 
+	state   *stores
 	metrics *metrics.Metrics
 	audit   *audit.Logger
 	alerts  *alert.Engine
@@ -130,7 +131,13 @@ func (s *Server) build(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	s.onClose(func() { s.guard.Verifier().Close() })
+	s.onClose(func() {
+		if s.guard != nil {
+			s.guard.Verifier().Close()
+		} else {
+			ver.Close()
+		}
+	})
 	for _, k := range cfg.Auth.Keys {
 		s.redactor.Add(k.Secret)
 	}
@@ -139,19 +146,19 @@ func (s *Server) build(cfg *config.Config) error {
 		s.redactor.Add(k)
 	}
 
-	mem := limit.NewMemory(limit.MemoryOptions{})
-	s.onClose(func() { _ = mem.Close() })
-	s.limiter = mem
-	s.qstore = quota.NewMemoryStore()
+	st, err := s.newStores(cfg)
+	if err != nil {
+		return err
+	}
+	s.state = st
+	s.limiter = st.limiter
+	s.qstore = st.quota
 	s.quotas = quota.New(s.qstore, quotaLimits(cfg))
-	banList := ban.NewMemoryList(100000)
-	s.bans = banList
+	s.bans = st.bans
 	s.strikes = ban.NewStrikes(strikePolicy(cfg), s.bans, ban.StrikesOptions{OnBan: s.onBan})
 	s.onClose(func() { _ = s.strikes.Close() })
 	if cfg.Auth.Tickets.Enabled {
-		store := ticket.NewMemoryStore(ticket.MemoryOptions{MaxEntries: cfg.Auth.Tickets.MaxEntries})
-		s.onClose(store.Close)
-		s.tickets = ticket.NewIssuer(store, cfg.Auth.Tickets.TTL)
+		s.tickets = ticket.NewIssuer(st.tickets, cfg.Auth.Tickets.TTL)
 	}
 	popts, err := pipelineOptions(cfg, s.limiter)
 	if err != nil {
@@ -258,6 +265,8 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
+	s.mountGateways(mux)
+	s.mountRealtime(mux)
 	s.mux = mux
 }
 

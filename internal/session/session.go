@@ -192,6 +192,9 @@ func (s *Session) Stats() Stats {
 	return Stats{MessagesIn: s.msgsIn.Load(), BytesIn: s.bytesIn.Load(), MessagesOut: s.msgsOut.Load(), BytesOut: s.bytesOut.Load()}
 }
 
+// Pending returns what waits in the outbox (gateway backpressure reads it).
+func (s *Session) Pending() (msgs, bytes int) { return s.out.Len() }
+
 // ErrClosed is returned by Send after the session started closing.
 var ErrClosed = errors.New("session closed")
 

@@ -21,7 +21,7 @@ import (
 func benchOpen(b *testing.B, mode string) {
 	ring, _ := integrity.NewKeyRing(integrity.MasterKey{ID: "k1", Secret: []byte(strings.Repeat("A", 32))})
 	now := time.Now()
-	ver, _ := integrity.NewVerifier(integrity.Options{Keys: ring, Replay: integrity.NewMemoryReplayCache(b.N + 1024),
+	ver, _ := integrity.NewVerifier(integrity.Options{Keys: ring, Replay: integrity.NewMemoryReplayCache(2*b.N + 4096),
 		Now: func() time.Time { return now }})
 	opts := &client.Options{Now: func() time.Time { return now }}
 	var s *client.Signer

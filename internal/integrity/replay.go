@@ -81,9 +81,12 @@ func (r *ring) pop() {
 	r.size--
 }
 
-// NewMemoryReplayCache returns a cache holding at most about maxEntries
-// unexpired nonces (rounded up to a multiple of the shard count; a value
-// below 1 means 1<<20). Memory is roughly 100 bytes per entry for the
+// NewMemoryReplayCache returns a cache holding at most maxEntries unexpired
+// nonces (rounded up to a multiple of the shard count; a value below 1 means
+// 1<<20). Each of the 32 shards holds maxEntries/32, so with random keys the
+// first refusals come somewhat before the total reaches maxEntries: size it
+// at about twice the expected nonces per 2*window (message rate * 60 s by
+// default). Memory is roughly 100 bytes per entry for the
 // 43-byte keys the Verifier uses.
 func NewMemoryReplayCache(maxEntries int) *MemoryReplayCache {
 	if maxEntries < 1 {

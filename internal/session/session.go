@@ -284,11 +284,22 @@ func (s *Session) sendWelcome() {
 // the socket. It may block up to the write timeout; safe to call many times.
 func (s *Session) Close(reason CloseReason) {
 	code, text := reason.Code()
-	s.CloseWith(code, text)
+	// A slow consumer's queue is full because it does not read: flushing would
+	// only wait out the timeout.
+	s.closeWith(code, text, reason != CloseSlowConsumer && reason != CloseKeepalive)
 }
 
 // CloseWith ends the session with an explicit code (gateway mode propagates codes).
+// What is already queued for the client (an error reply explaining the close, say)
+// is flushed first, for a bounded time, so the close frame does not overtake it.
 func (s *Session) CloseWith(code uint16, text string) {
+	s.closeWith(code, text, true)
+}
+
+// flushTimeout bounds how long a close waits for queued messages to be written.
+const flushTimeout = 2 * time.Second
+
+func (s *Session) closeWith(code uint16, text string, flush bool) {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -297,6 +308,12 @@ func (s *Session) CloseWith(code uint16, text string) {
 	s.closing = true
 	s.closeCode, s.closeText = code, text
 	s.mu.Unlock()
+	if flush {
+		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+		_ = s.out.Wait(ctx)
+		cancel()
+	}
+	s.out.Close()
 	_ = s.conn.WriteClose(code, text)
 }
 

@@ -205,7 +205,7 @@ func TestStrikesEvictsIdleThenLeastRecent(t *testing.T) {
 		e.record(t, "hot", "")
 	}
 	e.c.Advance(5 * time.Second) // more than one 4s bucket: recency is bucket-grained
-	e.record(t, "new0", "") // full: drops all idle subjects, keeps "hot"
+	e.record(t, "new0", "")      // full: drops all idle subjects, keeps "hot"
 	if e.s.Len() != 2 || e.s.Count("ip:hot") != 5 {
 		t.Fatalf("Len=%d hot=%d", e.s.Len(), e.s.Count("ip:hot"))
 	}

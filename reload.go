@@ -29,6 +29,13 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	// A dev server's generated master key stays; configured keys are reloaded.
+	reloadKeys := len(cfg.Integrity.MasterKeys) > 0 || !cfg.Dev
+	ring, err := keyRing(cfg)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	popts.Verifier = integrityVerifier{s.integ.verifier}
 	p, err := pipeline.New(popts)
 	if err != nil {
 		return fmt.Errorf("reload: pipeline: %w", err)
@@ -53,6 +60,10 @@ func (s *Server) Reload(cfg *config.Config) error {
 	s.quotas.SetLimits(quotaLimits(cfg))
 	s.strikes.SetPolicy(strikePolicy(cfg))
 	s.pipeline.Store(p)
+	if reloadKeys {
+		s.integ.verifier.SetKeyRing(ring)
+		s.integ.keys.Store(ring)
+	}
 	s.upgrader.Store(up)
 	so := sessionOptions(cfg)
 	s.sopts.Store(&so)

@@ -49,6 +49,7 @@ type Server struct {
 	sopts    atomic.Pointer[session.Options]
 
 	state   *stores
+	integ   *integrityState
 	metrics *metrics.Metrics
 	audit   *audit.Logger
 	alerts  *alert.Engine
@@ -151,6 +152,9 @@ func (s *Server) build(cfg *config.Config) error {
 		return err
 	}
 	s.state = st
+	if err := s.buildIntegrity(cfg, st.replay); err != nil {
+		return err
+	}
 	s.limiter = st.limiter
 	s.qstore = st.quota
 	s.quotas = quota.New(s.qstore, quotaLimits(cfg))
@@ -164,6 +168,7 @@ func (s *Server) build(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	popts.Verifier = integrityVerifier{s.integ.verifier}
 	p, err := pipeline.New(popts)
 	if err != nil {
 		return fmt.Errorf("pipeline: %w", err)
@@ -265,6 +270,7 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
+	s.mountIntegrity(mux)
 	s.mountGateways(mux)
 	s.mountRealtime(mux)
 	s.mux = mux
@@ -296,15 +302,22 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 		rej.Write(w)
 		return
 	}
-	s.observeHandshake(r, adm.IP.String(), nil)
 	cfg := s.cfg.Load()
 	tier := adm.Identity.Tier(cfg.Auth.TierClaim)
 	if _, ok := cfg.Rate.Tiers[tier]; !ok {
 		tier = "default"
 	}
+	connID := session.NewID()
+	verify, rej := s.connIntegrity(r, cfg.Integrity.Mode, adm, connID)
+	if rej != nil {
+		adm.Lease.Release()
+		s.observeHandshake(r, adm.IP.String(), rej)
+		rej.Write(w)
+		return
+	}
 	sess := session.New(session.Params{
-		ID: session.NewID(), IP: adm.IP, Route: cfg.Path, Subprotocol: adm.Subprotocol,
-		Identity: adm.Identity, Lease: adm.Lease, Tier: tier,
+		ID: connID, IP: adm.IP, Route: cfg.Path, Subprotocol: adm.Subprotocol,
+		Identity: adm.Identity, Lease: adm.Lease, Tier: tier, Verify: verify,
 	}, *s.sopts.Load(), session.Deps{
 		Pipeline: s.pipeline.Load(),
 		Strikes:  s.strikes,
@@ -313,6 +326,7 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 		Registry: s.registry,
 		Observer: (*observer)(s),
 	})
+	s.observeHandshake(r, adm.IP.String(), nil)
 	conn, err := s.upgrader.Load().Upgrade(w, r, adm.Subprotocol, sess)
 	if err != nil {
 		adm.Lease.Release()
@@ -367,8 +381,17 @@ func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.redactor.Add(t)
+	out := map[string]any{"ticket": t, "expires_at": exp.UnixMilli()}
+	// In hmac mode the client needs its per-user signing key; it travels only here,
+	// over TLS, to the holder of a valid token for that subject.
+	if ring := s.integ.keys.Load(); ring != nil && s.cfg.Load().Integrity.Mode == "hmac" {
+		if ck, err := ring.Issue(id.Subject); err == nil {
+			s.redactor.Add(ck.Key)
+			out["integrity"] = ck
+		}
+	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{"ticket": t, "expires_at": exp.UnixMilli()})
+	writeJSON(w, http.StatusOK, out)
 }
 
 func equalFoldASCII(a, b string) bool {
@@ -418,6 +441,11 @@ func (s *Server) QuotaInUse(ctx context.Context) int {
 		return -1
 	}
 	return n
+}
+
+// RangeSessions calls f with the id and user of every open connection.
+func (s *Server) RangeSessions(f func(connID, user string)) {
+	s.registry.Range(func(ss *session.Session) bool { f(ss.ID(), ss.User()); return true })
 }
 
 // Connections returns the number of open WebSocket connections.

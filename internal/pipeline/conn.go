@@ -17,6 +17,10 @@ type ConnState struct {
 	// Tier names the rate-limit tier (e.g. from a JWT claim); "" or unknown → "default".
 	Tier string
 
+	// Verify is the Verifier's per-connection state (e.g. integrity keys and the last
+	// sequence number), set by the session owner; nil when the Verifier has none.
+	Verify any
+
 	// Accepted and Rejected count this connection's outcomes; RateLimited counts the
 	// rate_limited rejects among them.
 	Accepted, Rejected, RateLimited uint64

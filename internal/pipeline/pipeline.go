@@ -25,6 +25,9 @@ type Message struct {
 	// Raw is the whole message: the data passed to Process, or what a Verifier put in
 	// its place.
 	Raw []byte
+	// Signed is set by a Verifier that checked the message's signature; routers use it
+	// to require signatures per namespace.
+	Signed bool
 }
 
 // Verifier is an optional stage (message integrity: signatures, replay) that runs after

@@ -133,6 +133,8 @@ type Params struct {
 	Identity    auth.Identity
 	Lease       *quota.Lease
 	Tier        string
+	// Verify is the pipeline Verifier's per-connection state (message integrity).
+	Verify any
 }
 
 // New prepares a session; Attach gives it the upgraded connection.
@@ -146,7 +148,7 @@ func New(p Params, opts Options, deps Deps) *Session {
 	}
 	id := p.Identity
 	s.identity.Store(&id)
-	s.state = pipeline.ConnState{ConnID: p.ID, User: id.Subject, IP: p.IP.String(), Tier: p.Tier}
+	s.state = pipeline.ConnState{ConnID: p.ID, User: id.Subject, IP: p.IP.String(), Tier: p.Tier, Verify: p.Verify}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }

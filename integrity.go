@@ -1,0 +1,171 @@
+package wsgate
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/guard"
+	"github.com/wsgate/wsgate/internal/integrity"
+	"github.com/wsgate/wsgate/internal/pipeline"
+	"github.com/wsgate/wsgate/web"
+)
+
+// integrityState is the server's message-integrity machinery: the verifier shared by
+// every connection (with the node's replay cache), the HMAC master keys, and the
+// key that signs server output.
+type integrityState struct {
+	verifier *integrity.Verifier
+	keys     atomic.Pointer[integrity.KeyRing] // nil when no master key is configured
+	signer   *integrity.ServerSigner
+}
+
+func (s *Server) buildIntegrity(cfg *config.Config, replay integrity.ReplayCache) error {
+	ring, err := keyRing(cfg)
+	if err != nil {
+		return err
+	}
+	v, err := integrity.NewVerifier(integrity.Options{Keys: ring, Replay: replay, Window: cfg.Integrity.Window})
+	if err != nil {
+		return fmt.Errorf("integrity: %w", err)
+	}
+	var sk integrity.SigningKey
+	if cfg.Integrity.ServerSigningKey != "" {
+		seed, err := auth.ParseSecret(cfg.Integrity.ServerSigningKey)
+		if err != nil {
+			return fmt.Errorf("integrity.server_signing_key: %w", err)
+		}
+		if sk, err = integrity.SigningKeyFromSeed("srv-1", seed[:32]); err != nil {
+			return fmt.Errorf("integrity.server_signing_key: %w", err)
+		}
+		s.redactor.Add(cfg.Integrity.ServerSigningKey)
+	} else if sk, err = integrity.GenerateSigningKey(randomKID()); err != nil {
+		return fmt.Errorf("integrity: %w", err)
+	}
+	signer, err := integrity.NewServerSigner(sk)
+	if err != nil {
+		return fmt.Errorf("integrity: %w", err)
+	}
+	s.integ = &integrityState{verifier: v, signer: signer}
+	s.integ.keys.Store(ring)
+	return nil
+}
+
+func randomKID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("srv-%x", b)
+}
+
+// keyRing builds the HMAC master keys; in dev mode with hmac on and none given, one
+// is generated (per start, like the dev JWT key).
+func keyRing(cfg *config.Config) (*integrity.KeyRing, error) {
+	keys := cfg.Integrity.MasterKeys
+	if len(keys) == 0 {
+		if !cfg.Dev {
+			return nil, nil
+		}
+		keys = []config.IntegrityKey{{ID: "dev", Secret: auth.NewSecret()}}
+	}
+	var mks []integrity.MasterKey
+	for i, k := range keys {
+		sec, err := auth.ParseSecret(k.Secret)
+		if err != nil {
+			return nil, fmt.Errorf("integrity.master_keys[%d].secret: %w", i, err)
+		}
+		mks = append(mks, integrity.MasterKey{ID: k.ID, Secret: sec})
+	}
+	r, err := integrity.NewKeyRing(mks[0], mks[1:]...)
+	if err != nil {
+		return nil, fmt.Errorf("integrity.master_keys: %w", err)
+	}
+	return r, nil
+}
+
+// integrityVerifier adapts integrity.Verifier to the pipeline's Verifier stage.
+// A connection without integrity state (mode off) passes unchanged; with it, every
+// message but ping must be a valid signed envelope.
+type integrityVerifier struct{ v *integrity.Verifier }
+
+func (iv integrityVerifier) Open(ctx context.Context, st *pipeline.ConnState, m *pipeline.Message) error {
+	ci, _ := st.Verify.(*integrity.ConnIntegrity)
+	if ci == nil {
+		return nil
+	}
+	if m.Type == "ping" && !hasSig(m.Raw) {
+		return nil
+	}
+	body, typ, err := iv.v.Open(ctx, ci, m.Raw)
+	if err != nil {
+		code := integrity.CodeOf(err)
+		rej := &pipeline.Reject{Code: "integrity_" + string(code), Message: "message integrity check failed: " + string(code), Strike: true}
+		if code == integrity.CodeInternal {
+			rej.Code, rej.Message, rej.Strike = pipeline.CodeUnavailable, "integrity check unavailable", false
+		}
+		return rej
+	}
+	m.Raw, m.Type, m.Signed = body, typ, true
+	return nil
+}
+
+// hasSig is a cheap check for a "sig" member; the verifier does the real parsing.
+func hasSig(raw []byte) bool {
+	for i := 0; i+5 <= len(raw); i++ {
+		if raw[i] == '"' && string(raw[i:i+5]) == `"sig"` {
+			return true
+		}
+	}
+	return false
+}
+
+// connIntegrity prepares the per-connection integrity state for an admitted
+// handshake. In pop mode the client must prove possession of the key its token names
+// (cnf.jkt): a stolen token without the private key cannot connect.
+func (s *Server) connIntegrity(r *http.Request, mode string, adm *guard.Admission, connID string) (any, *guard.Rejection) {
+	switch mode {
+	case "hmac":
+		ci, err := s.integ.verifier.NewHMACConn(adm.Identity.Subject, connID)
+		if err != nil {
+			return nil, &guard.Rejection{Status: http.StatusServiceUnavailable, Code: "unavailable", Reason: "integrity_unavailable", Err: err}
+		}
+		return ci, nil
+	case "pop":
+		jkt := adm.Identity.KeyThumbprint
+		if jkt == "" {
+			return nil, &guard.Rejection{Status: http.StatusUnauthorized, Code: "unauthorized", Reason: "pop_no_cnf"}
+		}
+		params, err := integrity.PopParamsFromRequest(r)
+		if err != nil {
+			return nil, &guard.Rejection{Status: http.StatusUnauthorized, Code: "unauthorized", Reason: "pop_bad_params", Err: err}
+		}
+		pk, err := s.integ.verifier.VerifyPopHandshake(r.Context(), params, jkt, r.Host, r.URL.EscapedPath())
+		if err != nil {
+			reason := "pop_" + string(integrity.CodeOf(err))
+			if errors.Is(err, integrity.ErrReplay) {
+				reason = "pop_replay"
+			}
+			return nil, &guard.Rejection{Status: http.StatusUnauthorized, Code: "unauthorized", Reason: reason, Err: err}
+		}
+		ci, err := s.integ.verifier.NewPopConn(adm.Identity.Subject, connID, pk)
+		if err != nil {
+			return nil, &guard.Rejection{Status: http.StatusUnauthorized, Code: "unauthorized", Reason: "pop_key", Err: err}
+		}
+		return ci, nil
+	}
+	return nil, nil
+}
+
+// mountIntegrity serves the server's public signing keys and the browser module.
+func (s *Server) mountIntegrity(mux *http.ServeMux) {
+	mux.HandleFunc("GET /.well-known/wsgate-keys.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_, _ = w.Write(s.integ.signer.JWKS())
+	})
+	mux.Handle("GET /client/wsgate.js", web.Handler())
+}

@@ -1,6 +1,126 @@
 package wsgate
 
-import "net/http"
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
 
-// mountRealtime registers the real-time core's HTTP endpoints (demo page, client module).
-func (s *Server) mountRealtime(*http.ServeMux) {}
+	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/internal/command"
+	"github.com/wsgate/wsgate/internal/pipeline"
+	"github.com/wsgate/wsgate/internal/room"
+	"github.com/wsgate/wsgate/internal/session"
+)
+
+// CommandRequest is a `command` message as a Go handler sees it: the caller's
+// verified identity and the payload it sent.
+type CommandRequest struct {
+	Name    string
+	Payload json.RawMessage
+	User    string
+	ConnID  string
+	Claims  map[string]any
+}
+
+// WithCommandHandler answers `command` messages with a Go function instead of the
+// configured command.url (library mode). Its JSON answer is relayed to the caller
+// with the request's ref; an error becomes an error reply.
+func WithCommandHandler(f func(ctx context.Context, req CommandRequest) (json.RawMessage, error)) Option {
+	return func(o *options) {
+		o.commands = command.Func(func(ctx context.Context, req command.Request) (json.RawMessage, error) {
+			return f(ctx, CommandRequest{Name: req.Name, Payload: req.Payload, User: req.User, ConnID: req.ConnID, Claims: req.Claims})
+		})
+	}
+}
+
+// buildRealtime creates the real-time core (channels, history, presence, commands)
+// over the node's broker, and starts delivering broker events.
+func (s *Server) buildRealtime(cfg *config.Config, commands command.Backend) error {
+	if commands == nil && cfg.Command.URL != "" {
+		h, err := command.NewHTTP(command.HTTPOptions{URL: cfg.Command.URL, Timeout: cfg.Command.Timeout, MaxResponseBytes: int64(cfg.Command.MaxResponseBytes)})
+		if err != nil {
+			return fmt.Errorf("command: %w", err)
+		}
+		commands = h
+	}
+	svc, err := room.New(roomOptions(cfg, commands, s), s.state.broker)
+	if err != nil {
+		return fmt.Errorf("channels: %w", err)
+	}
+	svc.SetLogger(s.log)
+	s.room = svc
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		if err := svc.Run(s.ctx); err != nil && s.ctx.Err() == nil {
+			s.log.Error("real-time core stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+func roomOptions(cfg *config.Config, commands command.Backend, s *Server) room.Options {
+	ns := make(map[string]room.Namespace, len(cfg.Channels.Namespaces))
+	for name, n := range cfg.Channels.Namespaces {
+		ns[name] = room.Namespace{ClientPublish: n.ClientPublish, MaxSubscribers: n.MaxSubscribers,
+			HistorySize: n.HistorySize, HistoryTTL: n.HistoryTTL, Presence: n.Presence, JoinLeave: n.JoinLeave && n.Presence}
+	}
+	o := room.Options{
+		Namespaces:           ns,
+		DefaultChannel:       cfg.Channels.DefaultChannel,
+		ChannelClaim:         cfg.Channels.Claim,
+		MaxChannelsPerClient: cfg.Channels.MaxPerClient,
+		Commands:             commands,
+		CommandTimeout:       cfg.Command.Timeout,
+	}
+	if s != nil {
+		o.SubscriptionTokenVerify = func(ctx context.Context, token string) (map[string]any, error) {
+			id, err := s.guard.Verifier().Verify(ctx, token)
+			if err != nil {
+				return nil, err
+			}
+			return id.Claims, nil
+		}
+	}
+	return o
+}
+
+// roomRouter hands accepted messages of the real-time types to the room service.
+type roomRouter struct{ s *Server }
+
+func (rr roomRouter) Handle(ctx context.Context, ss *session.Session, m pipeline.Message) {
+	if !room.Handles(m.Type) {
+		ss.Reject(m.ID, &pipeline.Reject{Code: pipeline.CodeUnknownType, Message: "unknown message type", Strike: true})
+		return
+	}
+	if e := rr.s.room.Handle(ctx, ss, m.Type, m.ID, m.Raw); e != nil {
+		if e.Err != nil {
+			rr.s.log.Debug("request failed", "conn_id", ss.ID(), "type", m.Type, "code", e.Code, "err", e.Err)
+		}
+		if e.Strike {
+			ss.Strike(e.Code)
+		}
+	}
+}
+
+func (rr roomRouter) Leave(ss *session.Session) {
+	ctx, cancel := context.WithTimeout(context.Background(), room.DefaultOpTimeout)
+	defer cancel()
+	rr.s.room.Leave(ctx, ss)
+}
+
+// mountRealtime registers the real-time core's HTTP endpoints on the public listener.
+func (s *Server) mountRealtime(mux *http.ServeMux) {
+	if s.dev != nil {
+		s.mountDemo(mux)
+	}
+}
+
+// publishHandler serves POST /v1/publish (server-side publish) on the admin listener.
+func (s *Server) publishHandler() http.Handler {
+	return s.room.PublishHandler(s.cfg.Load().Channels.PublishAPIKeys)
+}
+
+// The admin listener mounts publishHandler (admin.go).
+var _ = (*Server).publishHandler

@@ -17,6 +17,7 @@ import (
 	"github.com/wsgate/wsgate/internal/alert"
 	"github.com/wsgate/wsgate/internal/audit"
 	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/command"
 	"github.com/wsgate/wsgate/internal/ban"
 	"github.com/wsgate/wsgate/internal/guard"
 	"github.com/wsgate/wsgate/internal/limit"
@@ -24,6 +25,7 @@ import (
 	"github.com/wsgate/wsgate/internal/pipeline"
 	"github.com/wsgate/wsgate/internal/quota"
 	"github.com/wsgate/wsgate/internal/redact"
+	"github.com/wsgate/wsgate/internal/room"
 	"github.com/wsgate/wsgate/internal/session"
 	"github.com/wsgate/wsgate/internal/ticket"
 	"github.com/wsgate/wsgate/internal/transport"
@@ -50,6 +52,7 @@ type Server struct {
 
 	state   *stores
 	integ   *integrityState
+	room    *room.Service
 	metrics *metrics.Metrics
 	audit   *audit.Logger
 	alerts  *alert.Engine
@@ -73,6 +76,7 @@ type options struct {
 	log      *slog.Logger
 	redactor *redact.Redactor
 	dev      *DevInfo
+	commands command.Backend
 }
 
 // WithLogger sets the process logger (wsgate wraps it to redact secrets).
@@ -106,6 +110,13 @@ func New(cfg *config.Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.cfg.Store(cfg)
+	if err := s.buildRealtime(cfg, o.commands); err != nil {
+		s.cancel()
+		for _, c := range s.closers {
+			c()
+		}
+		return nil, err
+	}
 	s.routes()
 	return s, nil
 }
@@ -320,6 +331,7 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 		Identity: adm.Identity, Lease: adm.Lease, Tier: tier, Verify: verify,
 	}, *s.sopts.Load(), session.Deps{
 		Pipeline: s.pipeline.Load(),
+		Router:   roomRouter{s},
 		Strikes:  s.strikes,
 		Refresh:  s.refresh,
 		Log:      s.log,

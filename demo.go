@@ -1,6 +1,29 @@
 package wsgate
 
-import "net/http"
+import (
+	"net/http"
+	"time"
 
-// mountDemo serves the development demo page (dev mode only).
-func (s *Server) mountDemo(mux *http.ServeMux) {}
+	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/demo"
+)
+
+// mountDemo serves the development demo page and its token endpoint (dev mode only,
+// answering loopback clients only).
+func (s *Server) mountDemo(mux *http.ServeMux) {
+	secret, err := auth.ParseSecret(s.dev.Secret)
+	if err != nil {
+		s.log.Warn("demo page disabled", "err", err)
+		return
+	}
+	signer := auth.NewHMACSigner(secret, "dev")
+	h := demo.Handler(func(sub string, ttl time.Duration, claims map[string]any) (string, error) {
+		tok, err := signer.Mint(sub, ttl, claims)
+		if err == nil {
+			s.redactor.Add(tok)
+		}
+		return tok, err
+	})
+	mux.Handle("GET /{$}", h)
+	mux.Handle("POST /dev/token", h)
+}

@@ -17,8 +17,8 @@ import (
 	"github.com/wsgate/wsgate/internal/alert"
 	"github.com/wsgate/wsgate/internal/audit"
 	"github.com/wsgate/wsgate/internal/auth"
-	"github.com/wsgate/wsgate/internal/command"
 	"github.com/wsgate/wsgate/internal/ban"
+	"github.com/wsgate/wsgate/internal/command"
 	"github.com/wsgate/wsgate/internal/guard"
 	"github.com/wsgate/wsgate/internal/limit"
 	"github.com/wsgate/wsgate/internal/metrics"
@@ -57,7 +57,8 @@ type Server struct {
 	audit   *audit.Logger
 	alerts  *alert.Engine
 
-	mux *http.ServeMux
+	mux      *http.ServeMux
+	gateways []*gatewayRoute // routes with an upstream (gateway.go)
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -196,7 +197,7 @@ func (s *Server) build(cfg *config.Config) error {
 	s.upgrader.Store(up)
 	so := sessionOptions(cfg)
 	s.sopts.Store(&so)
-	return nil
+	return s.buildGateways(cfg)
 }
 
 func (s *Server) newVerifier(cfg *config.Config) (*auth.Verifier, error) {
@@ -297,7 +298,7 @@ func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "connections": s.registry.Len()})
+	writeJSON(w, http.StatusOK, s.withGatewayReadiness(map[string]any{"status": "ready", "connections": s.registry.Len()}))
 }
 
 // handleWebSocket guards, upgrades and serves one connection. It returns only when

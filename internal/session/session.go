@@ -33,6 +33,8 @@ type Options struct {
 	Outbox       outbox.Options
 	// Welcome adds fields to the welcome message (limits the client should know).
 	WelcomeLimits map[string]any
+	// NoWelcome skips the welcome message (gateway routes: the upstream speaks first).
+	NoWelcome bool
 }
 
 // Router takes the messages the pipeline accepted and that the session does not
@@ -224,7 +226,9 @@ func (s *Session) Serve() {
 	now := time.Now().UnixNano()
 	s.lastMsg.Store(now)
 	s.lastPing.Store(now)
-	s.sendWelcome()
+	if !s.opts.NoWelcome {
+		s.sendWelcome()
+	}
 	s.mu.Lock()
 	if s.opts.PingInterval > 0 || s.opts.Idle > 0 {
 		s.keepalive = time.AfterFunc(s.nextTick(time.Now()), s.tick)

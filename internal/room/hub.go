@@ -1,0 +1,181 @@
+package room
+
+import (
+	"hash/maphash"
+	"sync"
+)
+
+const (
+	hubShards   = 64
+	lockStripes = 1024
+)
+
+var hashSeed = maphash.MakeSeed() // read-only after init: a seed, not shared state
+
+// hub maps channel → local subscriptions, sharded by channel name so fan-out on
+// one channel and subscribe on another do not contend.
+type hub struct {
+	shards [hubShards]hubShard
+}
+
+type hubShard struct {
+	mu       sync.RWMutex
+	channels map[string]map[string]*subscription // channel → conn id → subscription
+	_        [32]byte                            // keep neighbouring locks off one cache line
+}
+
+func newHub() *hub {
+	h := &hub{}
+	for i := range h.shards {
+		h.shards[i].channels = make(map[string]map[string]*subscription)
+	}
+	return h
+}
+
+func (h *hub) shard(ch string) *hubShard {
+	return &h.shards[maphash.String(hashSeed, ch)%hubShards]
+}
+
+func (h *hub) count(ch string) int {
+	s := h.shard(ch)
+	s.mu.RLock()
+	n := len(s.channels[ch])
+	s.mu.RUnlock()
+	return n
+}
+
+func (h *hub) add(sub *subscription) {
+	s := h.shard(sub.channel)
+	s.mu.Lock()
+	m := s.channels[sub.channel]
+	if m == nil {
+		m = make(map[string]*subscription)
+		s.channels[sub.channel] = m
+	}
+	m[sub.client.ConnID()] = sub
+	s.mu.Unlock()
+}
+
+// remove drops sub (only that very subscription) and returns how many remain.
+func (h *hub) remove(sub *subscription) int {
+	s := h.shard(sub.channel)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.channels[sub.channel]
+	if cur, ok := m[sub.client.ConnID()]; ok && cur == sub {
+		delete(m, sub.client.ConnID())
+	}
+	if len(m) == 0 {
+		delete(s.channels, sub.channel)
+		return 0
+	}
+	return len(m)
+}
+
+// each calls fn for every subscription of ch under the shard's read lock; fn must
+// not block (it only hands bytes to bounded queues).
+func (h *hub) each(ch string, fn func(*subscription)) {
+	s := h.shard(ch)
+	s.mu.RLock()
+	for _, sub := range s.channels[ch] {
+		fn(sub)
+	}
+	s.mu.RUnlock()
+}
+
+// subscription is one client in one channel. Until live, deliveries are buffered
+// so that the subscribe ack and any history replay reach the client first.
+type subscription struct {
+	client  Client
+	channel string
+
+	mu      sync.Mutex
+	live    bool
+	buf     []pending
+	dropped bool   // buffer overflowed while not live: the oldest entries are gone
+	last    uint64 // last offset delivered (or covered by the ack/replay)
+	epoch   string // epoch of last
+}
+
+type pending struct {
+	offset    uint64
+	epoch     string
+	msg       []byte
+	unordered bool // join/leave events: no offset, always delivered
+}
+
+// deliver hands one encoded publication to the client, dropping duplicates of what
+// the replay already covered. limit bounds the pre-live buffer.
+func (s *subscription) deliver(offset uint64, epoch string, msg []byte, limit int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.live {
+		s.bufferLocked(pending{offset: offset, epoch: epoch, msg: msg}, limit)
+		return
+	}
+	if epoch == s.epoch && offset <= s.last {
+		return
+	}
+	s.last, s.epoch = offset, epoch
+	// Send never blocks; its error means the session is closing this client as a
+	// slow consumer, which is the session's business, not the other subscribers'.
+	_ = s.client.Send(msg)
+}
+
+func (s *subscription) deliverEvent(msg []byte, limit int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.live {
+		s.bufferLocked(pending{msg: msg, unordered: true}, limit)
+		return
+	}
+	_ = s.client.Send(msg)
+}
+
+func (s *subscription) bufferLocked(p pending, limit int) {
+	if len(s.buf) >= limit {
+		// Keep the newest: losing the oldest is reported as recovery_failed with
+		// the position from which delivery is gap-free again.
+		s.buf = append(s.buf[:0], s.buf[1:]...)
+		s.dropped = true
+	}
+	s.buf = append(s.buf, p)
+}
+
+// goLive records that the client has everything up to pos, sends what was buffered
+// after it (in order, without duplicates) and switches to direct delivery. When the
+// buffer lost entries beyond pos it returns the position from which delivery is
+// gap-free and true, having sent that notice via failed before the buffered rest.
+func (s *subscription) goLive(pos posLike, failed func(offset uint64, epoch string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last, s.epoch = pos.offset, pos.epoch
+	if s.dropped {
+		for _, p := range s.buf {
+			if p.unordered {
+				continue
+			}
+			if p.offset > 0 && (p.epoch != s.epoch || p.offset > s.last+1) {
+				s.last, s.epoch = p.offset-1, p.epoch
+				failed(s.last, s.epoch)
+			}
+			break
+		}
+	}
+	for _, p := range s.buf {
+		switch {
+		case p.unordered:
+		case p.epoch == s.epoch && p.offset <= s.last:
+			continue
+		default:
+			s.last, s.epoch = p.offset, p.epoch
+		}
+		_ = s.client.Send(p.msg)
+	}
+	s.buf, s.dropped, s.live = nil, false, true
+}
+
+type posLike struct {
+	offset uint64
+	epoch  string
+}

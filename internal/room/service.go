@@ -1,0 +1,669 @@
+package room
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/wsgate/wsgate/internal/broker"
+	"github.com/wsgate/wsgate/internal/command"
+)
+
+// Client is one connection as the room sees it.
+type Client interface {
+	ConnID() string         // unique per live connection
+	User() string           // authenticated subject ("" for anonymous)
+	Claims() map[string]any // verified token claims, read only
+	// Send queues b without blocking; b is shared with other clients and must not
+	// be modified. An error means the client is a slow consumer: the session
+	// closes it, the room just moves on.
+	Send(b []byte) error
+}
+
+// Service is the real-time core of one node.
+type Service struct {
+	opts    Options
+	broker  broker.Broker
+	log     *slog.Logger
+	hub     *hub
+	clients *clientTable
+	// stripes serialise the first-subscriber/last-unsubscriber transitions of a
+	// channel (broker Subscribe/Unsubscribe) without a global lock.
+	stripes [lockStripes]sync.Mutex
+}
+
+// New checks opts and returns a Service publishing through b. Call Run to receive
+// the broker's events.
+func New(opts Options, b broker.Broker) (*Service, error) {
+	if b == nil {
+		return nil, errors.New("room: nil broker")
+	}
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Service{opts: o, broker: b, log: slog.Default().With("component", "room"), hub: newHub(), clients: newClientTable()}, nil
+}
+
+// SetLogger replaces the logger (default slog.Default()); call before Run.
+func (s *Service) SetLogger(l *slog.Logger) {
+	if l != nil {
+		s.log = l.With("component", "room")
+	}
+}
+
+// Run delivers the broker's events to local subscribers until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.broker.Run(ctx, events{s}); err != nil {
+		return fmt.Errorf("room: broker: %w", err)
+	}
+	return nil
+}
+
+// Handles reports whether typ is a message type Handle serves.
+func Handles(typ string) bool {
+	switch typ {
+	case "subscribe", "unsubscribe", "publish", "chat", "data", "presence", "history", "command":
+		return true
+	}
+	return false
+}
+
+// Handle processes one validated message of c: typ is its "type", id the raw JSON
+// of its "id" (nil if none) and raw the whole message. Handle sends every reply
+// (ack, result or error) to c itself, in order with the channel pushes. It returns
+// nil on success, or the *Error it already sent so the caller can count strikes
+// (Error.Strike) and log Error.Err. Calls for one client must not overlap, and none
+// may start after Leave(c). A `command` blocks for up to CommandTimeout.
+func (s *Service) Handle(ctx context.Context, c Client, typ string, id, raw []byte) *Error {
+	if len(id) > 0 && !json.Valid(id) {
+		id = nil
+	}
+	var e *Error
+	switch typ {
+	case "subscribe":
+		e = s.handleSubscribe(ctx, c, id, raw)
+	case "unsubscribe":
+		e = s.handleUnsubscribe(ctx, c, id, raw)
+	case "publish", "chat", "data":
+		e = s.handlePublish(ctx, c, typ, id, raw)
+	case "presence":
+		e = s.handlePresence(ctx, c, id, raw)
+	case "history":
+		e = s.handleHistory(ctx, c, id, raw)
+	case "command":
+		e = s.handleCommand(ctx, c, id, raw)
+	default:
+		e = newErr(CodeUnknownType, "unknown message type", true)
+	}
+	if e != nil {
+		e.Ref = id
+		_ = c.Send(e.Reply())
+	}
+	return e
+}
+
+// channelNS validates ch and returns its namespace config.
+func (s *Service) channelNS(ch string) (Namespace, *Error) {
+	nsName, _, ok := parseChannel(ch)
+	if !ok {
+		return Namespace{}, newErr(CodeBadChannel, "invalid channel name", true)
+	}
+	ns, ok := s.opts.Namespaces[nsName]
+	if !ok {
+		return Namespace{}, newErr(CodeUnknownNamespace, "unknown channel namespace", true)
+	}
+	return ns, nil
+}
+
+func internalErr(msg string, err error) *Error {
+	e := newErr(CodeInternal, msg, false)
+	e.Err = err
+	return e
+}
+
+func badRequest(err error) *Error {
+	e := newErr(CodeBadRequest, "malformed message", true)
+	e.Err = err
+	return e
+}
+
+type since struct {
+	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
+}
+
+type subscribeReq struct {
+	Channel string `json:"channel"`
+	Since   *since `json:"since"`
+	Token   string `json:"token"`
+}
+
+func (s *Service) authorizeSubscribe(ctx context.Context, c Client, ch, token string) *Error {
+	if token != "" && s.opts.SubscriptionTokenVerify != nil {
+		claims, err := s.opts.SubscriptionTokenVerify(ctx, token)
+		if err == nil {
+			chClaim, _ := claims["channel"].(string)
+			sub, _ := claims["sub"].(string)
+			if chClaim == ch && sub == c.User() {
+				return nil
+			}
+			err = errors.New("subscription token for another channel or user")
+		}
+		e := newErr(CodePermissionDenied, "invalid subscription token", true)
+		e.Err = err
+		return e
+	}
+	if allowed(c.Claims(), s.opts.ChannelClaim, "sub", ch) {
+		return nil
+	}
+	return newErr(CodePermissionDenied, "not allowed to subscribe to this channel", true)
+}
+
+func (s *Service) handleSubscribe(ctx context.Context, c Client, id, raw []byte) *Error {
+	var req subscribeReq
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return badRequest(err)
+	}
+	ns, e := s.channelNS(req.Channel)
+	if e != nil {
+		return e
+	}
+	if e := s.authorizeSubscribe(ctx, c, req.Channel, req.Token); e != nil {
+		return e
+	}
+	cs := s.clients.get(c.ConnID(), true)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if _, ok := cs.subs[req.Channel]; ok {
+		return newErr(CodeAlreadySubscribed, "already subscribed", false)
+	}
+	if len(cs.subs) >= s.opts.MaxChannelsPerClient {
+		return newErr(CodeTooManyChannels, "too many subscriptions", true)
+	}
+	sub := &subscription{client: c, channel: req.Channel}
+	if e := s.attach(ctx, sub, ns); e != nil {
+		return e
+	}
+	cs.subs[req.Channel] = sub
+	cs.current = req.Channel
+	if ns.Presence {
+		if err := s.broker.AddPresence(ctx, req.Channel, broker.ClientInfo{ConnID: c.ConnID(), User: c.User()}); err != nil {
+			s.log.Warn("add presence failed", "channel", req.Channel, "err", err)
+		}
+	}
+
+	// The subscription is buffering live publications; now learn where the client
+	// stands, tell it, replay what it missed, then release the buffer.
+	var (
+		pubs      []broker.Publication
+		pos       broker.StreamPosition
+		err       error
+		recovered bool
+	)
+	if req.Since != nil {
+		pubs, pos, err = s.broker.History(ctx, req.Channel, &broker.StreamPosition{Offset: req.Since.Offset, Epoch: req.Since.Epoch}, 0)
+		recovered = err == nil
+		if errors.Is(err, broker.ErrRecoveryFailed) {
+			if pos.Epoch == "" {
+				_, pos, err = s.broker.History(ctx, req.Channel, nil, 1)
+			} else {
+				err = nil
+			}
+		}
+	} else {
+		_, pos, err = s.broker.History(ctx, req.Channel, nil, 1)
+	}
+	if err != nil {
+		s.detach(ctx, cs, sub, ns)
+		return internalErr("channel state unavailable", fmt.Errorf("subscribe %q: %w", req.Channel, err))
+	}
+	if req.Since != nil && !recovered {
+		_ = c.Send(encodeRecoveryFailed(req.Channel, pos.Offset, pos.Epoch, id))
+	} else {
+		_ = c.Send(encodeAck(ack{Ref: id, Channel: req.Channel, Offset: &pos.Offset, Epoch: &pos.Epoch, Recovered: recoveredFlag(req.Since != nil)}))
+		for _, p := range pubs {
+			msg, err := encodePublication(p)
+			if err != nil {
+				s.log.Warn("bad publication in history", "channel", p.Channel, "offset", p.Offset, "err", err)
+				continue
+			}
+			_ = c.Send(msg)
+			if p.Epoch == pos.Epoch && p.Offset > pos.Offset {
+				pos.Offset = p.Offset
+			}
+		}
+	}
+	sub.goLive(posLike{pos.Offset, pos.Epoch}, func(off uint64, epoch string) {
+		_ = c.Send(encodeRecoveryFailed(req.Channel, off, epoch, id))
+	})
+	return nil
+}
+
+func recoveredFlag(withSince bool) *bool {
+	if !withSince {
+		return nil
+	}
+	t := true
+	return &t
+}
+
+// attach puts sub in the hub, subscribing this node in the broker when it is the
+// channel's first local subscriber.
+func (s *Service) attach(ctx context.Context, sub *subscription, ns Namespace) *Error {
+	mu := &s.stripes[maphash64(sub.channel)%lockStripes]
+	mu.Lock()
+	defer mu.Unlock()
+	n := s.hub.count(sub.channel)
+	if ns.MaxSubscribers > 0 && n >= ns.MaxSubscribers {
+		return newErr(CodeChannelFull, "channel is full", false)
+	}
+	if n == 0 {
+		if err := s.broker.Subscribe(ctx, sub.channel); err != nil {
+			return internalErr("subscribe failed", fmt.Errorf("broker subscribe %q: %w", sub.channel, err))
+		}
+	}
+	s.hub.add(sub)
+	return nil
+}
+
+// detach undoes attach and the presence entry and forgets sub in cs (cs.mu held).
+func (s *Service) detach(ctx context.Context, cs *clientState, sub *subscription, ns Namespace) {
+	mu := &s.stripes[maphash64(sub.channel)%lockStripes]
+	mu.Lock()
+	if s.hub.remove(sub) == 0 {
+		if err := s.broker.Unsubscribe(ctx, sub.channel); err != nil {
+			s.log.Warn("broker unsubscribe failed", "channel", sub.channel, "err", err)
+		}
+	}
+	mu.Unlock()
+	if ns.Presence {
+		if err := s.broker.RemovePresence(ctx, sub.channel, sub.client.ConnID()); err != nil {
+			s.log.Warn("remove presence failed", "channel", sub.channel, "err", err)
+		}
+	}
+	if cs.subs[sub.channel] == sub {
+		delete(cs.subs, sub.channel)
+	}
+	if cs.current == sub.channel {
+		cs.current = ""
+	}
+}
+
+type channelReq struct {
+	Channel string `json:"channel"`
+}
+
+func (s *Service) handleUnsubscribe(ctx context.Context, c Client, id, raw []byte) *Error {
+	var req channelReq
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return badRequest(err)
+	}
+	ns, e := s.channelNS(req.Channel)
+	if e != nil {
+		return e
+	}
+	cs := s.clients.get(c.ConnID(), false)
+	if cs == nil {
+		return newErr(CodeNotSubscribed, "not subscribed", false)
+	}
+	cs.mu.Lock()
+	sub := cs.subs[req.Channel]
+	if sub == nil {
+		cs.mu.Unlock()
+		return newErr(CodeNotSubscribed, "not subscribed", false)
+	}
+	s.detach(ctx, cs, sub, ns)
+	cs.mu.Unlock()
+	_ = c.Send(encodeAck(ack{Ref: id, Channel: req.Channel}))
+	return nil
+}
+
+type publishReq struct {
+	Channel string          `json:"channel"`
+	Payload json.RawMessage `json:"payload"`
+	Text    *string         `json:"text"`
+}
+
+func (s *Service) handlePublish(ctx context.Context, c Client, typ string, id, raw []byte) *Error {
+	var req publishReq
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return badRequest(err)
+	}
+	cs := s.clients.get(c.ConnID(), true)
+	ch := req.Channel
+	if ch == "" && typ != "publish" {
+		cs.mu.Lock()
+		ch = cs.current
+		cs.mu.Unlock()
+		if ch == "" {
+			ch = s.opts.DefaultChannel
+		}
+	}
+	var payload []byte
+	switch typ {
+	case "chat":
+		if req.Text == nil {
+			return badRequest(errors.New("chat without text"))
+		}
+		t, err := json.Marshal(*req.Text)
+		if err != nil {
+			return badRequest(err)
+		}
+		payload = append(append([]byte(`{"text":`), t...), '}')
+	default:
+		if len(req.Payload) == 0 {
+			return badRequest(errors.New("missing payload"))
+		}
+		// Copy: the broker retains the bytes and raw may be a reused read buffer.
+		payload = append([]byte(nil), req.Payload...)
+	}
+	ns, e := s.channelNS(ch)
+	if e != nil {
+		return e
+	}
+	if !ns.ClientPublish {
+		return newErr(CodePublishDisabled, "clients may not publish in this namespace", true)
+	}
+	if !allowed(c.Claims(), s.opts.ChannelClaim, "pub", ch) {
+		return newErr(CodePermissionDenied, "not allowed to publish to this channel", true)
+	}
+	pos, err := s.broker.Publish(ctx, ch, payload, c.User(), broker.PublishOptions{HistorySize: ns.HistorySize, HistoryTTL: ns.HistoryTTL})
+	if err != nil {
+		return internalErr("publish failed", fmt.Errorf("publish %q: %w", ch, err))
+	}
+	cs.mu.Lock()
+	cs.current = ch
+	cs.mu.Unlock()
+	_ = c.Send(encodeAck(ack{Ref: id, Channel: ch, Offset: &pos.Offset, Epoch: &pos.Epoch}))
+	return nil
+}
+
+// subscribed returns nil when c is subscribed to ch.
+func (s *Service) subscribed(c Client, ch string) *Error {
+	if cs := s.clients.get(c.ConnID(), false); cs != nil {
+		cs.mu.Lock()
+		_, ok := cs.subs[ch]
+		cs.mu.Unlock()
+		if ok {
+			return nil
+		}
+	}
+	return newErr(CodeNotSubscribed, "subscribe to the channel first", true)
+}
+
+func (s *Service) handlePresence(ctx context.Context, c Client, id, raw []byte) *Error {
+	var req channelReq
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return badRequest(err)
+	}
+	ns, e := s.channelNS(req.Channel)
+	if e != nil {
+		return e
+	}
+	if !ns.Presence {
+		return newErr(CodePresenceDisabled, "presence is disabled in this namespace", false)
+	}
+	if e := s.subscribed(c, req.Channel); e != nil {
+		return e
+	}
+	users, err := s.broker.Presence(ctx, req.Channel)
+	if err != nil {
+		return internalErr("presence unavailable", fmt.Errorf("presence %q: %w", req.Channel, err))
+	}
+	if users == nil {
+		users = []broker.ClientInfo{}
+	}
+	b, err := json.Marshal(struct {
+		Type    string              `json:"type"`
+		Channel string              `json:"channel"`
+		Users   []broker.ClientInfo `json:"users"`
+		Ref     json.RawMessage     `json:"ref,omitempty"`
+	}{"presence", req.Channel, users, id})
+	if err != nil {
+		return internalErr("presence unavailable", err)
+	}
+	_ = c.Send(b)
+	return nil
+}
+
+type historyReq struct {
+	Channel string `json:"channel"`
+	Since   *since `json:"since"`
+	Limit   int    `json:"limit"`
+}
+
+func (s *Service) handleHistory(ctx context.Context, c Client, id, raw []byte) *Error {
+	var req historyReq
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return badRequest(err)
+	}
+	if _, e := s.channelNS(req.Channel); e != nil {
+		return e
+	}
+	if e := s.subscribed(c, req.Channel); e != nil {
+		return e
+	}
+	limit := req.Limit
+	if limit <= 0 || limit > s.opts.MaxHistoryLimit {
+		limit = s.opts.MaxHistoryLimit
+	}
+	var sp *broker.StreamPosition
+	if req.Since != nil {
+		sp = &broker.StreamPosition{Offset: req.Since.Offset, Epoch: req.Since.Epoch}
+	}
+	pubs, pos, err := s.broker.History(ctx, req.Channel, sp, limit)
+	if errors.Is(err, broker.ErrRecoveryFailed) {
+		e := newErr(CodeRecoveryFailed, "history not available from that position", false)
+		e.Err = err
+		return e
+	}
+	if err != nil {
+		return internalErr("history unavailable", fmt.Errorf("history %q: %w", req.Channel, err))
+	}
+	list := make([]json.RawMessage, 0, len(pubs))
+	for _, p := range pubs {
+		msg, err := encodePublication(p)
+		if err != nil {
+			continue
+		}
+		list = append(list, msg)
+	}
+	b, err := json.Marshal(struct {
+		Type         string            `json:"type"`
+		Channel      string            `json:"channel"`
+		Publications []json.RawMessage `json:"publications"`
+		Offset       uint64            `json:"offset"`
+		Epoch        string            `json:"epoch"`
+		Ref          json.RawMessage   `json:"ref,omitempty"`
+	}{"history", req.Channel, list, pos.Offset, pos.Epoch, id})
+	if err != nil {
+		return internalErr("history unavailable", err)
+	}
+	_ = c.Send(b)
+	return nil
+}
+
+type commandReq struct {
+	Name    string          `json:"name"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+func validCommandName(n string) bool {
+	if n == "" || len(n) > 64 {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		if !nsByte(n[i]) && n[i] != ':' && n[i] != '/' {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Service) handleCommand(ctx context.Context, c Client, id, raw []byte) *Error {
+	var req commandReq
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return badRequest(err)
+	}
+	if !validCommandName(req.Name) {
+		return newErr(CodeBadRequest, "invalid command name", true)
+	}
+	if s.opts.Commands == nil {
+		return newErr(CodeCommandUnavailable, "commands are not configured", false)
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.opts.CommandTimeout)
+	defer cancel()
+	res, err := s.opts.Commands.Call(cctx, command.Request{
+		Name: req.Name, Payload: req.Payload, User: c.User(), ConnID: c.ConnID(), Claims: c.Claims(),
+	})
+	if err == nil && (len(res) > 0 && !json.Valid(res)) {
+		err = &command.Error{Kind: command.KindBadResponse, Err: errors.New("invalid JSON")}
+	}
+	if err != nil {
+		var e *Error
+		switch command.Classify(err) {
+		case command.KindTimeout:
+			e = newErr(CodeCommandTimeout, "command timed out", false)
+		case command.KindBadResponse:
+			e = newErr(CodeCommandBadResponse, "command returned an invalid answer", false)
+		default:
+			e = newErr(CodeCommandBackend, "command failed", false)
+		}
+		e.Err = err
+		return e
+	}
+	_ = c.Send(command.Result(id, res))
+	return nil
+}
+
+// Leave drops everything c holds: subscriptions (unsubscribing the node from
+// channels nobody else here wants) and presence. Call it once, after the last
+// Handle for c returned. ctx bounds the broker calls (OpTimeout if it has none).
+func (s *Service) Leave(ctx context.Context, c Client) {
+	cs := s.clients.remove(c.ConnID())
+	if cs == nil {
+		return
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.opts.OpTimeout)
+		defer cancel()
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, sub := range cs.subs {
+		ns, _ := s.channelNS(sub.channel)
+		s.detach(ctx, cs, sub, ns)
+	}
+}
+
+// Publish publishes payload (valid JSON) to channel on behalf of the server: no
+// permission or ClientPublish check, but the channel must be valid and its
+// namespace configured. from names the sender ("" for none).
+func (s *Service) Publish(ctx context.Context, channel string, payload json.RawMessage, from string) (broker.StreamPosition, error) {
+	ns, e := s.channelNS(channel)
+	if e != nil {
+		return broker.StreamPosition{}, e
+	}
+	if len(payload) == 0 || !json.Valid(payload) {
+		return broker.StreamPosition{}, newErr(CodeBadRequest, "payload must be JSON", false)
+	}
+	pos, err := s.broker.Publish(ctx, channel, append([]byte(nil), payload...), from, broker.PublishOptions{HistorySize: ns.HistorySize, HistoryTTL: ns.HistoryTTL})
+	if err != nil {
+		return pos, fmt.Errorf("room: publish %q: %w", channel, err)
+	}
+	return pos, nil
+}
+
+// events receives the broker's callbacks; kept off Service's exported API.
+type events struct{ s *Service }
+
+func (ev events) HandlePublication(pub broker.Publication) {
+	msg, err := encodePublication(pub)
+	if err != nil {
+		ev.s.log.Warn("dropping undecodable publication", "channel", pub.Channel, "offset", pub.Offset, "err", err)
+		return
+	}
+	limit := ev.s.opts.RecoveryBuffer
+	ev.s.hub.each(pub.Channel, func(sub *subscription) { sub.deliver(pub.Offset, pub.Epoch, msg, limit) })
+}
+
+func (ev events) HandleJoin(channel string, info broker.ClientInfo) {
+	ev.presenceEvent("joined", channel, info)
+}
+
+func (ev events) HandleLeave(channel string, info broker.ClientInfo) {
+	ev.presenceEvent("left", channel, info)
+}
+
+func (ev events) presenceEvent(typ, channel string, info broker.ClientInfo) {
+	ns, e := ev.s.channelNS(channel)
+	if e != nil || !ns.JoinLeave {
+		return
+	}
+	msg, err := json.Marshal(struct {
+		Type    string `json:"type"`
+		Channel string `json:"channel"`
+		User    string `json:"user"`
+		ConnID  string `json:"conn_id"`
+	}{typ, channel, info.User, info.ConnID})
+	if err != nil {
+		return
+	}
+	limit := ev.s.opts.RecoveryBuffer
+	ev.s.hub.each(channel, func(sub *subscription) {
+		if sub.client.ConnID() != info.ConnID {
+			sub.deliverEvent(msg, limit)
+		}
+	})
+}
+
+// clientState is what the room remembers about one connection.
+type clientState struct {
+	mu      sync.Mutex
+	subs    map[string]*subscription
+	current string // channel for chat/data without one: last subscribed or published
+}
+
+type clientTable struct {
+	shards [hubShards]struct {
+		mu sync.Mutex
+		m  map[string]*clientState
+	}
+}
+
+func newClientTable() *clientTable {
+	t := &clientTable{}
+	for i := range t.shards {
+		t.shards[i].m = make(map[string]*clientState)
+	}
+	return t
+}
+
+func (t *clientTable) get(connID string, create bool) *clientState {
+	sh := &t.shards[maphash64(connID)%hubShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	cs := sh.m[connID]
+	if cs == nil && create {
+		cs = &clientState{subs: make(map[string]*subscription)}
+		sh.m[connID] = cs
+	}
+	return cs
+}
+
+func (t *clientTable) remove(connID string) *clientState {
+	sh := &t.shards[maphash64(connID)%hubShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	cs := sh.m[connID]
+	delete(sh.m, connID)
+	return cs
+}
+
+// Interface guard.
+var _ broker.EventHandler = events{}

@@ -2,12 +2,19 @@ package wsgate_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -560,4 +567,332 @@ func TestGatewayBackpressure(t *testing.T) {
 		t.Fatal("corrupted messages")
 	}
 	t.Logf("upstream stalled after %d of %d messages (%d MiB) while the client did not read", stalled, total, stalled*32>>10)
+}
+
+// --- in front of the guide's Node server (../shared/peers/node-seed) ---
+
+var nodeSeed struct {
+	once sync.Once
+	dir  string // directory holding node_modules
+	err  error
+}
+
+const nodeSeedSrc = "../shared/peers/node-seed"
+
+// nodeSeedModules installs the seed's dependencies once, cached under the
+// system temp directory by the hash of its package files.
+func nodeSeedModules(t *testing.T) string {
+	t.Helper()
+	for _, bin := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s not available: skipping the Node seed tests", bin)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(nodeSeedSrc, "server.js")); err != nil {
+		t.Skipf("node seed not found at %s: %v", nodeSeedSrc, err)
+	}
+	nodeSeed.once.Do(func() {
+		h := sha256.New()
+		for _, f := range []string{"package.json", "package-lock.json"} {
+			b, err := os.ReadFile(filepath.Join(nodeSeedSrc, f))
+			if err != nil {
+				nodeSeed.err = err
+				return
+			}
+			h.Write(b)
+		}
+		dir := filepath.Join(os.TempDir(), "wsgate-node-seed-"+hex.EncodeToString(h.Sum(nil))[:16])
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", "ws")); err == nil {
+			nodeSeed.dir = dir
+			return
+		}
+		tmp, err := os.MkdirTemp(os.TempDir(), "wsgate-node-seed-install-")
+		if err != nil {
+			nodeSeed.err = err
+			return
+		}
+		for _, f := range []string{"package.json", "package-lock.json"} {
+			b, _ := os.ReadFile(filepath.Join(nodeSeedSrc, f))
+			if err := os.WriteFile(filepath.Join(tmp, f), b, 0o644); err != nil {
+				nodeSeed.err = err
+				return
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "npm", "install", "--no-audit", "--no-fund")
+		cmd.Dir = tmp
+		if out, err := cmd.CombinedOutput(); err != nil {
+			_ = os.RemoveAll(tmp)
+			nodeSeed.err = fmt.Errorf("npm install: %v: %s", err, out)
+			return
+		}
+		if err := os.Rename(tmp, dir); err != nil { // another process won the race: use its copy
+			_ = os.RemoveAll(tmp)
+		}
+		nodeSeed.dir = dir
+	})
+	if nodeSeed.err != nil {
+		t.Skipf("node seed dependencies unavailable: %v", nodeSeed.err)
+	}
+	return nodeSeed.dir
+}
+
+// startNodeSeed runs an unmodified copy of the seed server; it returns its
+// host:port and its console output.
+func startNodeSeed(t *testing.T, env ...string) (string, *wsgatetest.LogBuffer) {
+	t.Helper()
+	mods := nodeSeedModules(t)
+	dir := t.TempDir()
+	for _, f := range []string{"server.js", "package.json"} {
+		b, err := os.ReadFile(filepath.Join(nodeSeedSrc, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(mods, "node_modules"), filepath.Join(dir, "node_modules")); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	logs := &wsgatetest.LogBuffer{}
+	cmd := exec.Command("node", "server.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port), "JWT_SECRET="+identityKey)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Skipf("cannot start node: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	if !logs.Contains("listening on port", 15*time.Second) {
+		t.Fatalf("node seed did not start: %s", logs.String())
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), logs
+}
+
+// nodeToken is a token the Node seed accepts (signed with its JWT_SECRET).
+func nodeToken(t *testing.T, sub string) string {
+	return hsToken(t, []byte(identityKey), jwt.MapClaims{"sub": sub, "exp": time.Now().Add(time.Hour).Unix()})
+}
+
+// countingProxy forwards TCP to target and counts the connections it accepted:
+// it shows what reaches the upstream at all.
+func countingProxy(t *testing.T, target string) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	var mu sync.Mutex
+	var conns []net.Conn
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			b, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, b)
+			mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); _, _ = io.Copy(b, c); _ = b.Close() }()
+			go func() { defer wg.Done(); _, _ = io.Copy(c, b); _ = c.Close() }()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String(), &n
+}
+
+func nodeGateway(t *testing.T, nodeAddr string, edit func(*config.Config)) *wsgatetest.Server {
+	t.Helper()
+	cfg := gatewayConfig("ws://"+nodeAddr+"/", "json")
+	if edit != nil {
+		edit(cfg)
+	}
+	return wsgatetest.Start(t, cfg)
+}
+
+func dialStatus(t *testing.T, s *wsgatetest.Server, o wsgatetest.DialOptions) (int, *wsgatetest.Client) {
+	t.Helper()
+	c, resp, err := s.Dial(t, o)
+	if err == nil {
+		return http.StatusSwitchingProtocols, c
+	}
+	if resp == nil {
+		t.Fatalf("dial %s: %v", o.URL, err)
+	}
+	return resp.StatusCode, nil
+}
+
+func TestNodeSeedThroughGateway(t *testing.T) {
+	t.Run("round trip with the identity token", func(t *testing.T) {
+		node, logs := startNodeSeed(t)
+		s := nodeGateway(t, node, nil)
+		a, b := dialGW(t, s, "alice", nil), dialGW(t, s, "bob", nil)
+		if m := a.Expect(t, "welcome", 5*time.Second); m["message"] != "Connected successfully" {
+			t.Fatalf("welcome %v", m)
+		}
+		b.Expect(t, "welcome", 5*time.Second)
+		a.Send(t, `{"type":"chat","text":"hello bob"}`)
+		m := b.Expect(t, "broadcast", 5*time.Second)
+		if m["from"] != "alice" {
+			t.Fatalf("broadcast %v: the Node server must see the user wsgate verified", m)
+		}
+		if !logs.Contains("User alice connected from 127.0.0.1", time.Second) {
+			t.Fatalf("node log: %s", logs.String())
+		}
+	})
+
+	t.Run("cross-site origin", func(t *testing.T) {
+		node, _ := startNodeSeed(t)
+		s := nodeGateway(t, node, nil)
+		evil := http.Header{"Origin": {"https://evil.example"}}
+		h := evil.Clone()
+		h.Set("Authorization", "Bearer "+nodeToken(t, "victim"))
+		if st, c := dialStatus(t, s, wsgatetest.DialOptions{URL: "ws://" + node + "/", Header: h}); st != http.StatusSwitchingProtocols {
+			t.Fatalf("direct: status %d; expected the weakness (no origin check)", st)
+		} else {
+			c.Expect(t, "welcome", 5*time.Second)
+		}
+		h = evil.Clone()
+		h.Set("Authorization", "Bearer "+s.Token(t, "victim", nil))
+		if st, _ := dialStatus(t, s, wsgatetest.DialOptions{URL: gwURL(s), Header: h}); st != http.StatusForbidden {
+			t.Fatalf("through wsgate: status %d, want 403", st)
+		}
+	})
+
+	t.Run("oversize message", func(t *testing.T) {
+		node, logs := startNodeSeed(t)
+		s := nodeGateway(t, node, nil)
+		big := `{"type":"chat","text":"` + strings.Repeat("A", 1<<20) + `"}`
+		_, c := dialStatus(t, s, wsgatetest.DialOptions{URL: "ws://" + node + "/", Header: bearer(nodeToken(t, "mallory"))})
+		c.Expect(t, "welcome", 5*time.Second)
+		c.Send(t, big)
+		c.ExpectClose(t, transport.StatusMessageTooBig, 10*time.Second)
+		if !logs.Contains(fmt.Sprintf("Message too large from mallory: %d bytes", len(big)), 5*time.Second) {
+			t.Fatalf("direct: expected the weakness (whole 1 MiB read before the size check); log: %s", logs.String())
+		}
+		c2 := dialGW(t, s, "mallory2", nil)
+		c2.Expect(t, "welcome", 5*time.Second)
+		// wsgate refuses at the frame header and closes without reading the
+		// payload, so the client's write may itself fail: that is the point.
+		// The client sees 1009, or a reset when the kernel discards the unread
+		// payload before the close frame is read.
+		_ = c2.Conn.WriteMessage(transport.Text, []byte(big))
+		select {
+		case <-c2.Closed():
+		case <-time.After(5 * time.Second):
+			t.Fatal("not closed")
+		}
+		if !logs.Contains("User mallory2 disconnected: 1009", 5*time.Second) {
+			t.Fatalf("the upstream leg did not end with the client's 1009; log: %s", logs.String())
+		}
+		if strings.Contains(logs.String(), "Message too large from mallory2") {
+			t.Fatal("through wsgate the oversize message reached the Node server")
+		}
+	})
+
+	t.Run("spoofed X-Forwarded-For", func(t *testing.T) {
+		node, logs := startNodeSeed(t, "MAX_CONNECTIONS_PER_IP=2")
+		probe := wsgatetest.Start(t, nil) // only its Dial helper is used for direct dials
+		direct := func(xff string) int {
+			h := bearer(nodeToken(t, "mallory"))
+			if xff != "" {
+				h.Set("X-Forwarded-For", xff)
+			}
+			st, _ := dialStatus(t, probe, wsgatetest.DialOptions{URL: "ws://" + node + "/", Header: h})
+			return st
+		}
+		for i := range 2 {
+			if st := direct(""); st != http.StatusSwitchingProtocols {
+				t.Fatalf("direct %d: %d", i, st)
+			}
+		}
+		if st := direct(""); st != http.StatusTooManyRequests {
+			t.Fatalf("direct third: %d, want the seed's own 429", st)
+		}
+		for i := range 5 {
+			if st := direct(fmt.Sprintf("10.0.0.%d", i+1)); st != http.StatusSwitchingProtocols {
+				t.Fatalf("direct with spoofed XFF: %d; expected the weakness (limit bypassed)", st)
+			}
+		}
+		if !logs.Contains("connected from 10.0.0.5", time.Second) {
+			t.Fatal("direct: the seed did not record the spoofed address")
+		}
+
+		node2, logs2 := startNodeSeed(t, "MAX_CONNECTIONS_PER_IP=1000")
+		s := nodeGateway(t, node2, func(c *config.Config) { c.Limits.Connections.PerIP = 2 })
+		tok := s.Token(t, "mallory", nil)
+		for i := range 3 {
+			h := bearer(tok)
+			h.Set("X-Forwarded-For", fmt.Sprintf("10.9.9.%d", i+1))
+			st, _ := dialStatus(t, s, wsgatetest.DialOptions{URL: gwURL(s), Header: h})
+			want := http.StatusSwitchingProtocols
+			if i == 2 {
+				want = http.StatusTooManyRequests
+			}
+			if st != want {
+				t.Fatalf("through wsgate, connection %d: %d, want %d", i+1, st, want)
+			}
+		}
+		if !logs2.Contains("connected from 127.0.0.1", 5*time.Second) || strings.Contains(logs2.String(), "10.9.9.") {
+			t.Fatalf("the seed must see wsgate's verified address, never the client's claim; log: %s", logs2.String())
+		}
+	})
+
+	t.Run("unauthenticated flood", func(t *testing.T) {
+		node, _ := startNodeSeed(t)
+		proxy, reached := countingProxy(t, node)
+		s := nodeGateway(t, proxy, func(c *config.Config) { c.Limits.HandshakeRate = config.RateLimit{Rate: 5, Burst: 10} })
+		const n = 150
+		counts := map[int]int{}
+		for range n {
+			st, _ := dialStatus(t, s, wsgatetest.DialOptions{URL: "ws://" + proxy + "/"})
+			counts[st]++
+		}
+		if counts[http.StatusUnauthorized] != n || reached.Load() != n {
+			t.Fatalf("direct: %v; expected the weakness (every attempt answered, none limited)", counts)
+		}
+		reached.Store(0)
+		counts = map[int]int{}
+		for range n {
+			st, _ := dialStatus(t, s, wsgatetest.DialOptions{URL: gwURL(s)})
+			counts[st]++
+		}
+		if counts[http.StatusTooManyRequests] < n-20 || counts[http.StatusSwitchingProtocols] != 0 {
+			t.Fatalf("through wsgate: %v, want nearly all 429 after the burst", counts)
+		}
+		if reached.Load() != 0 {
+			t.Fatalf("through wsgate %d unauthenticated attempts reached the Node server", reached.Load())
+		}
+	})
 }

@@ -1,0 +1,592 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/wsgate/wsgate/internal/broker"
+)
+
+// Defaults for BrokerOptions.
+const (
+	DefaultMaxHistorySize   = 1000
+	DefaultMaxHistoryTTL    = 24 * time.Hour
+	DefaultMetaTTL          = time.Hour
+	DefaultSubscribeTimeout = 5 * time.Second
+)
+
+// BrokerOptions configures Client.Broker. Zero fields take the defaults.
+type BrokerOptions struct {
+	// MaxHistorySize and MaxHistoryTTL cap PublishOptions (defaults 1000, 24h).
+	// History expires as a whole HistoryTTL after the channel's last publication
+	// (a Redis key TTL), so entries may outlive their own TTL while the channel
+	// stays busy; recovery is then possible for longer, never wrongly.
+	MaxHistorySize int
+	MaxHistoryTTL  time.Duration
+	// MetaTTL is how long a channel's epoch and offset outlive its last
+	// publication (default 1h, and never less than its history TTL). After that
+	// the stream restarts in a new epoch and old positions fail recovery.
+	MetaTTL time.Duration
+	// PresenceTTL is how long a presence entry outlives the last heartbeat of
+	// the node that added it (default Options.LeaseTTL).
+	PresenceTTL time.Duration
+	// SubscribeTimeout bounds how long Subscribe waits for Redis to confirm a
+	// new subscription (default 5s).
+	SubscribeTimeout time.Duration
+}
+
+// Validate reports negative options.
+func (o BrokerOptions) Validate() error {
+	if o.MaxHistorySize < 0 || o.MaxHistoryTTL < 0 || o.MetaTTL < 0 || o.PresenceTTL < 0 || o.SubscribeTimeout < 0 {
+		return errors.New("redis broker: negative option")
+	}
+	return nil
+}
+
+// Broker is a broker.Broker shared by all nodes through Redis.
+//
+// Publish runs one script that assigns the offset, appends to history and
+// PUBLISHes to every node. Subscribe is a node-level SUBSCRIBE, reference
+// counted per channel. One goroutine (owned by the Broker, stopped by
+// Client.Close) reads pub/sub and delivers to the handler of Run in offset
+// order; when it sees an offset skipped (a pub/sub reconnect loses messages) or
+// its subscription is re-established, it fetches the missing publications from
+// history, so only what history no longer holds can be lost.
+type Broker struct {
+	rdb   goredis.UniversalClient
+	c     *Client
+	opts  BrokerOptions
+	topic string // prefix of pub/sub topics
+	ps    *goredis.PubSub
+
+	mu       sync.Mutex
+	subs     map[string]*brokerSub
+	presence map[string]map[string]string // channel -> conn -> user added by this node
+
+	handler   atomic.Pointer[handlerBox]
+	deliverMu sync.Mutex
+	running   atomic.Bool
+
+	stop     chan struct{}
+	loopDone chan struct{}
+	beatDone chan struct{}
+	once     sync.Once
+}
+
+type handlerBox struct{ h broker.EventHandler }
+
+// brokerSub is one channel this node subscribed to. epoch and last are touched
+// only by the receive loop.
+type brokerSub struct {
+	refs      int
+	ready     chan struct{} // closed when Redis confirmed the subscription
+	confirmed bool
+	epoch     string
+	last      uint64
+}
+
+// Broker returns a new broker; its goroutines stop on Client.Close.
+func (c *Client) Broker(opts BrokerOptions) (*Broker, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.MaxHistorySize == 0 {
+		opts.MaxHistorySize = DefaultMaxHistorySize
+	}
+	if opts.MaxHistoryTTL == 0 {
+		opts.MaxHistoryTTL = DefaultMaxHistoryTTL
+	}
+	if opts.MetaTTL == 0 {
+		opts.MetaTTL = DefaultMetaTTL
+	}
+	if opts.PresenceTTL == 0 {
+		opts.PresenceTTL = c.opts.LeaseTTL
+	}
+	if opts.SubscribeTimeout == 0 {
+		opts.SubscribeTimeout = DefaultSubscribeTimeout
+	}
+	b := &Broker{
+		rdb:      c.rdb,
+		c:        c,
+		opts:     opts,
+		topic:    c.key("ps:"),
+		ps:       c.rdb.Subscribe(context.Background()),
+		subs:     make(map[string]*brokerSub),
+		presence: make(map[string]map[string]string),
+		stop:     make(chan struct{}),
+		loopDone: make(chan struct{}),
+		beatDone: make(chan struct{}),
+	}
+	if !c.onClose(b.close) {
+		_ = b.ps.Close()
+		return nil, errClosed
+	}
+	go b.receiveLoop()
+	go b.presenceLoop(opts.PresenceTTL / 3)
+	return b, nil
+}
+
+func (b *Broker) key(channel, suffix string) string {
+	return b.c.key("ch:{", channel, "}:", suffix)
+}
+
+func checkArgs(ctx context.Context, op, channel string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("redis broker: %s %q: %w", op, channel, err)
+	}
+	if channel == "" {
+		return fmt.Errorf("redis broker: %s: empty channel name", op)
+	}
+	return nil
+}
+
+// Run implements broker.Broker: it registers h and returns nil when ctx ends
+// (or the client closes), once no handler call is in progress. Only one Run may
+// be active. h is called from one goroutine; it must not block.
+func (b *Broker) Run(ctx context.Context, h broker.EventHandler) error {
+	if h == nil {
+		return errors.New("redis broker: run: nil handler")
+	}
+	if !b.running.CompareAndSwap(false, true) {
+		return broker.ErrAlreadyRunning
+	}
+	defer b.running.Store(false)
+	b.handler.Store(&handlerBox{h: h})
+	select {
+	case <-ctx.Done():
+	case <-b.stop:
+	}
+	b.handler.Store(nil)
+	// A delivery holds deliverMu for its whole call: taking it waits for the one
+	// in progress, after which no call sees the old handler.
+	b.deliverMu.Lock()
+	defer b.deliverMu.Unlock()
+	return nil
+}
+
+func (b *Broker) deliver(fn func(h broker.EventHandler)) {
+	b.deliverMu.Lock()
+	defer b.deliverMu.Unlock()
+	if hb := b.handler.Load(); hb != nil {
+		fn(hb.h)
+	}
+}
+
+// Publish implements broker.Broker. When Redis cannot answer it returns the
+// error; the caller may still deliver locally.
+func (b *Broker) Publish(ctx context.Context, channel string, data []byte, from string, opts broker.PublishOptions) (broker.StreamPosition, error) {
+	if err := checkArgs(ctx, "publish", channel); err != nil {
+		return broker.StreamPosition{}, err
+	}
+	size := min(opts.HistorySize, b.opts.MaxHistorySize)
+	ttl := min(opts.HistoryTTL, b.opts.MaxHistoryTTL)
+	if size <= 0 || ttl <= 0 {
+		size, ttl = 0, 0
+	}
+	ttlMS := int64(0)
+	if ttl > 0 {
+		ttlMS = max(ttl.Milliseconds(), 1)
+	}
+	res, err := publishScript.Run(ctx, b.rdb, []string{b.key(channel, "m"), b.key(channel, "h")},
+		data, from, size, ttlMS, b.opts.MetaTTL.Milliseconds(), rand.Text()[:8], b.topic+channel).Slice()
+	if err != nil {
+		return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: %w", channel, err)
+	}
+	if len(res) != 3 {
+		return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: unexpected reply", channel)
+	}
+	off, ok1 := res[0].(int64)
+	epoch, ok2 := res[1].(string)
+	if !ok1 || !ok2 || off <= 0 {
+		return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: unexpected reply", channel)
+	}
+	return broker.StreamPosition{Offset: uint64(off), Epoch: epoch}, nil
+}
+
+// Subscribe implements broker.Broker. It returns once Redis confirmed the
+// subscription, so every publication whose Publish starts afterwards is
+// delivered.
+func (b *Broker) Subscribe(ctx context.Context, channel string) error {
+	if err := checkArgs(ctx, "subscribe", channel); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	s := b.subs[channel]
+	if s == nil {
+		s = &brokerSub{ready: make(chan struct{})}
+		b.subs[channel] = s
+		// Held across the SUBSCRIBE so that subscribe and unsubscribe commands
+		// of one channel reach Redis in the order of the reference counts.
+		if err := b.ps.Subscribe(ctx, b.topic+channel); err != nil {
+			delete(b.subs, channel)
+			_ = b.ps.Unsubscribe(context.WithoutCancel(ctx), b.topic+channel)
+			b.mu.Unlock()
+			return fmt.Errorf("redis broker: subscribe %q: %w", channel, err)
+		}
+	}
+	s.refs++
+	b.mu.Unlock()
+	t := time.NewTimer(b.opts.SubscribeTimeout)
+	defer t.Stop()
+	var err error
+	select {
+	case <-s.ready:
+		return nil
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-t.C:
+		err = fmt.Errorf("not confirmed within %v", b.opts.SubscribeTimeout)
+	case <-b.stop:
+		err = errClosed
+	}
+	_ = b.Unsubscribe(context.WithoutCancel(ctx), channel)
+	return fmt.Errorf("redis broker: subscribe %q: %w", channel, err)
+}
+
+// Unsubscribe implements broker.Broker; extra calls are ignored.
+func (b *Broker) Unsubscribe(ctx context.Context, channel string) error {
+	if err := checkArgs(ctx, "unsubscribe", channel); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.subs[channel]
+	if s == nil {
+		return nil
+	}
+	if s.refs--; s.refs > 0 {
+		return nil
+	}
+	delete(b.subs, channel)
+	// go-redis forgets the channel even when the command fails, so a reconnect
+	// does not resubscribe it.
+	if err := b.ps.Unsubscribe(ctx, b.topic+channel); err != nil {
+		return fmt.Errorf("redis broker: unsubscribe %q: %w", channel, err)
+	}
+	return nil
+}
+
+// History implements broker.Broker. Any Redis error is reported as
+// ErrRecoveryFailed (wrapping the cause): the broker cannot vouch for a replay.
+func (b *Broker) History(ctx context.Context, channel string, since *broker.StreamPosition, limit int) ([]broker.Publication, broker.StreamPosition, error) {
+	if err := checkArgs(ctx, "history", channel); err != nil {
+		return nil, broker.StreamPosition{}, err
+	}
+	if limit < 0 {
+		return nil, broker.StreamPosition{}, fmt.Errorf("redis broker: history %q: negative limit %d", channel, limit)
+	}
+	mode, first := "l", uint64(0)
+	if since != nil {
+		mode, first = "s", since.Offset+1
+	}
+	res, err := historyScript.Run(ctx, b.rdb, []string{b.key(channel, "m"), b.key(channel, "h")}, mode, first, limit).Slice()
+	if err != nil {
+		return nil, broker.StreamPosition{}, fmt.Errorf("redis broker: history %q: %w: %w", channel, broker.ErrRecoveryFailed, err)
+	}
+	if len(res) == 0 { // no stream
+		if since != nil && *since != (broker.StreamPosition{}) {
+			return nil, broker.StreamPosition{}, fmt.Errorf("redis broker: history %q: stream gone: %w", channel, broker.ErrRecoveryFailed)
+		}
+		return nil, broker.StreamPosition{}, nil
+	}
+	cur, raw, err := parseHistory(res)
+	if err != nil {
+		return nil, broker.StreamPosition{}, fmt.Errorf("redis broker: history %q: %w: %w", channel, broker.ErrRecoveryFailed, err)
+	}
+	pubs, err := parseEntries(channel, cur.Epoch, raw)
+	if err != nil {
+		return nil, cur, fmt.Errorf("redis broker: history %q: %w: %w", channel, broker.ErrRecoveryFailed, err)
+	}
+	if since == nil {
+		slices.Reverse(pubs) // XREVRANGE: newest first
+		return pubs, cur, nil
+	}
+	switch {
+	case since.Epoch != cur.Epoch:
+		return nil, cur, fmt.Errorf("redis broker: history %q: epoch %q is not current %q: %w", channel, since.Epoch, cur.Epoch, broker.ErrRecoveryFailed)
+	case since.Offset > cur.Offset:
+		return nil, cur, fmt.Errorf("redis broker: history %q: offset %d is ahead of %d: %w", channel, since.Offset, cur.Offset, broker.ErrRecoveryFailed)
+	case since.Offset == cur.Offset:
+		return nil, cur, nil
+	case len(pubs) == 0 || pubs[0].Offset != since.Offset+1:
+		return nil, cur, fmt.Errorf("redis broker: history %q: offset %d is older than retained history: %w", channel, since.Offset, broker.ErrRecoveryFailed)
+	}
+	return pubs, cur, nil
+}
+
+func parseHistory(res []any) (broker.StreamPosition, []any, error) {
+	if len(res) != 3 {
+		return broker.StreamPosition{}, nil, errBadEvent
+	}
+	epoch, ok1 := res[0].(string)
+	offs, ok2 := res[1].(string)
+	raw, ok3 := res[2].([]any)
+	off, err := strconv.ParseUint(offs, 10, 64)
+	if !ok1 || !ok2 || !ok3 || err != nil {
+		return broker.StreamPosition{}, nil, errBadEvent
+	}
+	return broker.StreamPosition{Offset: off, Epoch: epoch}, raw, nil
+}
+
+// parseEntries decodes stream entries [id, [field, value, ...]].
+func parseEntries(channel, epoch string, raw []any) ([]broker.Publication, error) {
+	pubs := make([]broker.Publication, 0, len(raw))
+	for _, r := range raw {
+		e, ok := r.([]any)
+		if !ok || len(e) != 2 {
+			return nil, errBadEvent
+		}
+		id, _ := e[0].(string)
+		fields, _ := e[1].([]any)
+		offs, _, _ := strings.Cut(id, "-")
+		off, err := strconv.ParseUint(offs, 10, 64)
+		if err != nil {
+			return nil, errBadEvent
+		}
+		p := broker.Publication{Channel: channel, Offset: off, Epoch: epoch}
+		for i := 0; i+1 < len(fields); i += 2 {
+			k, _ := fields[i].(string)
+			v, _ := fields[i+1].(string)
+			switch k {
+			case "d":
+				p.Data = []byte(v)
+			case "f":
+				p.From = v
+			case "t":
+				ms, _ := strconv.ParseInt(v, 10, 64)
+				p.Time = time.UnixMilli(ms)
+			}
+		}
+		pubs = append(pubs, p)
+	}
+	return pubs, nil
+}
+
+// AddPresence implements broker.Broker; the entry lives while this node
+// heartbeats (PresenceTTL).
+func (b *Broker) AddPresence(ctx context.Context, channel string, info broker.ClientInfo) error {
+	if err := checkArgs(ctx, "add presence", channel); err != nil {
+		return err
+	}
+	if info.ConnID == "" {
+		return fmt.Errorf("redis broker: add presence %q: empty conn id", channel)
+	}
+	err := presenceAddScript.Run(ctx, b.rdb, []string{b.key(channel, "p"), b.key(channel, "z")},
+		b.topic+channel, b.opts.PresenceTTL.Milliseconds(), info.ConnID, info.User).Err()
+	if err != nil {
+		return fmt.Errorf("redis broker: add presence %q: %w", channel, err)
+	}
+	b.mu.Lock()
+	m := b.presence[channel]
+	if m == nil {
+		m = make(map[string]string)
+		b.presence[channel] = m
+	}
+	m[info.ConnID] = info.User
+	b.mu.Unlock()
+	return nil
+}
+
+// RemovePresence implements broker.Broker.
+func (b *Broker) RemovePresence(ctx context.Context, channel string, connID string) error {
+	if err := checkArgs(ctx, "remove presence", channel); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	if m := b.presence[channel]; m != nil {
+		delete(m, connID)
+		if len(m) == 0 {
+			delete(b.presence, channel)
+		}
+	}
+	b.mu.Unlock()
+	err := presenceRemoveScript.Run(ctx, b.rdb, []string{b.key(channel, "p"), b.key(channel, "z")},
+		b.topic+channel, connID).Err()
+	if err != nil {
+		return fmt.Errorf("redis broker: remove presence %q: %w", channel, err)
+	}
+	return nil
+}
+
+// Presence implements broker.Broker: live entries of all nodes, sorted by ConnID.
+func (b *Broker) Presence(ctx context.Context, channel string) ([]broker.ClientInfo, error) {
+	if err := checkArgs(ctx, "presence", channel); err != nil {
+		return nil, err
+	}
+	flat, err := presenceGetScript.Run(ctx, b.rdb, []string{b.key(channel, "p"), b.key(channel, "z")}, b.topic+channel).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("redis broker: presence %q: %w", channel, err)
+	}
+	out := make([]broker.ClientInfo, 0, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		out = append(out, broker.ClientInfo{ConnID: flat[i], User: flat[i+1]})
+	}
+	slices.SortFunc(out, func(a, b broker.ClientInfo) int { return strings.Compare(a.ConnID, b.ConnID) })
+	return out, nil
+}
+
+// presenceLoop renews this node's presence entries until close.
+func (b *Broker) presenceLoop(every time.Duration) {
+	defer close(b.beatDone)
+	for backoff(b.stop, every) {
+		b.mu.Lock()
+		snap := make(map[string][]any, len(b.presence))
+		for ch, m := range b.presence {
+			args := []any{b.topic + ch, b.opts.PresenceTTL.Milliseconds()}
+			for conn, user := range m {
+				args = append(args, conn, user)
+			}
+			snap[ch] = args
+		}
+		b.mu.Unlock()
+		if len(snap) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), every)
+		err := presenceAddScript.Load(ctx, b.rdb).Err()
+		if err == nil {
+			pipe := b.rdb.Pipeline()
+			for ch, args := range snap {
+				presenceAddScript.EvalSha(ctx, pipe, []string{b.key(ch, "p"), b.key(ch, "z")}, args...)
+			}
+			_, err = pipe.Exec(ctx)
+		}
+		cancel()
+		if err != nil {
+			slog.Warn("redis broker presence heartbeat failed", "err", err)
+		}
+	}
+}
+
+// receiveLoop reads pub/sub until close; see Broker.
+func (b *Broker) receiveLoop() {
+	defer close(b.loopDone)
+	ctx := context.Background()
+	wait := 50 * time.Millisecond
+	for {
+		msg, err := b.ps.ReceiveTimeout(ctx, 10*time.Second)
+		select {
+		case <-b.stop:
+			return
+		default:
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				_ = b.ps.Ping(ctx) // keep a silent connection honest
+				continue
+			}
+			if !backoff(b.stop, wait) {
+				return
+			}
+			wait = min(wait*2, 2*time.Second)
+			continue
+		}
+		wait = 50 * time.Millisecond
+		switch m := msg.(type) {
+		case *goredis.Subscription:
+			if m.Kind == "subscribe" {
+				b.onSubscribed(strings.TrimPrefix(m.Channel, b.topic))
+			}
+		case *goredis.Message:
+			b.onMessage(strings.TrimPrefix(m.Channel, b.topic), m.Payload)
+		}
+	}
+}
+
+func (b *Broker) lookup(channel string) *brokerSub {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.subs[channel]
+}
+
+// onSubscribed confirms a new subscription, or catches up after a reconnect.
+func (b *Broker) onSubscribed(channel string) {
+	b.mu.Lock()
+	s := b.subs[channel]
+	first := s != nil && !s.confirmed
+	if first {
+		s.confirmed = true
+		close(s.ready)
+	}
+	b.mu.Unlock()
+	if s != nil && !first && s.last > 0 {
+		b.fill(channel, s, 0)
+	}
+}
+
+func (b *Broker) onMessage(channel, payload string) {
+	s := b.lookup(channel)
+	if s == nil {
+		return
+	}
+	ev, err := decodeEvent(channel, payload)
+	if err != nil {
+		slog.Warn("redis broker: dropping malformed event", "channel", channel)
+		return
+	}
+	switch ev.kind {
+	case evJoin:
+		b.deliver(func(h broker.EventHandler) { h.HandleJoin(channel, ev.info) })
+	case evLeave:
+		b.deliver(func(h broker.EventHandler) { h.HandleLeave(channel, ev.info) })
+	case evPublication:
+		p := ev.pub
+		if s.epoch == p.Epoch && s.last > 0 {
+			if p.Offset <= s.last {
+				return // already delivered (by a gap fill)
+			}
+			if p.Offset > s.last+1 {
+				b.fill(channel, s, p.Offset)
+			}
+		}
+		s.epoch, s.last = p.Epoch, p.Offset
+		b.deliver(func(h broker.EventHandler) { h.HandlePublication(p) })
+	}
+}
+
+// fill delivers, from history, the publications after s.last and before upto
+// (0: up to the current offset). What history no longer holds stays missing;
+// clients see the offset jump and recover or resubscribe.
+func (b *Broker) fill(channel string, s *brokerSub, upto uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	pubs, _, err := b.History(ctx, channel, &broker.StreamPosition{Offset: s.last, Epoch: s.epoch}, 0)
+	if err != nil {
+		slog.Debug("redis broker: gap not recoverable from history", "channel", channel, "err", err)
+		return
+	}
+	for _, p := range pubs {
+		if upto != 0 && p.Offset >= upto {
+			break
+		}
+		if p.Offset <= s.last {
+			continue
+		}
+		s.last = p.Offset
+		b.deliver(func(h broker.EventHandler) { h.HandlePublication(p) })
+	}
+}
+
+// close stops the goroutines; Run returns.
+func (b *Broker) close() {
+	b.once.Do(func() { close(b.stop) })
+	_ = b.ps.Close() // unblocks Receive
+	<-b.loopDone
+	<-b.beatDone
+}
+
+// Interface guard.
+var _ broker.Broker = (*Broker)(nil)

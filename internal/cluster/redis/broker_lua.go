@@ -1,0 +1,109 @@
+package redis
+
+import goredis "github.com/redis/go-redis/v9"
+
+// Broker keys of one channel share the hash tag {channel}: meta (hash: e epoch,
+// o last offset), history (a stream whose entry ids are offset-0), presence
+// (hash conn -> user) and presence expiry (zset conn -> ms). Events go to every
+// node over PUBLISH to prefix+"ps:"+channel, in the formats decodeEvent parses.
+
+// publishScript assigns the next offset, appends to history and publishes, in one
+// step, so that offsets, history and pub/sub order agree on every node.
+// KEYS: meta, stream. ARGV: data, from, size, ttl ms, meta ttl ms, epoch for a
+// new stream, topic. Returns {offset, epoch, time ms}.
+var publishScript = goredis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[6]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+end
+local off = redis.call('HINCRBY', KEYS[1], 'o', 1)
+local size = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[4])
+if size > 0 and ttl > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', size, off .. '-0', 'd', ARGV[1], 'f', ARGV[2], 't', now)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+else
+  redis.call('DEL', KEYS[2])
+end
+local mttl = tonumber(ARGV[5])
+if ttl > mttl then mttl = ttl end
+redis.call('PEXPIRE', KEYS[1], mttl)
+redis.call('PUBLISH', ARGV[7], 'p' .. off .. ',' .. epoch .. ',' .. now .. ',' .. string.len(ARGV[2]) .. ',' .. ARGV[2] .. ARGV[1])
+return {off, epoch, now}
+`)
+
+// historyScript reads position and history atomically. KEYS: meta, stream.
+// ARGV: 'l' (latest) or 's' (since), first offset wanted, count (0 all).
+// Returns {} for a channel without a stream, else {epoch, offset, entries}.
+var historyScript = goredis.NewScript(`
+local m = redis.call('HMGET', KEYS[1], 'e', 'o')
+if not m[1] then return {} end
+local n = tonumber(ARGV[3])
+local res
+if ARGV[1] == 'l' then
+  if n > 0 then res = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', n)
+  else res = redis.call('XREVRANGE', KEYS[2], '+', '-') end
+else
+  if n > 0 then res = redis.call('XRANGE', KEYS[2], ARGV[2] .. '-0', '+', 'COUNT', n)
+  else res = redis.call('XRANGE', KEYS[2], ARGV[2] .. '-0', '+') end
+end
+return {m[1], m[2], res}
+`)
+
+// presenceNow is the prelude of the presence scripts.
+const presenceNow = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function ev(kind, conn, user)
+  return kind .. string.len(conn) .. ',' .. conn .. user
+end
+local function expire_old(topic)
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+  for _, c in ipairs(gone) do
+    local u = redis.call('HGET', KEYS[1], c)
+    redis.call('HDEL', KEYS[1], c)
+    redis.call('ZREM', KEYS[2], c)
+    if u then redis.call('PUBLISH', topic, ev('l', c, u)) end
+  end
+end
+`
+
+// presenceAddScript: KEYS presence, expiry; ARGV topic, ttl ms, then conn, user
+// pairs. Announces the leave of expired entries (a dead node's), then adds or
+// renews entries and announces the new ones. Keys live 3 TTLs after the last
+// add or heartbeat, so a dead node's leave is announced by the next Presence
+// call or heartbeat in the channel within that time. The heartbeat uses it
+// too, so entries dropped while this node was unreachable come back.
+var presenceAddScript = goredis.NewScript(presenceNow + `
+local ttl = tonumber(ARGV[2])
+expire_old(ARGV[1])
+for i = 3, #ARGV, 2 do
+  local new = redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[2], now + ttl, ARGV[i])
+  if new == 1 then redis.call('PUBLISH', ARGV[1], ev('j', ARGV[i], ARGV[i + 1])) end
+end
+redis.call('PEXPIRE', KEYS[1], ttl * 3)
+redis.call('PEXPIRE', KEYS[2], ttl * 3)
+return 0
+`)
+
+// presenceRemoveScript: KEYS presence, expiry; ARGV topic, conn.
+var presenceRemoveScript = goredis.NewScript(presenceNow + `
+local u = redis.call('HGET', KEYS[1], ARGV[2])
+if not u then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('PUBLISH', ARGV[1], ev('l', ARGV[2], u))
+return 1
+`)
+
+// presenceGetScript drops expired entries (announcing their leave) and returns
+// the rest as a flat conn, user list. KEYS presence, expiry; ARGV topic.
+var presenceGetScript = goredis.NewScript(presenceNow + `
+expire_old(ARGV[1])
+return redis.call('HGETALL', KEYS[1])
+`)

@@ -1,0 +1,144 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/internal/ban"
+	"github.com/wsgate/wsgate/internal/broker"
+	"github.com/wsgate/wsgate/internal/cluster/redis"
+	"github.com/wsgate/wsgate/internal/cluster/redis/redistest"
+	"github.com/wsgate/wsgate/internal/limit"
+	"github.com/wsgate/wsgate/internal/ticket"
+)
+
+// Redis killed and started again, empty, under live clients: nothing panics,
+// each store applies its documented policy while Redis is away, and service
+// resumes without recreating any client.
+func TestRedisOutageAndRecovery(t *testing.T) {
+	srv := redistest.Start(t)
+	short := func(o *redis.Options) { o.LeaseTTL = 600 * time.Millisecond }
+	a, b := node(t, srv, "A", short), node(t, srv, "B", short)
+	ctx := context.Background()
+	open := a.Limiter(redis.LimiterOptions{FailOpen: true, RetryInterval: 100 * time.Millisecond})
+	closed := b.Limiter(redis.LimiterOptions{RetryInterval: 100 * time.Millisecond})
+	ba, _ := runBroker(t, a, redis.BrokerOptions{})
+	bb, rb := runBroker(t, b, redis.BrokerOptions{})
+	keep := broker.PublishOptions{HistorySize: 10, HistoryTTL: time.Minute}
+	const ch = "news"
+	must(t, bb.Subscribe(ctx, ch))
+	before, err := ba.Publish(ctx, ch, []byte(`"before"`), "", keep)
+	must(t, err)
+	waitFor(t, 2*time.Second, "delivery before the outage", func() bool { return len(rb.got(ch)) == 1 })
+	qa := a.QuotaStore()
+	if ok, err := qa.Acquire(ctx, "user:alice", 5); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	bans := b.BanList(redis.BanOptions{})
+	lim := limit.Limit{Rate: 100, Burst: 100}
+
+	srv.Stop()
+
+	if a.Ping(ctx) == nil {
+		t.Error("Ping succeeded with Redis down")
+	}
+	if err := a.TicketStore().Put(ctx, "t1", []byte("x"), time.Minute); err == nil {
+		t.Error("ticket Put succeeded with Redis down")
+	}
+	if p, err := b.TicketStore().Take(ctx, "t1"); err == nil || errors.Is(err, ticket.ErrNotFound) || p != nil {
+		t.Errorf("ticket Take with Redis down: %q %v, want a store error", p, err)
+	}
+	if dup, err := b.ReplayCache().Seen(ctx, "nonce", time.Minute); !dup || err == nil {
+		t.Errorf("replay check with Redis down: dup=%v err=%v, want fail closed", dup, err)
+	}
+	for range 3 {
+		if ok, _, err := open.Allow(ctx, "u:m:alice", lim, 1); !ok || err != nil {
+			t.Errorf("fail-open limiter: %v %v", ok, err)
+		}
+		if ok, _, err := closed.Allow(ctx, "u:m:alice", lim, 1); ok || err == nil {
+			t.Errorf("fail-closed limiter: %v %v", ok, err)
+		}
+	}
+	if st := open.Stats(); st.Fallbacks < 3 || st.Errors == 0 || open.Healthy() {
+		t.Errorf("fallbacks not reported: %+v healthy=%v", st, open.Healthy())
+	}
+	if _, err := ba.Publish(ctx, ch, []byte(`"lost"`), "", keep); err == nil {
+		t.Error("Publish succeeded with Redis down")
+	}
+	if _, _, err := bb.History(ctx, ch, &before, 0); !errors.Is(err, broker.ErrRecoveryFailed) {
+		t.Errorf("History with Redis down: %v, want ErrRecoveryFailed", err)
+	}
+	if _, _, err := bans.Banned(ctx, "ip:192.0.2.1"); err == nil {
+		t.Error("Banned answered from nowhere with Redis down")
+	}
+	if _, err := qa.Acquire(ctx, "user:bob", 5); err == nil {
+		t.Error("quota Acquire succeeded with Redis down")
+	}
+	time.Sleep(700 * time.Millisecond) // heartbeats and pub/sub loops fail meanwhile
+
+	srv.Restart()
+
+	waitFor(t, 5*time.Second, "Ping after restart", func() bool { return a.Ping(ctx) == nil })
+	must(t, a.TicketStore().Put(ctx, "t2", []byte("x"), time.Minute))
+	if p, err := b.TicketStore().Take(ctx, "t2"); err != nil || string(p) != "x" {
+		t.Fatalf("ticket after restart: %q %v", p, err)
+	}
+	waitFor(t, 2*time.Second, "fail-closed limiter to answer again", func() bool {
+		ok, _, err := closed.Allow(ctx, "u:m:alice", lim, 1)
+		return ok && err == nil
+	})
+	// Pub/sub resubscribes by itself; the stream restarts in a new epoch, and
+	// positions of the lost one fail recovery.
+	var after broker.StreamPosition
+	waitFor(t, 5*time.Second, "publish on A to reach B again", func() bool {
+		p, err := ba.Publish(ctx, ch, []byte(`"after"`), "", keep)
+		if err == nil {
+			after = p
+		}
+		n := rb.got(ch)
+		return len(n) > 1 && n[len(n)-1].Epoch != before.Epoch
+	})
+	if after.Epoch == before.Epoch {
+		t.Fatal("epoch survived a Redis that lost its data")
+	}
+	if _, _, err := bb.History(ctx, ch, &before, 0); !errors.Is(err, broker.ErrRecoveryFailed) {
+		t.Fatalf("recovery across lost data: %v, want ErrRecoveryFailed", err)
+	}
+	// The quota heartbeat rewrites A's count into the empty Redis.
+	waitFor(t, 3*time.Second, "quota count restored", func() bool {
+		n, err := b.QuotaStore().Count(ctx, "user:alice")
+		return err == nil && n == 1
+	})
+	must(t, bans.Ban(ctx, ban.Ban{Subject: "ip:192.0.2.1", Until: time.Now().Add(time.Minute)}))
+	if _, ok, err := bans.Banned(ctx, "ip:192.0.2.1"); !ok || err != nil {
+		t.Fatalf("ban after restart: %v %v", ok, err)
+	}
+}
+
+// Every goroutine a Client starts ends with Close.
+func TestCloseStopsGoroutines(t *testing.T) {
+	srv := redistest.Start(t)
+	base := runtime.NumGoroutine()
+	c := node(t, srv, "leak")
+	ctx := context.Background()
+	b, err := c.Broker(redis.BrokerOptions{})
+	must(t, err)
+	must(t, b.Subscribe(ctx, "x"))
+	must(t, b.AddPresence(ctx, "x", broker.ClientInfo{ConnID: "1"}))
+	c.BanList(redis.BanOptions{})
+	if ok, err := c.QuotaStore().Acquire(ctx, "k", 1); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	c.Limiter(redis.LimiterOptions{})
+	done := make(chan error, 1)
+	go func() { done <- b.Run(context.Background(), newRecorder()) }()
+	must(t, c.Close())
+	must(t, <-done) // Run ends with the client
+	if _, err := c.Broker(redis.BrokerOptions{}); err == nil {
+		t.Error("Broker on a closed client succeeded")
+	}
+	waitFor(t, 2*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base })
+}

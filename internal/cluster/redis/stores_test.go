@@ -1,0 +1,257 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/internal/ban"
+	"github.com/wsgate/wsgate/internal/cluster/redis"
+	"github.com/wsgate/wsgate/internal/cluster/redis/redistest"
+	"github.com/wsgate/wsgate/internal/limit"
+	"github.com/wsgate/wsgate/internal/quota"
+	"github.com/wsgate/wsgate/internal/ticket"
+)
+
+func TestOptionsValidate(t *testing.T) {
+	for name, o := range map[string]redis.Options{
+		"no addr":      {},
+		"empty addr":   {Addrs: []string{""}},
+		"brace prefix": {Addrs: []string{"x:1"}, Prefix: "a{b}"},
+		"short lease":  {Addrs: []string{"x:1"}, LeaseTTL: time.Millisecond},
+		"negative db":  {Addrs: []string{"x:1"}, DB: -1},
+	} {
+		if o.Validate() == nil {
+			t.Errorf("%s: Validate accepted %+v", name, o)
+		}
+	}
+	if _, err := redis.New(context.Background(), redis.Options{}); err == nil {
+		t.Error("New without address succeeded")
+	}
+	// Nothing listens on port 1: New must fail (ping) unless SkipPing.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := redis.New(ctx, redis.Options{Addrs: []string{"127.0.0.1:1"}}); err == nil {
+		t.Error("New against a closed port succeeded")
+	}
+	c, err := redis.New(ctx, redis.Options{Addrs: []string{"127.0.0.1:1"}, SkipPing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Ping(ctx) == nil {
+		t.Error("Ping against a closed port succeeded")
+	}
+	must(t, c.Close())
+	must(t, c.Close())
+}
+
+func TestLimiterSemantics(t *testing.T) {
+	srv := redistest.Start(t)
+	c := node(t, srv, "n1")
+	ctx := context.Background()
+	for _, lease := range []float64{-1, 0.5} {
+		l := c.Limiter(redis.LimiterOptions{LeaseFraction: lease})
+		key := "k" + strings.Repeat("x", int(lease*10+10))
+		lim := limit.Limit{Rate: 1, Burst: 4}
+		for i := range 4 {
+			if ok, _, err := l.Allow(ctx, key, lim, 1); !ok || err != nil {
+				t.Fatalf("lease %v: call %d within burst refused: %v", lease, i, err)
+			}
+		}
+		ok, retry, err := l.Allow(ctx, key, lim, 1)
+		if ok || err != nil || retry <= 0 || retry > time.Second {
+			t.Fatalf("lease %v: 5th call: ok=%v retry=%v err=%v", lease, ok, retry, err)
+		}
+		// Unlimited, free and impossible requests never touch Redis.
+		if ok, _, _ := l.Allow(ctx, key, limit.Limit{}, 100); !ok {
+			t.Fatal("rate 0 must be unlimited")
+		}
+		if ok, _, _ := l.Allow(ctx, key, lim, 0); !ok {
+			t.Fatal("cost 0 must be allowed")
+		}
+		if ok, retry, _ := l.Allow(ctx, key, lim, 5); ok || retry != 4*time.Second {
+			t.Fatalf("cost above burst: ok=%v retry=%v", ok, retry)
+		}
+	}
+	// Absurd limits do not break the arithmetic.
+	l := c.Limiter(redis.LimiterOptions{LeaseFraction: -1})
+	if ok, _, err := l.Allow(ctx, "tiny", limit.Limit{Rate: 1e-300, Burst: 1}, 1); !ok || err != nil {
+		t.Fatalf("tiny rate, first call: %v %v", ok, err)
+	}
+	if ok, _, err := l.Allow(ctx, "huge", limit.Limit{Rate: 1e300, Burst: 1 << 30}, 1<<29); !ok || err != nil {
+		t.Fatalf("huge rate: %v %v", ok, err)
+	}
+}
+
+// With leases, a burst is spent with far fewer round trips than calls, and never
+// more than the burst across two nodes.
+func TestLimiterLeasesBoundedAcrossNodes(t *testing.T) {
+	srv := redistest.Start(t)
+	a := node(t, srv, "a").Limiter(redis.LimiterOptions{})
+	b := node(t, srv, "b", func(o *redis.Options) { o.Prefix = "test:" + t.Name() + ":" }).Limiter(redis.LimiterOptions{})
+	ctx := context.Background()
+	lim := limit.Limit{Rate: 0.001, Burst: 200} // no refill during the test
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for _, l := range []*redis.Limiter{a, b, a, b} {
+		wg.Go(func() {
+			for range 150 {
+				ok, _, err := l.Allow(ctx, "u:m:alice", lim, 1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if ok {
+					allowed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := allowed.Load(); n > 200 || n < 160 {
+		t.Fatalf("allowed %d of 600 under a shared burst of 200 (want <= 200, and at most 2 leases of 20 lost)", n)
+	}
+	st := a.Stats()
+	if st.LeaseHits == 0 || st.RedisCalls >= st.LeaseHits {
+		t.Fatalf("leases not used: %+v", st)
+	}
+	// Per-connection keys stay local.
+	if ok, _, _ := a.Allow(ctx, "pl:c:m:conn1", lim, 1); !ok || a.Stats().Local != 1 {
+		t.Fatalf("local prefix not served locally: %+v", a.Stats())
+	}
+}
+
+func TestQuotaStoreSemantics(t *testing.T) {
+	srv := redistest.Start(t)
+	q := node(t, srv, "n1").QuotaStore()
+	ctx := context.Background()
+	must(t, q.Release(ctx, "k")) // absent key
+	for range 3 {
+		if ok, err := q.Acquire(ctx, "k", 3); !ok || err != nil {
+			t.Fatalf("Acquire: %v %v", ok, err)
+		}
+	}
+	if ok, _ := q.Acquire(ctx, "k", 3); ok {
+		t.Fatal("4th acquire under max 3 allowed")
+	}
+	if ok, _ := q.Acquire(ctx, "k", 0); !ok {
+		t.Fatal("max 0 must mean no cap")
+	}
+	for range 10 {
+		must(t, q.Release(ctx, "k"))
+	}
+	if n, err := q.Count(ctx, "k"); n != 0 || err != nil {
+		t.Fatalf("count after releases: %d %v", n, err)
+	}
+	// quota.Quotas on top of it.
+	qs := quota.New(q, quota.Limits{PerIP: 1})
+	l1, err := qs.Acquire(ctx, "1.2.3.4", "alice")
+	must(t, err)
+	if _, err := qs.Acquire(ctx, "1.2.3.4", "bob"); !errors.Is(err, quota.ErrIPQuota) {
+		t.Fatalf("second connection from one IP: %v", err)
+	}
+	l1.Release()
+	l1.Release()
+	if n, _ := q.Count(ctx, quota.GlobalKey); n != 0 {
+		t.Fatalf("global count %d after release", n)
+	}
+}
+
+func TestTicketStore(t *testing.T) {
+	srv := redistest.Start(t)
+	s := node(t, srv, "n1").TicketStore()
+	ctx := context.Background()
+	must(t, s.Put(ctx, "t1", []byte("alice"), time.Minute))
+	if err := s.Put(ctx, "t1", []byte("mallory"), time.Minute); !errors.Is(err, ticket.ErrExists) {
+		t.Fatalf("second Put: %v", err)
+	}
+	if s.Put(ctx, "", nil, time.Minute) == nil || s.Put(ctx, strings.Repeat("x", 257), nil, time.Minute) == nil || s.Put(ctx, "t2", nil, 0) == nil {
+		t.Fatal("invalid Put accepted")
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			if p, err := s.Take(ctx, "t1"); err == nil && string(p) == "alice" {
+				wins.Add(1)
+			} else if !errors.Is(err, ticket.ErrNotFound) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d concurrent Takes succeeded", wins.Load())
+	}
+	must(t, s.Put(ctx, "short", []byte("x"), 30*time.Millisecond))
+	time.Sleep(60 * time.Millisecond)
+	if _, err := s.Take(ctx, "short"); !errors.Is(err, ticket.ErrNotFound) {
+		t.Fatalf("expired ticket: %v", err)
+	}
+}
+
+func TestReplayCache(t *testing.T) {
+	srv := redistest.Start(t)
+	r := node(t, srv, "n1").ReplayCache()
+	ctx := context.Background()
+	if dup, err := r.Seen(ctx, "n", 50*time.Millisecond); dup || err != nil {
+		t.Fatalf("first: %v %v", dup, err)
+	}
+	if dup, err := r.Seen(ctx, "n", 50*time.Millisecond); !dup || err != nil {
+		t.Fatalf("second: %v %v", dup, err)
+	}
+	if dup, err := r.Seen(ctx, "x", 0); !dup || err == nil {
+		t.Fatalf("zero ttl must fail closed: %v %v", dup, err)
+	}
+	time.Sleep(80 * time.Millisecond)
+	if dup, _ := r.Seen(ctx, "n", time.Second); dup {
+		t.Fatal("expired nonce still a duplicate")
+	}
+}
+
+func TestBanListSemantics(t *testing.T) {
+	srv := redistest.Start(t)
+	l := node(t, srv, "n1").BanList(redis.BanOptions{MaxEntries: 3})
+	ctx := context.Background()
+	now := time.Now()
+	if err := l.Ban(ctx, ban.Ban{}); !errors.Is(err, ban.ErrInvalidSubject) {
+		t.Fatalf("empty subject: %v", err)
+	}
+	must(t, l.Ban(ctx, ban.Ban{Subject: "ip:1.1.1.1", Until: now.Add(-time.Second)})) // already over: no-op
+	if _, ok, _ := l.Banned(ctx, "ip:1.1.1.1"); ok {
+		t.Fatal("expired ban in force")
+	}
+	must(t, l.Ban(ctx, ban.Ban{Subject: "user:a", Until: now.Add(time.Hour), Reason: "r1"}))
+	must(t, l.Ban(ctx, ban.Ban{Subject: "user:a", Until: now.Add(time.Minute)})) // never shortens
+	b, ok, err := l.Banned(ctx, "user:a")
+	if !ok || err != nil || b.Until.Before(now.Add(59*time.Minute)) || b.Reason != "r1" {
+		t.Fatalf("ban shortened or lost: %+v %v %v", b, ok, err)
+	}
+	must(t, l.Ban(ctx, ban.Ban{Subject: "user:p"})) // permanent
+	must(t, l.Ban(ctx, ban.Ban{Subject: "user:s", Until: now.Add(200 * time.Millisecond)}))
+	// Full: a longer ban evicts the soonest; a shorter one is refused.
+	if err := l.Ban(ctx, ban.Ban{Subject: "user:x", Until: now.Add(100 * time.Millisecond)}); !errors.Is(err, ban.ErrFull) {
+		t.Fatalf("ban shorter than all when full: %v", err)
+	}
+	must(t, l.Ban(ctx, ban.Ban{Subject: "user:y", Until: now.Add(2 * time.Hour)}))
+	list, err := l.List(ctx)
+	must(t, err)
+	var subs []string
+	for _, b := range list {
+		subs = append(subs, b.Subject)
+	}
+	if strings.Join(subs, ",") != "user:a,user:p,user:y" {
+		t.Fatalf("list %v", subs)
+	}
+	if b, ok, _ := l.Banned(ctx, "user:p"); !ok || !b.Permanent() {
+		t.Fatalf("permanent ban: %+v %v", b, ok)
+	}
+	must(t, l.Unban(ctx, "user:p"))
+	if _, ok, _ := l.Banned(ctx, "user:p"); ok {
+		t.Fatal("unbanned subject still banned (own cache not invalidated)")
+	}
+}

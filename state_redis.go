@@ -1,8 +1,66 @@
 package wsgate
 
-import "github.com/wsgate/wsgate/config"
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"time"
 
-// newRedisStores builds the Redis implementations of every shared store.
-func (s *Server) newRedisStores(*config.Config) (*stores, error) {
-	return nil, errNoRedis
+	"github.com/wsgate/wsgate/config"
+	clusterredis "github.com/wsgate/wsgate/internal/cluster/redis"
+)
+
+// redisConnectTimeout bounds the startup PING: a misconfigured address fails
+// the start instead of serving with shared state that does not work.
+const redisConnectTimeout = 10 * time.Second
+
+// newRedisStores builds the Redis implementations of every shared store
+// (internal/cluster/redis; failure policies in docs/scaling.md).
+func (s *Server) newRedisStores(cfg *config.Config) (*stores, error) {
+	rc := cfg.State.Redis
+	var tlsCfg *tls.Config
+	if rc.TLS {
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		if rc.CAFile != "" {
+			pem, err := os.ReadFile(rc.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("state.redis.ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("state.redis.ca_file %s: no PEM certificate", rc.CAFile)
+			}
+			tlsCfg.RootCAs = pool
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), redisConnectTimeout)
+	defer cancel()
+	c, err := clusterredis.New(ctx, clusterredis.Options{
+		Addrs:      rc.Addrs,
+		MasterName: rc.MasterName,
+		Username:   rc.Username,
+		Password:   rc.Password,
+		DB:         rc.DB,
+		TLS:        tlsCfg,
+		Prefix:     rc.Prefix,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state.backend redis: %w", err)
+	}
+	// Registered first, so it runs last: after everything that uses the stores.
+	s.onClose(func() { _ = c.Close() })
+	br, err := c.Broker(clusterredis.BrokerOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("state.backend redis: %w", err)
+	}
+	return &stores{
+		limiter: c.Limiter(clusterredis.LimiterOptions{FailOpen: rc.LimitsFailOpen}),
+		quota:   c.QuotaStore(),
+		bans:    c.BanList(clusterredis.BanOptions{}),
+		tickets: c.TicketStore(),
+		replay:  c.ReplayCache(),
+		broker:  br,
+	}, nil
 }

@@ -3,6 +3,7 @@ package room
 import (
 	"errors"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,7 +29,7 @@ func TestGoLiveDedupAndOverflow(t *testing.T) {
 	c := &recClient{}
 	s := &subscription{client: c, channel: "a:b"}
 	for off := uint64(3); off <= 6; off++ {
-		s.deliver(off, "E", []byte{byte('0' + off)}, 10)
+		s.deliver(off, "E", []byte(strconv.FormatUint(off, 10)), 10)
 	}
 	s.deliverEvent([]byte("j"), 10)
 	s.goLive(posLike{4, "E"}, func(uint64, string) { t.Fatal("no gap expected") })
@@ -43,11 +44,11 @@ func TestGoLiveDedupAndOverflow(t *testing.T) {
 	c = &recClient{}
 	s = &subscription{client: c, channel: "a:b"}
 	for off := uint64(5); off <= 10; off++ {
-		s.deliver(off, "E", []byte{byte('0' + off)}, 2)
+		s.deliver(off, "E", []byte(strconv.FormatUint(off, 10)), 2)
 	}
 	var failedAt uint64
 	s.goLive(posLike{4, "E"}, func(off uint64, _ string) { failedAt = off; c.Send([]byte("RF")) })
-	if got := strings.Join(c.msgs, ","); failedAt != 8 || got != "RF,9,:" {
+	if got := strings.Join(c.msgs, ","); failedAt != 8 || got != "RF,9,10" {
 		t.Fatalf("failed at %d, got %s", failedAt, got)
 	}
 }

@@ -65,8 +65,15 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions, h Handler) (*Co
 
 	ctx, cancel := context.WithTimeout(ctx, do.HandshakeTimeout)
 	defer cancel()
-	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", addr)
+	netDial := do.NetDial
+	if netDial == nil {
+		var d net.Dialer
+		netDial = d.DialContext
+	}
+	raw, err := netDial(ctx, "tcp", addr)
+	if err == nil && raw == nil {
+		err = errors.New("NetDial returned no connection")
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("transport: dial %s: %w", safe, err)
 	}

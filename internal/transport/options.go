@@ -1,10 +1,12 @@
 package transport
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 )
@@ -97,6 +99,10 @@ type DialOptions struct {
 	// HandshakeTimeout bounds TCP connect, TLS and the HTTP upgrade together
 	// (the context may end it earlier). Default 10s.
 	HandshakeTimeout time.Duration
+	// NetDial, when set, opens the TCP connection instead of a plain
+	// net.Dialer (load generators bind several source addresses with it).
+	// It receives the handshake context, "tcp" and "host:port".
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Validate reports options that cannot work. Zero values are valid (they

@@ -1,0 +1,77 @@
+// Command wsgateprof runs the wsgate server, as `wsgate serve -c FILE` would,
+// with a CPU (and optionally heap) profile written by runtime/pprof. It exists
+// for benchmarks only: the real binary carries no profiling endpoint.
+//
+//	go run ./bench/wsgateprof -config bench/wsgate-bench.yaml -cpuprofile /tmp/cpu.out &
+//	wsgate bench ws://127.0.0.1:9102/ws --secret … --kid bench -d 10s
+//	kill -INT %1 && go tool pprof -top /tmp/cpu.out
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"syscall"
+	"time"
+
+	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/config"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "wsgateprof:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	file := flag.String("config", "bench/wsgate-bench.yaml", "wsgate configuration file")
+	cpu := flag.String("cpuprofile", "", "write a CPU profile here")
+	heap := flag.String("memprofile", "", "write a heap profile here at exit")
+	limit := flag.Duration("max", 10*time.Minute, "stop by itself after this long")
+	flag.Parse()
+
+	cfg, err := config.Load(*file, os.Environ())
+	if err != nil {
+		return err
+	}
+	srv, err := wsgate.New(cfg)
+	if err != nil {
+		return err
+	}
+	if *cpu != "" {
+		f, err := os.Create(*cpu)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *limit)
+	defer cancel()
+	err = srv.ListenAndServe(ctx, func(l wsgate.Listening) {
+		fmt.Printf("wsgateprof listening on %s pid %d\n", l.Addr, os.Getpid())
+	})
+	if *heap != "" {
+		runtime.GC()
+		f, ferr := os.Create(*heap)
+		if ferr != nil {
+			return fmt.Errorf("heap profile: %w", ferr)
+		}
+		defer f.Close()
+		if werr := pprof.WriteHeapProfile(f); werr != nil {
+			return fmt.Errorf("heap profile: %w", werr)
+		}
+	}
+	return err
+}

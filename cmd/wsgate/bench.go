@@ -1,0 +1,121 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wsgate/wsgate/internal/bench"
+)
+
+func init() { extraCommands = append(extraCommands, benchCmd) }
+
+func benchCmd() *cobra.Command {
+	var (
+		o           bench.Options
+		mode        string
+		claims      string
+		procs       int
+		asJSON      bool
+		child       bool
+		pid         int
+		subprotocol []string
+	)
+	cmd := &cobra.Command{
+		Use:   "bench URL",
+		Short: "Load-test a WebSocket server you own: echo, idle, fanout, handshake",
+		Long: `Load-test a WebSocket server you own.
+
+Modes:
+  echo       N connections send {"type":"ping","id":k} and wait for the pong:
+             round trips per second and latency percentiles.
+  idle       hold N connections open for --duration; with --pid, the server's
+             RSS before and after the ramp and per connection.
+  fanout     N subscribers on --channel, one publisher at --rate: delivery
+             latency (from the publish time in the payload) and messages/s.
+             --broadcast talks to servers that relay everything to everyone.
+  handshake  N concurrent loops of connect (authenticated), welcome, close.
+
+--pid (or --server-pid) samples /proc/PID of the server: CPU time per
+operation (the stable figure when client and server share the cores) and RSS.
+Tokens: --secret mints an HS256 token per connection (sub bench-<n>), --token
+sends one token everywhere. Targets must be loopback unless --allow-remote.
+One process can open at most RLIMIT_NOFILE connections (20,000 here);
+--procs N splits larger runs over N child processes and merges their results.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if child {
+				return cobra.NoArgs(cmd, args)
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if child {
+				return bench.ServeChild(cmd.Context(), os.Stdin, os.Stdout, os.Stderr)
+			}
+			o.URL = args[0]
+			o.Mode = bench.Mode(mode)
+			o.ServerPID = pid
+			o.Subprotocols = subprotocol
+			o.Progress = cmd.ErrOrStderr()
+			if claims != "" {
+				if err := json.Unmarshal([]byte(claims), &o.Claims); err != nil {
+					return fmt.Errorf("--claims: want a JSON object: %w", err)
+				}
+			}
+			exe, err := os.Executable()
+			if err != nil && procs > 1 {
+				return fmt.Errorf("--procs: %w", err)
+			}
+			res, err := bench.RunProcs(cmd.Context(), o, procs, []string{exe, "bench", "--child"})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				err = enc.Encode(res)
+			} else {
+				err = res.WriteTable(cmd.OutOrStdout())
+			}
+			if err != nil {
+				return err
+			}
+			if res.Ops == 0 && res.Mode != bench.Idle || res.Opened == 0 && res.Mode != bench.Handshake {
+				return exitError(1)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&mode, "mode", "echo", "echo, idle, fanout or handshake")
+	f.IntVarP(&o.Conns, "conns", "n", 0, "connections (subscribers for fanout, concurrency for handshake); default echo 100, idle 1000, fanout 100, handshake 10")
+	f.DurationVarP(&o.Duration, "duration", "d", bench.DefaultDuration, "length of the measured phase (at most 1h)")
+	f.Int64Var(&o.Count, "count", 0, "stop after this many round trips, handshakes or publications (0: only --duration)")
+	f.Float64Var(&o.Rate, "rate", bench.DefaultRate, "fanout: publications per second")
+	f.Float64Var(&o.Ramp, "ramp", bench.DefaultRamp, "new connections per second while ramping up")
+	f.StringVar(&o.Channel, "channel", bench.DefaultChannel, "fanout channel")
+	f.BoolVar(&o.Broadcast, "broadcast", false, "fanout against a server that relays every message to all clients (no subscribe; publish as {\"type\":\"data\"})")
+	f.BoolVar(&o.NoWelcome, "no-welcome", false, "do not wait for a first server message after connecting")
+	f.StringVar(&o.Token, "token", "", "bearer token for every connection")
+	f.StringVar(&o.Secret, "secret", "", "HS256 secret to mint one token per connection (\"base64:…\" or raw)")
+	f.StringVar(&o.KeyID, "kid", "", "kid header of minted tokens")
+	f.StringVar(&claims, "claims", "", `extra claims of minted tokens as JSON (default: {"channels":{"sub":[CHANNEL],"pub":[CHANNEL]}})`)
+	f.StringVar(&o.SubjectPrefix, "subject-prefix", bench.DefaultSubPrefix, "sub of minted tokens is PREFIX<n>")
+	f.StringVar(&o.Origin, "origin", "", "Origin header to send")
+	f.StringSliceVar(&subprotocol, "subprotocol", nil, "subprotocols to offer")
+	f.StringVar(&o.CACertFile, "cacert", "", "PEM CA bundle to trust for wss://")
+	f.BoolVar(&o.InsecureSkipVerify, "insecure", false, "wss:// without certificate verification (INSECURE: anyone in the path can read and change traffic)")
+	f.IntVar(&pid, "pid", 0, "server process id: report its CPU per operation and RSS from /proc")
+	f.IntVar(&pid, "server-pid", 0, "same as --pid")
+	f.IntVar(&o.Sources, "sources", 0, "spread connections over 127.0.0.1..N source addresses (0: one per 16,000 connections, 8 for handshake)")
+	f.BoolVar(&o.AllowRemote, "allow-remote", false, "allow a target that is not loopback (only servers you own)")
+	f.DurationVar(&o.Timeout, "timeout", bench.DefaultTimeout, "wait at most this long for each reply (welcome, pong, ack)")
+	f.DurationVar(&o.Settle, "settle", bench.DefaultSettle, "idle: pause after the ramp before reading the server's RSS")
+	f.IntVar(&procs, "procs", 1, "split the connections over this many processes (1..64)")
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	f.BoolVar(&child, "child", false, "internal: run as a --procs child (options on stdin)")
+	_ = f.MarkHidden("child")
+	return cmd
+}

@@ -1,0 +1,254 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/internal/wsgatetest"
+)
+
+// TestMain doubles as the --procs child: RunProcs re-executes the test binary
+// with WSGATE_BENCH_CHILD=1.
+func TestMain(m *testing.M) {
+	if os.Getenv("WSGATE_BENCH_CHILD") == "1" {
+		if err := ServeChild(context.Background(), os.Stdin, os.Stdout, nil); err != nil {
+			os.Exit(2)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// server starts wsgate over TLS with limits high enough for a load test (but
+// still evaluated) and returns base options that trust its certificate.
+func server(t *testing.T) (*wsgatetest.Server, Options) {
+	t.Helper()
+	cfg := wsgatetest.Config()
+	cfg.Log.Level = "warn"
+	cfg.Limits.HandshakeRate = config.RateLimit{Rate: 1e5, Burst: 1e5}
+	big := config.RateLimit{Rate: 1e6, Burst: 1e6}
+	cfg.Rate.Tiers = map[string]config.Tier{"default": {Messages: big, Bytes: config.RateLimit{Rate: 1e9, Burst: 1e9},
+		UserMessages: big, UserBytes: config.RateLimit{Rate: 1e9, Burst: 1e9}, IPMessages: big, IPBytes: config.RateLimit{Rate: 1e9, Burst: 1e9}}}
+	s := wsgatetest.Start(t, cfg)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, s.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return s, Options{URL: s.URL, Secret: wsgatetest.Secret, KeyID: "test", CACertFile: ca,
+		ServerPID: os.Getpid(), Duration: 500 * time.Millisecond, Timeout: 2 * time.Second, Settle: 50 * time.Millisecond}
+}
+
+func run(t *testing.T, o Options) *Result {
+	t.Helper()
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func checkLatency(t *testing.T, res *Result) {
+	t.Helper()
+	l := res.Latency
+	if l == nil || l.Count == 0 || l.P50 <= 0 || l.P50 > l.P90 || l.P90 > l.P99 || l.P99 > l.Max {
+		t.Fatalf("latency %+v", l)
+	}
+}
+
+func TestEcho(t *testing.T) {
+	before := runtime.NumGoroutine()
+	_, o := server(t)
+	o.Mode, o.Conns = Echo, 5
+	res := run(t, o)
+	if res.Opened != 5 || res.Failed != 0 || res.Ops == 0 || res.ReplyErrors != 0 || res.Timeouts != 0 || res.ClosedEarly != 0 {
+		t.Fatalf("result %+v", res)
+	}
+	checkLatency(t, res)
+	if res.Server == nil || res.Server.CPUSeconds < 0 || res.OpsPerSec <= 0 {
+		t.Fatalf("server %+v", res.Server)
+	}
+	var b strings.Builder
+	if err := res.WriteTable(&b); err != nil || !strings.Contains(b.String(), "round trips") || strings.Contains(b.String(), "secret") {
+		t.Fatalf("table %v\n%s", err, b.String())
+	}
+	waitGoroutines(t, before+20) // the test server's own goroutines end at cleanup
+}
+
+func TestEchoCount(t *testing.T) {
+	_, o := server(t)
+	o.Mode, o.Conns, o.Count, o.Duration = Echo, 3, 40, 10*time.Second
+	if res := run(t, o); res.Ops != 40 {
+		t.Fatalf("ops %d, want 40", res.Ops)
+	}
+}
+
+func TestIdle(t *testing.T) {
+	_, o := server(t)
+	o.Mode, o.Conns, o.Duration = Idle, 30, 100*time.Millisecond
+	res := run(t, o)
+	if res.Opened != 30 || res.Server == nil || res.Server.RSSLoadedKiB <= 0 || res.ClosedEarly != 0 {
+		t.Fatalf("result %+v server %+v", res, res.Server)
+	}
+}
+
+func TestFanout(t *testing.T) {
+	_, o := server(t)
+	o.Mode, o.Conns, o.Rate = Fanout, 4, 40
+	res := run(t, o)
+	if res.Opened != 4 || res.Published == 0 || res.Expected != res.Published*4 || res.Ops != res.Expected || res.ReplyErrors != 0 {
+		t.Fatalf("result %+v", res)
+	}
+	checkLatency(t, res)
+}
+
+func TestFanoutRefused(t *testing.T) {
+	_, o := server(t)
+	o.Mode, o.Conns, o.Duration = Fanout, 2, 100*time.Millisecond
+	o.Claims = map[string]any{"channels": map[string]any{"sub": []string{"chat:other"}}}
+	res := run(t, o)
+	if res.Opened != 0 || res.Errors["subscribe refused"] != 2 {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func TestHandshake(t *testing.T) {
+	_, o := server(t)
+	o.Mode, o.Conns, o.Count, o.Duration = Handshake, 2, 12, 10*time.Second
+	res := run(t, o)
+	if res.Ops != 12 || res.Failed != 0 || res.Server == nil || res.Server.CPUPerOpMicros <= 0 {
+		t.Fatalf("result %+v", res)
+	}
+	checkLatency(t, res)
+}
+
+func TestHandshakeRefusedWithoutToken(t *testing.T) {
+	_, o := server(t)
+	o.Secret, o.Mode, o.Conns, o.Duration = "", Handshake, 1, 100*time.Millisecond
+	res := run(t, o)
+	if res.Ops != 0 || res.Errors["http 401"] == 0 {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func TestRunProcs(t *testing.T) {
+	_, o := server(t)
+	t.Setenv("WSGATE_BENCH_CHILD", "1")
+	o.Mode, o.Conns, o.Duration = Idle, 9, 100*time.Millisecond
+	res, err := RunProcs(context.Background(), o, 2, []string{os.Args[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Procs != 2 || res.Opened != 9 || res.Requested != 9 || res.Server == nil {
+		t.Fatalf("result %+v", res)
+	}
+	o.Mode, o.Conns, o.Rate, o.Duration = Fanout, 3, 40, 300*time.Millisecond
+	res, err = RunProcs(context.Background(), o, 2, []string{os.Args[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Opened != 3 || res.Published == 0 || res.Ops != res.Published*3 {
+		t.Fatalf("fanout over procs %+v", res)
+	}
+}
+
+func TestSources(t *testing.T) {
+	_, o := server(t)
+	o.URL = strings.Replace(o.URL, "wss://localhost", "wss://127.0.0.1", 1)
+	o.Mode, o.Conns, o.Sources, o.Duration = Idle, 6, 3, 50*time.Millisecond
+	res := run(t, o)
+	if res.Opened != 6 {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := Options{URL: "ws://127.0.0.1:1/ws", Mode: Echo}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := map[string]func(o *Options){
+		"no url":         func(o *Options) { o.URL = "" },
+		"scheme":         func(o *Options) { o.URL = "http://127.0.0.1/" },
+		"mode":           func(o *Options) { o.Mode = "flood" },
+		"conns":          func(o *Options) { o.Conns = -1 },
+		"too many conns": func(o *Options) { o.Conns = maxConns + 1 },
+		"duration":       func(o *Options) { o.Duration = 2 * time.Hour },
+		"count":          func(o *Options) { o.Count = -1 },
+		"rate":           func(o *Options) { o.Rate = -1 },
+		"ramp":           func(o *Options) { o.Ramp = 1e7 },
+		"token+secret":   func(o *Options) { o.Token, o.Secret = "t", "s" },
+		"sources":        func(o *Options) { o.Sources = 251 },
+		"cacert+insec":   func(o *Options) { o.CACertFile, o.InsecureSkipVerify = "x", true },
+		"pid":            func(o *Options) { o.ServerPID = -2 },
+	}
+	for name, mut := range bad {
+		o := ok
+		mut(&o)
+		if err := o.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestTargetMustBeLoopback(t *testing.T) {
+	ctx := context.Background()
+	for _, u := range []string{"ws://10.1.2.3/ws", "wss://192.0.2.1:443/"} {
+		o := Options{URL: u, Mode: Echo}
+		if err := o.CheckTarget(ctx); err == nil || !strings.Contains(err.Error(), "--allow-remote") {
+			t.Errorf("%s: %v", u, err)
+		}
+		o.AllowRemote = true
+		if err := o.CheckTarget(ctx); err != nil {
+			t.Errorf("%s with allow-remote: %v", u, err)
+		}
+	}
+	for _, u := range []string{"ws://127.0.0.1:1/", "ws://[::1]:1/", "ws://localhost:1/"} {
+		o := Options{URL: u}
+		if err := o.CheckTarget(ctx); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	if _, err := Run(ctx, Options{URL: "ws://10.1.2.3/", Mode: Echo}); err == nil {
+		t.Fatal("Run accepted a remote target")
+	}
+}
+
+func TestFileLimitNamed(t *testing.T) {
+	max := MaxConnsPerProcess()
+	if max >= maxConns {
+		t.Skip("no file limit here")
+	}
+	_, err := Run(context.Background(), Options{URL: "ws://127.0.0.1:1/", Mode: Idle, Conns: max + 10})
+	if err == nil || !strings.Contains(err.Error(), "--procs 2") || !strings.Contains(err.Error(), "RLIMIT_NOFILE") {
+		t.Fatalf("err %v", err)
+	}
+	if _, err := RunProcs(context.Background(), Options{URL: "ws://127.0.0.1:1/", Mode: Idle, Conns: max + 10}, 0, nil); err == nil {
+		t.Fatal("procs 0 accepted")
+	}
+}
+
+func TestRefusedConnectionsCounted(t *testing.T) {
+	o := Options{URL: "ws://127.0.0.1:1/", Mode: Echo, Conns: 3, Duration: 50 * time.Millisecond}
+	res := run(t, o)
+	if res.Opened != 0 || res.Failed != 3 || res.Errors["connection refused"] != 3 {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func waitGoroutines(t *testing.T, limit int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > limit {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("goroutines %d > %d\n%s", runtime.NumGoroutine(), limit, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,230 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"net/url"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Result is what a run measured. Durations are in microseconds, memory in KiB.
+type Result struct {
+	Mode            Mode           `json:"mode"`
+	Target          string         `json:"target"` // URL without query
+	Procs           int            `json:"procs"`
+	Requested       int            `json:"requested_conns"`
+	Opened          int            `json:"opened_conns"`
+	Failed          int            `json:"failed_conns"`
+	Errors          map[string]int `json:"errors,omitempty"`
+	ClosedEarly     int            `json:"closed_by_server"`
+	MaxConnsPerProc int            `json:"max_conns_per_process"`
+	FileLimitHit    bool           `json:"file_limit_hit,omitempty"`
+
+	Seconds     float64 `json:"seconds"`
+	Ops         int64   `json:"ops"` // round trips, handshakes or deliveries
+	OpsPerSec   float64 `json:"ops_per_sec"`
+	ReplyErrors int64   `json:"reply_errors"`
+	Timeouts    int64   `json:"timeouts"`
+	Published   int64   `json:"published,omitempty"`
+	Expected    int64   `json:"expected_deliveries,omitempty"`
+
+	Latency *Latency     `json:"latency,omitempty"`
+	Server  *ServerStats `json:"server,omitempty"`
+	Notes   []string     `json:"notes,omitempty"`
+	Hist    *Histogram   `json:"histogram,omitempty"`
+}
+
+// Latency percentiles in microseconds.
+type Latency struct {
+	Count uint64  `json:"count"`
+	P50   float64 `json:"p50_us"`
+	P90   float64 `json:"p90_us"`
+	P99   float64 `json:"p99_us"`
+	Max   float64 `json:"max_us"`
+}
+
+// ServerStats come from /proc/PID of the server: base before the ramp,
+// loaded after it (and Settle), end after the measured phase.
+type ServerStats struct {
+	PID            int     `json:"pid"`
+	CPUSeconds     float64 `json:"cpu_seconds"` // during the measured phase
+	CPUPerOpMicros float64 `json:"cpu_us_per_op,omitempty"`
+	CPUUtil        float64 `json:"cpu_util"` // CPU seconds per wall second (2.0 = two cores busy)
+	RSSBaseKiB     int64   `json:"rss_base_kib"`
+	RSSLoadedKiB   int64   `json:"rss_loaded_kib"`
+	RSSEndKiB      int64   `json:"rss_end_kib"`
+	RSSPerConnKiB  float64 `json:"rss_per_conn_kib,omitempty"`
+}
+
+// merge adds a child's result into r.
+func (r *Result) merge(o *Result) {
+	r.Requested += o.Requested
+	r.Opened += o.Opened
+	r.Failed += o.Failed
+	r.ClosedEarly += o.ClosedEarly
+	r.FileLimitHit = r.FileLimitHit || o.FileLimitHit
+	if o.Seconds > r.Seconds {
+		r.Seconds = o.Seconds
+	}
+	r.Ops += o.Ops
+	r.ReplyErrors += o.ReplyErrors
+	r.Timeouts += o.Timeouts
+	r.Published += o.Published
+	for k, v := range o.Errors {
+		if r.Errors == nil {
+			r.Errors = map[string]int{}
+		}
+		r.Errors[k] += v
+	}
+	for _, n := range o.Notes {
+		dup := false
+		for _, m := range r.Notes {
+			dup = dup || m == n
+		}
+		if !dup {
+			r.Notes = append(r.Notes, n)
+		}
+	}
+	if o.Hist != nil {
+		if r.Hist == nil {
+			r.Hist = &Histogram{}
+		}
+		r.Hist.Merge(o.Hist)
+	}
+}
+
+// finish derives rates, percentiles and server figures.
+func (r *Result) finish(pid int, base, loaded, end ProcSample) {
+	if r.Seconds > 0 {
+		r.OpsPerSec = float64(r.Ops) / r.Seconds
+	}
+	if r.Mode == Fanout {
+		r.Expected = r.Published * int64(r.Opened)
+	}
+	if r.Hist != nil && r.Hist.Count() > 0 {
+		us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+		r.Latency = &Latency{Count: r.Hist.Count(), P50: us(r.Hist.Quantile(0.50)), P90: us(r.Hist.Quantile(0.90)),
+			P99: us(r.Hist.Quantile(0.99)), Max: us(r.Hist.Max())}
+	}
+	if pid == 0 {
+		return
+	}
+	s := &ServerStats{PID: pid, CPUSeconds: end.CPU - loaded.CPU, RSSBaseKiB: base.RSSKiB, RSSLoadedKiB: loaded.RSSKiB, RSSEndKiB: end.RSSKiB}
+	if r.Ops > 0 {
+		s.CPUPerOpMicros = s.CPUSeconds * 1e6 / float64(r.Ops)
+	}
+	if r.Seconds > 0 {
+		s.CPUUtil = s.CPUSeconds / r.Seconds
+	}
+	if r.Opened > 0 && r.Mode == Idle {
+		s.RSSPerConnKiB = float64(loaded.RSSKiB-base.RSSKiB) / float64(r.Opened)
+	}
+	r.Server = s
+}
+
+// opName is what one operation is called in each mode.
+func opName(m Mode) string {
+	switch m {
+	case Echo:
+		return "round trips"
+	case Fanout:
+		return "deliveries"
+	case Handshake:
+		return "handshakes"
+	}
+	return "operations"
+}
+
+func opUnit(m Mode) string {
+	switch m {
+	case Echo:
+		return "round trip"
+	case Fanout:
+		return "delivery"
+	case Handshake:
+		return "handshake"
+	}
+	return "operation"
+}
+
+// WriteTable prints the result for people.
+func (r *Result) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	p := func(k, f string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(f, a...)) }
+	p("target", "%s (%s)", r.Target, r.Mode)
+	if r.Mode == Handshake {
+		p("handshakers", "%d concurrent, %d failed handshakes", r.Requested, r.Failed)
+	} else {
+		p("connections", "%d of %d opened, %d failed, %d closed by the server during the run", r.Opened, r.Requested, r.Failed, r.ClosedEarly)
+	}
+	p("processes", "%d (this machine: up to %d connections per process)", r.Procs, r.MaxConnsPerProc)
+	if len(r.Errors) > 0 {
+		keys := make([]string, 0, len(r.Errors))
+		for k := range r.Errors {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = fmt.Sprintf("%s: %d", k, r.Errors[k])
+		}
+		p("errors", "%s", strings.Join(parts, ", "))
+	}
+	p("measured", "%.2f s", r.Seconds)
+	if r.Mode != Idle {
+		p(opName(r.Mode), "%d (%.0f/s), %d error replies, %d timeouts", r.Ops, r.OpsPerSec, r.ReplyErrors, r.Timeouts)
+	}
+	if r.Mode == Fanout {
+		p("published", "%d, expected deliveries %d (%.1f%% delivered)", r.Published, r.Expected, pct(r.Ops, r.Expected))
+	}
+	if l := r.Latency; l != nil {
+		p("latency", "p50 %s  p90 %s  p99 %s  max %s", fmtUS(l.P50), fmtUS(l.P90), fmtUS(l.P99), fmtUS(l.Max))
+	}
+	if s := r.Server; s != nil {
+		line := fmt.Sprintf("%.2f s (%.2f cores)", s.CPUSeconds, s.CPUUtil)
+		if s.CPUPerOpMicros > 0 {
+			line += fmt.Sprintf(", %.2f µs per %s", s.CPUPerOpMicros, opUnit(r.Mode))
+		}
+		p(fmt.Sprintf("server cpu (pid %d)", s.PID), "%s", line)
+		line = fmt.Sprintf("%s before, %s connected, %s at end", fmtKiB(s.RSSBaseKiB), fmtKiB(s.RSSLoadedKiB), fmtKiB(s.RSSEndKiB))
+		if s.RSSPerConnKiB != 0 {
+			line += fmt.Sprintf(": %.1f KiB per connection", s.RSSPerConnKiB)
+		}
+		p("server rss", "%s", line)
+	}
+	for _, n := range r.Notes {
+		p("note", "%s", n)
+	}
+	return tw.Flush()
+}
+
+func pct(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 100 * float64(a) / float64(b)
+}
+
+func fmtUS(us float64) string {
+	switch {
+	case us >= 1e6:
+		return fmt.Sprintf("%.2fs", us/1e6)
+	case us >= 1e3:
+		return fmt.Sprintf("%.2fms", us/1e3)
+	}
+	return fmt.Sprintf("%.0fµs", us)
+}
+
+func fmtKiB(k int64) string { return fmt.Sprintf("%.1f MiB", float64(k)/1024) }
+
+// safeURL drops the query and user info: a token may travel there.
+func safeURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	return u.Scheme + "://" + u.Host + u.Path
+}

@@ -1,0 +1,145 @@
+package check
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// ExitError carries the exit status of a finished audit (ExitFail or
+// ExitIncomplete); the report has already been printed.
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("check: exit status %d", e.Code) }
+
+// maxFileBytes bounds the files the command reads (keys, certificates).
+const maxFileBytes = 1 << 20
+
+func readSmallFile(flag, path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	if fi.Size() > maxFileBytes {
+		return nil, fmt.Errorf("%s %s: larger than %d bytes", flag, path, maxFileBytes)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	return b, nil
+}
+
+// NewCommand returns the `check URL` command. The report goes to the
+// command's stdout, progress lines to its stderr. When a check FAILs RunE
+// returns *ExitError{ExitFail}; when one could not run, *ExitError{ExitIncomplete}.
+func NewCommand() *cobra.Command {
+	var (
+		o                         Options
+		keyFile, caFile, signFile string
+		claims                    []string
+		asJSON, quiet             bool
+	)
+	cmd := &cobra.Command{
+		Use:   "check URL",
+		Short: "Audit a WebSocket endpoint you own against the security guide",
+		Long: `Probes one ws:// or wss:// endpoint: handshake authentication (no, malformed,
+expired, wrongly signed, alg-none tokens), Origin (CSWSH), token in the URL,
+plaintext, TLS, message size, invalid JSON, unknown types, replay, compression,
+idle timeout, error leaks and bounded connection and message floods. Prints a
+report card; exits 2 when a check FAILs, 3 when one could not run.
+Targets outside loopback need --allow-remote: test only endpoints you own.`,
+		Example: `  wsgate check wss://127.0.0.1:8443/ws --secret "$WSGATE_SECRET" --cacert dev-ca.pem
+  wsgate check ws://127.0.0.1:8080/ --token "$TOKEN" --json > report.json`,
+		Args:          cobra.ExactArgs(1),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.URL = args[0]
+			var err error
+			if keyFile != "" {
+				if o.KeyPEM, err = readSmallFile("--key", keyFile); err != nil {
+					return err
+				}
+			}
+			if caFile != "" {
+				if o.CACertPEM, err = readSmallFile("--cacert", caFile); err != nil {
+					return err
+				}
+			}
+			if signFile != "" {
+				if strings.HasPrefix(strings.TrimSpace(signFile), "{") {
+					o.SigningKey = []byte(signFile)
+				} else if o.SigningKey, err = readSmallFile("--signing-key", signFile); err != nil {
+					return err
+				}
+			}
+			if len(claims) > 0 {
+				o.Claims = map[string]any{}
+				for _, c := range claims {
+					k, v, ok := strings.Cut(c, "=")
+					if !ok || k == "" {
+						return fmt.Errorf("--claim %q: want key=value", c)
+					}
+					var j any
+					if json.Unmarshal([]byte(v), &j) == nil {
+						o.Claims[k] = j
+					} else {
+						o.Claims[k] = v
+					}
+				}
+			}
+			if !quiet {
+				o.Progress = cmd.ErrOrStderr()
+			}
+			rep, err := Run(cmd.Context(), &o)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				err = rep.WriteJSON(cmd.OutOrStdout())
+			} else {
+				err = rep.WriteText(cmd.OutOrStdout())
+			}
+			if err != nil {
+				return err
+			}
+			if rep.ExitCode != ExitOK {
+				return &ExitError{Code: rep.ExitCode}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.AllowRemote, "allow-remote", false, "allow a target that is not on loopback (only endpoints you own)")
+	f.StringVar(&o.Token, "token", "", "a valid token for the target")
+	f.StringVar(&o.TokenVia, "token-via", "header", "how the token travels: header, subprotocol, query or cookie:NAME")
+	f.StringVar(&o.Secret, "secret", "", "HMAC secret to mint valid and bad tokens (\"base64:…\" or raw)")
+	f.StringVar(&keyFile, "key", "", "PEM private key file to mint valid and bad tokens")
+	f.StringVar(&o.Alg, "alg", "", "signing algorithm of minted tokens (default by key type)")
+	f.StringVar(&o.Kid, "kid", "", "kid header of minted tokens")
+	f.StringVar(&o.Subject, "sub", DefaultSubject, "subject of minted tokens")
+	f.StringArrayVar(&claims, "claim", nil, "extra claim of minted tokens key=value (value parsed as JSON when it is JSON)")
+	f.StringVar(&caFile, "cacert", "", "PEM file of CAs to trust for wss:// targets")
+	f.BoolVar(&o.Insecure, "insecure", false, "INSECURE: skip certificate verification on the probes")
+	f.StringVar(&o.Origin, "origin", "", "the legitimate Origin to send")
+	f.StringSliceVar(&o.Subprotocols, "subprotocol", nil, "application subprotocol(s) to offer")
+	f.StringVar(&o.Message, "message", DefaultMessage, "a valid message the server answers (sent by the flood)")
+	f.StringVar(&signFile, "signing-key", "", "integrity key object {\"alg\":\"HS256\",\"kid\":…,\"key\":…} or a file holding it (replay check)")
+	f.DurationVar(&o.Timeout, "timeout", DefaultTimeout, "bound of each connection attempt")
+	f.DurationVar(&o.ReplyWait, "reply-wait", DefaultReplyWait, "how long to wait for a reaction to a probe message")
+	f.DurationVar(&o.IdleWait, "idle-wait", DefaultIdleWait, "how long the idle check waits for the server to close")
+	f.IntVar(&o.FloodMessages, "flood-messages", DefaultFloodMessages, "messages of the message flood (max 20000)")
+	f.DurationVar(&o.FloodWindow, "flood-window", DefaultFloodWindow, "time window of the message flood (max 10s)")
+	f.IntVar(&o.FloodConns, "flood-conns", DefaultFloodConns, "concurrent connections of the connection flood (max 500)")
+	f.IntSliceVar(&o.PlainPorts, "plain-port", nil, "extra port(s) to try with ws:// for a wss:// target, e.g. 80 (max 4)")
+	f.DurationVar(&o.CertExpiryWarn, "cert-warn", DefaultCertExpiryWarn, "warn when the certificate expires sooner")
+	f.StringSliceVar(&o.Only, "only", nil, "run only these checks ("+strings.Join(CheckNames(), ",")+")")
+	f.StringSliceVar(&o.Skip, "skip", nil, "skip these checks")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress lines on stderr")
+	return cmd
+}

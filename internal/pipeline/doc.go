@@ -11,6 +11,7 @@
 //
 // The scanner allocates nothing for well-formed input once its pooled buffers have
 // grown, and refuses hostile nesting after MaxDepth frames, so a message of 20,000 '['
-// costs a few dozen bytes of work. A message is decoded once, for the schema
-// validator, and only after the scanner has accepted it.
+// costs a few dozen bytes of work. The schema's fast validator then checks the
+// scanned bytes directly (no value tree, no allocation); only a message it cannot
+// prove valid is decoded, once, for jsonschema, which decides and words the error.
 package pipeline

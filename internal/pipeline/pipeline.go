@@ -94,8 +94,9 @@ func (p *Pipeline) Registry() *schema.Registry { return p.reg.Load() }
 //     follow FailOpen;
 //  5. the Verifier, if any;
 //  6. dispatch: no schema for the type → unknown_type;
-//  7. schema: one decode of the message, validated against the type's schema →
-//     invalid_message with Path.
+//  7. schema: the type's schema → invalid_message with Path. The schema's fast
+//     validator accepts most valid messages from the scanned bytes; the rest are
+//     decoded once and validated by jsonschema, the authority on every verdict.
 //
 // Rate limits come before the Verifier and schema so that every well-formed message is
 // charged, valid or not, and the costliest stages are behind the budget; the cheap
@@ -166,6 +167,11 @@ func (p *Pipeline) process(ctx context.Context, st *ConnState, data []byte) (Mes
 	if sch == nil {
 		msg.Type = ""
 		return msg, &Reject{Code: CodeUnknownType, Message: "unknown message type", Path: "/type", Strike: true}
+	}
+	// The fast validator proves most messages valid straight from the scanned bytes;
+	// anything it cannot prove goes to jsonschema, which decides and words the error.
+	if sch.Accepts(msg.Raw) {
+		return msg, nil
 	}
 	v, err := decodeValue(msg.Raw)
 	if err != nil {

@@ -19,6 +19,13 @@
 // A Registry is immutable and safe for concurrent use; a reload builds a new one with
 // [New] and swaps it in (the pipeline holds it behind an atomic pointer).
 //
+// Each Schema also gets, when its keywords allow, a fast validator compiled from the
+// jsonschema result (see fast.go for the subset): [Schema.Accepts] proves a message
+// valid from its JSON text, with no decoding and no allocation, and anything it cannot
+// prove goes to [Schema.Validate] (jsonschema), which stays the authority on every
+// verdict and every error. Patterns run as a byte DFA built from the regexp's own
+// program when they only use ASCII classes and text anchors.
+//
 // Validation failures are reported as a [Violation]: a JSON pointer to the offending
 // value and a short message written by this package, which never quotes the
 // instance's values (only bounded key names may appear in the pointer).

@@ -51,13 +51,34 @@ type Options struct {
 
 // Schema is the compiled schema of one message type.
 type Schema struct {
-	typ string
-	sch *jsonschema.Schema
+	typ  string
+	sch  *jsonschema.Schema
+	fast *fnode // nil when the schema uses what the fast validator does not model
 }
 
 // Type is the message type the schema is registered for. The string is shared by
 // every lookup, so callers may keep it without copying.
 func (s *Schema) Type() string { return s.typ }
+
+// Accepts reports whether the fast validator proves data, one JSON text, valid
+// against the schema, without decoding it. false means "not proved": the caller must
+// decode data and call Validate, which decides (and words the error). A true answer
+// agrees with Validate (FuzzFastValidatorAgreesWithJSONSchema checks it).
+//
+// data must be what a strict parser accepted: RFC 8259 JSON, valid UTF-8, no lone
+// surrogate escapes and no duplicate keys (the pipeline's scanner checks all of it);
+// on other input the answer is meaningless, though Accepts never panics.
+func (s *Schema) Accepts(data []byte) bool {
+	if s.fast == nil {
+		return false
+	}
+	c := cursor{data: data}
+	end, v := c.value(s.fast, 0)
+	return v == vValid && end >= 0 && c.ws(end) == len(data)
+}
+
+// FastPath reports whether the schema has a fast validator (see Accepts).
+func (s *Schema) FastPath() bool { return s.fast != nil }
 
 // Validate checks v, a value as produced by encoding/json with UseNumber (maps,
 // slices, strings, json.Number, bool, nil), and returns nil or a *Violation.
@@ -137,7 +158,9 @@ func New(opts Options) (*Registry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("schema: compile %s schema %q: %w", origin[typ], typ, err)
 		}
-		r.byType[typ] = &Schema{typ: typ, sch: sch}
+		// Schemas the fast validator does not model simply go without it.
+		fast, _ := compileFast(sch)
+		r.byType[typ] = &Schema{typ: typ, sch: sch, fast: fast}
 		r.types = append(r.types, typ)
 	}
 	return r, nil

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -34,16 +35,25 @@ func (v *Violation) Error() string {
 	return "schema: " + v.Path + ": " + v.Message
 }
 
-// violationOf picks the most specific leaf of the error tree — the one deepest in the
-// instance, first in schema order among equals — and describes it.
+// violationOf picks the most specific leaf of the error tree: the one deepest in the
+// instance; among equals (jsonschema visits object members in map order), the one
+// with the smallest pointer, then message, so that a message always gets the same
+// reply.
 func violationOf(ve *jsonschema.ValidationError) *Violation {
-	best := ve
+	var best *Violation
 	bestDepth := -1
 	var walk func(e *jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
 		if len(e.Causes) == 0 {
-			if d := len(e.InstanceLocation); d > bestDepth {
-				best, bestDepth = e, d
+			d := len(e.InstanceLocation)
+			if d < bestDepth {
+				return
+			}
+			loc := e.InstanceLocation
+			msg := describe(e.ErrorKind, &loc)
+			v := &Violation{Path: pointer(loc), Message: msg}
+			if d > bestDepth || v.Path < best.Path || v.Path == best.Path && v.Message < best.Message {
+				best, bestDepth = v, d
 			}
 			return
 		}
@@ -53,9 +63,11 @@ func violationOf(ve *jsonschema.ValidationError) *Violation {
 	}
 	// The tree mirrors the schema, whose depth is bounded by its author, not the client.
 	walk(ve)
-	loc := best.InstanceLocation
-	msg := describe(best.ErrorKind, &loc)
-	return &Violation{Path: pointer(loc), Message: msg}
+	if best == nil {
+		loc := ve.InstanceLocation
+		return &Violation{Path: pointer(loc), Message: describe(ve.ErrorKind, &loc)}
+	}
+	return best
 }
 
 // describe words an error kind. For errors about a named property it extends loc so
@@ -71,7 +83,8 @@ func describe(k jsonschema.ErrorKind, loc *[]string) string {
 		return "missing required property"
 	case *kind.AdditionalProperties:
 		if len(k.Properties) > 0 {
-			*loc = append((*loc)[:len(*loc):len(*loc)], k.Properties[0])
+			// The list is in map order: name the smallest, for a stable reply.
+			*loc = append((*loc)[:len(*loc):len(*loc)], slices.Min(k.Properties))
 		}
 		return "unexpected property"
 	case *kind.DependentRequired:

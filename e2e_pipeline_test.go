@@ -191,27 +191,15 @@ func TestProtocolViolationsGetRFCCloseCodes(t *testing.T) {
 func TestCompressionBombRefusedWithinCap(t *testing.T) {
 	s := plainServer(t, func(c *config.Config) { c.Compression.Enabled = true })
 	r := rawDial(t, s, "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover\r\n")
+	// 8 MiB of one byte deflates to about 8 KiB... too big for one frame under the
+	// cap, so the bomb is 4 MiB (about 4 KiB compressed): 500x the 8 KiB cap.
 	var buf bytes.Buffer
 	fw, _ := flate.NewWriter(&buf, flate.BestCompression)
-	chunk := bytes.Repeat([]byte("A"), 1<<20)
-	for i := 0; i < 100; i++ { // 100 MiB inflated
-		_, _ = fw.Write(chunk)
-	}
+	_, _ = fw.Write(bytes.Repeat([]byte("A"), 4<<20))
 	_ = fw.Flush()
-	p := buf.Bytes()
-	p = p[:len(p)-4] // permessage-deflate strips the sync tail
-	if len(p) > 200<<10 {
-		t.Fatalf("bomb is %d bytes", len(p))
-	}
-	// A compressed frame can exceed the size cap itself; send it in the smallest form
-	// that fits and still inflates far past the cap.
-	small := p
-	if len(small) > 4000 {
-		var b2 bytes.Buffer
-		fw2, _ := flate.NewWriter(&b2, flate.BestCompression)
-		_, _ = fw2.Write(bytes.Repeat([]byte("A"), 4<<20))
-		_ = fw2.Flush()
-		small = b2.Bytes()[:b2.Len()-4]
+	small := buf.Bytes()[:buf.Len()-4] // permessage-deflate strips the sync tail
+	if len(small) >= 8192 {
+		t.Fatalf("bomb frame is %d bytes, must fit under the cap", len(small))
 	}
 	if _, err := r.Write(frame(true, 4, 1, small, false)); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,7 @@
 package wsgate
 
 import (
-	"errors"
+	"context"
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/ban"
@@ -21,6 +21,8 @@ type stores struct {
 	tickets ticket.Store
 	replay  integrity.ReplayCache
 	broker  broker.Broker
+	// ping reports whether the shared store answers (nil for memory).
+	ping func(ctx context.Context) error
 }
 
 // newStores builds the configured backend; closers are registered on s.
@@ -45,6 +47,3 @@ func (s *Server) newMemoryStores(cfg *config.Config) *stores {
 		broker:  broker.NewMemory(broker.MemoryOptions{}),
 	}
 }
-
-// errNoRedis is returned until the Redis backend is compiled in.
-var errNoRedis = errors.New("state.backend: redis is not available in this build")

@@ -35,6 +35,7 @@ func (s *Server) newRedisStores(cfg *config.Config) (*stores, error) {
 			tlsCfg.RootCAs = pool
 		}
 	}
+	s.redactor.Add(rc.Password)
 	ctx, cancel := context.WithTimeout(context.Background(), redisConnectTimeout)
 	defer cancel()
 	c, err := clusterredis.New(ctx, clusterredis.Options{
@@ -62,5 +63,6 @@ func (s *Server) newRedisStores(cfg *config.Config) (*stores, error) {
 		tickets: c.TicketStore(),
 		replay:  c.ReplayCache(),
 		broker:  br,
+		ping:    c.Ping,
 	}, nil
 }

@@ -65,9 +65,11 @@ type Server struct {
 	bg       sync.WaitGroup // background work owned by the server
 	closers  []func()
 	shutdown atomic.Bool
+	active   atomic.Int64 // requests in ServeHTTP, WebSocket connections included
 	draining atomic.Bool
 
-	dev *DevInfo
+	dev        *DevInfo
+	configPath string // the file the admin reload re-reads (WithConfigFile)
 }
 
 // Option customises New.
@@ -78,6 +80,7 @@ type options struct {
 	redactor *redact.Redactor
 	dev      *DevInfo
 	commands command.Backend
+	config   string
 }
 
 // WithLogger sets the process logger (wsgate wraps it to redact secrets).
@@ -94,6 +97,7 @@ func New(cfg *config.Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{registry: session.NewRegistry(), dev: o.dev}
+	s.configPath = o.config
 	s.redactor = o.redactor
 	if s.redactor == nil {
 		s.redactor = redact.New(redact.Options{})
@@ -290,15 +294,34 @@ func (s *Server) routes() {
 
 // ServeHTTP serves the WebSocket endpoint and the public HTTP API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.active.Add(1)
+	defer s.active.Add(-1)
 	s.mux.ServeHTTP(w, r)
 }
 
-func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
 		return
 	}
-	writeJSON(w, http.StatusOK, s.withGatewayReadiness(map[string]any{"status": "ready", "connections": s.registry.Len()}))
+	body := s.withGatewayReadiness(map[string]any{"status": "ready", "connections": s.registry.Len()})
+	status := http.StatusOK
+	if s.state.ping != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		err := s.state.ping(ctx)
+		cancel()
+		s.metrics.RedisUp(err == nil)
+		if err != nil {
+			// Tickets and the replay cache fail closed without Redis: send new
+			// clients to a node that can serve them.
+			body["redis"] = "down"
+			body["status"] = "not_ready"
+			status = http.StatusServiceUnavailable
+		} else {
+			body["redis"] = "up"
+		}
+	}
+	writeJSON(w, status, body)
 }
 
 // handleWebSocket guards, upgrades and serves one connection. It returns only when
@@ -435,6 +458,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.draining.Store(true)
 	left := s.registry.CloseAll(ctx, session.CloseShutdown)
+	// Connections dropped at the deadline and handshakes still in flight finish
+	// their cleanup (quota release, broker leave) before the stores close.
+	grace := time.Now().Add(2 * time.Second)
+	for s.active.Load() > 0 && time.Now().Before(grace) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	s.cancel()
 	s.bg.Wait()
 	for i := len(s.closers) - 1; i >= 0; i-- {

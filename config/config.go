@@ -399,7 +399,7 @@ func Default() *Config {
 		Channels: Channels{
 			DefaultChannel: "chat:lobby", Claim: "channels", MaxPerClient: 64,
 			Namespaces: map[string]Namespace{"chat": {
-				ClientPublish: true, MaxSubscribers: 10000, HistorySize: 1000, HistoryTTL: 10 * time.Minute,
+				ClientPublish: true, MaxSubscribers: 10000, HistorySize: 100, HistoryTTL: 10 * time.Minute,
 				Presence: true, JoinLeave: true,
 			}},
 		},

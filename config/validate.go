@@ -164,6 +164,11 @@ func (c *Config) Validate() error {
 		}
 		v.between(f+".max_subscribers", ns.MaxSubscribers, 0, 10_000_000)
 		v.between(f+".history_size", ns.HistorySize, 0, 1_000_000)
+		if ns.HistorySize >= l.Outbox.MaxMessages {
+			// A recovering client receives up to history_size messages at once: they
+			// must fit its outbox, or it is closed as a slow consumer.
+			v.errf(f+".history_size", "must be below limits.outbox.max_messages (%d) so a recovery fits the outbox, got %d", l.Outbox.MaxMessages, ns.HistorySize)
+		}
 		v.dur(f+".history_ttl", ns.HistoryTTL, 0, 30*24*time.Hour)
 		v.oneOf(f+".integrity", orDefault(ns.Integrity, "off"), "off", "hmac", "pop")
 	}

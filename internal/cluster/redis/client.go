@@ -126,6 +126,7 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	quietGoRedis()
 	opts = opts.withDefaults()
 	rdb := goredis.NewUniversalClient(&goredis.UniversalOptions{
 		Addrs:        opts.Addrs,

@@ -175,7 +175,7 @@ func (echo) OnClose(*transport.Conn, error) {}
 func TestCheckNaiveServer(t *testing.T) {
 	srv, ca := naiveServer(t)
 	url := "wss" + strings.TrimPrefix(srv.URL, "https") + "/ws"
-		// Any secret: the naive server checks nothing, so every forged token gets in.
+	// Any secret: the naive server checks nothing, so every forged token gets in.
 	rep := runCheck(t, check.Options{URL: url, CACertPEM: ca, Secret: "any-secret-any-secret-any-secret-0123"})
 	for _, n := range []string{"tls-version", "no-credential", "malformed-token", "expired-token", "bad-signature", "alg-none",
 		"token-in-url", "cross-origin",

@@ -109,7 +109,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "wsgate check %s (%s, %s)\n\n", r.Target, r.Started.UTC().Format(time.RFC3339), r.Duration.Round(time.Millisecond))
 	for _, res := range r.Results {
-		fmt.Fprintf(&b, "%-5s %-16s %s\n", res.Status, res.Name, res.Title)
+		fmt.Fprintf(&b, "%-5s %-16s %s (%s)\n", res.Status, res.Name, res.Title, res.Duration.Round(10*time.Millisecond))
 		line := func(label, v string) {
 			if v != "" {
 				fmt.Fprintf(&b, "      %-5s %s\n", label+":", indent(v))

@@ -107,3 +107,17 @@ func BenchmarkEncodeError(b *testing.B) {
 		EncodeError(r, ref)
 	}
 }
+
+// BenchmarkFastValidateChat1K is the schema stage alone on the fast path.
+func BenchmarkFastValidateChat1K(b *testing.B) {
+	reg := newTestPipeline(b, Options{}).Registry()
+	sch, _ := reg.Lookup("chat")
+	msg := []byte(chatMessage(1024))
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if !sch.Accepts(msg) {
+			b.Fatal("not accepted")
+		}
+	}
+}

@@ -59,44 +59,65 @@ const maxHops = 32
 
 // forwardedHops lists the addresses in X-Forwarded-For, or else in Forwarded (RFC 7239),
 // in header order (client first). Invalid entries are kept as invalid Addrs so the
-// caller can stop at them.
+// caller can stop at them. Only the rightmost maxHops entries are kept: those are the
+// ones our trusted proxies appended, while everything to their left is whatever the
+// client sent, so cutting from the left could hand the client's own (forged) entries
+// to the caller as if a proxy had written them.
 func forwardedHops(h http.Header) []netip.Addr {
-	var out []netip.Addr
+	var parts []string
 	if xff := h.Values("X-Forwarded-For"); len(xff) > 0 {
-		for _, line := range xff {
-			for _, part := range strings.Split(line, ",") {
-				if len(out) >= maxHops {
-					return out
-				}
-				out = append(out, parseHop(strings.TrimSpace(part)))
-			}
+		for i := len(xff) - 1; i >= 0 && len(parts) < maxHops; i-- {
+			parts = appendRight(parts, xff[i], func(s string) (string, bool) { return s, true })
 		}
-		return out
+	} else {
+		fv := h.Values("Forwarded")
+		for i := len(fv) - 1; i >= 0 && len(parts) < maxHops; i-- {
+			parts = appendRight(parts, fv[i], forwardedFor)
+		}
 	}
-	for _, line := range h.Values("Forwarded") {
-		for _, elem := range strings.Split(line, ",") {
-			for _, pair := range strings.Split(elem, ";") {
-				k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
-				if !ok || !strings.EqualFold(k, "for") {
-					continue
-				}
-				if len(out) >= maxHops {
-					return out
-				}
-				v = strings.Trim(v, `"`)
-				out = append(out, parseHop(v))
-			}
-		}
+	out := make([]netip.Addr, len(parts))
+	for i, p := range parts {
+		out[len(parts)-1-i] = parseHop(strings.TrimSpace(p))
 	}
 	return out
 }
 
+// appendRight appends the comma-separated elements of line to parts, rightmost
+// first, until parts holds maxHops; pick turns an element into a hop (false: the
+// element names no hop).
+func appendRight(parts []string, line string, pick func(string) (string, bool)) []string {
+	for len(parts) < maxHops {
+		i := strings.LastIndexByte(line, ',')
+		if hop, ok := pick(line[i+1:]); ok {
+			parts = append(parts, hop)
+		}
+		if i < 0 {
+			break
+		}
+		line = line[:i]
+	}
+	return parts
+}
+
+// forwardedFor returns the for= value of one Forwarded element.
+func forwardedFor(elem string) (string, bool) {
+	for pair := range strings.SplitSeq(elem, ";") {
+		k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if ok && strings.EqualFold(k, "for") {
+			return strings.Trim(v, `"`), true
+		}
+	}
+	return "", false
+}
+
+// parseHop parses one forwarded address. A zone ("fe80::1%eth0") is refused: it
+// would make one address into many distinct per-IP keys.
 func parseHop(s string) netip.Addr {
 	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap()
+		return noZone(a)
 	}
 	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap()
+		return noZone(ap.Addr())
 	}
 	// Forwarded quotes IPv6 as "[2001:db8::1]" with an optional port.
 	s = strings.TrimPrefix(s, "[")
@@ -104,5 +125,12 @@ func parseHop(s string) netip.Addr {
 		s = s[:i]
 	}
 	a, _ := netip.ParseAddr(s)
+	return noZone(a)
+}
+
+func noZone(a netip.Addr) netip.Addr {
+	if a.Zone() != "" {
+		return netip.Addr{}
+	}
 	return a.Unmap()
 }

@@ -24,6 +24,11 @@ func FuzzClientIP(f *testing.F) {
 		}
 		r.RemoteAddr = "10.1.2.3:5555"
 		_ = ClientIP(r, trusted)
+		// Whatever the client sent, the entry our proxy appended decides.
+		r.Header.Set("X-Forwarded-For", xff+", 198.51.100.7")
+		if got := ClientIP(r, trusted); got.String() != "198.51.100.7" {
+			t.Fatalf("client-sent X-Forwarded-For %q overrode the proxy's entry: %s", xff, got)
+		}
 		r.Header.Set("Origin", xff)
 		_ = (&OriginPolicy{Allowed: []string{"https://*.example.com"}}).Check(r)
 	})

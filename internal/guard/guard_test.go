@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -20,6 +21,10 @@ func TestClientIPIgnoresHeadersFromUntrustedPeers(t *testing.T) {
 		{"garbage hop stops the walk", "10.0.0.1:80", "198.51.100.7, garbage", "", "10.0.0.1"},
 		{"forwarded header", "10.0.0.1:80", "", `for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"`, "2001:db8::1"},
 		{"ipv6 peer", "[2001:db8::9]:443", "1.2.3.4", "", "2001:db8::9"},
+		// More forged entries than maxHops must not push the proxy's own entry out.
+		{"long forged chain", "10.0.0.1:80", strings.Repeat("6.6.6.6, ", 40) + "198.51.100.7", "", "198.51.100.7"},
+		{"long forged chain, forwarded", "10.0.0.1:80", "", strings.Repeat("for=6.6.6.6, ", 40) + "for=198.51.100.7", "198.51.100.7"},
+		{"zone refused", "10.0.0.1:80", "fe80::1%eth0", "", "10.0.0.1"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,6 +1,9 @@
 package transport
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"time"
+)
 
 // violation is a frame-level refusal found by frameObserver: the close code
 // to send and a short static reason.
@@ -22,6 +25,18 @@ var (
 	vBinary       = &violation{StatusUnsupportedData, "binary messages not accepted"}
 	vTooBig       = &violation{StatusMessageTooBig, "message too big"}
 	vFragments    = &violation{StatusMessageTooBig, "too many fragments"}
+	vControlFlood = &violation{StatusPolicyViolation, "too many control frames"}
+)
+
+// Control frames (ping, pong) are answered or handled by the transport itself, so
+// no message rate limit above it sees them: a client could otherwise make the
+// server write a pong for every ping as fast as it can send them. A peer gets
+// controlBurst of them at once and controlRate per second after that; the server
+// itself pings once per keepalive interval, and no RFC 6455 client needs more.
+const (
+	controlRate  = 50
+	controlBurst = 100
+	controlGap   = int64(time.Second / controlRate)
 )
 
 // frameObserver parses WebSocket frame headers out of the byte stream that
@@ -48,6 +63,21 @@ type frameObserver struct {
 
 	closeSeen bool // the peer's close frame header went by
 	failed    *violation
+
+	// limitControl enables the ping/pong budget (server side); controlTAT is
+	// the GCRA theoretical arrival time in unix nanoseconds.
+	limitControl bool
+	controlTAT   int64
+}
+
+// allowControl spends one control frame of the budget.
+func (o *frameObserver) allowControl(now int64) bool {
+	tat := max(o.controlTAT, now)
+	if tat-now > (controlBurst-1)*controlGap {
+		return false
+	}
+	o.controlTAT = tat + controlGap
+	return true
 }
 
 // scan feeds the next chunk of the stream. When a frame is refused it returns
@@ -146,6 +176,8 @@ func (o *frameObserver) check() (uint64, *violation) {
 		}
 		if op == 0x8 {
 			o.closeSeen = true
+		} else if o.limitControl && !o.allowControl(time.Now().UnixNano()) {
+			return 0, vControlFlood
 		}
 		return length, nil
 

@@ -1,6 +1,9 @@
 package transport
 
-import "testing"
+import (
+	"bytes"
+	"testing"
+)
 
 func TestObserverCutsAtRefusedHeader(t *testing.T) {
 	o := newTestObserver()
@@ -77,5 +80,32 @@ func TestHeadScanner(t *testing.T) {
 	}
 	if _, _, ok := s3.scan(big); ok {
 		t.Fatal("oversized head accepted")
+	}
+}
+
+// A server refuses a ping/pong flood past the burst, and the budget refills
+// with time, so a client's occasional pings are never refused.
+func TestObserverControlFrameBudget(t *testing.T) {
+	o := newTestObserver()
+	o.limitControl = true
+	var s []byte
+	for i := 0; i < controlBurst; i++ {
+		s = append(s, frame(0x89, []byte("p"), true)...)
+	}
+	if n, v := o.scan(s); v != nil || n != len(s) {
+		t.Fatalf("burst refused: n=%d v=%v", n, v)
+	}
+	flood := bytes.Repeat(frame(0x8A, nil, true), 10*controlBurst)
+	if _, v := o.scan(flood); v != vControlFlood {
+		t.Fatalf("flood not refused: %v", v)
+	}
+
+	g := newTestObserver()
+	now := int64(1e18)
+	for i := 0; i < 10*controlBurst; i++ {
+		if !g.allowControl(now) {
+			t.Fatalf("frame %d at the sustained rate refused", i)
+		}
+		now += controlGap
 	}
 }

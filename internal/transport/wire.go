@@ -85,6 +85,7 @@ func newWireConn(raw net.Conn, server bool, o *Options) *wireConn {
 			allowBinary:  o.AllowBinary,
 			maxBytes:     uint64(o.MaxMessageBytes),
 			maxFragments: o.MaxFragments,
+			limitControl: server,
 		},
 	}
 	if !server {

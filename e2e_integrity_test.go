@@ -229,3 +229,74 @@ func TestServerKeysAndClientModule(t *testing.T) {
 		}
 	}
 }
+
+// Per-namespace integrity: the endpoint accepts unsigned messages, but publications
+// into a namespace that requires hmac must be signed, and its output is signed by
+// the server (verifiable with the JWKS at /.well-known/wsgate-keys.json).
+func TestNamespaceIntegrityAndSignedOutput(t *testing.T) {
+	cfg := wsgatetest.Config()
+	cfg.Integrity.MasterKeys = []config.IntegrityKey{{ID: "k1", Secret: strings.Repeat("m", 40)}}
+	cfg.Channels.Namespaces["secure"] = config.Namespace{ClientPublish: true, HistorySize: 10, HistoryTTL: time.Minute, Integrity: "hmac", SignOutput: true}
+	s := wsgatetest.Start(t, cfg)
+	perms := map[string]any{"channels": map[string]any{"sub": []string{"secure:*"}, "pub": []string{"secure:*"}}}
+	sub := s.Connect(t, "reader", perms)
+	subscribe(t, sub, "secure:vault", nil)
+
+	c, signer := hmacClient(t, s, "writer")
+	// hmacClient connects without channel claims; connect again with them.
+	_ = c
+	req, _ := http.NewRequest("POST", s.HTTPURL+"/v1/tickets", nil)
+	req.Header.Set("Authorization", "Bearer "+s.Token(t, "writer", perms))
+	resp, err := s.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Ticket string `json:"ticket"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	w, _, err := s.Dial(t, wsgatetest.DialOptions{URL: s.URL + "?ticket=" + out.Ticket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	welcome := w.Expect(t, "welcome", 5*time.Second)
+	signer.Bind(welcome["conn_id"].(string))
+
+	w.SendJSON(t, map[string]any{"type": "publish", "id": 1, "channel": "secure:vault", "payload": map[string]any{"v": 1}})
+	expectErrCode(t, w, "integrity_unsigned")
+	w.Send(t, seal(t, signer, `{"type":"publish","id":2,"channel":"secure:vault","payload":{"v":2}}`))
+	if a := w.Expect(t, "ack", 5*time.Second); a["ref"] != float64(2) {
+		t.Fatalf("ack %v", a)
+	}
+	// The subscriber gets a server-signed envelope around the message.
+	var raw []byte
+	select {
+	case raw = <-sub.Msgs:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no push")
+	}
+	hc := s.HTTPClient()
+	kr, err := hc.Get(s.HTTPURL + "/.well-known/wsgate-keys.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := io.ReadAll(kr.Body)
+	kr.Body.Close()
+	body, err := client.VerifyServer(jwks, raw)
+	if err != nil {
+		t.Fatalf("server signature: %v (%s)", err, raw)
+	}
+	if !strings.Contains(string(body), `"type":"message"`) || !strings.Contains(string(body), `"v":2`) {
+		t.Fatalf("signed body %s", body)
+	}
+	// Tampering with the signed push is detected.
+	bad := []byte(strings.Replace(string(raw), `"mac":"`, `"mac":"AA`, 1))
+	if _, err := client.VerifyServer(jwks, bad); err == nil {
+		t.Fatal("tampered server message verified")
+	}
+	// The chat namespace is unaffected: unsigned publications still work there.
+	plain := s.Connect(t, "plain", chatPerms)
+	plain.SendJSON(t, map[string]any{"type": "publish", "id": 3, "channel": "chat:open", "payload": 1})
+	plain.Expect(t, "ack", 5*time.Second)
+}

@@ -87,20 +87,30 @@ func keyRing(cfg *config.Config) (*integrity.KeyRing, error) {
 	return r, nil
 }
 
+// connVerify is a connection's integrity state as the pipeline carries it. With
+// required set (the endpoint's integrity.mode), every message but ping must be a
+// valid signed envelope; without it, signed envelopes are verified and unsigned
+// messages pass, and namespaces that require signatures refuse them (room).
+type connVerify struct {
+	ci       *integrity.ConnIntegrity
+	required bool
+}
+
 // integrityVerifier adapts integrity.Verifier to the pipeline's Verifier stage.
-// A connection without integrity state (mode off) passes unchanged; with it, every
-// message but ping must be a valid signed envelope.
 type integrityVerifier struct{ v *integrity.Verifier }
 
 func (iv integrityVerifier) Open(ctx context.Context, st *pipeline.ConnState, m *pipeline.Message) error {
-	ci, _ := st.Verify.(*integrity.ConnIntegrity)
-	if ci == nil {
+	cv, _ := st.Verify.(*connVerify)
+	if cv == nil {
+		if hasSig(m.Raw) {
+			return &pipeline.Reject{Code: "integrity_bad_envelope", Message: "signed messages need integrity keys for this connection", Strike: true}
+		}
 		return nil
 	}
-	if m.Type == "ping" && !hasSig(m.Raw) {
+	if !hasSig(m.Raw) && (!cv.required || m.Type == "ping") {
 		return nil
 	}
-	body, typ, err := iv.v.Open(ctx, ci, m.Raw)
+	body, typ, err := iv.v.Open(ctx, cv.ci, m.Raw)
 	if err != nil {
 		code := integrity.CodeOf(err)
 		rej := &pipeline.Reject{Code: "integrity_" + string(code), Message: "message integrity check failed: " + string(code), Strike: true}
@@ -123,10 +133,46 @@ func hasSig(raw []byte) bool {
 	return false
 }
 
+// signedMode is how a connection signs: "hmac", "pop" or "" when it cannot.
+func signedMode(st *pipeline.ConnState) string {
+	if cv, _ := st.Verify.(*connVerify); cv != nil {
+		return string(cv.ci.Mode())
+	}
+	return ""
+}
+
 // connIntegrity prepares the per-connection integrity state for an admitted
 // handshake. In pop mode the client must prove possession of the key its token names
-// (cnf.jkt): a stolen token without the private key cannot connect.
+// (cnf.jkt): a stolen token without the private key cannot connect. With the
+// endpoint's mode off, a connection still gets optional integrity state (pop when
+// its token names a key and it proves possession, else hmac when master keys exist)
+// so that namespaces can require signed messages.
 func (s *Server) connIntegrity(r *http.Request, mode string, adm *guard.Admission, connID string) (any, *guard.Rejection) {
+	if mode == "" || mode == "off" {
+		return s.optionalIntegrity(r, adm, connID), nil
+	}
+	ci, rej := s.requiredIntegrity(r, mode, adm, connID)
+	if ci == nil {
+		return nil, rej
+	}
+	return &connVerify{ci: ci, required: true}, nil
+}
+
+func (s *Server) optionalIntegrity(r *http.Request, adm *guard.Admission, connID string) any {
+	if adm.Identity.KeyThumbprint != "" && r.URL.Query().Has(integrity.ParamPopKey) {
+		if ci, rej := s.requiredIntegrity(r, "pop", adm, connID); rej == nil {
+			return &connVerify{ci: ci}
+		}
+	}
+	if s.integ.keys.Load() != nil {
+		if ci, err := s.integ.verifier.NewHMACConn(adm.Identity.Subject, connID); err == nil {
+			return &connVerify{ci: ci}
+		}
+	}
+	return nil
+}
+
+func (s *Server) requiredIntegrity(r *http.Request, mode string, adm *guard.Admission, connID string) (*integrity.ConnIntegrity, *guard.Rejection) {
 	switch mode {
 	case "hmac":
 		ci, err := s.integ.verifier.NewHMACConn(adm.Identity.Subject, connID)
@@ -157,7 +203,7 @@ func (s *Server) connIntegrity(r *http.Request, mode string, adm *guard.Admissio
 		}
 		return ci, nil
 	}
-	return nil, nil
+	return nil, &guard.Rejection{Status: http.StatusInternalServerError, Code: "internal", Reason: "integrity_mode"}
 }
 
 // mountIntegrity serves the server's public signing keys and the browser module.

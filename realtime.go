@@ -64,7 +64,8 @@ func roomOptions(cfg *config.Config, commands command.Backend, s *Server) room.O
 	ns := make(map[string]room.Namespace, len(cfg.Channels.Namespaces))
 	for name, n := range cfg.Channels.Namespaces {
 		ns[name] = room.Namespace{ClientPublish: n.ClientPublish, MaxSubscribers: n.MaxSubscribers,
-			HistorySize: n.HistorySize, HistoryTTL: n.HistoryTTL, Presence: n.Presence, JoinLeave: n.JoinLeave && n.Presence}
+			HistorySize: n.HistorySize, HistoryTTL: n.HistoryTTL, Presence: n.Presence, JoinLeave: n.JoinLeave && n.Presence,
+			Integrity: n.Integrity, SignOutput: n.SignOutput}
 	}
 	o := room.Options{
 		Namespaces:           ns,
@@ -73,6 +74,9 @@ func roomOptions(cfg *config.Config, commands command.Backend, s *Server) room.O
 		MaxChannelsPerClient: cfg.Channels.MaxPerClient,
 		Commands:             commands,
 		CommandTimeout:       cfg.Command.Timeout,
+	}
+	if s != nil && s.integ != nil {
+		o.SignOutput = s.integ.signer.Sign
 	}
 	if s != nil {
 		o.SubscriptionTokenVerify = func(ctx context.Context, token string) (map[string]any, error) {
@@ -94,7 +98,11 @@ func (rr roomRouter) Handle(ctx context.Context, ss *session.Session, m pipeline
 		ss.Reject(m.ID, &pipeline.Reject{Code: pipeline.CodeUnknownType, Message: "unknown message type", Strike: true})
 		return
 	}
-	if e := rr.s.room.Handle(ctx, ss, m.Type, m.ID, m.Raw); e != nil {
+	var c room.Client = ss
+	if m.Signed {
+		c = signedClient{ss, signedMode(ss.ConnState())}
+	}
+	if e := rr.s.room.Handle(ctx, c, m.Type, m.ID, m.Raw); e != nil {
 		if e.Err != nil {
 			rr.s.log.Debug("request failed", "conn_id", ss.ID(), "type", m.Type, "code", e.Code, "err", e.Err)
 		}
@@ -103,6 +111,15 @@ func (rr roomRouter) Handle(ctx context.Context, ss *session.Session, m pipeline
 		}
 	}
 }
+
+// signedClient is a session while it handles a signed message: the room checks
+// namespaces that require signatures against it.
+type signedClient struct {
+	*session.Session
+	mode string
+}
+
+func (c signedClient) MessageIntegrity() string { return c.mode }
 
 func (rr roomRouter) Leave(ss *session.Session) {
 	ctx, cancel := context.WithTimeout(context.Background(), room.DefaultOpTimeout)

@@ -418,9 +418,10 @@ func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
 	}
 	s.redactor.Add(t)
 	out := map[string]any{"ticket": t, "expires_at": exp.UnixMilli()}
-	// In hmac mode the client needs its per-user signing key; it travels only here,
-	// over TLS, to the holder of a valid token for that subject.
-	if ring := s.integ.keys.Load(); ring != nil && s.cfg.Load().Integrity.Mode == "hmac" {
+	// For hmac signing (endpoint-wide or per namespace) the client needs its per-user
+	// key; it travels only here, over TLS, to the holder of a valid token for that
+	// subject.
+	if ring := s.integ.keys.Load(); ring != nil {
 		if ck, err := ring.Issue(id.Subject); err == nil {
 			s.redactor.Add(ck.Key)
 			out["integrity"] = ck

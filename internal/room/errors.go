@@ -8,6 +8,7 @@ const (
 	CodeBadChannel         = "bad_channel"
 	CodeUnknownNamespace   = "unknown_namespace"
 	CodePermissionDenied   = "permission_denied"
+	CodeIntegrityRequired  = "integrity_unsigned"
 	CodePublishDisabled    = "publish_disabled"
 	CodeChannelFull        = "channel_full"
 	CodeTooManyChannels    = "too_many_channels"

@@ -25,6 +25,12 @@ type Namespace struct {
 	Presence bool
 	// JoinLeave pushes `joined`/`left` events to subscribers (requires Presence).
 	JoinLeave bool
+	// Integrity, "hmac" or "pop", requires client publications into the namespace to
+	// arrive signed in that mode (see IntegrityReporter); "" or "off" does not.
+	Integrity string
+	// SignOutput signs every message pushed from this namespace with
+	// Options.SignOutput, so clients can verify it came from the server.
+	SignOutput bool
 }
 
 // Options configures a Service. The zero value is usable: it gets DefaultNamespaces
@@ -59,6 +65,9 @@ type Options struct {
 	MaxPublishBody int64
 	// OpTimeout bounds broker calls made on behalf of Leave. Default 5s.
 	OpTimeout time.Duration
+	// SignOutput wraps an encoded push in the server's signature, for namespaces
+	// with SignOutput; nil disables signing.
+	SignOutput func(msg []byte) []byte
 }
 
 // Defaults.

@@ -107,6 +107,32 @@ func (s *Service) Handle(ctx context.Context, c Client, typ string, id, raw []by
 }
 
 // channelNS validates ch and returns its namespace config.
+// encode renders a publication for clients, signed by the server when its
+// namespace asks for signed output.
+func (s *Service) encode(p broker.Publication) ([]byte, error) {
+	msg, err := encodePublication(p)
+	if err != nil || s.opts.SignOutput == nil {
+		return msg, err
+	}
+	if ns, e := s.channelNS(p.Channel); e == nil && ns.SignOutput {
+		return s.opts.SignOutput(msg), nil
+	}
+	return msg, nil
+}
+
+// IntegrityReporter is implemented by clients that know how the message being
+// handled was signed: "" (unsigned), "hmac" or "pop".
+type IntegrityReporter interface {
+	MessageIntegrity() string
+}
+
+func messageIntegrity(c Client) string {
+	if r, ok := c.(IntegrityReporter); ok {
+		return r.MessageIntegrity()
+	}
+	return ""
+}
+
 func (s *Service) channelNS(ch string) (Namespace, *Error) {
 	nsName, _, ok := parseChannel(ch)
 	if !ok {
@@ -226,7 +252,7 @@ func (s *Service) handleSubscribe(ctx context.Context, c Client, id, raw []byte)
 	} else {
 		_ = c.Send(encodeAck(ack{Ref: id, Channel: req.Channel, Offset: &pos.Offset, Epoch: &pos.Epoch, Recovered: recoveredFlag(req.Since != nil)}))
 		for _, p := range pubs {
-			msg, err := encodePublication(p)
+			msg, err := s.encode(p)
 			if err != nil {
 				s.log.Warn("bad publication in history", "channel", p.Channel, "offset", p.Offset, "err", err)
 				continue
@@ -371,6 +397,9 @@ func (s *Service) handlePublish(ctx context.Context, c Client, typ string, id, r
 	if !allowed(c.Claims(), s.opts.ChannelClaim, "pub", ch) {
 		return newErr(CodePermissionDenied, "not allowed to publish to this channel", true)
 	}
+	if ns.Integrity != "" && ns.Integrity != "off" && messageIntegrity(c) != ns.Integrity {
+		return newErr(CodeIntegrityRequired, "messages into this namespace must be signed ("+ns.Integrity+")", true)
+	}
 	pos, err := s.broker.Publish(ctx, ch, payload, c.User(), broker.PublishOptions{HistorySize: ns.HistorySize, HistoryTTL: ns.HistoryTTL})
 	if err != nil {
 		return internalErr("publish failed", fmt.Errorf("publish %q: %w", ch, err))
@@ -466,7 +495,7 @@ func (s *Service) handleHistory(ctx context.Context, c Client, id, raw []byte) *
 	}
 	list := make([]json.RawMessage, 0, len(pubs))
 	for _, p := range pubs {
-		msg, err := encodePublication(p)
+		msg, err := s.encode(p)
 		if err != nil {
 			continue
 		}
@@ -583,7 +612,7 @@ func (s *Service) Publish(ctx context.Context, channel string, payload json.RawM
 type events struct{ s *Service }
 
 func (ev events) HandlePublication(pub broker.Publication) {
-	msg, err := encodePublication(pub)
+	msg, err := ev.s.encode(pub)
 	if err != nil {
 		ev.s.log.Warn("dropping undecodable publication", "channel", pub.Channel, "offset", pub.Offset, "err", err)
 		return

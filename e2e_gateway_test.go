@@ -964,3 +964,23 @@ func BenchmarkGatewayRoundTrip(b *testing.B) {
 		})
 	}
 }
+
+func TestGatewayFollowsReloadedKeys(t *testing.T) {
+	up := newEchoUpstream(t)
+	cfg := gatewayConfig(up.URL, "json")
+	s := wsgatetest.Start(t, cfg)
+	secret := []byte("reloaded-secret-reloaded-secret-0123456789")
+	tok := hsToken(t, secret, jwt.MapClaims{"sub": "gina", "exp": time.Now().Add(time.Hour).Unix()})
+	if st, _ := dialStatus(t, s, wsgatetest.DialOptions{URL: gwURL(s), Header: bearer(tok)}); st != http.StatusUnauthorized {
+		t.Fatalf("unknown key: %d", st)
+	}
+	next := gatewayConfig(up.URL, "json")
+	next.TLS = cfg.TLS
+	next.Auth.Keys = append(next.Auth.Keys, config.Key{ID: "k2", Algorithms: []string{"HS256"}, Secret: string(secret)})
+	if err := s.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := dialStatus(t, s, wsgatetest.DialOptions{URL: gwURL(s), Header: bearer(tok)}); st != http.StatusSwitchingProtocols {
+		t.Fatalf("after reload the gateway route refused the new key: %d", st)
+	}
+}

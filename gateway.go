@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/wsgate/wsgate/config"
@@ -33,7 +34,7 @@ type gatewayRoute struct {
 	name     string // host+path, the metrics and audit label
 	pattern  string // ServeMux pattern
 	guard    *guard.Guard
-	base     *guard.Policy // the core policy the route policy was derived from
+	base     atomic.Pointer[guard.Policy] // the core policy the route policy was derived from
 	upgrader *transport.Upgrader
 	pipeline *pipeline.Pipeline // nil in raw mode
 	raw      *upstream.RawLimiter
@@ -90,7 +91,7 @@ func (s *Server) newGatewayRoute(cfg *config.Config, r config.Route) (*gatewayRo
 	// Guard: the core's policy with the route's origins and subprotocols; it
 	// shares the verifier and every store with the core.
 	base := guardPolicy(cfg)
-	rt.base = s.guard.Policy()
+	rt.base.Store(s.guard.Policy())
 	rt.guard = guard.New(routePolicy(base, r), guard.Deps{
 		Verifier: s.guard.Verifier(), Limiter: s.limiter, Bans: s.bans, Quotas: s.quotas, Tickets: s.tickets,
 	})
@@ -212,9 +213,10 @@ func (rt *gatewayRoute) guardFor(s *Server) *guard.Guard {
 	if v := s.guard.Verifier(); v != rt.guard.Verifier() {
 		rt.guard.SetVerifier(v)
 	}
-	if p := s.guard.Policy(); p != rt.base {
+	if p := s.guard.Policy(); p != rt.base.Load() {
+		// Concurrent handshakes may both rebuild: they store equivalent policies.
 		rt.guard.SetPolicy(routePolicy(*p, rt.route))
-		rt.base = p // benign race: every writer stores an equivalent policy
+		rt.base.Store(p)
 	}
 	return rt.guard
 }

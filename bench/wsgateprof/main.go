@@ -5,6 +5,9 @@
 //	go run ./bench/wsgateprof -config bench/wsgate-bench.yaml -cpuprofile /tmp/cpu.out &
 //	wsgate bench ws://127.0.0.1:9102/ws --secret … --kid bench -d 10s
 //	kill -INT %1 && go tool pprof -top /tmp/cpu.out
+//
+// With -memprofile FILE, SIGUSR1 writes the live heap to FILE while
+// connections are open (e.g. during `wsgate bench --mode idle`).
 package main
 
 import (
@@ -32,7 +35,7 @@ func main() {
 func run() error {
 	file := flag.String("config", "bench/wsgate-bench.yaml", "wsgate configuration file")
 	cpu := flag.String("cpuprofile", "", "write a CPU profile here")
-	heap := flag.String("memprofile", "", "write a heap profile here at exit")
+	heap := flag.String("memprofile", "", "on SIGUSR1, write the live heap profile here")
 	limit := flag.Duration("max", 10*time.Minute, "stop by itself after this long")
 	flag.Parse()
 
@@ -59,19 +62,37 @@ func run() error {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, *limit)
 	defer cancel()
-	err = srv.ListenAndServe(ctx, func(l wsgate.Listening) {
+	if *heap != "" {
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		defer signal.Stop(usr1)
+		go func() { // ends with ctx
+			for {
+				select {
+				case <-usr1:
+					if err := writeHeap(*heap); err != nil {
+						fmt.Fprintln(os.Stderr, "wsgateprof:", err)
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	return srv.ListenAndServe(ctx, func(l wsgate.Listening) {
 		fmt.Printf("wsgateprof listening on %s pid %d\n", l.Addr, os.Getpid())
 	})
-	if *heap != "" {
-		runtime.GC()
-		f, ferr := os.Create(*heap)
-		if ferr != nil {
-			return fmt.Errorf("heap profile: %w", ferr)
-		}
-		defer f.Close()
-		if werr := pprof.WriteHeapProfile(f); werr != nil {
-			return fmt.Errorf("heap profile: %w", werr)
-		}
+}
+
+func writeHeap(path string) error {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
 	}
-	return err
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return nil
 }

@@ -142,4 +142,6 @@ var (
 )
 
 // mountPublish registers the server-side publish API on the admin listener.
-func (s *Server) mountPublish(*http.ServeMux) {}
+func (s *Server) mountPublish(mux *http.ServeMux) {
+	mux.Handle("/v1/publish", s.publishHandler())
+}

@@ -687,7 +687,7 @@ func TestHotReloadLimitAppliesToOpenConnection(t *testing.T) {
 	c.Send(t, big)
 	select {
 	case <-c.Closed():
-		c.ExpectClose(t, 1009, 0)
+		c.ExpectClose(t, 1009, time.Second)
 	case m := <-c.Msgs:
 		t.Fatalf("the connection opened before the reload still runs the old limits: a 600-byte message "+
 			"after max_message_bytes was reloaded to 512 got %s instead of close 1009", m)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -270,4 +271,39 @@ func rawDialPerms(t *testing.T, s *wsgatetest.Server, claims map[string]any) *ra
 		t.Fatalf("upgrade: %v", err)
 	}
 	return &rawConn{Conn: c, br: br}
+}
+
+func TestServerSidePublishAPI(t *testing.T) {
+	key := "publish-key-publish-key-publish-key-0001"
+	s := realtimeServer(t, func(c *config.Config) { c.Channels.PublishAPIKeys = []string{key} })
+	sub := s.Connect(t, "listener", chatPerms)
+	subscribe(t, sub, "chat:news", nil)
+	post := func(auth string) int {
+		req, _ := http.NewRequest("POST", s.AdminURL+"/v1/publish", strings.NewReader(`{"channel":"chat:news","payload":{"headline":"hello"}}`))
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(""); code != 401 {
+		t.Fatalf("publish without key: %d", code)
+	}
+	if code := post("wrong-key-wrong-key-wrong-key-wrong-key"); code != 401 {
+		t.Fatalf("publish with a wrong key: %d", code)
+	}
+	if code := post(key); code != 200 {
+		t.Fatalf("publish with key: %d", code)
+	}
+	m := sub.Expect(t, "message", 5*time.Second)
+	if m["payload"].(map[string]any)["headline"] != "hello" {
+		t.Fatalf("pushed %v", m)
+	}
+	if strings.Contains(s.Logs.String(), key) {
+		t.Fatal("publish key in the log")
+	}
 }

@@ -135,9 +135,9 @@ func (s *Server) mountRealtime(mux *http.ServeMux) {
 }
 
 // publishHandler serves POST /v1/publish (server-side publish) on the admin listener.
+// The keys are read per request so that a reload that rotates them takes effect.
 func (s *Server) publishHandler() http.Handler {
-	return s.room.PublishHandler(s.cfg.Load().Channels.PublishAPIKeys)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.room.PublishHandler(s.cfg.Load().Channels.PublishAPIKeys).ServeHTTP(w, r)
+	})
 }
-
-// The admin listener mounts publishHandler (admin.go).
-var _ = (*Server).publishHandler

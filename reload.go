@@ -3,6 +3,9 @@ package wsgate
 import (
 	"fmt"
 
+	"github.com/wsgate/wsgate/internal/alert"
+	"github.com/wsgate/wsgate/internal/audit"
+
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/pipeline"
 	"github.com/wsgate/wsgate/internal/transport"
@@ -14,10 +17,29 @@ import (
 // a change to them is refused. An invalid configuration is refused whole and the
 // running one stays in force.
 func (s *Server) Reload(cfg *config.Config) error {
+	err := s.reload(cfg)
+	if err != nil {
+		s.audit.Log(audit.Event{Event: audit.ConfigRejected, Reason: "invalid", Detail: map[string]any{"error": err.Error()}})
+		return err
+	}
+	s.audit.Log(audit.Event{Event: audit.ConfigReloaded})
+	return nil
+}
+
+func (s *Server) reload(cfg *config.Config) error {
 	old := s.cfg.Load()
 	cfg.Dev = old.Dev
+	// A certificate given in memory (dev mode, tests, embedding) cannot come from a
+	// file: keep it when the file names none.
+	if cfg.TLS.CertFile == "" && cfg.TLS.Certificate == nil {
+		cfg.TLS.Certificate = old.TLS.Certificate
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	rules := alertRules(cfg)
+	if err := alert.ValidateRules(rules); err != nil {
+		return fmt.Errorf("reload: alerts: %w", err)
 	}
 	// Addresses may have come from flags; they are not reloadable anyway.
 	cfg.Listen, cfg.Admin.Listen = old.Listen, old.Admin.Listen
@@ -52,7 +74,14 @@ func (s *Server) Reload(cfg *config.Config) error {
 	for _, k := range cfg.Auth.Keys {
 		s.redactor.Add(k.Secret)
 	}
+	s.redactor.Add(cfg.Admin.Token)
+	for _, k := range cfg.Channels.PublishAPIKeys {
+		s.redactor.Add(k)
+	}
 	// Everything is built: swap.
+	if err := s.alerts.SetRules(rules); err != nil {
+		return fmt.Errorf("reload: alerts: %w", err)
+	}
 	oldVer := s.guard.Verifier()
 	s.guard.SetVerifier(ver)
 	oldVer.Close()
@@ -81,6 +110,8 @@ func (s *Server) ReloadFile(path string, environ []string, dev *DevInfo) {
 	}
 	if err == nil {
 		err = s.Reload(cfg)
+	} else {
+		s.audit.Log(audit.Event{Event: audit.ConfigRejected, Reason: "unreadable", Detail: map[string]any{"error": err.Error()}})
 	}
 	if err != nil {
 		s.log.Error("configuration reload refused; the running configuration stays in force", "err", err)

@@ -354,13 +354,13 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 		ID: connID, IP: adm.IP, Route: cfg.Path, Subprotocol: adm.Subprotocol,
 		Identity: adm.Identity, Lease: adm.Lease, Tier: tier, Verify: verify,
 	}, *s.sopts.Load(), session.Deps{
-		Pipeline: s.pipeline.Load(),
-		Router:   roomRouter{s},
-		Strikes:  s.strikes,
-		Refresh:  s.refresh,
-		Log:      s.log,
-		Registry: s.registry,
-		Observer: (*observer)(s),
+		LivePipeline: &s.pipeline,
+		Router:       roomRouter{s},
+		Strikes:      s.strikes,
+		Refresh:      s.refresh,
+		Log:          s.log,
+		Registry:     s.registry,
+		Observer:     (*observer)(s),
 	})
 	s.observeHandshake(r, adm.IP.String(), nil)
 	conn, err := s.upgrader.Load().Upgrade(w, r, adm.Subprotocol, sess)

@@ -8,6 +8,8 @@ package session
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -66,9 +68,12 @@ type Observer interface {
 // Deps are what a session uses but does not own.
 type Deps struct {
 	Pipeline *pipeline.Pipeline // nil for raw routes
-	Router   Router
-	Raw      RawRouter // set for raw routes instead of Pipeline
-	Strikes  Striker
+	// LivePipeline, when set, is read for every message instead of Pipeline, so a
+	// configuration reload reaches connections that are already open.
+	LivePipeline *atomic.Pointer[pipeline.Pipeline]
+	Router       Router
+	Raw          RawRouter // set for raw routes instead of Pipeline
+	Strikes      Striker
 	// Refresh verifies a refresh token; the subject must equal the session's.
 	Refresh  func(ctx context.Context, token string) (auth.Identity, error)
 	Observer Observer
@@ -422,7 +427,11 @@ func (s *Session) OnMessage(_ *transport.Conn, op transport.Opcode, data []byte)
 		return
 	}
 	start := time.Now()
-	msg, rej := s.deps.Pipeline.Process(s.ctx, &s.state, data)
+	p := s.deps.Pipeline
+	if s.deps.LivePipeline != nil {
+		p = s.deps.LivePipeline.Load()
+	}
+	msg, rej := p.Process(s.ctx, &s.state, data)
 	if s.deps.Observer != nil {
 		s.deps.Observer.Message(s, msg.Type, data, rej, time.Since(start))
 	}
@@ -511,8 +520,21 @@ func (s *Session) refresh(m pipeline.Message) {
 		s.Reject(m.ID, &pipeline.Reject{Code: "refresh_failed", Message: "token is for another subject", Strike: true})
 		return
 	}
+	if leaf := s.peerCertificate(); leaf != nil {
+		// The handshake bound the token to this connection's client certificate
+		// (cnf thumbprint, lifetime capped at the certificate's); a refresh token
+		// must pass the same binding, or refreshing would undo it.
+		bound, err := auth.BindCert(id, leaf)
+		if err != nil {
+			s.deps.Log.Warn("refresh token not bound to the connection's certificate", "conn_id", s.id, "user", cur.Subject)
+			s.Reject(m.ID, &pipeline.Reject{Code: "refresh_failed", Message: "token not valid", Strike: true})
+			return
+		}
+		bound.Source = id.Source
+		id = bound
+	}
 	id.CertSubject = cur.CertSubject
-	if cur.Source == "jwt+mtls" {
+	if cur.Source == auth.IdentitySourceJWTMTLS {
 		id.Source = cur.Source
 	}
 	s.identity.Store(&id)
@@ -526,6 +548,23 @@ func (s *Session) refresh(m pipeline.Message) {
 		b = append(append(b, `,"ref":`...), m.ID...)
 	}
 	_ = s.Send(append(b, '}'))
+}
+
+// peerCertificate returns the verified client certificate of the connection,
+// nil without mTLS.
+func (s *Session) peerCertificate() *x509.Certificate {
+	if s.conn == nil || s.Identity().CertSubject == "" {
+		return nil
+	}
+	tc, ok := s.conn.NetConn().(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	st := tc.ConnectionState()
+	if len(st.VerifiedChains) == 0 || len(st.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return st.VerifiedChains[0][0]
 }
 
 // OnPing: the transport already answered with a pong.

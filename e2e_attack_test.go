@@ -3,11 +3,19 @@ package wsgate_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"github.com/wsgate/wsgate/internal/auth"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -451,5 +459,203 @@ func TestAttackAmbiguousHandshakes(t *testing.T) {
 				t.Fatalf("token echoed in Sec-WebSocket-Protocol")
 			}
 		})
+	}
+}
+
+// rawJWT signs header and payload JSON exactly as given (HS256 with the test
+// secret unless sig is set), so malformed headers can be sent.
+func rawJWT(header, payload string, sig *string) string {
+	enc := base64.RawURLEncoding
+	in := enc.EncodeToString([]byte(header)) + "." + enc.EncodeToString([]byte(payload))
+	if sig != nil {
+		return in + "." + *sig
+	}
+	m := hmac.New(sha256.New, []byte(wsgatetest.Secret))
+	m.Write([]byte(in))
+	return in + "." + enc.EncodeToString(m.Sum(nil))
+}
+
+// Hostile tokens are refused with 401 (and nothing else happens); odd but
+// valid subjects are served, and a subject crafted to forge log lines does not.
+func TestAttackHostileTokens(t *testing.T) {
+	s := plainServer(t, nil)
+	now := time.Now().Unix()
+	claims := func(extra string) string {
+		return `{"sub":"mallory","iat":` + itoa(int(now)) + `,"exp":` + itoa(int(now+600)) + extra + `}`
+	}
+	empty := ""
+	attackerSig := func(h, p string) string { // signed with a key the attacker chose
+		enc := base64.RawURLEncoding
+		in := enc.EncodeToString([]byte(h)) + "." + enc.EncodeToString([]byte(p))
+		m := hmac.New(sha256.New, []byte("attacker-key-attacker-key-attacker-key!!"))
+		m.Write([]byte(in))
+		return in + "." + enc.EncodeToString(m.Sum(nil))
+	}
+	refused := map[string]string{
+		"alg none":                 rawJWT(`{"alg":"none","typ":"JWT"}`, claims(""), &empty),
+		"alg None":                 rawJWT(`{"alg":"None","typ":"JWT"}`, claims(""), &empty),
+		"alg nOnE":                 rawJWT(`{"alg":"nOnE"}`, claims(""), &empty),
+		"alg HS256 + space":        rawJWT(`{"alg":"HS256 ","kid":"test"}`, claims(""), nil),
+		"alg hs256":                rawJWT(`{"alg":"hs256","kid":"test"}`, claims(""), nil),
+		"alg missing":              rawJWT(`{"kid":"test"}`, claims(""), nil),
+		"duplicate alg, none last": rawJWT(`{"alg":"HS256","alg":"none"}`, claims(""), &empty),
+		"crit header":              rawJWT(`{"alg":"HS256","kid":"test","crit":["exp"]}`, claims(""), nil),
+		"kid traversal":            rawJWT(`{"alg":"HS256","kid":"../../../../dev/null"}`, claims(""), nil),
+		"kid sql":                  rawJWT(`{"alg":"HS256","kid":"' OR '1'='1"}`, claims(""), nil),
+		"kid number":               rawJWT(`{"alg":"HS256","kid":1}`, claims(""), nil),
+		"kid long":                 rawJWT(`{"alg":"HS256","kid":"`+strings.Repeat("k", 4000)+`"}`, claims(""), nil),
+		"embedded jwk":             attackerSig(`{"alg":"HS256","jwk":{"kty":"oct","k":"YXR0YWNrZXIta2V5LWF0dGFja2VyLWtleS1hdHRhY2tlci1rZXkhIQ"}}`, claims("")),
+		"jku":                      attackerSig(`{"alg":"HS256","jku":"http://127.0.0.1:1/jwks.json"}`, claims("")),
+		"exp string":               rawJWT(`{"alg":"HS256","kid":"test"}`, `{"sub":"mallory","exp":"`+itoa(int(now+600))+`"}`, nil),
+		"exp huge":                 rawJWT(`{"alg":"HS256","kid":"test"}`, `{"sub":"mallory","exp":1e300}`, nil),
+		"exp max int64":            rawJWT(`{"alg":"HS256","kid":"test"}`, `{"sub":"mallory","exp":9223372036854775807}`, nil),
+		"exp negative":             rawJWT(`{"alg":"HS256","kid":"test"}`, `{"sub":"mallory","exp":-1}`, nil),
+		"exp NaN-ish":              rawJWT(`{"alg":"HS256","kid":"test"}`, `{"sub":"mallory","exp":null}`, nil),
+		"sub number":               rawJWT(`{"alg":"HS256","kid":"test"}`, `{"sub":42,"exp":`+itoa(int(now+600))+`}`, nil),
+		"sub empty":                rawJWT(`{"alg":"HS256","kid":"test"}`, `{"sub":"","exp":`+itoa(int(now+600))+`}`, nil),
+		"nested JWT":               rawJWT(`{"alg":"HS256","kid":"test","cty":"JWT"}`, `"`+rawJWT(`{"alg":"none"}`, claims(""), &empty)+`"`, nil),
+		"payload array":            rawJWT(`{"alg":"HS256","kid":"test"}`, `[`+claims("")+`]`, nil),
+		"padding in b64":           rawJWT(`{"alg":"HS256","kid":"test"}`, claims(""), nil) + "=",
+		"trailing segment":         rawJWT(`{"alg":"HS256","kid":"test"}`, claims(""), nil) + ".x",
+	}
+	for name, tok := range refused {
+		t.Run(name, func(t *testing.T) {
+			resp, _ := rawHandshake(t, s, upgradeHead(s, "HTTP/1.1", tok, ""))
+			if resp.StatusCode != 401 {
+				t.Fatalf("status %d, want 401", resp.StatusCode)
+			}
+		})
+	}
+
+	forge := "x\"}\n{\"level\":\"ERROR\",\"msg\":\"forged\"}\r\n\u0000\u202e"
+	for _, sub := range []string{"用户😀", "a b", forge} {
+		p, _ := json.Marshal(map[string]any{"sub": sub, "iat": now, "exp": now + 600})
+		tok := rawJWT(`{"alg":"HS256","kid":"test"}`, string(p), nil)
+		resp, r := rawHandshake(t, s, upgradeHead(s, "HTTP/1.1", tok, ""))
+		if resp.StatusCode != 101 {
+			t.Fatalf("sub %q: status %d", sub, resp.StatusCode)
+		}
+		if w := r.expectJSON(t, "welcome"); w["user"] != sub {
+			t.Fatalf("welcome user %q, want %q", w["user"], sub)
+		}
+	}
+	s.Logs.Contains(`"connected"`, time.Second)
+	for _, line := range strings.Split(strings.TrimSpace(s.Logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line is not one JSON object: %q", line)
+		}
+		if m["msg"] == "forged" {
+			t.Fatalf("forged log line: %q", line)
+		}
+	}
+}
+
+// Control frames are not activity: a client that only pings is still closed
+// by the idle timeout, and a client that stalls in the middle of a frame and
+// answers no keepalive ping is closed by the keepalive.
+func TestAttackIdleAndKeepaliveNotBypassed(t *testing.T) {
+	s := plainServer(t, func(c *config.Config) {
+		c.Timeouts.Idle = time.Second
+		c.Timeouts.PingInterval = 300 * time.Millisecond
+		c.Timeouts.PongTimeout = 300 * time.Millisecond
+	})
+	pinger := rawDial(t, s, "")
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				if _, err := pinger.Write(frame(true, 0, 9, []byte("hi"), false)); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	// Answer the server's keepalive pings: only the idle timeout may close it.
+	for i := 0; i < 500; i++ {
+		op, p := pinger.readFrame(t)
+		if op == 9 {
+			_, _ = pinger.Write(frame(true, 0, 0xA, p, false))
+		}
+		if op == 8 {
+			if code := binary.BigEndian.Uint16(p); code != 4002 {
+				t.Fatalf("pinging client closed with %d, want 4002 (idle)", code)
+			}
+			break
+		}
+	}
+
+	staller := rawDial(t, s, "")
+	_, _ = staller.Write([]byte{0x81, 0x80 | 100, 1, 2, 3, 4, '{'}) // 1 of 100 payload bytes
+	start := time.Now()
+	_ = staller.SetReadDeadline(time.Now().Add(4 * time.Second))
+	for {
+		h := make([]byte, 2)
+		if _, err := io.ReadFull(staller.br, h); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("stalled client still open after 4s")
+			}
+			break // socket closed
+		}
+		p := make([]byte, h[1]&0x7f)
+		_, _ = io.ReadFull(staller.br, p)
+		if h[0]&0xf == 8 {
+			if code := binary.BigEndian.Uint16(p); code != 4003 && code != 4002 {
+				t.Fatalf("stalled client closed with %d", code)
+			}
+			break
+		}
+	}
+	t.Logf("stalled client closed after %s", time.Since(start).Round(time.Millisecond))
+}
+
+// A token bound to the client certificate (cnf x5t#S256) can only be
+// refreshed by a token bound to the same certificate, and a refresh never
+// extends the connection past the certificate's expiry: the handshake checks
+// both, and the refresh message skipped them.
+func TestAttackRefreshKeepsCertificateBinding(t *testing.T) {
+	ca := newCA(t, "test client CA")
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, ca.pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := wsgatetest.Config()
+	cfg.TLS.ClientCAFile = caFile
+	cfg.TLS.ClientAuth = "require"
+	cfg.Auth.Mode = "jwt_and_mtls"
+	cfg.Abuse.MaxStrikes = 100
+	s := wsgatetest.Start(t, cfg)
+	mine, other := ca.client(t, "dev", "spiffe://test/dev"), ca.client(t, "dev2", "spiffe://test/dev2")
+	thumb := func(c tls.Certificate) string {
+		leaf, err := x509.ParseCertificate(c.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return auth.CertThumbprint(leaf)
+	}
+	bound := func(c tls.Certificate, ttl time.Duration) string {
+		return s.TokenTTL(t, "dev", ttl, map[string]any{"cnf": map[string]any{"x5t#S256": thumb(c)}})
+	}
+	tc := s.TLSConfig.Clone()
+	tc.Certificates = []tls.Certificate{mine}
+	c, _, err := s.Dial(t, wsgatetest.DialOptions{TLSConfig: tc, Header: bearer(bound(mine, 30*time.Minute))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Expect(t, "welcome", 5*time.Second)
+
+	c.SendJSON(t, map[string]any{"type": "refresh", "id": "other", "token": bound(other, 30*time.Minute)})
+	if e := c.Expect(t, "error", 5*time.Second); e["code"] != "refresh_failed" || e["ref"] != "other" {
+		t.Fatalf("refresh with a token bound to another certificate: %v", e)
+	}
+	// The certificate expires in 1h: a 3h token must not outlive it.
+	c.SendJSON(t, map[string]any{"type": "refresh", "id": "long", "token": bound(mine, 3*time.Hour)})
+	r := c.Expect(t, "refreshed", 5*time.Second)
+	if exp := time.UnixMilli(int64(r["expires_at"].(float64))); exp.After(time.Now().Add(61 * time.Minute)) {
+		t.Fatalf("refresh extended the connection to %s, past the certificate", exp)
 	}
 }

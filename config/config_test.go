@@ -130,3 +130,10 @@ func TestOriginPatterns(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestUnknownEnvironmentVariableNamed(t *testing.T) {
+	_, err := Load("", []string{"WSGATE_NOT_A_KEY=1"})
+	if err == nil || !strings.Contains(err.Error(), "WSGATE_NOT_A_KEY") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -32,12 +32,14 @@ func Load(path string, environ []string) (*Config, error) {
 			return nil, fmt.Errorf("config: %s: %w", path, err)
 		}
 	}
+	envVars := map[string]string{} // config key → variable name, for error messages
 	envp := env.Provider(".", env.Opt{
 		Prefix:      EnvPrefix,
 		EnvironFunc: func() []string { return environ },
-		TransformFunc: func(key, value string) (string, any) {
-			key = strings.ToLower(strings.TrimPrefix(key, EnvPrefix))
-			return strings.ReplaceAll(key, "__", "."), value
+		TransformFunc: func(name, value string) (string, any) {
+			key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "__", ".")
+			envVars[key] = name
+			return key, value
 		},
 	})
 	if err := k.Load(envp, nil); err != nil {
@@ -45,6 +47,14 @@ func Load(path string, environ []string) (*Config, error) {
 	}
 	cfg := Default()
 	if err := decode(k, cfg); err != nil {
+		// Name the environment variable when one of them is the unknown key: every
+		// WSGATE_* variable is read as configuration.
+		for key, name := range envVars {
+			last := key[strings.LastIndex(key, ".")+1:]
+			if strings.Contains(err.Error(), last) {
+				return nil, fmt.Errorf("%w (environment variable %s: every %s* variable is configuration; unset it or fix its name)", err, name, EnvPrefix)
+			}
+		}
 		return nil, err
 	}
 	cfg.inheritTierDefaults()

@@ -15,7 +15,7 @@ if [ "${#need[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 # Tests that need Redis or Chromium fail (instead of skipping) when this is set.
-export WSGATE_TEST_REQUIRE_EXTERNAL=1
+export WSGATETEST_REQUIRE_EXTERNAL=1
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

@@ -14,9 +14,9 @@ import (
 )
 
 // TestMain doubles as the --procs child: RunProcs re-executes the test binary
-// with WSGATE_BENCH_CHILD=1.
+// with WSGATETEST_BENCH_CHILD=1.
 func TestMain(m *testing.M) {
-	if os.Getenv("WSGATE_BENCH_CHILD") == "1" {
+	if os.Getenv("WSGATETEST_BENCH_CHILD") == "1" {
 		if err := ServeChild(context.Background(), os.Stdin, os.Stdout, nil); err != nil {
 			os.Exit(2)
 		}
@@ -138,7 +138,7 @@ func TestHandshakeRefusedWithoutToken(t *testing.T) {
 
 func TestRunProcs(t *testing.T) {
 	_, o := server(t)
-	t.Setenv("WSGATE_BENCH_CHILD", "1")
+	t.Setenv("WSGATETEST_BENCH_CHILD", "1")
 	o.Mode, o.Conns, o.Duration = Idle, 9, 100*time.Millisecond
 	res, err := RunProcs(context.Background(), o, 2, []string{os.Args[0]})
 	if err != nil {

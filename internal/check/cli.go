@@ -52,7 +52,7 @@ plaintext, TLS, message size, invalid JSON, unknown types, replay, compression,
 idle timeout, error leaks and bounded connection and message floods. Prints a
 report card; exits 2 when a check FAILs, 3 when one could not run.
 Targets outside loopback need --allow-remote: test only endpoints you own.`,
-		Example: `  wsgate check wss://127.0.0.1:8443/ws --secret "$WSGATE_SECRET" --cacert dev-ca.pem
+		Example: `  wsgate check wss://127.0.0.1:8443/ws --secret "$SECRET" --cacert dev-ca.pem
   wsgate check ws://127.0.0.1:8080/ --token "$TOKEN" --json > report.json`,
 		Args:          cobra.ExactArgs(1),
 		SilenceUsage:  true,

@@ -17,7 +17,7 @@ import (
 
 // Benchmarks and the idle-memory probe run against an in-process server by
 // default, or against an external one (bench/bareecho) when
-// WSGATE_BENCH_ADDR=host:port is set; with WSGATE_BENCH_PID also set they
+// WSGATETEST_BENCH_ADDR=host:port is set; with WSGATETEST_BENCH_PID also set they
 // report that process's CPU time and RSS, i.e. server-only numbers.
 
 // benchEcho mirrors bench/bareecho's handler.
@@ -38,8 +38,8 @@ func (benchEcho) OnClose(*Conn, error) {}
 // reads the server's CPU time (0 when it is this process).
 func benchTarget(tb testing.TB) (string, int) {
 	tb.Helper()
-	if addr := os.Getenv("WSGATE_BENCH_ADDR"); addr != "" {
-		pid, _ := strconv.Atoi(os.Getenv("WSGATE_BENCH_PID"))
+	if addr := os.Getenv("WSGATETEST_BENCH_ADDR"); addr != "" {
+		pid, _ := strconv.Atoi(os.Getenv("WSGATETEST_BENCH_PID"))
 		return "ws://" + addr + "/", pid
 	}
 	up, err := NewUpgrader(nil)
@@ -96,7 +96,7 @@ func cpuTime(tb testing.TB, pid int) time.Duration {
 
 // BenchmarkEchoRoundTrip: one client sends a 1 KiB text message and waits
 // for the echo, over loopback. cpu-ns/op is the server process's CPU per
-// round trip when WSGATE_BENCH_PID is set, else this whole process's
+// round trip when WSGATETEST_BENCH_PID is set, else this whole process's
 // (client and server together).
 func BenchmarkEchoRoundTrip(b *testing.B) {
 	url, pid := benchTarget(b)
@@ -144,14 +144,14 @@ func rssBytes(tb testing.TB, pid int) int64 {
 	return 0
 }
 
-// TestIdleConnectionMemory opens WSGATE_IDLE_CONNS idle connections and
+// TestIdleConnectionMemory opens WSGATETEST_IDLE_CONNS idle connections and
 // logs the RSS growth per connection: of the server process when
-// WSGATE_BENCH_PID is set, else of this process (client and server sides
-// together). Skipped unless WSGATE_IDLE_CONNS is set.
+// WSGATETEST_BENCH_PID is set, else of this process (client and server sides
+// together). Skipped unless WSGATETEST_IDLE_CONNS is set.
 func TestIdleConnectionMemory(t *testing.T) {
-	n, _ := strconv.Atoi(os.Getenv("WSGATE_IDLE_CONNS"))
+	n, _ := strconv.Atoi(os.Getenv("WSGATETEST_IDLE_CONNS"))
 	if n <= 0 {
-		t.Skip("set WSGATE_IDLE_CONNS=5000 to measure")
+		t.Skip("set WSGATETEST_IDLE_CONNS=5000 to measure")
 	}
 	url, pid := benchTarget(t)
 	runtime.GC()

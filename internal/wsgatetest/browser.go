@@ -12,9 +12,9 @@ import (
 )
 
 // RequireExternal reports whether tests must fail (not skip) when Redis or
-// Chromium is missing: the README's test command sets WSGATE_TEST_REQUIRE_EXTERNAL.
+// Chromium is missing: the README's test command sets WSGATETEST_REQUIRE_EXTERNAL.
 func RequireExternal() bool {
-	return os.Getenv("WSGATE_TEST_REQUIRE_EXTERNAL") == "1" || os.Getenv("CI") == "true"
+	return os.Getenv("WSGATETEST_REQUIRE_EXTERNAL") == "1" || os.Getenv("CI") == "true"
 }
 
 // Browser starts headless Chromium (Debian's /usr/bin/chromium) for the test and
@@ -57,9 +57,9 @@ func Browser(t testing.TB, timeout time.Duration) context.Context {
 	return ctx
 }
 
-// ArtifactDir is where tests write screenshots: $WSGATE_ARTIFACTS or a temp dir.
+// ArtifactDir is where tests write screenshots: $WSGATETEST_ARTIFACTS or a temp dir.
 func ArtifactDir(t testing.TB) string {
-	if d := os.Getenv("WSGATE_ARTIFACTS"); d != "" {
+	if d := os.Getenv("WSGATETEST_ARTIFACTS"); d != "" {
 		_ = os.MkdirAll(d, 0o755)
 		return d
 	}

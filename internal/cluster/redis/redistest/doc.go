@@ -3,5 +3,5 @@
 // the same port so that tests can fault Redis under a live client.
 //
 // When redis-server is not installed, Start skips the test with a message, or
-// fails it when WSGATE_TEST_REQUIRE_EXTERNAL=1 (as CI sets).
+// fails it when WSGATETEST_REQUIRE_EXTERNAL=1 (as CI sets).
 package redistest

@@ -15,7 +15,7 @@ import (
 )
 
 // RequireEnv names the variable that turns a missing redis-server into a failure.
-const RequireEnv = "WSGATE_TEST_REQUIRE_EXTERNAL"
+const RequireEnv = "WSGATETEST_REQUIRE_EXTERNAL"
 
 // startTimeout bounds how long a server may take to accept connections.
 const startTimeout = 10 * time.Second

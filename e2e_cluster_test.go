@@ -2,7 +2,6 @@ package wsgate_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -44,24 +43,14 @@ func TestClusterSharedQuotaTicketBan(t *testing.T) {
 	expectRefused(t, c, wsgatetest.DialOptions{Header: bearer(c.Token(t, "quota-user", nil))}, 429, "user_quota")
 
 	// A ticket issued via A works once on B and never again anywhere.
-	req, _ := http.NewRequest("POST", a.HTTPURL+"/v1/tickets", nil)
-	req.Header.Set("Authorization", "Bearer "+a.Token(t, "ticket-user", nil))
-	resp, err := a.HTTPClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out struct {
-		Ticket string `json:"ticket"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	resp.Body.Close()
-	cl, _, err := b.Dial(t, wsgatetest.DialOptions{URL: b.URL + "?ticket=" + out.Ticket})
+	ticket, _ := ticketFor(t, a, "ticket-user", nil)
+	cl, _, err := b.Dial(t, wsgatetest.DialOptions{URL: b.URL + "?ticket=" + ticket})
 	if err != nil {
 		t.Fatalf("ticket from A refused on B: %v", err)
 	}
 	cl.Expect(t, "welcome", 5*time.Second)
-	expectRefused(t, c, wsgatetest.DialOptions{URL: c.URL + "?ticket=" + out.Ticket}, 401, "bad_ticket")
-	expectRefused(t, a, wsgatetest.DialOptions{URL: a.URL + "?ticket=" + out.Ticket}, 401, "bad_ticket")
+	expectRefused(t, c, wsgatetest.DialOptions{URL: c.URL + "?ticket=" + ticket}, 401, "bad_ticket")
+	expectRefused(t, a, wsgatetest.DialOptions{URL: a.URL + "?ticket=" + ticket}, 401, "bad_ticket")
 
 	// A ban placed on A (by strikes) is in force on B within a second.
 	striker := a.Connect(t, "cluster-striker", nil)

@@ -29,22 +29,8 @@ func integrityServer(t *testing.T, mode string) *wsgatetest.Server {
 // it and binds a signer to the connection id from the welcome.
 func hmacClient(t *testing.T, s *wsgatetest.Server, sub string) (*wsgatetest.Client, *client.Signer) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", s.HTTPURL+"/v1/tickets", nil)
-	req.Header.Set("Authorization", "Bearer "+s.Token(t, sub, nil))
-	resp, err := s.HTTPClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Ticket    string          `json:"ticket"`
-		Integrity json.RawMessage `json:"integrity"`
-	}
-	body, _ := io.ReadAll(resp.Body)
-	if err := json.Unmarshal(body, &out); err != nil || out.Integrity == nil {
-		t.Fatalf("ticket response without integrity key: %s", body)
-	}
-	kid, key, err := client.ParseHMACKey(out.Integrity)
+	ticket, ikey := ticketFor(t, s, sub, nil)
+	kid, key, err := client.ParseHMACKey(ikey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +38,7 @@ func hmacClient(t *testing.T, s *wsgatetest.Server, sub string) (*wsgatetest.Cli
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _, err := s.Dial(t, wsgatetest.DialOptions{URL: s.URL + "?ticket=" + out.Ticket})
+	c, _, err := s.Dial(t, wsgatetest.DialOptions{URL: s.URL + "?ticket=" + ticket})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,18 +112,8 @@ func TestIntegrityHMAC(t *testing.T) {
 
 func ticketKey(t *testing.T, s *wsgatetest.Server, sub string) (string, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", s.HTTPURL+"/v1/tickets", nil)
-	req.Header.Set("Authorization", "Bearer "+s.Token(t, sub, nil))
-	resp, err := s.HTTPClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Integrity json.RawMessage `json:"integrity"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	kid, key, err := client.ParseHMACKey(out.Integrity)
+	_, ikey := ticketFor(t, s, sub, nil)
+	kid, key, err := client.ParseHMACKey(ikey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,21 +218,16 @@ func TestNamespaceIntegrityAndSignedOutput(t *testing.T) {
 	sub := s.Connect(t, "reader", perms)
 	subscribe(t, sub, "secure:vault", nil)
 
-	c, signer := hmacClient(t, s, "writer")
-	// hmacClient connects without channel claims; connect again with them.
-	_ = c
-	req, _ := http.NewRequest("POST", s.HTTPURL+"/v1/tickets", nil)
-	req.Header.Set("Authorization", "Bearer "+s.Token(t, "writer", perms))
-	resp, err := s.HTTPClient().Do(req)
+	ticket, ikey := ticketFor(t, s, "writer", perms)
+	kid, key, err := client.ParseHMACKey(ikey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out struct {
-		Ticket string `json:"ticket"`
+	signer, err := client.NewHMACSigner(kid, key, "writer", nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	resp.Body.Close()
-	w, _, err := s.Dial(t, wsgatetest.DialOptions{URL: s.URL + "?ticket=" + out.Ticket})
+	w, _, err := s.Dial(t, wsgatetest.DialOptions{URL: s.URL + "?ticket=" + ticket})
 	if err != nil {
 		t.Fatal(err)
 	}

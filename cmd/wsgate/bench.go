@@ -20,8 +20,9 @@ func benchCmd() *cobra.Command {
 		procs       int
 		asJSON      bool
 		child       bool
-		pid         int
+		pids        []int
 		subprotocol []string
+		nodes       []string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench URL",
@@ -33,13 +34,20 @@ Modes:
              round trips per second and latency percentiles.
   idle       hold N connections open for --duration; with --pid, the server's
              RSS before and after the ramp and per connection.
-  fanout     N subscribers on --channel, one publisher at --rate: delivery
-             latency (from the publish time in the payload) and messages/s.
+  fanout     N subscribers on --channel, then (after --settle, when the
+             server's RSS is read) one publisher at --rate: delivery latency
+             (from the publish time in the payload) and messages/s.
+             --count 1: a single broadcast to every subscriber.
              --broadcast talks to servers that relay everything to everyone.
   handshake  N concurrent loops of connect (authenticated), welcome, close.
 
 --pid (or --server-pid) samples /proc/PID of the server: CPU time per
 operation (the stable figure when client and server share the cores) and RSS.
+Several nodes of one cluster: --node URL (repeatable) spreads the connections
+round robin over URL and the nodes; --pid P1,P2,... (one per endpoint, same
+order) reports each node's RSS per connection and the sum.
+--sign hmac (echo): fetch each user's integrity key from POST /v1/tickets and
+send every ping as a signed envelope (docs/integrity.md).
 Tokens: --secret mints an HS256 token per connection (sub bench-<n>), --token
 sends one token everywhere. Targets must be loopback unless --allow-remote.
 One process can open at most RLIMIT_NOFILE connections (20,000 here);
@@ -56,7 +64,14 @@ One process can open at most RLIMIT_NOFILE connections (20,000 here);
 			}
 			o.URL = args[0]
 			o.Mode = bench.Mode(mode)
-			o.ServerPID = pid
+			o.Nodes = nodes
+			switch len(pids) {
+			case 0:
+			case 1:
+				o.ServerPID = pids[0]
+			default:
+				o.ServerPIDs = pids
+			}
 			o.Subprotocols = subprotocol
 			o.Progress = cmd.ErrOrStderr()
 			if claims != "" {
@@ -107,12 +122,14 @@ One process can open at most RLIMIT_NOFILE connections (20,000 here);
 	f.StringSliceVar(&subprotocol, "subprotocol", nil, "subprotocols to offer")
 	f.StringVar(&o.CACertFile, "cacert", "", "PEM CA bundle to trust for wss://")
 	f.BoolVar(&o.InsecureSkipVerify, "insecure", false, "wss:// without certificate verification (INSECURE: anyone in the path can read and change traffic)")
-	f.IntVar(&pid, "pid", 0, "server process id: report its CPU per operation and RSS from /proc")
-	f.IntVar(&pid, "server-pid", 0, "same as --pid")
+	f.IntSliceVar(&pids, "pid", nil, "server process id: report its CPU per operation and RSS from /proc (with --node: one per endpoint, comma-separated)")
+	f.IntSliceVar(&pids, "server-pid", nil, "same as --pid")
+	f.StringArrayVar(&nodes, "node", nil, "another endpoint of the same cluster (repeatable): connections go round robin over URL and the nodes")
+	f.StringVar(&o.Sign, "sign", "", "echo: sign every ping (hmac: key from POST /v1/tickets, needs --secret)")
 	f.IntVar(&o.Sources, "sources", 0, "spread connections over 127.0.0.1..N source addresses (0: one per 16,000 connections, 8 for handshake)")
 	f.BoolVar(&o.AllowRemote, "allow-remote", false, "allow a target that is not loopback (only servers you own)")
 	f.DurationVar(&o.Timeout, "timeout", bench.DefaultTimeout, "wait at most this long for each reply (welcome, pong, ack)")
-	f.DurationVar(&o.Settle, "settle", bench.DefaultSettle, "idle: pause after the ramp before reading the server's RSS")
+	f.DurationVar(&o.Settle, "settle", bench.DefaultSettle, "idle, fanout: pause after the ramp before reading the server's RSS")
 	f.IntVar(&procs, "procs", 1, "split the connections over this many processes (1..64)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	f.BoolVar(&child, "child", false, "internal: run as a --procs child (options on stdin)")

@@ -7,13 +7,16 @@ import (
 
 // Server messages are untrusted input to the client: parsing must never panic.
 func FuzzServerMessage(f *testing.F) {
-	for _, s := range []string{`{"type":"pong","ref":1}`, `{"type":"message","payload":{"t":123}}`, `{"type":"`, `"ref":-`, `"t":99999999999999999999999`, ""} {
+	for _, s := range []string{`{"type":"pong","ref":1}`, `{"type":"message","payload":{"t":123}}`, `{"type":"welcome","conn_id":"c-1"}`, `"conn_id": "a\\"b"`, `{"type":"`, `"ref":-`, `"t":99999999999999999999999`, ""} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_ = msgType(b)
 		_, _ = findInt(b, `"ref":`)
 		_, _ = findInt(b, `"t":`)
+		if v, ok := findString(b, `"conn_id":`); ok && len(v) > 256 {
+			t.Fatalf("conn id of %d bytes", len(v))
+		}
 	})
 }
 

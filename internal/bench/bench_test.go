@@ -29,12 +29,21 @@ func TestMain(m *testing.M) {
 // still evaluated) and returns base options that trust its certificate.
 func server(t *testing.T) (*wsgatetest.Server, Options) {
 	t.Helper()
+	return serverWith(t, nil)
+}
+
+// serverWith is server with a change to the configuration before the start.
+func serverWith(t *testing.T, change func(*config.Config)) (*wsgatetest.Server, Options) {
+	t.Helper()
 	cfg := wsgatetest.Config()
 	cfg.Log.Level = "warn"
 	cfg.Limits.HandshakeRate = config.RateLimit{Rate: 1e5, Burst: 1e5}
 	big := config.RateLimit{Rate: 1e6, Burst: 1e6}
 	cfg.Rate.Tiers = map[string]config.Tier{"default": {Messages: big, Bytes: config.RateLimit{Rate: 1e9, Burst: 1e9},
 		UserMessages: big, UserBytes: config.RateLimit{Rate: 1e9, Burst: 1e9}, IPMessages: big, IPBytes: config.RateLimit{Rate: 1e9, Burst: 1e9}}}
+	if change != nil {
+		change(cfg)
+	}
 	s := wsgatetest.Start(t, cfg)
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(ca, s.CertPEM, 0o600); err != nil {
@@ -186,6 +195,13 @@ func TestValidate(t *testing.T) {
 		"sources":        func(o *Options) { o.Sources = 251 },
 		"cacert+insec":   func(o *Options) { o.CACertFile, o.InsecureSkipVerify = "x", true },
 		"pid":            func(o *Options) { o.ServerPID = -2 },
+		"node url":       func(o *Options) { o.Nodes = []string{"http://127.0.0.1:2/"} },
+		"pids per node":  func(o *Options) { o.Nodes, o.ServerPIDs = []string{"ws://127.0.0.1:2/"}, []int{1} },
+		"zero pid":       func(o *Options) { o.ServerPIDs = []int{0} },
+		"sign mode":      func(o *Options) { o.Mode, o.Sign, o.Secret = Fanout, "hmac", "s" },
+		"sign no secret": func(o *Options) { o.Sign = "hmac" },
+		"sign kind":      func(o *Options) { o.Sign, o.Secret = "pop", "s" },
+		"source offset":  func(o *Options) { o.SourceOffset, o.Sources = 249, 2 },
 	}
 	for name, mut := range bad {
 		o := ok
@@ -238,6 +254,69 @@ func TestRefusedConnectionsCounted(t *testing.T) {
 	res := run(t, o)
 	if res.Opened != 0 || res.Failed != 3 || res.Errors["connection refused"] != 3 {
 		t.Fatalf("result %+v", res)
+	}
+}
+
+// Signed pings: the key comes from the ticket endpoint, every ping is an
+// envelope the server verifies (a bad one gets an error reply; unsigned pings
+// pass as keepalives, so they are no proof).
+func TestSignedEcho(t *testing.T) {
+	_, o := serverWith(t, func(c *config.Config) {
+		c.Integrity.Mode = "hmac"
+		c.Integrity.MasterKeys = []config.IntegrityKey{{ID: "k1", Secret: strings.Repeat("m", 40)}}
+	})
+	o.Mode, o.Conns, o.Sign = Echo, 3, "hmac"
+	res := run(t, o)
+	if res.Opened != 3 || res.Ops == 0 || res.ReplyErrors != 0 || res.Timeouts != 0 || res.ClosedEarly != 0 {
+		t.Fatalf("result %+v errors %v", res, res.Errors)
+	}
+}
+
+func TestSignWithoutServerKeys(t *testing.T) {
+	_, o := server(t)
+	o.Mode, o.Conns, o.Sign = Echo, 1, "hmac"
+	if res := run(t, o); res.Opened != 0 || res.Errors["no integrity key"] != 1 {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+// Two servers as the nodes of one run: connections alternate, each node is
+// sampled on its own (both are this test process here).
+func TestNodes(t *testing.T) {
+	_, o := server(t)
+	s2, _ := server(t)
+	o.CACertFile, o.InsecureSkipVerify = "", true // two self-signed certificates
+	o.Nodes = []string{s2.URL}
+	o.ServerPID, o.ServerPIDs = 0, []int{os.Getpid(), os.Getpid()}
+	o.Mode, o.Conns, o.Rate, o.Count = Fanout, 6, 10, 1
+	res := run(t, o)
+	if res.Opened != 6 || len(res.OpenedPerTarget) != 2 || res.OpenedPerTarget[0] != 3 || res.OpenedPerTarget[1] != 3 {
+		t.Fatalf("result %+v", res)
+	}
+	if len(res.Nodes) != 2 || res.Nodes[1].Opened != 3 || res.Nodes[1].Target != safeURL(s2.URL) || res.Server == nil || res.Server.PID != 0 {
+		t.Fatalf("nodes %+v server %+v", res.Nodes, res.Server)
+	}
+	// One publication reached the subscribers of its own node only: the two
+	// test servers share no broker (with Redis they would).
+	if res.Published != 1 || res.Ops != 3 {
+		t.Fatalf("published %d delivered %d", res.Published, res.Ops)
+	}
+	var b strings.Builder
+	if err := res.WriteTable(&b); err != nil || !strings.Contains(b.String(), "KiB per connection") {
+		t.Fatalf("table %v\n%s", err, b.String())
+	}
+}
+
+func TestSourceOffset(t *testing.T) {
+	d, err := newDialer(Options{URL: "ws://127.0.0.1:1/", Mode: Idle, Sources: 2, SourceOffset: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.sources) != 2 || d.sources[0].String() != "127.0.0.4" || d.sources[1].String() != "127.0.0.5" {
+		t.Fatalf("sources %v", d.sources)
+	}
+	if n := sourceCount(Options{Conns: 16001}); n != 2 {
+		t.Fatalf("sourceCount %d", n)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	wsclient "github.com/wsgate/wsgate/client"
 	"github.com/wsgate/wsgate/internal/transport"
 )
 
@@ -29,6 +30,8 @@ type client struct {
 	done      chan struct{} // closed by OnClose
 	subscribe bool          // fan-out subscriber: record deliveries
 	tracked   bool          // held for the run: a close before the end counts
+	connID    string        // from the welcome, when signing (written before first closes)
+	signer    *wsclient.Signer
 }
 
 func newClient(r *runner, n int, subscriber bool) *client {
@@ -37,7 +40,13 @@ func newClient(r *runner, n int, subscriber bool) *client {
 
 func (c *client) OnMessage(_ *transport.Conn, _ transport.Opcode, data []byte) {
 	first := false
-	c.firstOnce.Do(func() { close(c.first); first = true })
+	c.firstOnce.Do(func() {
+		if c.r.o.Sign != "" {
+			c.connID, _ = findString(data, `"conn_id":`)
+		}
+		close(c.first)
+		first = true
+	})
 	typ := msgType(data)
 	if first && typ == "welcome" {
 		return

@@ -84,7 +84,7 @@ func RunProcs(ctx context.Context, o Options, procs int, argv []string) (*Result
 		return nil, errors.New("bench: no child command")
 	}
 	var ws []worker
-	offset := 0
+	offset, sourceOffset := 0, o.SourceOffset
 	for i := 0; i < procs; i++ {
 		co := o
 		co.Conns = o.Conns / procs
@@ -97,7 +97,11 @@ func RunProcs(ctx context.Context, o Options, procs int, argv []string) (*Result
 		co.SubjectOffset = o.SubjectOffset + offset
 		offset += co.Conns
 		co.NoPublisher = i > 0
-		co.ServerPID = 0
+		co.ServerPID, co.ServerPIDs = 0, nil
+		co.SourceOffset = sourceOffset
+		if sourceOffset += sourceCount(co); sourceOffset+sourceCount(co) > maxSources {
+			sourceOffset = 0 // more processes than addresses: share (ports may run out)
+		}
 		co.Count = 0
 		if o.Count > 0 { // share the budget; the publisher alone counts publications
 			switch {
@@ -120,14 +124,18 @@ func RunProcs(ctx context.Context, o Options, procs int, argv []string) (*Result
 }
 
 func coordinate(ctx context.Context, o Options, ws []worker) (*Result, error) {
-	var base, loaded, end ProcSample
-	sample := func(dst *ProcSample) error {
-		if o.ServerPID == 0 {
-			return nil
+	pids := o.pids()
+	var base, loaded, end []ProcSample
+	sample := func(dst *[]ProcSample) error {
+		*dst = make([]ProcSample, len(pids))
+		for i, pid := range pids {
+			s, err := SampleProc(pid)
+			if err != nil {
+				return err
+			}
+			(*dst)[i] = s
 		}
-		s, err := SampleProc(o.ServerPID)
-		*dst = s
-		return err
+		return nil
 	}
 	closeAll := func() {
 		var wg sync.WaitGroup
@@ -156,7 +164,7 @@ func coordinate(ctx context.Context, o Options, ws []worker) (*Result, error) {
 		closeAll()
 		return nil, err
 	}
-	if o.Mode == Idle {
+	if o.Mode == Idle || o.Mode == Fanout {
 		sleepCtx(ctx, o.Settle)
 	}
 	if err := sample(&loaded); err != nil {
@@ -175,7 +183,11 @@ func coordinate(ctx context.Context, o Options, ws []worker) (*Result, error) {
 	}
 	res.Requested = o.Conns
 	res.Procs = len(ws)
-	res.finish(o.ServerPID, base, loaded, end)
+	targets := o.targets()
+	for i := range targets {
+		targets[i] = safeURL(targets[i])
+	}
+	res.finish(pids, targets, base, loaded, end)
 	if err := ctx.Err(); err != nil && !errors.Is(err, context.Canceled) {
 		res.Notes = append(res.Notes, "the run hit its overall time bound")
 	}

@@ -30,6 +30,7 @@ type dialer struct {
 	signer  *auth.Signer
 	sources []net.IP // nil: let the kernel choose
 	next    atomic.Uint64
+	http    *http.Client // ticket endpoint (Sign only)
 }
 
 func newDialer(o Options) (*dialer, error) {
@@ -62,31 +63,58 @@ func newDialer(o Options) (*dialer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("url: %w", err)
 	}
-	n := o.Sources
-	if n == 0 {
-		n = (o.Conns + connsPerSource - 1) / connsPerSource
-		if o.Mode == Handshake {
-			n = 8
-		}
+	if o.Sign != "" {
+		d.http = d.newHTTPClient()
 	}
+	n := sourceCount(o)
 	if ip := net.ParseIP(u.Hostname()); ip != nil && ip.To4() != nil && ip.IsLoopback() && n > 1 {
-		for i := 1; i <= n && i <= maxSources; i++ {
+		for i := o.SourceOffset + 1; i <= o.SourceOffset+n && i <= maxSources; i++ {
 			d.sources = append(d.sources, net.IPv4(127, 0, 0, byte(i)))
 		}
 	}
 	return d, nil
 }
 
+// sourceCount is how many source addresses a process with these options uses.
+func sourceCount(o Options) int {
+	switch {
+	case o.Sources > 0:
+		return o.Sources
+	case o.Mode == Handshake:
+		return 8
+	}
+	return max(1, (o.Conns+connsPerSource-1)/connsPerSource)
+}
+
+// target is the endpoint index of connection n (round robin over URL and
+// Nodes, continued across child processes through SubjectOffset).
+func (d *dialer) target(n int) int {
+	return (d.o.SubjectOffset + n) % (1 + len(d.o.Nodes))
+}
+
+func (d *dialer) url(n int) string {
+	if i := d.target(n); i > 0 {
+		return d.o.Nodes[i-1]
+	}
+	return d.o.URL
+}
+
+func (d *dialer) subject(n int) string { return d.o.SubjectPrefix + strconv.Itoa(d.o.SubjectOffset+n) }
+
+// token is the bearer token of connection n ("" for none).
+func (d *dialer) token(n int) (string, error) {
+	if d.signer == nil {
+		return d.o.Token, nil
+	}
+	return d.signer.Mint(d.subject(n), time.Hour, d.o.Claims)
+}
+
 // header returns the upgrade headers for subject number n.
 func (d *dialer) header(n int) (http.Header, error) {
 	h := http.Header{}
-	tok := d.o.Token
-	if d.signer != nil {
-		var err error
-		tok, err = d.signer.Mint(d.o.SubjectPrefix+strconv.Itoa(d.o.SubjectOffset+n), time.Hour, d.o.Claims)
-		if err != nil {
-			return nil, err
-		}
+	tok, err := d.token(n)
+	if err != nil {
+		return nil, err
 	}
 	if tok != "" {
 		h.Set("Authorization", "Bearer "+tok)
@@ -128,7 +156,7 @@ func (d *dialer) dial(ctx context.Context, n int, h transport.Handler) (*transpo
 	do.Options.MaxMessageBytes = 1 << 20
 	do.Options.AllowBinary = true
 	do.Options.CloseTimeout = 2 * time.Second
-	c, resp, err := transport.Dial(ctx, d.o.URL, do, h)
+	c, resp, err := transport.Dial(ctx, d.url(n), do, h)
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			return nil, &statusError{code: resp.StatusCode}
@@ -165,6 +193,8 @@ func errorKind(err error) string {
 		return "subscribe refused"
 	case errors.Is(err, errClosed):
 		return "closed by server"
+	case errors.Is(err, errNoKey), errors.Is(err, errNoConnID):
+		return "no integrity key"
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {

@@ -40,6 +40,7 @@ const (
 	maxDuration = time.Hour
 	maxConns    = 1_000_000
 	maxSources  = 250
+	maxNodes    = 64
 )
 
 // DefaultConns is the connection count (concurrency for handshake, subscribers
@@ -50,6 +51,10 @@ var defaultConns = map[Mode]int{Echo: 100, Idle: 1000, Fanout: 100, Handshake: 1
 type Options struct {
 	// URL is the ws:// or wss:// endpoint.
 	URL string `json:"url"`
+	// Nodes are further endpoints of the same cluster (several wsgate nodes
+	// sharing one Redis): connection n goes to endpoint n mod (1+len(Nodes)),
+	// counting URL as endpoint 0, so one run can load and measure all nodes.
+	Nodes []string `json:"nodes,omitempty"`
 	// Mode is echo, idle, fanout or handshake.
 	Mode Mode `json:"mode"`
 	// Conns is the number of connections (echo, idle), subscribers (fanout) or
@@ -73,6 +78,11 @@ type Options struct {
 	Broadcast bool `json:"broadcast"`
 	// NoWelcome: do not wait for a first server message after connecting.
 	NoWelcome bool `json:"no_welcome"`
+	// Sign is "" (plain messages) or "hmac": each connection fetches its
+	// per-user integrity key from POST /v1/tickets on the target (same host,
+	// http(s) for ws(s)) and every echo ping is sealed with the client package
+	// (docs/integrity.md). Echo mode only; needs Secret (the key is per subject).
+	Sign string `json:"sign,omitempty"`
 
 	// Token is sent as "Authorization: Bearer" on every connection.
 	Token string `json:"token,omitempty"`
@@ -100,15 +110,24 @@ type Options struct {
 
 	// ServerPID, when set, is sampled from /proc for CPU and RSS.
 	ServerPID int `json:"server_pid,omitempty"`
+	// ServerPIDs, when given, replace ServerPID for multi-node runs: one
+	// process per endpoint, in the order URL, Nodes... Result.Nodes reports
+	// each one (CPU, RSS, RSS per connection it holds), Result.Server their sum.
+	ServerPIDs []int `json:"server_pids,omitempty"`
 	// Sources is the number of 127.0.0.x source addresses connections are
 	// spread over (loopback IPv4 targets only). 0: one per 16,000
 	// connections, 8 for handshake mode (TIME_WAIT eats ports).
 	Sources int `json:"sources,omitempty"`
+	// SourceOffset shifts the source addresses to 127.0.0.(SourceOffset+1)...
+	// RunProcs gives each child its own range: every source address has only
+	// about 28,000 ephemeral ports, so children must not share them.
+	SourceOffset int `json:"source_offset,omitempty"`
 	// AllowRemote permits targets that are not loopback.
 	AllowRemote bool `json:"allow_remote,omitempty"`
 	// Timeout bounds each reply (pong, welcome, ack). Default 5s.
 	Timeout time.Duration `json:"timeout,omitempty"`
-	// Settle is the pause after the ramp before idle memory is read. Default 2s.
+	// Settle is the pause after the ramp before the server's memory is read
+	// (idle and fanout modes; fanout publishes after it). Default 2s.
 	Settle time.Duration `json:"settle,omitempty"`
 
 	// NoPublisher: this process only subscribes (fanout children but the first).
@@ -134,10 +153,30 @@ func (o *Options) Validate() error {
 	case u.Hostname() == "":
 		errs = append(errs, errors.New("url has no host"))
 	}
+	for i, n := range o.Nodes {
+		if u, err := url.Parse(n); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Hostname() == "" {
+			errs = append(errs, fmt.Errorf("node %d: want a ws:// or wss:// URL with a host", i+1))
+		}
+	}
+	if len(o.Nodes) > maxNodes {
+		errs = append(errs, fmt.Errorf("%d nodes: at most %d", len(o.Nodes), maxNodes))
+	}
 	switch o.Mode {
 	case Echo, Idle, Fanout, Handshake:
 	default:
 		errs = append(errs, fmt.Errorf("mode %q: want echo, idle, fanout or handshake", o.Mode))
+	}
+	switch o.Sign {
+	case "":
+	case "hmac":
+		if o.Mode != Echo {
+			errs = append(errs, errors.New("sign: echo mode only"))
+		}
+		if o.Secret == "" {
+			errs = append(errs, errors.New("sign: needs --secret (a token per subject: the key is derived from it)"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("sign %q: want hmac or nothing", o.Sign))
 	}
 	if o.Conns < 0 || o.Conns > maxConns {
 		errs = append(errs, fmt.Errorf("conns %d out of range 0..%d", o.Conns, maxConns))
@@ -160,11 +199,23 @@ func (o *Options) Validate() error {
 	if o.Sources < 0 || o.Sources > maxSources {
 		errs = append(errs, fmt.Errorf("sources %d out of range 0..%d", o.Sources, maxSources))
 	}
+	if o.SourceOffset < 0 || o.SourceOffset+o.Sources > maxSources {
+		errs = append(errs, fmt.Errorf("source offset %d out of range 0..%d", o.SourceOffset, maxSources-o.Sources))
+	}
 	if o.Timeout < 0 || o.Settle < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
 	}
 	if o.ServerPID < 0 {
 		errs = append(errs, fmt.Errorf("server pid %d is negative", o.ServerPID))
+	}
+	if n := len(o.ServerPIDs); n > 0 && n != 1+len(o.Nodes) {
+		errs = append(errs, fmt.Errorf("%d server pids for %d endpoints: give one per endpoint (URL, then each node)", n, 1+len(o.Nodes)))
+	}
+	for _, p := range o.ServerPIDs {
+		if p <= 0 {
+			errs = append(errs, fmt.Errorf("server pid %d is not positive", p))
+			break
+		}
 	}
 	if o.CACertFile != "" && o.InsecureSkipVerify {
 		errs = append(errs, errors.New("give --cacert or --insecure, not both"))
@@ -206,13 +257,36 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// CheckTarget refuses hosts that do not resolve to loopback only, unless
-// AllowRemote is set.
+// CheckTarget refuses hosts (URL and every node) that do not resolve to
+// loopback only, unless AllowRemote is set.
 func (o *Options) CheckTarget(ctx context.Context) error {
 	if o.AllowRemote {
 		return nil
 	}
-	u, err := url.Parse(o.URL)
+	for _, t := range o.targets() {
+		if err := o.checkLoopback(ctx, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// targets are the endpoints in connection order: URL, then Nodes.
+func (o *Options) targets() []string { return append([]string{o.URL}, o.Nodes...) }
+
+// pids are the server processes to sample, one per endpoint or just one.
+func (o *Options) pids() []int {
+	if len(o.ServerPIDs) > 0 {
+		return o.ServerPIDs
+	}
+	if o.ServerPID > 0 {
+		return []int{o.ServerPID}
+	}
+	return nil
+}
+
+func (o *Options) checkLoopback(ctx context.Context, target string) error {
+	u, err := url.Parse(target)
 	if err != nil {
 		return fmt.Errorf("url: %w", err)
 	}

@@ -18,6 +18,10 @@ type ProcSample struct {
 	RSSKiB int64   // VmRSS
 }
 
+func (s ProcSample) add(o ProcSample) ProcSample {
+	return ProcSample{CPU: s.CPU + o.CPU, RSSKiB: s.RSSKiB + o.RSSKiB}
+}
+
 // SampleProc reads /proc/PID/stat and /proc/PID/status.
 func SampleProc(pid int) (ProcSample, error) {
 	var s ProcSample

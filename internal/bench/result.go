@@ -21,7 +21,10 @@ type Result struct {
 	Errors          map[string]int `json:"errors,omitempty"`
 	ClosedEarly     int            `json:"closed_by_server"`
 	MaxConnsPerProc int            `json:"max_conns_per_process"`
-	FileLimitHit    bool           `json:"file_limit_hit,omitempty"`
+	// OpenedPerTarget counts connections per endpoint (URL, Nodes...) in
+	// multi-node runs.
+	OpenedPerTarget []int `json:"opened_per_target,omitempty"`
+	FileLimitHit    bool  `json:"file_limit_hit,omitempty"`
 
 	Seconds     float64 `json:"seconds"`
 	Ops         int64   `json:"ops"` // round trips, handshakes or deliveries
@@ -32,7 +35,8 @@ type Result struct {
 	Expected    int64   `json:"expected_deliveries,omitempty"`
 
 	Latency *Latency     `json:"latency,omitempty"`
-	Server  *ServerStats `json:"server,omitempty"`
+	Server  *ServerStats `json:"server,omitempty"` // with several server PIDs: their sum
+	Nodes   []NodeStats  `json:"nodes,omitempty"`  // one per server PID when there are several
 	Notes   []string     `json:"notes,omitempty"`
 	Hist    *Histogram   `json:"histogram,omitempty"`
 }
@@ -59,6 +63,13 @@ type ServerStats struct {
 	RSSPerConnKiB  float64 `json:"rss_per_conn_kib,omitempty"`
 }
 
+// NodeStats are one server's figures in a multi-node run.
+type NodeStats struct {
+	Target string `json:"target"`
+	Opened int    `json:"opened_conns"`
+	ServerStats
+}
+
 // merge adds a child's result into r.
 func (r *Result) merge(o *Result) {
 	r.Requested += o.Requested
@@ -73,6 +84,12 @@ func (r *Result) merge(o *Result) {
 	r.ReplyErrors += o.ReplyErrors
 	r.Timeouts += o.Timeouts
 	r.Published += o.Published
+	if len(o.OpenedPerTarget) > len(r.OpenedPerTarget) {
+		r.OpenedPerTarget = append(r.OpenedPerTarget, make([]int, len(o.OpenedPerTarget)-len(r.OpenedPerTarget))...)
+	}
+	for i, n := range o.OpenedPerTarget {
+		r.OpenedPerTarget[i] += n
+	}
 	for k, v := range o.Errors {
 		if r.Errors == nil {
 			r.Errors = map[string]int{}
@@ -96,8 +113,9 @@ func (r *Result) merge(o *Result) {
 	}
 }
 
-// finish derives rates, percentiles and server figures.
-func (r *Result) finish(pid int, base, loaded, end ProcSample) {
+// finish derives rates, percentiles and server figures; pids, targets and
+// the samples are parallel slices (one entry per sampled server).
+func (r *Result) finish(pids []int, targets []string, base, loaded, end []ProcSample) {
 	if r.Seconds > 0 {
 		r.OpsPerSec = float64(r.Ops) / r.Seconds
 	}
@@ -109,9 +127,28 @@ func (r *Result) finish(pid int, base, loaded, end ProcSample) {
 		r.Latency = &Latency{Count: r.Hist.Count(), P50: us(r.Hist.Quantile(0.50)), P90: us(r.Hist.Quantile(0.90)),
 			P99: us(r.Hist.Quantile(0.99)), Max: us(r.Hist.Max())}
 	}
-	if pid == 0 {
+	switch len(pids) {
+	case 0:
+		return
+	case 1:
+		r.Server = r.serverStats(pids[0], base[0], loaded[0], end[0], r.Opened)
 		return
 	}
+	var sb, sl, se ProcSample
+	for i, pid := range pids {
+		opened := 0
+		if i < len(r.OpenedPerTarget) {
+			opened = r.OpenedPerTarget[i]
+		}
+		r.Nodes = append(r.Nodes, NodeStats{Target: targets[i], Opened: opened,
+			ServerStats: *r.serverStats(pid, base[i], loaded[i], end[i], opened)})
+		sb, sl, se = sb.add(base[i]), sl.add(loaded[i]), se.add(end[i])
+	}
+	r.Server = r.serverStats(0, sb, sl, se, r.Opened)
+}
+
+// serverStats derives one server's figures (pid 0: the sum of several).
+func (r *Result) serverStats(pid int, base, loaded, end ProcSample, opened int) *ServerStats {
 	s := &ServerStats{PID: pid, CPUSeconds: end.CPU - loaded.CPU, RSSBaseKiB: base.RSSKiB, RSSLoadedKiB: loaded.RSSKiB, RSSEndKiB: end.RSSKiB}
 	if r.Ops > 0 {
 		s.CPUPerOpMicros = s.CPUSeconds * 1e6 / float64(r.Ops)
@@ -119,10 +156,12 @@ func (r *Result) finish(pid int, base, loaded, end ProcSample) {
 	if r.Seconds > 0 {
 		s.CPUUtil = s.CPUSeconds / r.Seconds
 	}
-	if r.Opened > 0 && r.Mode == Idle {
-		s.RSSPerConnKiB = float64(loaded.RSSKiB-base.RSSKiB) / float64(r.Opened)
+	// Fan-out subscribers are idle connections with one subscription when the
+	// server is sampled (after the ramp and Settle, before any publication).
+	if opened > 0 && (r.Mode == Idle || r.Mode == Fanout) {
+		s.RSSPerConnKiB = float64(loaded.RSSKiB-base.RSSKiB) / float64(opened)
 	}
-	r.Server = s
+	return s
 }
 
 // opName is what one operation is called in each mode.
@@ -188,12 +227,20 @@ func (r *Result) WriteTable(w io.Writer) error {
 		if s.CPUPerOpMicros > 0 {
 			line += fmt.Sprintf(", %.2f µs per %s", s.CPUPerOpMicros, opUnit(r.Mode))
 		}
-		p(fmt.Sprintf("server cpu (pid %d)", s.PID), "%s", line)
+		who := fmt.Sprintf("pid %d", s.PID)
+		if s.PID == 0 {
+			who = fmt.Sprintf("%d nodes", len(r.Nodes))
+		}
+		p(fmt.Sprintf("server cpu (%s)", who), "%s", line)
 		line = fmt.Sprintf("%s before, %s connected, %s at end", fmtKiB(s.RSSBaseKiB), fmtKiB(s.RSSLoadedKiB), fmtKiB(s.RSSEndKiB))
 		if s.RSSPerConnKiB != 0 {
 			line += fmt.Sprintf(": %.1f KiB per connection", s.RSSPerConnKiB)
 		}
 		p("server rss", "%s", line)
+	}
+	for _, n := range r.Nodes {
+		p(fmt.Sprintf("node %s (pid %d)", n.Target, n.PID), "%d connections, cpu %.2f s, rss %s → %s: %.1f KiB per connection",
+			n.Opened, n.CPUSeconds, fmtKiB(n.RSSBaseKiB), fmtKiB(n.RSSLoadedKiB), n.RSSPerConnKiB)
 	}
 	for _, n := range r.Notes {
 		p("note", "%s", n)

@@ -26,13 +26,14 @@ type runner struct {
 	closing     atomic.Bool
 	closedEarly atomic.Int64
 
-	mu      sync.Mutex
-	clients []*client
-	pub     *client
-	errs    errCounts
-	failed  int
-	fdFull  int // connections open when the file limit was hit, -1 if not
-	serving sync.WaitGroup
+	mu        sync.Mutex
+	clients   []*client
+	perTarget []int // clients opened per endpoint (URL, Nodes...)
+	pub       *client
+	errs      errCounts
+	failed    int
+	fdFull    int // connections open when the file limit was hit, -1 if not
+	serving   sync.WaitGroup
 }
 
 func newRunner(o Options) (*runner, error) {
@@ -40,7 +41,7 @@ func newRunner(o Options) (*runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &runner{o: o, d: d, errs: errCounts{}, fdFull: -1}, nil
+	return &runner{o: o, d: d, errs: errCounts{}, fdFull: -1, perTarget: make([]int, 1+len(o.Nodes))}, nil
 }
 
 // open dials connection n, starts its reader, waits for the welcome and, for
@@ -48,6 +49,14 @@ func newRunner(o Options) (*runner, error) {
 func (r *runner) open(ctx context.Context, n int, subscriber bool) (*client, error) {
 	c := newClient(r, n, subscriber)
 	c.tracked = true
+	var kid string
+	var key []byte
+	if r.o.Sign != "" {
+		var err error
+		if kid, key, err = r.d.hmacKey(ctx, n); err != nil {
+			return nil, err
+		}
+	}
 	conn, err := r.d.dial(ctx, n, c)
 	if err != nil {
 		return nil, err
@@ -74,6 +83,11 @@ func (r *runner) open(ctx context.Context, n int, subscriber bool) (*client, err
 			return fail(errNoWelcome)
 		case <-ctx.Done():
 			return fail(ctx.Err())
+		}
+	}
+	if r.o.Sign != "" {
+		if c.signer, err = r.d.newSigner(n, kid, key, c.connID); err != nil {
+			return fail(err)
 		}
 	}
 	if subscriber && !r.o.Broadcast {
@@ -166,6 +180,7 @@ func (r *runner) ramp(ctx context.Context, n int, subscriber bool) {
 				return
 			}
 			r.clients = append(r.clients, c)
+			r.perTarget[r.d.target(i)]++
 		}(i)
 	}
 	wg.Wait()
@@ -281,6 +296,9 @@ func (r *runner) baseResult() *Result {
 	defer r.mu.Unlock()
 	res := &Result{Mode: r.o.Mode, Target: safeURL(r.o.URL), Procs: 1, Requested: r.o.Conns, Opened: len(r.clients),
 		MaxConnsPerProc: MaxConnsPerProcess()}
+	if len(r.perTarget) > 1 {
+		res.OpenedPerTarget = append([]int(nil), r.perTarget...)
+	}
 	if r.o.Mode == Handshake {
 		res.Opened = 0
 	}
@@ -301,7 +319,15 @@ func (r *runner) echoLoop(ctx context.Context, c *client, b *budget, ops, replyE
 	for id := int64(1); ctx.Err() == nil && b.take(); id++ {
 		buf = append(strconv.AppendInt(append(buf[:0], `{"type":"ping","id":`...), id, 10), '}')
 		start := time.Now()
-		if err := c.conn.WriteMessage(transport.Text, buf); err != nil {
+		frame := buf
+		if c.signer != nil {
+			var err error
+			if frame, err = c.signer.Seal(buf); err != nil {
+				replyErrs.Add(1)
+				return
+			}
+		}
+		if err := c.conn.WriteMessage(transport.Text, frame); err != nil {
 			return
 		}
 		t.Reset(r.o.Timeout)
@@ -412,14 +438,16 @@ func (r *runner) publish(ctx context.Context, window time.Duration, b *budget, r
 	return seq
 }
 
-// drain waits until deliveries stop arriving (500 ms of quiet, at most 5 s).
+// drain waits until deliveries stop arriving: 500 ms of quiet once some
+// arrived (a process without the publisher may see the first one late), at
+// most max(5 s, Timeout).
 func (r *runner) drain() {
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(max(5*time.Second, r.o.Timeout))
 	last := r.delivered.Load()
 	for time.Now().Before(deadline) {
 		time.Sleep(500 * time.Millisecond)
 		n := r.delivered.Load()
-		if n == last {
+		if n == last && n > 0 {
 			return
 		}
 		last = n
@@ -437,6 +465,9 @@ func (r *runner) close() {
 	r.mu.Unlock()
 	for _, c := range all {
 		_ = c.conn.WriteClose(transport.StatusNormal, "bench done")
+	}
+	if r.d.http != nil {
+		defer r.d.http.CloseIdleConnections()
 	}
 	deadline := time.NewTimer(5 * time.Second)
 	defer deadline.Stop()

@@ -307,3 +307,22 @@ func TestServerSidePublishAPI(t *testing.T) {
 		t.Fatal("publish key in the log")
 	}
 }
+
+// A small history request cannot buy an unbounded reply: replies are capped in
+// bytes and say so.
+func TestHistoryReplyBounded(t *testing.T) {
+	s := realtimeServer(t, nil)
+	c := s.Connect(t, "historian", chatPerms)
+	subscribe(t, c, "chat:big", nil)
+	blob := strings.Repeat("x", 3000)
+	for i := 0; i < 40; i++ {
+		c.SendJSON(t, map[string]any{"type": "publish", "id": i, "channel": "chat:big", "payload": map[string]any{"b": blob}})
+		c.Expect(t, "ack", 5*time.Second)
+	}
+	c.SendJSON(t, map[string]any{"type": "history", "id": "h", "channel": "chat:big", "limit": 100})
+	h := c.Expect(t, "history", 5*time.Second)
+	pubs, _ := h["publications"].([]any)
+	if h["truncated"] != true || len(pubs) == 0 || len(pubs) >= 40 {
+		t.Fatalf("history reply: truncated=%v with %d publications", h["truncated"], len(pubs))
+	}
+}

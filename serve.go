@@ -87,7 +87,12 @@ func (s *Server) ListenAndServe(ctx context.Context, ready func(Listening)) erro
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && !errors.Is(serveErr, net.ErrClosed) {
 		return fmt.Errorf("serve: %w", serveErr)
 	}
-	return shutErr
+	if shutErr != nil {
+		// Clients that ignore the 1001 are dropped when the drain time is over; that
+		// is the drain policy doing its job, not a failure of the process.
+		s.log.Warn("graceful shutdown dropped connections", "err", shutErr)
+	}
+	return nil
 }
 
 func (s *Server) tlsConfig(cfg *config.Config) (*tls.Config, error) {

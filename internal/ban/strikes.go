@@ -33,6 +33,9 @@ type Policy struct {
 	BanTTL     time.Duration // how long the ban lasts (default 10m)
 	BanIP      bool          // ban the client IP (default true)
 	BanUser    bool          // ban the authenticated user (default true)
+	// Off disables strikes and bans entirely: Record counts nothing. (A zero
+	// MaxStrikes means "the default", so switching off needs its own flag.)
+	Off bool
 }
 
 // DefaultPolicy returns the default policy.
@@ -187,6 +190,9 @@ func (s *Strikes) Policy() Policy { return *s.policy.Load() }
 // the subject simply strikes out again).
 func (s *Strikes) Record(ctx context.Context, ip, user, reason string) (banned bool, err error) {
 	p := s.policy.Load()
+	if p.Off {
+		return false, nil
+	}
 	nowT := s.now()
 	now := int64(nowT.Sub(s.base))
 	var subjects [2]string

@@ -55,8 +55,11 @@ type Options struct {
 	// RecoveryBuffer caps live messages held per subscription while its history is
 	// being replayed; overflowing it ends recovery with recovery_failed. Default 1024.
 	RecoveryBuffer int
-	// MaxHistoryLimit caps the `limit` of a history request. Default 1000.
+	// MaxHistoryLimit caps the `limit` of a history request. Default 100.
 	MaxHistoryLimit int
+	// MaxHistoryReplyBytes caps one history reply (at least one publication is
+	// always sent). Default 64 KiB.
+	MaxHistoryReplyBytes int
 	// Commands answers `command` messages; nil makes them fail with command_unavailable.
 	Commands command.Backend
 	// CommandTimeout bounds one command call. Default 5s.
@@ -76,7 +79,8 @@ const (
 	DefaultChannelClaim         = "channels"
 	DefaultMaxChannelsPerClient = 64
 	DefaultRecoveryBuffer       = 1024
-	DefaultMaxHistoryLimit      = 1000
+	DefaultMaxHistoryLimit      = 100
+	DefaultMaxHistoryReplyBytes = 64 << 10
 	DefaultCommandTimeout       = 5 * time.Second
 	DefaultMaxPublishBody       = 64 << 10
 	DefaultHistoryTTL           = 10 * time.Minute
@@ -132,6 +136,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.RecoveryBuffer <= 0 {
 		o.RecoveryBuffer = DefaultRecoveryBuffer
+	}
+	if o.MaxHistoryReplyBytes <= 0 {
+		o.MaxHistoryReplyBytes = DefaultMaxHistoryReplyBytes
 	}
 	if o.MaxHistoryLimit <= 0 {
 		o.MaxHistoryLimit = DefaultMaxHistoryLimit

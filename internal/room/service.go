@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 
 	"github.com/wsgate/wsgate/internal/broker"
@@ -493,25 +494,42 @@ func (s *Service) handleHistory(ctx context.Context, c Client, id, raw []byte) *
 	if err != nil {
 		return internalErr("history unavailable", fmt.Errorf("history %q: %w", req.Channel, err))
 	}
-	list := make([]json.RawMessage, 0, len(pubs))
+	// The reply is bounded in bytes as well as in count: a small request must not
+	// buy an arbitrarily large answer (and its encoding CPU). A cut reply says
+	// "truncated"; the client pages on with since = the last offset it got.
+	ch, _ := json.Marshal(req.Channel)
+	b := make([]byte, 0, 256)
+	b = append(b, `{"type":"history","channel":`...)
+	b = append(b, ch...)
+	b = append(b, `,"publications":[`...)
+	truncated := false
+	n := 0
 	for _, p := range pubs {
 		msg, err := s.encode(p)
 		if err != nil {
 			continue
 		}
-		list = append(list, msg)
+		if n > 0 && len(b)+len(msg) > s.opts.MaxHistoryReplyBytes {
+			truncated = true
+			break
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, msg...)
+		n++
 	}
-	b, err := json.Marshal(struct {
-		Type         string            `json:"type"`
-		Channel      string            `json:"channel"`
-		Publications []json.RawMessage `json:"publications"`
-		Offset       uint64            `json:"offset"`
-		Epoch        string            `json:"epoch"`
-		Ref          json.RawMessage   `json:"ref,omitempty"`
-	}{"history", req.Channel, list, pos.Offset, pos.Epoch, id})
-	if err != nil {
-		return internalErr("history unavailable", err)
+	b = append(b, `],"offset":`...)
+	b = strconv.AppendUint(b, pos.Offset, 10)
+	ep, _ := json.Marshal(pos.Epoch)
+	b = append(append(b, `,"epoch":`...), ep...)
+	if truncated {
+		b = append(b, `,"truncated":true`...)
 	}
+	if id != nil {
+		b = append(append(b, `,"ref":`...), id...)
+	}
+	b = append(b, '}')
 	_ = c.Send(b)
 	return nil
 }

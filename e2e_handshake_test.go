@@ -394,3 +394,41 @@ func TestSlowloris(t *testing.T) {
 	}
 	t.Fatal("slow header not cut off")
 }
+
+// One address holding many silent sockets (no request sent) cannot exhaust the
+// server's file descriptors: past limits.connections.pending_per_ip its new sockets
+// are closed at accept, and clients from other addresses are served.
+func TestSilentSocketsBoundedPerIP(t *testing.T) {
+	cfg := wsgatetest.Config()
+	cfg.Limits.Connections.PendingPerIP = 20
+	s := wsgatetest.Start(t, cfg)
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	var silent []net.Conn
+	for i := 0; i < 40; i++ {
+		c, err := d.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		silent = append(silent, c)
+	}
+	defer func() {
+		for _, c := range silent {
+			c.Close()
+		}
+	}()
+	refused := 0
+	for _, c := range silent {
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				refused++
+			}
+		}
+	}
+	if refused < 20 {
+		t.Fatalf("only %d of 40 silent sockets from one address were refused", refused)
+	}
+	c := s.Connect(t, "other-address", nil)
+	c.Send(t, `{"type":"ping"}`)
+	c.Expect(t, "pong", 5*time.Second)
+}

@@ -28,19 +28,21 @@ func (s *Server) ListenAndServe(ctx context.Context, ready func(Listening)) erro
 	if err != nil {
 		return err
 	}
-	ln, err := listener.Listen(cfg.Listen, tlsCfg)
+	c := cfg.Limits.Connections
+	pending := &listener.Pending{PerIP: c.PendingPerIP, Total: c.PendingTotal, Trusted: cfg.ParseTrustedProxies(), Log: s.log}
+	ln, err := listener.Listen(cfg.Listen, tlsCfg, pending)
 	if err != nil {
 		return err
 	}
 	srv := listener.HTTPServer(s, listener.ServerOptions{
 		ReadHeaderTimeout: cfg.Timeouts.ReadHeader, HandshakeTimeout: cfg.Timeouts.Handshake,
-		MaxHeaderBytes: cfg.Limits.MaxHeaderBytes, Log: s.log,
+		MaxHeaderBytes: cfg.Limits.MaxHeaderBytes, Log: s.log, Pending: pending,
 	})
 	info := Listening{Addr: ln.Addr().String(), TLS: tlsCfg != nil}
 	var adminSrv *http.Server
 	var adminLn net.Listener
 	if cfg.Admin.Listen != "" {
-		adminLn, err = listener.Listen(cfg.Admin.Listen, nil)
+		adminLn, err = listener.Listen(cfg.Admin.Listen, nil, nil)
 		if err != nil {
 			_ = ln.Close()
 			return err

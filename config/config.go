@@ -161,6 +161,12 @@ type Connections struct {
 	PerIP   int `koanf:"per_ip"`   // default 100
 	PerUser int `koanf:"per_user"` // default 10
 	Global  int `koanf:"global"`   // default 19000 (one process may hold 20,000 files here)
+	// PendingPerIP bounds connections from one IP that are open but have not
+	// finished their handshake (silent sockets exhaust file descriptors before any
+	// check runs); trusted proxies are exempt. Default 256; 0 = unlimited.
+	PendingPerIP int `koanf:"pending_per_ip"`
+	// PendingTotal bounds all such connections. Default 4096; 0 = unlimited.
+	PendingTotal int `koanf:"pending_total"`
 }
 
 // Outbox bounds each connection's write queue (slow consumers are closed).
@@ -380,7 +386,7 @@ func Default() *Config {
 			MaxHeaderBytes: 8192, MaxMessageBytes: 8192, MaxFragments: 64,
 			JSON:          JSONLimits{MaxDepth: 32, MaxKeys: 128, MaxArrayLen: 1024, MaxStringLen: 4096},
 			HandshakeRate: RateLimit{Rate: 10, Burst: 20},
-			Connections:   Connections{PerIP: 100, PerUser: 10, Global: 19000},
+			Connections:   Connections{PerIP: 100, PerUser: 10, Global: 19000, PendingPerIP: 256, PendingTotal: 4096},
 			Outbox:        Outbox{MaxMessages: 256, MaxBytes: 1 << 20},
 		},
 		Rate: Rate{

@@ -117,6 +117,8 @@ func (c *Config) Validate() error {
 	v.between("limits.connections.per_ip", l.Connections.PerIP, 0, 1_000_000)
 	v.between("limits.connections.per_user", l.Connections.PerUser, 0, 1_000_000)
 	v.between("limits.connections.global", l.Connections.Global, 0, 10_000_000)
+	v.between("limits.connections.pending_per_ip", l.Connections.PendingPerIP, 0, 1_000_000)
+	v.between("limits.connections.pending_total", l.Connections.PendingTotal, 0, 10_000_000)
 	v.between("limits.outbox.max_messages", l.Outbox.MaxMessages, 1, 1_000_000)
 	v.between("limits.outbox.max_bytes", l.Outbox.MaxBytes, 1024, 1<<30)
 	// Rate

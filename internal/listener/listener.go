@@ -84,12 +84,16 @@ func TLSConfig(o TLSOptions) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// Listen opens a TCP listener on addr, wrapped in TLS when tlsCfg is not nil.
-// "127.0.0.1:0" picks a free port; Addr() tells which.
-func Listen(addr string, tlsCfg *tls.Config) (net.Listener, error) {
+// Listen opens a TCP listener on addr, bounded by pending (nil = unbounded) and
+// wrapped in TLS when tlsCfg is not nil. "127.0.0.1:0" picks a free port; Addr()
+// tells which.
+func Listen(addr string, tlsCfg *tls.Config, pending *Pending) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if pending != nil {
+		ln = pending.Wrap(ln)
 	}
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
@@ -103,6 +107,8 @@ type ServerOptions struct {
 	HandshakeTimeout  time.Duration // bounds reading the (empty) body and writing the answer
 	MaxHeaderBytes    int
 	Log               *slog.Logger
+	// Pending, when set, is told when a connection stops being a pending handshake.
+	Pending *Pending
 }
 
 // HTTPServer returns an http.Server with the handshake limits applied. WebSocket
@@ -118,6 +124,9 @@ func HTTPServer(h http.Handler, o ServerOptions) *http.Server {
 		MaxHeaderBytes:    o.MaxHeaderBytes,
 		// TLS handshake errors and similar from hostile clients are noise at info level.
 		ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+	}
+	if o.Pending != nil {
+		srv.ConnState = o.Pending.ConnState
 	}
 	// HTTP/2 cannot carry RFC 6455 upgrades; keep the server on HTTP/1.1.
 	srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}

@@ -283,8 +283,8 @@ func (s *Server) withGatewayReadiness(body map[string]any) map[string]any {
 }
 
 // handleGateway guards the handshake exactly as for the core, dials the
-// upstream, and only then answers the client's upgrade; it returns when both
-// legs have ended.
+// upstream, and only then answers the client's upgrade; the session (both legs)
+// then runs on a goroutine of the Server's (serveSession) and the handler returns.
 func (s *Server) handleGateway(rt *gatewayRoute, w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
 		(&guard.Rejection{Status: http.StatusServiceUnavailable, Code: "shutting_down", Reason: "draining", RetryAfter: time.Second}).Write(w)
@@ -374,7 +374,8 @@ func (s *Server) handleGateway(rt *gatewayRoute, w http.ResponseWriter, r *http.
 		Detail: map[string]any{"credential": string(adm.Credential), "subprotocol": sub, "upstream": true}})
 	s.log.Info("connected", "conn_id", id, "ip", ip, "user", adm.Identity.Subject, "route", rt.name,
 		"subprotocol", sub, "credential", string(adm.Credential), "upstream", true)
-	sess.Serve()
+	sess.Start()
+	s.serveSession(sess)
 }
 
 // gatewayLink ties one session to its upstream leg: it is the session's router

@@ -65,7 +65,7 @@ type Server struct {
 	bg       sync.WaitGroup // background work owned by the server
 	closers  []func()
 	shutdown atomic.Bool
-	active   atomic.Int64 // requests in ServeHTTP, WebSocket connections included
+	active   atomic.Int64 // requests in ServeHTTP and sessions served by serveSession
 	draining atomic.Bool
 
 	dev        *DevInfo
@@ -324,8 +324,8 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, body)
 }
 
-// handleWebSocket guards, upgrades and serves one connection. It returns only when
-// the connection has ended; the goroutine net/http gave us owns the session.
+// handleWebSocket guards and upgrades one connection, then hands the session to a
+// goroutine of the Server's (serveSession) and returns.
 func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
 		(&guard.Rejection{Status: http.StatusServiceUnavailable, Code: "shutting_down", Reason: "draining", RetryAfter: time.Second}).Write(w)
@@ -375,7 +375,36 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 		Route: cfg.Path, Detail: map[string]any{"credential": string(adm.Credential), "subprotocol": adm.Subprotocol}})
 	s.log.Info("connected", "conn_id", sess.ID(), "ip", adm.IP.String(), "user", adm.Identity.Subject,
 		"route", cfg.Path, "subprotocol", adm.Subprotocol, "credential", string(adm.Credential))
-	sess.Serve()
+	sess.Start()
+	s.serveSession(sess)
+}
+
+// serveSession runs an upgraded session to its end on a new goroutine owned by
+// the Server, so that the net/http handler can return at once: its goroutine,
+// with the stack the handshake grew (token checks, logging), the connection's
+// bufio buffers and the *http.Request are freed for the whole life of the
+// connection instead of being held by every idle one. Nothing the session keeps
+// refers to the request. The caller Starts the session first, so that the
+// welcome is encoded on the handler's stack, not on the new one, which an idle
+// connection keeps. The goroutine counts in s.active, as the handler did, so
+// Shutdown waits for its cleanup (quota release, room leave) before the stores
+// close; registry.CloseAll still ends it.
+func (s *Server) serveSession(sess *session.Session) {
+	s.active.Add(1) // before the handler's own decrement: active never dips to 0 in between
+	go func() {
+		defer s.active.Add(-1)
+		defer func() {
+			// net/http recovered handler panics; this goroutine must too. The
+			// transport already recovers panics in message handling.
+			if v := recover(); v != nil {
+				s.log.Error("session panicked", "conn_id", sess.ID(), "panic", fmt.Sprint(v))
+				if c := sess.Conn(); c != nil {
+					_ = c.Close()
+				}
+			}
+		}()
+		sess.Serve()
+	}()
 }
 
 func (s *Server) refresh(ctx context.Context, token string) (auth.Identity, error) {

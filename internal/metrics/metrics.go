@@ -3,6 +3,8 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +32,9 @@ type Metrics struct {
 	routes, reasons, results, codes, rules, strikeReasons *labelBound
 	types                                                 knownSet
 	scopes, kinds                                         fixedSet
+	// msgCache maps msgKey to the prometheus.Counter of wsgate_messages_total;
+	// replaced (emptied) by SetKnownTypes.
+	msgCache atomic.Pointer[sync.Map]
 
 	conns          *prometheus.GaugeVec
 	connsTotal     *prometheus.CounterVec
@@ -67,6 +72,7 @@ func New() *Metrics {
 		kinds:         newFixedSet("ip", "user"),
 	}
 	m.types.bound = newLabelBound(maxTypes)
+	m.msgCache.Store(new(sync.Map))
 	f := factory{m.reg}
 	m.conns = f.gaugeVec("wsgate_connections", "Open WebSocket connections.", "route")
 	m.connsTotal = f.counterVec("wsgate_connections_total", "WebSocket connections opened.", "route")
@@ -158,6 +164,8 @@ func (m *Metrics) SetKnownTypes(types []string) {
 	}
 	s := newFixedSet(types...)
 	m.types.p.Store(&s)
+	// Children cached under the old set may carry labels it no longer admits.
+	m.msgCache.Store(new(sync.Map))
 }
 
 // ConnOpened counts a new connection on route.
@@ -197,12 +205,31 @@ func (m *Metrics) Handshake(accepted bool, reason string) {
 
 // Message counts one client message of type typ with pipeline result
 // ("ok" or the failing stage, e.g. "schema", "rate", "too_big").
+//
+// It runs for every message, so the counter for a (type, result) pair that are
+// their own label values is looked up once and cached: two bounded label sets
+// bound the cache, and values that collapse to "other" or "none" are never
+// cached (they take the slow path each time).
 func (m *Metrics) Message(typ, result string) {
 	if m == nil {
 		return
 	}
-	m.messages.WithLabelValues(m.types.value(typ), m.results.value(result)).Inc()
+	cache := m.msgCache.Load() // before the labels: see SetKnownTypes
+	key := msgKey{typ, result}
+	if c, ok := cache.Load(key); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	t, r := m.types.value(typ), m.results.value(result)
+	c := m.messages.WithLabelValues(t, r)
+	if t == typ && r == result {
+		cache.Store(key, c)
+	}
+	c.Inc()
 }
+
+// msgKey is a (type, result) pair of wsgate_messages_total label values.
+type msgKey struct{ typ, result string }
 
 // BytesReceived adds n inbound payload bytes.
 func (m *Metrics) BytesReceived(n int) {

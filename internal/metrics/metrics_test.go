@@ -192,3 +192,26 @@ func TestRegistriesAreIndependent(t *testing.T) {
 	nilM.ConnOpened("x") // no panic
 	nilM.Series().Handshake(true, "")
 }
+
+// TestMessageCacheFollowsKnownTypes: the per-(type, result) counter cache never
+// keeps counting a type under its own label after SetKnownTypes dropped it.
+func TestMessageCacheFollowsKnownTypes(t *testing.T) {
+	m := metrics.New()
+	m.SetKnownTypes([]string{"chat"})
+	for range 3 {
+		m.Message("chat", "accepted")
+	}
+	m.SetKnownTypes([]string{"join"})
+	m.Message("chat", "accepted")
+	m.Message("join", "accepted")
+	f := scrape(t, m)
+	if v := value(t, f, "wsgate_messages_total", "type", "chat", "result", "accepted"); v != 3 {
+		t.Errorf("chat = %v, want 3", v)
+	}
+	if v := value(t, f, "wsgate_messages_total", "type", "other", "result", "accepted"); v != 1 {
+		t.Errorf("other = %v, want 1", v)
+	}
+	if v := value(t, f, "wsgate_messages_total", "type", "join", "result", "accepted"); v != 1 {
+		t.Errorf("join = %v, want 1", v)
+	}
+}

@@ -10,4 +10,11 @@
 // Idle connections are the common case, so an idle Queue holds no goroutine: a
 // drainer goroutine is started when the queue becomes non-empty and exits as soon
 // as it is empty again.
+//
+// Request/response traffic is the other common case: a connection's reader
+// answers its own client (a pong, an error reply) while nothing else is queued.
+// PushOrWrite writes such a reply on the reader's goroutine when the queue is
+// empty and nobody is writing, which spares a goroutine start, a hand-off and a
+// park per reply; anything else (a broadcast, a reply behind queued messages)
+// goes through the queue, so order is the order of the calls either way.
 package outbox

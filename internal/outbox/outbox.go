@@ -82,7 +82,7 @@ type Queue struct {
 	head    int
 	n       int
 	bytes   int
-	running bool          // a drainer goroutine exists
+	running bool          // the writer's role is taken: a drainer goroutine, or an inline PushOrWrite
 	closed  bool          // no more pushes; drainer must stop
 	exited  chan struct{} // lazily made by Wait, closed when the drainer exits
 	stats   Stats
@@ -91,8 +91,10 @@ type Queue struct {
 // New returns an empty Queue that writes with write, one message at a time, from a
 // drainer goroutine. write is the transport write and must return eventually (it
 // carries the write deadline); the Queue never retains or mutates the bytes after
-// write returns. onFail (may be nil) is called once, from the drainer, with the
-// first write error; the queue is stopped by then. Invalid options are defaulted.
+// write returns. write is called by one goroutine at a time: the drainer, or the
+// caller of PushOrWrite. onFail (may be nil) is called once, by that goroutine,
+// with the first write error; the queue is stopped by then. Invalid options are
+// defaulted.
 func New(opts Options, write func(b []byte) error, onFail func(err error)) *Queue {
 	if write == nil {
 		write = func([]byte) error { return errNilWrite }
@@ -107,26 +109,11 @@ func New(opts Options, write func(b []byte) error, onFail func(err error)) *Queu
 // ErrClosed after Close or a write error.
 func (q *Queue) Push(b []byte) error {
 	q.mu.Lock()
-	if q.closed {
+	if err := q.admitLocked(b); err != nil {
 		q.mu.Unlock()
-		return ErrClosed
+		return err
 	}
-	if len(b) > q.opts.MaxBytes {
-		q.stats.Rejected++
-		q.mu.Unlock()
-		return ErrTooLarge
-	}
-	if q.n+1 > q.opts.MaxMessages || q.bytes+len(b) > q.opts.MaxBytes {
-		q.stats.Rejected++
-		q.mu.Unlock()
-		return ErrFull
-	}
-	if q.n == len(q.ring) {
-		q.grow()
-	}
-	q.ring[(q.head+q.n)%len(q.ring)] = b
-	q.n++
-	q.bytes += len(b)
+	q.appendLocked(b)
 	start := !q.running
 	q.running = true
 	q.mu.Unlock()
@@ -134,6 +121,79 @@ func (q *Queue) Push(b []byte) error {
 		go q.drain()
 	}
 	return nil
+}
+
+// PushOrWrite is Push for a connection's replies to its own client, called by the
+// goroutine that reads that connection (a pong, an error reply). When nothing is
+// queued and nobody is writing, it takes the writer's role and writes b on the
+// calling goroutine, sparing the hand-off to a drainer goroutine; otherwise it
+// queues b behind what is there, exactly as Push. Order is kept either way: a
+// message pushed while the inline write runs waits for it, and is then written by
+// a drainer. It may block for one write (bounded by the transport's write
+// deadline), so it must never be called by a goroutine serving other connections
+// (a broadcaster): those use Push, or one slow client would stall them all.
+//
+// A nil error means b was written or queued; a write error is reported like a
+// drainer's (the queue stops, onFail runs) and returned.
+func (q *Queue) PushOrWrite(b []byte) error {
+	q.mu.Lock()
+	if err := q.admitLocked(b); err != nil {
+		q.mu.Unlock()
+		return err
+	}
+	q.appendLocked(b)
+	if q.running {
+		// A drainer or another writer holds the role: b waits its turn.
+		q.mu.Unlock()
+		return nil
+	}
+	q.running = true
+	q.mu.Unlock()
+	err := q.write(b)
+	q.mu.Lock()
+	if !q.finishLocked(b, err) {
+		if err != nil {
+			return fmt.Errorf("outbox: write: %w", err)
+		}
+		return nil // written; Close came meanwhile
+	}
+	if q.n > 0 {
+		// Pushes arrived during the write; a drainer takes over the role
+		// (running stays true) so that this reader goes back to reading.
+		q.mu.Unlock()
+		go q.drain()
+		return nil
+	}
+	q.exitLocked()
+	q.mu.Unlock()
+	return nil
+}
+
+// admitLocked checks b against the state and bounds, counting refusals. Called
+// with mu held.
+func (q *Queue) admitLocked(b []byte) error {
+	if q.closed {
+		return ErrClosed
+	}
+	if len(b) > q.opts.MaxBytes {
+		q.stats.Rejected++
+		return ErrTooLarge
+	}
+	if q.n+1 > q.opts.MaxMessages || q.bytes+len(b) > q.opts.MaxBytes {
+		q.stats.Rejected++
+		return ErrFull
+	}
+	return nil
+}
+
+// appendLocked puts an admitted b at the tail of the ring. Called with mu held.
+func (q *Queue) appendLocked(b []byte) {
+	if q.n == len(q.ring) {
+		q.grow()
+	}
+	q.ring[(q.head+q.n)%len(q.ring)] = b
+	q.n++
+	q.bytes += len(b)
 }
 
 // grow doubles the ring, never beyond what MaxMessages can fill. Called with mu held.
@@ -160,28 +220,42 @@ func (q *Queue) drain() {
 		q.mu.Unlock()
 		err := q.write(b)
 		q.mu.Lock()
-		if q.closed {
-			// Close already dropped everything, including b.
-			break
-		}
-		q.ring[q.head] = nil
-		q.head = (q.head + 1) % len(q.ring)
-		q.n--
-		q.bytes -= len(b)
-		if err != nil {
-			q.closed = true
-			q.dropLocked()
-			q.exitLocked()
-			q.mu.Unlock()
-			if q.onFail != nil {
-				q.onFail(fmt.Errorf("outbox: write: %w", err))
-			}
+		if !q.finishLocked(b, err) {
 			return
 		}
-		q.stats.Written++
 	}
 	q.exitLocked()
 	q.mu.Unlock()
+}
+
+// finishLocked accounts for the write of b, the head of the ring, that returned
+// err; the caller holds the writer's role and mu. It reports whether the writer
+// may go on. When it returns false, mu has been released and the role given up:
+// Close dropped everything meanwhile, or the write failed, in which case the
+// queue is stopped and onFail has run.
+func (q *Queue) finishLocked(b []byte, err error) bool {
+	if q.closed {
+		// Close already dropped everything, including b.
+		q.exitLocked()
+		q.mu.Unlock()
+		return false
+	}
+	q.ring[q.head] = nil
+	q.head = (q.head + 1) % len(q.ring)
+	q.n--
+	q.bytes -= len(b)
+	if err != nil {
+		q.closed = true
+		q.dropLocked()
+		q.exitLocked()
+		q.mu.Unlock()
+		if q.onFail != nil {
+			q.onFail(fmt.Errorf("outbox: write: %w", err))
+		}
+		return false
+	}
+	q.stats.Written++
+	return true
 }
 
 // exitLocked marks the drainer gone and wakes waiters. Called with mu held.
@@ -216,7 +290,7 @@ func (q *Queue) Close() {
 	q.mu.Unlock()
 }
 
-// Wait blocks until no drainer goroutine runs, or ctx ends. Before Close that means
+// Wait blocks until nobody is writing (no drainer, no inline PushOrWrite), or ctx ends. Before Close that means
 // everything pushed so far has been written (a flush, useful before a graceful
 // close frame); after Close it means the in-flight write, if any, has returned.
 func (q *Queue) Wait(ctx context.Context) error {

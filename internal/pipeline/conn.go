@@ -1,6 +1,11 @@
 package pipeline
 
-import "time"
+import (
+	"math"
+	"time"
+
+	"github.com/wsgate/wsgate/internal/limit"
+)
 
 // ConnState is the pipeline's view of one connection. The session that owns the
 // connection creates it, fills the identity fields, and passes it to every Process
@@ -21,27 +26,57 @@ type ConnState struct {
 	// sequence number), set by the session owner; nil when the Verifier has none.
 	Verify any
 
+	// Now, when set by the owner before Process, is the time the message arrived:
+	// the rate stage uses it instead of reading Options.Now, so that one clock read
+	// per message serves the owner and the pipeline. Zero means Options.Now.
+	Now time.Time
+
 	// Accepted and Rejected count this connection's outcomes; RateLimited counts the
 	// rate_limited rejects among them.
 	Accepted, Rejected, RateLimited uint64
 
-	keys  connKeys
-	abuse abuseWindow
+	keys   connKeys
+	abuse  abuseWindow
+	budget connBudgets
+	tier   tierCache
 }
 
-// connKeys caches the limiter keys derived from the identity, rebuilt if it changes.
+// tierCache remembers which Tier of which Pipeline st.Tier resolved to, sparing a
+// map lookup per message; a reload (another Pipeline) or another tier name
+// resolves it again.
+type tierCache struct {
+	p    *Pipeline
+	name string
+	t    *Tier
+}
+
+func (st *ConnState) tierOf(p *Pipeline) *Tier {
+	c := &st.tier
+	if c.p == p && c.name == st.Tier && c.t != nil {
+		return c.t
+	}
+	t, ok := p.tiers[st.Tier]
+	if !ok {
+		t = p.tiers[DefaultTierName]
+	}
+	*c = tierCache{p: p, name: st.Tier, t: t}
+	return t
+}
+
+// connKeys caches the shared limiter's keys derived from the identity, rebuilt if
+// it changes. The connection's own budgets need no key: they live in connBudgets.
 type connKeys struct {
-	prefix, conn, user, ip string
-	cm, cb, um, ub, im, ib string
+	prefix, user, ip string
+	built            bool
+	um, ub, im, ib   string
 }
 
 func (st *ConnState) limiterKeys(prefix string) *connKeys {
 	k := &st.keys
-	if k.prefix == prefix && k.conn == st.ConnID && k.user == st.User && k.ip == st.IP && k.cm != "" {
+	if k.built && k.prefix == prefix && k.user == st.User && k.ip == st.IP {
 		return k
 	}
-	*k = connKeys{prefix: prefix, conn: st.ConnID, user: st.User, ip: st.IP}
-	k.cm, k.cb = prefix+"c:m:"+st.ConnID, prefix+"c:b:"+st.ConnID
+	*k = connKeys{prefix: prefix, user: st.User, ip: st.IP, built: true}
 	if st.User != "" {
 		k.um, k.ub = prefix+"u:m:"+st.User, prefix+"u:b:"+st.User
 	}
@@ -74,4 +109,68 @@ func (w *abuseWindow) hit(now time.Time, window time.Duration) float64 {
 	}
 	w.cur++
 	return float64(w.prev)*(1-float64(el)/float64(window)) + float64(w.cur)
+}
+
+// connBudgets are the connection's own message and byte budgets. Only the
+// connection's reader charges them (one Process at a time), so they need no lock
+// and no shared store: a connection lives on one node, and a budget in the shared
+// Limiter would cost a map lookup, a lock and, with Redis, a round trip per
+// message for a key nobody else reads. The user's and the IP's budgets must be
+// shared across connections and nodes and stay in the Limiter.
+type connBudgets struct {
+	base          time.Time // clock origin, the first charge
+	msgTAT, byTAT int64     // GCRA theoretical arrival times, ns since base
+}
+
+// since returns now in ns since the clock origin, setting it on first use.
+func (b *connBudgets) since(now time.Time) int64 {
+	if b.base.IsZero() {
+		b.base = now
+	}
+	return int64(now.Sub(b.base))
+}
+
+// maxNanos caps GCRA intervals so that arithmetic on a TAT cannot overflow
+// (limit.Memory's bound, ~36 years).
+const maxNanos = int64(1) << 60
+
+// allowGCRA is limit.Memory's Allow for one local key whose theoretical arrival
+// time is *tat, at now (ns on the same clock), with the same semantics: a
+// non-positive or infinite Rate and a non-positive cost always pass and charge
+// nothing; Burst below 1 counts as 1; a cost above Burst is refused without
+// charging, retryAfter being the time to refill a whole burst; otherwise
+// retryAfter is when the same cost would next pass.
+func allowGCRA(tat *int64, l limit.Limit, cost int, now int64) (bool, time.Duration) {
+	if !(l.Rate > 0) || math.IsInf(l.Rate, 1) || cost <= 0 {
+		return true, 0
+	}
+	burst := max(l.Burst, 1)
+	interval := 1e9 / l.Rate
+	inc := nanos(float64(cost) * interval)
+	window := nanos(float64(burst) * interval)
+	if cost > burst {
+		return false, time.Duration(window)
+	}
+	t := *tat
+	if t < now {
+		t = now
+	}
+	next := t + inc
+	if allowAt := next - window; allowAt > now {
+		return false, time.Duration(allowAt - now)
+	}
+	*tat = next
+	return true, 0
+}
+
+// nanos converts a float interval to ns, rounding up, saturating at maxNanos (NaN
+// included).
+func nanos(f float64) int64 {
+	if !(f < float64(maxNanos)) {
+		return maxNanos
+	}
+	if f < 0 {
+		return 0
+	}
+	return int64(math.Ceil(f))
 }

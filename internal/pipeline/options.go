@@ -32,7 +32,7 @@ const maxDepthLimit = 256
 // byte Burst must be at least MaxBytes (Validate checks) or large messages could
 // never pass.
 type Tier struct {
-	// Per connection.
+	// Per connection, kept in the connection's ConnState (not in the Limiter).
 	Messages, Bytes limit.Limit
 	// Per user, across all of the user's connections (skipped when ConnState.User is "").
 	UserMessages, UserBytes limit.Limit
@@ -71,7 +71,9 @@ type Options struct {
 	// Pipeline.SetRegistry.
 	Registry *schema.Registry
 
-	// Limiter applies Tiers; nil disables rate limiting.
+	// Limiter holds the per-user and per-IP budgets of Tiers, shared by every
+	// connection (and every node, with a shared store). Per-connection budgets are
+	// kept in each ConnState and never reach it. nil disables rate limiting.
 	Limiter limit.Limiter
 	// Tiers by name; ConnState.Tier picks one, falling back to "default", which falls
 	// back to DefaultTier() when absent.
@@ -93,7 +95,8 @@ type Options struct {
 	// schema check.
 	Verifier Verifier
 
-	// Now is the clock for abuse tracking; nil means time.Now.
+	// Now is the clock for per-connection budgets and abuse tracking; nil means
+	// time.Now.
 	Now func() time.Time
 }
 

@@ -41,10 +41,11 @@ type Verifier interface {
 
 // Pipeline checks client messages. It is safe for concurrent use by many connections.
 type Pipeline struct {
-	opts Options
-	lim  scanLimits
-	reg  atomic.Pointer[schema.Registry]
-	pool sync.Pool // *scanner
+	opts  Options
+	tiers map[string]*Tier // opts.Tiers, addressable (ConnState caches a pointer)
+	lim   scanLimits
+	reg   atomic.Pointer[schema.Registry]
+	pool  sync.Pool // *scanner
 }
 
 // New builds a Pipeline from opts, applying defaults; with a nil opts.Registry it
@@ -65,6 +66,10 @@ func New(opts Options) (*Pipeline, error) {
 		lim:  scanLimits{depth: o.MaxDepth, keys: o.MaxKeys, array: o.MaxArray, str: o.MaxString, num: o.MaxNumber},
 	}
 	p.opts.Registry = nil // the live one is p.reg
+	p.tiers = make(map[string]*Tier, len(o.Tiers))
+	for name, t := range o.Tiers {
+		p.tiers[name] = &t
+	}
 	p.reg.Store(reg)
 	p.pool.New = func() any { return newScanner(p.lim) }
 	return p, nil
@@ -90,8 +95,9 @@ func (p *Pipeline) Registry() *schema.Registry { return p.reg.Load() }
 //     invalid_json, limit_exceeded or invalid_message;
 //  3. per-type size: TypeMaxBytes[type] → too_large, close 1009;
 //  4. rate limits (connection, user, IP; messages and bytes; tier by st.Tier) →
-//     rate_limited with RetryAfter, close 1008 on sustained abuse; limiter errors
-//     follow FailOpen;
+//     rate_limited with RetryAfter, close 1008 on sustained abuse. The connection's
+//     budgets are kept in st itself (GCRA, the Limiter's algorithm); the user's and
+//     the IP's are shared through the Limiter, whose errors follow FailOpen;
 //  5. the Verifier, if any;
 //  6. dispatch: no schema for the type → unknown_type;
 //  7. schema: the type's schema → invalid_message with Path. The schema's fast
@@ -255,15 +261,28 @@ func scanReject(f scanFail, off int, lim scanLimits) *Reject {
 
 // rate charges the message to the connection's, user's and IP's budgets, stopping at
 // the first refusal (budgets charged before it stay charged: a refused message still
-// cost the server its read).
+// cost the server its read). The connection's budgets are local to st (see
+// connBudgets); the user's and IP's are asked of the shared Limiter. A nil Limiter
+// turns rate limiting off altogether.
 func (p *Pipeline) rate(ctx context.Context, st *ConnState, size int) *Reject {
 	lim := p.opts.Limiter
 	if lim == nil {
 		return nil
 	}
-	tier, ok := p.opts.Tiers[st.Tier]
-	if !ok {
-		tier = p.opts.Tiers[DefaultTierName]
+	tier := st.tierOf(p)
+	now := st.Now
+	if tier.Messages.Rate > 0 || tier.Bytes.Rate > 0 {
+		if now.IsZero() {
+			now = p.opts.Now()
+		}
+		n := st.budget.since(now)
+		ok, retry := allowGCRA(&st.budget.msgTAT, tier.Messages, 1, n)
+		if ok {
+			ok, retry = allowGCRA(&st.budget.byTAT, tier.Bytes, size, n)
+		}
+		if !ok {
+			return p.rateLimited(st, now, retry)
+		}
 	}
 	k := st.limiterKeys(p.opts.KeyPrefix)
 	for _, c := range [...]struct {
@@ -271,7 +290,6 @@ func (p *Pipeline) rate(ctx context.Context, st *ConnState, size int) *Reject {
 		l    limit.Limit
 		cost int
 	}{
-		{k.cm, tier.Messages, 1}, {k.cb, tier.Bytes, size},
 		{k.um, tier.UserMessages, 1}, {k.ub, tier.UserBytes, size},
 		{k.im, tier.IPMessages, 1}, {k.ib, tier.IPBytes, size},
 	} {
@@ -288,15 +306,23 @@ func (p *Pipeline) rate(ctx context.Context, st *ConnState, size int) *Reject {
 		if ok {
 			continue
 		}
-		if retry < time.Millisecond {
-			retry = time.Millisecond
+		if now.IsZero() {
+			now = p.opts.Now()
 		}
-		r := &Reject{Code: CodeRateLimited, Message: "rate limit exceeded", RetryAfter: retry, Strike: true}
-		if p.opts.AbuseMax > 0 && st.abuse.hit(p.opts.Now(), p.opts.AbuseWindow) > float64(p.opts.AbuseMax) {
-			r.Message = "sustained rate limit abuse"
-			r.CloseCode = ClosePolicyViolation
-		}
-		return r
+		return p.rateLimited(st, now, retry)
 	}
 	return nil
+}
+
+// rateLimited builds the refusal, closing the connection on sustained abuse.
+func (p *Pipeline) rateLimited(st *ConnState, now time.Time, retry time.Duration) *Reject {
+	if retry < time.Millisecond {
+		retry = time.Millisecond
+	}
+	r := &Reject{Code: CodeRateLimited, Message: "rate limit exceeded", RetryAfter: retry, Strike: true}
+	if p.opts.AbuseMax > 0 && st.abuse.hit(now, p.opts.AbuseWindow) > float64(p.opts.AbuseMax) {
+		r.Message = "sustained rate limit abuse"
+		r.CloseCode = ClosePolicyViolation
+	}
+	return r
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -211,9 +212,13 @@ func TestEncodeError(t *testing.T) {
 }
 
 func TestRateLimits(t *testing.T) {
-	fl := &fakeLimiter{allow: map[string]int{"pl:c:m:": 3}}
+	fl := &fakeLimiter{}
 	now := time.Unix(1000, 0)
-	p := newTestPipeline(t, Options{Limiter: fl, AbuseMax: 4, AbuseWindow: 10 * time.Second, Now: func() time.Time { return now }})
+	// Per connection: bursts of 3 messages, one more every 250 ms.
+	tier := DefaultTier()
+	tier.Messages = limit.Limit{Rate: 4, Burst: 3}
+	p := newTestPipeline(t, Options{Limiter: fl, Tiers: map[string]Tier{"default": tier},
+		AbuseMax: 4, AbuseWindow: 10 * time.Second, Now: func() time.Time { return now }})
 	st := &ConnState{ConnID: "c1", User: "alice", IP: "192.0.2.1"}
 	ping := `{"type":"ping","id":1}`
 	for i := 0; i < 3; i++ {
@@ -237,28 +242,102 @@ func TestRateLimits(t *testing.T) {
 	if st.RateLimited != 5 || st.Accepted != 3 {
 		t.Errorf("counters %+v", st)
 	}
-	// Another connection of another user is unaffected; keys are per identity.
+	// Another connection of another user is unaffected; budgets are per identity.
 	if _, rej := process(p, &ConnState{ConnID: "c2", User: "bob", IP: "192.0.2.2"}, ping); rej != nil {
 		t.Errorf("second connection: %v", rej)
 	}
-	for _, k := range []string{"pl:c:m:c1", "pl:c:b:c1", "pl:u:m:alice", "pl:u:b:alice", "pl:i:m:192.0.2.1", "pl:i:b:192.0.2.1"} {
+	// User and IP budgets are shared through the Limiter; the connection's are
+	// not (it holds them itself), and refused messages charge nothing further.
+	for _, k := range []string{"pl:u:m:alice", "pl:u:b:alice", "pl:i:m:192.0.2.1", "pl:i:b:192.0.2.1"} {
 		if fl.used[k] == 0 {
 			t.Errorf("key %s never charged", k)
 		}
 	}
-	if fl.used["pl:c:b:c1"] != 3*len(ping) {
-		t.Errorf("bytes charged %d", fl.used["pl:c:b:c1"])
+	if fl.used["pl:u:b:alice"] != 3*len(ping) {
+		t.Errorf("user bytes charged %d", fl.used["pl:u:b:alice"])
 	}
-	// After the window has passed, refusals start counting afresh.
+	for k := range fl.used {
+		if strings.HasPrefix(k, "pl:c:") {
+			t.Errorf("connection budget %s went to the shared limiter", k)
+		}
+	}
+	// After the window has passed, refusals start counting afresh; the budget
+	// has refilled by then.
 	now = now.Add(25 * time.Second)
-	if _, rej := process(p, st, ping); rej == nil || rej.CloseCode != 0 {
-		t.Errorf("after window: %+v", rej)
+	for i := 0; i < 4; i++ {
+		_, last = process(p, st, ping)
+	}
+	if last == nil || last.Code != CodeRateLimited || last.CloseCode != 0 {
+		t.Errorf("after window: %+v", last)
+	}
+}
+
+// TestConnBudgetLocal: the connection's byte budget refuses a message that
+// would overdraw it, refills at its rate, and a user budget refusal from the
+// shared Limiter still applies behind it.
+func TestConnBudgetLocal(t *testing.T) {
+	now := time.Unix(1000, 0)
+	fl := &fakeLimiter{allow: map[string]int{"pl:u:m:": 5}}
+	msg := `{"type":"ping","id":"0123456789"}` // 33 bytes
+	tier := Tier{Bytes: limit.Limit{Rate: 33, Burst: 100}, UserMessages: limit.Limit{Rate: 1, Burst: 1000}}
+	p := newTestPipeline(t, Options{Limiter: fl, MaxBytes: 100, Tiers: map[string]Tier{"default": tier},
+		Now: func() time.Time { return now }})
+	st := &ConnState{ConnID: "c1", User: "alice"}
+	for i := 0; i < 3; i++ {
+		if _, rej := process(p, st, msg); rej != nil {
+			t.Fatalf("message %d: %v", i, rej)
+		}
+	}
+	_, rej := process(p, st, msg) // 132 bytes > burst 100
+	// 99 bytes spent of 100: the next 33 fit once 32 more have refilled (0.97 s).
+	if rej == nil || rej.Code != CodeRateLimited || rej.RetryAfter < 960*time.Millisecond || rej.RetryAfter > time.Second {
+		t.Fatalf("overdraw: %+v", rej)
+	}
+	now = now.Add(time.Second) // 33 bytes refilled
+	if _, rej := process(p, st, msg); rej != nil {
+		t.Fatalf("after refill: %v", rej)
+	}
+	now = now.Add(time.Hour)
+	// Bytes are back, but the user's message budget (5) is now spent.
+	if _, rej := process(p, st, msg); rej != nil {
+		t.Fatalf("fifth: %v", rej)
+	}
+	if _, rej := process(p, st, msg); rej == nil || rej.Code != CodeRateLimited {
+		t.Fatalf("user budget: %+v", rej)
+	}
+	// A fresh connection of the same user shares the user budget.
+	if _, rej := process(p, &ConnState{ConnID: "c2", User: "alice"}, msg); rej == nil || rej.Code != CodeRateLimited {
+		t.Fatalf("user budget on another connection: %+v", rej)
+	}
+}
+
+func TestAllowGCRAMatchesMemory(t *testing.T) {
+	base := time.Unix(0, 0)
+	clock := base
+	mem := limit.NewMemory(limit.MemoryOptions{SweepInterval: -1, Now: func() time.Time { return clock }})
+	defer mem.Close()
+	ctx := context.Background()
+	limits := []limit.Limit{{Rate: 10, Burst: 5}, {Rate: 0.5, Burst: 1}, {Rate: 1e6, Burst: 0}, {Rate: 0}, {Rate: 3, Burst: 100}}
+	for li, l := range limits {
+		var tat int64
+		key := fmt.Sprint("k", li)
+		for step := 0; step < 400; step++ {
+			cost := []int{1, 2, 7, 0, 101, 3}[step%6]
+			clock = base.Add(time.Duration(step*step%997) * 13 * time.Millisecond)
+			ok1, r1, _ := mem.Allow(ctx, key, l, cost)
+			ok2, r2 := allowGCRA(&tat, l, cost, int64(clock.Sub(base)))
+			if ok1 != ok2 || r1 != r2 {
+				t.Fatalf("limit %+v step %d cost %d: memory %v %v, local %v %v", l, step, cost, ok1, r1, ok2, r2)
+			}
+		}
+		base = clock.Add(time.Hour)
 	}
 }
 
 func TestRateTiers(t *testing.T) {
 	fl := &fakeLimiter{}
-	p := newTestPipeline(t, Options{Limiter: fl, Tiers: map[string]Tier{
+	now := time.Unix(1000, 0)
+	p := newTestPipeline(t, Options{Limiter: fl, Now: func() time.Time { return now }, Tiers: map[string]Tier{
 		"default": {Messages: limit.Limit{Rate: 1, Burst: 1}},
 		"pro":     {Messages: limit.Limit{Rate: 1, Burst: 3}},
 	}})
@@ -285,13 +364,27 @@ func TestRateTiers(t *testing.T) {
 func TestRateFailOpenClosed(t *testing.T) {
 	down := errors.New("store down")
 	closed := newTestPipeline(t, Options{Limiter: &fakeLimiter{err: down}})
-	_, rej := process(closed, &ConnState{ConnID: "a"}, `{"type":"ping"}`)
+	_, rej := process(closed, &ConnState{ConnID: "a", User: "u"}, `{"type":"ping"}`)
 	if rej == nil || rej.Code != CodeUnavailable || rej.Strike || rej.RetryAfter != time.Second {
 		t.Errorf("fail closed: %+v", rej)
 	}
 	open := newTestPipeline(t, Options{Limiter: &fakeLimiter{err: down}, FailOpen: true})
-	if _, rej := process(open, &ConnState{ConnID: "a"}, `{"type":"ping"}`); rej != nil {
+	if _, rej := process(open, &ConnState{ConnID: "a", User: "u"}, `{"type":"ping"}`); rej != nil {
 		t.Errorf("fail open: %v", rej)
+	}
+	// The connection's own budget needs no store: it still holds with the store
+	// down, fail open or not.
+	strict := newTestPipeline(t, Options{Limiter: &fakeLimiter{err: down}, FailOpen: true,
+		Tiers: map[string]Tier{"default": {Messages: limit.Limit{Rate: 1, Burst: 2}}}})
+	st := &ConnState{ConnID: "a", User: "u"}
+	n := 0
+	for i := 0; i < 10; i++ {
+		if _, rej := process(strict, st, `{"type":"ping"}`); rej == nil {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("store down: connection budget let %d of 10 through, want 2", n)
 	}
 }
 
@@ -424,4 +517,37 @@ func TestConcurrentProcess(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestRateUsesArrivalTimeAndFollowsReload: a ConnState's Now replaces the
+// Options clock, and a connection moved to a new Pipeline (a reload) gets the
+// new Pipeline's tiers, keeping its spent budget.
+func TestRateUsesArrivalTimeAndFollowsReload(t *testing.T) {
+	never := func() time.Time { t.Fatal("Options.Now read although ConnState.Now was set"); return time.Time{} }
+	one := limit.Limit{Rate: 1, Burst: 1}
+	three := limit.Limit{Rate: 1, Burst: 3}
+	a := newTestPipeline(t, Options{Limiter: &fakeLimiter{}, Now: never, Tiers: map[string]Tier{"default": {Messages: one}}})
+	b := newTestPipeline(t, Options{Limiter: &fakeLimiter{}, Now: never, Tiers: map[string]Tier{"default": {Messages: three}}})
+	st := &ConnState{ConnID: "c", Now: time.Unix(1000, 0)}
+	ping := []byte(`{"type":"ping"}`)
+	ctx := context.Background()
+	if _, rej := a.Process(ctx, st, ping); rej != nil {
+		t.Fatal(rej)
+	}
+	if _, rej := a.Process(ctx, st, ping); rej == nil || rej.RetryAfter != time.Second {
+		t.Fatalf("second under burst 1: %+v", rej)
+	}
+	// Same instant, new pipeline: burst 3 of which 1 is spent.
+	for i := 0; i < 2; i++ {
+		if _, rej := b.Process(ctx, st, ping); rej != nil {
+			t.Fatalf("after reload, message %d: %v", i, rej)
+		}
+	}
+	if _, rej := b.Process(ctx, st, ping); rej == nil {
+		t.Fatal("burst 3 exceeded after reload")
+	}
+	st.Now = st.Now.Add(time.Second)
+	if _, rej := b.Process(ctx, st, ping); rej != nil {
+		t.Fatalf("a second later: %v", rej)
+	}
 }

@@ -104,6 +104,7 @@ type Session struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+	begun  bool // Start ran; owner-only, before Serve
 
 	msgsIn, bytesIn, msgsOut, bytesOut atomic.Uint64
 	lastMsg                            atomic.Int64 // unix nanos of the last client message
@@ -115,6 +116,7 @@ type Session struct {
 	keepalive *time.Timer
 	expiry    *time.Timer
 	closing   bool
+	closed    atomic.Bool // mirrors closing, for lock-free reads
 	closeCode uint16
 	closeText string
 	wg        sync.WaitGroup // async closes started by this session
@@ -221,10 +223,39 @@ func (s *Session) Send(b []byte) error {
 	return err
 }
 
-// Serve sends the welcome, starts the timers and reads until the connection ends.
-// It runs on the goroutine that accepted the connection and returns only after
-// everything the session started has stopped.
-func (s *Session) Serve() {
+// Reply sends b to the client in answer to one of its own messages (a pong, an
+// error reply, the welcome). It must be called only by the connection's owner,
+// the goroutine running Start or Serve (the session itself, or a Router's
+// Handle): when nothing is queued and
+// nothing is being written it writes b at once on that goroutine, sparing the
+// hand-off to a writer goroutine, which may block it for one write (bounded by the
+// write timeout; it is only this connection's reader that waits). Otherwise b is
+// queued behind what is there, in order. Messages for this client from anywhere
+// else (broadcasts, the upstream of a gateway route) must use Send, which never
+// blocks. Errors are Send's.
+func (s *Session) Reply(b []byte) error {
+	err := s.out.PushOrWrite(b)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, outbox.ErrFull) {
+		s.CloseAsync(CloseSlowConsumer)
+	}
+	return err
+}
+
+// Start registers the session, sends the welcome and starts the timers; Serve
+// calls it unless the owner already has. An owner that serves the session on a
+// goroutine of its own should call Start first, on the goroutine that accepted
+// the connection: the goroutine running Serve keeps its stack for the whole life
+// of the connection, and encoding the welcome would grow it (typically from 4 to
+// 8 KiB) for nothing. Start must be called at most once, before Serve, by the
+// owner (the go statement that starts Serve orders the two).
+func (s *Session) Start() {
+	if s.begun {
+		return
+	}
+	s.begun = true
 	if s.deps.Registry != nil {
 		s.deps.Registry.add(s)
 	}
@@ -240,11 +271,19 @@ func (s *Session) Serve() {
 	}
 	s.armExpiryLocked(s.Identity().ExpiresAt)
 	s.mu.Unlock()
+}
 
+// Serve starts the session if Start was not called, then reads until the
+// connection ends. It runs on the goroutine that owns the connection (the
+// session's reader: Reply and Router.Handle run on it) and returns only after
+// everything the session started has stopped.
+func (s *Session) Serve() {
+	s.Start()
 	s.conn.Serve() // returns when the connection is gone; OnClose ran
 
 	s.mu.Lock()
 	s.closing = true
+	s.closed.Store(true)
 	if s.keepalive != nil {
 		s.keepalive.Stop()
 	}
@@ -288,7 +327,7 @@ func (s *Session) sendWelcome() {
 		w["limits"] = s.opts.WelcomeLimits
 	}
 	b, _ := json.Marshal(w)
-	_ = s.Send(b)
+	_ = s.Reply(b)
 }
 
 // Close ends the session with reason: a close frame with the reason's code, then
@@ -317,6 +356,7 @@ func (s *Session) closeWith(code uint16, text string, flush bool) {
 		return
 	}
 	s.closing = true
+	s.closed.Store(true)
 	s.closeCode, s.closeText = code, text
 	s.mu.Unlock()
 	if flush {
@@ -344,11 +384,9 @@ func (s *Session) CloseAsync(reason CloseReason) {
 	}()
 }
 
-func (s *Session) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
+// isClosing is read for every message: an atomic mirror of closing spares the
+// lock.
+func (s *Session) isClosing() bool { return s.closed.Load() }
 
 // --- timers ---
 
@@ -419,18 +457,21 @@ func (s *Session) OnMessage(_ *transport.Conn, op transport.Opcode, data []byte)
 	if s.isClosing() {
 		return
 	}
-	s.lastMsg.Store(time.Now().UnixNano())
+	// One clock read per message serves the idle timer, the pipeline timing
+	// (time.Since reads only the cheaper monotonic clock) and the pong.
+	start := time.Now()
+	s.lastMsg.Store(start.UnixNano())
 	s.msgsIn.Add(1)
 	s.bytesIn.Add(uint64(len(data)))
 	if s.deps.Raw != nil {
 		s.deps.Raw.HandleRaw(s.ctx, s, op, data)
 		return
 	}
-	start := time.Now()
 	p := s.deps.Pipeline
 	if s.deps.LivePipeline != nil {
 		p = s.deps.LivePipeline.Load()
 	}
+	s.state.Now = start
 	msg, rej := p.Process(s.ctx, &s.state, data)
 	if s.deps.Observer != nil {
 		s.deps.Observer.Message(s, msg.Type, data, rej, time.Since(start))
@@ -441,7 +482,7 @@ func (s *Session) OnMessage(_ *transport.Conn, op transport.Opcode, data []byte)
 	}
 	switch msg.Type {
 	case "ping":
-		s.pong(msg)
+		s.pong(msg, start)
 	case "refresh":
 		s.refresh(msg)
 	default:
@@ -452,12 +493,13 @@ func (s *Session) OnMessage(_ *transport.Conn, op transport.Opcode, data []byte)
 }
 
 // Reject answers a refused message with an error reply or a close, and counts a
-// strike when the refusal is one.
+// strike when the refusal is one. Like Reply, it is for the goroutine running
+// Serve (a Router's Handle).
 func (s *Session) Reject(ref []byte, rej *pipeline.Reject) {
 	if rej.CloseCode != 0 {
 		s.CloseWith(rej.CloseCode, closeText(rej))
 	} else {
-		_ = s.Send(pipeline.EncodeError(rej, ref))
+		_ = s.Reply(pipeline.EncodeError(rej, ref))
 	}
 	if rej.Strike {
 		s.Strike(rej.Code)
@@ -488,16 +530,16 @@ func (s *Session) Strike(reason string) {
 	}
 }
 
-func (s *Session) pong(m pipeline.Message) {
+func (s *Session) pong(m pipeline.Message, now time.Time) {
 	b := make([]byte, 0, 64+len(m.ID))
 	b = append(b, `{"type":"pong","timestamp":`...)
-	b = strconv.AppendInt(b, time.Now().UnixMilli(), 10)
+	b = strconv.AppendInt(b, now.UnixMilli(), 10)
 	if m.ID != nil {
 		b = append(b, `,"ref":`...)
 		b = append(b, m.ID...)
 	}
 	b = append(b, '}')
-	_ = s.Send(b)
+	_ = s.Reply(b)
 }
 
 func (s *Session) refresh(m pipeline.Message) {
@@ -547,7 +589,7 @@ func (s *Session) refresh(m pipeline.Message) {
 	if m.ID != nil {
 		b = append(append(b, `,"ref":`...), m.ID...)
 	}
-	_ = s.Send(append(b, '}'))
+	_ = s.Reply(append(b, '}'))
 }
 
 // peerCertificate returns the verified client certificate of the connection,
@@ -587,6 +629,7 @@ func (s *Session) OnClose(_ *transport.Conn, err error) {
 		}
 	}
 	s.closing = true
+	s.closed.Store(true)
 	s.mu.Unlock()
 	if s.deps.Observer != nil {
 		s.deps.Observer.Closed(s, code, text)

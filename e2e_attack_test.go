@@ -322,7 +322,6 @@ func TestAttackXFFLongForgedChain(t *testing.T) {
 // internal/ban treats 0 as "default" (10): an operator who turned bans off still
 // gets clients banned.
 func TestAttackMaxStrikesZeroDisablesBans(t *testing.T) {
-	t.Skip("known bug: abuse.max_strikes 0 (and ban_ip+ban_user false) still bans; fix in wsgate.go: no Striker when strikes are off")
 	cfg := wsgatetest.Config()
 	cfg.Abuse.MaxStrikes = 0
 	s := wsgatetest.Start(t, cfg)

@@ -229,7 +229,9 @@ func quotaLimits(cfg *config.Config) quota.Limits {
 
 func strikePolicy(cfg *config.Config) ban.Policy {
 	a := cfg.Abuse
-	return ban.Policy{Window: a.Window, MaxStrikes: a.MaxStrikes, BanTTL: a.BanTTL, BanIP: a.BanIP, BanUser: a.BanUser}
+	return ban.Policy{Window: a.Window, MaxStrikes: a.MaxStrikes, BanTTL: a.BanTTL, BanIP: a.BanIP, BanUser: a.BanUser,
+		// max_strikes 0, or banning neither IPs nor users, means no bans at all.
+		Off: a.MaxStrikes == 0 || (!a.BanIP && !a.BanUser)}
 }
 
 func lim(r config.RateLimit) limit.Limit { return limit.Limit{Rate: r.Rate, Burst: r.Burst} }

@@ -39,6 +39,8 @@ bench_init() {
 	if [ "${NO_BUILD:-0}" != 1 ] || [ ! -x "$OUT/wsgate" ]; then
 		log "building wsgate"
 		(cd "$ROOT" && go build -o "$OUT/wsgate" ./cmd/wsgate)
+		# What was built: HEAD, and whether the working tree differed from it.
+		echo "$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- '*.go' || echo "+uncommitted")" >"$OUT/commit"
 	fi
 }
 
@@ -131,7 +133,7 @@ run_bench() {
 
 # machine: one line for the report.
 machine() {
-	echo "$(nproc) cores ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | cut -d' ' -f3), $(redis-server --version 2>/dev/null | awk '{print "redis " substr($3, 3)}'), commit $(git -C "$ROOT" rev-parse --short HEAD)"
+	echo "$(nproc) cores ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | cut -d' ' -f3), $(redis-server --version 2>/dev/null | awk '{print "redis " substr($3, 3)}'), built from $(cat "$OUT/commit" 2>/dev/null || echo "unknown commit")"
 }
 
 # loads: min/max 1-minute load average when the runs started.

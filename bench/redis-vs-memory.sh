@@ -15,6 +15,11 @@
 #   fanout  FAN_SUBS (1,000) subscribers, one publisher at FAN_RATE (20/s) for
 #           DUR: delivery latency (with redis every publication goes through
 #           the publish script and pub/sub back to the node).
+#   publish PUB_SUBS (10) subscribers, one publisher at each of PUB_RATES
+#           (5,000, 10,000 and 20,000/s) for DUR: the publish path itself (with
+#           redis one script round trip per publication): latency (it grows
+#           without bound once the server falls behind the offered rate) and
+#           server CPU per publication.
 # The issue's aim: redis >= 0.7x memory throughput.
 set -euo pipefail
 SCRIPT=redis-vs-memory
@@ -26,6 +31,8 @@ ECHO_CONNS=${ECHO_CONNS:-100}
 ECHO_REPS=${ECHO_REPS:-3}
 FAN_SUBS=${FAN_SUBS:-1000}
 FAN_RATE=${FAN_RATE:-20}
+PUB_SUBS=${PUB_SUBS:-10}
+PUB_RATES=${PUB_RATES:-5000 10000 20000}
 REPORT_ONLY=${REPORT_ONLY:-0}
 BACKENDS="memory redis"
 
@@ -64,6 +71,11 @@ if [ "$REPORT_ONLY" != 1 ]; then
 	for be in $BACKENDS; do
 		measure "fanout-$be" "$be" --mode fanout --conns "$FAN_SUBS" --rate "$FAN_RATE" --duration "$DUR"
 	done
+	for rate in $PUB_RATES; do
+		for be in $BACKENDS; do
+			measure "publish-$be-$rate" "$be" --mode fanout --conns "$PUB_SUBS" --rate "$rate" --duration "$DUR"
+		done
+	done
 fi
 
 field() { for f in "$OUT"/echo-"$1"-*.json; do [ -s "$f" ] && jq -r "$2" "$f"; done | med; }
@@ -98,6 +110,20 @@ for be in $BACKENDS; do
 	jq -r --arg b "$be" --arg rc "$(cat "$OUT/fanout-$be.redis-cpu")" '
 		def ms: if . >= 1000 then "\(./100|round/10) ms" else "\(.|round) µs" end;
 		"| \($b) | \(.ops) / \(.expected_deliveries) | \(.ops_per_sec|round) | \(.latency.p50_us|ms) | \(.latency.p99_us|ms) | \(.latency.max_us|ms) | \(.server.cpu_us_per_op*100|round/100) | \($rc) |"' "$f"
+done
+echo
+echo "### Publish path: $PUB_SUBS subscribers, one publisher (open loop) for $DUR"
+echo
+echo "| state | offered publications/s | published | delivered / expected | error replies | p50 | p99 | max | wsgate CPU µs per publication | redis-server CPU µs per publication |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+for rate in $PUB_RATES; do
+	for be in $BACKENDS; do
+		f="$OUT/publish-$be-$rate.json"
+		[ -s "$f" ] || { echo "| $be | $rate | failed ||||||||"; continue; }
+		jq -r --arg b "$be" --arg r "$rate" --arg rc "$(cat "$OUT/publish-$be-$rate.redis-cpu")" '
+			def ms: if . >= 1000 then "\(./100|round/10) ms" else "\(.|round) µs" end;
+			"| \($b) | \($r) | \(.published) | \(.ops) / \(.expected_deliveries) | \(.reply_errors) | \(.latency.p50_us|ms) | \(.latency.p99_us|ms) | \(.latency.max_us|ms) | \(.server.cpu_seconds*1e6/.published*100|round/100) | \(($rc|tonumber)*1e6/.published*100|round/100) |"' "$f"
+	done
 done
 echo
 echo "Load average (1 min) when the runs started, min/max: $(loads). Machine: $(machine). Raw: $OUT/*.json"

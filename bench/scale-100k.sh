@@ -46,6 +46,14 @@ if [ "$REPORT_ONLY" != 1 ]; then
 	bench_init
 	rm -f "$OUT"/*.json "$OUT"/*.load "$OUT"/mem.log
 	start_redis
+	# Every second: the machine's available memory (KiB) and TCP sockets in
+	# use (both ends of every connection), to show what the run took and how
+	# long the ramp was.
+	(while :; do
+		echo "$(date +%s) $(awk '/MemAvailable/{print $2}' /proc/meminfo) $(awk '/^TCP:/{print $3}' /proc/net/sockstat)"
+		sleep 1
+	done >"$OUT/mem.log") &
+	STARTED+=("$!")
 	PORTS=() PIDS=()
 	port=19400
 	for i in $(seq "$NODES"); do
@@ -55,16 +63,12 @@ if [ "$REPORT_ONLY" != 1 ]; then
 		port=$((port + 1))
 	done
 	log "redis on $REDIS_PORT, nodes on ${PORTS[*]} (pids ${PIDS[*]})"
-	# The machine's available memory every second, to show what the run took.
-	(while sleep 1; do echo "$(date +%s) $(awk '/MemAvailable/{print $2}' /proc/meminfo)"; done >"$OUT/mem.log") &
-	STARTED+=("$!")
 	NODE_ARGS=()
 	for p in "${PORTS[@]:1}"; do NODE_ARGS+=(--node "ws://127.0.0.1:$p/ws"); done
 	run_bench scale "ws://127.0.0.1:${PORTS[0]}/ws" "${NODE_ARGS[@]}" --pid "$(IFS=,; echo "${PIDS[*]}")" \
 		--mode fanout --conns "$CONNS" --procs "$PROCS" --ramp "$RAMP" --settle "$SETTLE" \
 		--rate 1 --count "$BROADCASTS" --duration "$((BROADCASTS + 1))s" --timeout 30s
 	redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory_human/{print $2}' | tr -d '\r' >"$OUT/redis-mem"
-	for p in "${PIDS[@]}"; do awk '/VmRSS/{print $2}' "/proc/$p/status"; done >"$OUT/node-rss-end"
 	bench_cleanup
 	log "done in $(($(date +%s) - START)) s"
 fi
@@ -90,5 +94,8 @@ jq -r 'def ms: if . == null then "n/a" elif . >= 1000 then "\(./100|round/10) ms
 echo
 if [ -s "$OUT/mem.log" ]; then
 	echo "Machine memory available: $(awk 'NR==1{a=$2} {if($2<m||m==0)m=$2} END{printf "%.1f GiB at start, %.1f GiB at the lowest", a/1048576, m/1048576}' "$OUT/mem.log"); Redis used $(cat "$OUT/redis-mem" 2>/dev/null || echo n/a)."
+	# Ramp: from the first second with more than 1,000 new sockets to the first
+	# with 95 % of the final count (2 sockets per loopback connection).
+	awk -v want="$(jq '.opened_conns * 2 * 0.95' "$f")" 'NR==1{b=$3} !s && $3>b+1000{s=$1} s && !e && $3>=b+want{e=$1} END{if(s&&e) printf "Ramp: %d s from the first connections to 95 %% of them.\n", e-s+1}' "$OUT/mem.log"
 fi
 echo "Load average (1 min) at the start: $(loads). Machine: $(machine). Raw: $f"

@@ -51,6 +51,16 @@ const (
 	DefaultMaxLeaseKeys  = 100_000
 )
 
+// Lease bounds: a lease carries at most maxLease tokens, and none is taken unless it
+// saves at least minLeaseExtra later round trips.
+const (
+	maxLease      = 64
+	minLeaseExtra = 3
+	// maxLeaseWaits bounds how many refills a request waits for before it asks
+	// Redis itself.
+	maxLeaseWaits = 8
+)
+
 // DefaultLocalPrefixes are the limiter keys kept node-local by default: the
 // pipeline's per-connection budgets ("pl:c:"), since a connection lives on one
 // node and sharing its budget would only cost round trips.
@@ -136,7 +146,10 @@ const leaseShards = 64
 type leaseShard struct {
 	mu sync.Mutex
 	m  map[string]lease
-	_  [40]byte
+	// fetching holds, per key, a channel closed when the Redis call that will
+	// refill its lease returns: concurrent misses wait for it instead of each
+	// taking (and forfeiting) a lease of their own.
+	fetching map[string]chan struct{}
 }
 
 type lease struct {
@@ -164,6 +177,7 @@ func (c *Client) Limiter(opts LimiterOptions) *Limiter {
 	}
 	for i := range l.shards {
 		l.shards[i].m = make(map[string]lease)
+		l.shards[i].fetching = make(map[string]chan struct{})
 	}
 	if !c.onClose(func() { _ = l.local.Close() }) {
 		_ = l.local.Close()
@@ -209,26 +223,55 @@ func (l *Limiter) Allow(ctx context.Context, key string, lim limit.Limit, cost i
 	var sh *leaseShard
 	if leasing {
 		sh = &l.shards[maphash.String(l.seed, key)%leaseShards]
-		sh.mu.Lock()
-		if ls, ok := sh.m[key]; ok {
-			if ls.expires > now && ls.tokens >= cost {
-				ls.tokens -= cost
-				sh.m[key] = ls
-				sh.mu.Unlock()
-				l.stats.hits.Add(1)
-				return true, 0, nil
+		for waits := 0; ; waits++ {
+			sh.mu.Lock()
+			if ls, ok := sh.m[key]; ok {
+				if ls.expires > now && ls.tokens >= cost {
+					ls.tokens -= cost
+					sh.m[key] = ls
+					sh.mu.Unlock()
+					l.stats.hits.Add(1)
+					return true, 0, nil
+				}
+				if ls.deniedUntil > now && cost >= ls.deniedCost {
+					sh.mu.Unlock()
+					l.stats.hits.Add(1)
+					return false, time.Duration(ls.deniedUntil - now), nil
+				}
 			}
-			if ls.deniedUntil > now && cost >= ls.deniedCost {
+			ch, busy := sh.fetching[key]
+			if !busy || waits >= maxLeaseWaits {
+				if !busy {
+					done := make(chan struct{})
+					sh.fetching[key] = done
+					defer func() {
+						sh.mu.Lock()
+						delete(sh.fetching, key)
+						sh.mu.Unlock()
+						close(done)
+					}()
+				}
 				sh.mu.Unlock()
-				l.stats.hits.Add(1)
-				return false, time.Duration(ls.deniedUntil - now), nil
+				break
 			}
+			sh.mu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return false, 0, fmt.Errorf("redis limiter: %w", ctx.Err())
+			}
+			now = time.Now().UnixNano()
 		}
-		sh.mu.Unlock()
 	}
 	want := cost
 	if leasing {
-		want = max(cost, int(l.opts.LeaseFraction*float64(burst)))
+		// A lease is capped (maxLease) and skipped when it would be tiny: concurrent
+		// misses on one key each take a lease, and what a lease does not spend
+		// within LeaseMaxAge is forfeited, so large or tiny leases starve bursty
+		// keys (a handshake burst at a node refused far below its rate).
+		if extra := min(int(l.opts.LeaseFraction*float64(burst)), maxLease) - cost; extra >= minLeaseExtra {
+			want = cost + extra
+		}
 	}
 	// µs per token, clamped so that Lua arithmetic stays finite for absurd rates.
 	interval := min(max(1e6/lim.Rate, 1e-6), 1e15)

@@ -33,7 +33,7 @@ func leakedSweepers() string {
 		buf = buf[:runtime.Stack(buf, true)]
 		var leaks []string
 		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "sweepLoop") {
+			if strings.Contains(g, "sweep.(*Sweeper).loop") {
 				leaks = append(leaks, g)
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/sweep"
 )
 
 // Policy defaults.
@@ -116,9 +118,7 @@ type Strikes struct {
 	shards   []strikeShard
 	perShard int
 
-	stop      chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
+	sweeper *sweep.Sweeper
 }
 
 type strikeShard struct {
@@ -158,18 +158,12 @@ func NewStrikes(policy Policy, list List, opts StrikesOptions) *Strikes {
 		seed:     maphash.MakeSeed(),
 		shards:   make([]strikeShard, n),
 		perShard: (opts.MaxKeys + n - 1) / n,
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
 	}
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]*window)
 	}
 	s.SetPolicy(policy)
-	if opts.SweepInterval > 0 {
-		go s.sweepLoop(opts.SweepInterval)
-	} else {
-		close(s.done)
-	}
+	s.sweeper = sweep.Start(opts.SweepInterval, s.Sweep)
 	return s
 }
 
@@ -368,24 +362,9 @@ func (s *Strikes) Sweep() {
 	}
 }
 
-func (s *Strikes) sweepLoop(every time.Duration) {
-	defer close(s.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			s.Sweep()
-		}
-	}
-}
-
 // Close stops the sweeper and waits for it; Record keeps working. It is idempotent
 // and always returns nil.
 func (s *Strikes) Close() error {
-	s.closeOnce.Do(func() { close(s.stop) })
-	<-s.done
+	s.sweeper.Stop()
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/sweep"
 )
 
 // Defaults for MemoryOptions.
@@ -58,9 +60,7 @@ type Memory struct {
 
 	evictions atomic.Uint64
 
-	stop      chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
+	sweeper *sweep.Sweeper
 }
 
 type shard struct {
@@ -95,17 +95,11 @@ func NewMemory(opts MemoryOptions) *Memory {
 		perShard: (opts.MaxKeys + n - 1) / n,
 		now:      opts.Now,
 		base:     opts.Now(),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
 	}
 	for i := range m.shards {
 		m.shards[i].m = make(map[uint64]int64)
 	}
-	if opts.SweepInterval > 0 {
-		go m.sweepLoop(opts.SweepInterval)
-	} else {
-		close(m.done)
-	}
+	m.sweeper = sweep.Start(opts.SweepInterval, m.Sweep)
 	return m
 }
 
@@ -240,25 +234,10 @@ func (m *Memory) Sweep() {
 	}
 }
 
-func (m *Memory) sweepLoop(every time.Duration) {
-	defer close(m.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-t.C:
-			m.Sweep()
-		}
-	}
-}
-
 // Close stops the sweeper and waits for it. Allow keeps working afterwards (without
 // background sweeping). Close is idempotent and always returns nil.
 func (m *Memory) Close() error {
-	m.closeOnce.Do(func() { close(m.stop) })
-	<-m.done
+	m.sweeper.Stop()
 	return nil
 }
 

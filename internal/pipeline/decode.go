@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"unsafe"
+
+	"github.com/wsgate/wsgate/internal/jsonbytes"
 )
 
 var errDecode = errors.New("pipeline: decode: malformed input")
@@ -75,7 +76,7 @@ func (d *decoder) value() (any, error) {
 		if d.i == start {
 			return nil, errDecode
 		}
-		return json.Number(alias(d.data[start:d.i])), nil
+		return json.Number(jsonbytes.Alias(d.data[start:d.i])), nil
 	}
 }
 
@@ -181,21 +182,15 @@ func (d *decoder) str() (string, error) {
 			}
 			d.i = q + 1
 			if !esc {
-				return alias(d.data[start:q]), nil
+				return jsonbytes.Alias(d.data[start:q]), nil
 			}
-			d.buf = unescape(d.buf[:0], d.data[start:q])
+			var ok bool
+			if d.buf, ok = jsonbytes.Unescape(d.buf[:0], d.data[start:q]); !ok {
+				return "", errDecode
+			}
 			return string(d.buf), nil
 		}
 		esc = true
 		j = q + 1
 	}
-}
-
-// alias returns b as a string without copying; see the decoder's comment for why
-// that is safe here.
-func alias(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"unicode/utf8"
+
+	"github.com/wsgate/wsgate/internal/jsonbytes"
 )
 
 // scanFail says why the scanner stopped; scanOK means the input is acceptable.
@@ -212,7 +214,7 @@ func (s *scanner) scan(data []byte) (scanResult, scanFail, int) {
 					s.res.typString = true
 					if esc {
 						a := len(s.arena)
-						s.arena = unescape(s.arena, data[i+1:end-1])
+						s.arena, _ = jsonbytes.Unescape(s.arena, data[i+1:end-1]) // scanString accepted it
 						s.res.typ = s.arena[a:len(s.arena):len(s.arena)]
 					} else {
 						s.res.typ = data[i+1 : end-1 : end-1]
@@ -275,7 +277,7 @@ func (s *scanner) scan(data []byte) (scanResult, scanFail, int) {
 			var k keyRef
 			if esc {
 				a := len(s.arena)
-				s.arena = unescape(s.arena, data[i+1:end-1])
+				s.arena, _ = jsonbytes.Unescape(s.arena, data[i+1:end-1]) // scanString accepted it
 				k = keyRef{start: int32(a), end: int32(len(s.arena)), arena: true}
 			} else {
 				k = keyRef{start: int32(i + 1), end: int32(end - 1)}
@@ -450,7 +452,7 @@ func scanString(data []byte, i int) (end, dlen int, esc bool, f scanFail) {
 				saved++
 				i += 2
 			case 'u':
-				r, ok := hex4(data, i+2)
+				r, ok := jsonbytes.Hex4(data, i+2)
 				if !ok {
 					return i, 0, esc, failSyntax
 				}
@@ -460,7 +462,7 @@ func scanString(data []byte, i int) (end, dlen int, esc bool, f scanFail) {
 					if i+12 > n || data[i+6] != '\\' || data[i+7] != 'u' {
 						return i, 0, esc, failSurrogate
 					}
-					r2, ok := hex4(data, i+8)
+					r2, ok := jsonbytes.Hex4(data, i+8)
 					if !ok {
 						return i, 0, esc, failSyntax
 					}
@@ -487,26 +489,6 @@ func scanString(data []byte, i int) (end, dlen int, esc bool, f scanFail) {
 			i += size
 		}
 	}
-}
-
-func hex4(data []byte, i int) (uint32, bool) {
-	if i+4 > len(data) {
-		return 0, false
-	}
-	var r uint32
-	for _, c := range data[i : i+4] {
-		switch {
-		case c >= '0' && c <= '9':
-			r = r<<4 | uint32(c-'0')
-		case c >= 'a' && c <= 'f':
-			r = r<<4 | uint32(c-'a'+10)
-		case c >= 'A' && c <= 'F':
-			r = r<<4 | uint32(c-'A'+10)
-		default:
-			return 0, false
-		}
-	}
-	return r, true
 }
 
 // scanNumber checks the number starting at data[i] against RFC 8259's grammar, the
@@ -561,51 +543,4 @@ func scanNumber(data []byte, i, maxLen int) (int, scanFail) {
 		return start, failNumber
 	}
 	return i, scanOK
-}
-
-// unescape appends the unescaped form of a string's content (without quotes), which
-// scanString has already accepted, to dst.
-func unescape(dst, src []byte) []byte {
-	for len(src) > 0 {
-		j := bytes.IndexByte(src, '\\')
-		if j < 0 {
-			return append(dst, src...)
-		}
-		dst = append(dst, src[:j]...)
-		src = src[j:]
-		if len(src) < 2 {
-			return dst
-		}
-		switch src[1] {
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r, ok := hex4(src, 2)
-			if !ok {
-				return dst
-			}
-			w := 6
-			if r >= 0xD800 && r < 0xDC00 && len(src) >= 12 {
-				if r2, ok := hex4(src, 8); ok && r2 >= 0xDC00 && r2 <= 0xDFFF {
-					r = 0x10000 + (r-0xD800)<<10 + (r2 - 0xDC00)
-					w = 12
-				}
-			}
-			dst = utf8.AppendRune(dst, rune(r))
-			src = src[w:]
-			continue
-		default: // '"', '\\', '/'
-			dst = append(dst, src[1])
-		}
-		src = src[2:]
-	}
-	return dst
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/wsgate/wsgate/internal/jsonbytes"
 )
 
 var testLimits = scanLimits{depth: DefaultMaxDepth, keys: DefaultMaxKeys, array: DefaultMaxArray, str: DefaultMaxString, num: DefaultMaxNumber}
@@ -192,7 +194,7 @@ func TestUnescapeMatchesEncodingJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(s), &want); err != nil {
 			t.Fatal(err)
 		}
-		got := unescape(nil, []byte(s[1:len(s)-1]))
+		got, _ := jsonbytes.Unescape(nil, []byte(s[1:len(s)-1]))
 		if !bytes.Equal(got, []byte(want)) {
 			t.Errorf("unescape(%s) = %q, want %q", s, got, want)
 		}

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/wsgate/wsgate/internal/jsonbytes"
 )
 
 // The fast validator decides, straight from the JSON text and without building a
@@ -533,7 +536,7 @@ func (c *cursor) strEnd(i int) (int, bool) {
 	esc := false
 	j := i + 1
 	for {
-		q := indexByte(c.data[j:], '"')
+		q := bytes.IndexByte(c.data[j:], '"')
 		if q < 0 {
 			return -1, esc
 		}
@@ -547,7 +550,7 @@ func (c *cursor) strEnd(i int) (int, bool) {
 		}
 		if (q-b)%2 == 0 {
 			if !esc {
-				esc = indexByte(c.data[i+1:q], '\\') >= 0
+				esc = bytes.IndexByte(c.data[i+1:q], '\\') >= 0
 			}
 			return q + 1, esc
 		}
@@ -846,11 +849,11 @@ func (n *fnode) constMatch(c *cursor, t uint8, i, end int, small int64, isSmall 
 // the cursor's buffer: it is compared or matched at once, never kept.
 func (c *cursor) str(raw []byte, esc bool) (string, bool) {
 	if !esc {
-		return unsafeString(raw), true
+		return jsonbytes.Alias(raw), true
 	}
-	b, ok := unescapeStrict(c.buf[:0], raw)
+	b, ok := jsonbytes.Unescape(c.buf[:0], raw)
 	c.buf = b
-	return unsafeString(b), ok
+	return jsonbytes.Alias(b), ok
 }
 
 func (n *fnode) strCheck(c *cursor, raw []byte, esc bool) verdict {
@@ -874,7 +877,7 @@ func (n *fnode) strCheck(c *cursor, raw []byte, esc bool) verdict {
 	}
 	if n.pat != nil {
 		if !esc {
-			if !n.pat.match(unsafeString(raw)) {
+			if !n.pat.match(jsonbytes.Alias(raw)) {
 				return vInvalid
 			}
 		} else {
@@ -898,7 +901,7 @@ func runeCount(raw []byte, esc bool) (int, bool) {
 	}
 	n := 0
 	for len(raw) > 0 {
-		j := indexByte(raw, '\\')
+		j := bytes.IndexByte(raw, '\\')
 		if j < 0 {
 			return n + utf8.RuneCount(raw), true
 		}
@@ -912,7 +915,7 @@ func runeCount(raw []byte, esc bool) (int, bool) {
 			raw = raw[2:]
 			continue
 		}
-		r, ok := hex4(raw, 2)
+		r, ok := jsonbytes.Hex4(raw, 2)
 		if !ok {
 			return 0, false
 		}
@@ -920,7 +923,7 @@ func runeCount(raw []byte, esc bool) (int, bool) {
 			if len(raw) < 12 || raw[6] != '\\' || raw[7] != 'u' {
 				return 0, false
 			}
-			if r2, ok := hex4(raw, 8); !ok || r2 < 0xDC00 || r2 > 0xDFFF {
+			if r2, ok := jsonbytes.Hex4(raw, 8); !ok || r2 < 0xDC00 || r2 > 0xDFFF {
 				return 0, false
 			}
 			raw = raw[12:]
@@ -963,7 +966,7 @@ func (c *cursor) object(n *fnode, i int) (int, verdict) {
 				}
 				key = s
 			} else {
-				key = unsafeString(c.data[i+1 : kEnd-1])
+				key = jsonbytes.Alias(c.data[i+1 : kEnd-1])
 			}
 			i = c.ws(kEnd)
 			if i >= len(c.data) || c.data[i] != ':' {

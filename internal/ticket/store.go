@@ -7,6 +7,8 @@ import (
 	"hash/maphash"
 	"sync"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/sweep"
 )
 
 var (
@@ -61,9 +63,7 @@ type MemoryStore struct {
 	seed     maphash.Seed
 	now      func() time.Time
 
-	stop      chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
+	sweeper *sweep.Sweeper
 }
 
 type shard struct {
@@ -102,22 +102,14 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]entry)
 	}
-	if opts.SweepInterval > 0 {
-		s.stop, s.done = make(chan struct{}), make(chan struct{})
-		go s.sweepLoop(opts.SweepInterval)
-	}
+	s.sweeper = sweep.Start(opts.SweepInterval, s.sweepAll)
 	return s
 }
 
 // Close stops the sweeper and waits for it. It is idempotent; the store
 // keeps working without the sweeper.
 func (s *MemoryStore) Close() {
-	s.closeOnce.Do(func() {
-		if s.stop != nil {
-			close(s.stop)
-			<-s.done
-		}
-	})
+	s.sweeper.Stop()
 }
 
 func (s *MemoryStore) shardFor(key string) *shard {
@@ -203,21 +195,12 @@ func (sh *shard) sweep(now time.Time) {
 	}
 }
 
-func (s *MemoryStore) sweepLoop(every time.Duration) {
-	defer close(s.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			for i := range s.shards {
-				sh := &s.shards[i]
-				sh.mu.Lock()
-				sh.sweep(s.now())
-				sh.mu.Unlock()
-			}
-		}
+// sweepAll drops expired entries from every shard; the sweeper calls it.
+func (s *MemoryStore) sweepAll() {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		sh.sweep(s.now())
+		sh.mu.Unlock()
 	}
 }

@@ -245,7 +245,7 @@ func TestSweeperAndClose(t *testing.T) {
 	// The goroutine may still be unwinding just after done was closed.
 	buf := make([]byte, 1<<20)
 	for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
-		if st := string(buf[:runtime.Stack(buf, true)]); !strings.Contains(st, "sweepLoop") {
+		if st := string(buf[:runtime.Stack(buf, true)]); !strings.Contains(st, "sweep.(*Sweeper).loop") {
 			break
 		}
 		if time.Now().After(deadline) {

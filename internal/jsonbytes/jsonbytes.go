@@ -1,4 +1,4 @@
-package schema
+package jsonbytes
 
 import (
 	"bytes"
@@ -6,18 +6,18 @@ import (
 	"unsafe"
 )
 
-func indexByte(b []byte, c byte) int { return bytes.IndexByte(b, c) }
-
-// unsafeString views b as a string without copying. Callers use the result only
-// while b is unchanged and never keep it.
-func unsafeString(b []byte) string {
+// Alias views b as a string without copying. Callers use the result only while b is
+// unchanged and never keep it beyond that.
+func Alias(b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
 	return unsafe.String(&b[0], len(b))
 }
 
-func hex4(b []byte, i int) (uint32, bool) {
+// Hex4 decodes the four hex digits of a \u escape at b[i:i+4]; false when they are
+// missing or not hex.
+func Hex4(b []byte, i int) (uint32, bool) {
 	if i+4 > len(b) {
 		return 0, false
 	}
@@ -37,9 +37,11 @@ func hex4(b []byte, i int) (uint32, bool) {
 	return r, true
 }
 
-// unescapeStrict appends the unescaped content of a JSON string (without quotes) to
-// dst; false for a malformed escape or a lone surrogate.
-func unescapeStrict(dst, src []byte) ([]byte, bool) {
+// Unescape appends the unescaped content of a JSON string (without its quotes) to
+// dst. It is strict, so that unchecked input cannot smuggle a different decoding
+// past it: false for a malformed escape or a lone UTF-16 surrogate, with dst holding
+// what was decoded up to that point. Content other than escapes is copied as is.
+func Unescape(dst, src []byte) ([]byte, bool) {
 	for len(src) > 0 {
 		j := bytes.IndexByte(src, '\\')
 		if j < 0 {
@@ -64,14 +66,14 @@ func unescapeStrict(dst, src []byte) ([]byte, bool) {
 		case 't':
 			dst = append(dst, '\t')
 		case 'u':
-			r, ok := hex4(src, 2)
+			r, ok := Hex4(src, 2)
 			if !ok {
 				return dst, false
 			}
 			w := 6
 			switch {
 			case r >= 0xD800 && r < 0xDC00:
-				r2, ok := hex4(src, 8)
+				r2, ok := Hex4(src, 8)
 				if len(src) < 12 || src[6] != '\\' || src[7] != 'u' || !ok || r2 < 0xDC00 || r2 > 0xDFFF {
 					return dst, false
 				}

@@ -326,3 +326,31 @@ func TestHistoryReplyBounded(t *testing.T) {
 		t.Fatalf("history reply: truncated=%v with %d publications", h["truncated"], len(pubs))
 	}
 }
+
+// Namespaces reload without dropping connections: a namespace added by a reload
+// accepts subscriptions on a connection opened before it.
+func TestNamespacesReload(t *testing.T) {
+	s := realtimeServer(t, nil)
+	perms := map[string]any{"channels": map[string]any{"sub": []string{"*:*"}, "pub": []string{"*:*"}}}
+	c := s.Connect(t, "reloader", perms)
+	c.SendJSON(t, map[string]any{"type": "subscribe", "id": 1, "channel": "news:today"})
+	if e := c.Expect(t, "error", 5*time.Second); e["code"] != "unknown_namespace" {
+		t.Fatalf("before reload: %v", e)
+	}
+	cfg := *s.Cfg
+	cfg.Channels.Namespaces = map[string]config.Namespace{
+		"chat": s.Cfg.Channels.Namespaces["chat"],
+		"news": {ClientPublish: true, HistorySize: 10, HistoryTTL: time.Minute},
+	}
+	if err := s.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	subscribe(t, c, "news:today", nil)
+	// A reload that would orphan the default channel is refused whole.
+	bad := cfg
+	bad.Channels.Namespaces = map[string]config.Namespace{"news": cfg.Channels.Namespaces["news"]}
+	if err := s.Reload(&bad); err == nil {
+		t.Fatal("reload without the default channel's namespace accepted")
+	}
+	subscribe(t, c, "chat:still", nil)
+}

@@ -60,15 +60,19 @@ func (s *Server) buildRealtime(cfg *config.Config, commands command.Backend) err
 	return nil
 }
 
-func roomOptions(cfg *config.Config, commands command.Backend, s *Server) room.Options {
+func roomNamespaces(cfg *config.Config) map[string]room.Namespace {
 	ns := make(map[string]room.Namespace, len(cfg.Channels.Namespaces))
 	for name, n := range cfg.Channels.Namespaces {
 		ns[name] = room.Namespace{ClientPublish: n.ClientPublish, MaxSubscribers: n.MaxSubscribers,
 			HistorySize: n.HistorySize, HistoryTTL: n.HistoryTTL, Presence: n.Presence, JoinLeave: n.JoinLeave && n.Presence,
 			Integrity: n.Integrity, SignOutput: n.SignOutput}
 	}
+	return ns
+}
+
+func roomOptions(cfg *config.Config, commands command.Backend, s *Server) room.Options {
 	o := room.Options{
-		Namespaces:           ns,
+		Namespaces:           roomNamespaces(cfg),
 		DefaultChannel:       cfg.Channels.DefaultChannel,
 		ChannelClaim:         cfg.Channels.Claim,
 		MaxChannelsPerClient: cfg.Channels.MaxPerClient,

@@ -78,7 +78,11 @@ func (s *Server) reload(cfg *config.Config) error {
 	for _, k := range cfg.Channels.PublishAPIKeys {
 		s.redactor.Add(k)
 	}
-	// Everything is built: swap.
+	// Everything is built: swap. The namespaces go first because their check
+	// (the default channel must stay in one) is the last one that can refuse.
+	if err := s.room.SetNamespaces(roomNamespaces(cfg)); err != nil {
+		return fmt.Errorf("reload: channels: %w", err)
+	}
 	if err := s.alerts.SetRules(rules); err != nil {
 		return fmt.Errorf("reload: alerts: %w", err)
 	}

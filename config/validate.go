@@ -155,8 +155,12 @@ func (c *Config) Validate() error {
 		v.between("compression.level", c.Compression.Level, 1, 9)
 	}
 	// Channels
-	if c.Channels.DefaultChannel != "" && !channelRE.MatchString(c.Channels.DefaultChannel) {
-		v.errf("channels.default_channel", "must look like ns:name, got %q", c.Channels.DefaultChannel)
+	if dc := c.Channels.DefaultChannel; dc != "" {
+		if !channelRE.MatchString(dc) {
+			v.errf("channels.default_channel", "must look like ns:name, got %q", dc)
+		} else if ns, _, _ := strings.Cut(dc, ":"); !hasNamespace(c.Channels.Namespaces, ns) {
+			v.errf("channels.default_channel", "namespace %q of %q is not in channels.namespaces", ns, dc)
+		}
 	}
 	v.between("channels.max_per_client", c.Channels.MaxPerClient, 1, 10000)
 	for name, ns := range c.Channels.Namespaces {
@@ -274,6 +278,11 @@ var (
 	nsRE      = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 	channelRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_\-.@/=+]{1,128}$`)
 )
+
+func hasNamespace(m map[string]Namespace, ns string) bool {
+	_, ok := m[ns]
+	return ok
+}
 
 func orDefault(s, d string) string {
 	if s == "" {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/wsgate/wsgate/internal/broker"
 	"github.com/wsgate/wsgate/internal/command"
@@ -27,6 +28,7 @@ type Client interface {
 // Service is the real-time core of one node.
 type Service struct {
 	opts    Options
+	ns      atomic.Pointer[map[string]Namespace] // replaced whole by SetNamespaces
 	broker  broker.Broker
 	log     *slog.Logger
 	hub     *hub
@@ -46,7 +48,24 @@ func New(opts Options, b broker.Broker) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{opts: o, broker: b, log: slog.Default().With("component", "room"), hub: newHub(), clients: newClientTable()}, nil
+	s := &Service{opts: o, broker: b, log: slog.Default().With("component", "room"), hub: newHub(), clients: newClientTable()}
+	s.ns.Store(&o.Namespaces)
+	return s, nil
+}
+
+// SetNamespaces replaces the namespaces for what happens next (hot reload):
+// subscriptions already made stay; new subscribes, publishes, history and presence
+// requests follow the new settings. The set is checked as New checks it and
+// refused whole when invalid.
+func (s *Service) SetNamespaces(ns map[string]Namespace) error {
+	o := s.opts
+	o.Namespaces = ns
+	o, err := o.withDefaults()
+	if err != nil {
+		return err
+	}
+	s.ns.Store(&o.Namespaces)
+	return nil
 }
 
 // SetLogger replaces the logger (default slog.Default()); call before Run.
@@ -139,7 +158,7 @@ func (s *Service) channelNS(ch string) (Namespace, *Error) {
 	if !ok {
 		return Namespace{}, newErr(CodeBadChannel, "invalid channel name", true)
 	}
-	ns, ok := s.opts.Namespaces[nsName]
+	ns, ok := (*s.ns.Load())[nsName]
 	if !ok {
 		return Namespace{}, newErr(CodeUnknownNamespace, "unknown channel namespace", true)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/outbox"
 	"github.com/wsgate/wsgate/internal/pipeline"
 	"github.com/wsgate/wsgate/internal/transport"
 )
@@ -66,7 +67,7 @@ func serve(t *testing.T, deps Deps) (url string, sessions chan *Session) {
 	var wg sync.WaitGroup
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := New(Params{ID: NewID(), IP: netip.MustParseAddr("192.0.2.1"), Route: "/ws",
-			Identity: auth.Identity{Subject: "alice"}}, Options{}, deps)
+			Identity: auth.Identity{Subject: "alice"}}, Options{Outbox: outbox.Options{MaxMessages: 4096, MaxBytes: 4 << 20}}, deps)
 		c, err := up.Upgrade(w, r, "", s)
 		if err != nil {
 			t.Errorf("upgrade: %v", err)

@@ -99,13 +99,16 @@ func (u *echoUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	// Recorded before the 101: the client may look as soon as it is upgraded.
+	u.mu.Lock()
+	u.headers = append(u.headers, r.Header.Clone())
+	u.offered = offered
+	u.mu.Unlock()
 	c, err := u.up.Upgrade(w, r, chosen, u)
 	if err != nil {
 		return
 	}
 	u.mu.Lock()
-	u.headers = append(u.headers, r.Header.Clone())
-	u.offered = offered
 	u.conns = append(u.conns, c)
 	u.mu.Unlock()
 	c.Serve()
@@ -676,7 +679,7 @@ func startNodeSeed(t *testing.T, env ...string) (string, *wsgatetest.LogBuffer) 
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	if !logs.Contains("listening on port", 15*time.Second) {
+	if !logs.Contains("listening on port", 45*time.Second) {
 		t.Fatalf("node seed did not start: %s", logs.String())
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), logs

@@ -16,7 +16,12 @@ import (
 // happens next. Listener addresses, TLS files and the state backend need a restart;
 // a change to them is refused. An invalid configuration is refused whole and the
 // running one stays in force.
+//
+// Reloads are serialized: a second Reload waits for the first to finish, so the
+// running configuration is always one that was loaded whole.
 func (s *Server) Reload(cfg *config.Config) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	err := s.reload(cfg)
 	if err != nil {
 		s.audit.Log(audit.Event{Event: audit.ConfigRejected, Reason: "invalid", Detail: map[string]any{"error": err.Error()}})
@@ -26,7 +31,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	return nil
 }
 
-func (s *Server) reload(cfg *config.Config) error {
+func (s *Server) reload(cfg *config.Config) (err error) {
 	old := s.cfg.Load()
 	cfg.Dev = old.Dev
 	// A certificate given in memory (dev mode, tests, embedding) cannot come from a
@@ -71,6 +76,14 @@ func (s *Server) reload(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
+	// Until the verifier is handed to the guard it is ours: a refusal below must
+	// close it, or its JWKS refresher would outlive the reload.
+	installed := false
+	defer func() {
+		if !installed {
+			ver.Close()
+		}
+	}()
 	for _, k := range cfg.Auth.Keys {
 		s.redactor.Add(k.Secret)
 	}
@@ -88,6 +101,7 @@ func (s *Server) reload(cfg *config.Config) error {
 	}
 	oldVer := s.guard.Verifier()
 	s.guard.SetVerifier(ver)
+	installed = true
 	oldVer.Close()
 	s.guard.SetPolicy(guardPolicy(cfg))
 	s.quotas.SetLimits(quotaLimits(cfg))

@@ -70,6 +70,11 @@ type Server struct {
 
 	dev        *DevInfo
 	configPath string // the file the admin reload re-reads (WithConfigFile)
+
+	// reloadMu serializes Reload: SIGHUP and the admin API may ask at the same
+	// time, and two reloads swapping their parts one by one would interleave
+	// into a configuration nobody wrote (and leak the loser's verifier).
+	reloadMu sync.Mutex
 }
 
 // Option customises New.

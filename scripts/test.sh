@@ -2,8 +2,16 @@
 # The whole test suite: formatting, vet, staticcheck, and every test with -race,
 # including the ones against a real redis-server and real headless Chromium.
 # Installs what the tests need when it is missing (Debian packages).
+#
+# It never hangs: every test binary runs under a per-package -timeout (a hang
+# prints its goroutine dump within minutes), and the whole go test run is
+# bounded again from outside. It ends with one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+start=$(date +%s)
+
+# Per-package bound for go test; CI's budget is 90 minutes for the whole run.
+PKG_TIMEOUT=${WSGATETEST_PKG_TIMEOUT:-5m}
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
@@ -29,5 +37,21 @@ go vet ./...
 echo "== staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-echo "== go test -race (fuzz seed corpora included)"
-go test -race -count=1 -timeout 20m ./...
+echo "== go test -race -timeout $PKG_TIMEOUT per package (fuzz seed corpora included)"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+timeout --kill-after=30s 45m go test -race -count=1 -timeout "$PKG_TIMEOUT" ./... 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+
+ok=$(grep -cE '^ok[[:space:]]' "$log" || true)
+failed=$(grep -cE '^FAIL[[:space:]]+[^[:space:]]+' "$log" || true)
+notests=$(grep -cE '^\?[[:space:]]' "$log" || true)
+elapsed=$(( $(date +%s) - start ))
+printf '== summary: %d packages ok, %d failed, %d without tests, go test exit %d, elapsed %dm%02ds\n' \
+  "$ok" "$failed" "$notests" "$rc" $((elapsed / 60)) $((elapsed % 60))
+if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+  echo "== go test was stopped by the overall bound (45m): something hangs; see the goroutine dump above"
+fi
+exit "$rc"

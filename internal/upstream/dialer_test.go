@@ -71,6 +71,8 @@ func (p *pki) issue(t *testing.T, cn string, server bool) (tls.Certificate, []by
 }
 
 // wsServer is a minimal upstream recording the upgrade requests it served.
+// The request is recorded before the 101 is written, so a client that saw
+// its upgrade succeed always finds the request here (no race with the dial).
 type wsServer struct {
 	up    *transport.Upgrader
 	mu    sync.Mutex
@@ -79,21 +81,43 @@ type wsServer struct {
 }
 
 func (s *wsServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.reqs = append(s.reqs, r)
+	s.mu.Unlock()
 	c, err := s.up.Upgrade(w, r, "", nopHandler{})
 	if err != nil {
 		return
 	}
 	s.mu.Lock()
-	s.reqs = append(s.reqs, r)
 	s.conns = append(s.conns, c)
 	s.mu.Unlock()
 	c.Serve()
 }
 
+// request returns the i-th recorded upgrade request, failing the test (never
+// panicking, never while holding the lock) when there is none.
+func (s *wsServer) request(t *testing.T, i int) *http.Request {
+	t.Helper()
+	s.mu.Lock()
+	n := len(s.reqs)
+	var r *http.Request
+	if i < n {
+		r = s.reqs[i]
+	}
+	s.mu.Unlock()
+	if r == nil {
+		t.Fatalf("upstream recorded %d upgrade requests, want request #%d", n, i)
+	}
+	return r
+}
+
+// close closes every served connection; the lock is released before any
+// Close runs, so a Close that calls back into the server cannot deadlock.
 func (s *wsServer) close() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.conns {
+	conns := append([]*transport.Conn(nil), s.conns...)
+	s.mu.Unlock()
+	for _, c := range conns {
 		_ = c.Close()
 	}
 }
@@ -148,9 +172,7 @@ func TestDialMTLS(t *testing.T) {
 		t.Fatalf("mTLS dial: %v", err)
 	}
 	l.Start(nopClient{}, nil)
-	ws.mu.Lock()
-	r := ws.reqs[0]
-	ws.mu.Unlock()
+	r := ws.request(t, 0)
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || r.TLS.PeerCertificates[0].Subject.CommonName != "wsgate" {
 		t.Fatal("upstream did not see wsgate's client certificate")
 	}

@@ -874,3 +874,60 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("kicked connection still listed: %v", err)
 	}
 }
+
+// Issue 14/12: SIGHUP (ReloadFile) and the admin API reloading at the same time,
+// in a loop, always leave one configuration that was loaded whole: what a new
+// connection is told in its welcome (session options) and what its pipeline
+// enforces (the pipeline) come from the same file.
+func TestConcurrentReloadsLeaveOneConfig(t *testing.T) {
+	dir := t.TempDir()
+	pathA, pathB := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	writeAdminFile(t, pathA, reloadYAML(512, "100"))
+	writeAdminFile(t, pathB, reloadYAML(4096, "100"))
+	cfg, err := config.Load(pathB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := wsgatetest.Start(t, cfg, wsgate.WithConfigFile(pathB))
+	tok := s.Cfg.Admin.Token
+	big := `{"type":"ping","id":1,"pad":"` + strings.Repeat("x", 1000) + `"}`
+	for round := 0; round < 10; round++ {
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			s.ReloadFile(pathA, nil, nil)
+		}()
+		go func() {
+			defer wg.Done()
+			if st, out := adminCall(t, s, "POST", "/api/v1/reload", tok, nil); st != 200 {
+				t.Errorf("admin reload: %d %v", st, out)
+			}
+		}()
+		wg.Wait()
+		c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: bearer(s.Token(t, fmt.Sprintf("r%d", round), nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := c.Expect(t, "welcome", 5*time.Second)
+		lim, _ := w["limits"].(map[string]any)
+		announced, _ := lim["max_message_bytes"].(float64)
+		if announced != 512 && announced != 4096 {
+			t.Fatalf("round %d: welcome announces max_message_bytes %v, from neither file", round, lim)
+		}
+		c.Send(t, big)
+		select {
+		case <-c.Closed():
+			if announced != 512 {
+				t.Fatalf("round %d: welcome says %v but a 1000-byte message was refused: two configurations are mixed", round, announced)
+			}
+		case m := <-c.Msgs:
+			if announced != 4096 {
+				t.Fatalf("round %d: welcome says %v but a 1000-byte message got %s: two configurations are mixed", round, announced, m)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: no answer to a 1000-byte message", round)
+		}
+		_ = c.Conn.Close()
+	}
+}

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 
 # Per-package bound for go test; CI's budget is 90 minutes for the whole run.
-PKG_TIMEOUT=${WSGATETEST_PKG_TIMEOUT:-5m}
+PKG_TIMEOUT=${WSGATETEST_PKG_TIMEOUT:-8m}
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)

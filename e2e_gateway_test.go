@@ -152,10 +152,21 @@ func (u *echoUpstream) lastHeader() http.Header {
 	return u.headers[len(u.headers)-1]
 }
 
-func (u *echoUpstream) lastConn() *transport.Conn {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.conns[len(u.conns)-1]
+// lastConn returns the newest upstream connection, waiting (bounded) for it:
+// the request is recorded before the 101 but the connection only after the
+// upgrade returns, so a client that is already upgraded may look too early.
+func (u *echoUpstream) lastConn(t *testing.T) *transport.Conn {
+	t.Helper()
+	var c *transport.Conn
+	eventually(t, 5*time.Second, "upstream connection recorded", func() bool {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		if len(u.conns) > 0 {
+			c = u.conns[len(u.conns)-1]
+		}
+		return c != nil
+	})
+	return c
 }
 
 func (u *echoUpstream) expectClose(t *testing.T, code uint16) upClose {
@@ -380,7 +391,7 @@ func TestGatewayCloseCodes(t *testing.T) {
 			c := dialGW(t, s, "alice", nil)
 			c.Send(t, `{"type":"data","payload":0}`)
 			nextRaw(t, c, 5*time.Second)
-			tc.act(up.lastConn())
+			tc.act(up.lastConn(t))
 			if got := c.ExpectClose(t, tc.clientCode, 5*time.Second); got != tc.reason {
 				t.Fatalf("client reason %q, want %q", got, tc.reason)
 			}
@@ -545,7 +556,7 @@ func TestGatewayBackpressure(t *testing.T) {
 	const total = 800 // 25 MiB: far more than socket buffers and the outbox hold
 	var sent atomic.Int64
 	done := make(chan struct{})
-	uc := up.lastConn()
+	uc := up.lastConn(t)
 	go func() {
 		defer close(done)
 		msg := []byte(strings.Repeat("z", 32<<10))

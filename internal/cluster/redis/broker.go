@@ -25,6 +25,12 @@ const (
 	DefaultMaxHistoryTTL    = 24 * time.Hour
 	DefaultMetaTTL          = time.Hour
 	DefaultSubscribeTimeout = 5 * time.Second
+
+	// publishDedupWindow is how long Redis remembers that a publish id ran. A
+	// retry by go-redis follows its failed attempt within one read timeout and
+	// a backoff (well under a second); the window is generous for a paused
+	// node, and cheap: one small key per publication.
+	publishDedupWindow = 30 * time.Second
 )
 
 // BrokerOptions configures Client.Broker. Zero fields take the defaults.
@@ -199,8 +205,11 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, from 
 	if ttl > 0 {
 		ttlMS = max(ttl.Milliseconds(), 1)
 	}
-	res, err := publishScript.Run(ctx, b.rdb, []string{b.key(channel, "m"), b.key(channel, "h")},
-		data, from, size, ttlMS, b.opts.MetaTTL.Milliseconds(), rand.Text()[:8], b.topic+channel).Slice()
+	// id names this call: go-redis may send the script twice (see publishScript).
+	id := rand.Text()
+	res, err := publishScript.Run(ctx, b.rdb, []string{b.key(channel, "m"), b.key(channel, "h"), b.key(channel, "d:"+id)},
+		data, from, size, ttlMS, b.opts.MetaTTL.Milliseconds(), rand.Text()[:8], b.topic+channel,
+		publishDedupWindow.Milliseconds()).Slice()
 	if err != nil {
 		return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: %w", channel, err)
 	}

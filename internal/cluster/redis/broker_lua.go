@@ -9,9 +9,20 @@ import goredis "github.com/redis/go-redis/v9"
 
 // publishScript assigns the next offset, appends to history and publishes, in one
 // step, so that offsets, history and pub/sub order agree on every node.
-// KEYS: meta, stream. ARGV: data, from, size, ttl ms, meta ttl ms, epoch for a
-// new stream, topic. Returns {offset, epoch, time ms}.
+// KEYS: meta, stream, done marker of this publish id. ARGV: data, from, size,
+// ttl ms, meta ttl ms, epoch for a new stream, topic, marker ttl ms.
+// Returns {offset, epoch, time ms}.
+//
+// The done marker makes the script idempotent: go-redis runs a command again
+// when its reply is late (a read timeout after the write), although Redis may
+// have run it already. A second run with the same publish id returns the first
+// run's result instead of spending a new offset and publishing the data again.
 var publishScript = goredis.NewScript(`
+local done = redis.call('GET', KEYS[3])
+if done then
+  local o, e, n = string.match(done, '^(%d+),([^,]+),(%d+)$')
+  if o then return {tonumber(o), e, tonumber(n)} end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local epoch = redis.call('HGET', KEYS[1], 'e')
@@ -32,6 +43,7 @@ end
 local mttl = tonumber(ARGV[5])
 if ttl > mttl then mttl = ttl end
 redis.call('PEXPIRE', KEYS[1], mttl)
+redis.call('SET', KEYS[3], off .. ',' .. epoch .. ',' .. now, 'PX', ARGV[8])
 redis.call('PUBLISH', ARGV[7], 'p' .. off .. ',' .. epoch .. ',' .. now .. ',' .. string.len(ARGV[2]) .. ',' .. ARGV[2] .. ARGV[1])
 return {off, epoch, now}
 `)

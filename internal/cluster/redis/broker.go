@@ -31,6 +31,9 @@ const (
 	// a backoff (well under a second); the window is generous for a paused
 	// node, and cheap: one small key per publication.
 	publishDedupWindow = 30 * time.Second
+
+	// maxResubscribeWait caps the pub/sub reconnect backoff.
+	maxResubscribeWait = 500 * time.Millisecond
 )
 
 // BrokerOptions configures Client.Broker. Zero fields take the defaults.
@@ -519,7 +522,9 @@ func (b *Broker) receiveLoop() {
 			if !backoff(b.stop, wait) {
 				return
 			}
-			wait = min(wait*2, 2*time.Second)
+			// Capped low: while this node is not subscribed, publications of
+			// other nodes reach it only through history, which is bounded.
+			wait = min(wait*2, maxResubscribeWait)
 			continue
 		}
 		wait = 50 * time.Millisecond

@@ -89,12 +89,11 @@ type subscription struct {
 	client  Client
 	channel string
 
-	mu      sync.Mutex
-	live    bool
-	buf     []pending
-	dropped bool   // buffer overflowed while not live: the oldest entries are gone
-	last    uint64 // last offset delivered (or covered by the ack/replay)
-	epoch   string // epoch of last
+	mu    sync.Mutex
+	live  bool
+	buf   []pending
+	last  uint64 // last offset delivered (or covered by the ack/replay)
+	epoch string // epoch of last
 }
 
 type pending struct {
@@ -105,21 +104,38 @@ type pending struct {
 }
 
 // deliver hands one encoded publication to the client, dropping duplicates of what
-// the replay already covered. limit bounds the pre-live buffer.
-func (s *subscription) deliver(offset uint64, epoch string, msg []byte, limit int) {
+// the replay already covered. limit bounds the pre-live buffer. A publication that
+// does not continue the client's stream (a skipped offset, or a new epoch, in which
+// the old epoch's tail may be lost) is preceded by recovery_failed with the
+// position from which delivery is gap-free again; deliver reports that case.
+func (s *subscription) deliver(offset uint64, epoch string, msg []byte, limit int) (gap bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.live {
 		s.bufferLocked(pending{offset: offset, epoch: epoch, msg: msg}, limit)
-		return
+		return false
 	}
 	if epoch == s.epoch && offset <= s.last {
-		return
+		return false
+	}
+	if gap = s.gapLocked(offset, epoch); gap {
+		_ = s.client.Send(encodeRecoveryFailed(s.channel, offset-1, epoch, nil))
 	}
 	s.last, s.epoch = offset, epoch
 	// Send never blocks; its error means the session is closing this client as a
 	// slow consumer, which is the session's business, not the other subscribers'.
 	_ = s.client.Send(msg)
+	return gap
+}
+
+// gapLocked reports whether offset/epoch does not directly follow what the
+// client has: every offset of an epoch is delivered in turn, and the first
+// message of a stream the client saw no position of yet (empty epoch) is 1.
+func (s *subscription) gapLocked(offset uint64, epoch string) bool {
+	if epoch == s.epoch {
+		return offset != s.last+1
+	}
+	return s.epoch != "" || offset != 1
 }
 
 func (s *subscription) deliverEvent(msg []byte, limit int) {
@@ -137,42 +153,33 @@ func (s *subscription) bufferLocked(p pending, limit int) {
 		// Keep the newest: losing the oldest is reported as recovery_failed with
 		// the position from which delivery is gap-free again.
 		s.buf = append(s.buf[:0], s.buf[1:]...)
-		s.dropped = true
 	}
 	s.buf = append(s.buf, p)
 }
 
 // goLive records that the client has everything up to pos, sends what was buffered
-// after it (in order, without duplicates) and switches to direct delivery. When the
-// buffer lost entries beyond pos it returns the position from which delivery is
-// gap-free and true, having sent that notice via failed before the buffered rest.
+// after it (in order, without duplicates) and switches to direct delivery. Where the
+// buffered stream does not continue from pos (entries lost to the buffer bound, or
+// never delivered to this node), failed is called with the position from which
+// delivery is gap-free, before the rest.
 func (s *subscription) goLive(pos posLike, failed func(offset uint64, epoch string)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.last, s.epoch = pos.offset, pos.epoch
-	if s.dropped {
-		for _, p := range s.buf {
-			if p.unordered {
-				continue
-			}
-			if p.offset > 0 && (p.epoch != s.epoch || p.offset > s.last+1) {
-				s.last, s.epoch = p.offset-1, p.epoch
-				failed(s.last, s.epoch)
-			}
-			break
-		}
-	}
 	for _, p := range s.buf {
 		switch {
 		case p.unordered:
 		case p.epoch == s.epoch && p.offset <= s.last:
 			continue
 		default:
+			if s.gapLocked(p.offset, p.epoch) {
+				failed(p.offset-1, p.epoch)
+			}
 			s.last, s.epoch = p.offset, p.epoch
 		}
 		_ = s.client.Send(p.msg)
 	}
-	s.buf, s.dropped, s.live = nil, false, true
+	s.buf, s.live = nil, true
 }
 
 type posLike struct {

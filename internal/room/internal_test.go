@@ -53,6 +53,47 @@ func TestGoLiveDedupAndOverflow(t *testing.T) {
 	}
 }
 
+// A live subscription turns every break in its stream into recovery_failed before
+// the message: a skipped offset, a new epoch (the old one's tail may be lost),
+// a new epoch that does not start at 1. The first message of a stream the client
+// knew nothing of (empty epoch) starts at 1 without notice (issue 16, defect 3).
+func TestLiveGapsBecomeRecoveryFailed(t *testing.T) {
+	c := &recClient{}
+	s := &subscription{client: c, channel: "a:b"}
+	s.goLive(posLike{0, ""}, func(uint64, string) { t.Fatal("no gap expected") })
+	steps := []struct {
+		off   uint64
+		epoch string
+		gap   bool
+	}{
+		{1, "E", false}, {2, "E", false}, {2, "E", false}, {5, "E", true}, {6, "E", false},
+		{1, "F", true}, {3, "G", true}, {4, "G", false},
+	}
+	for _, st := range steps {
+		if gap := s.deliver(st.off, st.epoch, []byte(st.epoch+strconv.FormatUint(st.off, 10)), 10); gap != st.gap {
+			t.Errorf("%s/%d: gap %v, want %v", st.epoch, st.off, gap, st.gap)
+		}
+	}
+	got := strings.Join(c.msgs, ",")
+	rf := func(off, epoch string) string {
+		return `{"type":"recovery_failed","channel":"a:b","offset":` + off + `,"epoch":"` + epoch + `"}`
+	}
+	want := strings.Join([]string{"E1", "E2", rf("4", "E"), "E5", "E6", rf("0", "F"), "F1", rf("2", "G"), "G3", "G4"}, ",")
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	// Buffered entries that do not continue from the subscribe position get the
+	// notice too (a node that could not fill its gap from history).
+	c = &recClient{}
+	s = &subscription{client: c, channel: "a:b"}
+	s.deliver(9, "E", []byte("9"), 10)
+	var failedAt uint64
+	s.goLive(posLike{4, "E"}, func(off uint64, _ string) { failedAt = off; _ = c.Send([]byte("RF")) })
+	if got := strings.Join(c.msgs, ","); failedAt != 8 || got != "RF,9" {
+		t.Fatalf("failed at %d, got %s", failedAt, got)
+	}
+}
+
 func TestParseChannel(t *testing.T) {
 	good := []string{"chat:lobby", "lobby", "a:b@c/d=e+f.g-h_i", "x:" + strings.Repeat("a", 126)}
 	bad := []string{"", ":", "chat:", ":x", "a:b:c", "chat:lob by", "chat:é", "x:" + strings.Repeat("a", 127), "ch@t:x", "a\x00:b"}

@@ -655,7 +655,18 @@ func (ev events) HandlePublication(pub broker.Publication) {
 		return
 	}
 	limit := ev.s.opts.RecoveryBuffer
-	ev.s.hub.each(pub.Channel, func(sub *subscription) { sub.deliver(pub.Offset, pub.Epoch, msg, limit) })
+	gaps := 0
+	ev.s.hub.each(pub.Channel, func(sub *subscription) {
+		if sub.deliver(pub.Offset, pub.Epoch, msg, limit) {
+			gaps++
+		}
+	})
+	if gaps > 0 {
+		// Rare (Redis lost data, history too short for a reconnect, a new epoch):
+		// worth a line each time, with how many clients it reached.
+		ev.s.log.Warn("channel stream does not continue where subscribers were; sent recovery_failed",
+			"channel", pub.Channel, "epoch", pub.Epoch, "offset", pub.Offset, "subscribers", gaps)
+	}
 }
 
 func (ev events) HandleJoin(channel string, info broker.ClientInfo) {

@@ -25,6 +25,15 @@ const (
 	DefaultMaxHistoryTTL    = 24 * time.Hour
 	DefaultMetaTTL          = time.Hour
 	DefaultSubscribeTimeout = 5 * time.Second
+
+	// publishDedupWindow is how long Redis remembers that a publish id ran. A
+	// retry by go-redis follows its failed attempt within one read timeout and
+	// a backoff (well under a second); the window is generous for a paused
+	// node, and cheap: one small key per publication.
+	publishDedupWindow = 30 * time.Second
+
+	// maxResubscribeWait caps the pub/sub reconnect backoff.
+	maxResubscribeWait = 500 * time.Millisecond
 )
 
 // BrokerOptions configures Client.Broker. Zero fields take the defaults.
@@ -61,9 +70,11 @@ func (o BrokerOptions) Validate() error {
 // PUBLISHes to every node. Subscribe is a node-level SUBSCRIBE, reference
 // counted per channel. One goroutine (owned by the Broker, stopped by
 // Client.Close) reads pub/sub and delivers to the handler of Run in offset
-// order; when it sees an offset skipped (a pub/sub reconnect loses messages) or
-// its subscription is re-established, it fetches the missing publications from
-// history, so only what history no longer holds can be lost.
+// order; when it sees an offset skipped (a pub/sub reconnect loses messages), a
+// new epoch that does not start at offset 1, or its subscription re-established,
+// it fetches the missing publications from history, also across an epoch
+// change, so only what history no longer holds can be lost, and that shows as
+// a jump the handler turns into recovery_failed (and a warning here).
 type Broker struct {
 	rdb   goredis.UniversalClient
 	c     *Client
@@ -199,12 +210,15 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, from 
 	if ttl > 0 {
 		ttlMS = max(ttl.Milliseconds(), 1)
 	}
-	res, err := publishScript.Run(ctx, b.rdb, []string{b.key(channel, "m"), b.key(channel, "h")},
-		data, from, size, ttlMS, b.opts.MetaTTL.Milliseconds(), rand.Text()[:8], b.topic+channel).Slice()
+	// id names this call: go-redis may send the script twice (see publishScript).
+	id := rand.Text()
+	res, err := publishScript.Run(ctx, b.rdb, []string{b.key(channel, "m"), b.key(channel, "h"), b.key(channel, "d:"+id)},
+		data, from, size, ttlMS, b.opts.MetaTTL.Milliseconds(), rand.Text()[:8], b.topic+channel,
+		publishDedupWindow.Milliseconds()).Slice()
 	if err != nil {
 		return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: %w", channel, err)
 	}
-	if len(res) != 3 {
+	if len(res) != 4 {
 		return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: unexpected reply", channel)
 	}
 	off, ok1 := res[0].(int64)
@@ -212,6 +226,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, from 
 	if !ok1 || !ok2 || off <= 0 {
 		return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: unexpected reply", channel)
 	}
+	b.logReplaced(channel, res[3], epoch)
 	return broker.StreamPosition{Offset: uint64(off), Epoch: epoch}, nil
 }
 
@@ -291,7 +306,8 @@ func (b *Broker) History(ctx context.Context, channel string, since *broker.Stre
 	if since != nil {
 		mode, first = "s", since.Offset+1
 	}
-	res, err := historyScript.Run(ctx, b.rdb, []string{b.key(channel, "m"), b.key(channel, "h")}, mode, first, limit).Slice()
+	res, err := historyScript.Run(ctx, b.rdb, []string{b.key(channel, "m"), b.key(channel, "h")}, mode, first, limit,
+		rand.Text()[:8], b.opts.MetaTTL.Milliseconds()).Slice()
 	if err != nil {
 		return nil, broker.StreamPosition{}, fmt.Errorf("redis broker: history %q: %w: %w", channel, broker.ErrRecoveryFailed, err)
 	}
@@ -305,6 +321,7 @@ func (b *Broker) History(ctx context.Context, channel string, since *broker.Stre
 	if err != nil {
 		return nil, broker.StreamPosition{}, fmt.Errorf("redis broker: history %q: %w: %w", channel, broker.ErrRecoveryFailed, err)
 	}
+	b.logReplaced(channel, res[3], cur.Epoch)
 	pubs, err := parseEntries(channel, cur.Epoch, raw)
 	if err != nil {
 		return nil, cur, fmt.Errorf("redis broker: history %q: %w: %w", channel, broker.ErrRecoveryFailed, err)
@@ -326,8 +343,22 @@ func (b *Broker) History(ctx context.Context, channel string, since *broker.Stre
 	return pubs, cur, nil
 }
 
+// logReplaced reports a stream the scripts restarted because the Redis that
+// holds it is not the one that wrote it (see streamMeta): publications acked
+// after the last save or replication may be lost, and every subscriber of the
+// channel gets recovery_failed when the new epoch reaches it.
+func (b *Broker) logReplaced(channel string, replaced any, epoch string) {
+	r, _ := replaced.(string)
+	if r == "" {
+		return
+	}
+	old, offs, _ := strings.Cut(r, ":")
+	slog.Warn("redis broker: Redis restarted or failed over; stream restarts in a new epoch, publications acked after its last save may be lost",
+		"channel", channel, "old_epoch", old, "old_offset_in_redis", offs, "new_epoch", epoch)
+}
+
 func parseHistory(res []any) (broker.StreamPosition, []any, error) {
-	if len(res) != 3 {
+	if len(res) != 4 {
 		return broker.StreamPosition{}, nil, errBadEvent
 	}
 	epoch, ok1 := res[0].(string)
@@ -491,7 +522,9 @@ func (b *Broker) receiveLoop() {
 			if !backoff(b.stop, wait) {
 				return
 			}
-			wait = min(wait*2, 2*time.Second)
+			// Capped low: while this node is not subscribed, publications of
+			// other nodes reach it only through history, which is bounded.
+			wait = min(wait*2, maxResubscribeWait)
 			continue
 		}
 		wait = 50 * time.Millisecond
@@ -512,7 +545,9 @@ func (b *Broker) lookup(channel string) *brokerSub {
 	return b.subs[channel]
 }
 
-// onSubscribed confirms a new subscription, or catches up after a reconnect.
+// onSubscribed confirms a new subscription, or catches up after a reconnect:
+// whatever was published while this node was not subscribed is in history
+// (as far as history reaches), possibly in a new epoch.
 func (b *Broker) onSubscribed(channel string) {
 	b.mu.Lock()
 	s := b.subs[channel]
@@ -522,8 +557,8 @@ func (b *Broker) onSubscribed(channel string) {
 		close(s.ready)
 	}
 	b.mu.Unlock()
-	if s != nil && !first && s.last > 0 {
-		b.fill(channel, s, 0)
+	if s != nil && !first {
+		b.catchUp(channel, s, nil)
 	}
 }
 
@@ -544,12 +579,19 @@ func (b *Broker) onMessage(channel, payload string) {
 		b.deliver(func(h broker.EventHandler) { h.HandleLeave(channel, ev.info) })
 	case evPublication:
 		p := ev.pub
-		if s.epoch == p.Epoch && s.last > 0 {
-			if p.Offset <= s.last {
-				return // already delivered (by a gap fill)
-			}
-			if p.Offset > s.last+1 {
-				b.fill(channel, s, p.Offset)
+		if s.epoch != "" {
+			switch {
+			case p.Epoch == s.epoch && p.Offset <= s.last:
+				return // already delivered (by a catch-up)
+			case p.Epoch == s.epoch && p.Offset == s.last+1:
+			case p.Epoch != s.epoch && p.Offset == 1:
+				// A new epoch from its start; subscribers learn of the change
+				// (and of a possible loss in the old one) from the epoch itself.
+			default:
+				b.catchUp(channel, s, &p)
+				if p.Epoch == s.epoch && p.Offset <= s.last {
+					return
+				}
 			}
 		}
 		s.epoch, s.last = p.Epoch, p.Offset
@@ -557,27 +599,82 @@ func (b *Broker) onMessage(channel, payload string) {
 	}
 }
 
-// fill delivers, from history, the publications after s.last and before upto
-// (0: up to the current offset). What history no longer holds stays missing;
-// clients see the offset jump and recover or resubscribe.
-func (b *Broker) fill(channel string, s *brokerSub, upto uint64) {
+// catchUp delivers, from history, the publications after s's position and
+// before upto (nil: up to the current offset). When history cannot replay from
+// s's position (the epoch changed because Redis lost or rewound data, or the
+// entries were trimmed) it delivers everything retained in the current epoch:
+// the handler drops what each subscriber already has and turns the rest of the
+// jump into recovery_failed (room does). What history no longer holds is
+// logged at warn with a count.
+func (b *Broker) catchUp(channel string, s *brokerSub, upto *broker.Publication) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	pubs, _, err := b.History(ctx, channel, &broker.StreamPosition{Offset: s.last, Epoch: s.epoch}, 0)
+	var (
+		pubs []broker.Publication
+		cur  broker.StreamPosition
+		err  error
+	)
+	if s.epoch != "" {
+		pubs, cur, err = b.History(ctx, channel, &broker.StreamPosition{Offset: s.last, Epoch: s.epoch}, 0)
+	}
+	if s.epoch == "" || (errors.Is(err, broker.ErrRecoveryFailed) && cur.Epoch != "") {
+		pubs, cur, err = b.History(ctx, channel, nil, 0)
+	}
 	if err != nil {
-		slog.Debug("redis broker: gap not recoverable from history", "channel", channel, "err", err)
+		slog.Warn("redis broker: cannot read history to fill a gap; subscribers will see it as recovery_failed",
+			"channel", channel, "epoch", s.epoch, "offset", s.last, "err", err)
 		return
 	}
+	end := cur
+	if upto != nil {
+		end = broker.StreamPosition{Epoch: upto.Epoch, Offset: upto.Offset - 1}
+	}
+	fromEpoch, fromOff := s.epoch, s.last
+	var missing uint64
 	for _, p := range pubs {
-		if upto != 0 && p.Offset >= upto {
+		if p.Epoch == end.Epoch && p.Offset > end.Offset {
 			break
 		}
-		if p.Offset <= s.last {
+		if p.Epoch == s.epoch && p.Offset <= s.last {
 			continue
 		}
-		s.last = p.Offset
+		if s.epoch != "" {
+			missing += skipped(s.epoch, s.last, p.Epoch, p.Offset)
+		}
+		s.epoch, s.last = p.Epoch, p.Offset
 		b.deliver(func(h broker.EventHandler) { h.HandlePublication(p) })
 	}
+	if s.epoch != "" && upto != nil {
+		missing += skipped(s.epoch, s.last, upto.Epoch, upto.Offset)
+	} else if s.epoch != "" && end.Epoch != "" && (end.Epoch != s.epoch || end.Offset > s.last) {
+		missing += skipped(s.epoch, s.last, end.Epoch, end.Offset+1)
+	}
+	switch {
+	case missing > 0:
+		slog.Warn("redis broker: publications not recoverable from history; subscribers get recovery_failed",
+			"channel", channel, "from_epoch", fromEpoch, "from_offset", fromOff,
+			"to_epoch", end.Epoch, "to_offset", end.Offset, "missing", missing, "epoch_changed", end.Epoch != fromEpoch)
+	case fromEpoch != "" && end.Epoch != "" && end.Epoch != fromEpoch:
+		slog.Warn("redis broker: channel moved to a new epoch while this node was not subscribed; subscribers get recovery_failed",
+			"channel", channel, "from_epoch", fromEpoch, "from_offset", fromOff, "to_epoch", end.Epoch, "to_offset", end.Offset)
+	}
+}
+
+// skipped counts the publications between a delivered position and the next
+// delivered publication: those of the same epoch in between, or, across an
+// epoch change, those of the new epoch before it (what the old epoch lost is
+// unknown, and reported by the change itself).
+func skipped(epoch string, last uint64, nextEpoch string, next uint64) uint64 {
+	if nextEpoch == epoch {
+		if next > last+1 {
+			return next - last - 1
+		}
+		return 0
+	}
+	if next > 1 {
+		return next - 1
+	}
+	return 0
 }
 
 // close stops the goroutines; Run returns.

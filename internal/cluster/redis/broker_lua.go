@@ -3,45 +3,80 @@ package redis
 import goredis "github.com/redis/go-redis/v9"
 
 // Broker keys of one channel share the hash tag {channel}: meta (hash: e epoch,
-// o last offset), history (a stream whose entry ids are offset-0), presence
+// o last offset, r run id of the Redis that wrote it), history (a stream whose entry ids are offset-0), presence
 // (hash conn -> user) and presence expiry (zset conn -> ms). Events go to every
 // node over PUBLISH to prefix+"ps:"+channel, in the formats decodeEvent parses.
 
+// streamMeta is the prelude of the publish and history scripts. A stream's
+// meta hash records, besides its epoch and last offset, the run id of the Redis
+// process that wrote it (INFO server run_id, new at every start of redis-server
+// and different on a promoted replica). Meta written by another process may
+// come from an RDB snapshot, an AOF or a lagging replica: its offsets may have
+// been handed out already, and its history may miss acked publications. Such a
+// stream restarts in a new epoch (history dropped) before anything is read or
+// appended, so an offset is never acked twice within one epoch and a position
+// from before the loss never "recovers" across it.
+// KEYS: meta, stream. current(create, new_epoch, meta_ttl_ms) returns epoch,
+// offset and the "epoch:offset" it replaced (empty if none), or nil when there is
+// no stream and create is false.
+const streamMeta = `
+local function current(create, new_epoch, mttl)
+  local m = redis.call('HMGET', KEYS[1], 'e', 'o', 'r')
+  local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
+  if m[1] and m[3] == run then return m[1], tonumber(m[2]), '' end
+  if not m[1] and not create then return nil end
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', new_epoch, 'o', 0, 'r', run)
+  redis.call('PEXPIRE', KEYS[1], mttl)
+  if m[1] then return new_epoch, 0, m[1] .. ':' .. (m[2] or '0') end
+  return new_epoch, 0, ''
+end
+`
+
 // publishScript assigns the next offset, appends to history and publishes, in one
 // step, so that offsets, history and pub/sub order agree on every node.
-// KEYS: meta, stream. ARGV: data, from, size, ttl ms, meta ttl ms, epoch for a
-// new stream, topic. Returns {offset, epoch, time ms}.
-var publishScript = goredis.NewScript(`
+// KEYS: meta, stream, done marker of this publish id. ARGV: data, from, size,
+// ttl ms, meta ttl ms, epoch for a new stream, topic, marker ttl ms.
+// Returns {offset, epoch, time ms, replaced epoch:offset or empty}.
+//
+// The done marker makes the script idempotent: go-redis runs a command again
+// when its reply is late (a read timeout after the write), although Redis may
+// have run it already. A second run with the same publish id returns the first
+// run's result instead of spending a new offset and publishing the data again.
+var publishScript = goredis.NewScript(streamMeta + `
+local done = redis.call('GET', KEYS[3])
+if done then
+  local o, e, n = string.match(done, '^(%d+),([^,]+),(%d+)$')
+  if o then return {tonumber(o), e, tonumber(n), ''} end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[6]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
-end
-local off = redis.call('HINCRBY', KEYS[1], 'o', 1)
 local size = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
+local mttl = tonumber(ARGV[5])
+if ttl > mttl then mttl = ttl end
+local epoch, _, replaced = current(true, ARGV[6], mttl)
+local off = redis.call('HINCRBY', KEYS[1], 'o', 1)
 if size > 0 and ttl > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', size, off .. '-0', 'd', ARGV[1], 'f', ARGV[2], 't', now)
   redis.call('PEXPIRE', KEYS[2], ttl)
 else
   redis.call('DEL', KEYS[2])
 end
-local mttl = tonumber(ARGV[5])
-if ttl > mttl then mttl = ttl end
 redis.call('PEXPIRE', KEYS[1], mttl)
+redis.call('SET', KEYS[3], off .. ',' .. epoch .. ',' .. now, 'PX', ARGV[8])
 redis.call('PUBLISH', ARGV[7], 'p' .. off .. ',' .. epoch .. ',' .. now .. ',' .. string.len(ARGV[2]) .. ',' .. ARGV[2] .. ARGV[1])
-return {off, epoch, now}
+return {off, epoch, now, replaced}
 `)
 
 // historyScript reads position and history atomically. KEYS: meta, stream.
-// ARGV: 'l' (latest) or 's' (since), first offset wanted, count (0 all).
-// Returns {} for a channel without a stream, else {epoch, offset, entries}.
-var historyScript = goredis.NewScript(`
-local m = redis.call('HMGET', KEYS[1], 'e', 'o')
-if not m[1] then return {} end
+// ARGV: 'l' (latest) or 's' (since), first offset wanted, count (0 all), epoch
+// for a stream that must restart (see streamMeta), meta ttl ms.
+// Returns {} for a channel without a stream, else {epoch, offset, entries,
+// replaced epoch:offset or empty}.
+var historyScript = goredis.NewScript(streamMeta + `
+local epoch, off, replaced = current(false, ARGV[4], tonumber(ARGV[5]))
+if not epoch then return {} end
 local n = tonumber(ARGV[3])
 local res
 if ARGV[1] == 'l' then
@@ -51,7 +86,7 @@ else
   if n > 0 then res = redis.call('XRANGE', KEYS[2], ARGV[2] .. '-0', '+', 'COUNT', n)
   else res = redis.call('XRANGE', KEYS[2], ARGV[2] .. '-0', '+') end
 end
-return {m[1], m[2], res}
+return {epoch, tostring(off), res, replaced}
 `)
 
 // presenceNow is the prelude of the presence scripts.

@@ -75,9 +75,37 @@ func (s *Server) Stop() {
 	s.cmd, s.done = nil, nil
 }
 
-// Restart starts the server again on the same port, empty (no persistence), and
-// waits until it accepts connections.
+// Restart starts the server again on the same port, empty (a snapshot taken
+// with Save is deleted first), and waits until it accepts connections.
 func (s *Server) Restart() {
+	s.t.Helper()
+	if err := os.Remove(s.dir + "/dump.rdb"); err != nil && !os.IsNotExist(err) {
+		s.t.Fatalf("redistest: remove snapshot: %v", err)
+	}
+	s.restart()
+}
+
+// RestartFromSnapshot starts the server again on the same port with the data of
+// the last Save: what a restart from an old RDB file, or a failover to a replica
+// that lagged, gives.
+func (s *Server) RestartFromSnapshot() {
+	s.t.Helper()
+	if _, err := os.Stat(s.dir + "/dump.rdb"); err != nil {
+		s.t.Fatalf("redistest: no snapshot to restart from (call Save): %v", err)
+	}
+	s.restart()
+}
+
+// Save writes a snapshot (SAVE) that RestartFromSnapshot loads.
+func (s *Server) Save() {
+	s.t.Helper()
+	reply, err := command(s.Addr(), "SAVE")
+	if err != nil || !strings.HasPrefix(reply, "+OK") {
+		s.t.Fatalf("redistest: SAVE: %q %v", reply, err)
+	}
+}
+
+func (s *Server) restart() {
 	s.t.Helper()
 	s.mu.Lock()
 	running := s.cmd != nil
@@ -100,7 +128,7 @@ func (s *Server) start() error {
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--dir", s.dir,
-		"--save", "",
+		"--save", "", // snapshots only when a test calls Save
 		"--appendonly", "no",
 		"--protected-mode", "no",
 		"--daemonize", "no",
@@ -148,20 +176,27 @@ func (s *Server) log() string {
 
 // ping speaks just enough RESP to see a +PONG.
 func ping(addr string) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	line, err := commandTimeout(addr, "PING", 200*time.Millisecond)
+	return err == nil && strings.HasPrefix(line, "+PONG")
+}
+
+// command sends one inline command and returns the first reply line.
+func command(addr, cmd string) (string, error) { return commandTimeout(addr, cmd, 10*time.Second) }
+
+func commandTimeout(addr, cmd string, d time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	var dl net.Dialer
+	c, err := dl.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return false
+		return "", err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
+	_ = c.SetDeadline(time.Now().Add(d))
+	if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
+		return "", err
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, "+PONG")
+	return bufio.NewReader(c).ReadString('\n')
 }
 
 func freePort() (int, error) {

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -202,5 +203,124 @@ func TestSec01JWKSRefreshNotCancellable(t *testing.T) {
 		}
 		c.Expect(t, "welcome", 5*time.Second)
 		_ = c.Conn.Close()
+	}
+}
+
+// 13.10: with no origins.allowed, Origin must be this server's origin: scheme,
+// host and port, not the host name alone.
+func TestSec10OriginSchemeHostPort(t *testing.T) {
+	cfg := wsgatetest.Config()
+	cfg.Limits.HandshakeRate = config.RateLimit{Rate: 1000, Burst: 1000}
+	s := wsgatetest.Start(t, cfg)
+	_, port, _ := net.SplitHostPort(s.Addr)
+	tok := s.Token(t, "olga", nil)
+	for _, o := range []string{
+		"https://127.0.0.1:1",             // same host, another port
+		"http://127.0.0.1:" + port,        // same host and port, another scheme
+		"https://127.0.0.1",               // default port
+		"https://localhost:" + port,       // another host
+		"https://127.0.0.1:" + port + "0", // port prefix trick
+	} {
+		h := bearer(tok)
+		h.Set("Origin", o)
+		expectRefused(t, s, wsgatetest.DialOptions{Header: h}, http.StatusForbidden, "bad_origin")
+	}
+	h := bearer(tok)
+	h.Set("Origin", "https://127.0.0.1:"+port)
+	c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: h})
+	if err != nil {
+		t.Fatalf("same-origin page refused: %v", err)
+	}
+	c.Expect(t, "welcome", 5*time.Second)
+
+	// Behind a TLS-terminating trusted proxy the browser's scheme is the proxy's
+	// X-Forwarded-Proto.
+	pcfg := wsgatetest.Config()
+	pcfg.InsecurePlaintext = true
+	pcfg.TrustedProxies = []string{"127.0.0.1/32"}
+	ps := wsgatetest.Start(t, pcfg)
+	ptok := ps.Token(t, "olga", nil)
+	req := func(origin, proto string) int {
+		r := secUpgradeHead("gate.example") + "Authorization: Bearer " + ptok + "\r\nOrigin: " + origin + "\r\n"
+		if proto != "" {
+			r += "X-Forwarded-For: 198.51.100.7\r\nX-Forwarded-Proto: " + proto + "\r\n"
+		}
+		code, _ := rawUpgrade(t, ps.Addr, nil, r+"\r\n")
+		return code
+	}
+	if code := req("https://gate.example", "https"); code != http.StatusSwitchingProtocols {
+		t.Fatalf("https page behind a TLS-terminating proxy: %d", code)
+	}
+	if code := req("http://gate.example", "https"); code != http.StatusForbidden {
+		t.Fatalf("http page for an https endpoint: %d", code)
+	}
+	if code := req("http://gate.example:8080", ""); code != http.StatusForbidden {
+		t.Fatalf("another port behind the proxy: %d", code)
+	}
+}
+
+// 13.12: an Authorization token and a token subprotocol entry together are
+// refused with 400, like two Authorization headers.
+func TestSec12AuthorizationAndTokenSubprotocol(t *testing.T) {
+	s := wsgatetest.Start(t, nil)
+	alice, bob := s.Token(t, "alice", nil), s.Token(t, "bob", nil)
+	for _, protos := range [][]string{{"wsgate.v1", "bearer", bob}, {"wsgate.v1", "token." + bob}} {
+		expectRefused(t, s, wsgatetest.DialOptions{Header: bearer(alice), Subprotocols: protos}, http.StatusBadRequest, "ambiguous_credential")
+	}
+	code, body := rawUpgrade(t, s.Addr, s.TLSConfig, secUpgradeHead("127.0.0.1")+
+		"Authorization: Bearer "+alice+"\r\nAuthorization: Bearer "+bob+"\r\n\r\n")
+	if code != http.StatusBadRequest || !strings.Contains(body, "one credential") {
+		t.Fatalf("two Authorization headers: %d %s", code, body)
+	}
+}
+
+// 13.13: an upgrade request with a body is refused before any of it is read as
+// WebSocket frames.
+func TestSec13UpgradeWithBody(t *testing.T) {
+	s := wsgatetest.Start(t, nil)
+	head := secUpgradeHead("127.0.0.1") + "Authorization: Bearer " + s.Token(t, "carl", nil) + "\r\n"
+	// A masked text frame {"type":"ping"} smuggled as the "body".
+	frame := "\x81\x8f\x00\x00\x00\x00" + `{"type":"ping"}`
+	for name, req := range map[string]string{
+		"content-length": head + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(frame)) + frame,
+		"chunked":        head + "Transfer-Encoding: chunked\r\n\r\n" + fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(frame), frame),
+	} {
+		code, body := rawUpgrade(t, s.Addr, s.TLSConfig, req)
+		if code != http.StatusBadRequest {
+			t.Fatalf("%s: status %d, want 400 (%s)", name, code, body)
+		}
+	}
+	if !s.Logs.Contains(`"reason":"upgrade_with_body"`, 2*time.Second) {
+		t.Fatal("log does not record reason upgrade_with_body")
+	}
+	// Content-Length: 0 is no body.
+	code, _ := rawUpgrade(t, s.Addr, s.TLSConfig, head+"Content-Length: 0\r\n\r\n")
+	if code != http.StatusSwitchingProtocols {
+		t.Fatalf("Content-Length: 0: status %d", code)
+	}
+}
+
+// 15.4: token.<jwt> as the only offered subprotocol is refused before the
+// upgrade with a 400 that says what to do, instead of a 101 the browser fails.
+func TestUX04TokenSubprotocolAlone(t *testing.T) {
+	s := wsgatetest.Start(t, nil)
+	tok := s.Token(t, "tess", nil)
+	code, body := rawUpgrade(t, s.Addr, s.TLSConfig, secUpgradeHead("127.0.0.1")+"Sec-WebSocket-Protocol: token."+tok+"\r\n\r\n")
+	if code != http.StatusBadRequest || !strings.Contains(body, "application subprotocol") || !strings.Contains(body, "bearer, <jwt>") {
+		t.Fatalf("token.<jwt> alone: %d %s", code, body)
+	}
+	if strings.Contains(body, tok[:20]) {
+		t.Fatal("refusal echoes the token")
+	}
+	// With an application subprotocol, and in the bearer form, it works.
+	for _, protos := range [][]string{{"wsgate.v1", "token." + tok}, {"bearer", tok}} {
+		c, resp, err := s.Dial(t, wsgatetest.DialOptions{Subprotocols: protos})
+		if err != nil {
+			t.Fatalf("%v: %v", protos[0], err)
+		}
+		if resp.Header.Get("Sec-WebSocket-Protocol") == "" {
+			t.Fatalf("%v: no subprotocol answered", protos[0])
+		}
+		c.Expect(t, "welcome", 5*time.Second)
 	}
 }

@@ -324,3 +324,205 @@ func TestUX04TokenSubprotocolAlone(t *testing.T) {
 		c.Expect(t, "welcome", 5*time.Second)
 	}
 }
+
+// xff returns a bearer header for tok arriving through the trusted proxy on
+// behalf of client.
+func xff(tok, client string) http.Header {
+	h := bearer(tok)
+	h.Set("X-Forwarded-For", client)
+	return h
+}
+
+// v6 returns the i-th address of the /64 2001:db8:1:2::/64 (i > 0) or, with
+// another /64, 2001:db8:1:3::i.
+func v6(net64, i int) string { return fmt.Sprintf("2001:db8:1:%x:%x::%x", net64, (i*7919)&0xffff, i) }
+
+// 13.3: every per-IP control keys an IPv6 client by its /64 (configurable), so 60
+// addresses of one /64 are one client: handshake rate, connection caps, IP
+// message budgets, IP bans (admin and automatic), and the admin API shows the
+// prefix.
+func TestSec03IPv6PrefixKeys(t *testing.T) {
+	base := func() *config.Config {
+		cfg := wsgatetest.Config()
+		cfg.TrustedProxies = []string{"127.0.0.1/32"}
+		cfg.Alerts.Rules = nil
+		return cfg
+	}
+
+	t.Run("handshake rate", func(t *testing.T) {
+		cfg := base()
+		cfg.Limits.HandshakeRate = config.RateLimit{Rate: 0.01, Burst: 20}
+		s := wsgatetest.Start(t, cfg)
+		tok := s.Token(t, "hs", nil)
+		accepted := 0
+		for i := 1; i <= 60; i++ {
+			c, resp, err := s.Dial(t, wsgatetest.DialOptions{Header: xff(tok, v6(2, i))})
+			if err == nil {
+				accepted++
+				_ = c.Conn.Close()
+				continue
+			}
+			if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+				t.Fatalf("handshake %d: %v", i, err)
+			}
+		}
+		if accepted > 21 {
+			t.Fatalf("60 handshakes from 60 addresses of one /64: %d accepted, want at most the burst (20)", accepted)
+		}
+		// Another /64 has its own bucket; an IPv4 client is still keyed by its address.
+		for _, other := range []string{v6(3, 1), "198.51.100.7"} {
+			c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: xff(tok, other)})
+			if err != nil {
+				t.Fatalf("%s refused: %v", other, err)
+			}
+			_ = c.Conn.Close()
+		}
+	})
+
+	t.Run("configurable prefix", func(t *testing.T) {
+		cfg := base()
+		cfg.Limits.HandshakeRate = config.RateLimit{Rate: 0.01, Burst: 2}
+		cfg.Limits.IPv6Prefix = 128
+		cfg.Limits.IPv4Prefix = 24
+		s := wsgatetest.Start(t, cfg)
+		tok := s.Token(t, "pfx", nil)
+		for i := 1; i <= 6; i++ { // /128: each address its own bucket
+			c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: xff(tok, v6(2, i))})
+			if err != nil {
+				t.Fatalf("ipv6_prefix 128, address %d refused: %v", i, err)
+			}
+			_ = c.Conn.Close()
+		}
+		refused := 0
+		for i := 1; i <= 6; i++ { // /24: one IPv4 network is one client
+			c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: xff(tok, fmt.Sprintf("198.51.100.%d", i))})
+			if err != nil {
+				refused++
+				continue
+			}
+			_ = c.Conn.Close()
+		}
+		if refused < 4 {
+			t.Fatalf("ipv4_prefix 24: only %d of 6 handshakes from one /24 refused", refused)
+		}
+	})
+
+	t.Run("connection cap", func(t *testing.T) {
+		cfg := base()
+		cfg.Limits.HandshakeRate = config.RateLimit{Rate: 1000, Burst: 1000}
+		cfg.Limits.Connections.PerIP = 5
+		s := wsgatetest.Start(t, cfg)
+		for i := 1; i <= 5; i++ {
+			c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: xff(s.Token(t, fmt.Sprintf("u%d", i), nil), v6(2, i))})
+			if err != nil {
+				t.Fatalf("connection %d refused: %v", i, err)
+			}
+			c.Expect(t, "welcome", 5*time.Second)
+		}
+		for i := 6; i <= 60; i += 9 {
+			expectRefused(t, s, wsgatetest.DialOptions{Header: xff(s.Token(t, fmt.Sprintf("u%d", i), nil), v6(2, i))}, http.StatusTooManyRequests, "ip_quota")
+		}
+		c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: xff(s.Token(t, "other", nil), v6(3, 1))})
+		if err != nil {
+			t.Fatalf("another /64 refused: %v", err)
+		}
+		c.Expect(t, "welcome", 5*time.Second)
+	})
+
+	t.Run("ip message budget", func(t *testing.T) {
+		cfg := base()
+		cfg.Limits.HandshakeRate = config.RateLimit{Rate: 1000, Burst: 1000}
+		tier := cfg.Rate.Tiers["default"]
+		tier.IPMessages = config.RateLimit{Rate: 0.01, Burst: 5}
+		cfg.Rate.Tiers["default"] = tier
+		cfg.Abuse.MaxStrikes = 100
+		s := wsgatetest.Start(t, cfg)
+		a, _, err := s.Dial(t, wsgatetest.DialOptions{Header: xff(s.Token(t, "ma", nil), v6(2, 1))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Expect(t, "welcome", 5*time.Second)
+		for i := range 5 {
+			a.Send(t, fmt.Sprintf(`{"type":"ping","id":%d}`, i))
+			a.Expect(t, "pong", 5*time.Second)
+		}
+		b, _, err := s.Dial(t, wsgatetest.DialOptions{Header: xff(s.Token(t, "mb", nil), v6(2, 2))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Expect(t, "welcome", 5*time.Second)
+		b.Send(t, `{"type":"ping","id":"b"}`)
+		if e := b.Expect(t, "error", 5*time.Second); e["code"] != "rate_limited" {
+			t.Fatalf("second address of the /64 got %v, want rate_limited (shared IP budget)", e)
+		}
+	})
+
+	t.Run("bans", func(t *testing.T) {
+		cfg := base()
+		cfg.Limits.HandshakeRate = config.RateLimit{Rate: 1000, Burst: 1000}
+		cfg.Alerts.Rules = []config.AlertRule{{Name: "auth_failures_per_ip", Event: "auth_failure", Window: time.Minute,
+			Threshold: 20, PerIP: true, Cooldown: 5 * time.Minute, AutoBan: true, BanTTL: 10 * time.Minute}}
+		s := wsgatetest.Start(t, cfg)
+		tok := s.Cfg.Admin.Token
+		// The admin bans one address: the ban is on its /64, and shown so.
+		st, out := adminCall(t, s, "POST", "/api/v1/bans", tok, map[string]any{"ip": v6(2, 5), "ttl": "1h"})
+		if b, _ := out["ban"].(map[string]any); st != 200 || b["subject"] != "ip:2001:db8:1:2::/64" {
+			t.Fatalf("admin ban of %s: %d %v", v6(2, 5), st, out)
+		}
+		expectRefused(t, s, wsgatetest.DialOptions{Header: xff(s.Token(t, "neighbour", nil), v6(2, 44))}, http.StatusForbidden, "banned")
+		_, list := adminCall(t, s, "GET", "/api/v1/bans", tok, nil)
+		if !strings.Contains(fmt.Sprint(list), "ip:2001:db8:1:2::/64") {
+			t.Fatalf("ban list does not show the prefix: %v", list)
+		}
+		// Unbanning any address of it lifts the prefix ban.
+		if st, out := adminCall(t, s, "DELETE", "/api/v1/bans/ip:"+v6(2, 9), tok, nil); st != 200 || out["unbanned"] != "ip:2001:db8:1:2::/64" {
+			t.Fatalf("unban: %d %v", st, out)
+		}
+		c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: xff(s.Token(t, "neighbour", nil), v6(2, 44))})
+		if err != nil {
+			t.Fatalf("after unban: %v", err)
+		}
+		c.Expect(t, "welcome", 5*time.Second)
+
+		// Failed handshakes from 20 addresses of another /64 auto-ban that /64.
+		for i := 1; i <= 20; i++ {
+			expectRefused(t, s, wsgatetest.DialOptions{Header: xff("not.a.jwt", v6(3, i))}, http.StatusUnauthorized, "")
+		}
+		expectRefused(t, s, wsgatetest.DialOptions{Header: xff(s.Token(t, "late", nil), v6(3, 59))}, http.StatusForbidden, "banned")
+		if !s.Logs.Contains(`"subject":"ip:2001:db8:1:3::/64"`, 2*time.Second) {
+			t.Fatal("auto-ban not logged with the prefix subject")
+		}
+	})
+}
+
+// 15.7: message-level strikes ban the user, not the IP: other users behind the
+// same address (a NAT, an office) keep connecting.
+func TestUX07StrikesBanUserNotIP(t *testing.T) {
+	cfg := wsgatetest.Config()
+	cfg.Abuse.MaxStrikes = 3
+	s := wsgatetest.Start(t, cfg)
+	c := s.Connect(t, "striker", nil)
+	for range 3 {
+		c.Send(t, `{"type":"nope"}`)
+	}
+	c.ExpectClose(t, 1008, 5*time.Second)
+	expectRefused(t, s, wsgatetest.DialOptions{Header: bearer(s.Token(t, "striker", nil))}, http.StatusForbidden, "banned")
+	colleague := s.Connect(t, "colleague", nil)
+	colleague.Send(t, `{"type":"ping","id":1}`)
+	colleague.Expect(t, "pong", 5*time.Second)
+	if strings.Contains(s.Logs.String(), `"subject":"ip:`) {
+		t.Fatal("message strikes banned an IP by default")
+	}
+
+	// abuse.ban_ip: true opts back in to IP bans for message strikes.
+	cfg2 := wsgatetest.Config()
+	cfg2.Abuse.MaxStrikes = 3
+	cfg2.Abuse.BanIP = true
+	s2 := wsgatetest.Start(t, cfg2)
+	c2 := s2.Connect(t, "striker", nil)
+	for range 3 {
+		c2.Send(t, `{"type":"nope"}`)
+	}
+	c2.ExpectClose(t, 1008, 5*time.Second)
+	expectRefused(t, s2, wsgatetest.DialOptions{Header: bearer(s2.Token(t, "colleague", nil))}, http.StatusForbidden, "banned")
+}

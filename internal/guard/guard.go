@@ -40,9 +40,12 @@ type Policy struct {
 	Origins        OriginPolicy
 	HandshakeRate  limit.Limit
 	TrustedProxies []netip.Prefix
-	Extract        auth.ExtractOptions
-	AuthMode       string
-	IdentityFrom   string // "san" or "cn"
+	// IPPrefixes turn the client address into the key of every per-IP check here
+	// (handshake rate, IP ban, IP connection quota); zero means /32 and /64.
+	IPPrefixes   limit.IPPrefixes
+	Extract      auth.ExtractOptions
+	AuthMode     string
+	IdentityFrom string // "san" or "cn"
 	// Subprotocols are the application subprotocols this endpoint speaks, in
 	// preference order.
 	Subprotocols []string
@@ -81,6 +84,14 @@ func (g *Guard) SetPolicy(p Policy) { g.policy.Store(&p) }
 // SetVerifier replaces the token verifier (hot reload of keys).
 func (g *Guard) SetVerifier(v *auth.Verifier) { g.verifier.Store(v) }
 
+// ClientKey returns the per-IP key of r's client (its real IP through trusted
+// proxies, then Policy.IPPrefixes), as Check counts it: for per-IP alerts and
+// logs of refused handshakes.
+func (g *Guard) ClientKey(r *http.Request) string {
+	p := g.policy.Load()
+	return p.IPPrefixes.Key(ClientIP(r, p.TrustedProxies))
+}
+
 // Verifier returns the token verifier in force.
 func (g *Guard) Verifier() *auth.Verifier { return g.verifier.Load() }
 
@@ -91,6 +102,7 @@ func (g *Guard) Policy() *Policy { return g.policy.Load() }
 // the connection ends, whichever way it ends.
 type Admission struct {
 	IP          netip.Addr
+	IPKey       string // Policy.IPPrefixes.Key(IP): what per-IP limits and bans count
 	Identity    auth.Identity
 	Credential  auth.CredentialSource
 	Subprotocol string
@@ -155,7 +167,7 @@ func reject(status int, code, reason string, err error) *Rejection {
 func (g *Guard) Check(ctx context.Context, r *http.Request) (*Admission, *Rejection) {
 	p := g.policy.Load()
 	ip := ClientIP(r, p.TrustedProxies)
-	ipKey := ip.String()
+	ipKey := p.IPPrefixes.Key(ip)
 
 	// 1. Handshake rate per IP, before any expensive work (signature checks).
 	if p.HandshakeRate.Rate > 0 {
@@ -199,7 +211,7 @@ func (g *Guard) Check(ctx context.Context, r *http.Request) (*Admission, *Reject
 		return nil, reject(http.StatusForbidden, "forbidden_origin", reason, err)
 	}
 	// 5. Credential.
-	adm := &Admission{IP: ip}
+	adm := &Admission{IP: ip, IPKey: ipKey}
 	appProtocols, echo, rej := g.authenticate(ctx, r, p, adm)
 	if rej != nil {
 		return nil, rej

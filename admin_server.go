@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -133,6 +134,7 @@ func (s *Server) newAdminAPI() (*admin.Handler, error) {
 		Audit:  s.audit,
 		Log:    s.log,
 		Done:   s.ctx.Done(),
+		IPKey:  func(a netip.Addr) string { return s.guard.Policy().IPPrefixes.Key(a) },
 	})
 }
 

@@ -293,7 +293,7 @@ func (s *Server) handleGateway(rt *gatewayRoute, w http.ResponseWriter, r *http.
 	g := rt.guardFor(s)
 	adm, rej := g.Check(r.Context(), r)
 	if rej != nil {
-		s.observeHandshake(r, guard.ClientIP(r, g.Policy().TrustedProxies).String(), rej)
+		s.observeHandshake(r, g.ClientKey(r), rej)
 		rej.Write(w)
 		return
 	}
@@ -314,7 +314,7 @@ func (s *Server) handleGateway(rt *gatewayRoute, w http.ResponseWriter, r *http.
 	verify, rej := s.connIntegrity(r, rt.integrity, adm, id)
 	if rej != nil {
 		adm.Lease.Release()
-		s.observeHandshake(r, ip, rej)
+		s.observeHandshake(r, adm.IPKey, rej)
 		rej.Write(w)
 		return
 	}
@@ -333,7 +333,7 @@ func (s *Server) handleGateway(rt *gatewayRoute, w http.ResponseWriter, r *http.
 		s.log.Warn("upstream dial failed", "route", rt.name, "conn_id", id, "ip", ip, "user", adm.Identity.Subject,
 			"reason", de.Reason, "err", err)
 		rej := &guard.Rejection{Status: de.Status, Code: "upstream_unavailable", Reason: "upstream_" + de.Reason, RetryAfter: de.RetryAfter}
-		s.observeHandshake(r, ip, rej)
+		s.observeHandshake(r, adm.IPKey, rej)
 		rej.Write(w)
 		return
 	}
@@ -356,7 +356,7 @@ func (s *Server) handleGateway(rt *gatewayRoute, w http.ResponseWriter, r *http.
 		deps.Raw = gl
 	}
 	sess := session.New(session.Params{
-		ID: id, IP: adm.IP, Route: rt.name, Subprotocol: sub, Identity: adm.Identity, Lease: adm.Lease, Tier: tier, Verify: verify,
+		ID: id, IP: adm.IP, IPKey: adm.IPKey, Route: rt.name, Subprotocol: sub, Identity: adm.Identity, Lease: adm.Lease, Tier: tier, Verify: verify,
 	}, rt.sopts, deps)
 	conn, err := rt.upgrader.Upgrade(w, r, sub, sess)
 	if err != nil {
@@ -365,7 +365,7 @@ func (s *Server) handleGateway(rt *gatewayRoute, w http.ResponseWriter, r *http.
 		s.log.Info("upgrade failed", "route", rt.name, "ip", ip, "err", err)
 		return
 	}
-	s.observeHandshake(r, ip, nil)
+	s.observeHandshake(r, adm.IPKey, nil)
 	sess.Attach(conn)
 	gl.sess = sess
 	link.Start(gatewayClient{srv: s, sess: sess}, gl.upstreamEnded)

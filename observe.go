@@ -34,7 +34,7 @@ func (o *observer) Message(s *session.Session, typ string, data []byte, rej *pip
 		return
 	}
 	m.Message(typ, rej.Code)
-	ip := s.IP().String()
+	ip := s.IPKey() // per-IP alerts and their auto-bans count the client's key
 	switch rej.Code {
 	case pipeline.CodeRateLimited:
 		m.RateLimited("conn")
@@ -64,7 +64,7 @@ func (o *observer) Closed(s *session.Session, code uint16, reason string) {
 	case reason == "slow consumer" && code == transport.StatusPolicyViolation:
 		o.metrics.SlowConsumerClose()
 	case code == transport.StatusMessageTooBig:
-		o.alerts.Observe(alert.EventOversize, s.IP().String())
+		o.alerts.Observe(alert.EventOversize, s.IPKey())
 	}
 	dur := time.Since(s.Started()).Round(time.Millisecond)
 	o.audit.Log(audit.Event{Event: audit.ConnectionClosed, ConnID: s.ID(), IP: s.IP().String(), User: s.User(), Route: s.Route(),

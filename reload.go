@@ -52,6 +52,11 @@ func (s *Server) reload(cfg *config.Config) (err error) {
 		cfg.TLS != old.TLS || cfg.InsecurePlaintext != old.InsecurePlaintext || cfg.State.Backend != old.State.Backend {
 		return fmt.Errorf("reload: path, tls, insecure_plaintext and state.backend need a restart")
 	}
+	// Live leases, pending sockets and counters are keyed by the prefixes in
+	// force; changing them live would split one client's counts in two.
+	if ipPrefixes(cfg) != ipPrefixes(old) {
+		return fmt.Errorf("reload: limits.ipv4_prefix and limits.ipv6_prefix need a restart")
+	}
 	popts, err := pipelineOptions(cfg, s.limiter)
 	if err != nil {
 		return err

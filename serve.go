@@ -29,7 +29,8 @@ func (s *Server) ListenAndServe(ctx context.Context, ready func(Listening)) erro
 		return err
 	}
 	c := cfg.Limits.Connections
-	pending := &listener.Pending{PerIP: c.PendingPerIP, Total: c.PendingTotal, Trusted: cfg.ParseTrustedProxies(), Log: s.log}
+	pending := &listener.Pending{PerIP: c.PendingPerIP, Total: c.PendingTotal, Trusted: cfg.ParseTrustedProxies(),
+		Key: ipPrefixes(cfg).Key, Log: s.log}
 	ln, err := listener.Listen(cfg.Listen, tlsCfg, pending)
 	if err != nil {
 		return err

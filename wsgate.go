@@ -239,6 +239,12 @@ func strikePolicy(cfg *config.Config) ban.Policy {
 		Off: a.MaxStrikes == 0 || (!a.BanIP && !a.BanUser)}
 }
 
+// ipPrefixes is how much of a client address is one client for every per-IP
+// control (limits.ipv4_prefix, limits.ipv6_prefix).
+func ipPrefixes(cfg *config.Config) limit.IPPrefixes {
+	return limit.IPPrefixes{V4: cfg.Limits.IPv4Prefix, V6: cfg.Limits.IPv6Prefix}
+}
+
 func lim(r config.RateLimit) limit.Limit { return limit.Limit{Rate: r.Rate, Burst: r.Burst} }
 
 func guardPolicy(cfg *config.Config) guard.Policy {
@@ -246,6 +252,7 @@ func guardPolicy(cfg *config.Config) guard.Policy {
 		Origins:        guard.OriginPolicy{Allowed: cfg.Origins.Allowed, AllowMissing: cfg.Origins.AllowMissing},
 		HandshakeRate:  lim(cfg.Limits.HandshakeRate),
 		TrustedProxies: cfg.ParseTrustedProxies(),
+		IPPrefixes:     ipPrefixes(cfg),
 		Extract:        auth.ExtractOptions{CookieName: cfg.Auth.CookieName, AllowQueryToken: cfg.Auth.AllowQueryToken},
 		AuthMode:       cfg.Auth.Mode,
 		IdentityFrom:   cfg.TLS.IdentityFrom,
@@ -340,7 +347,7 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	adm, rej := s.guard.Check(r.Context(), r)
 	if rej != nil {
-		s.observeHandshake(r, guard.ClientIP(r, s.guard.Policy().TrustedProxies).String(), rej)
+		s.observeHandshake(r, s.guard.ClientKey(r), rej)
 		rej.Write(w)
 		return
 	}
@@ -353,12 +360,12 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 	verify, rej := s.connIntegrity(r, cfg.Integrity.Mode, adm, connID)
 	if rej != nil {
 		adm.Lease.Release()
-		s.observeHandshake(r, adm.IP.String(), rej)
+		s.observeHandshake(r, adm.IPKey, rej)
 		rej.Write(w)
 		return
 	}
 	sess := session.New(session.Params{
-		ID: connID, IP: adm.IP, Route: cfg.Path, Subprotocol: adm.Subprotocol,
+		ID: connID, IP: adm.IP, IPKey: adm.IPKey, Route: cfg.Path, Subprotocol: adm.Subprotocol,
 		Identity: adm.Identity, Lease: adm.Lease, Tier: tier, Verify: verify,
 	}, *s.sopts.Load(), session.Deps{
 		LivePipeline: &s.pipeline,
@@ -369,7 +376,7 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 		Registry:     s.registry,
 		Observer:     (*observer)(s),
 	})
-	s.observeHandshake(r, adm.IP.String(), nil)
+	s.observeHandshake(r, adm.IPKey, nil)
 	conn, err := s.upgrader.Load().Upgrade(w, r, adm.Subprotocol, sess)
 	if err != nil {
 		adm.Lease.Release()

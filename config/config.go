@@ -137,9 +137,16 @@ type Limits struct {
 	TypeMaxBytes    map[string]int `koanf:"type_max_bytes"`
 	JSON            JSONLimits     `koanf:"json"`
 	// HandshakeRate is the per-IP token bucket for upgrade requests.
-	HandshakeRate RateLimit   `koanf:"handshake_rate"`
-	Connections   Connections `koanf:"connections"`
-	Outbox        Outbox      `koanf:"outbox"`
+	HandshakeRate RateLimit `koanf:"handshake_rate"`
+	// IPv4Prefix and IPv6Prefix say how many leading bits of a client address
+	// are one client for every per-IP control (handshake rate, connection and
+	// pending caps, IP message/byte budgets, IP bans, per-IP alerts). Defaults
+	// 32 and 64: an IPv6 customer holds a whole /64, so keying on the full
+	// address would hand an attacker 2^64 fresh buckets.
+	IPv4Prefix  int         `koanf:"ipv4_prefix"`
+	IPv6Prefix  int         `koanf:"ipv6_prefix"`
+	Connections Connections `koanf:"connections"`
+	Outbox      Outbox      `koanf:"outbox"`
 }
 
 // JSONLimits bound the structure of a message before any schema work.
@@ -202,8 +209,13 @@ type Abuse struct {
 	Window     time.Duration `koanf:"window"`      // default 1m
 	MaxStrikes int           `koanf:"max_strikes"` // default 10; 0 disables bans
 	BanTTL     time.Duration `koanf:"ban_ttl"`     // default 10m
-	BanIP      bool          `koanf:"ban_ip"`      // default true
-	BanUser    bool          `koanf:"ban_user"`    // default true
+	// BanIP also bans the client's IP key for message-level strikes. Default
+	// false: strikes come from authenticated users, and one user's strikes must
+	// not lock out everyone behind the same NAT or office address. IP bans come
+	// from unauthenticated abuse instead: the auto_ban alert rules (by default
+	// auth_failures_per_ip: 20 failed handshakes a minute from one IP key).
+	BanIP   bool `koanf:"ban_ip"`
+	BanUser bool `koanf:"ban_user"` // default true
 }
 
 // Compression is permessage-deflate, off by default. The decompressed size is capped
@@ -386,8 +398,9 @@ func Default() *Config {
 			MaxHeaderBytes: 8192, MaxMessageBytes: 8192, MaxFragments: 64,
 			JSON:          JSONLimits{MaxDepth: 32, MaxKeys: 128, MaxArrayLen: 1024, MaxStringLen: 4096},
 			HandshakeRate: RateLimit{Rate: 10, Burst: 20},
-			Connections:   Connections{PerIP: 100, PerUser: 10, Global: 19000, PendingPerIP: 256, PendingTotal: 4096},
-			Outbox:        Outbox{MaxMessages: 256, MaxBytes: 1 << 20},
+			IPv4Prefix:    32, IPv6Prefix: 64,
+			Connections: Connections{PerIP: 100, PerUser: 10, Global: 19000, PendingPerIP: 256, PendingTotal: 4096},
+			Outbox:      Outbox{MaxMessages: 256, MaxBytes: 1 << 20},
 		},
 		Rate: Rate{
 			Tiers: map[string]Tier{"default": {
@@ -400,7 +413,7 @@ func Default() *Config {
 			}},
 			AbuseLimited: 50, AbuseWindow: 10 * time.Second,
 		},
-		Abuse:       Abuse{Window: time.Minute, MaxStrikes: 10, BanTTL: 10 * time.Minute, BanIP: true, BanUser: true},
+		Abuse:       Abuse{Window: time.Minute, MaxStrikes: 10, BanTTL: 10 * time.Minute, BanIP: false, BanUser: true},
 		Compression: Compression{ServerMaxWindowBits: 15, ClientMaxWindowBits: 15, Level: 1},
 		Channels: Channels{
 			DefaultChannel: "chat:lobby", Claim: "channels", MaxPerClient: 64,
@@ -414,7 +427,9 @@ func Default() *Config {
 		Admin:     Admin{Listen: "127.0.0.1:9090"},
 		Audit:     Audit{MaxBytes: 100 << 20, MaxFiles: 5, MessageMaxBytes: 256},
 		Alerts: Alerts{Rules: []AlertRule{
-			{Name: "auth_failures_per_ip", Event: "auth_failure", Window: time.Minute, Threshold: 20, PerIP: true, Cooldown: 5 * time.Minute},
+			// Unauthenticated abuse is what bans an IP (key) by default.
+			{Name: "auth_failures_per_ip", Event: "auth_failure", Window: time.Minute, Threshold: 20, PerIP: true, Cooldown: 5 * time.Minute,
+				AutoBan: true, BanTTL: 10 * time.Minute},
 			{Name: "auth_failures", Event: "auth_failure", Window: time.Minute, Threshold: 200, Cooldown: 5 * time.Minute},
 			{Name: "handshake_flood", Event: "handshake", Window: time.Minute, Threshold: 5000, Cooldown: 5 * time.Minute},
 			{Name: "invalid_spike", Event: "invalid_message", Window: time.Minute, Threshold: 500, Cooldown: 5 * time.Minute},

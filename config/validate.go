@@ -114,6 +114,8 @@ func (c *Config) Validate() error {
 	v.between("limits.json.max_array_len", l.JSON.MaxArrayLen, 1, 1000000)
 	v.between("limits.json.max_string_len", l.JSON.MaxStringLen, 1, 16<<20)
 	v.rate("limits.handshake_rate", l.HandshakeRate)
+	v.between("limits.ipv4_prefix", l.IPv4Prefix, 8, 32)
+	v.between("limits.ipv6_prefix", l.IPv6Prefix, 16, 128)
 	v.between("limits.connections.per_ip", l.Connections.PerIP, 0, 1_000_000)
 	v.between("limits.connections.per_user", l.Connections.PerUser, 0, 1_000_000)
 	v.between("limits.connections.global", l.Connections.Global, 0, 10_000_000)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -111,6 +112,11 @@ type Options struct {
 	StatsWindow time.Duration
 	// DefaultBanTTL applies to a ban request without ttl (default 1h).
 	DefaultBanTTL time.Duration
+	// IPKey maps a client address onto the per-IP key the server's limits and
+	// bans use (limit.IPPrefixes.Key: an IPv6 address onto its /64 by default),
+	// so that banning "ip:2001:db8::5" bans what the guard checks. Nil: the
+	// address itself.
+	IPKey func(netip.Addr) string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }

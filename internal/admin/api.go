@@ -232,8 +232,10 @@ func ParseBanRequest(req BanRequest, now time.Time, defTTL time.Duration) (ban.B
 	return b, nil
 }
 
-// NormalizeSubject checks a subject of the form "ip:<address>" or "user:<id>"
-// and returns it canonical (IPv4-mapped IPv6 unmapped and so on).
+// NormalizeSubject checks a subject of the form "ip:<address>", "ip:<prefix>"
+// or "user:<id>" and returns it canonical (IPv4-mapped IPv6 unmapped, prefix
+// masked and so on). Handler.ipKeyed then maps an address onto the per-IP key
+// the server uses (its /64 for IPv6 by default).
 func NormalizeSubject(s string) (string, error) {
 	kind, val, ok := strings.Cut(s, ":")
 	if !ok || val == "" {
@@ -241,11 +243,13 @@ func NormalizeSubject(s string) (string, error) {
 	}
 	switch kind {
 	case "ip":
-		ip, err := netip.ParseAddr(val)
-		if err != nil {
-			return "", errors.New("subject: not an IP address")
+		if ip, err := netip.ParseAddr(val); err == nil {
+			return ban.IPSubject(ip.String()), nil
 		}
-		return ban.IPSubject(ip.String()), nil
+		if p, err := netip.ParsePrefix(val); err == nil {
+			return ban.IPSubject(p.String()), nil
+		}
+		return "", errors.New("subject: not an IP address or prefix")
 	case "user":
 		return ban.UserSubject(val), nil
 	}
@@ -281,6 +285,7 @@ func (h *Handler) ban(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	b.Subject = h.ipKeyed(b.Subject)
 	if err := h.o.Bans.Ban(r.Context(), b); err != nil {
 		h.o.Log.Warn("admin ban failed", "subject", b.Subject, "err", err)
 		status, msg := http.StatusServiceUnavailable, "ban store unavailable"
@@ -306,11 +311,29 @@ func (h *Handler) ban(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"ban": viewBan(b), "kicked": kicked})
 }
 
+// ipKeyed maps an "ip:<address>" subject onto the server's per-IP key (the
+// address's /64 for IPv6 by default), which is what the guard checks; prefixes
+// and user subjects are returned as they are.
+func (h *Handler) ipKeyed(subject string) string {
+	v, ok := strings.CutPrefix(subject, "ip:")
+	if !ok || h.o.IPKey == nil {
+		return subject
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil {
+		return subject
+	}
+	if k := h.o.IPKey(a); k != "" {
+		return ban.IPSubject(k)
+	}
+	return subject
+}
+
 // kickSubject closes the live connections of a banned subject.
 func (h *Handler) kickSubject(subject string) []string {
 	var ids []string
 	h.o.Conns.RangeConns(func(c Conn) bool {
-		if ban.IPSubject(c.IP) == subject || (c.User != "" && ban.UserSubject(c.User) == subject) {
+		if h.ipKeyed(ban.IPSubject(c.IP)) == subject || (c.User != "" && ban.UserSubject(c.User) == subject) {
 			ids = append(ids, c.ID)
 		}
 		return true
@@ -333,6 +356,7 @@ func (h *Handler) unban(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	subject = h.ipKeyed(subject)
 	if err := h.o.Bans.Unban(r.Context(), subject); err != nil {
 		h.o.Log.Warn("admin unban failed", "subject", subject, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "ban store unavailable")

@@ -42,6 +42,12 @@ var (
 	// ErrBadCredential means a credential-carrying header or parameter is
 	// malformed, ambiguous or disallowed. Refuse the upgrade.
 	ErrBadCredential = errors.New("auth: malformed credential")
+	// ErrAmbiguousCredential (which also matches ErrBadCredential) means the
+	// request carries two credentials where one is read: two Authorization
+	// headers, or an Authorization token and a token subprotocol entry.
+	// Silently picking one would let a proxy and wsgate disagree on who the
+	// client is; refuse the request as malformed (400).
+	ErrAmbiguousCredential = fmt.Errorf("%w: ambiguous", ErrBadCredential)
 )
 
 // Credential is the one credential found in a request.
@@ -88,7 +94,10 @@ func Extract(r *http.Request, o ExtractOptions) (cred Credential, appProtocols [
 
 	if auth := r.Header.Values("Authorization"); len(auth) > 0 {
 		if len(auth) > 1 {
-			return Credential{}, appProtocols, fmt.Errorf("%w: more than one Authorization header", ErrBadCredential)
+			return Credential{}, appProtocols, fmt.Errorf("%w: more than one Authorization header", ErrAmbiguousCredential)
+		}
+		if subCred.Value != "" {
+			return Credential{}, appProtocols, fmt.Errorf("%w: both an Authorization header and a token subprotocol", ErrAmbiguousCredential)
 		}
 		scheme, tok, ok := strings.Cut(strings.TrimSpace(auth[0]), " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {

@@ -21,54 +21,88 @@ const (
 	maxJWKSKeys  = 100
 )
 
-// jwksSource holds the keys of one JWKS URL. Fetches are serialised by sem;
-// unknown-kid fetches are spaced at least minGap apart.
+// jwksSource holds the keys of one JWKS URL.
+//
+// A fetch never runs on a request's context: a client that hangs up must not
+// cancel a refresh that every other client is waiting for (and have the
+// cancellation cached as a failure for minGap). Fetches run on a goroutine owned
+// by the source, under base (cancelled by Close) and their own timeout; every
+// caller that wants a refresh while one is in flight waits for that one
+// (single flight), and may stop waiting when its own context ends without
+// affecting the fetch. Unknown-kid fetches are spaced at least minGap apart.
 type jwksSource struct {
-	url    string
-	client *http.Client
-	minGap time.Duration
-	now    func() time.Time
-	log    *slog.Logger
+	url     string
+	client  *http.Client
+	minGap  time.Duration
+	timeout time.Duration // bound on one fetch, whatever the client's timeout
+	now     func() time.Time
+	log     *slog.Logger
+
+	base context.Context // ends at Close: aborts an in-flight fetch
+	wg   *sync.WaitGroup // owner's: Close waits for fetch goroutines
 
 	ring atomic.Pointer[keyring]
-	sem  chan struct{} // capacity 1: one fetch at a time
 
-	mu          sync.Mutex // guards lastAttempt, lastErr
-	lastAttempt time.Time
+	mu          sync.Mutex // guards the fields below
+	closed      bool       // set by Verifier.Close: no new fetch starts
+	inflight    *jwksCall  // nil when no fetch runs
+	lastAttempt time.Time  // end of the last completed (not aborted) fetch
 	lastErr     error
 }
 
-func (s *jwksSource) lock(ctx context.Context) error {
+// jwksCall is one fetch in flight; done closes when err is set.
+type jwksCall struct {
+	done chan struct{}
+	err  error
+}
+
+// refresh makes sure a fetch completes after the call started, or, with
+// rateLimited, reuses the last completed fetch's outcome when it ended less than
+// minGap ago. It returns the fetch's error, or ctx's when the caller stops
+// waiting first; either way the fetch itself goes on.
+func (s *jwksSource) refresh(ctx context.Context, rateLimited bool) error {
+	s.mu.Lock()
+	if rateLimited && !s.lastAttempt.IsZero() && s.now().Sub(s.lastAttempt) < s.minGap {
+		err := s.lastErr
+		s.mu.Unlock()
+		return err
+	}
+	call := s.inflight
+	if call == nil {
+		if s.closed {
+			s.mu.Unlock()
+			return errors.New("jwks refresh: verifier closed")
+		}
+		call = &jwksCall{done: make(chan struct{})}
+		s.inflight = call
+		s.wg.Add(1)
+		go s.run(call)
+	}
+	s.mu.Unlock()
 	select {
-	case s.sem <- struct{}{}:
-		return nil
+	case <-call.done:
+		return call.err
 	case <-ctx.Done():
 		return fmt.Errorf("wait for jwks refresh: %w", ctx.Err())
 	}
 }
 
-func (s *jwksSource) unlock() { <-s.sem }
-
-// refresh fetches the set. With rateLimited, it skips the fetch (returning
-// the last fetch's error) when the previous attempt was less than minGap ago;
-// callers queued behind an in-flight fetch therefore reuse its result
-// instead of fetching again.
-func (s *jwksSource) refresh(ctx context.Context, rateLimited bool) error {
-	if err := s.lock(ctx); err != nil {
-		return err
-	}
-	defer s.unlock()
-	s.mu.Lock()
-	last, lastErr := s.lastAttempt, s.lastErr
-	s.mu.Unlock()
-	if rateLimited && !last.IsZero() && s.now().Sub(last) < s.minGap {
-		return lastErr
-	}
+// run performs one fetch for call and publishes its outcome.
+func (s *jwksSource) run(call *jwksCall) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithTimeout(s.base, s.timeout)
 	err := s.fetch(ctx)
+	cancel()
 	s.mu.Lock()
-	s.lastAttempt, s.lastErr = s.now(), err
+	s.inflight = nil
+	// A fetch aborted by Close says nothing about the identity provider: it is
+	// not remembered as the last attempt.
+	if s.base.Err() == nil {
+		s.lastAttempt, s.lastErr = s.now(), err
+	}
+	call.err = err
 	s.mu.Unlock()
-	return err
+	close(call.done)
 }
 
 func (s *jwksSource) fetch(ctx context.Context) error {

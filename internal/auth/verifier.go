@@ -201,7 +201,8 @@ type Verifier struct {
 }
 
 // NewVerifier loads the static keys and, when JWKSURL is set, fetches the
-// JWKS once (with ctx) and starts a refresher owned by the Verifier. Errors
+// JWKS once (waiting at most as long as ctx) and starts a refresher owned by
+// the Verifier. Errors
 // name the offending configuration field.
 func NewVerifier(ctx context.Context, opts Options, log *slog.Logger) (*Verifier, error) {
 	if log == nil {
@@ -228,12 +229,20 @@ func NewVerifier(ctx context.Context, opts Options, log *slog.Logger) (*Verifier
 		if client == nil {
 			client = &http.Client{Timeout: DefaultJWKSTimeout}
 		}
-		v.jwks = &jwksSource{url: opts.JWKSURL, client: client, minGap: opts.JWKSMinRefresh, now: opts.Now, log: log, sem: make(chan struct{}, 1)}
-		if err := v.jwks.refresh(ctx, false); err != nil {
-			return nil, fmt.Errorf("auth.jwks_url: initial fetch: %w", err)
+		timeout := DefaultJWKSTimeout
+		if client.Timeout > 0 && client.Timeout < timeout {
+			timeout = client.Timeout
 		}
+		// The refresher and every fetch live under rctx, never under a
+		// request's context; Close ends them.
 		rctx, cancel := context.WithCancel(context.Background())
 		v.cancel = cancel
+		v.jwks = &jwksSource{url: opts.JWKSURL, client: client, minGap: opts.JWKSMinRefresh, timeout: timeout,
+			now: opts.Now, log: log, base: rctx, wg: &v.wg}
+		if err := v.jwks.refresh(ctx, false); err != nil {
+			v.Close()
+			return nil, fmt.Errorf("auth.jwks_url: initial fetch: %w", err)
+		}
 		v.wg.Add(1)
 		go v.refreshLoop(rctx)
 	}
@@ -246,6 +255,13 @@ func (v *Verifier) Close() {
 	v.closeOnce.Do(func() {
 		if v.cancel != nil {
 			v.cancel()
+		}
+		if v.jwks != nil {
+			// No fetch starts after this (refresh does its wg.Add under mu),
+			// so Wait below cannot race an Add.
+			v.jwks.mu.Lock()
+			v.jwks.closed = true
+			v.jwks.mu.Unlock()
 		}
 		v.wg.Wait()
 	})
@@ -322,6 +338,8 @@ func (v *Verifier) selectKey(ctx context.Context, t *jwt.Token) (any, error) {
 	k := v.lookup(kid)
 	if k == nil && v.jwks != nil {
 		// Maybe the provider rotated: refresh (rate limited) and retry once.
+		// The fetch is shared and detached: ctx only bounds how long this
+		// handshake waits for it.
 		ferr := v.jwks.refresh(ctx, true)
 		if k = v.lookup(kid); k == nil && ferr != nil {
 			return nil, &Error{Reason: ReasonJWKSUnavailable, Err: fmt.Errorf("kid %q unknown and JWKS refresh failed: %w", kid, ferr)}

@@ -44,12 +44,29 @@ type Ban struct {
 // Permanent reports whether the ban never expires.
 func (b Ban) Permanent() bool { return b.Until.IsZero() }
 
-// IPSubject returns the subject for a client IP. Parsable addresses are
-// canonicalised (IPv4-mapped IPv6 unmapped, IPv6 compressed, zone dropped) so that
-// "::ffff:1.2.3.4" and "1.2.3.4" are one subject; anything else is used as given.
+// IPSubject returns the subject for a client's per-IP key (limit.IPPrefixes.Key):
+// an address or, for a client keyed by its network (an IPv6 /64 by default), a
+// prefix in CIDR form, "ip:2001:db8:1:2::/64". Parsable values are canonicalised
+// (IPv4-mapped IPv6 unmapped, IPv6 compressed, zone dropped, prefix masked, a
+// full-length prefix written as its address) so that equal keys are one subject;
+// anything else is used as given.
 func IPSubject(ip string) string {
 	if a, err := netip.ParseAddr(ip); err == nil {
 		ip = a.Unmap().WithZone("").String()
+	} else if p, err := netip.ParsePrefix(ip); err == nil {
+		a := p.Addr().Unmap()
+		bits := p.Bits()
+		if p.Addr().Is4In6() {
+			bits -= 96
+		}
+		if bits < 0 {
+			bits = 0
+		}
+		if bits == a.BitLen() {
+			ip = a.String()
+		} else if m, err := a.Prefix(bits); err == nil {
+			ip = m.String()
+		}
 	}
 	return "ip:" + ip
 }

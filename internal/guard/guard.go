@@ -9,11 +9,13 @@ package guard
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -38,9 +40,12 @@ type Policy struct {
 	Origins        OriginPolicy
 	HandshakeRate  limit.Limit
 	TrustedProxies []netip.Prefix
-	Extract        auth.ExtractOptions
-	AuthMode       string
-	IdentityFrom   string // "san" or "cn"
+	// IPPrefixes turn the client address into the key of every per-IP check here
+	// (handshake rate, IP ban, IP connection quota); zero means /32 and /64.
+	IPPrefixes   limit.IPPrefixes
+	Extract      auth.ExtractOptions
+	AuthMode     string
+	IdentityFrom string // "san" or "cn"
 	// Subprotocols are the application subprotocols this endpoint speaks, in
 	// preference order.
 	Subprotocols []string
@@ -79,6 +84,14 @@ func (g *Guard) SetPolicy(p Policy) { g.policy.Store(&p) }
 // SetVerifier replaces the token verifier (hot reload of keys).
 func (g *Guard) SetVerifier(v *auth.Verifier) { g.verifier.Store(v) }
 
+// ClientKey returns the per-IP key of r's client (its real IP through trusted
+// proxies, then Policy.IPPrefixes), as Check counts it: for per-IP alerts and
+// logs of refused handshakes.
+func (g *Guard) ClientKey(r *http.Request) string {
+	p := g.policy.Load()
+	return p.IPPrefixes.Key(ClientIP(r, p.TrustedProxies))
+}
+
 // Verifier returns the token verifier in force.
 func (g *Guard) Verifier() *auth.Verifier { return g.verifier.Load() }
 
@@ -89,6 +102,7 @@ func (g *Guard) Policy() *Policy { return g.policy.Load() }
 // the connection ends, whichever way it ends.
 type Admission struct {
 	IP          netip.Addr
+	IPKey       string // Policy.IPPrefixes.Key(IP): what per-IP limits and bans count
 	Identity    auth.Identity
 	Credential  auth.CredentialSource
 	Subprotocol string
@@ -105,6 +119,9 @@ type Rejection struct {
 	RetryAfter time.Duration
 	Header     http.Header
 	Err        error
+	// Message, when set, is a fixed hint for the client's developer (how to fix a
+	// malformed request). It never carries anything the client sent.
+	Message string
 }
 
 func (r *Rejection) Error() string {
@@ -124,6 +141,13 @@ func (r *Rejection) Write(w http.ResponseWriter) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Connection", "close")
 	body := `{"error":"` + r.Code + `"`
+	if r.Message != "" {
+		var msg strings.Builder
+		enc := json.NewEncoder(&msg)
+		enc.SetEscapeHTML(false) // a JSON body, never HTML: keep "<jwt>" readable
+		_ = enc.Encode(r.Message)
+		body += `,"message":` + strings.TrimSuffix(msg.String(), "\n")
+	}
 	if r.RetryAfter > 0 {
 		secs := int((r.RetryAfter + time.Second - 1) / time.Second)
 		h.Set("Retry-After", strconv.Itoa(secs))
@@ -143,7 +167,7 @@ func reject(status int, code, reason string, err error) *Rejection {
 func (g *Guard) Check(ctx context.Context, r *http.Request) (*Admission, *Rejection) {
 	p := g.policy.Load()
 	ip := ClientIP(r, p.TrustedProxies)
-	ipKey := ip.String()
+	ipKey := p.IPPrefixes.Key(ip)
 
 	// 1. Handshake rate per IP, before any expensive work (signature checks).
 	if p.HandshakeRate.Rate > 0 {
@@ -162,6 +186,14 @@ func (g *Guard) Check(ctx context.Context, r *http.Request) (*Admission, *Reject
 		return nil, rej
 	}
 	// 3. Protocol: wsgate decides 400 and 426, not the library.
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		// An upgrade request has no body. Bytes after the headers would
+		// otherwise be read as WebSocket frames: a proxy that forwarded them as
+		// a body and wsgate would disagree on what the client sent (smuggling).
+		rej := reject(http.StatusBadRequest, "bad_request", "upgrade_with_body", errUpgradeBody)
+		rej.Message = "an upgrade request must not have a body (Content-Length or Transfer-Encoding)"
+		return nil, rej
+	}
 	if he := transport.ValidateUpgradeRequest(r); he != nil {
 		rej := reject(he.Status, "bad_request", "bad_upgrade", he)
 		if he.Status == http.StatusUpgradeRequired {
@@ -171,7 +203,7 @@ func (g *Guard) Check(ctx context.Context, r *http.Request) (*Admission, *Reject
 		return nil, rej
 	}
 	// 4. Origin (CSWSH).
-	if err := p.Origins.Check(r); err != nil {
+	if err := p.Origins.check(r, requestScheme(r, p.TrustedProxies)); err != nil {
 		reason := "bad_origin"
 		if errors.Is(err, errOriginMissing) {
 			reason = "missing_origin"
@@ -179,7 +211,7 @@ func (g *Guard) Check(ctx context.Context, r *http.Request) (*Admission, *Reject
 		return nil, reject(http.StatusForbidden, "forbidden_origin", reason, err)
 	}
 	// 5. Credential.
-	adm := &Admission{IP: ip}
+	adm := &Admission{IP: ip, IPKey: ipKey}
 	appProtocols, echo, rej := g.authenticate(ctx, r, p, adm)
 	if rej != nil {
 		return nil, rej
@@ -238,8 +270,21 @@ func (g *Guard) identify(ctx context.Context, r *http.Request, p *Policy, adm *A
 	cred, appProtocols, credErr := auth.Extract(r, p.Extract)
 	adm.echo = cred.EchoProtocol
 	hasCred := credErr == nil
+	if errors.Is(credErr, auth.ErrAmbiguousCredential) {
+		rej := reject(http.StatusBadRequest, "bad_request", "ambiguous_credential", credErr)
+		rej.Message = "send one credential: an Authorization header or a token subprotocol, not both"
+		return nil, rej
+	}
 	if credErr != nil && !errors.Is(credErr, auth.ErrNoCredential) {
 		return nil, unauthorized("malformed_credential", credErr)
+	}
+	if hasCred && cred.Source == auth.SourceSubprotocol && cred.EchoProtocol == "" && len(appProtocols) == 0 {
+		// "token.<jwt>" as the only offered subprotocol: there is nothing we may
+		// answer (never the token), and a browser fails a connection whose offer
+		// got no answer, so the upgrade would only end in 1006.
+		rej := reject(http.StatusBadRequest, "bad_request", "token_subprotocol_alone", errTokenProtocolAlone)
+		rej.Message = "token.<jwt> must come with an application subprotocol (e.g. wsgate.v1, token.<jwt>); or offer bearer, <jwt>"
+		return nil, rej
 	}
 	switch p.AuthMode {
 	case ModeMTLS:
@@ -298,7 +343,11 @@ func (g *Guard) identify(ctx context.Context, r *http.Request, p *Policy, adm *A
 	return appProtocols, nil
 }
 
-var errNoCert = errors.New("no verified client certificate")
+var (
+	errNoCert             = errors.New("no verified client certificate")
+	errUpgradeBody        = errors.New("upgrade request with a body")
+	errTokenProtocolAlone = errors.New("token subprotocol offered without an application subprotocol")
+)
 
 func (g *Guard) certIdentity(r *http.Request, p *Policy) (*x509.Certificate, string, error) {
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {

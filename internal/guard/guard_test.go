@@ -70,10 +70,17 @@ func TestOriginPolicy(t *testing.T) {
 		}
 	}
 	same := OriginPolicy{AllowMissing: true}
-	r := httptest.NewRequest("GET", "http://gate.local:8443/ws", nil)
+	r := httptest.NewRequest("GET", "https://gate.local:8443/ws", nil)
 	r.Header.Set("Origin", "https://gate.local:8443")
 	if err := same.Check(r); err != nil {
 		t.Errorf("same origin refused: %v", err)
+	}
+	// Same host, another port or scheme: another origin.
+	for _, o := range []string{"https://gate.local:8444", "http://gate.local:8443", "https://gate.local"} {
+		r.Header.Set("Origin", o)
+		if err := same.Check(r); err == nil {
+			t.Errorf("%s accepted for https://gate.local:8443", o)
+		}
 	}
 	r.Header.Set("Origin", "https://other.local")
 	if err := same.Check(r); err == nil {

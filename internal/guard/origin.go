@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 )
@@ -13,7 +14,8 @@ import (
 // even though it could make the browser attach cookies.
 type OriginPolicy struct {
 	// Allowed are exact origins and "scheme://*.domain[:port]" patterns. Empty means
-	// same-origin only: the Origin's host must equal the request's Host.
+	// same-origin only: the Origin's scheme, host and port must be the request's
+	// (its Host header, and TLS or a trusted proxy's X-Forwarded-Proto).
 	Allowed []string
 	// AllowMissing admits requests without Origin (non-browser clients).
 	AllowMissing bool
@@ -24,8 +26,15 @@ var (
 	errOriginDenied  = errors.New("origin not allowed")
 )
 
-// Check returns nil when the request's Origin is acceptable.
+// Check returns nil when the request's Origin is acceptable. The request's own
+// scheme is taken from the connection (TLS or not); the Guard uses check with
+// the scheme a trusted proxy reports instead.
 func (p *OriginPolicy) Check(r *http.Request) error {
+	return p.check(r, requestScheme(r, nil))
+}
+
+// check is Check with the scheme the client used to reach us (see requestScheme).
+func (p *OriginPolicy) check(r *http.Request, scheme string) error {
 	origins := r.Header.Values("Origin")
 	if len(origins) == 0 {
 		if p.AllowMissing {
@@ -41,22 +50,77 @@ func (p *OriginPolicy) Check(r *http.Request) error {
 	if err != nil || u.Host == "" || o == "null" {
 		return errOriginDenied
 	}
-	scheme := strings.ToLower(u.Scheme)
-	host := canonicalHost(scheme, u.Host)
+	oscheme := strings.ToLower(u.Scheme)
+	host := canonicalHost(oscheme, u.Host)
 	if len(p.Allowed) == 0 {
-		// Same host name; the port is not compared because behind a TLS-terminating
-		// proxy the browser's scheme and port differ from what wsgate sees.
-		if stripPort(host) == stripPort(strings.ToLower(r.Host)) {
+		// Same origin in the browser's sense: scheme, host and port. Comparing
+		// host names alone would let a page on any other port of this host
+		// (another app, or an XSS in it) open an authenticated socket.
+		own := httpScheme(scheme)
+		if httpScheme(oscheme) == own && host == canonicalHost(own, r.Host) {
 			return nil
 		}
 		return errOriginDenied
 	}
 	for _, a := range p.Allowed {
-		if matchOrigin(a, scheme, host) {
+		if matchOrigin(a, oscheme, host) {
 			return nil
 		}
 	}
 	return errOriginDenied
+}
+
+// httpScheme maps the WebSocket schemes onto the page schemes browsers put in
+// Origin.
+func httpScheme(s string) string {
+	switch s = strings.ToLower(s); s {
+	case "wss":
+		return "https"
+	case "ws":
+		return "http"
+	}
+	return s
+}
+
+// requestScheme is the scheme the client used: "https" over TLS, else "http";
+// behind a trusted proxy (one that terminates TLS) its X-Forwarded-Proto or
+// Forwarded proto= says, since wsgate itself then sees plain HTTP.
+func requestScheme(r *http.Request, trusted []netip.Prefix) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if len(trusted) == 0 || !isTrusted(peerAddr(r.RemoteAddr), trusted) {
+		return scheme
+	}
+	// The proxy closest to us wrote the last entry.
+	if v := r.Header.Values("X-Forwarded-Proto"); len(v) > 0 {
+		last := v[len(v)-1]
+		if i := strings.LastIndexByte(last, ','); i >= 0 {
+			last = last[i+1:]
+		}
+		return forwardedScheme(last, scheme)
+	}
+	if v := r.Header.Values("Forwarded"); len(v) > 0 {
+		last := v[len(v)-1]
+		if i := strings.LastIndexByte(last, ','); i >= 0 {
+			last = last[i+1:]
+		}
+		for pair := range strings.SplitSeq(last, ";") {
+			if k, val, ok := strings.Cut(strings.TrimSpace(pair), "="); ok && strings.EqualFold(k, "proto") {
+				return forwardedScheme(strings.Trim(val, `"`), scheme)
+			}
+		}
+	}
+	return scheme
+}
+
+func forwardedScheme(v, fallback string) string {
+	switch v = httpScheme(strings.TrimSpace(v)); v {
+	case "http", "https":
+		return v
+	}
+	return fallback
 }
 
 func matchOrigin(pattern, scheme, host string) bool {
@@ -85,11 +149,4 @@ func canonicalHost(scheme, host string) string {
 	default:
 		return host + ":80"
 	}
-}
-
-func stripPort(h string) string {
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		return host
-	}
-	return h
 }

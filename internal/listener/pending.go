@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"github.com/wsgate/wsgate/internal/limit"
 )
 
 // Pending bounds connections that are open but have not finished their HTTP
@@ -17,15 +19,20 @@ import (
 //
 // Peers in Trusted (TLS-terminating proxies) are exempt from the per-IP bound:
 // every client behind them shares their address.
+//
+// "Per IP" means per key of Key (limit.IPPrefixes.Key, as every other per-IP
+// control): with the default, all addresses of one IPv6 /64 share one bound.
 type Pending struct {
 	PerIP   int // 0 = unlimited
 	Total   int // 0 = unlimited
 	Trusted []netip.Prefix
-	Log     *slog.Logger
+	// Key maps a peer address onto its per-IP key; nil: the default prefixes.
+	Key func(netip.Addr) string
+	Log *slog.Logger
 
 	mu      sync.Mutex
-	byIP    map[netip.Addr]int
-	open    map[string]netip.Addr // remote address → counted IP, released once
+	byIP    map[string]int
+	open    map[string]string // remote address → counted key, released once
 	total   int
 	refused atomic.Uint64
 }
@@ -38,8 +45,8 @@ func (p *Pending) Refused() uint64 { return p.refused.Load() }
 func (p *Pending) Wrap(ln net.Listener) net.Listener {
 	p.mu.Lock()
 	if p.byIP == nil {
-		p.byIP = make(map[netip.Addr]int)
-		p.open = make(map[string]netip.Addr)
+		p.byIP = make(map[string]int)
+		p.open = make(map[string]string)
 	}
 	p.mu.Unlock()
 	return &pendingListener{Listener: ln, p: p}
@@ -70,6 +77,10 @@ func (p *Pending) admit(remote string) bool {
 		return true
 	}
 	ip := ap.Addr().Unmap()
+	key := limit.IPPrefixes{}.Key(ip)
+	if p.Key != nil {
+		key = p.Key(ip)
+	}
 	trusted := false
 	for _, pr := range p.Trusted {
 		if pr.Contains(ip) {
@@ -82,12 +93,12 @@ func (p *Pending) admit(remote string) bool {
 	if p.Total > 0 && p.total >= p.Total {
 		return false
 	}
-	if !trusted && p.PerIP > 0 && p.byIP[ip] >= p.PerIP {
+	if !trusted && p.PerIP > 0 && p.byIP[key] >= p.PerIP {
 		return false
 	}
 	p.total++
-	p.byIP[ip]++
-	p.open[remote] = ip
+	p.byIP[key]++
+	p.open[remote] = key
 	return true
 }
 

@@ -4,8 +4,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/limit"
 )
 
 func TestPendingBoundsSilentConnectionsPerIP(t *testing.T) {
@@ -76,4 +79,29 @@ func TestPendingTrustedProxyExempt(t *testing.T) {
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
+}
+
+// Issue 13.3: the pending bound counts an IPv6 client by its /64 (the same key
+// as every other per-IP control), so rotating addresses inside it buys nothing.
+func TestPendingKeysIPv6ByPrefix(t *testing.T) {
+	p := &Pending{PerIP: 3}
+	p.Wrap(nil)
+	admitted := 0
+	for i := 1; i <= 60; i++ {
+		if p.admit(netip.AddrPortFrom(netip.MustParseAddr("2001:db8:1:2::"+strconv.Itoa(i)), 1000).String()) {
+			admitted++
+		}
+	}
+	if admitted != 3 {
+		t.Fatalf("60 silent sockets from one /64: %d admitted, want 3", admitted)
+	}
+	if !p.admit("[2001:db8:1:3::1]:1000") {
+		t.Fatal("another /64 refused")
+	}
+	// A configured key function is used as given.
+	q := &Pending{PerIP: 1, Key: limit.IPPrefixes{V6: 128}.Key}
+	q.Wrap(nil)
+	if !q.admit("[2001:db8::1]:1") || !q.admit("[2001:db8::2]:1") || q.admit("[2001:db8::2]:2") {
+		t.Fatal("ipv6 prefix 128 not applied")
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/limit"
 	"github.com/wsgate/wsgate/internal/outbox"
 	"github.com/wsgate/wsgate/internal/pipeline"
 	"github.com/wsgate/wsgate/internal/quota"
@@ -90,6 +91,7 @@ type Stats struct {
 type Session struct {
 	id          string
 	ip          netip.Addr
+	ipKey       string // per-IP key for limits and strikes (Params.IPKey)
 	route       string
 	subprotocol string
 	started     time.Time
@@ -142,6 +144,10 @@ type Params struct {
 	Identity    auth.Identity
 	Lease       *quota.Lease
 	Tier        string
+	// IPKey is the client's per-IP key (limit.IPPrefixes.Key: its /64 for IPv6 by
+	// default), used for the IP message/byte budgets and IP strikes. Empty: the
+	// default prefixes applied to IP.
+	IPKey string
 	// Verify is the pipeline Verifier's per-connection state (message integrity).
 	Verify any
 }
@@ -157,7 +163,11 @@ func New(p Params, opts Options, deps Deps) *Session {
 	}
 	id := p.Identity
 	s.identity.Store(&id)
-	s.state = pipeline.ConnState{ConnID: p.ID, User: id.Subject, IP: p.IP.String(), Tier: p.Tier, Verify: p.Verify}
+	if p.IPKey == "" {
+		p.IPKey = limit.IPPrefixes{}.Key(p.IP)
+	}
+	s.ipKey = p.IPKey
+	s.state = pipeline.ConnState{ConnID: p.ID, User: id.Subject, IP: p.IPKey, Tier: p.Tier, Verify: p.Verify}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -185,6 +195,7 @@ func (s *Session) Attach(c *transport.Conn) {
 // Accessors.
 func (s *Session) ID() string                     { return s.id }
 func (s *Session) IP() netip.Addr                 { return s.ip }
+func (s *Session) IPKey() string                  { return s.ipKey }
 func (s *Session) Route() string                  { return s.route }
 func (s *Session) Subprotocol() string            { return s.subprotocol }
 func (s *Session) Started() time.Time             { return s.started }
@@ -518,7 +529,7 @@ func (s *Session) Strike(reason string) {
 	if s.deps.Strikes == nil {
 		return
 	}
-	banned, err := s.deps.Strikes.Record(s.ctx, s.ip.String(), s.User(), reason)
+	banned, err := s.deps.Strikes.Record(s.ctx, s.ipKey, s.User(), reason)
 	if err != nil {
 		s.deps.Log.Warn("strike not recorded", "conn_id", s.id, "err", err)
 	}

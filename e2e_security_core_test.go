@@ -6,6 +6,7 @@ package wsgate_test
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -150,5 +151,35 @@ func TestSec02PopNamespaceReadsProtected(t *testing.T) {
 		if m["type"] == "pong" {
 			break
 		}
+	}
+}
+
+// Item 7: the public /readyz answers the status only; connection counts, Redis and
+// upstream details (route names, errors) are on the admin listener.
+func TestSec07ReadyzPublicStatusOnly(t *testing.T) {
+	cfg := wsgatetest.Config()
+	cfg.Routes = append(cfg.Routes, config.Route{Path: "/secret-route", Upstream: "ws://127.0.0.1:1/"})
+	s := wsgatetest.Start(t, cfg)
+	s.Connect(t, "counted", nil)
+	get := func(c *http.Client, u string) (int, map[string]any) {
+		t.Helper()
+		resp, err := c.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+			t.Fatalf("%s: %v", u, err)
+		}
+		return resp.StatusCode, m
+	}
+	code, pub := get(s.HTTPClient(), s.HTTPURL+"/readyz")
+	if code != 200 || len(pub) != 1 || pub["status"] == nil {
+		t.Fatalf("public /readyz: %d %v, want the status only", code, pub)
+	}
+	_, adm := get(http.DefaultClient, s.AdminURL+"/readyz")
+	if adm["status"] != pub["status"] || adm["connections"] == nil || adm["upstreams"] == nil {
+		t.Fatalf("admin /readyz: %v, want status, connections and upstreams", adm)
 	}
 }

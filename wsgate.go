@@ -301,15 +301,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// handleReady is the public readiness probe: the status and its HTTP code, nothing
+// else. Connection counts, route names and upstream errors help an attacker map
+// the deployment, so they are served only on the admin listener (handleReadyDetail).
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	status, body := s.readiness(r.Context())
+	writeJSON(w, status, map[string]any{"status": body["status"]})
+}
+
+// handleReadyDetail is /readyz on the admin listener: the same status with the
+// details behind it.
+func (s *Server) handleReadyDetail(w http.ResponseWriter, r *http.Request) {
+	status, body := s.readiness(r.Context())
+	writeJSON(w, status, body)
+}
+
+// readiness computes the readiness status, its HTTP code and the details.
+func (s *Server) readiness(ctx context.Context) (int, map[string]any) {
 	if s.draining.Load() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
-		return
+		return http.StatusServiceUnavailable, map[string]any{"status": "draining"}
 	}
 	body := s.withGatewayReadiness(map[string]any{"status": "ready", "connections": s.registry.Len()})
 	status := http.StatusOK
 	if s.state.ping != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := s.state.ping(ctx)
 		cancel()
 		s.metrics.RedisUp(err == nil)
@@ -323,7 +338,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 			body["redis"] = "up"
 		}
 	}
-	writeJSON(w, status, body)
+	return status, body
 }
 
 // handleWebSocket guards and upgrades one connection, then hands the session to a

@@ -7,15 +7,20 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/wsgate/wsgate/client"
 	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/internal/upstream"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
 )
 
@@ -181,5 +186,99 @@ func TestSec07ReadyzPublicStatusOnly(t *testing.T) {
 	_, adm := get(http.DefaultClient, s.AdminURL+"/readyz")
 	if adm["status"] != pub["status"] || adm["connections"] == nil || adm["upstreams"] == nil {
 		t.Fatalf("admin /readyz: %v, want status, connections and upstreams", adm)
+	}
+}
+
+// recordingUpstream is an echo upstream that also records the query string each
+// upgrade request carried.
+type recordingUpstream struct {
+	*echoUpstream
+	URL     string
+	mu      sync.Mutex
+	queries []string
+}
+
+func newRecordingUpstream(t *testing.T) *recordingUpstream {
+	t.Helper()
+	r := &recordingUpstream{echoUpstream: newEchoUpstream(t)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		r.queries = append(r.queries, req.URL.RawQuery)
+		r.mu.Unlock()
+		r.echoUpstream.ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	r.URL = "ws" + strings.TrimPrefix(srv.URL, "http") + "/upstream"
+	return r
+}
+
+func (r *recordingUpstream) lastQuery() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.queries) == 0 {
+		return "<none>"
+	}
+	return r.queries[len(r.queries)-1]
+}
+
+// Item 8: the upstream's X-Forwarded-Host is the route's configured host, signed
+// with the identity; a route for any host sends none (never the client's Host).
+func TestSec08ForwardedHostConfigured(t *testing.T) {
+	up := newRecordingUpstream(t)
+	cfg := wsgatetest.Config()
+	cfg.Routes = []config.Route{
+		{Path: "/any", Upstream: up.URL, IdentityKey: identityKey},
+		{Path: "/named", Host: "localhost", Upstream: up.URL, IdentityKey: identityKey},
+	}
+	s := wsgatetest.Start(t, cfg)
+	_, port, _ := net.SplitHostPort(s.Addr)
+	tok := s.Token(t, "hosty", nil)
+	dial := func(u string) http.Header {
+		t.Helper()
+		c, resp, err := s.Dial(t, wsgatetest.DialOptions{URL: u, Header: bearer(tok)})
+		if err != nil {
+			t.Fatalf("dial %s: %v (%v)", u, err, resp)
+		}
+		c.Send(t, `{"type":"ping","id":1}`)
+		nextRaw(t, c, 5*time.Second)
+		return up.lastHeader()
+	}
+	// Any host: the client's Host (here an IP and port it chose) is not passed on.
+	hd := dial("wss://" + s.Addr + "/any")
+	if v := hd.Values("X-Forwarded-Host"); len(v) != 0 {
+		t.Fatalf("route without host sent X-Forwarded-Host %v", v)
+	}
+	// A configured host: sent as configured (no client port) and signed.
+	hd = dial("wss://localhost:" + port + "/named")
+	if hd.Get("X-Forwarded-Host") != "localhost" {
+		t.Fatalf("X-Forwarded-Host %q, want the route's host", hd.Get("X-Forwarded-Host"))
+	}
+	id, err := upstream.VerifyIdentity(hd, []byte(identityKey), time.Minute)
+	if err != nil || id.Host != "localhost" {
+		t.Fatalf("identity %+v %v", id, err)
+	}
+	hd.Set("X-Forwarded-Host", "evil.example")
+	if _, err := upstream.VerifyIdentity(hd, []byte(identityKey), time.Minute); !errors.Is(err, upstream.ErrBadSignature) {
+		t.Fatalf("changed X-Forwarded-Host verified: %v", err)
+	}
+}
+
+// Item 9: credential parameters are stripped from the upstream URL whatever their
+// case, and a route's strip_params too.
+func TestSec09StripCredentialCaseInsensitive(t *testing.T) {
+	up := newRecordingUpstream(t)
+	cfg := wsgatetest.Config()
+	cfg.Routes = []config.Route{{Path: "/gw", Upstream: up.URL, IdentityKey: identityKey, StripParams: []string{"api_key"}}}
+	s := wsgatetest.Start(t, cfg)
+	tok := s.Token(t, "strip", nil)
+	u := gwURL(s) + "?Token=" + url.QueryEscape(tok) + "&TICKET=t&Access_Token=a&API_KEY=k&api_key=k2&keep=1"
+	c, resp, err := s.Dial(t, wsgatetest.DialOptions{URL: u, Header: bearer(tok)})
+	if err != nil {
+		t.Fatalf("dial: %v (%v)", err, resp)
+	}
+	c.Send(t, `{"type":"ping","id":1}`)
+	nextRaw(t, c, 5*time.Second)
+	if q := up.lastQuery(); q != "keep=1" {
+		t.Fatalf("upstream query %q, want only keep=1", q)
 	}
 }

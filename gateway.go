@@ -165,6 +165,8 @@ func (s *Server) newGatewayRoute(cfg *config.Config, r config.Route) (*gatewayRo
 	d, err := upstream.NewDialer(upstream.Options{
 		Route:           rt.name,
 		URL:             r.Upstream,
+		StripParams:     r.StripParams,
+		Host:            r.Host,
 		ConnectTimeout:  r.ConnectTimeout,
 		CAFile:          r.CAFile,
 		ClientCertFile:  r.ClientCertFile,

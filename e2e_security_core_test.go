@@ -18,8 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/client"
 	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/internal/redact"
 	"github.com/wsgate/wsgate/internal/upstream"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
 )
@@ -280,5 +282,37 @@ func TestSec09StripCredentialCaseInsensitive(t *testing.T) {
 	nextRaw(t, c, 5*time.Second)
 	if q := up.lastQuery(); q != "keep=1" {
 		t.Fatalf("upstream query %q, want only keep=1", q)
+	}
+}
+
+// Item 11: issuing many tickets does not evict configured secrets from the log
+// redactor (they are pinned), and a ticket leaves the set once redeemed.
+func TestSec11RedactorPinsSecrets(t *testing.T) {
+	red := redact.New(redact.Options{MaxSecrets: 64})
+	cfg := wsgatetest.Config()
+	cfg.Limits.HandshakeRate = config.RateLimit{Rate: 10000, Burst: 10000}
+	cfg.Integrity.MasterKeys = []config.IntegrityKey{{ID: "k1", Secret: strings.Repeat("q", 40)}}
+	cfg.Channels.PublishAPIKeys = []string{"publish-key-publish-key-publish-key-0003"}
+	s := wsgatetest.Start(t, cfg, wsgate.WithRedactor(red))
+	configured := []string{cfg.Admin.Token, cfg.Integrity.MasterKeys[0].Secret, cfg.Channels.PublishAPIKeys[0], wsgatetest.Secret}
+	var last string
+	for range 200 { // each ticket also registers the user's hmac key: 400 secrets
+		last, _ = ticketFor(t, s, "flood", nil)
+	}
+	for _, sec := range configured {
+		if got := red.String("x " + sec); got != "x "+redact.Mask {
+			t.Fatalf("configured secret %.6s… evicted by tickets: %q", sec, got)
+		}
+	}
+	if !red.Contains(last) {
+		t.Fatal("a live ticket is not masked")
+	}
+	c, _, err := s.Dial(t, wsgatetest.DialOptions{URL: s.URL + "?ticket=" + last})
+	if err != nil {
+		t.Fatalf("redeem: %v", err)
+	}
+	c.Expect(t, "welcome", 5*time.Second)
+	if red.Contains(last) {
+		t.Fatal("a redeemed ticket is still in the redactor's set")
 	}
 }

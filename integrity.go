@@ -43,7 +43,6 @@ func (s *Server) buildIntegrity(cfg *config.Config, replay integrity.ReplayCache
 		if sk, err = integrity.SigningKeyFromSeed("srv-1", seed[:32]); err != nil {
 			return fmt.Errorf("integrity.server_signing_key: %w", err)
 		}
-		s.redactor.Add(cfg.Integrity.ServerSigningKey)
 	} else if sk, err = integrity.GenerateSigningKey(randomKID()); err != nil {
 		return fmt.Errorf("integrity: %w", err)
 	}

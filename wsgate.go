@@ -155,13 +155,7 @@ func (s *Server) build(cfg *config.Config) error {
 			ver.Close()
 		}
 	})
-	for _, k := range cfg.Auth.Keys {
-		s.redactor.Add(k.Secret)
-	}
-	s.redactor.Add(cfg.Admin.Token)
-	for _, k := range cfg.Channels.PublishAPIKeys {
-		s.redactor.Add(k)
-	}
+	s.pinSecrets(cfg)
 
 	st, err := s.newStores(cfg)
 	if err != nil {
@@ -178,7 +172,7 @@ func (s *Server) build(cfg *config.Config) error {
 	s.strikes = ban.NewStrikes(strikePolicy(cfg), s.bans, ban.StrikesOptions{OnBan: s.onBan})
 	s.onClose(func() { _ = s.strikes.Close() })
 	if cfg.Auth.Tickets.Enabled {
-		s.tickets = ticket.NewIssuer(st.tickets, cfg.Auth.Tickets.TTL)
+		s.tickets = ticket.NewIssuer(redactedTickets{st.tickets, s.redactor}, cfg.Auth.Tickets.TTL)
 	}
 	popts, err := pipelineOptions(cfg, s.limiter)
 	if err != nil {
@@ -462,7 +456,8 @@ func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "unavailable"})
 		return
 	}
-	s.redactor.Add(t)
+	// Masked in logs while it can be redeemed; redactedTickets forgets it at redemption.
+	s.redactor.AddFor(t, time.Until(exp))
 	out := map[string]any{"ticket": t, "expires_at": exp.UnixMilli()}
 	// For hmac signing (endpoint-wide or per namespace) the client needs its per-user
 	// key; it travels only here, over TLS, to the holder of a valid token for that
@@ -475,6 +470,45 @@ func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, out)
+}
+
+// pinSecrets registers every secret the configuration holds with the log
+// redactor, pinned: run-time secrets (tokens, tickets) come and go in a bounded
+// set, and no volume of them may evict a signing key or the admin token. A reload
+// pins the new values; values it drops stay masked.
+func (s *Server) pinSecrets(cfg *config.Config) {
+	for _, k := range cfg.Auth.Keys {
+		s.redactor.Pin(k.Secret)
+	}
+	s.redactor.Pin(cfg.Admin.Token)
+	for _, k := range cfg.Channels.PublishAPIKeys {
+		s.redactor.Pin(k)
+	}
+	for _, k := range cfg.Integrity.MasterKeys {
+		s.redactor.Pin(k.Secret)
+	}
+	s.redactor.Pin(cfg.Integrity.ServerSigningKey)
+	for _, r := range cfg.Routes {
+		s.redactor.Pin(r.IdentityKey)
+	}
+	s.redactor.Pin(cfg.State.Redis.Password)
+}
+
+// redactedTickets is the ticket store as the issuer uses it: a ticket taken from
+// it (redeemed, or tried after it expired) leaves the log redactor's set, where the
+// ticket endpoint put it for its lifetime.
+type redactedTickets struct {
+	ticket.Store
+	r *redact.Redactor
+}
+
+func (t redactedTickets) Take(ctx context.Context, tk string) ([]byte, error) {
+	b, err := t.Store.Take(ctx, tk)
+	t.r.Remove(tk)
+	if err != nil {
+		return nil, fmt.Errorf("ticket store: %w", err)
+	}
+	return b, nil
 }
 
 func equalFoldASCII(a, b string) bool {

@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -314,5 +316,46 @@ func TestSec11RedactorPinsSecrets(t *testing.T) {
 	c.Expect(t, "welcome", 5*time.Second)
 	if red.Contains(last) {
 		t.Fatal("a redeemed ticket is still in the redactor's set")
+	}
+}
+
+// Item 14: the log and audit attribute naming the credential's source (bearer,
+// ticket, …) is kept; credential values stay redacted.
+func TestSec14CredentialSourceLogged(t *testing.T) {
+	cfg := wsgatetest.Config()
+	auditPath := filepath.Join(t.TempDir(), "audit.jsonl")
+	cfg.Audit.Path = auditPath
+	s := wsgatetest.Start(t, cfg)
+	tok := s.Token(t, "sourced", nil)
+	c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: bearer(tok)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Expect(t, "welcome", 5*time.Second)
+	ticket, _ := ticketFor(t, s, "sourced", nil)
+	c2, _, err := s.Dial(t, wsgatetest.DialOptions{URL: s.URL + "?ticket=" + ticket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.Expect(t, "welcome", 5*time.Second)
+	for _, src := range []string{"bearer", "ticket"} {
+		if !s.Logs.Contains(`"credential_source":"`+src+`"`, 5*time.Second) {
+			t.Fatalf("process log lacks credential_source %s:\n%s", src, s.Logs.String())
+		}
+	}
+	if err := s.Stop(t); err != nil {
+		t.Logf("stop: %v", err)
+	}
+	audit, err := os.ReadFile(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(audit), `"credential_source":"bearer"`) || !strings.Contains(string(audit), `"credential_source":"ticket"`) {
+		t.Fatalf("audit lacks the credential sources:\n%s", audit)
+	}
+	for _, secret := range []string{tok, ticket} {
+		if strings.Contains(s.Logs.String(), secret) || strings.Contains(string(audit), secret) {
+			t.Fatal("a credential value reached the log or the audit file")
+		}
 	}
 }

@@ -383,9 +383,9 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 	sess.Attach(conn)
 	s.metrics.ConnOpened(cfg.Path)
 	s.audit.Log(audit.Event{Event: audit.HandshakeAccepted, ConnID: sess.ID(), IP: adm.IP.String(), User: adm.Identity.Subject,
-		Route: cfg.Path, Detail: map[string]any{"credential": string(adm.Credential), "subprotocol": adm.Subprotocol}})
+		Route: cfg.Path, Detail: map[string]any{"credential_source": string(adm.Credential), "subprotocol": adm.Subprotocol}})
 	s.log.Info("connected", "conn_id", sess.ID(), "ip", adm.IP.String(), "user", adm.Identity.Subject,
-		"route", cfg.Path, "subprotocol", adm.Subprotocol, "credential", string(adm.Credential))
+		"route", cfg.Path, "subprotocol", adm.Subprotocol, "credential_source", string(adm.Credential))
 	sess.Start()
 	s.serveSession(sess)
 }

@@ -261,3 +261,26 @@ func TestAddForExpires(t *testing.T) {
 		t.Fatalf("Len %d, want 2", r.Len())
 	}
 }
+
+// TestDescriptorKeysKept: a key naming the kind of a credential keeps its value
+// (issue 13 item 14); the credential-carrying keys stay masked.
+func TestDescriptorKeysKept(t *testing.T) {
+	for key, want := range map[string]bool{
+		"credential_source": false, "credentialSource": false, "token_type": false, "tokenType": false,
+		"ticket-kind": false, "credential": true, "token": true, "access_token": true, "sourceToken": true,
+		"credentials": true, "x_auth_token": true, "type": false, "source": false,
+	} {
+		if got := redact.SensitiveKey(key); got != want {
+			t.Errorf("SensitiveKey(%q) = %v, want %v", key, got, want)
+		}
+	}
+	r := redact.New(redact.Options{})
+	a := r.Attr(slog.String("credential_source", "bearer"))
+	if a.Value.String() != "bearer" {
+		t.Fatalf("credential_source masked: %v", a)
+	}
+	// The value still passes the JWT mask.
+	if a := r.Attr(slog.String("credential_source", jwt)); a.Value.String() == jwt {
+		t.Fatal("a JWT under a descriptor key was not masked")
+	}
+}

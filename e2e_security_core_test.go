@@ -359,3 +359,35 @@ func TestSec14CredentialSourceLogged(t *testing.T) {
 		}
 	}
 }
+
+// Item 15: the ban API refuses subjects with control characters (400), on ban and
+// unban, and the ban list stays free of them.
+func TestSec15BanSubjectControlChars(t *testing.T) {
+	s := wsgatetest.Start(t, adminTestConfig())
+	tok := s.Cfg.Admin.Token
+	for _, body := range []map[string]any{
+		{"user": "alice\nuser:bob"},
+		{"user": "nul\x00byte"},
+		{"user": "c1\u0085next-line"},
+		{"user": "sep\u2028arator"},
+		{"subject": "user:esc\x1b[31mred"},
+	} {
+		if code, out := adminCall(t, s, "POST", "/api/v1/bans", tok, body); code != http.StatusBadRequest {
+			t.Errorf("ban %q: %d %v, want 400", body, code, out)
+		}
+	}
+	if code, out := adminCall(t, s, "DELETE", "/api/v1/bans/user:a%0Ab", tok, nil); code != http.StatusBadRequest {
+		t.Errorf("unban with a newline: %d %v, want 400", code, out)
+	}
+	if code, out := adminCall(t, s, "POST", "/api/v1/bans", tok, map[string]any{"user": "plain-älice", "ttl": "1m"}); code/100 != 2 {
+		t.Fatalf("ordinary ban: %d %v", code, out)
+	}
+	code, out := adminCall(t, s, "GET", "/api/v1/bans", tok, nil)
+	if code != 200 {
+		t.Fatalf("list: %d", code)
+	}
+	b, _ := json.Marshal(out)
+	if strings.Contains(string(b), `\n`) || strings.Contains(string(b), `\u0000`) || !strings.Contains(string(b), "plain-älice") {
+		t.Fatalf("ban list %s", b)
+	}
+}

@@ -450,7 +450,7 @@ func TestGatewayUpstreamUnavailable(t *testing.T) {
 	if n := s.QuotaInUse(context.Background()); n != 0 {
 		t.Fatalf("quota in use %d after failed dials: leases leaked", n)
 	}
-	resp, err := s.HTTPClient().Get(s.HTTPURL + "/readyz")
+	resp, err := http.Get(s.AdminURL + "/readyz") // details are on the admin listener only
 	if err != nil {
 		t.Fatal(err)
 	}

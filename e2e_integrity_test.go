@@ -29,7 +29,13 @@ func integrityServer(t *testing.T, mode string) *wsgatetest.Server {
 // it and binds a signer to the connection id from the welcome.
 func hmacClient(t *testing.T, s *wsgatetest.Server, sub string) (*wsgatetest.Client, *client.Signer) {
 	t.Helper()
-	ticket, ikey := ticketFor(t, s, sub, nil)
+	return signedClientWith(t, s, sub, nil)
+}
+
+// signedClientWith is hmacClient for a token with claims.
+func signedClientWith(t *testing.T, s *wsgatetest.Server, sub string, claims map[string]any) (*wsgatetest.Client, *client.Signer) {
+	t.Helper()
+	ticket, ikey := ticketFor(t, s, sub, claims)
 	kid, key, err := client.ParseHMACKey(ikey)
 	if err != nil {
 		t.Fatal(err)
@@ -215,8 +221,15 @@ func TestNamespaceIntegrityAndSignedOutput(t *testing.T) {
 	cfg.Channels.Namespaces["secure"] = config.Namespace{ClientPublish: true, HistorySize: 10, HistoryTTL: time.Minute, Integrity: "hmac", SignOutput: true}
 	s := wsgatetest.Start(t, cfg)
 	perms := map[string]any{"channels": map[string]any{"sub": []string{"secure:*"}, "pub": []string{"secure:*"}}}
+	// Reading the namespace needs a signed subscribe too (issue 13 item 2).
 	sub := s.Connect(t, "reader", perms)
-	subscribe(t, sub, "secure:vault", nil)
+	sub.SendJSON(t, map[string]any{"type": "subscribe", "id": "u", "channel": "secure:vault"})
+	expectErrCode(t, sub, "integrity_unsigned")
+	sub, readerSigner := signedClientWith(t, s, "reader", perms)
+	sub.Send(t, seal(t, readerSigner, `{"type":"subscribe","id":"s","channel":"secure:vault"}`))
+	if a := sub.Expect(t, "ack", 5*time.Second); a["ref"] != "s" {
+		t.Fatalf("signed subscribe: %v", a)
+	}
 
 	ticket, ikey := ticketFor(t, s, "writer", perms)
 	kid, key, err := client.ParseHMACKey(ikey)

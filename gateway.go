@@ -165,6 +165,8 @@ func (s *Server) newGatewayRoute(cfg *config.Config, r config.Route) (*gatewayRo
 	d, err := upstream.NewDialer(upstream.Options{
 		Route:           rt.name,
 		URL:             r.Upstream,
+		StripParams:     r.StripParams,
+		Host:            r.Host,
 		ConnectTimeout:  r.ConnectTimeout,
 		CAFile:          r.CAFile,
 		ClientCertFile:  r.ClientCertFile,
@@ -371,9 +373,9 @@ func (s *Server) handleGateway(rt *gatewayRoute, w http.ResponseWriter, r *http.
 	link.Start(gatewayClient{srv: s, sess: sess}, gl.upstreamEnded)
 	s.metrics.ConnOpened(rt.name)
 	s.audit.Log(audit.Event{Event: audit.HandshakeAccepted, ConnID: id, IP: ip, User: adm.Identity.Subject, Route: rt.name,
-		Detail: map[string]any{"credential": string(adm.Credential), "subprotocol": sub, "upstream": true}})
+		Detail: map[string]any{"credential_source": string(adm.Credential), "subprotocol": sub, "upstream": true}})
 	s.log.Info("connected", "conn_id", id, "ip", ip, "user", adm.Identity.Subject, "route", rt.name,
-		"subprotocol", sub, "credential", string(adm.Credential), "upstream", true)
+		"subprotocol", sub, "credential_source", string(adm.Credential), "upstream", true)
 	sess.Start()
 	s.serveSession(sess)
 }

@@ -43,7 +43,6 @@ func (s *Server) buildIntegrity(cfg *config.Config, replay integrity.ReplayCache
 		if sk, err = integrity.SigningKeyFromSeed("srv-1", seed[:32]); err != nil {
 			return fmt.Errorf("integrity.server_signing_key: %w", err)
 		}
-		s.redactor.Add(cfg.Integrity.ServerSigningKey)
 	} else if sk, err = integrity.GenerateSigningKey(randomKID()); err != nil {
 		return fmt.Errorf("integrity: %w", err)
 	}
@@ -100,14 +99,18 @@ type connVerify struct {
 type integrityVerifier struct{ v *integrity.Verifier }
 
 func (iv integrityVerifier) Open(ctx context.Context, st *pipeline.ConnState, m *pipeline.Message) error {
+	// A message is an envelope when, and only when, its top-level object has a "sig"
+	// member (the scanner located it): a "sig" in user text or inside a payload is
+	// content, not a signature.
+	signed := m.Members.Sig != nil
 	cv, _ := st.Verify.(*connVerify)
 	if cv == nil {
-		if hasSig(m.Raw) {
+		if signed {
 			return &pipeline.Reject{Code: "integrity_bad_envelope", Message: "signed messages need integrity keys for this connection", Strike: true}
 		}
 		return nil
 	}
-	if !hasSig(m.Raw) && (!cv.required || m.Type == "ping") {
+	if !signed && (!cv.required || m.Type == "ping") {
 		return nil
 	}
 	body, typ, err := iv.v.Open(ctx, cv.ci, m.Raw)
@@ -121,16 +124,6 @@ func (iv integrityVerifier) Open(ctx context.Context, st *pipeline.ConnState, m 
 	}
 	m.Raw, m.Type, m.Signed = body, typ, true
 	return nil
-}
-
-// hasSig is a cheap check for a "sig" member; the verifier does the real parsing.
-func hasSig(raw []byte) bool {
-	for i := 0; i+5 <= len(raw); i++ {
-		if raw[i] == '"' && string(raw[i:i+5]) == `"sig"` {
-			return true
-		}
-	}
-	return false
 }
 
 // signedMode is how a connection signs: "hmac", "pop" or "" when it cannot.

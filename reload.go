@@ -89,13 +89,7 @@ func (s *Server) reload(cfg *config.Config) (err error) {
 			ver.Close()
 		}
 	}()
-	for _, k := range cfg.Auth.Keys {
-		s.redactor.Add(k.Secret)
-	}
-	s.redactor.Add(cfg.Admin.Token)
-	for _, k := range cfg.Channels.PublishAPIKeys {
-		s.redactor.Add(k)
-	}
+	s.pinSecrets(cfg)
 	// Everything is built: swap. The namespaces go first because their check
 	// (the default channel must stay in one) is the last one that can refuse.
 	if err := s.room.SetNamespaces(roomNamespaces(cfg)); err != nil {

@@ -160,13 +160,7 @@ func (s *Server) build(cfg *config.Config) error {
 			ver.Close()
 		}
 	})
-	for _, k := range cfg.Auth.Keys {
-		s.redactor.Add(k.Secret)
-	}
-	s.redactor.Add(cfg.Admin.Token)
-	for _, k := range cfg.Channels.PublishAPIKeys {
-		s.redactor.Add(k)
-	}
+	s.pinSecrets(cfg)
 
 	st, err := s.newStores(cfg)
 	if err != nil {
@@ -183,7 +177,7 @@ func (s *Server) build(cfg *config.Config) error {
 	s.strikes = ban.NewStrikes(strikePolicy(cfg), s.bans, ban.StrikesOptions{OnBan: s.onBan})
 	s.onClose(func() { _ = s.strikes.Close() })
 	if cfg.Auth.Tickets.Enabled {
-		s.tickets = ticket.NewIssuer(st.tickets, cfg.Auth.Tickets.TTL)
+		s.tickets = ticket.NewIssuer(redactedTickets{st.tickets, s.redactor}, cfg.Auth.Tickets.TTL)
 	}
 	popts, err := pipelineOptions(cfg, s.limiter)
 	if err != nil {
@@ -313,15 +307,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// handleReady is the public readiness probe: the status and its HTTP code, nothing
+// else. Connection counts, route names and upstream errors help an attacker map
+// the deployment, so they are served only on the admin listener (handleReadyDetail).
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	status, body := s.readiness(r.Context())
+	writeJSON(w, status, map[string]any{"status": body["status"]})
+}
+
+// handleReadyDetail is /readyz on the admin listener: the same status with the
+// details behind it.
+func (s *Server) handleReadyDetail(w http.ResponseWriter, r *http.Request) {
+	status, body := s.readiness(r.Context())
+	writeJSON(w, status, body)
+}
+
+// readiness computes the readiness status, its HTTP code and the details.
+func (s *Server) readiness(ctx context.Context) (int, map[string]any) {
 	if s.draining.Load() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
-		return
+		return http.StatusServiceUnavailable, map[string]any{"status": "draining"}
 	}
 	body := s.withGatewayReadiness(map[string]any{"status": "ready", "connections": s.registry.Len()})
 	status := http.StatusOK
 	if s.state.ping != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := s.state.ping(ctx)
 		cancel()
 		s.metrics.RedisUp(err == nil)
@@ -335,7 +344,7 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 			body["redis"] = "up"
 		}
 	}
-	writeJSON(w, status, body)
+	return status, body
 }
 
 // handleWebSocket guards and upgrades one connection, then hands the session to a
@@ -386,9 +395,9 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 	sess.Attach(conn)
 	s.metrics.ConnOpened(cfg.Path)
 	s.audit.Log(audit.Event{Event: audit.HandshakeAccepted, ConnID: sess.ID(), IP: adm.IP.String(), User: adm.Identity.Subject,
-		Route: cfg.Path, Detail: map[string]any{"credential": string(adm.Credential), "subprotocol": adm.Subprotocol}})
+		Route: cfg.Path, Detail: map[string]any{"credential_source": string(adm.Credential), "subprotocol": adm.Subprotocol}})
 	s.log.Info("connected", "conn_id", sess.ID(), "ip", adm.IP.String(), "user", adm.Identity.Subject,
-		"route", cfg.Path, "subprotocol", adm.Subprotocol, "credential", string(adm.Credential))
+		"route", cfg.Path, "subprotocol", adm.Subprotocol, "credential_source", string(adm.Credential))
 	sess.Start()
 	s.serveSession(sess)
 }
@@ -459,7 +468,8 @@ func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "unavailable"})
 		return
 	}
-	s.redactor.Add(t)
+	// Masked in logs while it can be redeemed; redactedTickets forgets it at redemption.
+	s.redactor.AddFor(t, time.Until(exp))
 	out := map[string]any{"ticket": t, "expires_at": exp.UnixMilli()}
 	// For hmac signing (endpoint-wide or per namespace) the client needs its per-user
 	// key; it travels only here, over TLS, to the holder of a valid token for that
@@ -472,6 +482,45 @@ func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, out)
+}
+
+// pinSecrets registers every secret the configuration holds with the log
+// redactor, pinned: run-time secrets (tokens, tickets) come and go in a bounded
+// set, and no volume of them may evict a signing key or the admin token. A reload
+// pins the new values; values it drops stay masked.
+func (s *Server) pinSecrets(cfg *config.Config) {
+	for _, k := range cfg.Auth.Keys {
+		s.redactor.Pin(k.Secret)
+	}
+	s.redactor.Pin(cfg.Admin.Token)
+	for _, k := range cfg.Channels.PublishAPIKeys {
+		s.redactor.Pin(k)
+	}
+	for _, k := range cfg.Integrity.MasterKeys {
+		s.redactor.Pin(k.Secret)
+	}
+	s.redactor.Pin(cfg.Integrity.ServerSigningKey)
+	for _, r := range cfg.Routes {
+		s.redactor.Pin(r.IdentityKey)
+	}
+	s.redactor.Pin(cfg.State.Redis.Password)
+}
+
+// redactedTickets is the ticket store as the issuer uses it: a ticket taken from
+// it (redeemed, or tried after it expired) leaves the log redactor's set, where the
+// ticket endpoint put it for its lifetime.
+type redactedTickets struct {
+	ticket.Store
+	r *redact.Redactor
+}
+
+func (t redactedTickets) Take(ctx context.Context, tk string) ([]byte, error) {
+	b, err := t.Store.Take(ctx, tk)
+	t.r.Remove(tk)
+	if err != nil {
+		return nil, fmt.Errorf("ticket store: %w", err)
+	}
+	return b, nil
 }
 
 func equalFoldASCII(a, b string) bool {

@@ -374,6 +374,10 @@ type Route struct {
 	AllowBinary     bool     `koanf:"allow_binary"`
 	Origins         []string `koanf:"origins"`
 	Integrity       string   `koanf:"integrity"`
+	// StripParams are extra query parameter names (case-insensitive) never passed
+	// to the upstream, beside wsgate's own credentials (token, ticket,
+	// access_token, pop_*), which are always stripped.
+	StripParams []string `koanf:"strip_params"`
 }
 
 // Default returns the secure default configuration. Keys and certificates are not

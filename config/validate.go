@@ -271,6 +271,11 @@ func (c *Config) Validate() error {
 		if r.ConnectTimeout != 0 {
 			v.dur(f+".connect_timeout", r.ConnectTimeout, 10*time.Millisecond, time.Minute)
 		}
+		for j, p := range r.StripParams {
+			if !tokenRE.MatchString(p) {
+				v.errf(fmt.Sprintf("%s.strip_params[%d]", f, j), "must be a query parameter name (1-128 token characters), got %q", p)
+			}
+		}
 	}
 	return v.err()
 }

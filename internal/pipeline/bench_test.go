@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/wsgate/wsgate/internal/limit"
 )
 
 func BenchmarkProcessChat1K(b *testing.B) {
@@ -23,7 +25,11 @@ func BenchmarkProcessChat1K(b *testing.B) {
 }
 
 func BenchmarkProcessChat1KRateLimited(b *testing.B) {
-	p := newTestPipeline(b, Options{Limiter: &fakeLimiter{allow: map[string]int{"pl:": 1 << 62}}})
+	// Budgets high enough never to refuse: the benchmark measures their cost. (The
+	// default tier's 40-message connection burst used to end it with rate_limited.)
+	big := limit.Limit{Rate: 1e12, Burst: 1 << 40}
+	tier := Tier{Messages: big, Bytes: big, UserMessages: big, UserBytes: big, IPMessages: big, IPBytes: big}
+	p := newTestPipeline(b, Options{Limiter: &fakeLimiter{allow: map[string]int{"pl:": 1 << 62}}, Tiers: map[string]Tier{DefaultTierName: tier}})
 	st := &ConnState{ConnID: "c1", User: "u1", IP: "192.0.2.1"}
 	msg := []byte(chatMessage(1024))
 	ctx := context.Background()

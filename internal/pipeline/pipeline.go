@@ -25,6 +25,9 @@ type Message struct {
 	// Raw is the whole message: the data passed to Process, or what a Verifier put in
 	// its place.
 	Raw []byte
+	// Members locates the top-level members of Raw that later stages act on (see
+	// Members); it always describes Raw, also after a Verifier replaced it.
+	Members Members
 	// Signed is set by a Verifier that checked the message's signature; routers use it
 	// to require signatures per namespace.
 	Signed bool
@@ -194,7 +197,7 @@ func (p *Pipeline) process(ctx context.Context, st *ConnState, data []byte) (Mes
 // data, filling msg.Type and msg.ID. sch is nil for an unknown type (not yet an error:
 // a Verifier may still change the type).
 func (p *Pipeline) check(sc *scanner, reg *schema.Registry, msg *Message, data []byte) (*schema.Schema, *Reject) {
-	msg.Raw, msg.Type, msg.ID = data, "", nil
+	msg.Raw, msg.Type, msg.ID, msg.Members = data, "", nil, Members{}
 	res, fail, off := sc.scan(data)
 	if safeRef(res.id) {
 		msg.ID = res.id
@@ -202,6 +205,7 @@ func (p *Pipeline) check(sc *scanner, reg *schema.Registry, msg *Message, data [
 	if fail != scanOK {
 		return nil, scanReject(fail, off, p.lim)
 	}
+	msg.Members = res.members
 	if res.top != '{' {
 		return nil, &Reject{Code: CodeInvalidMessage, Message: "message must be a JSON object", Strike: true}
 	}

@@ -24,6 +24,37 @@ var fuzzSeeds = []string{
 	`[1e400, 1e401, 01, 1., .5, -]`,
 	`{"type":"command","name":"n","payload":{"k":{"k":{"k":{}}}}}`,
 	`nul`, `tru`, `"\u12"`, ``, ` `,
+	`{"type":"chat","text":"sig"}`,
+	`{"type":"publish","channel":"a","payload":{"sig":{"v":1}}}`,
+	`{"type":"x","s\u0069g":{"v":1},"Sig":1}`,
+	`{"type":"x","payload":[{"sig":1}],"sig":null}`,
+}
+
+// checkMember compares the scanner's raw value of a top-level member with
+// encoding/json's decode of the whole message (exact name match: m is a map).
+func checkMember(t *testing.T, m map[string]any, name string, got []byte) {
+	t.Helper()
+	want, ok := m[name]
+	if !ok {
+		if got != nil {
+			t.Fatalf("%s %q found where there is none", name, got)
+		}
+		return
+	}
+	if got == nil {
+		t.Fatalf("%s not found", name)
+	}
+	d := json.NewDecoder(bytes.NewReader(got))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		t.Fatalf("%s %q: %v", name, got, err)
+	}
+	a, _ := json.Marshal(v)
+	b, _ := json.Marshal(want)
+	if !bytes.Equal(a, b) {
+		t.Fatalf("%s: got %s want %s", name, a, b)
+	}
 }
 
 // FuzzScan compares the scanner with encoding/json: whatever the scanner accepts must
@@ -85,6 +116,10 @@ func FuzzScan(f *testing.F) {
 					}
 				} else if res.id != nil {
 					t.Fatalf("id %q found where there is none", res.id)
+				}
+				mem := res.members
+				for name, got := range map[string][]byte{"sig": mem.Sig, "channel": mem.Channel, "payload": mem.Payload, "text": mem.Text} {
+					checkMember(t, m, name, got)
 				}
 			}
 		case failSyntax:

@@ -72,6 +72,20 @@ type scanResult struct {
 	typString bool   // ... and its value is a string
 	typ       []byte // its unescaped content (into the message or the arena)
 	id        []byte // raw JSON of the top-level "id" member, nil if absent
+	members   Members
+}
+
+// Members are the raw JSON values of the top-level members that later stages act
+// on, located by the structure scan so that no stage has to walk the message again
+// or guess from a substring: a "sig" nested in a payload, or the text "sig", is not
+// a top-level "sig". Member names are matched exactly after unescaping (`"s\u0069g"`
+// is "sig"; "Sig" is not). Each slice points into the message and is nil when the
+// member is absent.
+type Members struct {
+	Sig     []byte // "sig": present means the message is a signed envelope
+	Channel []byte // "channel"
+	Payload []byte // "payload"
+	Text    []byte // "text"
 }
 
 // scanner checks a message against RFC 8259 and the structure limits in one pass,
@@ -88,7 +102,7 @@ type scanner struct {
 	serial uint32
 	data   []byte
 
-	pending  uint8 // the next value is the top-level "type" (1) or "id" (2)
+	pending  uint8 // the next value is a tracked top-level member (pendType, …)
 	pendFrom int
 	res      scanResult
 }
@@ -97,6 +111,10 @@ const (
 	pendNone = iota
 	pendType
 	pendID
+	pendSig
+	pendChannel
+	pendPayload
+	pendText
 )
 
 func newScanner(lim scanLimits) *scanner {
@@ -292,6 +310,14 @@ func (s *scanner) scan(data []byte) (scanResult, scanFail, int) {
 					s.res.typFound = true
 				case "id":
 					s.pending = pendID
+				case "sig":
+					s.pending = pendSig
+				case "channel":
+					s.pending = pendChannel
+				case "payload":
+					s.pending = pendPayload
+				case "text":
+					s.pending = pendText
 				}
 			}
 			i = end
@@ -346,8 +372,18 @@ var (
 // valueDone records the end of a value for the top-level member being tracked.
 func (s *scanner) valueDone(end int) {
 	if s.pending != pendNone && len(s.stack) == 1 {
-		if s.pending == pendID {
-			s.res.id = s.data[s.pendFrom:end:end]
+		v := s.data[s.pendFrom:end:end]
+		switch s.pending {
+		case pendID:
+			s.res.id = v
+		case pendSig:
+			s.res.members.Sig = v
+		case pendChannel:
+			s.res.members.Channel = v
+		case pendPayload:
+			s.res.members.Payload = v
+		case pendText:
+			s.res.members.Text = v
 		}
 		s.pending = pendNone
 	}

@@ -188,6 +188,33 @@ func TestScanExtracts(t *testing.T) {
 	}
 }
 
+// TestScanMembers: only top-level members count; a "sig" in text or nested in a
+// payload is content (issue 13 item 5).
+func TestScanMembers(t *testing.T) {
+	for _, c := range []struct {
+		in                          string
+		sig, channel, payload, text string
+	}{
+		{in: `{"type":"chat","text":"sig"}`, text: `"sig"`},
+		{in: `{"type":"publish","channel":"a:b","payload":{"sig":"x"}}`, channel: `"a:b"`, payload: `{"sig":"x"}`},
+		{in: `{"type":"x","payload":[{"sig":1}], "sig" : {"v":1} }`, sig: `{"v":1}`, payload: `[{"sig":1}]`},
+		{in: `{"type":"x","sig":null}`, sig: `null`},
+		{in: `{"type":"x","Sig":1,"SIG":2}`},
+	} {
+		res, f, _ := scanOne(t, testLimits, c.in)
+		if f != scanOK {
+			t.Fatalf("%s: %v", c.in, f)
+		}
+		m := res.members
+		if string(m.Sig) != c.sig || string(m.Channel) != c.channel || string(m.Payload) != c.payload || string(m.Text) != c.text {
+			t.Errorf("%s: got sig=%q channel=%q payload=%q text=%q", c.in, m.Sig, m.Channel, m.Payload, m.Text)
+		}
+		if (m.Sig != nil) != (c.sig != "") {
+			t.Errorf("%s: sig presence %v", c.in, m.Sig != nil)
+		}
+	}
+}
+
 func TestUnescapeMatchesEncodingJSON(t *testing.T) {
 	for _, s := range []string{`"plain"`, `"\u00e9\ud83d\ude00\n\t\"\\\/\b\f\r"`, `"mixed \u0041 text"`} {
 		var want string

@@ -123,10 +123,20 @@ var sensitiveWords = [...]string{
 // they would hit innocent keys ("monkey", "author").
 var sensitiveParts = [...]string{"key", "auth", "pwd", "pass", "sig", "signature"}
 
+// descriptorParts, as the last component of a key, make it name the kind of a
+// credential rather than carry one: "credential_source" is "bearer" or "ticket",
+// "token_type" is "Bearer". Such values are kept (they explain an event); they
+// still pass through the secret and JWT masks like any other value.
+var descriptorParts = [...]string{"source", "kind", "type"}
+
 // SensitiveKey reports whether an attribute, header or field named key is
 // expected to carry a credential, so that its value must be masked whatever
-// it is.
+// it is. A key whose last component is a descriptor ("credential_source",
+// "tokenType") names a kind, not a value, and is not sensitive.
 func SensitiveKey(key string) bool {
+	if describes(key) {
+		return false
+	}
 	for _, w := range sensitiveWords {
 		if containsFold(key, w) {
 			return true
@@ -152,6 +162,26 @@ func SensitiveKey(key string) bool {
 			start = i
 		} else {
 			start = i + 1
+		}
+	}
+	return false
+}
+
+// describes reports whether key's last component (split as SensitiveKey splits:
+// on non-letters and lower-to-upper case changes) is one of descriptorParts.
+func describes(key string) bool {
+	end := len(key)
+	start := end
+	for start > 0 && isLetter(key[start-1]) {
+		if start < end && isUpper(key[start]) && !isUpper(key[start-1]) {
+			break // "tokenType": the component starts at the upper-case letter
+		}
+		start--
+	}
+	last := key[start:end]
+	for _, w := range descriptorParts {
+		if strings.EqualFold(last, w) {
+			return true
 		}
 	}
 	return false

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Mask replaces a secret, a JWT or a sensitive attribute value.
@@ -28,9 +29,12 @@ const maxPerWindow = 64
 
 // Options tunes a Redactor.
 type Options struct {
-	// MaxSecrets bounds how many secrets are remembered; the oldest is
-	// forgotten first. Default DefaultMaxSecrets.
+	// MaxSecrets bounds how many secrets Add remembers; the oldest is forgotten
+	// first. Pinned secrets (Pin) are not counted and never forgotten. Default
+	// DefaultMaxSecrets.
 	MaxSecrets int
+	// Now is the clock of AddFor; default time.Now. For tests.
+	Now func() time.Time
 }
 
 // Redactor masks registered secrets, JWT-looking strings and URL query
@@ -41,11 +45,22 @@ type Redactor struct {
 
 	mu       sync.RWMutex
 	byPrefix map[uint64][]string // last 8 bytes -> secrets ending with them, oldest first
-	set      map[string]int      // secret -> its slot in ring
+	set      map[string]int      // secret -> its slot in ring, or pinnedSlot
 	ring     []string            // insertion order, for FIFO eviction; "" marks a removed entry
 	head     int                 // next slot of ring to (over)write
 	evicted  int                 // evictions since the filter was last rebuilt
 	max      int
+	expiry   []expiring // AddFor secrets in the order they expire (one TTL per caller)
+	expHead  int        // first live entry of expiry
+	now      func() time.Time
+}
+
+// pinnedSlot marks a pinned secret in Redactor.set: it has no ring slot.
+const pinnedSlot = -1
+
+type expiring struct {
+	secret string
+	at     time.Time
 }
 
 // New returns an empty Redactor.
@@ -53,10 +68,14 @@ func New(opts Options) *Redactor {
 	if opts.MaxSecrets <= 0 {
 		opts.MaxSecrets = DefaultMaxSecrets
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	r := &Redactor{
 		byPrefix: make(map[uint64][]string),
 		set:      make(map[string]int),
 		max:      opts.MaxSecrets,
+		now:      opts.Now,
 	}
 	r.bits.Store(newBitset(opts.MaxSecrets))
 	return r
@@ -72,8 +91,87 @@ func (r *Redactor) Add(secret string) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.expireLocked()
+	r.addLocked(secret)
+}
+
+// AddFor registers a secret that lives for ttl, like a one-time ticket: it is
+// forgotten once ttl has passed (lazily, by a later Add or AddFor) or when
+// Remove is called, whichever comes first, so short-lived credentials do not
+// crowd the registry. Callers should use one ttl per kind of secret: expiry is
+// checked in the order secrets were added.
+func (r *Redactor) AddFor(secret string, ttl time.Duration) {
+	if r == nil || len(secret) < MinSecretLen {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.expireLocked()
 	if _, ok := r.set[secret]; ok {
 		return
+	}
+	if r.addLocked(secret) {
+		r.expiry = append(r.expiry, expiring{secret: r.ring[r.set[secret]], at: r.now().Add(ttl)})
+	}
+}
+
+// Pin registers a configured secret (a signing key, the admin token): it is
+// never forgotten, neither by the registry's bound nor by many secrets sharing
+// its last bytes, so no volume of run-time secrets can push it out. Pin an
+// already added secret to make it permanent. Pinned secrets are not counted
+// against MaxSecrets; pin only what the configuration holds.
+func (r *Redactor) Pin(secret string) {
+	if r == nil || len(secret) < MinSecretLen {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if slot, ok := r.set[secret]; ok {
+		if slot == pinnedSlot {
+			return
+		}
+		r.ring[slot] = ""
+		r.set[secret] = pinnedSlot
+		return
+	}
+	secret = strings.Clone(secret)
+	r.set[secret] = pinnedSlot
+	p := suffix(secret)
+	r.byPrefix[p] = append(r.byPrefix[p], secret)
+	r.bits.Load().set(p)
+}
+
+// expireLocked forgets the AddFor secrets whose time has passed.
+func (r *Redactor) expireLocked() {
+	if r.expHead == len(r.expiry) {
+		return
+	}
+	now := r.now()
+	for r.expHead < len(r.expiry) && !now.Before(r.expiry[r.expHead].at) {
+		e := &r.expiry[r.expHead]
+		if slot, ok := r.set[e.secret]; ok && slot != pinnedSlot {
+			r.removeLocked(e.secret)
+		}
+		*e = expiring{}
+		r.expHead++
+	}
+	switch {
+	case r.expHead == len(r.expiry):
+		r.expiry, r.expHead = r.expiry[:0], 0
+	case r.expHead > len(r.expiry)/2:
+		// Amortised: the live tail is copied once per halving.
+		r.expiry = append(r.expiry[:0], r.expiry[r.expHead:]...)
+		r.expHead = 0
+	}
+	if r.evicted > r.max/2 {
+		r.rebuildLocked()
+	}
+}
+
+// addLocked registers secret in the FIFO ring and reports whether it was new.
+func (r *Redactor) addLocked(secret string) bool {
+	if _, ok := r.set[secret]; ok {
+		return false
 	}
 	// Go strings share memory with their source; clone so a caller's large
 	// buffer is not pinned by a short secret.
@@ -92,8 +190,13 @@ func (r *Redactor) Add(secret string) {
 	p := suffix(secret)
 	if list := r.byPrefix[p]; len(list) >= maxPerWindow {
 		// Many secrets sharing their last 8 bytes would make every probe
-		// hit scan them all; forget the oldest of them instead.
-		r.removeLocked(list[0])
+		// hit scan them all; forget the oldest unpinned one instead.
+		for _, old := range list {
+			if r.set[old] != pinnedSlot {
+				r.removeLocked(old)
+				break
+			}
+		}
 	}
 	r.byPrefix[p] = append(r.byPrefix[p], secret)
 	if r.evicted > r.max/2 {
@@ -101,16 +204,18 @@ func (r *Redactor) Add(secret string) {
 	} else {
 		r.bits.Load().set(p)
 	}
+	return true
 }
 
-// Remove forgets a secret, e.g. when the connection that owned a token ends.
+// Remove forgets a secret, e.g. when the connection that owned a token ends or
+// a ticket is redeemed. Pinned secrets stay.
 func (r *Redactor) Remove(secret string) {
 	if r == nil || len(secret) < MinSecretLen {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.set[secret]; !ok {
+	if slot, ok := r.set[secret]; !ok || slot == pinnedSlot {
 		return
 	}
 	r.removeLocked(secret)
@@ -130,7 +235,7 @@ func (r *Redactor) Len() int {
 }
 
 func (r *Redactor) removeLocked(secret string) {
-	if slot, ok := r.set[secret]; ok {
+	if slot, ok := r.set[secret]; ok && slot != pinnedSlot {
 		r.ring[slot] = ""
 	}
 	delete(r.set, secret)

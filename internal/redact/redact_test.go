@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wsgate/wsgate/internal/redact"
 )
@@ -214,5 +215,72 @@ func TestSharedSuffixIsBounded(t *testing.T) {
 	}
 	if r.String("0199-common-suffix") != redact.Mask {
 		t.Fatal("newest secret with shared suffix not masked")
+	}
+}
+
+// TestPinnedSurvivesEviction: configured secrets are never evicted by the bound or
+// by secrets sharing their suffix (issue 13 item 11).
+func TestPinnedSurvivesEviction(t *testing.T) {
+	r := redact.New(redact.Options{MaxSecrets: 16})
+	r.Pin("admin-token-admin-token")
+	r.Add("hmac-master-secret-01")
+	r.Pin("hmac-master-secret-01") // pinning an added secret makes it permanent
+	for i := range 1000 {
+		r.Add(fmt.Sprintf("ticket-%08d", i))
+		r.Add(fmt.Sprintf("x%04d-admin-token", i)) // same last 8 bytes as the admin token
+	}
+	r.Remove("admin-token-admin-token")
+	for _, sec := range []string{"admin-token-admin-token", "hmac-master-secret-01"} {
+		if got := r.String("k=" + sec); got != "k="+redact.Mask {
+			t.Errorf("pinned %s forgotten: %q", sec, got)
+		}
+	}
+	if r.Len() > 16+2 {
+		t.Errorf("Len %d beyond the bound plus pinned", r.Len())
+	}
+}
+
+// TestAddForExpires: a secret added with a lifetime leaves once it has passed (at
+// the next registration) or when removed.
+func TestAddForExpires(t *testing.T) {
+	now := time.Unix(1000, 0)
+	r := redact.New(redact.Options{Now: func() time.Time { return now }})
+	r.AddFor("ticket-aaaaaaaa", 30*time.Second)
+	r.AddFor("ticket-bbbbbbbb", 30*time.Second)
+	r.Pin("configured-secret")
+	r.Remove("ticket-bbbbbbbb") // redeemed
+	if !r.Contains("ticket-aaaaaaaa") || r.Contains("ticket-bbbbbbbb") {
+		t.Fatal("live ticket not masked, or redeemed ticket still registered")
+	}
+	now = now.Add(31 * time.Second)
+	r.AddFor("ticket-cccccccc", 30*time.Second)
+	if r.Contains("ticket-aaaaaaaa") || !r.Contains("ticket-cccccccc") || !r.Contains("configured-secret") {
+		t.Fatalf("after expiry: a=%v c=%v pinned=%v", r.Contains("ticket-aaaaaaaa"), r.Contains("ticket-cccccccc"), r.Contains("configured-secret"))
+	}
+	if r.Len() != 2 {
+		t.Fatalf("Len %d, want 2", r.Len())
+	}
+}
+
+// TestDescriptorKeysKept: a key naming the kind of a credential keeps its value
+// (issue 13 item 14); the credential-carrying keys stay masked.
+func TestDescriptorKeysKept(t *testing.T) {
+	for key, want := range map[string]bool{
+		"credential_source": false, "credentialSource": false, "token_type": false, "tokenType": false,
+		"ticket-kind": false, "credential": true, "token": true, "access_token": true, "sourceToken": true,
+		"credentials": true, "x_auth_token": true, "type": false, "source": false,
+	} {
+		if got := redact.SensitiveKey(key); got != want {
+			t.Errorf("SensitiveKey(%q) = %v, want %v", key, got, want)
+		}
+	}
+	r := redact.New(redact.Options{})
+	a := r.Attr(slog.String("credential_source", "bearer"))
+	if a.Value.String() != "bearer" {
+		t.Fatalf("credential_source masked: %v", a)
+	}
+	// The value still passes the JWT mask.
+	if a := r.Attr(slog.String("credential_source", jwt)); a.Value.String() == jwt {
+		t.Fatal("a JWT under a descriptor key was not masked")
 	}
 }

@@ -25,8 +25,10 @@ type Namespace struct {
 	Presence bool
 	// JoinLeave pushes `joined`/`left` events to subscribers (requires Presence).
 	JoinLeave bool
-	// Integrity, "hmac" or "pop", requires client publications into the namespace to
-	// arrive signed in that mode (see IntegrityReporter); "" or "off" does not.
+	// Integrity, "hmac" or "pop", requires every client request that reads or writes
+	// the namespace's channels (subscribe, history, presence, publish/chat/data) to
+	// arrive signed in that mode (see IntegrityReporter), so only a connection that
+	// holds the key receives the namespace's traffic; "" or "off" does not.
 	Integrity string
 	// SignOutput signs every message pushed from this namespace with
 	// Options.SignOutput, so clients can verify it came from the server.

@@ -333,3 +333,44 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		t.Error("nil broker accepted")
 	}
 }
+
+// signedAs is a client whose current message was signed in mode (what the root's
+// signedClient reports).
+type signedAs struct {
+	*fakeClient
+	mode string
+}
+
+func (c signedAs) MessageIntegrity() string { return c.mode }
+
+// TestIntegrityNamespaceGuardsReads: an hmac/pop namespace refuses unsigned (or
+// otherwise-signed) subscribe, history, presence and publish; unsubscribe is free
+// (issue 13 item 2).
+func TestIntegrityNamespaceGuardsReads(t *testing.T) {
+	e := start(t, room.Options{Namespaces: map[string]room.Namespace{
+		"chat":  {},
+		"vault": {Integrity: "pop", Presence: true, HistorySize: 10, HistoryTTL: time.Minute, ClientPublish: true},
+	}})
+	vault := []string{"vault:*"}
+	c := newClient("c1", "u", vault, vault)
+	ctx := context.Background()
+	for _, as := range []room.Client{c, signedAs{c, "hmac"}} {
+		for _, typ := range []string{"subscribe", "history", "presence", "publish"} {
+			raw := `{"type":"` + typ + `","id":1,"channel":"vault:a","payload":1}`
+			err := e.s.Handle(ctx, as, typ, []byte("1"), []byte(raw))
+			if err == nil || err.Code != room.CodeIntegrityRequired {
+				t.Fatalf("%T %s: %v, want %s", as, typ, err, room.CodeIntegrityRequired)
+			}
+			c.expect(t, "error")
+		}
+	}
+	pop := signedAs{c, "pop"}
+	if err := e.s.Handle(ctx, pop, "subscribe", []byte("2"), []byte(`{"type":"subscribe","id":2,"channel":"vault:a"}`)); err != nil {
+		t.Fatalf("pop-signed subscribe: %v", err)
+	}
+	c.expect(t, "ack")
+	if err := e.s.Handle(ctx, c, "unsubscribe", []byte("3"), []byte(`{"type":"unsubscribe","id":3,"channel":"vault:a"}`)); err != nil {
+		t.Fatalf("unsigned unsubscribe: %v", err)
+	}
+	c.expect(t, "ack")
+}

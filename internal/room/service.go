@@ -153,6 +153,18 @@ func messageIntegrity(c Client) string {
 	return ""
 }
 
+// requireIntegrity refuses a request into ns unless the message being handled was
+// signed in ns's integrity mode. It guards every request that reads or writes a
+// channel's content (subscribe, and so its pushes, history, presence, publish): a
+// connection that proved no key (a pop token without its private key, a plain
+// token without the hmac key) reads nothing of the namespace either.
+func requireIntegrity(c Client, ns Namespace) *Error {
+	if ns.Integrity != "" && ns.Integrity != "off" && messageIntegrity(c) != ns.Integrity {
+		return newErr(CodeIntegrityRequired, "requests in this namespace must be signed ("+ns.Integrity+")", true)
+	}
+	return nil
+}
+
 func (s *Service) channelNS(ch string) (Namespace, *Error) {
 	nsName, _, ok := parseChannel(ch)
 	if !ok {
@@ -216,6 +228,9 @@ func (s *Service) handleSubscribe(ctx context.Context, c Client, id, raw []byte)
 	}
 	ns, e := s.channelNS(req.Channel)
 	if e != nil {
+		return e
+	}
+	if e := requireIntegrity(c, ns); e != nil {
 		return e
 	}
 	if e := s.authorizeSubscribe(ctx, c, req.Channel, req.Token); e != nil {
@@ -417,8 +432,8 @@ func (s *Service) handlePublish(ctx context.Context, c Client, typ string, id, r
 	if !allowed(c.Claims(), s.opts.ChannelClaim, "pub", ch) {
 		return newErr(CodePermissionDenied, "not allowed to publish to this channel", true)
 	}
-	if ns.Integrity != "" && ns.Integrity != "off" && messageIntegrity(c) != ns.Integrity {
-		return newErr(CodeIntegrityRequired, "messages into this namespace must be signed ("+ns.Integrity+")", true)
+	if e := requireIntegrity(c, ns); e != nil {
+		return e
 	}
 	pos, err := s.broker.Publish(ctx, ch, payload, c.User(), broker.PublishOptions{HistorySize: ns.HistorySize, HistoryTTL: ns.HistoryTTL})
 	if err != nil {
@@ -451,6 +466,9 @@ func (s *Service) handlePresence(ctx context.Context, c Client, id, raw []byte) 
 	}
 	ns, e := s.channelNS(req.Channel)
 	if e != nil {
+		return e
+	}
+	if e := requireIntegrity(c, ns); e != nil {
 		return e
 	}
 	if !ns.Presence {
@@ -490,7 +508,11 @@ func (s *Service) handleHistory(ctx context.Context, c Client, id, raw []byte) *
 	if err := json.Unmarshal(raw, &req); err != nil {
 		return badRequest(err)
 	}
-	if _, e := s.channelNS(req.Channel); e != nil {
+	ns, e := s.channelNS(req.Channel)
+	if e != nil {
+		return e
+	}
+	if e := requireIntegrity(c, ns); e != nil {
 		return e
 	}
 	if e := s.subscribed(c, req.Channel); e != nil {

@@ -115,7 +115,7 @@ func (d *Dialer) Dial(ctx context.Context, req DialRequest) (*Link, error) {
 	o := &d.opts
 	h := forwardHeader(req.Request, o.ForwardHeaders, req.ClientIP)
 	if _, err := SignIdentity(h, o.IdentityKey, Identity{
-		User: req.User, Claims: req.Claims, ConnID: req.ConnID, ClientIP: req.ClientIP,
+		User: req.User, Claims: req.Claims, ConnID: req.ConnID, ClientIP: req.ClientIP, Host: o.Host,
 	}, o.MaxClaimsBytes); err != nil {
 		return nil, d.fail(&DialError{Status: http.StatusBadGateway, Reason: "identity", Err: err})
 	}
@@ -141,7 +141,7 @@ func (d *Dialer) Dial(ctx context.Context, req DialRequest) (*Link, error) {
 			Logger:          o.Logger,
 		},
 	}
-	conn, resp, err := transport.Dial(ctx, targetURL(d.base, req.Request), do, l)
+	conn, resp, err := transport.Dial(ctx, targetURL(d.base, req.Request, o.StripParams), do, l)
 	if err != nil {
 		return nil, d.fail(classify(resp, err))
 	}

@@ -269,13 +269,21 @@ func TestOptionsValidate(t *testing.T) {
 
 func TestTargetURL(t *testing.T) {
 	base, _ := url.Parse("ws://up/p?a=1")
-	r := httptest.NewRequest("GET", "/gw?b=2&token=x&access_token=y", nil)
-	if got := targetURL(base, r); got != "ws://up/p?a=1&b=2" {
-		t.Fatal(got)
-	}
-	r = httptest.NewRequest("GET", "/gw?ticket=x", nil)
-	if got := targetURL(base, r); got != "ws://up/p?a=1" {
-		t.Fatal(got)
+	for _, c := range []struct {
+		query string
+		strip []string
+		want  string
+	}{
+		{"b=2&token=x&access_token=y", nil, "ws://up/p?a=1&b=2"},
+		{"ticket=x", nil, "ws://up/p?a=1"},
+		// Any case (issue 13 item 9), the pop handshake values, and a route's own names.
+		{"Token=x&TICKET=y&Access_Token=z&pop_Proof=p&b=2", nil, "ws://up/p?a=1&b=2"},
+		{"api_key=s&API_KEY=t&b=2", []string{"api_key"}, "ws://up/p?a=1&b=2"},
+	} {
+		r := httptest.NewRequest("GET", "/gw?"+c.query, nil)
+		if got := targetURL(base, r, c.strip); got != c.want {
+			t.Errorf("%s (strip %v): %s, want %s", c.query, c.strip, got, c.want)
+		}
 	}
 }
 

@@ -6,14 +6,17 @@ import (
 	"strings"
 )
 
-// credentialParams are query parameters that carry wsgate credentials; they
-// stay at wsgate.
-var credentialParams = []string{"token", "ticket", "access_token"}
+// CredentialParams are the query parameters that carry wsgate credentials or
+// handshake proofs; they stay at wsgate. Names are compared case-insensitively
+// (a client may spell "?Token="), like every extra name a route lists.
+var CredentialParams = []string{"token", "ticket", "access_token", "pop_key", "pop_ts", "pop_nonce", "pop_proof"}
 
 // forwardHeader builds the upgrade request header for the upstream from the
 // client's request: only the allow-listed headers, then wsgate's own
-// X-Forwarded-* (replacing whatever the client claimed). Identity headers are
-// added by the caller.
+// X-Forwarded-For and -Proto (replacing whatever the client claimed).
+// X-Forwarded-Host is set by SignIdentity, from the route's configured host and
+// signed: never the client's Host header, which is unverified (any client can
+// send any Host to an IP address). Identity headers are added by the caller.
 func forwardHeader(r *http.Request, allow []string, clientIP string) http.Header {
 	h := make(http.Header, len(allow)+8)
 	if r != nil {
@@ -35,17 +38,14 @@ func forwardHeader(r *http.Request, allow []string, clientIP string) http.Header
 			proto = "https"
 		}
 		h.Set("X-Forwarded-Proto", proto)
-		if r.Host != "" && !strings.ContainsAny(r.Host, "\r\n") {
-			h.Set("X-Forwarded-Host", r.Host)
-		}
 	}
 	return h
 }
 
 // targetURL is the upstream URL with the client's query appended, minus the
-// credential parameters. The client's path is not used: a route maps to one
-// upstream URL.
-func targetURL(base *url.URL, r *http.Request) string {
+// credential parameters (CredentialParams and the route's strip list, any case).
+// The client's path is not used: a route maps to one upstream URL.
+func targetURL(base *url.URL, r *http.Request, strip []string) string {
 	u := *base
 	if r == nil || r.URL == nil || r.URL.RawQuery == "" {
 		return u.String()
@@ -54,8 +54,10 @@ func targetURL(base *url.URL, r *http.Request) string {
 	if err != nil {
 		return u.String() // the guard refused malformed queries already; be safe
 	}
-	for _, p := range credentialParams {
-		q.Del(p)
+	for name := range q {
+		if stripped(name, strip) {
+			delete(q, name)
+		}
 	}
 	if len(q) == 0 {
 		return u.String()
@@ -67,4 +69,19 @@ func targetURL(base *url.URL, r *http.Request) string {
 		u.RawQuery += "&" + extra
 	}
 	return u.String()
+}
+
+// stripped reports whether the query parameter name must not reach the upstream.
+func stripped(name string, extra []string) bool {
+	for _, p := range CredentialParams {
+		if strings.EqualFold(name, p) {
+			return true
+		}
+	}
+	for _, p := range extra {
+		if strings.EqualFold(name, p) {
+			return true
+		}
+	}
+	return false
 }

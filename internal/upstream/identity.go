@@ -24,12 +24,19 @@ const (
 	HeaderConnID    = "X-Wsgate-Conn-Id"   // wsgate's connection id
 	HeaderClientIP  = "X-Wsgate-Client-Ip" // the client address as wsgate's guard determined it
 	HeaderTimestamp = "X-Wsgate-Timestamp" // unix seconds when wsgate dialled
-	HeaderSignature = "X-Wsgate-Signature" // "v1=" + lowercase hex HMAC-SHA256 over CanonicalIdentity
+	HeaderSignature = "X-Wsgate-Signature" // "v2=" + lowercase hex HMAC-SHA256 over CanonicalIdentity
+	// HeaderForwardedHost is the route's configured host; signed from v2 on.
+	HeaderForwardedHost = "X-Forwarded-Host"
 )
 
 // signatureVersion prefixes the signature and starts the canonical string, so a
-// later algorithm can be introduced without ambiguity.
-const signatureVersion = "v1"
+// later algorithm can be introduced without ambiguity. v2 adds the
+// X-Forwarded-Host value; VerifyIdentity still accepts v1 (without a host) from
+// wsgate nodes of an older release during a rolling upgrade.
+const (
+	signatureVersion = "v2"
+	legacyVersion    = "v1"
+)
 
 // DefaultMaxClaimsBytes bounds the encoded X-Wsgate-Claims header.
 const DefaultMaxClaimsBytes = 4096
@@ -51,14 +58,17 @@ type Identity struct {
 	Claims   map[string]any // nil when the claims header was absent
 	ConnID   string
 	ClientIP string
-	Time     time.Time // when wsgate signed, to the second
+	// Host is the route's configured host (X-Forwarded-Host); "" when the route
+	// has none, or when a v1 signature (which does not cover it) was verified.
+	Host string
+	Time time.Time // when wsgate signed, to the second
 }
 
 // SignIdentity sets the identity headers on h: user, claims (dropped when their
 // encoding exceeds maxClaims bytes, 0 meaning DefaultMaxClaimsBytes), connection
-// id, client IP, timestamp and, when key is not empty, the signature. Any
-// X-Wsgate-* header already in h is removed first. It reports whether the claims
-// had to be dropped.
+// id, client IP, timestamp, X-Forwarded-Host (id.Host; removed when empty) and,
+// when key is not empty, the signature. Any X-Wsgate-* header already in h is
+// removed first. It reports whether the claims had to be dropped.
 func SignIdentity(h http.Header, key []byte, id Identity, maxClaims int) (claimsDropped bool, err error) {
 	for k := range h {
 		if hasPrefixFold(k, HeaderPrefix) {
@@ -90,6 +100,7 @@ func SignIdentity(h http.Header, key []byte, id Identity, maxClaims int) (claims
 		user:   EncodeUser(id.User),
 		ip:     headerSafe(id.ClientIP),
 		claims: claims,
+		host:   headerSafe(id.Host),
 	}
 	h.Set(HeaderTimestamp, v.ts)
 	h.Set(HeaderConnID, v.connID)
@@ -98,6 +109,10 @@ func SignIdentity(h http.Header, key []byte, id Identity, maxClaims int) (claims
 	if claims != "" {
 		h.Set(HeaderClaims, claims)
 	}
+	h.Del(HeaderForwardedHost)
+	if v.host != "" {
+		h.Set(HeaderForwardedHost, v.host)
+	}
 	if len(key) > 0 {
 		h.Set(HeaderSignature, signatureVersion+"="+hex.EncodeToString(sign(key, v)))
 	}
@@ -105,22 +120,32 @@ func SignIdentity(h http.Header, key []byte, id Identity, maxClaims int) (claims
 }
 
 // identityValues are the header values exactly as sent.
-type identityValues struct{ ts, connID, user, ip, claims string }
+type identityValues struct{ ts, connID, user, ip, claims, host string }
 
-// CanonicalIdentity is the string the signature covers: the version and the five
+// CanonicalIdentity is the string the signature covers: the version and the six
 // header values as sent (empty for an absent header), each followed by "\n":
 //
-//	"wsgate-identity-v1\n" + timestamp + "\n" + conn-id + "\n" + user + "\n" + client-ip + "\n" + claims + "\n"
+//	"wsgate-identity-v2\n" + timestamp + "\n" + conn-id + "\n" + user + "\n" + client-ip + "\n"
+//	  + claims + "\n" + forwarded-host + "\n"
 //
 // None of the values can contain "\n" (they are header values), so the
 // concatenation is unambiguous.
-func CanonicalIdentity(ts, connID, user, clientIP, claims string) string {
-	return "wsgate-identity-" + signatureVersion + "\n" + ts + "\n" + connID + "\n" + user + "\n" + clientIP + "\n" + claims + "\n"
+func CanonicalIdentity(ts, connID, user, clientIP, claims, host string) string {
+	return "wsgate-identity-" + signatureVersion + "\n" + ts + "\n" + connID + "\n" + user + "\n" + clientIP + "\n" + claims + "\n" + host + "\n"
+}
+
+// canonicalV1 is the v1 string: v2 without the host.
+func canonicalV1(v identityValues) string {
+	return "wsgate-identity-" + legacyVersion + "\n" + v.ts + "\n" + v.connID + "\n" + v.user + "\n" + v.ip + "\n" + v.claims + "\n"
 }
 
 func sign(key []byte, v identityValues) []byte {
+	return mac(key, CanonicalIdentity(v.ts, v.connID, v.user, v.ip, v.claims, v.host))
+}
+
+func mac(key []byte, s string) []byte {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte(CanonicalIdentity(v.ts, v.connID, v.user, v.ip, v.claims)))
+	m.Write([]byte(s))
 	return m.Sum(nil)
 }
 
@@ -147,7 +172,16 @@ func VerifyIdentity(h http.Header, key []byte, maxSkew time.Duration) (Identity,
 	if err != nil {
 		return Identity{}, err
 	}
+	want := sign(key, v)
 	s, ok := strings.CutPrefix(sig[0], signatureVersion+"=")
+	if !ok {
+		// An older wsgate: its signature does not cover the host, so none is
+		// reported.
+		if s, ok = strings.CutPrefix(sig[0], legacyVersion+"="); ok {
+			v.host = ""
+			want = mac(key, canonicalV1(v))
+		}
+	}
 	if !ok || len(sig) != 1 || len(s) != 2*sha256.Size {
 		return Identity{}, fmt.Errorf("%w: signature format", ErrBadIdentity)
 	}
@@ -155,7 +189,7 @@ func VerifyIdentity(h http.Header, key []byte, maxSkew time.Duration) (Identity,
 	if err != nil {
 		return Identity{}, fmt.Errorf("%w: signature is not hex", ErrBadIdentity)
 	}
-	if !hmac.Equal(got, sign(key, v)) {
+	if !hmac.Equal(got, want) {
 		return Identity{}, ErrBadSignature
 	}
 	// Checked after the signature: a forged timestamp must not tell an attacker
@@ -172,7 +206,7 @@ func VerifyIdentity(h http.Header, key []byte, maxSkew time.Duration) (Identity,
 	if err != nil {
 		return Identity{}, err
 	}
-	id := Identity{User: user, ConnID: v.connID, ClientIP: v.ip, Time: at}
+	id := Identity{User: user, ConnID: v.connID, ClientIP: v.ip, Host: v.host, Time: at}
 	if v.claims != "" {
 		b, err := base64.RawURLEncoding.DecodeString(v.claims)
 		if err != nil {
@@ -195,7 +229,7 @@ func singleValues(h http.Header) (identityValues, error) {
 	for _, f := range []struct {
 		name string
 		dst  *string
-	}{{HeaderTimestamp, &v.ts}, {HeaderConnID, &v.connID}, {HeaderUser, &v.user}, {HeaderClientIP, &v.ip}, {HeaderClaims, &v.claims}} {
+	}{{HeaderTimestamp, &v.ts}, {HeaderConnID, &v.connID}, {HeaderUser, &v.user}, {HeaderClientIP, &v.ip}, {HeaderClaims, &v.claims}, {HeaderForwardedHost, &v.host}} {
 		vs := h.Values(f.name)
 		if len(vs) > 1 {
 			return v, fmt.Errorf("%w: %s repeated", ErrBadIdentity, f.name)

@@ -86,15 +86,51 @@ func TestIdentityClaimsBound(t *testing.T) {
 
 // TestCanonicalVector pins the algorithm documented in docs/gateway.md.
 func TestCanonicalVector(t *testing.T) {
-	v := identityValues{ts: "1700000000", connID: "abc", user: "alice", ip: "127.0.0.1", claims: "eyJyb2xlIjoiYWRtaW4ifQ"}
-	want := "wsgate-identity-v1\n1700000000\nabc\nalice\n127.0.0.1\neyJyb2xlIjoiYWRtaW4ifQ\n"
-	if got := CanonicalIdentity(v.ts, v.connID, v.user, v.ip, v.claims); got != want {
+	v := identityValues{ts: "1700000000", connID: "abc", user: "alice", ip: "127.0.0.1", claims: "eyJyb2xlIjoiYWRtaW4ifQ", host: "chat.example.com"}
+	want := "wsgate-identity-v2\n1700000000\nabc\nalice\n127.0.0.1\neyJyb2xlIjoiYWRtaW4ifQ\nchat.example.com\n"
+	if got := CanonicalIdentity(v.ts, v.connID, v.user, v.ip, v.claims, v.host); got != want {
 		t.Fatalf("canonical %q", got)
 	}
 	// Computed independently (Python hmac), as in docs/gateway.md.
-	const sig = "c74190eef7caec5eb9c4a2d5da07ee35264e59f0f20a5b0a3490830ab1988b58"
+	const sig = "f9c2cf6066cf5e156a27e58b02e5e2625b1f343629febae3fedee94a61520fc7"
 	if got := hex.EncodeToString(sign(testKey, v)); got != sig {
 		t.Fatalf("signature %s", got)
+	}
+	// v1 (older wsgate nodes) has no host.
+	const sigV1 = "c74190eef7caec5eb9c4a2d5da07ee35264e59f0f20a5b0a3490830ab1988b58"
+	if got := hex.EncodeToString(mac(testKey, canonicalV1(v))); got != sigV1 {
+		t.Fatalf("v1 signature %s", got)
+	}
+}
+
+// TestIdentityHostSigned: X-Forwarded-Host is the configured host and covered by
+// the signature; a v1 signature still verifies but asserts no host.
+func TestIdentityHostSigned(t *testing.T) {
+	h := http.Header{HeaderForwardedHost: {"evil.example"}}
+	if _, err := SignIdentity(h, testKey, Identity{User: "u", ConnID: "c", ClientIP: "1.2.3.4", Host: "chat.example.com"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if h.Values(HeaderForwardedHost)[0] != "chat.example.com" || len(h.Values(HeaderForwardedHost)) != 1 {
+		t.Fatalf("X-Forwarded-Host %v", h.Values(HeaderForwardedHost))
+	}
+	id, err := VerifyIdentity(h, testKey, time.Minute)
+	if err != nil || id.Host != "chat.example.com" {
+		t.Fatalf("verify: %+v %v", id, err)
+	}
+	h.Set(HeaderForwardedHost, "evil.example")
+	if _, err := VerifyIdentity(h, testKey, time.Minute); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("changed host verified: %v", err)
+	}
+	h.Del(HeaderForwardedHost)
+	if _, err := VerifyIdentity(h, testKey, time.Minute); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("removed host verified: %v", err)
+	}
+	// A v1 signature (older node): valid, Host not asserted.
+	h.Set(HeaderForwardedHost, "anything")
+	v, _ := singleValues(h)
+	h.Set(HeaderSignature, "v1="+hex.EncodeToString(mac(testKey, canonicalV1(v))))
+	if id, err := VerifyIdentity(h, testKey, time.Minute); err != nil || id.Host != "" {
+		t.Fatalf("v1: %+v %v", id, err)
 	}
 }
 

@@ -28,8 +28,16 @@ type Options struct {
 	// Route names the route in logs and metrics (its path).
 	Route string
 	// URL is the upstream, ws:// or wss://. Its query is kept; the client's query
-	// is appended without the credential parameters (token, ticket).
+	// is appended without the credential parameters (CredentialParams) and
+	// StripParams, compared case-insensitively.
 	URL string
+	// StripParams are extra query parameter names never passed to the upstream
+	// (the route's own secrets, e.g. "api_key"), compared case-insensitively.
+	StripParams []string
+	// Host is the route's configured host name, sent as X-Forwarded-Host and
+	// covered by the identity signature. Empty (a route for any host): no
+	// X-Forwarded-Host; the client's Host header is never passed on.
+	Host string
 	// ConnectTimeout bounds TCP connect, TLS and the upstream's handshake
 	// together. Default 5s.
 	ConnectTimeout time.Duration

@@ -285,14 +285,14 @@ func (noSession) Store(string, any)            {}
 func (noSession) Range(func(string, any) bool) {}
 func newNoSession() gws.SessionStorage         { return noSession{} }
 
-func gwsDeflate(c Compression) gws.PermessageDeflate {
+func gwsDeflate(c Compression, d deflateConfig) gws.PermessageDeflate {
 	return gws.PermessageDeflate{
 		Enabled:               c.Enabled,
 		Level:                 c.Level,
 		Threshold:             c.Threshold,
-		ServerContextTakeover: c.ServerContextTakeover,
-		ClientContextTakeover: c.ClientContextTakeover,
-		ServerMaxWindowBits:   c.ServerMaxWindowBits,
-		ClientMaxWindowBits:   c.ClientMaxWindowBits,
+		ServerContextTakeover: d.serverTakeover,
+		ClientContextTakeover: d.clientTakeover,
+		ServerMaxWindowBits:   d.serverBits,
+		ClientMaxWindowBits:   d.clientBits,
 	}
 }

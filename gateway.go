@@ -387,10 +387,11 @@ type gatewayLink struct {
 	sess *session.Session
 }
 
-// Handle forwards a message the pipeline accepted.
-func (g *gatewayLink) Handle(_ context.Context, _ *session.Session, m pipeline.Message) {
+// Handle forwards a message the pipeline accepted with the opcode it arrived
+// with: a binary frame carrying JSON (allow_binary) stays binary upstream.
+func (g *gatewayLink) Handle(_ context.Context, s *session.Session, m pipeline.Message) {
 	// A failed write closes the upstream leg, whose end closes the client.
-	_ = g.link.Forward(transport.Text, m.Raw)
+	_ = g.link.Forward(s.MessageOpcode(), m.Raw)
 }
 
 // HandleRaw applies the raw route's rate limits and forwards. A raw protocol
@@ -458,32 +459,16 @@ type gatewayClient struct {
 	sess *session.Session
 }
 
+// Send relays one upstream message, text or binary, from the upstream leg's
+// read loop, which serves this client only: it is written inline when the
+// client's queue is idle (no hand-off to a writer goroutine per message) and
+// batched behind the queue otherwise, always in order and with its opcode.
 func (c gatewayClient) Send(op transport.Opcode, b []byte) error {
-	if op == transport.Text {
-		err := c.sess.Send(b)
-		if errors.Is(err, outbox.ErrTooLarge) {
-			return upstream.ErrTooLargeForClient
-		}
-		return err
+	err := c.sess.Relay(op, b)
+	if errors.Is(err, outbox.ErrTooLarge) {
+		return upstream.ErrTooLargeForClient
 	}
-	// The outbox carries text only. Keep the order: let it drain, then write
-	// the binary message directly; the upstream's read loop waits meanwhile,
-	// which is the same backpressure as a full queue.
-	for d := 200 * time.Microsecond; ; d = min(2*d, 10*time.Millisecond) {
-		if m, _ := c.sess.Pending(); m == 0 {
-			break
-		}
-		select {
-		case <-c.sess.Context().Done():
-			return session.ErrClosed
-		case <-time.After(d):
-		}
-	}
-	if err := c.sess.Conn().WriteMessage(transport.Binary, b); err != nil {
-		return err
-	}
-	(*observer)(c.srv).Sent(c.sess, len(b))
-	return nil
+	return err
 }
 
 func (c gatewayClient) Pending() (int, int) { return c.sess.Pending() }

@@ -58,7 +58,8 @@ type Server struct {
 	alerts  *alert.Engine
 
 	mux      *http.ServeMux
-	gateways []*gatewayRoute // routes with an upstream (gateway.go)
+	gateways  []*gatewayRoute // routes with an upstream or a WithRawRoute handler (gateway.go)
+	rawRoutes []rawRoute      // WithRawRoute, built with the gateways
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -70,6 +71,7 @@ type Server struct {
 
 	dev        *DevInfo
 	configPath string // the file the admin reload re-reads (WithConfigFile)
+	handlers   map[string]HandlerFunc // WithHandler; read-only after New
 }
 
 // Option customises New.
@@ -81,6 +83,9 @@ type options struct {
 	dev      *DevInfo
 	commands command.Backend
 	config   string
+	// handlers and rawRoutes are the embedder's (options.go).
+	handlers  map[string]HandlerFunc
+	rawRoutes []rawRoute
 }
 
 // WithLogger sets the process logger (wsgate wraps it to redact secrets).
@@ -96,8 +101,9 @@ func New(cfg *config.Config, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{registry: session.NewRegistry(), dev: o.dev}
+	s := &Server{registry: session.NewRegistry(), dev: o.dev, handlers: o.handlers}
 	s.configPath = o.config
+	s.rawRoutes = o.rawRoutes
 	s.redactor = o.redactor
 	if s.redactor == nil {
 		s.redactor = redact.New(redact.Options{})
@@ -115,7 +121,11 @@ func New(cfg *config.Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.cfg.Store(cfg)
-	if err := s.buildRealtime(cfg, o.commands); err != nil {
+	err := s.checkHandlers(o.handlers)
+	if err == nil {
+		err = s.buildRealtime(cfg, o.commands)
+	}
+	if err != nil {
 		s.cancel()
 		for _, c := range s.closers {
 			c()

@@ -229,6 +229,19 @@ func (s *Session) Send(b []byte) error {
 	return err
 }
 
+// SendOp is Send for a message of either opcode (binary needs the transport's
+// AllowBinary, or the write fails and the connection closes).
+func (s *Session) SendOp(op transport.Opcode, b []byte) error {
+	err := s.out.PushOp(op, b)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, outbox.ErrFull) {
+		s.CloseAsync(CloseSlowConsumer)
+	}
+	return err
+}
+
 // Relay queues a message of either opcode for the client, in order with
 // everything else sent to it. It is for a goroutine that serves this one
 // connection only (the upstream leg of a gateway connection): when nothing is

@@ -57,7 +57,7 @@ type Server struct {
 	audit   *audit.Logger
 	alerts  *alert.Engine
 
-	mux      *http.ServeMux
+	mux       *http.ServeMux
 	gateways  []*gatewayRoute // routes with an upstream or a WithRawRoute handler (gateway.go)
 	rawRoutes []rawRoute      // WithRawRoute, built with the gateways
 
@@ -70,7 +70,7 @@ type Server struct {
 	draining atomic.Bool
 
 	dev        *DevInfo
-	configPath string // the file the admin reload re-reads (WithConfigFile)
+	configPath string                 // the file the admin reload re-reads (WithConfigFile)
 	handlers   map[string]HandlerFunc // WithHandler; read-only after New
 }
 

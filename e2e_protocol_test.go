@@ -2,9 +2,12 @@ package wsgate_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/transport"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
 )
@@ -289,5 +294,105 @@ func TestGatewayCloseCodeSentWins(t *testing.T) {
 	}
 	if disconnects != rounds || wrong != 0 {
 		t.Fatalf("%d disconnects logged (%d not 1002), want %d with 1002", disconnects, wrong, rounds)
+	}
+}
+
+// WithHandler: built-in types and types without a schema are refused at New;
+// a handler's error becomes an error reply; without the option a type with a
+// schema still answers unknown_type.
+func TestWithHandlerRules(t *testing.T) {
+	schema := `{"type":"object","properties":{"type":{"const":"order"},"id":{"type":"integer"}},"required":["type"]}`
+	ok := func(context.Context, wsgate.Message) (json.RawMessage, error) {
+		return json.RawMessage(`{"type":"done"}`), nil
+	}
+	plainCfg := func() *config.Config { c := wsgatetest.Config(); c.InsecurePlaintext = true; return c }
+	for _, typ := range []string{"ping", "refresh", "publish", "command", "subscribe"} {
+		cfg := plainCfg()
+		if _, err := wsgate.New(cfg, wsgate.WithHandler(typ, ok)); err == nil || !strings.Contains(err.Error(), "built-in") {
+			t.Errorf("WithHandler(%q): New error %v, want built-in refusal", typ, err)
+		}
+	}
+	if _, err := wsgate.New(plainCfg(), wsgate.WithHandler("order", ok)); err == nil || !strings.Contains(err.Error(), "no schema") {
+		t.Errorf("WithHandler without a schema: New error %v", err)
+	}
+
+	cfg := wsgatetest.Config()
+	cfg.Schemas.Inline = map[string]string{"order": schema}
+	plain := wsgatetest.Start(t, cfg)
+	c := plain.Connect(t, "alice", nil)
+	c.Send(t, `{"type":"order","id":7}`)
+	if got := c.Expect(t, "error", 5*time.Second); got["code"] != "unknown_type" {
+		t.Fatalf("without WithHandler: %v", got)
+	}
+
+	cfg = wsgatetest.Config()
+	cfg.Schemas.Inline = map[string]string{"order": schema}
+	s := wsgatetest.Start(t, cfg, wsgate.WithHandler("order", func(_ context.Context, m wsgate.Message) (json.RawMessage, error) {
+		if string(m.ID) == "2" {
+			return nil, errors.New("backend down at 10.0.0.5")
+		}
+		return json.RawMessage(`{"type":"order_ok","ref":` + string(m.ID) + `,"user":"` + m.User + `"}`), nil
+	}))
+	c = s.Connect(t, "bob", nil)
+	c.Send(t, `{"type":"order","id":1}`)
+	if got := c.Expect(t, "order_ok", 5*time.Second); got["user"] != "bob" || got["ref"] != float64(1) {
+		t.Fatalf("reply %v", got)
+	}
+	c.Send(t, `{"type":"order","id":2}`)
+	got := c.Expect(t, "error", 5*time.Second)
+	if got["code"] != "handler_failed" || got["ref"] != float64(2) || strings.Contains(fmt.Sprint(got), "10.0.0.5") {
+		t.Fatalf("error reply %v", got)
+	}
+	c.Send(t, `{"type":"order","id":"not an integer"}`)
+	if got := c.Expect(t, "error", 5*time.Second); got["code"] == "handler_failed" {
+		t.Fatalf("schema not applied before the handler: %v", got)
+	}
+}
+
+// WithRawRoute: the route's guard refuses an unauthenticated upgrade, binary is
+// refused without allow_binary (1003), and the rate-limit tiers close with 1008.
+func TestWithRawRouteGuardAndLimits(t *testing.T) {
+	cfg := wsgatetest.Config()
+	cfg.InsecurePlaintext = true
+	d := cfg.Rate.Tiers["default"]
+	d.Messages = config.RateLimit{Rate: 0.5, Burst: 2}
+	cfg.Rate.Tiers["default"] = d
+	got := make(chan string, 8)
+	s := wsgatetest.Start(t, cfg, wsgate.WithRawRoute(config.Route{Path: "/raw"}, func(c wsgate.RawConn, op wsgate.Opcode, data []byte) {
+		got <- c.User() + ":" + string(data)
+		_ = c.Send(op, data)
+	}))
+	resp, err := http.Get("http://" + s.Addr + "/raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("unauthenticated plain GET: %d", resp.StatusCode)
+	}
+	c := dialRawWS(t, s.Addr, "/raw", bearer(s.Token(t, "carol", nil)))
+	c.write(maskedFrame(0x81, []byte("one")), maskedFrame(0x81, []byte("two")))
+	for _, want := range []string{"one", "two"} {
+		b0, p, err := c.read()
+		if err != nil || b0 != 0x81 || string(p) != want {
+			t.Fatalf("echo %#x %q %v, want %q", b0, p, err, want)
+		}
+		if h := <-got; h != "carol:"+want {
+			t.Fatalf("handler saw %q", h)
+		}
+	}
+	c.write(maskedFrame(0x81, []byte("three: over the budget")))
+	if code := c.expectClose(); code != transport.StatusPolicyViolation {
+		t.Fatalf("rate limit close %d, want 1008", code)
+	}
+	c2 := dialRawWS(t, s.Addr, "/raw", bearer(s.Token(t, "dave", nil)))
+	c2.write(maskedFrame(0x82, []byte{1}))
+	if code := c2.expectClose(); code != transport.StatusUnsupportedData {
+		t.Fatalf("binary close %d, want 1003", code)
+	}
+	cfg2 := wsgatetest.Config()
+	cfg2.InsecurePlaintext = true
+	if _, err := wsgate.New(cfg2, wsgate.WithRawRoute(config.Route{Path: "/x", Upstream: "ws://127.0.0.1:1/"}, func(wsgate.RawConn, wsgate.Opcode, []byte) {})); err == nil {
+		t.Fatal("WithRawRoute with an upstream accepted")
 	}
 }

@@ -406,7 +406,7 @@ func (s *Server) handleGateway(rt *gatewayRoute, w http.ResponseWriter, r *http.
 	s.observeHandshake(r, ip, nil)
 	sess.Attach(conn)
 	gl.sess = sess
-	link.Start(gatewayClient{srv: s, sess: sess}, gl.upstreamEnded)
+	link.Start(gatewayClient{sess: sess}, gl.upstreamEnded)
 	s.metrics.ConnOpened(rt.name)
 	s.audit.Log(audit.Event{Event: audit.HandshakeAccepted, ConnID: id, IP: ip, User: adm.Identity.Subject, Route: rt.name,
 		Detail: map[string]any{"credential": string(adm.Credential), "subprotocol": sub, "upstream": true}})
@@ -501,7 +501,6 @@ func (g *gatewayLink) upstreamEnded(code uint16, reason string, cause upstream.E
 
 // gatewayClient adapts a session to upstream.Client.
 type gatewayClient struct {
-	srv  *Server
 	sess *session.Session
 }
 

@@ -124,14 +124,6 @@ func deflateRaw(p []byte) []byte {
 
 func rep(s string, n int) string { return strings.Repeat(s, n) }
 
-func cat(fs ...[][]byte) [][]byte {
-	var out [][]byte
-	for _, f := range fs {
-		out = append(out, f...)
-	}
-	return out
-}
-
 func one(b []byte) [][]byte { return [][]byte{b} }
 
 var (

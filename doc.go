@@ -14,4 +14,9 @@
 //
 // ListenAndServe does the listening itself, with the TLS, mTLS and slowloris limits
 // from the configuration, plus the separate admin listener.
+//
+// Go code can serve messages in the same process: WithHandler answers a custom
+// message type after the pipeline accepted it, WithRawRoute mounts a raw endpoint
+// (guard and raw checks, then opaque frames to a RawHandler), WithCommandHandler
+// answers `command` messages. See the examples.
 package wsgate

@@ -551,7 +551,8 @@ func TestGatewayBackpressure(t *testing.T) {
 	}
 	go conn.Serve()
 	t.Cleanup(func() { _ = conn.Close() })
-	eventually(t, 5*time.Second, "upstream leg open", func() bool { return up.lastHeader() != nil })
+	// The header is recorded before the 101, the conn after it: wait for the conn.
+	eventually(t, 5*time.Second, "upstream leg open", func() bool { up.mu.Lock(); defer up.mu.Unlock(); return len(up.conns) > 0 })
 
 	const total = 800 // 25 MiB: far more than socket buffers and the outbox hold
 	var sent atomic.Int64

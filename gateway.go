@@ -43,6 +43,8 @@ type gatewayRoute struct {
 	linkWait time.Duration
 	// integrity is the route's message integrity mode (JSON routes only).
 	integrity string
+	// handler serves a WithRawRoute route in process (no upstream, dialer nil).
+	handler RawHandler
 }
 
 // buildGateways builds every route with an upstream; errors stop New.
@@ -53,12 +55,34 @@ func (s *Server) buildGateways(cfg *config.Config) error {
 		if r.Upstream == "" {
 			continue
 		}
-		rt, err := s.newGatewayRoute(cfg, r)
+		rt, err := s.newRoute(cfg, r, nil)
 		if err != nil {
 			return fmt.Errorf("routes[%d]: %w", i, err)
 		}
 		if err := tryPattern(scratch, rt.pattern); err != nil {
 			return fmt.Errorf("routes[%d]: %w", i, err)
+		}
+		s.gateways = append(s.gateways, rt)
+	}
+	for i, rr := range s.rawRoutes {
+		r := rr.route
+		switch {
+		case rr.h == nil:
+			return fmt.Errorf("WithRawRoute(%q): nil handler", r.Path)
+		case r.Upstream != "":
+			return fmt.Errorf("WithRawRoute(%q): a raw route served in process has no upstream", r.Path)
+		case r.Validation != "" && r.Validation != "raw":
+			return fmt.Errorf("WithRawRoute(%q): validation must be raw", r.Path)
+		case !strings.HasPrefix(r.Path, "/"):
+			return fmt.Errorf("WithRawRoute(%q): path must start with /", r.Path)
+		}
+		r.Validation = "raw"
+		rt, err := s.newRoute(cfg, r, rr.h)
+		if err != nil {
+			return fmt.Errorf("WithRawRoute[%d] %q: %w", i, r.Path, err)
+		}
+		if err := tryPattern(scratch, rt.pattern); err != nil {
+			return fmt.Errorf("WithRawRoute[%d]: %w", i, err)
 		}
 		s.gateways = append(s.gateways, rt)
 	}
@@ -80,8 +104,10 @@ func tryPattern(mux *http.ServeMux, pattern string) (err error) {
 	return nil
 }
 
-func (s *Server) newGatewayRoute(cfg *config.Config, r config.Route) (*gatewayRoute, error) {
-	rt := &gatewayRoute{route: r, name: r.Host + r.Path, pattern: r.Host + r.Path}
+// newRoute builds a route: a gateway to r.Upstream, or, with h, a raw route
+// served in process.
+func (s *Server) newRoute(cfg *config.Config, r config.Route, h RawHandler) (*gatewayRoute, error) {
+	rt := &gatewayRoute{route: r, name: r.Host + r.Path, pattern: r.Host + r.Path, handler: h}
 	maxBytes := cfg.Limits.MaxMessageBytes
 	if r.MaxMessageBytes > 0 {
 		maxBytes = r.MaxMessageBytes
@@ -152,6 +178,13 @@ func (s *Server) newGatewayRoute(cfg *config.Config, r config.Route) (*gatewayRo
 		}
 		s.redactor.Add(r.IdentityKey)
 	}
+	so := sessionOptions(cfg)
+	so.NoWelcome = true
+	so.WelcomeLimits = nil
+	rt.sopts = so
+	if h != nil {
+		return rt, nil
+	}
 	ob := outboxOptions(cfg)
 	if ob.MaxMessages <= 0 {
 		ob.MaxMessages = outbox.DefaultMaxMessages
@@ -193,10 +226,6 @@ func (s *Server) newGatewayRoute(cfg *config.Config, r config.Route) (*gatewayRo
 	if rt.linkWait < 2*time.Second {
 		rt.linkWait = 3 * time.Second
 	}
-	so := sessionOptions(cfg)
-	so.NoWelcome = true
-	so.WelcomeLimits = nil
-	rt.sopts = so
 	return rt, nil
 }
 
@@ -226,11 +255,17 @@ func (rt *gatewayRoute) guardFor(s *Server) *guard.Guard {
 // mountGateways registers the gateway routes (routes[] with an upstream) and
 // starts the health prober.
 func (s *Server) mountGateways(mux *http.ServeMux) {
+	upstreams := 0
 	for _, rt := range s.gateways {
+		if rt.handler != nil {
+			mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) { s.handleRawRoute(rt, w, r) })
+			continue
+		}
+		upstreams++
 		mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) { s.handleGateway(rt, w, r) })
 		s.metrics.UpstreamUp(rt.name, true)
 	}
-	if len(s.gateways) == 0 {
+	if upstreams == 0 {
 		return
 	}
 	s.bg.Add(1)
@@ -245,7 +280,7 @@ func (s *Server) mountGateways(mux *http.ServeMux) {
 			case <-t.C:
 			}
 			for _, rt := range s.gateways {
-				if rt.dialer.Health().Up {
+				if rt.dialer == nil || rt.dialer.Health().Up {
 					continue
 				}
 				if err := rt.dialer.Probe(s.ctx); err == nil {
@@ -262,12 +297,12 @@ func (s *Server) mountGateways(mux *http.ServeMux) {
 // every node, so taking this one out of rotation would not help and would take
 // the other routes down with it. Alert on wsgate_upstream_up == 0 instead.
 func (s *Server) withGatewayReadiness(body map[string]any) map[string]any {
-	if len(s.gateways) == 0 {
-		return body
-	}
 	ups := make(map[string]any, len(s.gateways))
 	degraded := false
 	for _, rt := range s.gateways {
+		if rt.dialer == nil {
+			continue
+		}
 		h := rt.dialer.Health()
 		e := map[string]any{"up": h.Up, "consecutive_failures": h.ConsecutiveFailures}
 		if h.LastError != "" {
@@ -276,6 +311,9 @@ func (s *Server) withGatewayReadiness(body map[string]any) map[string]any {
 		}
 		ups[rt.name] = e
 		degraded = degraded || !h.Up
+	}
+	if len(ups) == 0 {
+		return body
 	}
 	body["upstreams"] = ups
 	if degraded && body["status"] == "ready" {
@@ -370,7 +408,7 @@ func (s *Server) handleGateway(rt *gatewayRoute, w http.ResponseWriter, r *http.
 	s.observeHandshake(r, adm.IPKey, nil)
 	sess.Attach(conn)
 	gl.sess = sess
-	link.Start(gatewayClient{srv: s, sess: sess}, gl.upstreamEnded)
+	link.Start(gatewayClient{sess: sess}, gl.upstreamEnded)
 	s.metrics.ConnOpened(rt.name)
 	s.audit.Log(audit.Event{Event: audit.HandshakeAccepted, ConnID: id, IP: ip, User: adm.Identity.Subject, Route: rt.name,
 		Detail: map[string]any{"credential_source": string(adm.Credential), "subprotocol": sub, "upstream": true}})
@@ -389,23 +427,31 @@ type gatewayLink struct {
 	sess *session.Session
 }
 
-// Handle forwards a message the pipeline accepted.
-func (g *gatewayLink) Handle(_ context.Context, _ *session.Session, m pipeline.Message) {
+// Handle forwards a message the pipeline accepted with the opcode it arrived
+// with: a binary frame carrying JSON (allow_binary) stays binary upstream.
+func (g *gatewayLink) Handle(_ context.Context, s *session.Session, m pipeline.Message) {
 	// A failed write closes the upstream leg, whose end closes the client.
-	_ = g.link.Forward(transport.Text, m.Raw)
+	_ = g.link.Forward(s.MessageOpcode(), m.Raw)
 }
 
 // HandleRaw applies the raw route's rate limits and forwards. A raw protocol
 // has no error reply, and a silently dropped frame would desynchronise client
 // and upstream, so a rate-limited message closes the connection (1008) instead.
 func (g *gatewayLink) HandleRaw(ctx context.Context, s *session.Session, op transport.Opcode, data []byte) {
+	if g.allowRaw(ctx, s, data) {
+		_ = g.link.Forward(op, data)
+	}
+}
+
+// allowRaw applies the route's raw rate limits to one message and observes it;
+// a refused message closes the connection and returns false.
+func (g *gatewayLink) allowRaw(ctx context.Context, s *session.Session, data []byte) bool {
 	start := time.Now()
 	st := s.ConnState()
 	ok, retry, err := g.rt.raw.Allow(ctx, upstream.RawConn{ConnID: st.ConnID, User: st.User, IP: st.IP, Tier: st.Tier}, len(data))
 	if ok {
 		(*observer)(g.srv).Message(s, "raw", data, nil, time.Since(start))
-		_ = g.link.Forward(op, data)
-		return
+		return true
 	}
 	rej := &pipeline.Reject{Code: pipeline.CodeRateLimited, Message: "rate limit exceeded", RetryAfter: retry,
 		CloseCode: transport.StatusPolicyViolation, Strike: true}
@@ -422,6 +468,7 @@ func (g *gatewayLink) HandleRaw(ctx context.Context, s *session.Session, op tran
 	if rej.Strike {
 		s.Strike(rej.Code)
 	}
+	return false
 }
 
 // Leave runs when the session has ended: the close was propagated by Closed;
@@ -456,38 +503,86 @@ func (g *gatewayLink) upstreamEnded(code uint16, reason string, cause upstream.E
 
 // gatewayClient adapts a session to upstream.Client.
 type gatewayClient struct {
-	srv  *Server
 	sess *session.Session
 }
 
+// Send relays one upstream message, text or binary, from the upstream leg's
+// read loop, which serves this client only: it is written inline when the
+// client's queue is idle (no hand-off to a writer goroutine per message) and
+// batched behind the queue otherwise, always in order and with its opcode.
 func (c gatewayClient) Send(op transport.Opcode, b []byte) error {
-	if op == transport.Text {
-		err := c.sess.Send(b)
-		if errors.Is(err, outbox.ErrTooLarge) {
-			return upstream.ErrTooLargeForClient
-		}
-		return err
+	err := c.sess.Relay(op, b)
+	if errors.Is(err, outbox.ErrTooLarge) {
+		return upstream.ErrTooLargeForClient
 	}
-	// The outbox carries text only. Keep the order: let it drain, then write
-	// the binary message directly; the upstream's read loop waits meanwhile,
-	// which is the same backpressure as a full queue.
-	for d := 200 * time.Microsecond; ; d = min(2*d, 10*time.Millisecond) {
-		if m, _ := c.sess.Pending(); m == 0 {
-			break
-		}
-		select {
-		case <-c.sess.Context().Done():
-			return session.ErrClosed
-		case <-time.After(d):
-		}
-	}
-	if err := c.sess.Conn().WriteMessage(transport.Binary, b); err != nil {
-		return err
-	}
-	(*observer)(c.srv).Sent(c.sess, len(b))
-	return nil
+	return err
 }
 
 func (c gatewayClient) Pending() (int, int) { return c.sess.Pending() }
 
 func (c gatewayClient) CloseWith(code uint16, reason string) { c.sess.CloseWith(code, reason) }
+
+// handleRawRoute serves a WithRawRoute route: the route's guard and raw checks,
+// then every message to the embedder's handler. It mirrors handleGateway
+// without the upstream leg.
+func (s *Server) handleRawRoute(rt *gatewayRoute, w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		(&guard.Rejection{Status: http.StatusServiceUnavailable, Code: "shutting_down", Reason: "draining", RetryAfter: time.Second}).Write(w)
+		return
+	}
+	g := rt.guardFor(s)
+	adm, rej := g.Check(r.Context(), r)
+	if rej != nil {
+		s.observeHandshake(r, guard.ClientIP(r, g.Policy().TrustedProxies).String(), rej)
+		rej.Write(w)
+		return
+	}
+	cfg := s.cfg.Load()
+	tier := adm.Identity.Tier(cfg.Auth.TierClaim)
+	if _, ok := cfg.Rate.Tiers[tier]; !ok {
+		tier = "default"
+	}
+	id := session.NewID()
+	ip := adm.IP.String()
+	rl := &rawLink{srv: s, rt: rt}
+	sess := session.New(session.Params{
+		ID: id, IP: adm.IP, Route: rt.name, Subprotocol: adm.Subprotocol, Identity: adm.Identity, Lease: adm.Lease, Tier: tier,
+	}, rt.sopts, session.Deps{
+		Raw: rl, Router: rl, Strikes: s.strikes, Refresh: s.refresh, Log: s.log, Registry: s.registry, Observer: (*observer)(s),
+	})
+	s.observeHandshake(r, ip, nil)
+	conn, err := rt.upgrader.Upgrade(w, r, adm.Subprotocol, sess)
+	if err != nil {
+		adm.Lease.Release()
+		s.log.Info("upgrade failed", "route", rt.name, "ip", ip, "err", err)
+		return
+	}
+	sess.Attach(conn)
+	s.metrics.ConnOpened(rt.name)
+	s.audit.Log(audit.Event{Event: audit.HandshakeAccepted, ConnID: id, IP: ip, User: adm.Identity.Subject, Route: rt.name,
+		Detail: map[string]any{"credential": string(adm.Credential), "subprotocol": adm.Subprotocol, "raw_handler": true}})
+	s.log.Info("connected", "conn_id", id, "ip", ip, "user", adm.Identity.Subject, "route", rt.name,
+		"subprotocol", adm.Subprotocol, "credential", string(adm.Credential), "raw_handler", true)
+	sess.Start()
+	s.serveSession(sess)
+}
+
+// rawLink is a WithRawRoute session's raw router: the route's rate limits, then
+// the handler.
+type rawLink struct {
+	srv *Server
+	rt  *gatewayRoute
+}
+
+func (l *rawLink) HandleRaw(ctx context.Context, s *session.Session, op transport.Opcode, data []byte) {
+	if !(&gatewayLink{srv: l.srv, rt: l.rt}).allowRaw(ctx, s, data) {
+		return
+	}
+	l.rt.handler(RawConn{s}, op, data)
+}
+
+// Handle is never called: a raw route's session has no pipeline.
+func (l *rawLink) Handle(context.Context, *session.Session, pipeline.Message) {}
+
+// Leave: nothing to release.
+func (l *rawLink) Leave(*session.Session) {}

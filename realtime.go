@@ -98,6 +98,10 @@ func roomOptions(cfg *config.Config, commands command.Backend, s *Server) room.O
 type roomRouter struct{ s *Server }
 
 func (rr roomRouter) Handle(ctx context.Context, ss *session.Session, m pipeline.Message) {
+	if f := rr.s.handlers[m.Type]; f != nil {
+		rr.s.runHandler(ctx, ss, f, m)
+		return
+	}
 	if !room.Handles(m.Type) {
 		ss.Reject(m.ID, &pipeline.Reject{Code: pipeline.CodeUnknownType, Message: "unknown message type", Strike: true})
 		return

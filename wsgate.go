@@ -57,8 +57,9 @@ type Server struct {
 	audit   *audit.Logger
 	alerts  *alert.Engine
 
-	mux      *http.ServeMux
-	gateways []*gatewayRoute // routes with an upstream (gateway.go)
+	mux       *http.ServeMux
+	gateways  []*gatewayRoute // routes with an upstream or a WithRawRoute handler (gateway.go)
+	rawRoutes []rawRoute      // WithRawRoute, built with the gateways
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -69,7 +70,8 @@ type Server struct {
 	draining atomic.Bool
 
 	dev        *DevInfo
-	configPath string // the file the admin reload re-reads (WithConfigFile)
+	configPath string                 // the file the admin reload re-reads (WithConfigFile)
+	handlers   map[string]HandlerFunc // WithHandler; read-only after New
 
 	// reloadMu serializes Reload: SIGHUP and the admin API may ask at the same
 	// time, and two reloads swapping their parts one by one would interleave
@@ -86,6 +88,9 @@ type options struct {
 	dev      *DevInfo
 	commands command.Backend
 	config   string
+	// handlers and rawRoutes are the embedder's (options.go).
+	handlers  map[string]HandlerFunc
+	rawRoutes []rawRoute
 }
 
 // WithLogger sets the process logger (wsgate wraps it to redact secrets).
@@ -101,8 +106,9 @@ func New(cfg *config.Config, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{registry: session.NewRegistry(), dev: o.dev}
+	s := &Server{registry: session.NewRegistry(), dev: o.dev, handlers: o.handlers}
 	s.configPath = o.config
+	s.rawRoutes = o.rawRoutes
 	s.redactor = o.redactor
 	if s.redactor == nil {
 		s.redactor = redact.New(redact.Options{})
@@ -120,7 +126,11 @@ func New(cfg *config.Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s.cfg.Store(cfg)
-	if err := s.buildRealtime(cfg, o.commands); err != nil {
+	err := s.checkHandlers(o.handlers)
+	if err == nil {
+		err = s.buildRealtime(cfg, o.commands)
+	}
+	if err != nil {
 		s.cancel()
 		for _, c := range s.closers {
 			c()

@@ -4,7 +4,14 @@
 // messages starting with {"type":"ping" with {"type":"pong"} and echoes
 // everything else.
 //
+// With -pure it is a conformance target instead (the Autobahn fuzzing
+// client, scripts/conformance.sh): it echoes every message unchanged, sends
+// nothing of its own, accepts binary and permessage-deflate, and lifts the
+// size and fragment caps (16 MiB, one million fragments) so that only the
+// protocol rules of internal/transport decide.
+//
 //	go run ./bench/bareecho -addr 127.0.0.1:9001
+//	go run ./bench/bareecho -pure -addr 127.0.0.1:9001
 package main
 
 import (
@@ -32,10 +39,10 @@ var (
 )
 
 // echo is the per-connection handler: no checks at all.
-type echo struct{}
+type echo struct{ pure bool }
 
-func (echo) OnMessage(c *transport.Conn, op transport.Opcode, data []byte) {
-	if bytes.HasPrefix(data, ping) {
+func (e echo) OnMessage(c *transport.Conn, op transport.Opcode, data []byte) {
+	if !e.pure && bytes.HasPrefix(data, ping) {
 		_ = c.WriteMessage(transport.Text, pong)
 		return
 	}
@@ -48,6 +55,7 @@ func (echo) OnClose(*transport.Conn, error) {}
 // server tracks live connections so that shutdown can close them
 // (http.Server.Shutdown ignores hijacked sockets).
 type server struct {
+	pure  bool
 	up    *transport.Upgrader
 	mu    sync.Mutex
 	conns map[*transport.Conn]struct{}
@@ -56,7 +64,7 @@ type server struct {
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c, err := s.up.Upgrade(w, r, "", echo{})
+	c, err := s.up.Upgrade(w, r, "", echo{pure: s.pure})
 	if err != nil {
 		return
 	}
@@ -75,8 +83,10 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
-	if err := c.WriteMessage(transport.Text, welcome); err != nil {
-		_ = c.Close()
+	if !s.pure {
+		if err := c.WriteMessage(transport.Text, welcome); err != nil {
+			_ = c.Close()
+		}
 	}
 	c.Serve()
 }
@@ -103,13 +113,18 @@ func run() error {
 	maxBytes := flag.Int("max-message-bytes", 0, "transport MaxMessageBytes (0 = default 8192)")
 	binary := flag.Bool("allow-binary", false, "accept binary messages")
 	deflate := flag.Bool("compression", false, "enable permessage-deflate")
+	pure := flag.Bool("pure", false, "pure echo for conformance testing: no welcome, no pong reply, binary and permessage-deflate on, 16 MiB messages, no practical fragment cap")
 	flag.Parse()
 
-	up, err := transport.NewUpgrader(&transport.Options{
+	opts := transport.Options{
 		MaxMessageBytes: *maxBytes,
 		AllowBinary:     *binary,
 		Compression:     transport.Compression{Enabled: *deflate},
-	})
+	}
+	if *pure {
+		opts = pureOptions(*maxBytes)
+	}
+	up, err := transport.NewUpgrader(&opts)
 	if err != nil {
 		return err
 	}
@@ -117,14 +132,18 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	s := &server{up: up, conns: make(map[*transport.Conn]struct{})}
+	s := &server{pure: *pure, up: up, conns: make(map[*transport.Conn]struct{})}
 	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn)}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	fmt.Printf("bareecho listening on ws://%s/ pid %d\n", ln.Addr(), os.Getpid())
+	mode := ""
+	if *pure {
+		mode = " (pure echo)"
+	}
+	fmt.Printf("bareecho listening on ws://%s/%s pid %d\n", ln.Addr(), mode, os.Getpid())
 
 	select {
 	case err = <-errc:
@@ -139,4 +158,20 @@ func run() error {
 		err = nil
 	}
 	return err
+}
+
+// pureOptions are the transport options of -pure: everything the protocol
+// allows, within what a conformance suite sends (Autobahn's largest message
+// is 16 MiB, its most fragmented 4 MiB in 64-byte frames).
+func pureOptions(maxBytes int) transport.Options {
+	if maxBytes == 0 {
+		maxBytes = 16 << 20
+	}
+	return transport.Options{
+		MaxMessageBytes: maxBytes,
+		MaxFragments:    1 << 20,
+		AllowBinary:     true,
+		Compression:     transport.Compression{Enabled: true},
+		WriteTimeout:    time.Minute,
+	}
 }

@@ -16,5 +16,11 @@
 // PushOrWrite writes such a reply on the reader's goroutine when the queue is
 // empty and nobody is writing, which spares a goroutine start, a hand-off and a
 // park per reply; anything else (a broadcast, a reply behind queued messages)
-// goes through the queue, so order is the order of the calls either way.
+// goes through the queue, so order is the order of the calls either way. The
+// upstream leg of a gateway connection relays through PushOrWriteOp too: it
+// serves that one client only, so an inline write is backpressure on its own
+// upstream, and a message arriving while one is written is batched behind it.
+//
+// Every message carries its opcode (NewOp, PushOp), so binary stays binary in
+// the same order as the text around it.
 package outbox

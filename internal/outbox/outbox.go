@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/wsgate/wsgate/internal/transport"
 )
 
 // Defaults applied by New for zero Options fields.
@@ -71,14 +73,14 @@ type Stats struct {
 // Queue is a bounded FIFO of encoded messages for one connection. All methods are
 // safe for concurrent use.
 type Queue struct {
-	write  func(b []byte) error
+	write  func(op transport.Opcode, b []byte) error
 	onFail func(err error)
 	opts   Options
 
 	mu sync.Mutex
 	// ring holds queued messages; the message being written stays at ring[head]
 	// until its write returns, so the bounds count it and Len reports it.
-	ring    [][]byte
+	ring    []entry
 	head    int
 	n       int
 	bytes   int
@@ -88,16 +90,32 @@ type Queue struct {
 	stats   Stats
 }
 
-// New returns an empty Queue that writes with write, one message at a time, from a
-// drainer goroutine. write is the transport write and must return eventually (it
+// entry is one queued message and the opcode it is written with.
+type entry struct {
+	b  []byte
+	op transport.Opcode
+}
+
+// New returns a Queue of text messages; see NewOp.
+func New(opts Options, write func(b []byte) error, onFail func(err error)) *Queue {
+	if write == nil {
+		return NewOp(opts, nil, onFail)
+	}
+	return NewOp(opts, func(_ transport.Opcode, b []byte) error { return write(b) }, onFail)
+}
+
+// NewOp returns an empty Queue that writes with write, one message at a time, from a
+// drainer goroutine. Every message keeps the opcode it was pushed with (Push and
+// PushOrWrite queue text, PushOp and PushOrWriteOp either), so a binary message
+// relayed between text messages stays binary and in order. write is the transport write and must return eventually (it
 // carries the write deadline); the Queue never retains or mutates the bytes after
 // write returns. write is called by one goroutine at a time: the drainer, or the
 // caller of PushOrWrite. onFail (may be nil) is called once, by that goroutine,
 // with the first write error; the queue is stopped by then. Invalid options are
 // defaulted.
-func New(opts Options, write func(b []byte) error, onFail func(err error)) *Queue {
+func NewOp(opts Options, write func(op transport.Opcode, b []byte) error, onFail func(err error)) *Queue {
 	if write == nil {
-		write = func([]byte) error { return errNilWrite }
+		write = func(transport.Opcode, []byte) error { return errNilWrite }
 	}
 	return &Queue{write: write, onFail: onFail, opts: opts.withDefaults()}
 }
@@ -107,13 +125,16 @@ func New(opts Options, write func(b []byte) error, onFail func(err error)) *Queu
 // It returns ErrFull when b would exceed a bound (nothing is queued: close the
 // connection as a slow consumer), ErrTooLarge when b alone exceeds MaxBytes, and
 // ErrClosed after Close or a write error.
-func (q *Queue) Push(b []byte) error {
+func (q *Queue) Push(b []byte) error { return q.PushOp(transport.Text, b) }
+
+// PushOp is Push for a message written with opcode op.
+func (q *Queue) PushOp(op transport.Opcode, b []byte) error {
 	q.mu.Lock()
 	if err := q.admitLocked(b); err != nil {
 		q.mu.Unlock()
 		return err
 	}
-	q.appendLocked(b)
+	q.appendLocked(op, b)
 	start := !q.running
 	q.running = true
 	q.mu.Unlock()
@@ -135,13 +156,19 @@ func (q *Queue) Push(b []byte) error {
 //
 // A nil error means b was written or queued; a write error is reported like a
 // drainer's (the queue stops, onFail runs) and returned.
-func (q *Queue) PushOrWrite(b []byte) error {
+func (q *Queue) PushOrWrite(b []byte) error { return q.PushOrWriteOp(transport.Text, b) }
+
+// PushOrWriteOp is PushOrWrite for a message written with opcode op. Besides a
+// connection's reader, a goroutine that serves this one connection only (the
+// upstream leg of a gateway connection) may call it: blocking it for one write
+// is backpressure on that upstream alone.
+func (q *Queue) PushOrWriteOp(op transport.Opcode, b []byte) error {
 	q.mu.Lock()
 	if err := q.admitLocked(b); err != nil {
 		q.mu.Unlock()
 		return err
 	}
-	q.appendLocked(b)
+	q.appendLocked(op, b)
 	if q.running {
 		// A drainer or another writer holds the role: b waits its turn.
 		q.mu.Unlock()
@@ -149,7 +176,7 @@ func (q *Queue) PushOrWrite(b []byte) error {
 	}
 	q.running = true
 	q.mu.Unlock()
-	err := q.write(b)
+	err := q.write(op, b)
 	q.mu.Lock()
 	if !q.finishLocked(b, err) {
 		if err != nil {
@@ -187,11 +214,11 @@ func (q *Queue) admitLocked(b []byte) error {
 }
 
 // appendLocked puts an admitted b at the tail of the ring. Called with mu held.
-func (q *Queue) appendLocked(b []byte) {
+func (q *Queue) appendLocked(op transport.Opcode, b []byte) {
 	if q.n == len(q.ring) {
 		q.grow()
 	}
-	q.ring[(q.head+q.n)%len(q.ring)] = b
+	q.ring[(q.head+q.n)%len(q.ring)] = entry{b: b, op: op}
 	q.n++
 	q.bytes += len(b)
 }
@@ -205,7 +232,7 @@ func (q *Queue) grow() {
 	if size > q.opts.MaxMessages {
 		size = q.opts.MaxMessages
 	}
-	ring := make([][]byte, size)
+	ring := make([]entry, size)
 	for i := 0; i < q.n; i++ {
 		ring[i] = q.ring[(q.head+i)%len(q.ring)]
 	}
@@ -216,11 +243,11 @@ func (q *Queue) grow() {
 func (q *Queue) drain() {
 	q.mu.Lock()
 	for !q.closed && q.n > 0 {
-		b := q.ring[q.head]
+		e := q.ring[q.head]
 		q.mu.Unlock()
-		err := q.write(b)
+		err := q.write(e.op, e.b)
 		q.mu.Lock()
-		if !q.finishLocked(b, err) {
+		if !q.finishLocked(e.b, err) {
 			return
 		}
 	}
@@ -240,7 +267,7 @@ func (q *Queue) finishLocked(b []byte, err error) bool {
 		q.mu.Unlock()
 		return false
 	}
-	q.ring[q.head] = nil
+	q.ring[q.head] = entry{}
 	q.head = (q.head + 1) % len(q.ring)
 	q.n--
 	q.bytes -= len(b)

@@ -106,7 +106,8 @@ type Session struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	begun  bool // Start ran; owner-only, before Serve
+	begun  bool             // Start ran; owner-only, before Serve
+	msgOp  transport.Opcode // opcode of the message being handled; reader-only
 
 	msgsIn, bytesIn, msgsOut, bytesOut atomic.Uint64
 	lastMsg                            atomic.Int64 // unix nanos of the last client message
@@ -175,8 +176,8 @@ func New(p Params, opts Options, deps Deps) *Session {
 // Attach binds the upgraded connection. It must be called before Serve.
 func (s *Session) Attach(c *transport.Conn) {
 	s.conn = c
-	s.out = outbox.New(s.opts.Outbox, func(b []byte) error {
-		if err := c.WriteMessage(transport.Text, b); err != nil {
+	s.out = outbox.NewOp(s.opts.Outbox, func(op transport.Opcode, b []byte) error {
+		if err := c.WriteMessage(op, b); err != nil {
 			return err
 		}
 		s.msgsOut.Add(1)
@@ -185,10 +186,15 @@ func (s *Session) Attach(c *transport.Conn) {
 			s.deps.Observer.Sent(s, len(b))
 		}
 		return nil
-	}, func(error) {
+	}, func(err error) {
 		// The write failed (peer gone or write deadline passed): nothing more can
 		// be delivered, so drop the socket now rather than wait for the reader.
-		_ = c.Close()
+		// A connection that is already closing (the transport sent a close
+		// frame) is left to finish its closing handshake: dropping it could cut
+		// the close frame off, and the code it carries is the one to report.
+		if !errors.Is(err, transport.ErrClosed) {
+			_ = c.Close()
+		}
 	})
 }
 
@@ -233,6 +239,40 @@ func (s *Session) Send(b []byte) error {
 	}
 	return err
 }
+
+// SendOp is Send for a message of either opcode (binary needs the transport's
+// AllowBinary, or the write fails and the connection closes).
+func (s *Session) SendOp(op transport.Opcode, b []byte) error {
+	err := s.out.PushOp(op, b)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, outbox.ErrFull) {
+		s.CloseAsync(CloseSlowConsumer)
+	}
+	return err
+}
+
+// Relay queues a message of either opcode for the client, in order with
+// everything else sent to it. It is for a goroutine that serves this one
+// connection only (the upstream leg of a gateway connection): when nothing is
+// queued and nothing is being written it writes at once on that goroutine, which
+// may block it for one write (backpressure on that upstream only); otherwise the
+// message is batched behind what is queued. Errors are Send's.
+func (s *Session) Relay(op transport.Opcode, b []byte) error {
+	err := s.out.PushOrWriteOp(op, b)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, outbox.ErrFull) {
+		s.CloseAsync(CloseSlowConsumer)
+	}
+	return err
+}
+
+// MessageOpcode is the opcode of the client message being handled. It is valid
+// only on the reader's goroutine, during Router.Handle.
+func (s *Session) MessageOpcode() transport.Opcode { return s.msgOp }
 
 // Reply sends b to the client in answer to one of its own messages (a pong, an
 // error reply, the welcome). It must be called only by the connection's owner,
@@ -474,6 +514,7 @@ func (s *Session) OnMessage(_ *transport.Conn, op transport.Opcode, data []byte)
 	s.lastMsg.Store(start.UnixNano())
 	s.msgsIn.Add(1)
 	s.bytesIn.Add(uint64(len(data)))
+	s.msgOp = op
 	if s.deps.Raw != nil {
 		s.deps.Raw.HandleRaw(s.ctx, s, op, data)
 		return

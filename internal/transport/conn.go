@@ -97,7 +97,8 @@ func (c *Conn) WriteClose(code uint16, reason string) error {
 }
 
 // Close drops the connection without a closing handshake. Serve returns and
-// OnClose reports StatusAbnormal.
+// OnClose reports StatusAbnormal, unless a close frame was already sent: then
+// it reports the code sent.
 func (c *Conn) Close() error {
 	c.abrupt.Store(true)
 	if err := c.wire.closeNow(); err != nil && !errors.Is(err, net.ErrClosed) {
@@ -157,9 +158,11 @@ func (c *Conn) finish(ev error) {
 func (c *Conn) closeError(ev error) error {
 	sent, sentReason, sentOK := c.wire.sentClose()
 	var peer *gws.CloseError
+	// The code sent wins: once a close frame went out (ours, or gws's for a
+	// protocol error), a later Close (a writer that failed because the
+	// connection was already closing) does not turn it into 1006, so what is
+	// logged, audited and propagated is what the peer got.
 	switch {
-	case c.abrupt.Load():
-		return &CloseError{Code: StatusAbnormal, Reason: "connection closed locally", cause: ev}
 	case c.initiated.Load() && sentOK:
 		return &CloseError{Code: sent, Reason: sentReason}
 	case errors.As(ev, &peer):
@@ -176,6 +179,8 @@ func (c *Conn) closeError(ev error) error {
 	case sentOK && sent != StatusNormal && sent != StatusGoingAway && sent != StatusNoStatus:
 		// gws detected a protocol error (1002, 1007, 1009 after rewrite).
 		return &CloseError{Code: sent, Reason: sentReason}
+	case c.abrupt.Load():
+		return &CloseError{Code: StatusAbnormal, Reason: "connection closed locally", cause: ev}
 	default:
 		// The socket failed or ended without a close frame; gws's 1000/1001
 		// "close" in that case is only an attempt to write to a dead peer.
@@ -280,14 +285,14 @@ func (noSession) Store(string, any)            {}
 func (noSession) Range(func(string, any) bool) {}
 func newNoSession() gws.SessionStorage         { return noSession{} }
 
-func gwsDeflate(c Compression) gws.PermessageDeflate {
+func gwsDeflate(c Compression, d deflateConfig) gws.PermessageDeflate {
 	return gws.PermessageDeflate{
 		Enabled:               c.Enabled,
 		Level:                 c.Level,
 		Threshold:             c.Threshold,
-		ServerContextTakeover: c.ServerContextTakeover,
-		ClientContextTakeover: c.ClientContextTakeover,
-		ServerMaxWindowBits:   c.ServerMaxWindowBits,
-		ClientMaxWindowBits:   c.ClientMaxWindowBits,
+		ServerContextTakeover: d.serverTakeover,
+		ClientContextTakeover: d.clientTakeover,
+		ServerMaxWindowBits:   d.serverBits,
+		ClientMaxWindowBits:   d.clientBits,
 	}
 }

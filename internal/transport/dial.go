@@ -122,7 +122,11 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions, h Handler) (*Co
 		Logger:              slogLogger{o.Logger},
 		Recovery:            gwsRecovery(o.Logger),
 		NewSession:          newNoSession,
-		PermessageDeflate:   gwsDeflate(o.Compression),
+		// The client side keeps gws's own offer and defaults.
+		PermessageDeflate: gwsDeflate(o.Compression, deflateConfig{
+			serverTakeover: o.Compression.ServerContextTakeover, clientTakeover: o.Compression.ClientContextTakeover,
+			serverBits: o.Compression.ServerMaxWindowBits, clientBits: o.Compression.ClientMaxWindowBits,
+		}),
 	}
 	ws, resp, err := gws.NewClientFromConn(eventAdapter{}, co, wire)
 	if err == nil && !stop() {

@@ -19,7 +19,13 @@
 // (announced by a frame header, without reading the payload), too many
 // fragments, binary messages when they are not allowed and every header-level
 // protocol error of RFC 6455 (masking, RSV bits, reserved opcodes,
-// continuation order, control frame rules). gws then checks UTF-8, close
-// payloads and inflated sizes; the close codes it would send wrongly are
+// continuation order, control frame rules). The same observer validates the
+// UTF-8 of uncompressed text as it streams, so invalid text fails with 1007
+// at the fragment where it becomes invalid (RFC 6455 §8.1). gws then checks
+// compressed text, close payloads and inflated sizes; the close codes it would send wrongly are
 // corrected on the way out (an inflate overflow closes with 1009, not 1011).
+//
+// permessage-deflate is negotiated by wsgate (negotiateDeflate, RFC 7692),
+// not by gws, which answers offers it cannot honour: gws is handed the chosen
+// offer and the 101 carries wsgate's answer.
 package transport

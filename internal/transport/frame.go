@@ -26,6 +26,7 @@ var (
 	vTooBig       = &violation{StatusMessageTooBig, "message too big"}
 	vFragments    = &violation{StatusMessageTooBig, "too many fragments"}
 	vControlFlood = &violation{StatusPolicyViolation, "too many control frames"}
+	vUTF8         = &violation{StatusInvalidPayload, "invalid payload"}
 )
 
 // Control frames (ping, pong) are answered or handled by the transport itself, so
@@ -60,6 +61,19 @@ type frameObserver struct {
 	inMessage bool   // a fragmented data message is open
 	fragments int    // frames of the open message
 	msgBytes  uint64 // payload bytes of the open message
+
+	// Text validation (RFC 6455 §8.1: fail fast on invalid UTF-8): the
+	// payload of an uncompressed text message is checked as it streams by,
+	// so a message fails at the byte that makes it invalid, not when its
+	// last fragment arrives. Compressed text is checked by gws after
+	// inflating.
+	msgText    bool       // the open data message is uncompressed text
+	frameText  bool       // the current frame's payload is validated
+	frameFinal bool       // the current frame ends the validated message
+	frameMask  bool       // the current frame is masked
+	maskKey    [4]byte    //
+	maskPos    int        // payload offset into the current frame, mod 4
+	text       utf8Stream // state carried across chunks and fragments
 
 	closeSeen bool // the peer's close frame header went by
 	failed    *violation
@@ -96,8 +110,22 @@ func (o *frameObserver) scan(b []byte) (int, *violation) {
 			if skip > o.remaining {
 				skip = o.remaining
 			}
+			if o.frameText {
+				if bad := o.validate(b[i : i+int(skip)]); bad >= 0 {
+					// gws gets the payload before the bad byte; its next
+					// read sends the close.
+					o.failed = vUTF8
+					return i + bad, vUTF8
+				}
+			}
 			o.remaining -= skip
 			i += int(skip)
+			if o.remaining == 0 && o.frameText && o.frameFinal && !o.text.complete() {
+				// The message ends inside a code point: withhold the last
+				// byte so gws never completes the message.
+				o.failed = vUTF8
+				return i - 1, vUTF8
+			}
 			continue
 		}
 		if o.hlen == 0 {
@@ -122,6 +150,16 @@ func (o *frameObserver) scan(b []byte) (int, *violation) {
 			continue
 		}
 		length, v := o.check()
+		if v == nil && o.frameText {
+			o.frameMask = o.hdr[1]&0x80 != 0
+			if o.frameMask {
+				copy(o.maskKey[:], o.hdr[o.need-4:o.need])
+			}
+			o.maskPos = 0
+			if length == 0 && o.frameFinal && !o.text.complete() {
+				v = vUTF8
+			}
+		}
 		o.hlen, o.need = 0, 0
 		if v != nil {
 			o.failed = v
@@ -174,6 +212,7 @@ func (o *frameObserver) check() (uint64, *violation) {
 		if rsv1 { // RFC 7692 §6: RSV1 only on the first frame of a data message
 			return 0, vRSV
 		}
+		o.frameText = false
 		if op == 0x8 {
 			o.closeSeen = true
 		} else if o.limitControl && !o.allowControl(time.Now().UnixNano()) {
@@ -199,6 +238,7 @@ func (o *frameObserver) check() (uint64, *violation) {
 		if fin {
 			o.inMessage = false
 		}
+		o.frameText, o.frameFinal = o.msgText, fin
 		return length, nil
 
 	case 0x1, 0x2: // text, binary
@@ -216,9 +256,25 @@ func (o *frameObserver) check() (uint64, *violation) {
 		}
 		o.fragments, o.msgBytes = 1, length
 		o.inMessage = !fin
+		o.msgText = op == 0x1 && !rsv1
+		o.text = utf8Stream{}
+		o.frameText, o.frameFinal = o.msgText, fin
 		return length, nil
 
 	default: // 0x3-0x7, 0xB-0xF
 		return 0, vOpcode
 	}
+}
+
+// validate feeds payload bytes of the current text frame to the UTF-8
+// stream and returns the index of the first invalid byte, or -1.
+func (o *frameObserver) validate(p []byte) int {
+	var bad int
+	if o.frameMask {
+		bad = maskedUTF8(&o.text, p, o.maskKey, o.maskPos)
+	} else {
+		bad = o.text.feed(p)
+	}
+	o.maskPos = (o.maskPos + len(p)) & 3
+	return bad
 }

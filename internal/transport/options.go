@@ -74,9 +74,14 @@ type Compression struct {
 	// ClientContextTakeover lets the client keep its window; the server then
 	// keeps a decompression window of 2^ClientMaxWindowBits per connection.
 	ClientContextTakeover bool
-	// ServerMaxWindowBits is 8..15; 0 lets gws choose (12 with takeover, else 15).
+	// ServerMaxWindowBits is 8..15; 0 means 12 with takeover, else 15. An
+	// offer asking for a smaller server window is declined (RFC 7692
+	// §7.1.2.1: the server may only answer the same or a smaller value).
 	ServerMaxWindowBits int
-	// ClientMaxWindowBits is 8..15; 0 lets gws choose (12 with takeover, else 15).
+	// ClientMaxWindowBits is 8..15; 0 means 12 with takeover, else 15. It is
+	// announced only to offers with client_max_window_bits (§7.1.2.2); a
+	// client that cannot be limited gets client_no_context_takeover instead
+	// when this is below 15.
 	ClientMaxWindowBits int
 	// Level is the flate level (-2..9); 0 means gws's default, best speed.
 	Level int

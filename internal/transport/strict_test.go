@@ -235,3 +235,54 @@ func TestClientStrictness(t *testing.T) {
 		})
 	}
 }
+
+// RFC 6455 §8.1 fail fast: a text message fails at the fragment (or the chunk
+// of a frame) where it becomes invalid UTF-8, while the client still holds
+// the rest of the message.
+func TestUTF8FailFast(t *testing.T) {
+	cases := []struct {
+		name  string
+		first [][]byte // written before the close is expected
+	}{
+		{"first fragment invalid", [][]byte{frame(0x01, []byte{'o', 'k', 0xff}, true)}},
+		{"second fragment invalid", [][]byte{frame(0x01, []byte("fine"), true), frame(0x00, []byte{0xed, 0xa0, 0x80}, true)}},
+		{"code point split then broken", [][]byte{frame(0x01, []byte{0xe2, 0x82}, true), frame(0x00, []byte{0x28}, true)}},
+		// One frame announced whole, its payload sent in part: the server
+		// must not wait for the rest of the frame.
+		{"inside a frame", [][]byte{frame(0x81, append([]byte("valid text "), 0xf4, 0x90, 0x80, 0x80, 'x', 'y'), true)[:2+4+13]}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := startServer(t, nil, false, "")
+			rc := dialRaw(t, ts)
+			h := ts.handler(t)
+			for _, f := range tc.first {
+				rc.write(f)
+			}
+			// No final fragment was sent: the close must come anyway.
+			rc.expectClose(StatusInvalidPayload)
+			if code, _ := CloseCode(h.next(t, "close").err); code != StatusInvalidPayload {
+				t.Fatalf("OnClose code %d, want 1007", code)
+			}
+		})
+	}
+}
+
+// A code point split across fragments, and across ping frames between them,
+// is valid.
+func TestUTF8AcrossFragments(t *testing.T) {
+	ts := startServer(t, nil, false, "")
+	rc := dialRaw(t, ts)
+	h := ts.handler(t)
+	rc.write(frame(0x01, []byte{'a', 0xf0, 0x9d}, true))
+	rc.write(frame(0x89, []byte{0xff}, true)) // control payloads are not text
+	rc.write(frame(0x00, []byte{0x84}, true))
+	rc.write(frame(0x80, []byte{0x9e, 'b'}, true))
+	if got := h.next(t, "message").data; string(got) != "a𝄞b" {
+		t.Fatalf("got %q", got)
+	}
+	// A message that ends inside a code point fails at its last fragment.
+	rc.write(frame(0x01, []byte("x"), true))
+	rc.write(frame(0x80, []byte{0xe2, 0x82}, true))
+	rc.expectClose(StatusInvalidPayload)
+}

@@ -14,8 +14,9 @@ import (
 // Options. Build it once and share it: with compression enabled it holds a
 // pool of compressors that must not be created per connection.
 type Upgrader struct {
-	opts Options
-	up   *gws.Upgrader
+	opts    Options
+	deflate deflateConfig
+	up      *gws.Upgrader
 }
 
 // NewUpgrader validates opts (nil means defaults) and builds an Upgrader.
@@ -28,6 +29,7 @@ func NewUpgrader(opts *Options) (*Upgrader, error) {
 		return nil, err
 	}
 	o = o.withDefaults()
+	dc := newDeflateConfig(o.Compression)
 	so := &gws.ServerOption{
 		ParallelEnabled:     false,
 		ReadMaxPayloadSize:  o.MaxMessageBytes,
@@ -38,9 +40,9 @@ func NewUpgrader(opts *Options) (*Upgrader, error) {
 		Recovery:            gwsRecovery(o.Logger),
 		HandshakeTimeout:    o.WriteTimeout,
 		NewSession:          newNoSession,
-		PermessageDeflate:   gwsDeflate(o.Compression),
+		PermessageDeflate:   gwsDeflate(o.Compression, dc),
 	}
-	return &Upgrader{opts: o, up: gws.NewUpgrader(eventAdapter{}, so)}, nil
+	return &Upgrader{opts: o, deflate: dc, up: gws.NewUpgrader(eventAdapter{}, so)}, nil
 }
 
 // Upgrade answers r with 101 Switching Protocols and returns the connection
@@ -71,6 +73,20 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 
 	wire := newWireConn(raw, true, &u.opts)
 	wire.subprotocol = subprotocol
+	if u.deflate.enabled {
+		// wsgate negotiates permessage-deflate itself (gws answers offers it
+		// cannot honour): gws is handed the chosen offer, so that its
+		// connection state matches the answer, and the 101 carries ours.
+		resp, offer := negotiateDeflate(r.Header.Values("Sec-WebSocket-Extensions"), u.deflate)
+		wire.rewriteExt, wire.extensions = true, resp
+		r2 := *r
+		r2.Header = r.Header.Clone()
+		r2.Header.Del("Sec-WebSocket-Extensions")
+		if offer != "" {
+			r2.Header.Set("Sec-WebSocket-Extensions", offer)
+		}
+		r = &r2
+	}
 	// Frames a client pipelined behind its request sit in net/http's buffer.
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)

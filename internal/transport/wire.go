@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,8 @@ type wireConn struct {
 	// writes are HTTP and Close is deferred to Upgrade/Dial.
 	handshaking atomic.Bool
 	subprotocol string // server: added to the 101 response
+	rewriteExt  bool   // server: replace gws's Sec-WebSocket-Extensions in the 101
+	extensions  string // server: the negotiated extensions ("" for none)
 	closing     atomic.Bool
 
 	mu         sync.Mutex // guards the fields below and deadline changes
@@ -158,13 +161,8 @@ func (w *wireConn) refuse() (int, error) {
 // Write applies the write deadline to every write and watches close frames.
 func (w *wireConn) Write(b []byte) (int, error) {
 	if w.handshaking.Load() {
-		if w.server && w.subprotocol != "" && bytes.HasPrefix(b, []byte("HTTP/1.1 101 ")) && bytes.HasSuffix(b, []byte("\r\n\r\n")) {
-			out := make([]byte, 0, len(b)+len(w.subprotocol)+26)
-			out = append(out, b[:len(b)-2]...)
-			out = append(out, "Sec-WebSocket-Protocol: "...)
-			out = append(out, w.subprotocol...)
-			out = append(out, "\r\n\r\n"...)
-			if _, err := w.writeDeadlined(out); err != nil {
+		if w.server && (w.subprotocol != "" || w.rewriteExt) && bytes.HasPrefix(b, []byte("HTTP/1.1 101 ")) && bytes.HasSuffix(b, []byte("\r\n\r\n")) {
+			if _, err := w.writeDeadlined(w.rewrite101(b)); err != nil {
 				return 0, err
 			}
 			return len(b), nil
@@ -180,6 +178,36 @@ func (w *wireConn) Write(b []byte) (int, error) {
 		}
 	}
 	return w.writeDeadlined(b)
+}
+
+// rewrite101 adds the subprotocol to gws's 101 response and replaces its
+// Sec-WebSocket-Extensions with wsgate's own negotiation result.
+func (w *wireConn) rewrite101(b []byte) []byte {
+	head := b[:len(b)-2] // ends with the last header's CRLF
+	out := make([]byte, 0, len(b)+len(w.subprotocol)+len(w.extensions)+60)
+	for len(head) > 0 {
+		i := bytes.Index(head, []byte("\r\n"))
+		if i < 0 {
+			i = len(head) - 2
+		}
+		line := head[:i+2]
+		head = head[i+2:]
+		if w.rewriteExt && len(line) > 25 && strings.EqualFold(string(line[:25]), "Sec-WebSocket-Extensions:") {
+			continue
+		}
+		out = append(out, line...)
+	}
+	if w.rewriteExt && w.extensions != "" {
+		out = append(out, "Sec-WebSocket-Extensions: "...)
+		out = append(out, w.extensions...)
+		out = append(out, "\r\n"...)
+	}
+	if w.subprotocol != "" {
+		out = append(out, "Sec-WebSocket-Protocol: "...)
+		out = append(out, w.subprotocol...)
+		out = append(out, "\r\n"...)
+	}
+	return append(out, "\r\n"...)
 }
 
 func (w *wireConn) writeDeadlined(b []byte) (int, error) {

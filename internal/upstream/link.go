@@ -12,9 +12,10 @@ import (
 // Client is the client side of a gateway connection, as the Link needs it. The
 // wsgate session implements it through a small adapter in the root package.
 type Client interface {
-	// Send queues one message for the client without blocking for long. An
-	// error means it was not queued (the client is closing, or is a slow
-	// consumer and is being closed).
+	// Send queues or writes one message for the client, keeping its opcode;
+	// it blocks for one write at most (bounded by the client's write
+	// timeout). An error means it was not delivered (the client is closing,
+	// or is a slow consumer and is being closed).
 	Send(op transport.Opcode, b []byte) error
 	// Pending reports what waits in the client's queue.
 	Pending() (msgs, bytes int)
@@ -218,7 +219,12 @@ func (l *Link) OnMessage(_ *transport.Conn, op transport.Opcode, data []byte) {
 	}
 	l.msgsIn.Add(1)
 	l.bytesIn.Add(uint64(len(data)))
-	if err := l.client.Send(op, data); err != nil {
+	// Send may write inline to a client whose socket is full: like waiting
+	// for room, that is not the upstream's fault if a pong goes unread.
+	l.blocked.Store(true)
+	err := l.client.Send(op, data)
+	l.blocked.Store(false)
+	if err != nil {
 		if errors.Is(err, ErrTooLargeForClient) {
 			l.byGateway.Store(true)
 			l.client.CloseWith(transport.StatusInternalError, ReasonUpstreamGone)

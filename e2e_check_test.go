@@ -61,6 +61,7 @@ func wantStatus(t *testing.T, rep *check.Report, name string, want ...check.Stat
 func TestCheckSecureWsgate(t *testing.T) {
 	cfg := wsgatetest.Config()
 	cfg.Timeouts.Idle = time.Second
+	cfg.Timeouts.PingInterval = time.Second // so that the keepalive check sees a ping
 	s := wsgatetest.Start(t, cfg)
 	rep := runCheck(t, check.Options{
 		URL:            s.URL,
@@ -68,6 +69,8 @@ func TestCheckSecureWsgate(t *testing.T) {
 		Kid:            "test",
 		CACertPEM:      s.CertPEM,
 		IdleWait:       3 * time.Second,
+		KeepaliveWait:  3 * time.Second,
+		Amplification:  true,
 		CertExpiryWarn: 24 * time.Hour, // the test certificate lives 7 days
 	})
 	for _, r := range rep.Results {
@@ -78,7 +81,10 @@ func TestCheckSecureWsgate(t *testing.T) {
 	if rep.ExitCode != check.ExitOK {
 		t.Errorf("exit code %d", rep.ExitCode)
 	}
-	for _, n := range []string{"expired-token", "bad-signature", "alg-none", "cross-origin", "oversize", "message-flood", "conn-flood"} {
+	for _, n := range []string{"expired-token", "bad-signature", "alg-none", "cross-origin", "oversize", "message-flood", "conn-flood",
+		"auth-after-upgrade", "claims-no-exp", "claims-subject", "claims-lifetime", "token-expiry", "token-echo", "version-426",
+		"oversized-headers", "slowloris", "keepalive", "size-buffering", "json-bomb", "binary-frames", "invalid-utf8",
+		"invalid-rate", "ping-flood", "amplification", "slot-leak", "handshake-rate", "malformed-query", "malformed-host"} {
 		wantStatus(t, rep, n, check.Pass)
 	}
 	// The report never prints the secret or a token.

@@ -3,7 +3,6 @@ package check
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -104,6 +103,3 @@ func (e *env) netDialer(src netip.Addr) *net.Dialer {
 	}
 	return d
 }
-
-// errNoAddress is a dial from an address the host does not have.
-var errNoAddress = errors.New("source address not available")

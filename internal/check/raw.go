@@ -98,7 +98,6 @@ type rawRequest struct {
 	version string // Sec-WebSocket-Version; "" is 13
 	header  http.Header
 	tok     string // credential sent as Options.TokenVia says; "" none
-	noTok   bool
 }
 
 // head renders the request head.

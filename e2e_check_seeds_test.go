@@ -278,6 +278,13 @@ func TestCheckDevServerNoLockout(t *testing.T) {
 	if rep.Summary.Fail != 0 || rep.Summary.Error != 0 || rep.ExitCode != check.ExitOK {
 		t.Errorf("against wsgate --dev: %s", rep.SummaryLine())
 	}
+	// A second run right after meets no bans of the first (its users and
+	// addresses are its own).
+	again := runCheck(t, check.Options{URL: s.URL, Secret: info.Secret, Kid: "dev", CACertPEM: s.CertPEM,
+		Only: []string{"baseline", "oversize", "json-bomb", "invalid-json", "message-flood", "invalid-rate"}})
+	if again.Summary.Error != 0 || again.Summary.Fail != 0 {
+		t.Errorf("second run: %s", again.SummaryLine())
+	}
 	c := s.Connect(t, "after-check", nil) // from 127.0.0.1, as the demo page
 	c.Send(t, `{"type":"ping","id":"after"}`)
 	c.Expect(t, "pong", 5*time.Second)

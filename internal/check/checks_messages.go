@@ -295,7 +295,7 @@ func checkConnFlood(ctx context.Context, e *env) Result {
 	for i := range n {
 		tok := e.tok
 		if e.cred.canMint() {
-			if t, err := e.cred.mint(fmt.Sprintf("%s-flood-%d", e.o.Subject, i), nil); err == nil {
+			if t, err := e.cred.mint(fmt.Sprintf("%s-%d", e.sub, i), nil); err == nil {
 				tok = t
 			}
 		}

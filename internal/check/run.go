@@ -2,6 +2,8 @@ package check
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -62,6 +64,9 @@ type env struct {
 
 // shared is the state of one run, shared by the checks.
 type shared struct {
+	// runID makes the users of this run unique: a user banned by one run
+	// (wsgate bans users whose messages break rules) is not the next's.
+	runID  string
 	remote bool
 	srcs   *srcAlloc // nil: no per-probe source addresses
 
@@ -145,7 +150,7 @@ func Run(ctx context.Context, opts *Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	sh := &shared{remote: loopErr != nil}
+	sh := &shared{remote: loopErr != nil, runID: newRunID()}
 	if !sh.remote && !o.NoIsolation {
 		sh.srcs, err = newSrcAlloc(ctx, u.Hostname())
 		if err != nil {
@@ -217,6 +222,12 @@ func Run(ctx context.Context, opts *Options) (*Report, error) {
 	return rep, nil
 }
 
+func newRunID() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 // selectChecks applies --only/--skip and the profile, and against remote
 // targets moves the checks that may get the auditor banned to the end
 // (crash probes stay last).
@@ -251,7 +262,7 @@ func (e *env) forCheck(c *checkDef) *env {
 	ce := *e
 	ce.check = c.name
 	if e.cred.canMint() && e.o.Token == "" {
-		sub := e.o.Subject + "-" + c.name
+		sub := e.o.Subject + "-" + e.sh.runID + "-" + c.name
 		if tok, err := e.cred.mint(sub, nil); err == nil {
 			ce.tok, ce.sub = tok, sub
 		}

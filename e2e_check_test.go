@@ -241,3 +241,41 @@ func TestCheckCommand(t *testing.T) {
 }
 
 func writeCheckFile(path string, b []byte) error { return os.WriteFile(path, b, 0o600) }
+
+// --format and --profile through the command: a profile that accepts the
+// FAIL turns the exit status to 0 and says why in the report.
+func TestCheckCommandFormatsAndProfile(t *testing.T) {
+	srv, ca := naiveServer(t)
+	dir := t.TempDir()
+	caFile, profile := dir+"/ca.pem", dir+"/profile.yaml"
+	if err := writeCheckFile(caFile, ca); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeCheckFile(profile, []byte("accept:\n  no-credential: \"public demo endpoint\"\n")); err != nil {
+		t.Fatal(err)
+	}
+	url := "wss" + strings.TrimPrefix(srv.URL, "https") + "/ws"
+	run := func(args ...string) (string, error) {
+		cmd := check.NewCommand()
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(io.Discard)
+		cmd.SetArgs(append([]string{url, "--cacert", caFile, "--only", "no-credential", "-q"}, args...))
+		err := cmd.ExecuteContext(context.Background())
+		return out.String(), err
+	}
+	for _, f := range []string{"sarif", "junit", "markdown", "text", "json"} {
+		out, err := run("--format", f)
+		var ee *check.ExitError
+		if !errors.As(err, &ee) || ee.Code != check.ExitFail || !strings.Contains(out, "no-credential") {
+			t.Errorf("--format %s: err %v\n%s", f, err, out)
+		}
+	}
+	out, err := run("--profile", profile, "--format", "markdown")
+	if err != nil || !strings.Contains(out, "public demo endpoint") {
+		t.Errorf("--profile: err %v\n%s", err, out)
+	}
+	if _, err := run("--format", "yaml"); err == nil || !strings.Contains(err.Error(), "sarif") {
+		t.Errorf("bad --format: %v", err)
+	}
+}

@@ -287,7 +287,11 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	b.WriteString("| | check | result |\n| --- | --- | --- |\n")
 	for _, res := range r.Results {
-		fmt.Fprintf(&b, "| %s %s | `%s` %s | %s |\n", icon[res.Status], res.Status, res.Name, mdCell(res.Title), mdCell(clip(firstLine(res.Got), 160)))
+		cell := clip(firstLine(res.Got), 160)
+		if res.Note != "" {
+			cell += " (" + res.Note + ")"
+		}
+		fmt.Fprintf(&b, "| %s %s | `%s` %s | %s |\n", icon[res.Status], res.Status, res.Name, mdCell(res.Title), mdCell(cell))
 	}
 	for _, st := range []Status{Fail, Error, Warn} {
 		for _, res := range r.Results {

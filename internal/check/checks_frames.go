@@ -74,7 +74,7 @@ func containsCode(cs []uint16, c uint16) bool {
 const bufferProbeBytes = 512 << 10
 
 func checkSizeBuffering(ctx context.Context, e *env) Result {
-	sent := fmt.Sprintf("a text frame announcing %d KiB: the header and 4 KiB, a 500 ms pause, then the rest", bufferProbeBytes>>10)
+	sent := fmt.Sprintf("a text frame announcing %d KiB: the header and 4 KiB, a pause of %s, then the rest", bufferProbeBytes>>10, e.o.ReplyWait)
 	rc, _, err := e.rawOpen(ctx, e.source())
 	if err != nil {
 		return e.needConn(err)
@@ -87,7 +87,9 @@ func checkSizeBuffering(ctx context.Context, e *env) Result {
 	if _, err := rc.c.Write(append(frameHeader(opText, len(payload), m), payload[:4096]...)); err != nil {
 		return Result{Status: Pass, Sent: sent, Got: "refused at the header: " + err.Error()}
 	}
-	early := rc.watch(e, 500*time.Millisecond, func(r rawReaction) bool { return len(r.msgs) > 0 || r.gone() })
+	// A server that enforces its limit on the header closes now; the wait
+	// is generous because a loaded server may take a while to say so.
+	early := rc.watch(e, e.o.ReplyWait, func(r rawReaction) bool { return len(r.msgs) > 0 || r.gone() })
 	if early.gone() || len(early.msgs) > 0 {
 		return Result{Status: Pass, Sent: sent, Got: "refused from the announced size, before the payload: " + early.String()}
 	}

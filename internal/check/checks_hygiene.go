@@ -177,13 +177,8 @@ func checkSlotLeak(ctx context.Context, e *env) Result {
 			continue
 		}
 		first := describeTry(a, ok)
-		wait := time.Second
-		if sec, err := strconv.Atoi(a.header.Get("Retry-After")); err == nil && sec > 0 {
-			wait = min(time.Duration(sec)*time.Second, 2*time.Second)
-		}
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		wait := retryWait(a)
+		if !sleepFor(ctx, wait) {
 			return Result{Status: Error, Sent: sent, Got: "run cancelled"}
 		}
 		s, a2, ok2 := pe.tryOpen(ctx, pe.withCred(dialSpec{}, pe.tok))
@@ -202,6 +197,27 @@ func checkSlotLeak(ctx context.Context, e *env) Result {
 		return Result{Status: Warn, Sent: sent, Got: got + " (refused from a fresh address too: a global limit, or the credential)"}
 	}
 	return Result{Status: Pass, Sent: sent, Got: fmt.Sprintf("all %d cycles accepted: closed connections release their slot (or the per-address limit is above %d)", n, n)}
+}
+
+// retryWait is how long to wait before retrying a refused attempt: its
+// Retry-After, between 1 and 2 s.
+func retryWait(a attempt) time.Duration {
+	if sec, err := strconv.Atoi(a.header.Get("Retry-After")); err == nil && sec > 0 {
+		return min(time.Duration(sec)*time.Second, 2*time.Second)
+	}
+	return time.Second
+}
+
+// sleepFor waits d or until ctx ends; false when ctx ended.
+func sleepFor(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func checkXFFSpoof(ctx context.Context, e *env) Result {
@@ -224,7 +240,15 @@ func checkXFFSpoof(ctx context.Context, e *env) Result {
 		sp := pe.withCred(dialSpec{}, pe.mintFor(fmt.Sprintf("held-%d", i)))
 		s, a, ok := pe.tryOpen(ctx, sp)
 		if !ok {
-			refusal = fmt.Sprintf("connection %d refused: %s", i+1, describeTry(a, ok))
+			// A rate limit refuses for a moment, a connection limit
+			// until a held connection closes: only the latter is the
+			// per-address limit to compare the spoofed request with.
+			sleepFor(ctx, retryWait(a))
+			if s, _, ok = pe.tryOpen(ctx, sp); ok {
+				held = append(held, s)
+				continue
+			}
+			refusal = fmt.Sprintf("connection %d refused, again after %s: %s", i+1, retryWait(a), describeTry(a, false))
 			break
 		}
 		held = append(held, s)

@@ -61,6 +61,7 @@ func wantStatus(t *testing.T, rep *check.Report, name string, want ...check.Stat
 func TestCheckSecureWsgate(t *testing.T) {
 	cfg := wsgatetest.Config()
 	cfg.Timeouts.Idle = time.Second
+	cfg.Timeouts.PingInterval = time.Second // so that the keepalive check sees a ping
 	s := wsgatetest.Start(t, cfg)
 	rep := runCheck(t, check.Options{
 		URL:            s.URL,
@@ -68,6 +69,8 @@ func TestCheckSecureWsgate(t *testing.T) {
 		Kid:            "test",
 		CACertPEM:      s.CertPEM,
 		IdleWait:       3 * time.Second,
+		KeepaliveWait:  3 * time.Second,
+		Amplification:  true,
 		CertExpiryWarn: 24 * time.Hour, // the test certificate lives 7 days
 	})
 	for _, r := range rep.Results {
@@ -78,7 +81,10 @@ func TestCheckSecureWsgate(t *testing.T) {
 	if rep.ExitCode != check.ExitOK {
 		t.Errorf("exit code %d", rep.ExitCode)
 	}
-	for _, n := range []string{"expired-token", "bad-signature", "alg-none", "cross-origin", "oversize", "message-flood", "conn-flood"} {
+	for _, n := range []string{"expired-token", "bad-signature", "alg-none", "cross-origin", "oversize", "message-flood", "conn-flood",
+		"auth-after-upgrade", "claims-no-exp", "claims-subject", "claims-lifetime", "token-expiry", "token-echo", "version-426",
+		"oversized-headers", "slowloris", "keepalive", "size-buffering", "json-bomb", "binary-frames", "invalid-utf8",
+		"invalid-rate", "ping-flood", "amplification", "slot-leak", "handshake-rate", "malformed-query", "malformed-host"} {
 		wantStatus(t, rep, n, check.Pass)
 	}
 	// The report never prints the secret or a token.
@@ -235,3 +241,41 @@ func TestCheckCommand(t *testing.T) {
 }
 
 func writeCheckFile(path string, b []byte) error { return os.WriteFile(path, b, 0o600) }
+
+// --format and --profile through the command: a profile that accepts the
+// FAIL turns the exit status to 0 and says why in the report.
+func TestCheckCommandFormatsAndProfile(t *testing.T) {
+	srv, ca := naiveServer(t)
+	dir := t.TempDir()
+	caFile, profile := dir+"/ca.pem", dir+"/profile.yaml"
+	if err := writeCheckFile(caFile, ca); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeCheckFile(profile, []byte("accept:\n  no-credential: \"public demo endpoint\"\n")); err != nil {
+		t.Fatal(err)
+	}
+	url := "wss" + strings.TrimPrefix(srv.URL, "https") + "/ws"
+	run := func(args ...string) (string, error) {
+		cmd := check.NewCommand()
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(io.Discard)
+		cmd.SetArgs(append([]string{url, "--cacert", caFile, "--only", "no-credential", "-q"}, args...))
+		err := cmd.ExecuteContext(context.Background())
+		return out.String(), err
+	}
+	for _, f := range []string{"sarif", "junit", "markdown", "text", "json"} {
+		out, err := run("--format", f)
+		var ee *check.ExitError
+		if !errors.As(err, &ee) || ee.Code != check.ExitFail || !strings.Contains(out, "no-credential") {
+			t.Errorf("--format %s: err %v\n%s", f, err, out)
+		}
+	}
+	out, err := run("--profile", profile, "--format", "markdown")
+	if err != nil || !strings.Contains(out, "public demo endpoint") {
+		t.Errorf("--profile: err %v\n%s", err, out)
+	}
+	if _, err := run("--format", "yaml"); err == nil || !strings.Contains(err.Error(), "sarif") {
+		t.Errorf("bad --format: %v", err)
+	}
+}

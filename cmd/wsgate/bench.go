@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -11,6 +12,10 @@ import (
 )
 
 func init() { extraCommands = append(extraCommands, benchCmd) }
+
+// benchExitInvalid is the exit status of a run that measured refusals,
+// errors or closes instead of traffic (Result.Problems).
+const benchExitInvalid = 2
 
 func benchCmd() *cobra.Command {
 	var (
@@ -51,7 +56,12 @@ send every ping as a signed envelope (docs/integrity.md).
 Tokens: --secret mints an HS256 token per connection (sub bench-<n>), --token
 sends one token everywhere. Targets must be loopback unless --allow-remote.
 One process can open at most RLIMIT_NOFILE connections (20,000 here);
---procs N splits larger runs over N child processes and merges their results.`,
+--procs N splits larger runs over N child processes and merges their results.
+
+Refusals (HTTP 429/403/401/503 handshakes), error replies, timeouts and
+server closes are counted. When a tenth of the work or more went that way,
+the run measured the server saying no, not serving: the report says so
+(INVALID RUN, with the reasons) and the command exits 2.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if child {
 				return cobra.NoArgs(cmd, args)
@@ -97,8 +107,11 @@ One process can open at most RLIMIT_NOFILE connections (20,000 here);
 			if err != nil {
 				return err
 			}
-			if res.Ops == 0 && res.Mode != bench.Idle || res.Opened == 0 && res.Mode != bench.Handshake {
-				return exitError(1)
+			if len(res.Problems) > 0 {
+				// Loud on stderr too: a JSON report piped into a dashboard
+				// must not pass for a measurement.
+				fmt.Fprintf(cmd.ErrOrStderr(), "wsgate bench: INVALID RUN: %s\n", strings.Join(res.Problems, "; "))
+				return exitError(benchExitInvalid)
 			}
 			return nil
 		},

@@ -42,3 +42,20 @@ func TestBenchFlagValidation(t *testing.T) {
 		}
 	}
 }
+
+// A run that only met refusals (nothing listens on port 1) says so on
+// stderr and exits with the invalid-run status, not 0 with figures.
+func TestBenchRefusalsExitInvalid(t *testing.T) {
+	cmd := benchCmd()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs([]string{"ws://127.0.0.1:1/", "-n", "2", "-d", "50ms", "--timeout", "1s"})
+	err := cmd.ExecuteContext(context.Background())
+	if e, ok := err.(exitError); !ok || int(e) != benchExitInvalid {
+		t.Fatalf("err %v, want exit status %d", err, benchExitInvalid)
+	}
+	if !strings.Contains(out.String(), "INVALID RUN") || !strings.Contains(errOut.String(), "INVALID RUN") {
+		t.Fatalf("not loud enough:\n%s\n%s", out.String(), errOut.String())
+	}
+}

@@ -331,3 +331,43 @@ func waitGoroutines(t *testing.T, limit int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A run against a server that rate-limits the traffic measures refusals:
+// the result says so (Problems), loudly in the table, and counts them.
+func TestRefusalsMakeTheRunInvalid(t *testing.T) {
+	_, o := serverWith(t, func(c *config.Config) {
+		small := config.RateLimit{Rate: 1, Burst: 2}
+		c.Rate.Tiers = map[string]config.Tier{"default": {Messages: small, Bytes: config.RateLimit{Rate: 1e9, Burst: 1e9},
+			UserMessages: small, UserBytes: config.RateLimit{Rate: 1e9, Burst: 1e9}, IPMessages: small, IPBytes: config.RateLimit{Rate: 1e9, Burst: 1e9}}}
+		c.Limits.Connections.PerIP = 2
+	})
+	o.Mode, o.Conns, o.Duration = Echo, 4, time.Second
+	res := run(t, o)
+	if res.Refused < 2 || res.Errors["http 429"] < 2 || len(res.Problems) == 0 {
+		t.Fatalf("refusals not counted or not judged: %+v", res)
+	}
+	var b strings.Builder
+	if err := res.WriteTable(&b); err != nil || !strings.Contains(b.String(), "INVALID RUN") || !strings.Contains(b.String(), "refused with an HTTP status") {
+		t.Fatalf("table %v\n%s", err, b.String())
+	}
+	// A healthy run has no problems.
+	_, o = server(t)
+	o.Mode, o.Conns = Echo, 3
+	if res := run(t, o); len(res.Problems) != 0 {
+		t.Fatalf("healthy run judged invalid: %v", res.Problems)
+	}
+}
+
+func TestJudge(t *testing.T) {
+	r := &Result{Mode: Echo, Requested: 10, Opened: 10, Ops: 100, ReplyErrors: 900, ClosedEarly: 5,
+		CloseCodes: map[string]int{"1008": 5}}
+	r.judge()
+	if len(r.Problems) != 2 || !strings.Contains(strings.Join(r.Problems, "|"), "1008: 5") {
+		t.Fatalf("problems %q", r.Problems)
+	}
+	r = &Result{Mode: Handshake, Requested: 2, Ops: 5, Failed: 50, Errors: map[string]int{"http 403": 50}}
+	r.judge()
+	if r.Refused != 50 || len(r.Problems) != 1 {
+		t.Fatalf("handshake: refused %d problems %q", r.Refused, r.Problems)
+	}
+}

@@ -71,9 +71,13 @@ func (c *client) OnMessage(_ *transport.Conn, _ transport.Opcode, data []byte) {
 
 func (c *client) OnPing(*transport.Conn, []byte) {}
 func (c *client) OnPong(*transport.Conn, []byte) {}
-func (c *client) OnClose(*transport.Conn, error) {
+func (c *client) OnClose(_ *transport.Conn, err error) {
 	if c.tracked && !c.r.closing.Load() {
 		c.r.closedEarly.Add(1)
+		code, _ := transport.CloseCode(err)
+		c.r.mu.Lock()
+		c.r.closeCodes[strconv.Itoa(int(code))]++
+		c.r.mu.Unlock()
 	}
 	close(c.done)
 }

@@ -12,15 +12,25 @@ import (
 
 // Result is what a run measured. Durations are in microseconds, memory in KiB.
 type Result struct {
-	Mode            Mode           `json:"mode"`
-	Target          string         `json:"target"` // URL without query
-	Procs           int            `json:"procs"`
-	Requested       int            `json:"requested_conns"`
-	Opened          int            `json:"opened_conns"`
-	Failed          int            `json:"failed_conns"`
-	Errors          map[string]int `json:"errors,omitempty"`
-	ClosedEarly     int            `json:"closed_by_server"`
-	MaxConnsPerProc int            `json:"max_conns_per_process"`
+	Mode        Mode           `json:"mode"`
+	Target      string         `json:"target"` // URL without query
+	Procs       int            `json:"procs"`
+	Requested   int            `json:"requested_conns"`
+	Opened      int            `json:"opened_conns"`
+	Failed      int            `json:"failed_conns"`
+	Errors      map[string]int `json:"errors,omitempty"`
+	ClosedEarly int            `json:"closed_by_server"`
+	// Refused counts handshakes the server answered with an HTTP error
+	// (429 rate limit, 403 ban, 401, 503): part of Failed.
+	Refused int `json:"refused_handshakes"`
+	// CloseCodes counts the close codes of connections the server closed
+	// during the run (1008 policy, 4xxx application codes…).
+	CloseCodes map[string]int `json:"close_codes,omitempty"`
+	// Problems say why the figures do not measure the server's work: the
+	// run measured refusals, errors or closes instead of traffic. A
+	// non-empty list makes `wsgate bench` exit 2.
+	Problems        []string `json:"problems,omitempty"`
+	MaxConnsPerProc int      `json:"max_conns_per_process"`
 	// OpenedPerTarget counts connections per endpoint (URL, Nodes...) in
 	// multi-node runs.
 	OpenedPerTarget []int `json:"opened_per_target,omitempty"`
@@ -96,6 +106,12 @@ func (r *Result) merge(o *Result) {
 		}
 		r.Errors[k] += v
 	}
+	for k, v := range o.CloseCodes {
+		if r.CloseCodes == nil {
+			r.CloseCodes = map[string]int{}
+		}
+		r.CloseCodes[k] += v
+	}
 	for _, n := range o.Notes {
 		dup := false
 		for _, m := range r.Notes {
@@ -122,6 +138,7 @@ func (r *Result) finish(pids []int, targets []string, base, loaded, end []ProcSa
 	if r.Mode == Fanout {
 		r.Expected = r.Published * int64(r.Opened)
 	}
+	r.judge()
 	if r.Hist != nil && r.Hist.Count() > 0 {
 		us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 		r.Latency = &Latency{Count: r.Hist.Count(), P50: us(r.Hist.Quantile(0.50)), P90: us(r.Hist.Quantile(0.90)),
@@ -146,6 +163,64 @@ func (r *Result) finish(pids []int, targets []string, base, loaded, end []ProcSa
 	}
 	r.Server = r.serverStats(0, sb, sl, se, r.Opened)
 }
+
+// judge counts refusals and fills Problems when the run measured
+// refusals, errors or closes rather than the server serving traffic (a
+// banned or rate-limited client measures how fast the server says no).
+// A tenth of the work going wrong is enough to say so.
+func (r *Result) judge() {
+	r.Refused = 0
+	for k, v := range r.Errors {
+		if strings.HasPrefix(k, "http ") {
+			r.Refused += v
+		}
+	}
+	r.Problems = nil
+	bad := func(part, whole int64) bool { return part > 0 && part*10 >= whole }
+	if r.Mode != Handshake && r.Opened == 0 {
+		r.Problems = append(r.Problems, "no connection could be opened")
+	}
+	if r.Mode != Handshake && bad(int64(r.Failed), int64(r.Requested)) {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d of %d connections failed (%d refused with an HTTP status: %s)", r.Failed, r.Requested, r.Refused, countsString(r.Errors)))
+	}
+	if r.Mode == Handshake && bad(int64(r.Failed), r.Ops+int64(r.Failed)) {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d of %d handshakes failed (%d refused with an HTTP status: %s)", r.Failed, r.Ops+int64(r.Failed), r.Refused, countsString(r.Errors)))
+	}
+	if bad(int64(r.ClosedEarly), int64(r.Opened)) {
+		r.Problems = append(r.Problems, fmt.Sprintf("the server closed %d of %d connections during the run (close codes: %s)", r.ClosedEarly, r.Opened, countsString(r.CloseCodes)))
+	}
+	if r.Mode != Idle && bad(r.ReplyErrors, r.Ops+r.ReplyErrors) {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d error replies against %d %s: the server refused the work (rate limit?)", r.ReplyErrors, r.Ops, opName(r.Mode)))
+	}
+	if r.Mode != Idle && bad(r.Timeouts, r.Ops+r.Timeouts) {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d of %d operations timed out", r.Timeouts, r.Ops+r.Timeouts))
+	}
+	if r.Mode != Idle && r.Ops == 0 {
+		r.Problems = append(r.Problems, "no "+opUnit(r.Mode)+" completed")
+	}
+}
+
+// countsString renders a count map in key order ("none" when empty).
+func countsString(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s: %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// problemAdvice is printed with Problems.
+const problemAdvice = "the figures above measure how fast the server refuses, not how fast it serves. " +
+	"Against wsgate: lift bans (`wsgate admin bans`, `wsgate admin unban SUBJECT`), raise limits.handshake_rate / limits.connections / rate.tiers for the test, " +
+	"or spread the load over more source addresses (--sources) and users (--secret)"
 
 // serverStats derives one server's figures (pid 0: the sum of several).
 func (r *Result) serverStats(pid int, base, loaded, end ProcSample, opened int) *ServerStats {
@@ -193,6 +268,9 @@ func opUnit(m Mode) string {
 func (r *Result) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	p := func(k, f string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(f, a...)) }
+	if len(r.Problems) > 0 {
+		p("!!! INVALID RUN", "this run measured refusals, errors or closes instead of traffic (details at the end)")
+	}
 	p("target", "%s (%s)", r.Target, r.Mode)
 	if r.Mode == Handshake {
 		p("handshakers", "%d concurrent, %d failed handshakes", r.Requested, r.Failed)
@@ -242,8 +320,17 @@ func (r *Result) WriteTable(w io.Writer) error {
 		p(fmt.Sprintf("node %s (pid %d)", n.Target, n.PID), "%d connections, cpu %.2f s, rss %s → %s: %.1f KiB per connection",
 			n.Opened, n.CPUSeconds, fmtKiB(n.RSSBaseKiB), fmtKiB(n.RSSLoadedKiB), n.RSSPerConnKiB)
 	}
+	if r.Refused > 0 || len(r.CloseCodes) > 0 {
+		p("refusals", "%d handshakes refused with an HTTP status; server closes during the run: %s", r.Refused, countsString(r.CloseCodes))
+	}
 	for _, n := range r.Notes {
 		p("note", "%s", n)
+	}
+	for _, n := range r.Problems {
+		p("!!! PROBLEM", "%s", n)
+	}
+	if len(r.Problems) > 0 {
+		p("!!! INVALID RUN", "%s", problemAdvice)
 	}
 	return tw.Flush()
 }

@@ -31,9 +31,12 @@ type runner struct {
 	perTarget []int // clients opened per endpoint (URL, Nodes...)
 	pub       *client
 	errs      errCounts
-	failed    int
-	fdFull    int // connections open when the file limit was hit, -1 if not
-	serving   sync.WaitGroup
+	// closeCodes counts close codes of tracked connections the server
+	// closed during the run.
+	closeCodes errCounts
+	failed     int
+	fdFull     int // connections open when the file limit was hit, -1 if not
+	serving    sync.WaitGroup
 }
 
 func newRunner(o Options) (*runner, error) {
@@ -41,7 +44,7 @@ func newRunner(o Options) (*runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &runner{o: o, d: d, errs: errCounts{}, fdFull: -1, perTarget: make([]int, 1+len(o.Nodes))}, nil
+	return &runner{o: o, d: d, errs: errCounts{}, closeCodes: errCounts{}, fdFull: -1, perTarget: make([]int, 1+len(o.Nodes))}, nil
 }
 
 // open dials connection n, starts its reader, waits for the welcome and, for
@@ -284,7 +287,7 @@ func (r *runner) measure(ctx context.Context) *Result {
 	}
 	res.ReplyErrors, res.Timeouts = replyErrs.Load(), timeouts.Load()
 	r.mu.Lock()
-	res.Failed, res.Errors = r.failed, r.errs.clone()
+	res.Failed, res.Errors, res.CloseCodes = r.failed, r.errs.clone(), r.closeCodes.clone()
 	r.mu.Unlock()
 	res.ClosedEarly = int(r.closedEarly.Load())
 	res.Hist = &r.hist

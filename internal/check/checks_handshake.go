@@ -130,13 +130,13 @@ func checkKeyConfusion(ctx context.Context, e *env) Result {
 }
 
 func checkTokenInURL(ctx context.Context, e *env) Result {
-	if e.cred.valid == "" {
+	if e.tok == "" {
 		return Result{Status: Skip, Got: "needs a credential (--token, --secret or --key)"}
 	}
 	res := Result{Status: Pass, Sent: "upgrade requests carrying the valid token only in the URL: ?token=<token>, ?access_token=<token>"}
 	var gots []string
 	for _, p := range []string{"token", "access_token"} {
-		a := e.retry(ctx, dialSpec{url: withQuery(e.target, p, e.cred.valid), header: e.baseHeader(), subprotocols: e.o.Subprotocols})
+		a := e.retry(ctx, dialSpec{url: withQuery(e.target, p, e.tok), header: e.baseHeader(), subprotocols: e.o.Subprotocols})
 		if a.sess != nil {
 			a.sess.close()
 			res.Status = Fail

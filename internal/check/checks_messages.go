@@ -200,8 +200,8 @@ func checkErrorLeak(ctx context.Context, e *env) Result {
 func checkCompression(ctx context.Context, e *env) Result {
 	sent := "an upgrade with the valid credential offering Sec-WebSocket-Extensions: permessage-deflate"
 	raw, h, sp := e.target.String(), e.baseHeader(), e.o.Subprotocols
-	if e.cred.valid != "" {
-		raw, h, sp = e.credential(e.target, h, sp, e.cred.valid)
+	if e.tok != "" {
+		raw, h, sp = e.credential(e.target, h, sp, e.tok)
 	}
 	a := e.retry(ctx, dialSpec{url: raw, header: h, subprotocols: sp, compression: true})
 	if a.sess == nil {
@@ -245,7 +245,7 @@ func checkReplay(ctx context.Context, e *env) Result {
 	if err != nil {
 		return Result{Status: Error, Got: err.Error()}
 	}
-	sub := subjectOf(e.cred.valid)
+	sub := subjectOf(e.tok)
 	if sub == "" {
 		sub = e.o.Subject
 	}
@@ -284,6 +284,7 @@ func checkReplay(ctx context.Context, e *env) Result {
 }
 
 func checkConnFlood(ctx context.Context, e *env) Result {
+	e, _ = e.pinned() // the flood comes from one address
 	n := e.o.FloodConns
 	sent := fmt.Sprintf("%d concurrent upgrades from this address with a valid credential", n)
 	if e.cred.canMint() {
@@ -292,9 +293,9 @@ func checkConnFlood(ctx context.Context, e *env) Result {
 	atts := make([]attempt, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		tok := e.cred.valid
+		tok := e.tok
 		if e.cred.canMint() {
-			if t, err := e.cred.mint(fmt.Sprintf("%s-flood-%d", e.o.Subject, i), nil); err == nil {
+			if t, err := e.cred.mint(fmt.Sprintf("%s-%d", e.sub, i), nil); err == nil {
 				tok = t
 			}
 		}
@@ -368,6 +369,11 @@ func checkMessageFlood(ctx context.Context, e *env) Result {
 	for _, m := range msgs {
 		switch classify(m, msg) {
 		case replyRateLimited:
+			if rate == 0 {
+				e.sh.mu.Lock()
+				e.sh.throttleAfter = max(answered, 1)
+				e.sh.mu.Unlock()
+			}
 			rate++
 		case replyError:
 			errs++

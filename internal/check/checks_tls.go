@@ -25,7 +25,7 @@ func (e *env) tlsAddr() string {
 func (e *env) tlsHandshake(ctx context.Context, cfg *tls.Config) (tls.ConnectionState, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.o.Timeout)
 	defer cancel()
-	d := tls.Dialer{Config: cfg}
+	d := tls.Dialer{NetDialer: e.netDialer(e.source()), Config: cfg}
 	c, err := d.DialContext(ctx, "tcp", e.tlsAddr())
 	if err != nil {
 		return tls.ConnectionState{}, err
@@ -74,7 +74,7 @@ func checkTLSCert(ctx context.Context, e *env) Result {
 	if err != nil {
 		res.Status, res.Got = Error, "TLS handshake failed: "+err.Error()
 		if !e.o.Insecure {
-			e.tlsBroken = "TLS handshake failed: " + clip(err.Error(), 100)
+			e.sh.setBroken("TLS handshake failed: " + clip(err.Error(), 100))
 		}
 		return res
 	}
@@ -118,7 +118,7 @@ func checkTLSCert(ctx context.Context, e *env) Result {
 		notes = append(notes, "does not verify: "+verr.Error())
 	}
 	if verr != nil && !e.o.Insecure {
-		e.tlsBroken = "the certificate does not verify (see tls-cert)"
+		e.sh.setBroken("the certificate does not verify (see tls-cert)")
 	}
 	if left := leaf.NotAfter.Sub(now); left > 0 && left < e.o.CertExpiryWarn {
 		res.Status = worst(res.Status, Warn)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -40,20 +41,38 @@ func NewCommand() *cobra.Command {
 	var (
 		o                         Options
 		keyFile, caFile, signFile string
+		profileFile, format       string
 		claims                    []string
 		asJSON, quiet             bool
 	)
 	cmd := &cobra.Command{
 		Use:   "check URL",
 		Short: "Audit a WebSocket endpoint you own against the security guide",
-		Long: `Probes one ws:// or wss:// endpoint: handshake authentication (no, malformed,
-expired, wrongly signed, alg-none tokens), Origin (CSWSH), token in the URL,
-plaintext, TLS, message size, invalid JSON, unknown types, replay, compression,
-idle timeout, error leaks and bounded connection and message floods. Prints a
-report card; exits 2 when a check FAILs, 3 when one could not run.
+		Long: `Probes one ws:// or wss:// endpoint against every weakness class of the
+security guide: handshake authentication (no, malformed, expired, wrongly
+signed, alg-none tokens; authentication after the upgrade), token claims
+(no exp, no subject, huge lifetime, expiry mid-session), Origin (CSWSH), tokens
+in the URL or echoed in Sec-WebSocket-Protocol, TLS, handshake hygiene (426,
+oversized headers, slowloris, handshake floods), connection slots never
+released, X-Forwarded-For spoofing, message size (and whether it is enforced
+before buffering), JSON bombs, binary frames, invalid UTF-8, invalid JSON,
+unknown types, replay, compression, idle timeout, keepalive, ping floods,
+error leaks, bounded connection and message floods, and crashes on a
+malformed Host or query. Details per check: docs/check.md.
+
+Against a loopback target every probe connection comes from its own
+127.x.y.z source address and each check mints tokens for its own user, so
+one probe's refusal or ban cannot poison the next (nor your browser on
+127.0.0.1). Against a remote target the checks that may get the auditor
+banned run last.
+
+Prints a report (--format text, json, sarif, junit or markdown); exits 0 when
+clean, 2 when a check FAILs, 3 when none FAILs but one could not run (ERROR).
 Targets outside loopback need --allow-remote: test only endpoints you own.`,
 		Example: `  wsgate check wss://127.0.0.1:8443/ws --secret "$SECRET" --cacert dev-ca.pem
-  wsgate check ws://127.0.0.1:8080/ --token "$TOKEN" --json > report.json`,
+  wsgate check ws://127.0.0.1:8080/ --token "$TOKEN" --format json > report.json
+  wsgate check wss://127.0.0.1:8443/ws --secret "$SECRET" --cacert ca.pem --format sarif > check.sarif
+  wsgate check ws://127.0.0.1:8080/ --secret "$S" --profile ci/check-profile.yaml --skip keepalive`,
 		Args:          cobra.ExactArgs(1),
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -77,6 +96,21 @@ Targets outside loopback need --allow-remote: test only endpoints you own.`,
 					return err
 				}
 			}
+			if profileFile != "" {
+				b, err := readSmallFile("--profile", profileFile)
+				if err != nil {
+					return err
+				}
+				if o.Profile, err = ParseProfile(b); err != nil {
+					return fmt.Errorf("--profile %s: %w", profileFile, err)
+				}
+			}
+			if asJSON {
+				format = "json"
+			}
+			if !slices.Contains(Formats, format) {
+				return fmt.Errorf("--format %q: want one of %s", format, strings.Join(Formats, ", "))
+			}
 			if len(claims) > 0 {
 				o.Claims = map[string]any{}
 				for _, c := range claims {
@@ -99,12 +133,7 @@ Targets outside loopback need --allow-remote: test only endpoints you own.`,
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				err = rep.WriteJSON(cmd.OutOrStdout())
-			} else {
-				err = rep.WriteText(cmd.OutOrStdout())
-			}
-			if err != nil {
+			if err := rep.WriteFormat(cmd.OutOrStdout(), format); err != nil {
 				return err
 			}
 			if rep.ExitCode != ExitOK {
@@ -139,7 +168,15 @@ Targets outside loopback need --allow-remote: test only endpoints you own.`,
 	f.DurationVar(&o.CertExpiryWarn, "cert-warn", DefaultCertExpiryWarn, "warn when the certificate expires sooner")
 	f.StringSliceVar(&o.Only, "only", nil, "run only these checks ("+strings.Join(CheckNames(), ",")+")")
 	f.StringSliceVar(&o.Skip, "skip", nil, "skip these checks")
-	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.StringVar(&format, "format", "text", "report format: "+strings.Join(Formats, ", "))
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON (same as --format json)")
+	f.StringVar(&profileFile, "profile", "", "YAML/JSON file of expectations: allow_binary, allow_compression, allow_query_token, accept {check: reason}, strict [checks], skip [checks]")
+	f.BoolVar(&o.Amplification, "amplification", false, "run the opt-in broadcast/slow-reader probe (sends chat messages other clients may see)")
+	f.DurationVar(&o.KeepaliveWait, "keepalive-wait", DefaultKeepaliveWait, "how long the keepalive check waits for a server ping (max 2m)")
+	f.DurationVar(&o.SlowWait, "slow-wait", DefaultSlowWait, "how long the slowloris check drips a request head (max 2m)")
+	f.IntVar(&o.SlotCycles, "slot-cycles", DefaultSlotCycles, "connect/close cycles of the slot-leak check (max 200)")
+	f.IntVar(&o.HeldConns, "held-conns", DefaultHeldConns, "connections the xff-spoof check holds from one address (max 200)")
+	f.BoolVar(&o.NoIsolation, "no-isolation", false, "do not give each probe connection its own 127.x source address (loopback targets)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress lines on stderr")
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -41,10 +42,13 @@ type wsClient struct {
 	mu       sync.Mutex
 	code     uint16
 	reason   string
+	pings    atomic.Int64
+	pinged   chan struct{}
+	pingOnce sync.Once
 }
 
 func newClient(obs *observer) *wsClient {
-	return &wsClient{obs: obs, msgs: make(chan []byte, msgBuffer), closed: make(chan struct{})}
+	return &wsClient{obs: obs, msgs: make(chan []byte, msgBuffer), closed: make(chan struct{}), pinged: make(chan struct{})}
 }
 
 func (c *wsClient) OnMessage(_ *transport.Conn, _ transport.Opcode, data []byte) {
@@ -55,7 +59,10 @@ func (c *wsClient) OnMessage(_ *transport.Conn, _ transport.Opcode, data []byte)
 	default:
 	}
 }
-func (c *wsClient) OnPing(*transport.Conn, []byte) {}
+func (c *wsClient) OnPing(*transport.Conn, []byte) {
+	c.pings.Add(1)
+	c.pingOnce.Do(func() { close(c.pinged) })
+}
 func (c *wsClient) OnPong(*transport.Conn, []byte) {}
 func (c *wsClient) OnClose(_ *transport.Conn, err error) {
 	c.mu.Lock()
@@ -170,16 +177,22 @@ type dialSpec struct {
 	subprotocols []string
 	compression  bool
 	tls          *tls.Config // nil: the run's
+	src          netip.Addr  // invalid: e.source()
 }
 
 // dial performs one upgrade attempt. On 101 it starts the read loop and
 // waits briefly for a first message (a welcome).
 func (e *env) dial(ctx context.Context, sp dialSpec) attempt {
+	src := sp.src
+	if !src.IsValid() {
+		src = e.source()
+	}
 	do := &transport.DialOptions{
 		Header:           sp.header,
 		TLSConfig:        e.tls,
 		Subprotocols:     sp.subprotocols,
 		HandshakeTimeout: e.o.Timeout,
+		NetDial:          e.netDialer(src).DialContext,
 	}
 	if sp.tls != nil {
 		do.TLSConfig = sp.tls
@@ -249,7 +262,7 @@ func (e *env) baseHeader() http.Header {
 // dialWith tries an upgrade carrying tok (the valid one when tok is "").
 func (e *env) dialWith(ctx context.Context, tok string, h http.Header) attempt {
 	if tok == "" {
-		tok = e.cred.valid
+		tok = e.tok
 	}
 	if h == nil {
 		h = e.baseHeader()
@@ -284,12 +297,22 @@ func (e *env) retry(ctx context.Context, sp dialSpec) attempt {
 	return a
 }
 
+// withCred completes sp with the target URL, the base header, the
+// configured subprotocols and tok (none when tok is "").
+func (e *env) withCred(sp dialSpec, tok string) dialSpec {
+	sp.url, sp.header, sp.subprotocols = e.target.String(), e.baseHeader(), e.o.Subprotocols
+	if tok != "" {
+		sp.url, sp.header, sp.subprotocols = e.credential(e.target, sp.header, sp.subprotocols, tok)
+	}
+	return sp
+}
+
 // open dials with the valid credential and fails with a reason the report
 // can show when no connection could be opened.
 func (e *env) open(ctx context.Context) (*session, error) {
 	a := e.dialWith(ctx, "", nil)
 	if a.sess == nil {
-		return nil, fmt.Errorf("could not open a connection with the credential: %s", a.describe())
+		return nil, &refusedError{a: a}
 	}
 	return a.sess, nil
 }

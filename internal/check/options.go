@@ -21,6 +21,10 @@ const (
 	DefaultCertExpiryWarn = 14 * 24 * time.Hour
 	DefaultSubject        = "wsgate-check"
 	DefaultMessage        = `{"type":"ping"}`
+	DefaultKeepaliveWait  = 10 * time.Second
+	DefaultSlowWait       = 12 * time.Second
+	DefaultSlotCycles     = 12
+	DefaultHeldConns      = 24
 )
 
 // Hard bounds: whatever the flags say, a run stays a probe, not a load test.
@@ -30,6 +34,9 @@ const (
 	maxFloodConns    = 500
 	maxIdleWait      = 10 * time.Minute
 	maxPlainPorts    = 4
+	maxSlowWait      = 2 * time.Minute
+	maxSlotCycles    = 200
+	maxHeldConns     = 200
 )
 
 // Options configure one audit. The zero value plus URL is usable: zero fields
@@ -102,6 +109,28 @@ type Options struct {
 	// for the replay check; without it the check is skipped.
 	SigningKey []byte
 
+	// KeepaliveWait is how long the keepalive check waits for a server
+	// ping. Default 10s (wsgate pings every 25s: raise it to confirm).
+	KeepaliveWait time.Duration
+	// SlowWait is how long the slowloris check drips a request head before
+	// concluding the server holds it open. Default 12s.
+	SlowWait time.Duration
+	// SlotCycles bounds the connect/close cycles of the slot-leak check.
+	// Default 12.
+	SlotCycles int
+	// HeldConns bounds the connections the XFF check holds open from one
+	// address to find a per-address limit. Default 24.
+	HeldConns int
+	// Amplification enables the broadcast/slow-reader probe (it sends
+	// chat messages other clients may see). Off by default.
+	Amplification bool
+	// NoIsolation makes every probe use the system's source address even
+	// against loopback targets.
+	NoIsolation bool
+	// Profile encodes the team's expectations (e.g. binary frames are part
+	// of the protocol); nil: the defaults of the guide.
+	Profile *Profile
+
 	// Only and Skip select checks by name.
 	Only, Skip []string
 	// Progress receives one line per check as it starts (stderr in the CLI).
@@ -135,7 +164,16 @@ func (o *Options) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("token via %q: want header, subprotocol, query or cookie:NAME", v))
 	}
-	for _, d := range []time.Duration{o.Timeout, o.ReplyWait, o.IdleWait, o.FloodWindow, o.CertExpiryWarn} {
+	if o.SlowWait > maxSlowWait || o.KeepaliveWait > maxSlowWait {
+		errs = append(errs, fmt.Errorf("slow and keepalive waits are at most %s", maxSlowWait))
+	}
+	if o.SlotCycles < 0 || o.SlotCycles > maxSlotCycles {
+		errs = append(errs, fmt.Errorf("slot cycles %d out of range 0..%d", o.SlotCycles, maxSlotCycles))
+	}
+	if o.HeldConns < 0 || o.HeldConns > maxHeldConns {
+		errs = append(errs, fmt.Errorf("held connections %d out of range 0..%d", o.HeldConns, maxHeldConns))
+	}
+	for _, d := range []time.Duration{o.Timeout, o.ReplyWait, o.IdleWait, o.FloodWindow, o.CertExpiryWarn, o.KeepaliveWait, o.SlowWait} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("duration %s is negative", d))
 		}
@@ -160,7 +198,11 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("plaintext port %d out of range", p))
 		}
 	}
-	for _, n := range append(slices.Clone(o.Only), o.Skip...) {
+	names := append(slices.Clone(o.Only), o.Skip...)
+	if o.Profile != nil {
+		names = append(names, o.Profile.ids()...)
+	}
+	for _, n := range names {
 		if checkByName(n) == nil {
 			errs = append(errs, fmt.Errorf("unknown check %q (known: %s)", n, strings.Join(CheckNames(), ", ")))
 		}
@@ -199,6 +241,18 @@ func (o Options) withDefaults() Options {
 	}
 	if o.FloodConns == 0 {
 		o.FloodConns = DefaultFloodConns
+	}
+	if o.KeepaliveWait == 0 {
+		o.KeepaliveWait = DefaultKeepaliveWait
+	}
+	if o.SlowWait == 0 {
+		o.SlowWait = DefaultSlowWait
+	}
+	if o.SlotCycles == 0 {
+		o.SlotCycles = DefaultSlotCycles
+	}
+	if o.HeldConns == 0 {
+		o.HeldConns = DefaultHeldConns
 	}
 	if o.CertExpiryWarn == 0 {
 		o.CertExpiryWarn = DefaultCertExpiryWarn

@@ -31,13 +31,18 @@ const (
 
 // Result is the outcome of one check.
 type Result struct {
-	Name     string        `json:"name"`
-	Title    string        `json:"title"`
-	Status   Status        `json:"status"`
-	Sent     string        `json:"sent,omitempty"`
-	Got      string        `json:"got,omitempty"`
-	Why      string        `json:"why,omitempty"`
-	Fix      string        `json:"fix,omitempty"`
+	Name   string `json:"name"`
+	Title  string `json:"title"`
+	Status Status `json:"status"`
+	Sent   string `json:"sent,omitempty"`
+	Got    string `json:"got,omitempty"`
+	Why    string `json:"why,omitempty"`
+	Fix    string `json:"fix,omitempty"`
+	// Severity is the SARIF level a FAIL of this check has: "error" or
+	// "warning".
+	Severity string `json:"severity,omitempty"`
+	// Note says why the profile changed the verdict, if it did.
+	Note     string        `json:"note,omitempty"`
 	Duration time.Duration `json:"duration_ns"`
 }
 
@@ -57,7 +62,10 @@ type Report struct {
 	Duration time.Duration `json:"duration_ns"`
 	Results  []Result      `json:"results"`
 	Summary  Summary       `json:"summary"`
-	ExitCode int           `json:"exit_code"`
+	// Notes are run-wide observations: probes sharing an address, a ban
+	// or rate limit observed mid-run and how to lift it.
+	Notes    []string `json:"notes,omitempty"`
+	ExitCode int      `json:"exit_code"`
 }
 
 // Result returns the result of the named check, or nil.
@@ -109,7 +117,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "wsgate check %s (%s, %s)\n\n", r.Target, r.Started.UTC().Format(time.RFC3339), r.Duration.Round(time.Millisecond))
 	for _, res := range r.Results {
-		fmt.Fprintf(&b, "%-5s %-16s %s (%s)\n", res.Status, res.Name, res.Title, res.Duration.Round(10*time.Millisecond))
+		fmt.Fprintf(&b, "%-5s %-18s %s (%s)\n", res.Status, res.Name, res.Title, res.Duration.Round(10*time.Millisecond))
 		line := func(label, v string) {
 			if v != "" {
 				fmt.Fprintf(&b, "      %-5s %s\n", label+":", indent(v))
@@ -121,6 +129,10 @@ func (r *Report) WriteText(w io.Writer) error {
 			line("why", res.Why)
 			line("fix", res.Fix)
 		}
+		line("note", res.Note)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "\nNOTE  %s\n", n)
 	}
 	fmt.Fprintf(&b, "\n%s\n", r.SummaryLine())
 	_, err := io.WriteString(w, b.String())

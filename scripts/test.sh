@@ -16,6 +16,11 @@ PKG_TIMEOUT=${WSGATETEST_PKG_TIMEOUT:-8m}
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+# The guide's Python server and the Python client run on Debian's python3.
+/usr/bin/python3 -c 'import websockets, jwt, pytest' >/dev/null 2>&1 ||
+  need+=(python3 python3-websockets python3-jwt python3-pytest)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "== installing: ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

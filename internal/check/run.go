@@ -177,7 +177,11 @@ func Run(ctx context.Context, opts *Options) (*Report, error) {
 			res = Result{Status: Error, Got: "not run: " + sh.broken(),
 				Fix: "pass --cacert FILE with the CA that signed the certificate, or --insecure to probe anyway"}
 		default:
-			res = c.run(ctx, ce)
+			// A safety net over the probes' own bounds: no check outlives
+			// its budget, whatever the server does.
+			cctx, cancel := context.WithTimeout(ctx, o.checkBudget())
+			res = c.run(cctx, ce)
+			cancel()
 		}
 		res.Name, res.Title, res.Duration = c.name, c.title, time.Since(start)
 		if res.Why == "" {
@@ -226,6 +230,12 @@ func newRunID() string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// checkBudget bounds one check: its longest configured wait plus room for
+// its connection attempts.
+func (o *Options) checkBudget() time.Duration {
+	return max(o.IdleWait, o.KeepaliveWait, o.SlowWait, o.FloodWindow) + 10*o.Timeout + 30*time.Second
 }
 
 // selectChecks applies --only/--skip and the profile, and against remote

@@ -41,15 +41,15 @@ func needExternal(t *testing.T, what string, err error) {
 	t.Skipf("%s: %v", what, err)
 }
 
-// peersCopy copies the reference peers (WSGATE_PEERS_DIR, or ../shared/peers
+// peersCopy copies the reference peers (WSGATETEST_PEERS_DIR, or ../shared/peers
 // next to the main checkout or a worktree) to a writable temp directory. A
-// clone without them skips; WSGATE_PEERS_DIR set to a missing directory fails.
+// clone without them skips; WSGATETEST_PEERS_DIR set to a missing directory fails.
 func peersCopy(t *testing.T) string {
 	t.Helper()
 	var src string
-	if d := os.Getenv("WSGATE_PEERS_DIR"); d != "" {
+	if d := os.Getenv("WSGATETEST_PEERS_DIR"); d != "" {
 		if _, err := os.Stat(filepath.Join(d, "node-seed", "server.js")); err != nil {
-			t.Fatalf("WSGATE_PEERS_DIR: %v", err)
+			t.Fatalf("WSGATETEST_PEERS_DIR: %v", err)
 		}
 		src = d
 	}
@@ -59,7 +59,7 @@ func peersCopy(t *testing.T) string {
 		}
 	}
 	if src == "" {
-		t.Skip("the reference peers (../shared/peers) are not next to this checkout; set WSGATE_PEERS_DIR")
+		t.Skip("the reference peers (../shared/peers) are not next to this checkout; set WSGATETEST_PEERS_DIR")
 	}
 	dst := t.TempDir()
 	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {

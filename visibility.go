@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/wsgate/wsgate/config"
@@ -16,10 +17,21 @@ import (
 // buildVisibility creates metrics, the audit log and the alert engine.
 func (s *Server) buildVisibility(cfg *config.Config) error {
 	s.metrics = newMetrics()
-	a, err := audit.New(audit.Options{
+	ao := audit.Options{
 		Path: cfg.Audit.Path, MaxBytes: cfg.Audit.MaxBytes, MaxFiles: cfg.Audit.MaxFiles,
 		MessageSampleRate: cfg.Audit.MessageSampleRate, MessageMaxBytes: cfg.Audit.MessageMaxBytes,
-	}, s.redactor)
+		Chain: cfg.Audit.Chain, CheckpointInterval: cfg.Audit.CheckpointInterval, CheckpointEvery: cfg.Audit.CheckpointEvery,
+	}
+	if cfg.Audit.CheckpointKey != "" || cfg.Audit.CheckpointKeyFile != "" {
+		s.redactor.Add(cfg.Audit.CheckpointKey)
+		s.redactor.Add(strings.TrimPrefix(cfg.Audit.CheckpointKey, "base64:"))
+		k, err := audit.LoadSigningKey(cfg.Audit.CheckpointKeyFile, cfg.Audit.CheckpointKey)
+		if err != nil {
+			return fmt.Errorf("audit.checkpoint_key: %w", err)
+		}
+		ao.CheckpointKey = k
+	}
+	a, err := audit.New(ao, s.redactor)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}

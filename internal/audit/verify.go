@@ -147,18 +147,10 @@ type verifier struct {
 // returns an error only when a file cannot be read; a broken chain is
 // Report.Problem.
 func Verify(files []string, o VerifyOptions) (*Report, error) {
-	v := &verifier{o: o}
-	v.rep.signatureCheckDisabled = o.PublicKey == nil
-	var wantKeyID string
-	if o.PublicKey != nil {
-		wantKeyID = KeyID(o.PublicKey)
-		if o.KeyID != "" && o.KeyID != wantKeyID {
-			return nil, fmt.Errorf("audit: --key-id %s does not name the public key given (its id is %s)", o.KeyID, wantKeyID)
-		}
-	} else {
-		wantKeyID = o.KeyID
+	v, err := newVerifier(o)
+	if err != nil {
+		return nil, err
 	}
-	v.o.KeyID = wantKeyID
 	for _, f := range files {
 		if err := v.file(f); err != nil {
 			return nil, err
@@ -167,8 +159,26 @@ func Verify(files []string, o VerifyOptions) (*Report, error) {
 			break
 		}
 	}
+	return v.finish(strings.Join(files, ",")), nil
+}
+
+func newVerifier(o VerifyOptions) (*verifier, error) {
+	v := &verifier{o: o}
+	v.rep.signatureCheckDisabled = o.PublicKey == nil
+	if o.PublicKey != nil {
+		id := KeyID(o.PublicKey)
+		if o.KeyID != "" && o.KeyID != id {
+			return nil, fmt.Errorf("audit: key id %s does not name the public key given (its id is %s)", o.KeyID, id)
+		}
+		v.o.KeyID = id
+	}
+	return v, nil
+}
+
+// finish completes the report after the last file.
+func (v *verifier) finish(names string) *Report {
 	if v.rep.Problem == nil && v.rep.Records == 0 {
-		v.rep.Problem = &Problem{File: strings.Join(files, ","), Msg: "no chained records found"}
+		v.rep.Problem = &Problem{File: names, Msg: "no chained records found"}
 	}
 	v.rep.LastSeq = v.seq
 	if v.have {
@@ -183,7 +193,7 @@ func Verify(files []string, o VerifyOptions) (*Report, error) {
 		// tail starts after it.
 		v.rep.UnsignedTail = v.seq - v.lastCheckpoint
 	}
-	return &v.rep, nil
+	return &v.rep
 }
 
 func (v *verifier) file(name string) error {
@@ -192,7 +202,12 @@ func (v *verifier) file(name string) error {
 		return fmt.Errorf("audit: verify: %w", err)
 	}
 	defer f.Close()
-	br := bufio.NewReaderSize(f, 64<<10)
+	return v.scan(name, f)
+}
+
+// scan checks the records read from r, named name in problems.
+func (v *verifier) scan(name string, r io.Reader) error {
+	br := bufio.NewReaderSize(r, 64<<10)
 	lineNo := 0
 	var line []byte
 	for {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -61,7 +62,7 @@ Exit status: 0 intact, 1 broken or missing records, 2 files or keys unreadable.`
 			}
 			printReport(cmd.OutOrStdout(), rep)
 			if rep.Problem != nil {
-				return exitError(1)
+				return failWith(1, errors.New("audit log broken (see FAIL above)"))
 			}
 			return nil
 		},

@@ -119,7 +119,6 @@ type chain struct {
 
 	key   ed25519.PrivateKey
 	keyID string
-	every int
 
 	buf []byte // reused for each chained line
 }

@@ -78,11 +78,11 @@ func printReport(w io.Writer, r *audit.Report) {
 	if r.Problem != nil {
 		fmt.Fprintf(w, "FAIL %v\n", r.Problem)
 		if r.Records > 0 {
-			fmt.Fprintf(w, "     %d records before it are intact (seq %d..%d)\n", r.Records, r.FirstSeq, r.LastSeq)
+			fmt.Fprintf(w, "     %d records read before the break (seq %d..%d)\n", r.Records, r.FirstSeq, r.LastSeq)
 		}
 		return
 	}
-	fmt.Fprintf(w, "OK %d records in %d files, seq %d..%d, last hash %s\n", r.Records, r.Files, r.FirstSeq, r.LastSeq, r.LastHash)
+	fmt.Fprintf(w, "OK %d records in %d file(s), seq %d..%d, last hash %s\n", r.Records, r.Files, r.FirstSeq, r.LastSeq, r.LastHash)
 	if r.ContinuesFrom != "" {
 		fmt.Fprintf(w, "note: the first file continues a chain from an older file not given (seq %d, hash %s)\n", r.FirstSeq-1, r.ContinuesFrom)
 	}

@@ -31,9 +31,9 @@ func auditCmd() *cobra.Command {
 
 func auditVerifyCmd() *cobra.Command {
 	var o audit.VerifyOptions
-	var pubFile string
+	var pubFiles []string
 	c := &cobra.Command{
-		Use:   "verify [--pubkey FILE] [--key-id ID] FILE|DIR|GLOB…",
+		Use:   "verify [--pubkey FILE]… [--key-id ID] [--from-genesis] FILE|DIR|GLOB…",
 		Short: "Check the hash chain and checkpoint signatures; report the first broken or missing record",
 		Long: `verify reads audit files oldest first and reports the first record that was
 edited, deleted, reordered or truncated, or whose checkpoint signature is bad,
@@ -45,12 +45,12 @@ Exit status: 0 intact, 1 broken or missing records, 2 files or keys unreadable.`
   wsgate audit verify --pubkey audit.pub --from-genesis audit.log.3 audit.log.2 audit.log.1 audit.log`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if pubFile != "" {
-				k, err := audit.LoadPublicKey(pubFile)
+			for _, f := range pubFiles {
+				k, err := audit.LoadPublicKey(f)
 				if err != nil {
 					return failWith(2, err)
 				}
-				o.PublicKey = k
+				o.PublicKeys = append(o.PublicKeys, k)
 			}
 			files, err := audit.OrderFiles(args)
 			if err != nil {
@@ -68,7 +68,7 @@ Exit status: 0 intact, 1 broken or missing records, 2 files or keys unreadable.`
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&pubFile, "pubkey", "", "Ed25519 public key (PEM or base64) that signs checkpoints; without it signatures are not checked")
+	f.StringArrayVar(&pubFiles, "pubkey", nil, "Ed25519 public key (PEM or base64) that signs checkpoints, repeatable (chosen by key id); without one signatures are not checked")
 	f.StringVar(&o.KeyID, "key-id", "", "require every checkpoint to name this key id")
 	f.BoolVar(&o.FromGenesis, "from-genesis", false, "require the first file to start the chain (no older file missing)")
 	return c

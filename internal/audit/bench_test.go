@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"crypto/ed25519"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -129,7 +130,7 @@ func BenchmarkVerify(b *testing.B) {
 	cpu0 := processCPU(b)
 	records, runs := 0, 0
 	for b.Loop() {
-		rep, err := Verify([]string{path}, VerifyOptions{PublicKey: pub(key)})
+		rep, err := Verify([]string{path}, VerifyOptions{PublicKeys: []ed25519.PublicKey{pub(key)}})
 		if err != nil || rep.Problem != nil || rep.Records < 10000 {
 			b.Fatalf("verify: %v %+v", err, rep)
 		}

@@ -140,13 +140,13 @@ func TestChainRotationAndCheckpoints(t *testing.T) {
 			t.Errorf("%s does not end with a checkpoint: %s", f, lines[len(lines)-1])
 		}
 	}
-	rep := mustVerify(t, files, VerifyOptions{PublicKey: pub(key), FromGenesis: true})
+	rep := mustVerify(t, files, VerifyOptions{PublicKeys: []ed25519.PublicKey{pub(key)}, FromGenesis: true})
 	if rep.SignaturesVerified < 300/7 || rep.UnsignedTail != 0 || rep.Files != len(files) {
 		t.Fatalf("report = %+v", rep)
 	}
 	// The wrong key, or the right key id without the key, are told apart.
 	other := testKey(t)
-	if rep, _ := Verify(files, VerifyOptions{PublicKey: pub(other)}); rep.Problem == nil || !strings.Contains(rep.Problem.Msg, "signed by key id") {
+	if rep, _ := Verify(files, VerifyOptions{PublicKeys: []ed25519.PublicKey{pub(other)}}); rep.Problem == nil || !strings.Contains(rep.Problem.Msg, "signed by key id") {
 		t.Fatalf("wrong key: %+v", rep.Problem)
 	}
 	if rep, _ := Verify(files, VerifyOptions{KeyID: KeyID(pub(other))}); rep.Problem == nil || !strings.Contains(rep.Problem.Msg, "key id") {
@@ -155,7 +155,7 @@ func TestChainRotationAndCheckpoints(t *testing.T) {
 	mustVerify(t, files, VerifyOptions{KeyID: KeyID(pub(key))})
 	// Verifying from the middle of the set passes but says where it starts,
 	// unless the genesis is required.
-	rep = mustVerify(t, files[2:], VerifyOptions{PublicKey: pub(key)})
+	rep = mustVerify(t, files[2:], VerifyOptions{PublicKeys: []ed25519.PublicKey{pub(key)}})
 	if rep.ContinuesFrom == "" || rep.FirstSeq == 1 {
 		t.Fatalf("partial set: %+v", rep)
 	}
@@ -179,7 +179,7 @@ func TestChainRestart(t *testing.T) {
 	if len(lines) != 1+3*6 || strings.Count(strings.Join(lines, ""), ChainAnchor) != 1 {
 		t.Fatalf("%d lines:\n%s", len(lines), strings.Join(lines, ""))
 	}
-	mustVerify(t, []string{path}, VerifyOptions{PublicKey: pub(key), FromGenesis: true})
+	mustVerify(t, []string{path}, VerifyOptions{PublicKeys: []ed25519.PublicKey{pub(key)}, FromGenesis: true})
 
 	// Empty current file (a crash right after rotation): continue .1.
 	if err := os.Rename(path, path+".1"); err != nil {
@@ -192,7 +192,7 @@ func TestChainRestart(t *testing.T) {
 	if first := fileLines(t, path)[0]; !strings.Contains(first, `"reason":"resume","prev_file":"audit.log.1","prev_seq":19`) {
 		t.Fatalf("resume anchor = %s", first)
 	}
-	mustVerify(t, files, VerifyOptions{PublicKey: pub(key), FromGenesis: true})
+	mustVerify(t, files, VerifyOptions{PublicKeys: []ed25519.PublicKey{pub(key)}, FromGenesis: true})
 
 	// A torn last line cannot be continued: the file is rotated away and
 	// a new chain starts; verify of the whole set names the damage.
@@ -337,7 +337,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			wantFile, wantLine, wantMsg := e(t, files)
 			if name == "files swapped" {
 				// Verified as given: the swapped content is out of order.
-				rep, err := Verify(files, VerifyOptions{PublicKey: pub(key), FromGenesis: true})
+				rep, err := Verify(files, VerifyOptions{PublicKeys: []ed25519.PublicKey{pub(key)}, FromGenesis: true})
 				if err != nil || rep.Problem == nil || !strings.Contains(rep.Problem.Msg, wantMsg) || rep.Problem.File != wantFile {
 					t.Fatalf("problem = %+v, %v", rep.Problem, err)
 				}
@@ -349,7 +349,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 					kept = append(kept, f)
 				}
 			}
-			rep, err := Verify(kept, VerifyOptions{PublicKey: pub(key)})
+			rep, err := Verify(kept, VerifyOptions{PublicKeys: []ed25519.PublicKey{pub(key)}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -512,5 +512,25 @@ func TestOrderFiles(t *testing.T) {
 	}
 	if _, err := OrderFiles([]string{filepath.Join(dir, "audit.log"), filepath.Join(dir, "audit.log")}); err == nil {
 		t.Error("file given twice accepted")
+	}
+}
+
+// A key replaced at a restart: the file holds checkpoints of both keys;
+// verify needs both public keys and picks each by key id.
+func TestVerifyKeyRotation(t *testing.T) {
+	dir := t.TempDir()
+	old, cur := testKey(t), testKey(t)
+	writeChained(t, dir, Options{CheckpointKey: old}, 3)
+	files := writeChained(t, dir, Options{CheckpointKey: cur}, 3)
+	rep := mustVerify(t, files, VerifyOptions{PublicKeys: []ed25519.PublicKey{pub(old), pub(cur)}, FromGenesis: true})
+	if rep.SignaturesVerified != 2 {
+		t.Fatalf("report %+v", rep)
+	}
+	rep, err := Verify(files, VerifyOptions{PublicKeys: []ed25519.PublicKey{pub(cur)}})
+	if err != nil || rep.Problem == nil || !strings.Contains(rep.Problem.Msg, "which no public key given has") {
+		t.Fatalf("old key's checkpoint accepted without its key: %+v %v", rep.Problem, err)
+	}
+	if _, err := Verify(files, VerifyOptions{PublicKeys: []ed25519.PublicKey{pub(cur)}, KeyID: KeyID(pub(old))}); err == nil {
+		t.Fatal("--key-id naming no given key accepted")
 	}
 }

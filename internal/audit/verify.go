@@ -91,9 +91,11 @@ func isLowerHex(b []byte) bool {
 
 // VerifyOptions configures Verify.
 type VerifyOptions struct {
-	// PublicKey checks every checkpoint's signature; nil leaves signatures
-	// unchecked (the report says so).
-	PublicKey ed25519.PublicKey
+	// PublicKeys check every checkpoint's signature, chosen by the
+	// checkpoint's key id (several keys: the signing key was replaced over
+	// the files' time span). None leaves signatures unchecked (the report
+	// says so); then a checkpoint naming an unknown key id is a problem.
+	PublicKeys []ed25519.PublicKey
 	// KeyID, when set, is the key id every checkpoint must name.
 	KeyID string
 	// FromGenesis requires the first file to start a new chain (seq 1),
@@ -141,6 +143,7 @@ type verifier struct {
 	lastLine int
 	// seq of the last checkpoint record
 	lastCheckpoint uint64
+	keys           map[string]ed25519.PublicKey // by key id
 }
 
 // Verify checks files, oldest first (use OrderFiles for a rotated set). It
@@ -164,13 +167,16 @@ func Verify(files []string, o VerifyOptions) (*Report, error) {
 
 func newVerifier(o VerifyOptions) (*verifier, error) {
 	v := &verifier{o: o}
-	v.rep.signatureCheckDisabled = o.PublicKey == nil
-	if o.PublicKey != nil {
-		id := KeyID(o.PublicKey)
-		if o.KeyID != "" && o.KeyID != id {
-			return nil, fmt.Errorf("audit: key id %s does not name the public key given (its id is %s)", o.KeyID, id)
+	v.rep.signatureCheckDisabled = len(o.PublicKeys) == 0
+	v.keys = make(map[string]ed25519.PublicKey, len(o.PublicKeys))
+	for _, k := range o.PublicKeys {
+		if len(k) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("audit: public key of %d bytes, want %d", len(k), ed25519.PublicKeySize)
 		}
-		v.o.KeyID = id
+		v.keys[KeyID(k)] = k
+	}
+	if o.KeyID != "" && len(v.keys) > 0 && v.keys[o.KeyID] == nil {
+		return nil, fmt.Errorf("audit: key id %s does not name a public key given", o.KeyID)
 	}
 	return v, nil
 }
@@ -335,9 +341,14 @@ func (v *verifier) checkpoint(file string, lineNo int, rec Record, prevHex strin
 		v.fail(file, lineNo, fmt.Sprintf("checkpoint signed by key id %q, want %q", d.KeyID, v.o.KeyID))
 		return false
 	}
-	if v.o.PublicKey != nil {
+	if len(v.keys) > 0 {
+		k := v.keys[d.KeyID]
+		if k == nil {
+			v.fail(file, lineNo, fmt.Sprintf("checkpoint signed by key id %q, which no public key given has", d.KeyID))
+			return false
+		}
 		sig, err := base64.StdEncoding.DecodeString(d.Sig)
-		if err != nil || !ed25519.Verify(v.o.PublicKey, CheckpointMessage(d.Seq, d.Hash, rec.TS), sig) {
+		if err != nil || !ed25519.Verify(k, CheckpointMessage(d.Seq, d.Hash, rec.TS), sig) {
 			v.fail(file, lineNo, fmt.Sprintf("bad checkpoint signature (seq %d, key id %s)", d.Seq, d.KeyID))
 			return false
 		}

@@ -31,6 +31,16 @@ func (s *Server) buildVisibility(cfg *config.Config) error {
 		}
 		ao.CheckpointKey = k
 	}
+	if cfg.Audit.ShipWebhook != "" || cfg.Audit.ShipSyslog != "" {
+		// Made before the logger so it is closed after it (closers run in
+		// reverse) and ships the checkpoint written on shutdown.
+		sh, err := audit.NewShipper(audit.ShipOptions{Webhook: cfg.Audit.ShipWebhook, Syslog: cfg.Audit.ShipSyslog})
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		s.onClose(func() { _ = sh.Close() })
+		ao.OnCheckpoint = sh.Send
+	}
 	a, err := audit.New(ao, s.redactor)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)

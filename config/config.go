@@ -307,6 +307,11 @@ type Audit struct {
 	// written; CheckpointEvery also after this many records.
 	CheckpointInterval time.Duration `koanf:"checkpoint_interval"`
 	CheckpointEvery    int           `koanf:"checkpoint_every"`
+	// ShipWebhook receives every checkpoint as a JSON POST, ShipSyslog as a
+	// syslog line ("udp://host:514", "tcp://host:514", "unix:///dev/log"):
+	// the chain head kept where the server cannot rewrite it.
+	ShipWebhook string `koanf:"ship_webhook"`
+	ShipSyslog  string `koanf:"ship_syslog"`
 }
 
 // Alerts are anomaly rules over sliding windows.

@@ -161,4 +161,9 @@ func TestAuditChainKeys(t *testing.T) {
 			t.Errorf("want %q in %v", want, err)
 		}
 	}
+	c.Audit.CheckpointKey, c.Audit.CheckpointKeyFile = "", ""
+	c.Audit.ShipSyslog = "udp://127.0.0.1:514"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "audit.ship_webhook: shipping sends signed checkpoints") {
+		t.Errorf("shipping without a key: %v", err)
+	}
 }

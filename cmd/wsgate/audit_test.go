@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,10 +188,30 @@ func TestAuditVerifyBinary(t *testing.T) {
 	}
 }
 
-// The server writes a chained, signed log from its configuration, and a
-// restart continues the chain in the same file.
+// The server writes a chained, signed log from its configuration, a restart
+// continues the chain in the same file, and each checkpoint — the one
+// written on shutdown included — is shipped to syslog.
 func TestServeAuditChainAcrossRestart(t *testing.T) {
 	bin := buildBinary(t)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	shipped := make(chan string, 1000)
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, _, err := pc.ReadFrom(b)
+			if err != nil {
+				return // the listener was closed at the end of the test
+			}
+			select {
+			case shipped <- string(b[:n]):
+			default:
+			}
+		}
+	}()
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "checkpoint.pem")
 	keygen(t, bin, keyFile)
@@ -211,7 +232,8 @@ audit:
   chain: true
   checkpoint_key_file: %q
   checkpoint_every: 2
-`, strings.Repeat("s", 32), logPath, keyFile)
+  ship_syslog: "udp://%s"
+`, strings.Repeat("s", 32), logPath, keyFile, pc.LocalAddr())
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -230,6 +252,24 @@ audit:
 	}
 	if c := strings.Count(string(b), `"event":"chain_anchor"`); c != 1 {
 		t.Fatalf("%d anchors in one file after a restart, want 1:\n%s", c, b)
+	}
+	// The last line is the shutdown checkpoint; syslog got its hash.
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	m := regexp.MustCompile(`"event":"checkpoint","detail":\{"seq":(\d+),"hash":"([0-9a-f]{64})"`).FindStringSubmatch(lines[len(lines)-1])
+	if m == nil {
+		t.Fatalf("last line is not a checkpoint: %s", lines[len(lines)-1])
+	}
+	want := "checkpoint - seq=" + m[1] + " hash=" + m[2]
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case msg := <-shipped:
+			if strings.Contains(msg, want) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("syslog did not receive %q within 10s", want)
+		}
 	}
 }
 

@@ -69,6 +69,10 @@ type Options struct {
 	// CheckpointEvery defaults to DefaultCheckpointEvery; negative disables
 	// the count.
 	CheckpointEvery int
+	// OnCheckpoint, when set, is called on the writer goroutine with each
+	// checkpoint once its line is buffered for the file; it must not block
+	// (Shipper.Send queues). File is the file's name when it was written.
+	OnCheckpoint func(CheckpointInfo)
 }
 
 // Validate reports options that cannot be right.

@@ -89,7 +89,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 	cpu0 := processCPU(b)
 	n := 0
 	for b.Loop() {
-		if _, err := c.checkpointRecord(now); err != nil {
+		if _, _, err := c.checkpointRecord(now); err != nil {
 			b.Fatal(err)
 		}
 		n++

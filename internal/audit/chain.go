@@ -159,17 +159,18 @@ func encodeChainRecord(ts time.Time, event string, detail any) ([]byte, error) {
 }
 
 // checkpointRecord builds the checkpoint for the current head.
-func (c *chain) checkpointRecord(now time.Time) ([]byte, error) {
+func (c *chain) checkpointRecord(now time.Time) ([]byte, CheckpointInfo, error) {
 	ts := now.UTC().Format(time.RFC3339Nano)
 	hash := hex.EncodeToString(c.head[:])
 	sig := ed25519.Sign(c.key, CheckpointMessage(c.seq, hash, ts))
+	info := CheckpointInfo{TS: ts, Seq: c.seq, Hash: hash, KeyID: c.keyID, Sig: base64.StdEncoding.EncodeToString(sig)}
 	b, err := json.Marshal(chainRecord{TS: ts, Event: Checkpoint, Detail: checkpointDetail{
-		Seq: c.seq, Hash: hash, KeyID: c.keyID, Sig: base64.StdEncoding.EncodeToString(sig),
+		Seq: info.Seq, Hash: info.Hash, KeyID: info.KeyID, Sig: info.Sig,
 	}})
 	if err != nil {
-		return nil, fmt.Errorf("audit: encode checkpoint: %w", err)
+		return nil, info, fmt.Errorf("audit: encode checkpoint: %w", err)
 	}
-	return append(b, '\n'), nil
+	return append(b, '\n'), info, nil
 }
 
 // tailState is what a restart learns from the end of an existing file.
@@ -393,13 +394,19 @@ func (l *Logger) anchorIfNew(reason string) {
 
 // checkpoint writes a signed checkpoint over the current head.
 func (l *Logger) checkpoint() {
-	b, err := l.ch2.checkpointRecord(l.opts.Now())
+	b, info, err := l.ch2.checkpointRecord(l.opts.Now())
 	if err != nil {
 		l.errs.Add(1)
 		return
 	}
 	if l.emit(b) {
 		l.checkpoints.Add(1)
+		if l.opts.OnCheckpoint != nil {
+			if l.rotates() {
+				info.File = baseName(l.opts.Path)
+			}
+			l.opts.OnCheckpoint(info)
+		}
 	}
 	l.ch2.since = 0
 }

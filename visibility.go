@@ -2,6 +2,7 @@ package wsgate
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"net/http"
 	"strings"
@@ -44,6 +45,14 @@ func (s *Server) buildVisibility(cfg *config.Config) error {
 	a, err := audit.New(ao, s.redactor)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
+	}
+	if ao.Chain {
+		keyID := "" // unsigned: a chain without checkpoints
+		if ao.CheckpointKey != nil {
+			keyID = audit.KeyID(ao.CheckpointKey.Public().(ed25519.PublicKey))
+		}
+		s.log.Info("audit hash chain on", "path", cfg.Audit.Path, "checkpoint_key_id", keyID,
+			"ship_webhook", cfg.Audit.ShipWebhook != "", "ship_syslog", cfg.Audit.ShipSyslog != "")
 	}
 	s.audit = a
 	s.onClose(func() { _ = a.Close() })

@@ -33,7 +33,7 @@ func auditVerifyCmd() *cobra.Command {
 	var o audit.VerifyOptions
 	var pubFiles []string
 	c := &cobra.Command{
-		Use:   "verify [--pubkey FILE]… [--key-id ID] [--from-genesis] FILE|DIR|GLOB…",
+		Use:   "verify [--pubkey FILE]… [--key-id ID] [--from-genesis] [--max-unsigned N] FILE|DIR|GLOB…",
 		Short: "Check the hash chain and checkpoint signatures; report the first broken or missing record",
 		Long: `verify reads audit files oldest first and reports the first record that was
 edited, deleted, reordered or truncated, or whose checkpoint signature is bad,
@@ -52,6 +52,7 @@ Exit status: 0 intact, 1 broken or missing records, 2 files or keys unreadable.`
 				}
 				o.PublicKeys = append(o.PublicKeys, k)
 			}
+			o.LimitUnsigned = cmd.Flags().Changed("max-unsigned")
 			files, err := audit.OrderFiles(args)
 			if err != nil {
 				return failWith(2, err)
@@ -71,6 +72,7 @@ Exit status: 0 intact, 1 broken or missing records, 2 files or keys unreadable.`
 	f.StringArrayVar(&pubFiles, "pubkey", nil, "Ed25519 public key (PEM or base64) that signs checkpoints, repeatable (chosen by key id); without one signatures are not checked")
 	f.StringVar(&o.KeyID, "key-id", "", "require every checkpoint to name this key id")
 	f.BoolVar(&o.FromGenesis, "from-genesis", false, "require the first file to start the chain (no older file missing)")
+	f.Uint64Var(&o.MaxUnsigned, "max-unsigned", 0, "fail when more than N records follow the last checkpoint (0 for a set closed by rotation or shutdown); default: warn only")
 	return c
 }
 

@@ -103,7 +103,10 @@ func TestChainScheme(t *testing.T) {
 			t.Fatalf("line %d not the event: %v %v", i+1, m, err)
 		}
 	}
-	rep := mustVerify(t, files, VerifyOptions{FromGenesis: true})
+	rep := mustVerify(t, files, VerifyOptions{FromGenesis: true, LimitUnsigned: true, MaxUnsigned: 4})
+	if r, _ := Verify(files, VerifyOptions{LimitUnsigned: true, MaxUnsigned: 3}); r.Problem == nil || r.Problem.Line != 4 || !strings.Contains(r.Problem.Msg, "4 records after the last signed checkpoint") {
+		t.Fatalf("unsigned chain passed a limit of 3: %+v", r.Problem)
+	}
 	if rep.Records != 4 || rep.FirstSeq != 1 || rep.LastSeq != 4 || rep.UnsignedTail != 4 || rep.SignaturesChecked() {
 		t.Fatalf("report = %+v", rep)
 	}
@@ -140,7 +143,7 @@ func TestChainRotationAndCheckpoints(t *testing.T) {
 			t.Errorf("%s does not end with a checkpoint: %s", f, lines[len(lines)-1])
 		}
 	}
-	rep := mustVerify(t, files, VerifyOptions{PublicKeys: []ed25519.PublicKey{pub(key)}, FromGenesis: true})
+	rep := mustVerify(t, files, VerifyOptions{PublicKeys: []ed25519.PublicKey{pub(key)}, FromGenesis: true, LimitUnsigned: true})
 	if rep.SignaturesVerified < 300/7 || rep.UnsignedTail != 0 || rep.Files != len(files) {
 		t.Fatalf("report = %+v", rep)
 	}

@@ -101,6 +101,12 @@ type VerifyOptions struct {
 	// FromGenesis requires the first file to start a new chain (seq 1),
 	// i.e. that no older file is missing from the set.
 	FromGenesis bool
+	// LimitUnsigned makes more than MaxUnsigned records after the last
+	// checkpoint (all of them when there is none) a problem: stripped
+	// checkpoints or a rebuilt, unsigned chain. 0 suits a set closed by a
+	// rotation or shutdown, which ends with a checkpoint.
+	LimitUnsigned bool
+	MaxUnsigned   uint64
 }
 
 // Problem is the first broken or missing record found.
@@ -198,6 +204,9 @@ func (v *verifier) finish(names string) *Report {
 		// A checkpoint record protects itself (its ts is signed), so the
 		// tail starts after it.
 		v.rep.UnsignedTail = v.seq - v.lastCheckpoint
+	}
+	if v.rep.Problem == nil && v.o.LimitUnsigned && v.rep.UnsignedTail > v.o.MaxUnsigned {
+		v.fail(v.lastFile, v.lastLine, fmt.Sprintf("%d records after the last signed checkpoint (seq %d), more than the %d allowed", v.rep.UnsignedTail, v.lastCheckpoint, v.o.MaxUnsigned))
 	}
 	return &v.rep
 }

@@ -2,8 +2,10 @@ package wsgate
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/wsgate/wsgate/config"
@@ -16,12 +18,41 @@ import (
 // buildVisibility creates metrics, the audit log and the alert engine.
 func (s *Server) buildVisibility(cfg *config.Config) error {
 	s.metrics = newMetrics()
-	a, err := audit.New(audit.Options{
+	ao := audit.Options{
 		Path: cfg.Audit.Path, MaxBytes: cfg.Audit.MaxBytes, MaxFiles: cfg.Audit.MaxFiles,
 		MessageSampleRate: cfg.Audit.MessageSampleRate, MessageMaxBytes: cfg.Audit.MessageMaxBytes,
-	}, s.redactor)
+		Chain: cfg.Audit.Chain, CheckpointInterval: cfg.Audit.CheckpointInterval, CheckpointEvery: cfg.Audit.CheckpointEvery,
+	}
+	if cfg.Audit.CheckpointKey != "" || cfg.Audit.CheckpointKeyFile != "" {
+		s.redactor.Add(cfg.Audit.CheckpointKey)
+		s.redactor.Add(strings.TrimPrefix(cfg.Audit.CheckpointKey, "base64:"))
+		k, err := audit.LoadSigningKey(cfg.Audit.CheckpointKeyFile, cfg.Audit.CheckpointKey)
+		if err != nil {
+			return fmt.Errorf("audit.checkpoint_key: %w", err)
+		}
+		ao.CheckpointKey = k
+	}
+	if cfg.Audit.ShipWebhook != "" || cfg.Audit.ShipSyslog != "" {
+		// Made before the logger so it is closed after it (closers run in
+		// reverse) and ships the checkpoint written on shutdown.
+		sh, err := audit.NewShipper(audit.ShipOptions{Webhook: cfg.Audit.ShipWebhook, Syslog: cfg.Audit.ShipSyslog})
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		s.onClose(func() { _ = sh.Close() })
+		ao.OnCheckpoint = sh.Send
+	}
+	a, err := audit.New(ao, s.redactor)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
+	}
+	if ao.Chain {
+		keyID := "" // unsigned: a chain without checkpoints
+		if ao.CheckpointKey != nil {
+			keyID = audit.KeyID(ao.CheckpointKey.Public().(ed25519.PublicKey))
+		}
+		s.log.Info("audit hash chain on", "path", cfg.Audit.Path, "checkpoint_key_id", keyID,
+			"ship_webhook", cfg.Audit.ShipWebhook != "", "ship_syslog", cfg.Audit.ShipSyslog != "")
 	}
 	s.audit = a
 	s.onClose(func() { _ = a.Close() })

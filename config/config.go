@@ -306,6 +306,24 @@ type Audit struct {
 	MaxFiles          int     `koanf:"max_files"`
 	MessageSampleRate float64 `koanf:"message_sample_rate"`
 	MessageMaxBytes   int     `koanf:"message_max_bytes"`
+	// Chain makes the log tamper-evident (a SHA-256 hash chain over the
+	// lines, kept across rotation and restarts); see docs/audit.md.
+	Chain bool `koanf:"chain"`
+	// CheckpointKeyFile holds the Ed25519 key that signs checkpoints (PEM
+	// PKCS #8 or "base64:" seed; `wsgate audit keygen` makes one).
+	CheckpointKeyFile string `koanf:"checkpoint_key_file"`
+	// CheckpointKey is the same key inline, "base64:<32-byte seed>" — best
+	// set via WSGATE_AUDIT__CHECKPOINT_KEY. Redacted from logs.
+	CheckpointKey string `koanf:"checkpoint_key"`
+	// CheckpointInterval signs the chain head this often when records were
+	// written; CheckpointEvery also after this many records.
+	CheckpointInterval time.Duration `koanf:"checkpoint_interval"`
+	CheckpointEvery    int           `koanf:"checkpoint_every"`
+	// ShipWebhook receives every checkpoint as a JSON POST, ShipSyslog as a
+	// syslog line ("udp://host:514", "tcp://host:514", "unix:///dev/log"):
+	// the chain head kept where the server cannot rewrite it.
+	ShipWebhook string `koanf:"ship_webhook"`
+	ShipSyslog  string `koanf:"ship_syslog"`
 }
 
 // Alerts are anomaly rules over sliding windows.
@@ -429,7 +447,8 @@ func Default() *Config {
 		Command:   Command{Timeout: 5 * time.Second, MaxResponseBytes: 64 << 10},
 		Integrity: Integrity{Mode: "off", Window: 30 * time.Second, ReplayCacheSize: 1000000},
 		Admin:     Admin{Listen: "127.0.0.1:9090"},
-		Audit:     Audit{MaxBytes: 100 << 20, MaxFiles: 5, MessageMaxBytes: 256},
+		Audit: Audit{MaxBytes: 100 << 20, MaxFiles: 5, MessageMaxBytes: 256,
+			CheckpointInterval: time.Minute, CheckpointEvery: 10000},
 		Alerts: Alerts{Rules: []AlertRule{
 			// Unauthenticated abuse is what bans an IP (key) by default.
 			{Name: "auth_failures_per_ip", Event: "auth_failure", Window: time.Minute, Threshold: 20, PerIP: true, Cooldown: 5 * time.Minute,

@@ -137,3 +137,33 @@ func TestUnknownEnvironmentVariableNamed(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestAuditChainKeys(t *testing.T) {
+	c, err := Load("", []string{"WSGATE_AUDIT__CHECKPOINT_KEY=base64:AAAA", "WSGATE_AUDIT__CHECKPOINT_EVERY=50"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Audit.CheckpointKey != "base64:AAAA" || c.Audit.CheckpointEvery != 50 || c.Audit.CheckpointInterval != time.Minute || c.Audit.Chain {
+		t.Fatalf("audit = %+v", c.Audit)
+	}
+	c.InsecurePlaintext = true
+	c.Auth = devValid().Auth
+	err = c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "audit.chain") {
+		t.Fatalf("key without chain: %v", err)
+	}
+	c.Audit.Chain = true
+	c.Audit.CheckpointKeyFile = "k.pem"
+	c.Audit.CheckpointInterval = 0
+	err = c.Validate()
+	for _, want := range []string{"audit.checkpoint_key: set one of", "audit.checkpoint_interval"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in %v", want, err)
+		}
+	}
+	c.Audit.CheckpointKey, c.Audit.CheckpointKeyFile = "", ""
+	c.Audit.ShipSyslog = "udp://127.0.0.1:514"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "audit.ship_webhook: shipping sends signed checkpoints") {
+		t.Errorf("shipping without a key: %v", err)
+	}
+}

@@ -220,6 +220,19 @@ func (c *Config) Validate() error {
 	if c.Audit.MessageSampleRate < 0 || c.Audit.MessageSampleRate > 1 {
 		v.errf("audit.message_sample_rate", "must be between 0 and 1, got %g", c.Audit.MessageSampleRate)
 	}
+	if c.Audit.CheckpointKeyFile != "" && c.Audit.CheckpointKey != "" {
+		v.errf("audit.checkpoint_key", "set one of checkpoint_key and checkpoint_key_file, not both")
+	}
+	if (c.Audit.CheckpointKeyFile != "" || c.Audit.CheckpointKey != "") && !c.Audit.Chain {
+		v.errf("audit.chain", "checkpoints sign the hash chain: set audit.chain: true, or remove the checkpoint key")
+	}
+	if (c.Audit.ShipWebhook != "" || c.Audit.ShipSyslog != "") && c.Audit.CheckpointKeyFile == "" && c.Audit.CheckpointKey == "" {
+		v.errf("audit.ship_webhook", "shipping sends signed checkpoints: set audit.checkpoint_key_file (or checkpoint_key) and audit.chain: true")
+	}
+	if c.Audit.Chain {
+		v.dur("audit.checkpoint_interval", c.Audit.CheckpointInterval, time.Second, 24*time.Hour)
+		v.between("audit.checkpoint_every", c.Audit.CheckpointEvery, 1, 1_000_000_000)
+	}
 	// Alerts
 	for i, r := range c.Alerts.Rules {
 		f := fmt.Sprintf("alerts.rules[%d]", i)

@@ -8,4 +8,12 @@
 //
 // Message logging (LogMessage) is off by default; when enabled it is sampled
 // and truncated, because message bodies are user data and can be large.
+//
+// With Options.Chain the log is tamper-evident: the writer appends "seq" and
+// "prev" (SHA-256 of the previous line) to every line, starts every file with
+// a chain_anchor record linking it to the previous file, continues the chain
+// of an existing file on restart, and, with a CheckpointKey, writes Ed25519
+// signed checkpoint records (which a Shipper can send to a webhook or
+// syslog). Verify and OrderFiles check a set of files offline (`wsgate audit
+// verify`). The scheme is specified in docs/audit.md.
 package audit

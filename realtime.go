@@ -110,7 +110,11 @@ func (rr roomRouter) Handle(ctx context.Context, ss *session.Session, m pipeline
 	if m.Signed {
 		c = signedClient{ss, signedMode(ss.ConnState())}
 	}
-	if e := rr.s.room.Handle(ctx, c, m.Type, m.ID, m.Raw); e != nil {
+	// The pipeline's scan located the members the room reads: no second parse.
+	mb := m.Members
+	req := room.Request{Type: m.Type, ID: m.ID, Channel: mb.Channel, Payload: mb.Payload, Text: mb.Text,
+		Since: mb.Since, Token: mb.Token, Limit: mb.Limit, Name: mb.Name}
+	if e := rr.s.room.HandleRequest(ctx, c, req); e != nil {
 		if e.Err != nil {
 			rr.s.log.Debug("request failed", "conn_id", ss.ID(), "type", m.Type, "code", e.Code, "err", e.Err)
 		}

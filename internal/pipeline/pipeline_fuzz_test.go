@@ -118,7 +118,8 @@ func FuzzScan(f *testing.F) {
 					t.Fatalf("id %q found where there is none", res.id)
 				}
 				mem := res.members
-				for name, got := range map[string][]byte{"sig": mem.Sig, "channel": mem.Channel, "payload": mem.Payload, "text": mem.Text} {
+				for name, got := range map[string][]byte{"sig": mem.Sig, "channel": mem.Channel, "payload": mem.Payload, "text": mem.Text,
+					"since": mem.Since, "token": mem.Token, "limit": mem.Limit, "name": mem.Name} {
 					checkMember(t, m, name, got)
 				}
 			}

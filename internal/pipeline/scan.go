@@ -86,6 +86,10 @@ type Members struct {
 	Channel []byte // "channel"
 	Payload []byte // "payload"
 	Text    []byte // "text"
+	Since   []byte // "since"
+	Token   []byte // "token"
+	Limit   []byte // "limit"
+	Name    []byte // "name"
 }
 
 // scanner checks a message against RFC 8259 and the structure limits in one pass,
@@ -115,6 +119,10 @@ const (
 	pendChannel
 	pendPayload
 	pendText
+	pendSince
+	pendToken
+	pendLimit
+	pendName
 )
 
 func newScanner(lim scanLimits) *scanner {
@@ -318,6 +326,14 @@ func (s *scanner) scan(data []byte) (scanResult, scanFail, int) {
 					s.pending = pendPayload
 				case "text":
 					s.pending = pendText
+				case "since":
+					s.pending = pendSince
+				case "token":
+					s.pending = pendToken
+				case "limit":
+					s.pending = pendLimit
+				case "name":
+					s.pending = pendName
 				}
 			}
 			i = end
@@ -384,6 +400,14 @@ func (s *scanner) valueDone(end int) {
 			s.res.members.Payload = v
 		case pendText:
 			s.res.members.Text = v
+		case pendSince:
+			s.res.members.Since = v
+		case pendToken:
+			s.res.members.Token = v
+		case pendLimit:
+			s.res.members.Limit = v
+		case pendName:
+			s.res.members.Name = v
 		}
 		s.pending = pendNone
 	}

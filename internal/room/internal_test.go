@@ -1,6 +1,7 @@
 package room
 
 import (
+	"encoding/json"
 	"errors"
 	"regexp"
 	"strconv"
@@ -167,4 +168,23 @@ func TestErrorReply(t *testing.T) {
 	if strings.Contains(string(e.Reply()), "detail") {
 		t.Fatal("internal detail leaked")
 	}
+}
+
+// FuzzDecodeString: the no-escape fast path of decodeString agrees with
+// encoding/json on every valid JSON value (the room's input has been validated).
+func FuzzDecodeString(f *testing.F) {
+	for _, s := range []string{`"plain"`, `"esc\"aped"`, `"\u00e9"`, `"é"`, "\"\xff\"", `5`, `null`, `""`, `"a\\b"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) {
+			return
+		}
+		var got, want string
+		gerr := decodeString(raw, &got)
+		werr := json.Unmarshal(raw, &want)
+		if (gerr == nil) != (werr == nil) || got != want {
+			t.Fatalf("%q: got %q, %v; encoding/json %q, %v", raw, got, gerr, want, werr)
+		}
+	})
 }

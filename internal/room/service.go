@@ -1,6 +1,7 @@
 package room
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/wsgate/wsgate/internal/broker"
 	"github.com/wsgate/wsgate/internal/command"
@@ -93,29 +95,61 @@ func Handles(typ string) bool {
 }
 
 // Handle processes one validated message of c: typ is its "type", id the raw JSON
-// of its "id" (nil if none) and raw the whole message. Handle sends every reply
+// of its "id" (nil if none) and raw the whole message (located by ParseRequest;
+// the server's router calls HandleRequest with the pipeline's scan instead).
+// Handle sends every reply
 // (ack, result or error) to c itself, in order with the channel pushes. It returns
 // nil on success, or the *Error it already sent so the caller can count strikes
 // (Error.Strike) and log Error.Err. Calls for one client must not overlap, and none
 // may start after Leave(c). A `command` blocks for up to CommandTimeout.
 func (s *Service) Handle(ctx context.Context, c Client, typ string, id, raw []byte) *Error {
+	return s.HandleRequest(ctx, c, ParseRequest(typ, id, raw))
+}
+
+// Request is a validated client message as the room reads it: its type, the raw
+// JSON of its "id", and the raw JSON values of the top-level members the room acts
+// on (nil when absent). Member names match exactly ("Channel" is not "channel"),
+// so the room acts on the members the schema validated. The pipeline's structure
+// scan locates them (pipeline.Members); ParseRequest does it for a raw message.
+type Request struct {
+	Type                                              string
+	ID                                                []byte
+	Channel, Payload, Text, Since, Token, Limit, Name []byte
+}
+
+// ParseRequest locates the members of raw for HandleRequest, for callers without
+// the pipeline's scan (tests, other embedders). A malformed raw leaves them nil.
+func ParseRequest(typ string, id, raw []byte) Request {
+	r := Request{Type: typ, ID: id}
+	var m map[string]json.RawMessage // exact keys, unlike decoding into a struct
+	if json.Unmarshal(raw, &m) != nil {
+		return r
+	}
+	r.Channel, r.Payload, r.Text, r.Since = m["channel"], m["payload"], m["text"], m["since"]
+	r.Token, r.Limit, r.Name = m["token"], m["limit"], m["name"]
+	return r
+}
+
+// HandleRequest is Handle for a message whose members are already located.
+func (s *Service) HandleRequest(ctx context.Context, c Client, r Request) *Error {
+	id := r.ID
 	if len(id) > 0 && !json.Valid(id) {
 		id = nil
 	}
 	var e *Error
-	switch typ {
+	switch r.Type {
 	case "subscribe":
-		e = s.handleSubscribe(ctx, c, id, raw)
+		e = s.handleSubscribe(ctx, c, id, r)
 	case "unsubscribe":
-		e = s.handleUnsubscribe(ctx, c, id, raw)
+		e = s.handleUnsubscribe(ctx, c, id, r)
 	case "publish", "chat", "data":
-		e = s.handlePublish(ctx, c, typ, id, raw)
+		e = s.handlePublish(ctx, c, r.Type, id, r)
 	case "presence":
-		e = s.handlePresence(ctx, c, id, raw)
+		e = s.handlePresence(ctx, c, id, r)
 	case "history":
-		e = s.handleHistory(ctx, c, id, raw)
+		e = s.handleHistory(ctx, c, id, r)
 	case "command":
-		e = s.handleCommand(ctx, c, id, raw)
+		e = s.handleCommand(ctx, c, id, r)
 	default:
 		e = newErr(CodeUnknownType, "unknown message type", true)
 	}
@@ -195,9 +229,43 @@ type since struct {
 }
 
 type subscribeReq struct {
-	Channel string `json:"channel"`
-	Since   *since `json:"since"`
-	Token   string `json:"token"`
+	Channel string
+	Since   *since
+	Token   string
+}
+
+// decode sets *dst from a member's raw JSON; an absent member leaves it zero (as
+// JSON null does).
+func decode(raw []byte, dst any) error {
+	if raw == nil {
+		return nil
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return fmt.Errorf("decode member: %w", err)
+	}
+	return nil
+}
+
+// decodeString is decode for a string member, without encoding/json for the
+// common string that has no escapes.
+func decodeString(raw []byte, dst *string) error {
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' {
+		if in := raw[1 : n-1]; bytes.IndexByte(in, '\\') < 0 && bytes.IndexByte(in, '"') < 0 && utf8.Valid(in) {
+			*dst = string(in) // no escapes: the bytes are the value
+			return nil
+		}
+	}
+	return decode(raw, dst)
+}
+
+// decodeAll decodes each member, stopping at the first error.
+func decodeAll(steps ...error) error {
+	for _, err := range steps {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Service) authorizeSubscribe(ctx context.Context, c Client, ch, token string) *Error {
@@ -221,9 +289,9 @@ func (s *Service) authorizeSubscribe(ctx context.Context, c Client, ch, token st
 	return newErr(CodePermissionDenied, "not allowed to subscribe to this channel", true)
 }
 
-func (s *Service) handleSubscribe(ctx context.Context, c Client, id, raw []byte) *Error {
+func (s *Service) handleSubscribe(ctx context.Context, c Client, id []byte, r Request) *Error {
 	var req subscribeReq
-	if err := json.Unmarshal(raw, &req); err != nil {
+	if err := decodeAll(decodeString(r.Channel, &req.Channel), decode(r.Since, &req.Since), decodeString(r.Token, &req.Token)); err != nil {
 		return badRequest(err)
 	}
 	ns, e := s.channelNS(req.Channel)
@@ -355,12 +423,12 @@ func (s *Service) detach(ctx context.Context, cs *clientState, sub *subscription
 }
 
 type channelReq struct {
-	Channel string `json:"channel"`
+	Channel string
 }
 
-func (s *Service) handleUnsubscribe(ctx context.Context, c Client, id, raw []byte) *Error {
+func (s *Service) handleUnsubscribe(ctx context.Context, c Client, id []byte, r Request) *Error {
 	var req channelReq
-	if err := json.Unmarshal(raw, &req); err != nil {
+	if err := decodeString(r.Channel, &req.Channel); err != nil {
 		return badRequest(err)
 	}
 	ns, e := s.channelNS(req.Channel)
@@ -384,14 +452,14 @@ func (s *Service) handleUnsubscribe(ctx context.Context, c Client, id, raw []byt
 }
 
 type publishReq struct {
-	Channel string          `json:"channel"`
-	Payload json.RawMessage `json:"payload"`
-	Text    *string         `json:"text"`
+	Channel string
+	Payload json.RawMessage
+	Text    *string
 }
 
-func (s *Service) handlePublish(ctx context.Context, c Client, typ string, id, raw []byte) *Error {
-	var req publishReq
-	if err := json.Unmarshal(raw, &req); err != nil {
+func (s *Service) handlePublish(ctx context.Context, c Client, typ string, id []byte, r Request) *Error {
+	req := publishReq{Payload: r.Payload}
+	if err := decodeAll(decodeString(r.Channel, &req.Channel), decode(r.Text, &req.Text)); err != nil {
 		return badRequest(err)
 	}
 	cs := s.clients.get(c.ConnID(), true)
@@ -459,9 +527,9 @@ func (s *Service) subscribed(c Client, ch string) *Error {
 	return newErr(CodeNotSubscribed, "subscribe to the channel first", true)
 }
 
-func (s *Service) handlePresence(ctx context.Context, c Client, id, raw []byte) *Error {
+func (s *Service) handlePresence(ctx context.Context, c Client, id []byte, r Request) *Error {
 	var req channelReq
-	if err := json.Unmarshal(raw, &req); err != nil {
+	if err := decodeString(r.Channel, &req.Channel); err != nil {
 		return badRequest(err)
 	}
 	ns, e := s.channelNS(req.Channel)
@@ -498,14 +566,14 @@ func (s *Service) handlePresence(ctx context.Context, c Client, id, raw []byte) 
 }
 
 type historyReq struct {
-	Channel string `json:"channel"`
-	Since   *since `json:"since"`
-	Limit   int    `json:"limit"`
+	Channel string
+	Since   *since
+	Limit   int
 }
 
-func (s *Service) handleHistory(ctx context.Context, c Client, id, raw []byte) *Error {
+func (s *Service) handleHistory(ctx context.Context, c Client, id []byte, r Request) *Error {
 	var req historyReq
-	if err := json.Unmarshal(raw, &req); err != nil {
+	if err := decodeAll(decodeString(r.Channel, &req.Channel), decode(r.Since, &req.Since), decode(r.Limit, &req.Limit)); err != nil {
 		return badRequest(err)
 	}
 	ns, e := s.channelNS(req.Channel)
@@ -576,8 +644,8 @@ func (s *Service) handleHistory(ctx context.Context, c Client, id, raw []byte) *
 }
 
 type commandReq struct {
-	Name    string          `json:"name"`
-	Payload json.RawMessage `json:"payload"`
+	Name    string
+	Payload json.RawMessage
 }
 
 func validCommandName(n string) bool {
@@ -592,9 +660,10 @@ func validCommandName(n string) bool {
 	return true
 }
 
-func (s *Service) handleCommand(ctx context.Context, c Client, id, raw []byte) *Error {
-	var req commandReq
-	if err := json.Unmarshal(raw, &req); err != nil {
+func (s *Service) handleCommand(ctx context.Context, c Client, id []byte, r Request) *Error {
+	// A copy: the handler may keep the payload, and the message may be a reused buffer.
+	req := commandReq{Payload: bytes.Clone(r.Payload)}
+	if err := decodeString(r.Name, &req.Name); err != nil {
 		return badRequest(err)
 	}
 	if !validCommandName(req.Name) {

@@ -642,3 +642,63 @@ func TestQueueBounded(t *testing.T) {
 		t.Fatalf("ping after close: %v", err)
 	}
 }
+
+// TestBanWaitsRetryAfter: an operator ban with kick closes the connection
+// (1008 banned); the reconnect is refused with 403 banned and Retry-After, and
+// the client waits that long instead of giving up or hammering.
+func TestBanWaitsRetryAfter(t *testing.T) {
+	s := wsgatetest.Start(t, nil)
+	ra := newRecorder()
+	a := dial(t, s, opts(s, staticToken(t, s, "banned-user"), ra))
+	req, _ := http.NewRequest("POST", s.AdminURL+"/api/v1/bans", strings.NewReader(`{"user":"banned-user","ttl":"2s","kick":true}`))
+	req.Header.Set("Authorization", "Bearer "+s.Cfg.Admin.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("ban: %d", resp.StatusCode)
+	}
+	if d := ra.event(t, client.EventDisconnected); d.Code != 1008 || d.Reason != "banned" || !d.WillReconnect {
+		t.Fatalf("ban close %+v", d)
+	}
+	var he *client.HandshakeError
+	for {
+		d := ra.event(t, client.EventDisconnected)
+		if !errors.As(d.Err, &he) || he.Status != 403 || he.Code != "banned" || !d.WillReconnect {
+			t.Fatalf("refusal while banned %+v", d)
+		}
+		if he.RetryAfter <= 0 || d.Delay < he.RetryAfter {
+			t.Fatalf("banned refusal without a wait: %+v %+v", he, d)
+		}
+		break
+	}
+	ra.event(t, client.EventConnected) // the ban ended
+	if a.State() != client.StateConnected {
+		t.Fatalf("state %v", a.State())
+	}
+}
+
+// TestVerifyServerSignedOutput: in a namespace with sign_output the client
+// verifies the server's signature (JWKS fetched on connect) and delivers the
+// signed body.
+func TestVerifyServerSignedOutput(t *testing.T) {
+	cfg := wsgatetest.Config()
+	cfg.Channels.Namespaces["signed"] = config.Namespace{ClientPublish: true, HistorySize: 10, HistoryTTL: time.Minute, SignOutput: true}
+	s := wsgatetest.Start(t, cfg)
+	ra := newRecorder()
+	o := opts(s, func(context.Context) (string, error) {
+		return s.Token(t, "verifier", map[string]any{"channels": map[string]any{"sub": []string{"signed:*"}, "pub": []string{"signed:*"}}}), nil
+	}, ra)
+	o.VerifyServer = true
+	a := dial(t, s, o)
+	if _, err := a.Subscribe(ctxT(t), "signed:news", ra.subOpts()); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, a, "signed:news", "s", 2)
+	if got := strings.Join(ra.texts(t, 2), ","); got != want("s", 2) {
+		t.Fatal(got)
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +29,37 @@ import (
 )
 
 const wait = 15 * time.Second
+
+// TestMain fails the package when a Client goroutine (connection loop, event
+// loop, reader) outlives the tests: every Client must end with Close.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		var leaked []string
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			leaked = leakedClientGoroutines()
+			if len(leaked) == 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		if len(leaked) > 0 {
+			fmt.Fprintf(os.Stderr, "client goroutine leak:\n%s\n", strings.Join(leaked, "\n\n"))
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func leakedClientGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	var out []string
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "wsgate/client.(*Client)") || strings.Contains(g, "wsgate/client.(*conn)") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
 
 var chatClaims = map[string]any{"channels": map[string]any{"sub": []string{"chat:*"}, "pub": []string{"chat:*"}}}
 
@@ -665,15 +698,12 @@ func TestBanWaitsRetryAfter(t *testing.T) {
 		t.Fatalf("ban close %+v", d)
 	}
 	var he *client.HandshakeError
-	for {
-		d := ra.event(t, client.EventDisconnected)
-		if !errors.As(d.Err, &he) || he.Status != 403 || he.Code != "banned" || !d.WillReconnect {
-			t.Fatalf("refusal while banned %+v", d)
-		}
-		if he.RetryAfter <= 0 || d.Delay < he.RetryAfter {
-			t.Fatalf("banned refusal without a wait: %+v %+v", he, d)
-		}
-		break
+	d := ra.event(t, client.EventDisconnected)
+	if !errors.As(d.Err, &he) || he.Status != 403 || he.Code != "banned" || !d.WillReconnect {
+		t.Fatalf("refusal while banned %+v", d)
+	}
+	if he.RetryAfter <= 0 || d.Delay < he.RetryAfter {
+		t.Fatalf("banned refusal without a wait: %+v %+v", he, d)
 	}
 	ra.event(t, client.EventConnected) // the ban ended
 	if a.State() != client.StateConnected {

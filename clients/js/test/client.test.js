@@ -222,10 +222,9 @@ test("429 with Retry-After: the client waits", async () => {
 
 test("server restart: 1001, reconnect at once, new epoch reported as recovery_failed", async () => {
   const s1 = await start();
-  let cur = s1;
   let s2 = null;
   try {
-    const a = new Client(s1.url, { WebSocket, token: async () => cur.token("restarter"), minBackoff: 50, maxBackoff: 300 });
+    const a = new Client(s1.url, { WebSocket, token: async () => s1.token("restarter"), minBackoff: 50, maxBackoff: 300 });
     clients.push(a);
     await a.connect();
     const rfs = new Inbox();
@@ -237,12 +236,33 @@ test("server restart: 1001, reconnect at once, new epoch reported as recovery_fa
     assert.equal(d.code, 1001);
     assert.equal(d.delay, 0);
     s2 = await start({ listen: s1.listen });
-    cur = s2;
     const [rf] = await rfs.take(1, 30000);
     assert.notEqual(rf.position.epoch, rf.previous.epoch);
     a.close();
   } finally {
     await s1.stop();
     if (s2) await s2.stop();
+  }
+});
+
+test("pop: a key pair named by cnf.jkt signs; another key cannot connect", async () => {
+  const { generatePopKey, publicJwk, thumbprint } = await import("../wsgate.js");
+  const s = await start({ config: baseConfig("", { integrityMode: "pop" }) });
+  try {
+    const key = await generatePopKey("ES256");
+    const jkt = await thumbprint(await publicJwk(key.publicKey));
+    const claims = { cnf: { jkt }, channels: { sub: ["chat:*"], pub: ["chat:*"] } };
+    const a = client(s, "popper", { credential: "header", integrity: "pop", popKey: key, token: async () => s.token("popper", { claims }) });
+    await a.connect();
+    const inbox = new Inbox();
+    await a.subscribe("chat:pop", { onMessage: (m) => inbox.push(m) });
+    await a.publish("chat:pop", { text: "pop1" });
+    assert.equal(texts(await inbox.take(1)), "pop1");
+    const other = await generatePopKey("ES256");
+    const b = client(s, "popper", { credential: "header", integrity: "pop", popKey: other, token: async () => s.token("popper", { claims }) });
+    await assert.rejects(b.connect(), (e) => e instanceof HandshakeError && e.status === 401);
+    a.close();
+  } finally {
+    await s.stop();
   }
 });

@@ -21,18 +21,24 @@ export function wsgateBinary() {
 }
 
 export const MASTER_KEY = "base64:" + Buffer.alloc(32, 7).toString("base64");
+// A fixed token key next to the random dev key: tokens stay valid across a
+// restart (the dev key changes on every start).
+export const TOKEN_KEY = "base64:" + Buffer.alloc(32, 9).toString("base64");
 
 // The test config: plaintext on loopback (so Node's fetch needs no CA), the
 // chat namespace, a small-history namespace and an hmac-signed one.
-export function baseConfig(extra = "") {
+export function baseConfig(extra = "", { integrityMode = "off" } = {}) {
   return `insecure_plaintext: true
 abuse: {max_strikes: 1000}
+auth:
+  keys: [{id: test, algorithms: [HS256], secret: "${TOKEN_KEY}"}]
 channels:
   namespaces:
     chat: {client_publish: true, history_size: 100, history_ttl: 10m, presence: true, join_leave: true}
     small: {client_publish: true, history_size: 3, history_ttl: 10m}
     secure: {client_publish: true, history_size: 10, history_ttl: 10m, integrity: hmac}
 integrity:
+  mode: ${integrityMode}
   master_keys: [{id: k1, secret: "${MASTER_KEY}"}]
 ${extra}`;
 }
@@ -72,7 +78,7 @@ export async function start({ config = baseConfig(), listen = "127.0.0.1:0" } = 
     return r;
   };
   srv.token = (sub, { ttl = 3600, claims = { channels: { sub: ["chat:*", "small:*", "secure:*"], pub: ["chat:*", "small:*", "secure:*"] } } } = {}) =>
-    mint(srv.secret, sub, ttl, claims);
+    mint(TOKEN_KEY, sub, ttl, claims);
   srv.kick = async (connId) => {
     const r = await fetch(`${srv.admin}/api/v1/connections/${connId}/kick`, { method: "POST", headers: { Authorization: `Bearer ${srv.adminToken}` } });
     if (r.status !== 200) throw new Error(`kick: ${r.status}`);
@@ -82,11 +88,11 @@ export async function start({ config = baseConfig(), listen = "127.0.0.1:0" } = 
 
 const b64u = (b) => Buffer.from(b).toString("base64url");
 
-// mint signs an HS256 JWT with the dev key (kid "dev").
+// mint signs an HS256 JWT with the test key (kid "test").
 export function mint(secret, sub, ttlSec, claims = {}) {
   const key = secret.startsWith("base64:") ? Buffer.from(secret.slice(7), "base64") : Buffer.from(secret);
   const now = Math.floor(Date.now() / 1000);
-  const head = b64u(JSON.stringify({ alg: "HS256", typ: "JWT", kid: "dev" }));
+  const head = b64u(JSON.stringify({ alg: "HS256", typ: "JWT", kid: "test" }));
   const body = b64u(JSON.stringify({ sub, iat: now, nbf: now - 1, exp: now + ttlSec, jti: randomBytes(8).toString("hex"), ...claims }));
   const sig = createHmac("sha256", key).update(`${head}.${body}`).digest("base64url");
   return `${head}.${body}.${sig}`;

@@ -26,9 +26,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 MASTER_KEY = "base64:" + base64.b64encode(bytes([7]) * 32).decode()
+# A fixed token key next to the random dev key: tokens stay valid across a
+# restart (the dev key changes on every start).
+TOKEN_KEY = "base64:" + base64.b64encode(bytes([9]) * 32).decode()
 
 BASE_CONFIG = f"""insecure_plaintext: true
 abuse: {{max_strikes: 1000}}
+auth:
+  keys: [{{id: test, algorithms: [HS256], secret: "{TOKEN_KEY}"}}]
 channels:
   namespaces:
     chat: {{client_publish: true, history_size: 100, history_ttl: 10m, presence: true, join_leave: true}}
@@ -48,7 +53,7 @@ def _b64u(b: bytes) -> str:
 def mint(secret: str, sub: str, ttl: int = 3600, claims: Optional[Dict[str, Any]] = None) -> str:
     key = base64.b64decode(secret[7:]) if secret.startswith("base64:") else secret.encode()
     now = int(time.time())
-    head = _b64u(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "dev"}).encode())
+    head = _b64u(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "test"}).encode())
     body = _b64u(json.dumps({"sub": sub, "iat": now, "nbf": now - 1, "exp": now + ttl, "jti": os.urandom(8).hex(),
                              **(CLAIMS if claims is None else claims)}).encode())
     sig = _b64u(hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest())
@@ -92,7 +97,7 @@ class Server:
         self.listen = self.url.split("://", 1)[1].split("/", 1)[0]
 
     def token(self, sub: str, ttl: int = 3600, claims: Optional[Dict[str, Any]] = None) -> str:
-        return mint(self.secret, sub, ttl, claims)
+        return mint(TOKEN_KEY, sub, ttl, claims)
 
     def kick(self, conn_id: str) -> None:
         req = urllib.request.Request(f"{self.admin}/api/v1/connections/{conn_id}/kick", method="POST", data=b"",

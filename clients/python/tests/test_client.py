@@ -299,7 +299,7 @@ def test_restart_1001_new_epoch(binary: str) -> None:
     servers = [s1]
 
     async def main() -> None:
-        a = wsgate.Client(s1.url, token=lambda: servers[-1].token("py-restart"), min_backoff=0.05, max_backoff=0.3)
+        a = wsgate.Client(s1.url, token=lambda: s1.token("py-restart"), min_backoff=0.05, max_backoff=0.3)
         await a.connect()
         rfs = Inbox()
         await a.subscribe("chat:pr", on_recovery_failed=rfs.push)
@@ -330,3 +330,44 @@ def test_vectors_hmac() -> None:
         s.bind(h["conn_id"])
         s.seq = h["seq"] - 1
         assert s.seal(h["body"]) == h["envelope"], h["name"]
+
+
+def test_pop_ed25519(binary: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    s = Server(binary, BASE_CONFIG.replace("integrity:\n", "integrity:\n  mode: pop\n"))
+
+    async def main() -> None:
+        key = Ed25519PrivateKey.generate()
+        jkt = wsgate.Signer.pop_ed25519(key, "x").thumbprint
+        claims = {"cnf": {"jkt": jkt}, "channels": {"sub": ["chat:*"], "pub": ["chat:*"]}}
+        a = client(s, "py-popper", integrity="pop", pop_key=key, token=lambda: s.token("py-popper", claims=claims))
+        await a.connect()
+        inbox = Inbox()
+        await a.subscribe("chat:pp", on_message=inbox.push)
+        await a.publish("chat:pp", {"text": "pop1"})
+        assert texts(await inbox.take(1)) == "pop1"
+        b = client(s, "py-popper", integrity="pop", pop_key=Ed25519PrivateKey.generate(),
+                   token=lambda: s.token("py-popper", claims=claims))
+        with pytest.raises(wsgate.HandshakeError) as e:
+            await b.connect()
+        assert e.value.status == 401
+        await a.close()
+    try:
+        run(main())
+    finally:
+        s.stop()
+
+
+def test_vectors_pop_ed25519() -> None:
+    import json
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "internal", "integrity", "testdata", "vectors.json")
+    with open(path) as f:
+        v = json.load(f)
+    p = next(x for x in v["pop"] if x["alg"] == "EdDSA")
+    key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(p["private_hex"]))
+    s = wsgate.Signer.pop_ed25519(key, p["subject"], now=lambda: p["ts"], random=lambda n: wsgate.integrity.unb64(p["nonce_b64"]))
+    assert s.thumbprint == p["jkt"] and s.jwk == p["jwk"].encode()
+    s.bind(p["conn_id"])
+    s.seq = p["seq"] - 1
+    assert s.seal(p["body"]) == p["envelope"]

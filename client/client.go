@@ -364,7 +364,9 @@ func (c *Client) activate(cn *conn) {
 		}
 	}
 	c.mu.Lock()
-	c.cur = cn
+	if !cn.lost { // closed while flushing: serve sees it at once
+		c.cur = cn
+	}
 	if c.state != StateClosed {
 		c.state = StateConnected
 	}
@@ -582,6 +584,11 @@ func (c *Client) resolve(cn *conn, r reply) bool {
 // connLost fails the requests sent on cn: their replies can never come.
 func (c *Client) connLost(cn *conn) {
 	c.mu.Lock()
+	// From now on sends queue instead of writing to a dead socket.
+	cn.lost = true
+	if c.cur == cn {
+		c.cur = nil
+	}
 	var fail []*pending
 	for id, p := range c.pending {
 		if p.conn == cn {

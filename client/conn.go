@@ -37,6 +37,8 @@ type conn struct {
 	endCode  uint16
 	endWhy   string
 	welcomed bool // reader only
+
+	lost bool // guarded by c.mu: the socket has closed
 }
 
 func (cn *conn) closeErr() *CloseError {

@@ -266,3 +266,16 @@ test("pop: a key pair named by cnf.jkt signs; another key cannot connect", async
     await s.stop();
   }
 });
+
+test("verifyServer: server-signed output is verified against the JWKS and unwrapped", async () => {
+  const a = client(srv, "verifier", { verifyServer: true });
+  await a.connect();
+  const inbox = new Inbox();
+  const errors = [];
+  a.on("error", (d) => errors.push(d.error));
+  await a.subscribe("signed:news", { onMessage: (m) => inbox.push(m) });
+  await publishN(a, "signed:news", "s", 2);
+  assert.equal(texts(await inbox.take(2)), seq("s", 2));
+  assert.deepEqual(errors, []);
+  a.close();
+});

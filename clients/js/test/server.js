@@ -37,6 +37,7 @@ channels:
     chat: {client_publish: true, history_size: 100, history_ttl: 10m, presence: true, join_leave: true}
     small: {client_publish: true, history_size: 3, history_ttl: 10m}
     secure: {client_publish: true, history_size: 10, history_ttl: 10m, integrity: hmac}
+    signed: {client_publish: true, history_size: 10, history_ttl: 10m, sign_output: true}
 integrity:
   mode: ${integrityMode}
   master_keys: [{id: k1, secret: "${MASTER_KEY}"}]
@@ -77,7 +78,7 @@ export async function start({ config = baseConfig(), listen = "127.0.0.1:0" } = 
     clearTimeout(t);
     return r;
   };
-  srv.token = (sub, { ttl = 3600, claims = { channels: { sub: ["chat:*", "small:*", "secure:*"], pub: ["chat:*", "small:*", "secure:*"] } } } = {}) =>
+  srv.token = (sub, { ttl = 3600, claims = { channels: { sub: ["chat:*", "small:*", "secure:*", "signed:*"], pub: ["chat:*", "small:*", "secure:*", "signed:*"] } } } = {}) =>
     mint(TOKEN_KEY, sub, ttl, claims);
   srv.kick = async (connId) => {
     const r = await fetch(`${srv.admin}/api/v1/connections/${connId}/kick`, { method: "POST", headers: { Authorization: `Bearer ${srv.adminToken}` } });

@@ -39,11 +39,12 @@ channels:
     chat: {{client_publish: true, history_size: 100, history_ttl: 10m, presence: true, join_leave: true}}
     small: {{client_publish: true, history_size: 3, history_ttl: 10m}}
     secure: {{client_publish: true, history_size: 10, history_ttl: 10m, integrity: hmac}}
+    signed: {{client_publish: true, history_size: 10, history_ttl: 10m, sign_output: true}}
 integrity:
   master_keys: [{{id: k1, secret: "{MASTER_KEY}"}}]
 """
 
-CLAIMS = {"channels": {"sub": ["chat:*", "small:*", "secure:*"], "pub": ["chat:*", "small:*", "secure:*"]}}
+CLAIMS = {"channels": {"sub": ["chat:*", "small:*", "secure:*", "signed:*"], "pub": ["chat:*", "small:*", "secure:*", "signed:*"]}}
 
 
 def _b64u(b: bytes) -> str:

@@ -371,3 +371,17 @@ def test_vectors_pop_ed25519() -> None:
     s.bind(p["conn_id"])
     s.seq = p["seq"] - 1
     assert s.seal(p["body"]) == p["envelope"]
+
+
+def test_verify_server_signed_output(server: Server) -> None:
+    async def main() -> None:
+        a = client(server, "py-verifier", verify_server=True)
+        await a.connect()
+        inbox = Inbox()
+        errs = events(a, "error")
+        await a.subscribe("signed:pn", on_message=inbox.push)
+        await publish_n(a, "signed:pn", "s", 2)
+        assert texts(await inbox.take(2)) == seq("s", 2)
+        assert errs.items == []
+        await a.close()
+    run(main())

@@ -1,5 +1,5 @@
 // Starts real wsgate servers for the tests: the binary is built once from this
-// repository (or taken from $WSGATE_BIN) and run with `serve --dev` and a
+// repository (or taken from $WSGATETEST_BIN) and run with `serve --dev` and a
 // config file; URL, admin token and secret are read from the dev banner.
 import { spawn, execFileSync } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
@@ -9,7 +9,7 @@ import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
-let binary = process.env.WSGATE_BIN || "";
+let binary = process.env.WSGATETEST_BIN || "";
 
 export function wsgateBinary() {
   if (binary) return binary;

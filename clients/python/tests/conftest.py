@@ -1,5 +1,5 @@
 """Starts real wsgate servers for the tests: the binary is built once from this
-repository (or taken from $WSGATE_BIN) and run with `serve --dev` and a config
+repository (or taken from $WSGATETEST_BIN) and run with `serve --dev` and a config
 file; URL, admin token and secret are read from the dev banner."""
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ class Server:
 
 @pytest.fixture(scope="session")
 def binary() -> Iterator[str]:
-    b = os.environ.get("WSGATE_BIN")
+    b = os.environ.get("WSGATETEST_BIN")
     if b:
         yield b
         return

@@ -541,7 +541,7 @@ func TestUnauthorizedNoLoop(t *testing.T) {
 // least that long before the next attempt.
 func TestRetryAfterHonoured(t *testing.T) {
 	cfg := wsgatetest.Config()
-	cfg.Limits.HandshakeRate = config.RateLimit{Rate: 1, Burst: 1}
+	cfg.Limits.HandshakeRate = config.RateLimit{Rate: 0.5, Burst: 1} // refills in 2 s: room for a slow machine
 	s := wsgatetest.Start(t, cfg)
 	// Spend the bucket with a plain connection.
 	if _, _, err := s.Dial(t, wsgatetest.DialOptions{Header: http.Header{"Authorization": {"Bearer " + s.Token(t, "x", nil)}}}); err != nil {

@@ -200,7 +200,7 @@ test("bounded queue while disconnected; closed client refuses", async () => {
 });
 
 test("429 with Retry-After: the client waits", async () => {
-  const s = await start({ config: baseConfig("limits: {handshake_rate: {rate: 1, burst: 1}}\n") });
+  const s = await start({ config: baseConfig("limits: {handshake_rate: {rate: 0.5, burst: 1}}\n") });
   try {
     const first = client(s, "spender", { credential: "header" });
     await first.connect();
@@ -278,4 +278,23 @@ test("verifyServer: server-signed output is verified against the JWKS and unwrap
   assert.equal(texts(await inbox.take(2)), seq("s", 2));
   assert.deepEqual(errors, []);
   a.close();
+});
+
+test("4001: refresh impossible, the server expires the token, the client reconnects at once", async () => {
+  let calls = 0;
+  const a = client(srv, "expiring", { token: async () => { if (++calls === 2) throw new Error("token service down"); return srv.token("expiring", { ttl: 2 }); } });
+  await a.connect();
+  const inbox = new Inbox();
+  await a.subscribe("chat:e", { onMessage: (m) => inbox.push(m) });
+  const d = await waitFor(a, "disconnected");
+  assert.equal(d.code, 4001);
+  assert.equal(d.willReconnect, true);
+  assert.equal(d.delay, 0);
+  await waitFor(a, "connected");
+  const pub = client(srv, "publisher4");
+  await pub.connect();
+  await publishN(pub, "chat:e", "m", 1);
+  assert.equal(texts(await inbox.take(1)), "m1");
+  a.close();
+  pub.close();
 });

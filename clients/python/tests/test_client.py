@@ -272,7 +272,7 @@ def test_bounded_queue_and_closed(server: Server) -> None:
 
 
 def test_429_retry_after(binary: str) -> None:
-    s = Server(binary, BASE_CONFIG + "limits: {handshake_rate: {rate: 1, burst: 1}}\n")
+    s = Server(binary, BASE_CONFIG + "limits: {handshake_rate: {rate: 0.5, burst: 1}}\n")
 
     async def main() -> None:
         first = client(s, "py-spender")
@@ -384,4 +384,31 @@ def test_verify_server_signed_output(server: Server) -> None:
         assert texts(await inbox.take(2)) == seq("s", 2)
         assert errs.items == []
         await a.close()
+    run(main())
+
+
+def test_4001_reconnects_at_once(server: Server) -> None:
+    async def main() -> None:
+        calls = 0
+
+        def tok() -> str:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise RuntimeError("token service down")
+            return server.token("py-expiring", ttl=2)
+        a = client(server, "py-expiring", token=tok)
+        await a.connect()
+        inbox = Inbox()
+        await a.subscribe("chat:pe", on_message=inbox.push)
+        disc, conn = events(a, "disconnected"), events(a, "connected")
+        (d,) = await disc.take(1)
+        assert (d.code, d.will_reconnect, d.delay) == (4001, True, 0)
+        await conn.take(1)
+        pub = client(server, "py-pub4")
+        await pub.connect()
+        await publish_n(pub, "chat:pe", "m", 1)
+        assert texts(await inbox.take(1)) == "m1"
+        await a.close()
+        await pub.close()
     run(main())

@@ -489,6 +489,9 @@ func (c *Client) send(typ string, msg []byte, id int64) error {
 // request sends {"type":typ,"id":…, fields…} and waits for the reply with its
 // ref. Error replies come back as *ServerError.
 func (c *Client) request(ctx context.Context, typ string, fields map[string]any) (reply, error) {
+	if err := ctx.Err(); err != nil {
+		return reply{}, ctxError(err)
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.o.RequestTimeout)
@@ -527,7 +530,7 @@ func (c *Client) request(ctx context.Context, typ string, fields map[string]any)
 		return res.r, nil
 	case <-ctx.Done():
 		c.forget(id)
-		return reply{}, timeoutError{ctx.Err()}
+		return reply{}, ctxError(ctx.Err())
 	}
 }
 

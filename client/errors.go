@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -84,3 +85,12 @@ type timeoutError struct{ cause error }
 func (e timeoutError) Error() string        { return ErrTimeout.Error() + ": " + e.cause.Error() }
 func (e timeoutError) Is(target error) bool { return target == ErrTimeout }
 func (e timeoutError) Unwrap() error        { return e.cause }
+
+// ctxError reports a context that ended: a deadline is a timeout (ErrTimeout
+// and context.DeadlineExceeded), a cancellation stays context.Canceled.
+func ctxError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return timeoutError{err}
+	}
+	return err
+}

@@ -111,7 +111,7 @@ func (c *Client) Subscribe(ctx context.Context, channel string, o *SubscribeOpti
 		return s, nil
 	case <-ctx.Done():
 		c.dropSub(s)
-		return nil, timeoutError{ctx.Err()}
+		return nil, ctxError(ctx.Err())
 	}
 }
 

@@ -64,7 +64,8 @@ type DialOptions struct {
 	// with ErrQueueFull.
 	QueueSize int
 	// EventQueue bounds events not yet handled (default 1024). When full, reading
-	// from the server pauses until handlers catch up (backpressure, never loss).
+	// from the server pauses until handlers catch up (backpressure, never loss);
+	// a handler that then waits for a reply waits until its request times out.
 	EventQueue int
 	// MaxMessageBytes caps a message read from the server; default 1 MiB.
 	MaxMessageBytes int

@@ -1,6 +1,8 @@
 package client_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 
 	"github.com/wsgate/wsgate/client"
@@ -19,3 +21,34 @@ func ExampleSigner_Seal() {
 	fmt.Println(len(frame) > 0)
 	// Output: true
 }
+
+func ExampleDial() {
+	ctx := context.Background()
+	c, err := client.Dial(ctx, "wss://wsgate.example.com/ws", &client.DialOptions{
+		// Called before every connection attempt and before the token expires.
+		Token: func(ctx context.Context) (string, error) { return fetchToken(ctx) },
+	})
+	if err != nil {
+		var he *client.HandshakeError
+		if errors.As(err, &he) && he.Terminal() {
+			fmt.Println("refused:", he.Status, he.Code) // 401/403: fix the credential, do not retry
+		}
+		return
+	}
+	defer c.Close()
+	sub, err := c.Subscribe(ctx, "chat:lobby", &client.SubscribeOptions{
+		OnMessage:        func(m client.Message) { fmt.Println(m.Offset, string(m.Payload)) },
+		OnRecoveryFailed: func(rf client.RecoveryFailed) { fmt.Println("gap: reload state; live from", rf.Position) },
+	})
+	if err != nil {
+		return
+	}
+	if _, err := sub.Publish(ctx, map[string]string{"text": "hi"}); err != nil {
+		var se *client.ServerError
+		if errors.As(err, &se) {
+			fmt.Println("refused:", se.Code) // e.g. permission_denied
+		}
+	}
+}
+
+func fetchToken(context.Context) (string, error) { return "…", nil }

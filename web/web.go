@@ -1,5 +1,10 @@
 package web
 
+// wsgate.js is a copy of clients/js/wsgate.js (the npm package's only
+// module): go:embed cannot reach outside this directory. TestServedIsSDK
+// fails when the two differ.
+//go:generate cp ../clients/js/wsgate.js wsgate.js
+
 import (
 	"embed"
 	"net/http"

@@ -1,10 +1,18 @@
-// wsgate.js: browser client for wsgate message integrity (no dependencies).
+// wsgate.js: the wsgate client for browsers and Node >= 20 (ES module, no dependencies).
 //
-// Signs outgoing messages in hmac mode (key handed out by the ticket/token
-// endpoint) or pop mode (ECDSA P-256 key kept non-extractable in WebCrypto,
-// or Ed25519 where the browser supports it), builds the pop handshake
-// parameters and verifies server-signed messages against the server's JWKS.
-// Wire format: docs/integrity.md. Served by wsgate at /client/wsgate.js.
+// Client keeps a connection up: token getter, credential never in the URL,
+// reconnect with exponential backoff and full jitter, the server's answers
+// honoured (no loop on 401/403, Retry-After, at once after 1001/1012, new
+// token after 4001), in-band token refresh, subscriptions recovered exactly
+// once in order or an explicit recovery_failed, requests matched by id.
+// Shared behaviour: docs/clients.md. Same names as the Go and Python clients.
+//
+// The lower layer signs outgoing messages in hmac mode (key handed out by the
+// ticket/token endpoint) or pop mode (ECDSA P-256 key kept non-extractable in
+// WebCrypto, or Ed25519 where supported), builds the pop handshake parameters
+// and verifies server-signed messages against the server's JWKS.
+// Wire format: docs/protocol.md, docs/integrity.md. Served by wsgate at
+// /client/wsgate.js (a copy of clients/js/wsgate.js kept identical by a test).
 
 const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: true });
@@ -364,4 +372,535 @@ export class WsgateClient {
   close(code = 1000, reason = "") {
     if (this.ws) this.ws.close(code, reason);
   }
+}
+
+// ---- reconnecting client ---------------------------------------------------------
+
+export const SUBPROTOCOL = "wsgate.v1";
+
+// Errors. Same names as the Go (client) and Python (wsgate) clients.
+export class WsgateError extends Error {
+  constructor(message) { super(message); this.name = this.constructor.name; }
+}
+// HandshakeError: the server refused the connection (or the ticket) with an HTTP status.
+export class HandshakeError extends WsgateError {
+  constructor(status, code, retryAfter = 0) {
+    super(`wsgate: handshake refused: ${status} ${code}${retryAfter ? ` (retry after ${retryAfter} ms)` : ""}`);
+    Object.assign(this, { status, code, retryAfter });
+  }
+  // terminal: reconnecting cannot help (401; 403 other than a ban).
+  get terminal() { return this.status === 0 || this.status === 401 || (this.status === 403 && this.code !== "banned"); }
+}
+// ServerError: an error reply {"type":"error","code":…} to a request.
+export class ServerError extends WsgateError {
+  constructor({ code = "", message = "", path = "", retry_after_ms = 0 } = {}) {
+    super(`wsgate: server error: ${code}${message ? ": " + message : ""}`);
+    Object.assign(this, { code, serverMessage: message, path, retryAfter: retry_after_ms });
+  }
+}
+// CloseError: how the server ended a connection.
+export class CloseError extends WsgateError {
+  constructor(code, reason) { super(`wsgate: connection closed: ${code} ${reason || ""}`); Object.assign(this, { code, reason }); }
+}
+export class TimeoutError extends WsgateError { constructor() { super("wsgate: request timed out"); } }
+export class ClosedError extends WsgateError { constructor() { super("wsgate: client closed"); } }
+export class QueueFullError extends WsgateError { constructor() { super("wsgate: send queue full while disconnected"); } }
+export class DisconnectedError extends WsgateError { constructor() { super("wsgate: disconnected before the reply"); } }
+// RecoveryFailedError reaches "error" listeners when a subscription has no onRecoveryFailed.
+export class RecoveryFailedError extends WsgateError {
+  constructor(rf) { super(`wsgate: recovery failed on ${rf.channel}`); this.recovery = rf; }
+}
+
+const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const HANDSHAKE_TIMEOUT = 10000;
+
+function retryAfterMs(headers, body) {
+  const h = headers && (typeof headers.get === "function" ? headers.get("retry-after") : headers["retry-after"]);
+  const s = parseInt(h, 10);
+  if (s > 0) return Math.min(s, 3600) * 1000;
+  if (body && body.retry_after_s > 0) return Math.min(body.retry_after_s, 3600) * 1000;
+  return 0;
+}
+
+function parseJSON(text) { try { return JSON.parse(text); } catch { return null; } }
+
+// backoff: exponential with full jitter, capped.
+function backoffDelay(min, max, attempt) {
+  let ceil = min;
+  for (let i = 0; i < attempt && ceil < max; i++) ceil *= 2;
+  return Math.floor(Math.random() * (Math.min(ceil, max) + 1));
+}
+
+// Client: see the file header and docs/clients.md.
+//   const c = new Client("wss://host/ws", { token: async () => jwt });
+//   await c.connect();
+//   const sub = await c.subscribe("chat:lobby", { onMessage: (m) => …, onRecoveryFailed: (rf) => … });
+//   await sub.publish({ text: "hi" });
+export class Client {
+  constructor(url, {
+    token, credential = "ticket", WebSocket: WS = globalThis.WebSocket, fetch: fetchImpl = globalThis.fetch,
+    ticketUrl = "", minBackoff = 250, maxBackoff = 30000, requestTimeout = 10000, queueSize = 256,
+    integrity = "", popKey = null, verifyServer: verify = false, wsOptions = {},
+  } = {}) {
+    if (typeof token !== "function") throw new TypeError("wsgate: options.token (async () => jwt) is required");
+    if (!["ticket", "subprotocol", "header"].includes(credential)) throw new TypeError("wsgate: credential must be ticket, subprotocol or header");
+    if (!["", "hmac", "pop"].includes(integrity)) throw new TypeError("wsgate: integrity must be '', 'hmac' or 'pop'");
+    if (integrity === "pop" && !popKey) throw new TypeError("wsgate: pop integrity needs popKey ({alg, privateKey, publicKey})");
+    const u = new URL(url);
+    if (u.searchParams.has("token") || u.searchParams.has("access_token")) throw new TypeError("wsgate: never put a token in the URL");
+    Object.assign(this, { url, credential, integrity, popKey });
+    // fetch is called unbound: the browser's refuses to run with another `this`.
+    this._o = { token, WS, fetch: typeof fetchImpl === "function" ? (...a) => fetchImpl(...a) : null, ticketUrl: ticketUrl || `${u.protocol === "ws:" ? "http:" : "https:"}//${u.host}/v1/tickets`,
+      origin: `${u.protocol === "ws:" ? "http:" : "https:"}//${u.host}`, minBackoff, maxBackoff: Math.max(maxBackoff, minBackoff),
+      requestTimeout, queueSize, verify, wsOptions };
+    this.state = "disconnected";
+    this.welcome = null;
+    this.error = null; // why the client stopped, once closed
+    this._listeners = new Map();
+    this._subs = new Map();
+    this._pending = new Map();
+    this._queue = [];
+    this._nextId = 0;
+    this._cur = null;
+    this._attempt = 0;
+    this._timers = new Set();
+    this._closed = false;
+    this._first = null;
+  }
+
+  // on(event, fn) -> off(). Events: connecting, connected, disconnected, error, refreshed.
+  on(event, fn) {
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+    this._listeners.get(event).add(fn);
+    return () => this._listeners.get(event).delete(fn);
+  }
+
+  _emit(event, detail) {
+    for (const fn of this._listeners.get(event) || []) {
+      try { fn(detail); } catch (e) { queueMicrotask(() => { throw e; }); }
+    }
+  }
+
+  _setTimer(fn, ms) {
+    const t = setTimeout(() => { this._timers.delete(t); fn(); }, Math.max(0, ms));
+    this._timers.add(t);
+    return t;
+  }
+
+  _clearTimer(t) { if (t) { clearTimeout(t); this._timers.delete(t); } }
+
+  // connect() resolves with the welcome of the first connection; it retries
+  // transient failures and rejects on a terminal one (HandshakeError 401/403).
+  connect() {
+    if (this._closed) return Promise.reject(new ClosedError());
+    if (!this._first) {
+      this._first = {};
+      this._first.promise = new Promise((resolve, reject) => Object.assign(this._first, { resolve, reject }));
+      this._loop();
+    }
+    return this._first.promise;
+  }
+
+  // close(): closes with 1000, fails pending requests with ClosedError, stops reconnecting.
+  close() {
+    if (this._closed) return;
+    this._stop(new ClosedError());
+  }
+
+  _stop(err) {
+    this._closed = true;
+    this.state = "closed";
+    this.error = err;
+    for (const t of this._timers) clearTimeout(t);
+    this._timers.clear();
+    const cn = this._cur || this._connecting;
+    this._cur = null;
+    if (cn) { cn.stopped = true; try { cn.ws.close(1000); } catch { /* already closed */ } }
+    for (const [, p] of this._pending) { this._clearTimer(p.timer); p.reject(err); }
+    this._pending.clear();
+    for (const q of this._queue) if (q.reject) q.reject(err);
+    this._queue = [];
+    for (const s of this._subs.values()) if (s._first) { s._first.reject(err); s._first = null; }
+    if (this._first && this._first.reject) { this._first.reject(err); this._first.resolve = this._first.reject = null; }
+  }
+
+  async _loop(delayMs = 0) {
+    if (delayMs > 0) {
+      await new Promise((r) => this._setTimer(r, delayMs));
+    }
+    if (this._closed) return;
+    this.state = "connecting";
+    this._emit("connecting", {});
+    let cn;
+    try {
+      cn = await this._open();
+    } catch (err) {
+      if (this._closed) return;
+      if (err instanceof HandshakeError && err.terminal) {
+        this._stop(err);
+        this._emit("disconnected", { code: 0, reason: err.code, error: err, willReconnect: false, delay: 0 });
+        return;
+      }
+      let delay = backoffDelay(this._o.minBackoff, this._o.maxBackoff, this._attempt++);
+      if (err instanceof HandshakeError && err.retryAfter > delay) delay = err.retryAfter;
+      this.state = "disconnected";
+      this._emit("disconnected", { code: 0, reason: "", error: err, willReconnect: true, delay });
+      this._loop(delay);
+      return;
+    }
+    this._attempt = 0;
+    this._activate(cn);
+    if (this._first && this._first.resolve) { this._first.resolve(cn.welcome); this._first.resolve = this._first.reject = null; }
+  }
+
+  // _open makes one connection attempt and resolves once welcomed.
+  async _open() {
+    const o = this._o;
+    const tok = await o.token();
+    if (typeof tok !== "string" || !TOKEN_RE.test(tok)) throw new HandshakeError(0, "invalid_token_syntax");
+    const u = new URL(this.url);
+    let protocols = [SUBPROTOCOL];
+    const wsOpts = { ...o.wsOptions };
+    let hmacKey = null;
+    if (this.credential === "ticket" || this.integrity === "hmac") {
+      const t = await this._ticket(tok);
+      if (this.credential === "ticket") u.searchParams.set("ticket", t.ticket);
+      hmacKey = t.integrity || null;
+    }
+    if (this.credential === "subprotocol") protocols = [SUBPROTOCOL, "bearer", tok];
+    if (this.credential === "header") wsOpts.headers = { ...(wsOpts.headers || {}), Authorization: `Bearer ${tok}` };
+    let signer = null;
+    if (this.integrity === "pop") {
+      signer = await Signer.pop({ ...this.popKey, subject: "pending" });
+      for (const [k, v] of await signer.handshakeParams(u.host, u.pathname)) u.searchParams.set(k, v);
+    }
+    let serverKeys = null;
+    if (o.verify) serverKeys = await importServerKeys(await (await this._http(o.origin + "/.well-known/wsgate-keys.json")).text());
+
+    const ws = this.credential === "header" ? new o.WS(u.toString(), protocols, wsOpts)
+      : (Object.keys(wsOpts).length ? new o.WS(u.toString(), protocols, wsOpts) : new o.WS(u.toString(), protocols));
+    const cn = { ws, welcome: null, signer: null, serverKeys, rx: Promise.resolve(), tx: Promise.resolve(), refreshTimer: null, stopped: false };
+    this._connecting = cn;
+    return new Promise((resolve, reject) => {
+      let refused = null;
+      let settled = false;
+      const settle = (err, val) => {
+        if (settled) return;
+        settled = true;
+        this._clearTimer(timer);
+        this._connecting = null;
+        if (err) { try { ws.close(); } catch { /* closing anyway */ } reject(err); } else resolve(val);
+      };
+      const timer = this._setTimer(() => settle(new WsgateError("wsgate: no welcome within the handshake timeout")), HANDSHAKE_TIMEOUT);
+      if (typeof ws.on === "function") {
+        // Node's ws package: the refused upgrade's status, Retry-After and body.
+        ws.on("unexpected-response", (req, res) => {
+          let body = "";
+          res.setEncoding("utf8");
+          res.on("data", (c) => { if (body.length < 4096) body += c; });
+          res.on("end", () => {
+            refused = new HandshakeError(res.statusCode, (parseJSON(body) || {}).error || "", retryAfterMs(res.headers, parseJSON(body)));
+            settle(refused);
+            req.destroy();
+          });
+        });
+        ws.on("error", () => { /* reported through close or unexpected-response */ });
+      }
+      ws.onerror = () => {};
+      ws.onclose = (ev) => {
+        if (!settled) settle(refused || new CloseError(ev.code, ev.reason || "connection failed before the welcome"));
+        else if (cn.active) this._closedConn(cn, ev.code, ev.reason || "");
+        else cn.closedEarly = { code: ev.code, reason: ev.reason || "" }; // closed between welcome and activation
+      };
+      ws.onmessage = (ev) => {
+        if (!cn.welcome) {
+          const w = typeof ev.data === "string" ? parseJSON(ev.data) : null;
+          if (!w || w.type !== "welcome" || !w.conn_id) { settle(new WsgateError("wsgate: expected a welcome message")); return; }
+          if (ws.protocol && ws.protocol !== SUBPROTOCOL) { settle(new WsgateError(`wsgate: server answered subprotocol ${ws.protocol}`)); return; }
+          cn.welcome = w;
+          cn.welcomeAt = Date.now();
+          (async () => {
+            if (this.integrity === "hmac") {
+              if (!hmacKey) throw new WsgateError("wsgate: the ticket endpoint returned no integrity key");
+              cn.signer = await Signer.hmac({ kid: hmacKey.kid, key: hmacKey.key, subject: w.user });
+            } else if (this.integrity === "pop") {
+              cn.signer = await Signer.pop({ ...this.popKey, subject: w.user });
+            }
+            if (cn.signer) cn.signer.bind(w.conn_id);
+          })().then(() => settle(null, cn), (e) => settle(e));
+          return;
+        }
+        const data = ev.data;
+        cn.rx = cn.rx.then(() => this._handle(cn, data)).catch((e) => this._emit("error", { error: e }));
+      };
+    });
+  }
+
+  async _http(url, init) {
+    if (typeof this._o.fetch !== "function") throw new WsgateError("wsgate: no fetch available (pass options.fetch)");
+    return this._o.fetch(url, init);
+  }
+
+  async _ticket(tok) {
+    const res = await this._http(this._o.ticketUrl, { method: "POST", headers: { Authorization: `Bearer ${tok}` } });
+    const text = await res.text();
+    const body = parseJSON(text);
+    if (res.status !== 200) throw new HandshakeError(res.status, (body && body.error) || "", retryAfterMs(res.headers, body));
+    if (!body || !body.ticket) throw new WsgateError("wsgate: bad ticket reply");
+    return body;
+  }
+
+  // _activate: renew subscriptions, flush the queue oldest first, then go live.
+  _activate(cn) {
+    this.welcome = cn.welcome;
+    this._cur = cn;
+    this.state = "connected";
+    for (const s of this._subs.values()) this._resubscribe(cn, s);
+    const q = this._queue;
+    this._queue = [];
+    for (const m of q) {
+      if (m.id && !this._pending.has(m.id)) continue; // its caller gave up
+      if (m.id) this._pending.get(m.id).conn = cn;
+      this._write(cn, m.type, m.msg);
+    }
+    cn.active = true;
+    this._emit("connected", { welcome: cn.welcome, expiresAt: cn.welcome.expires_at || 0 });
+    this._armRefresh(cn, cn.welcome.expires_at || 0);
+    if (cn.closedEarly) this._closedConn(cn, cn.closedEarly.code, cn.closedEarly.reason);
+  }
+
+  _armRefresh(cn, exp) {
+    this._clearTimer(cn.refreshTimer);
+    if (!exp) return;
+    const skew = cn.welcome.server_time - cn.welcomeAt;
+    const left = exp - (Date.now() + skew);
+    const lead = Math.min(30000, left / 3);
+    cn.refreshTimer = this._setTimer(() => this._refresh(cn, exp, skew), left - lead);
+  }
+
+  async _refresh(cn, exp, skew) {
+    if (this._cur !== cn) return;
+    try {
+      const tok = await this._o.token();
+      const r = await this._request("refresh", { token: tok });
+      if (r.type !== "refreshed" || !(r.expires_at > 0)) throw new WsgateError("wsgate: unexpected refresh reply");
+      this._emit("refreshed", { expiresAt: r.expires_at });
+      this._armRefresh(cn, r.expires_at);
+    } catch (e) {
+      this._emit("error", { error: e });
+      // Try again halfway to expiry; at expiry the server closes with 4001
+      // and the reconnect asks the getter for a new token anyway.
+      const left = exp - (Date.now() + skew);
+      if (left > 1000 && this._cur === cn) cn.refreshTimer = this._setTimer(() => this._refresh(cn, exp, skew), left / 2);
+    }
+  }
+
+  _closedConn(cn, code, reason) {
+    this._clearTimer(cn.refreshTimer);
+    if (this._cur === cn) this._cur = null;
+    for (const [id, p] of this._pending) {
+      if (p.conn === cn) { this._pending.delete(id); this._clearTimer(p.timer); p.reject(new DisconnectedError()); }
+    }
+    if (this._closed || cn.stopped) return;
+    this.state = "disconnected";
+    let delay = 0;
+    let again = true;
+    if (code === 1001 || code === 1012 || code === 4001) delay = 0;
+    else if ([1002, 1003, 1007, 1009].includes(code)) again = false;
+    else delay = backoffDelay(this._o.minBackoff, this._o.maxBackoff, this._attempt++);
+    const error = new CloseError(code, reason);
+    if (!again) this._stop(error);
+    this._emit("disconnected", { code, reason, error, willReconnect: again, delay });
+    if (again) this._loop(delay);
+  }
+
+  // _write seals (unless ping) and sends, in order.
+  _write(cn, type, msg) {
+    cn.tx = cn.tx.then(async () => {
+      const frame = cn.signer && type !== "ping" ? await cn.signer.seal(msg) : msg;
+      if (cn.ws.readyState === 1) cn.ws.send(frame);
+    }).catch((e) => this._emit("error", { error: e }));
+  }
+
+  _send(type, msg, id = 0) {
+    if (this._closed) throw new ClosedError();
+    const cn = this._cur;
+    if (!cn) {
+      if (this._queue.length >= this._o.queueSize) throw new QueueFullError();
+      this._queue.push({ id, type, msg });
+      return;
+    }
+    if (id && this._pending.has(id)) this._pending.get(id).conn = cn;
+    this._write(cn, type, msg);
+  }
+
+  // _request sends {type, id, ...fields} and resolves with the reply, or
+  // rejects with ServerError / TimeoutError / DisconnectedError / ClosedError.
+  _request(type, fields = {}, { timeout = this._o.requestTimeout } = {}) {
+    return new Promise((resolve, reject) => {
+      const id = ++this._nextId;
+      const p = { conn: null, resolve, reject, timer: null };
+      this._pending.set(id, p);
+      p.timer = this._setTimer(() => {
+        this._pending.delete(id);
+        this._queue = this._queue.filter((q) => q.id !== id);
+        reject(new TimeoutError());
+      }, timeout);
+      p.resolve = (r) => { this._clearTimer(p.timer); r.type === "error" ? reject(new ServerError(r)) : resolve(r); };
+      p.reject = (e) => { this._clearTimer(p.timer); reject(e); };
+      try {
+        this._send(type, JSON.stringify({ ...fields, type, id }), id);
+      } catch (e) {
+        this._pending.delete(id);
+        p.reject(e);
+      }
+    });
+  }
+
+  async _handle(cn, data) {
+    if (typeof data !== "string") return;
+    let m = parseJSON(data);
+    if (!m || typeof m.type !== "string") { this._emit("error", { error: new WsgateError("wsgate: malformed server message") }); return; }
+    if (m.type === "signed") {
+      try {
+        if (this._o.verify) m = JSON.parse((await verifyServer(cn.serverKeys, data)).body);
+        else m = JSON.parse(dec.decode(b64urlDecode(m.sig.body)));
+      } catch (e) {
+        this._emit("error", { error: new WsgateError("wsgate: dropped a server-signed message: " + e.message) });
+        return;
+      }
+    }
+    switch (m.type) {
+      case "message": this._deliver(m); return;
+      case "joined": case "left": {
+        const s = this._subs.get(m.channel);
+        const h = s && (m.type === "joined" ? s._o.onJoin : s._o.onLeave);
+        if (h) h(m);
+        return;
+      }
+    }
+    if (m.ref !== undefined && m.ref !== null) {
+      const p = this._pending.get(m.ref);
+      if (p && p.conn === cn) { this._pending.delete(m.ref); p.resolve(m); return; }
+    }
+    if (m.type === "recovery_failed") { const s = this._subs.get(m.channel); if (s) this._subAck(s, true, m); }
+    else if (m.type === "error") this._emit("error", { error: new ServerError(m) });
+  }
+
+  _deliver(m) {
+    const s = this._subs.get(m.channel);
+    if (!s) return;
+    if (s._hasPos && m.epoch === s._pos.epoch && m.offset <= s._pos.offset) return; // already delivered
+    s._pos = { offset: m.offset, epoch: m.epoch };
+    s._hasPos = true;
+    if (s._o.onMessage) s._o.onMessage(m);
+  }
+
+  _resubscribe(cn, s) {
+    const since = s._hasPos;
+    const id = ++this._nextId;
+    const done = (r, err) => this._subAck(s, since, r, err);
+    this._pending.set(id, { conn: cn, resolve: (r) => done(r, null), reject: (e) => done(null, e), timer: null });
+    (async () => {
+      const fields = { type: "subscribe", id, channel: s.channel };
+      if (since) fields.since = s._pos;
+      if (s._o.token) fields.token = await s._o.token();
+      this._write(cn, "subscribe", JSON.stringify(fields));
+    })().catch((e) => { this._pending.delete(id); done(null, e); });
+  }
+
+  _subAck(s, sentSince, r, err) {
+    if (this._subs.get(s.channel) !== s) return;
+    const first = s._first;
+    if (err) {
+      if (first && !(err instanceof DisconnectedError)) { s._first = null; this._subs.delete(s.channel); first.reject(err); }
+      return;
+    }
+    if (r.type === "ack") {
+      // A recovered ack is followed by the missed messages, which move the position.
+      if (!(sentSince && r.recovered) && typeof r.offset === "number") { s._pos = { offset: r.offset, epoch: r.epoch }; s._hasPos = true; }
+      s._first = null;
+      if (first) first.resolve(s);
+    } else if (r.type === "recovery_failed") {
+      const previous = s._pos;
+      s._pos = { offset: r.offset, epoch: r.epoch };
+      s._hasPos = true;
+      s._first = null;
+      if (first) first.resolve(s);
+      const rf = { channel: s.channel, position: s._pos, previous };
+      if (s._o.onRecoveryFailed) s._o.onRecoveryFailed(rf);
+      else this._emit("error", { error: new RecoveryFailedError(rf) });
+    } else {
+      this._subs.delete(s.channel);
+      s._first = null;
+      const e = r.type === "error" ? new ServerError(r) : new WsgateError(`wsgate: unexpected subscribe reply ${r.type}`);
+      if (first) first.reject(e);
+      else if (s._o.onError) s._o.onError(e);
+      else this._emit("error", { error: e });
+    }
+  }
+
+  // subscribe(channel, {since, token, onMessage, onRecoveryFailed, onJoin, onLeave, onError})
+  // resolves once the server acknowledged it (after the next connect when disconnected).
+  subscribe(channel, opts = {}) {
+    if (this._closed) return Promise.reject(new ClosedError());
+    if (this._subs.has(channel)) return Promise.reject(new WsgateError(`wsgate: already subscribed to ${channel}`));
+    const s = new Subscription(this, channel, opts);
+    this._subs.set(channel, s);
+    const p = new Promise((resolve, reject) => { s._first = { resolve, reject }; });
+    if (this._cur) this._resubscribe(this._cur, s);
+    return p;
+  }
+
+  async publish(channel, payload, opts) {
+    const r = await this._request("publish", { channel, payload }, opts);
+    return { offset: r.offset, epoch: r.epoch };
+  }
+
+  async history(channel, { since, limit } = {}, opts) {
+    const f = { channel };
+    if (since) f.since = since;
+    if (limit) f.limit = limit;
+    const r = await this._request("history", f, opts);
+    return { publications: r.publications || [], offset: r.offset, epoch: r.epoch, truncated: !!r.truncated };
+  }
+
+  async presence(channel, opts) { return (await this._request("presence", { channel }, opts)).users || []; }
+  async command(name, payload, opts) { return (await this._request("command", { name, payload }, opts)).result; }
+  async ping(opts) { await this._request("ping", {}, opts); }
+  // request(type, fields): any request type; resolves with the raw reply object.
+  request(type, fields = {}, opts) { return this._request(type, fields, opts); }
+  // send(type, fields): a message without reply (e.g. chat), queued while disconnected.
+  send(type, fields = {}) { this._send(type, JSON.stringify({ ...fields, type })); }
+}
+
+// Subscription: a channel subscription that survives reconnects.
+export class Subscription {
+  constructor(client, channel, opts) {
+    this.client = client;
+    this.channel = channel;
+    this._o = opts;
+    this._pos = opts.since ? { ...opts.since } : { offset: 0, epoch: "" };
+    this._hasPos = !!opts.since;
+    this._first = null;
+  }
+
+  // position: the last {offset, epoch} delivered; save it to resume with since.
+  get position() { return { ...this._pos }; }
+
+  async unsubscribe(opts) {
+    const c = this.client;
+    if (c._subs.get(this.channel) !== this) return;
+    c._subs.delete(this.channel);
+    if (!c._cur) return;
+    try {
+      await c._request("unsubscribe", { channel: this.channel }, opts);
+    } catch (e) {
+      if (!(e instanceof ServerError && e.code === "not_subscribed")) throw e;
+    }
+  }
+
+  publish(payload, opts) { return this.client.publish(this.channel, payload, opts); }
+  history(q, opts) { return this.client.history(this.channel, q, opts); }
+  presence(opts) { return this.client.presence(this.channel, opts); }
 }

@@ -1,0 +1,16 @@
+"""wsgate: the asyncio client for wsgate (docs/clients.md).
+
+Connects with a token getter (never in the URL), reconnects with backoff and
+full jitter, honours the server's answers, refreshes the token in band,
+recovers subscriptions exactly once in order or reports recovery_failed,
+matches replies to requests, and signs messages (hmac, pop)."""
+
+from .client import (SUBPROTOCOL, Client, ClosedError, CloseError, DisconnectedError, Event, HandshakeError,
+                     Position, QueueFullError, RecoveryFailed, RecoveryFailedError, ServerError, Subscription,
+                     TimeoutError, WsgateError)
+from . import integrity
+from .integrity import Signer, verify_server
+
+__all__ = ["Client", "Subscription", "Event", "Position", "RecoveryFailed", "WsgateError", "HandshakeError",
+           "ServerError", "CloseError", "TimeoutError", "ClosedError", "QueueFullError", "DisconnectedError",
+           "RecoveryFailedError", "SUBPROTOCOL", "Signer", "verify_server"]

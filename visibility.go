@@ -3,6 +3,7 @@ package wsgate
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -62,7 +63,11 @@ func (s *Server) autoBan(a alert.Alert) {
 	if !a.AutoBan {
 		return
 	}
+	dev := s.cfg.Load().Dev
 	for _, ip := range a.Offenders() {
+		if addr := net.ParseIP(ip); dev && addr != nil && addr.IsLoopback() {
+			continue // --dev never bans loopback clients
+		}
 		b := ban.Ban{Subject: ban.IPSubject(ip), Until: time.Now().Add(a.BanTTL), Reason: "alert:" + a.Rule, Created: time.Now()}
 		if err := s.bans.Ban(context.Background(), b); err != nil {
 			s.log.Warn("auto-ban failed", "ip", ip, "err", err)

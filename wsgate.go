@@ -168,6 +168,11 @@ func (s *Server) build(cfg *config.Config) error {
 		return err
 	}
 	s.state = st
+	if st.ping != nil {
+		ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
+		s.metrics.RedisUp(st.ping(ctx) == nil) // exported only when Redis is configured
+		cancel()
+	}
 	if err := s.buildIntegrity(cfg, st.replay); err != nil {
 		return err
 	}
@@ -210,6 +215,13 @@ func (s *Server) newVerifier(cfg *config.Config) (*auth.Verifier, error) {
 	for _, k := range a.Keys {
 		keys = append(keys, auth.Key{ID: k.ID, Algorithms: k.Algorithms, Secret: k.Secret, PublicKeyFile: k.PublicKeyFile, PublicKeyPEM: k.PublicKeyPEM})
 	}
+	if a.Mode == "mtls" && len(keys) == 0 && a.JWKSURL == "" {
+		// Client certificates alone use no JWT key, and the verifier wants one: give
+		// it a random secret that exists only in this process and is never printed,
+		// so no token can verify. (Tickets and refresh still go through it and are
+		// refused, as they should be without a JWT key.)
+		keys = append(keys, auth.Key{ID: "mtls-only-unusable", Algorithms: []string{"HS256"}, Secret: auth.NewSecret()})
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
 	defer cancel()
 	v, err := auth.NewVerifier(ctx, auth.Options{
@@ -231,7 +243,9 @@ func strikePolicy(cfg *config.Config) ban.Policy {
 	a := cfg.Abuse
 	return ban.Policy{Window: a.Window, MaxStrikes: a.MaxStrikes, BanTTL: a.BanTTL, BanIP: a.BanIP, BanUser: a.BanUser,
 		// max_strikes 0, or banning neither IPs nor users, means no bans at all.
-		Off: a.MaxStrikes == 0 || (!a.BanIP && !a.BanUser)}
+		// --dev listens on loopback only and never bans loopback clients: one
+		// `wsgate check` or `bench` must not lock the developer out of the demo.
+		Off: a.MaxStrikes == 0 || (!a.BanIP && !a.BanUser) || cfg.Dev}
 }
 
 func lim(r config.RateLimit) limit.Limit { return limit.Limit{Rate: r.Rate, Burst: r.Burst} }

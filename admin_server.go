@@ -42,6 +42,9 @@ func (s *Server) reloadFrom(path string) error {
 	if err != nil {
 		return err
 	}
+	if s.override != nil {
+		s.override(cfg)
+	}
 	if s.dev != nil {
 		if cfg, err = PrepareDevReload(cfg, s.dev); err != nil {
 			return err

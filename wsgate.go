@@ -70,6 +70,10 @@ type Server struct {
 
 	dev        *DevInfo
 	configPath string // the file the admin reload re-reads (WithConfigFile)
+	// logLevel is the level of the logger New built from log.level; nil when the
+	// embedding program gave its own logger (WithLogger), which it then owns.
+	logLevel *slog.LevelVar
+	override func(*config.Config) // WithOverride: flags re-applied on every reload
 }
 
 // Option customises New.
@@ -81,7 +85,13 @@ type options struct {
 	dev      *DevInfo
 	commands command.Backend
 	config   string
+	override func(*config.Config)
 }
+
+// WithOverride gives a function applied to every configuration a reload reads,
+// before it is validated: the command line's flags (--log-level, …) keep winning
+// over the file after SIGHUP or an admin reload, as they did at start.
+func WithOverride(f func(*config.Config)) Option { return func(o *options) { o.override = f } }
 
 // WithLogger sets the process logger (wsgate wraps it to redact secrets).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
@@ -103,8 +113,11 @@ func New(cfg *config.Config, opts ...Option) (*Server, error) {
 		s.redactor = redact.New(redact.Options{})
 	}
 	if o.log == nil {
-		o.log = NewLogger(cfg.Log, os.Stderr)
+		s.logLevel = new(slog.LevelVar)
+		s.logLevel.Set(logLevel(cfg.Log.Level))
+		o.log = newLogger(cfg.Log.Format, s.logLevel, os.Stderr)
 	}
+	s.override = o.override
 	s.log = slog.New(redact.NewHandler(o.log.Handler(), s.redactor))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.build(cfg); err != nil {
@@ -128,13 +141,22 @@ func New(cfg *config.Config, opts ...Option) (*Server, error) {
 
 // NewLogger builds the process logger from the log section.
 func NewLogger(c config.Log, w *os.File) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.Level))
+	return newLogger(c.Format, logLevel(c.Level), w)
+}
+
+func newLogger(format string, lvl slog.Leveler, w *os.File) *slog.Logger {
 	hopts := &slog.HandlerOptions{Level: lvl}
-	if c.Format == "text" {
+	if format == "text" {
 		return slog.New(slog.NewTextHandler(w, hopts))
 	}
 	return slog.New(slog.NewJSONHandler(w, hopts))
+}
+
+// logLevel parses a validated log.level.
+func logLevel(s string) slog.Level {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(s))
+	return lvl
 }
 
 func (s *Server) onClose(f func()) { s.closers = append(s.closers, f) }

@@ -69,16 +69,16 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), tokenCmd(), connectCmd(), versionCmd(), adminCmd(), certsCmd())
+	root.AddCommand(serveCmd(), tokenCmd(), connectCmd(), versionCmd(), adminCmd(), certsCmd(), configCmd())
 	for _, c := range extraCommands {
 		root.AddCommand(c())
 	}
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "wsgate:", err)
 		var ee exitError
 		if errors.As(err, &ee) {
-			os.Exit(int(ee))
+			os.Exit(int(ee)) // the command already said why
 		}
+		fmt.Fprintln(os.Stderr, "wsgate:", err)
 		os.Exit(1)
 	}
 }

@@ -59,10 +59,14 @@ SIGHUP, and POST /api/v1/reload on the admin listener, re-read --config FILE.`,
 			if cmd.Flags().Changed("admin-listen") {
 				cfg.Admin.Listen = adminListen
 			}
-			if cmd.Flags().Changed("log-level") {
-				cfg.Log.Level = logLevel
+			// Flags win over the file at start and after every reload.
+			override := func(c *config.Config) {
+				if cmd.Flags().Changed("log-level") {
+					c.Log.Level = logLevel
+				}
 			}
-			var opts []wsgate.Option
+			override(cfg)
+			opts := []wsgate.Option{wsgate.WithOverride(override)}
 			var info *wsgate.DevInfo
 			if dev {
 				if info, err = wsgate.PrepareDev(cfg); err != nil {

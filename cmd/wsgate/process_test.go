@@ -70,7 +70,19 @@ type proc struct {
 // test ends.
 func startProc(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
+	return startCmd(t, "", env, args...)
+}
+
+// startProcIn runs the built binary in directory dir.
+func startProcIn(t *testing.T, dir string, args ...string) *proc {
+	t.Helper()
+	return startCmd(t, dir, nil, args...)
+}
+
+func startCmd(t *testing.T, dir string, env []string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(buildBinary(t), args...)
+	cmd.Dir = dir
 	cmd.Env = append(cleanEnv(), env...)
 	p := &proc{cmd: cmd, notify: make(chan struct{}), exited: make(chan struct{})}
 	out, err := cmd.StdoutPipe()

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -280,5 +281,56 @@ func TestReadmeProductionFlow(t *testing.T) {
 	out := step("connect", "wss://"+addr+"/ws", "--token", tok, "--cacert", "examples/certs/ca.pem", "--wait", "500ms")
 	if !strings.Contains(out, `"type":"welcome"`) {
 		t.Fatalf("connect: %s", out)
+	}
+}
+
+// Issue 15 item 6: connect's --insecure, --subprotocol and --header.
+func TestConnectFlags(t *testing.T) {
+	d := startDev(t, nil)
+	out, err := run(t, nil, "connect", d.url, "--token", d.token, "--insecure", "--wait", "300ms")
+	if err != nil || !strings.Contains(out, "INSECURE") || !strings.Contains(out, `"type":"welcome"`) {
+		t.Fatalf("--insecure: %v\n%s", err, out)
+	}
+	out, err = run(t, nil, "connect", d.url, "--token", d.token, "--cacert", d.caFile, "--subprotocol", "nope.v9")
+	if err == nil {
+		t.Fatalf("--subprotocol nope.v9 connected:\n%s", out)
+	}
+	out, err = run(t, nil, "connect", d.url, "--token", d.token, "--cacert", d.caFile, "--header", "Origin: https://evil.example")
+	if err == nil || !strings.Contains(out, "403") {
+		t.Fatalf("--header Origin: %v\n%s", err, out)
+	}
+	if out, err := run(t, nil, "connect", d.url, "--header", "no-colon"); err == nil || !strings.Contains(out, "Name: value") {
+		t.Fatalf("bad --header: %v\n%s", err, out)
+	}
+}
+
+// Issue 15 item 5: started with `go run ./cmd/wsgate serve --dev` from the
+// repository root, the banner's commands say `go run ./cmd/wsgate …` and work as
+// pasted from there.
+func TestDevBannerAfterGoRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles wsgate with go run")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "run", "./cmd/wsgate", "serve", "--dev", "--listen", "127.0.0.1:0", "--log-level", "warn")
+	cmd.Dir = root
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // go run's child dies with the group
+	p := startExec(t, cmd)
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	line := p.wait(t, bannerConn, 3*time.Minute)[1]
+	if !strings.HasPrefix(line, "go run ./cmd/wsgate connect ") {
+		t.Fatalf("banner after go run: %q", line)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := exec.CommandContext(ctx, "sh", "-c", line)
+	c.Dir, c.Env = root, cleanEnv()
+	c.Stdin = strings.NewReader(`{"type":"ping","id":"p"}` + "\n")
+	out, err := c.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"type":"pong"`) {
+		t.Fatalf("pasted %q: %v\n%s", line, err, out)
 	}
 }

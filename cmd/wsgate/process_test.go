@@ -84,6 +84,15 @@ func startCmd(t *testing.T, dir string, env []string, args ...string) *proc {
 	cmd := exec.Command(buildBinary(t), args...)
 	cmd.Dir = dir
 	cmd.Env = append(cleanEnv(), env...)
+	return startExec(t, cmd)
+}
+
+// startExec starts cmd, collecting its output lines, and kills it when the test ends.
+func startExec(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
+	if cmd.Env == nil {
+		cmd.Env = cleanEnv()
+	}
 	p := &proc{cmd: cmd, notify: make(chan struct{}), exited: make(chan struct{})}
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -68,7 +69,12 @@ func PrepareDev(cfg *config.Config) (*DevInfo, error) {
 	if !cfg.InsecurePlaintext && cfg.TLS.CertFile == "" {
 		cert, file, err := certgen.DevCertificate(DevCertDir())
 		if err != nil {
-			return nil, fmt.Errorf("dev: certificate: %w", err)
+			// A read-only home (CI, containers) must not stop a dev server: fall
+			// back to a per-user directory under the temporary directory.
+			var err2 error
+			if cert, file, err2 = certgen.DevCertificate(tempCertDir()); err2 != nil {
+				return nil, fmt.Errorf("dev: certificate: %w", errors.Join(err, err2))
+			}
 		}
 		info.Certificate = cert
 		cfg.TLS.Certificate = cert
@@ -84,8 +90,10 @@ func DevCertDir() string {
 	if d, err := os.UserCacheDir(); err == nil {
 		return filepath.Join(d, "wsgate")
 	}
-	return filepath.Join(os.TempDir(), "wsgate-"+strconv.Itoa(os.Getuid()))
+	return tempCertDir()
 }
+
+func tempCertDir() string { return filepath.Join(os.TempDir(), "wsgate-"+strconv.Itoa(os.Getuid())) }
 
 // DevCommand guesses how the user ran this binary, so the banner's commands work
 // as pasted: "wsgate" when the running binary is the one on PATH, "go run

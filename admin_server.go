@@ -43,6 +43,9 @@ func (s *Server) reloadFrom(path string) error {
 	if err != nil {
 		return err
 	}
+	if s.override != nil {
+		s.override(cfg)
+	}
 	if s.dev != nil {
 		if cfg, err = PrepareDevReload(cfg, s.dev); err != nil {
 			return err
@@ -119,8 +122,13 @@ func (s *Server) connInfo(ss *session.Session) admin.Conn {
 }
 
 // sessionChannels lists the channels a session is subscribed to, for the admin
-// API. The real-time core does not expose membership yet.
-func (s *Server) sessionChannels(*session.Session) []string { return nil }
+// API (the dashboard's Channels column and search by channel).
+func (s *Server) sessionChannels(ss *session.Session) []string {
+	if s.room == nil {
+		return nil
+	}
+	return s.room.Channels(ss.ID())
+}
 
 // newAdminAPI builds the admin API and dashboard handler.
 func (s *Server) newAdminAPI() (*admin.Handler, error) {

@@ -4,34 +4,48 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/auth"
-	"github.com/wsgate/wsgate/internal/listener"
+	"github.com/wsgate/wsgate/internal/certgen"
+	"github.com/wsgate/wsgate/internal/demo"
 )
 
-// DevInfo is what `wsgate serve --dev` generated: everything is random per start
-// and printed once in the banner.
+// DevInfo is what `wsgate serve --dev` generated: the keys are random per start
+// and printed once in the banner; the certificate is reused from a cache directory.
 type DevInfo struct {
 	Secret      string // the HMAC secret, exactly as auth.keys[].secret takes it
 	Certificate *tls.Certificate
 	CertFile    string // PEM of the self-signed certificate, for clients to trust
 	AdminToken  string
 	PublishKey  string
+	// PageSecret guards the demo page's token endpoint (POST /dev/token): the
+	// banner prints the page URL carrying it in the fragment.
+	PageSecret string
+	// Command is how the banner spells the wsgate command so that what it prints
+	// works as pasted ("wsgate", a path, or "go run ./cmd/wsgate"); empty means
+	// "wsgate".
+	Command string
 }
 
 // PrepareDev turns cfg into a development configuration: a random HMAC key, a
-// self-signed localhost certificate, loopback-only listeners, random admin and
-// publish keys. It never loosens anything that was not already unset.
+// self-signed localhost certificate (cached, see DevCertDir), loopback-only
+// listeners, random admin and publish keys. It never loosens anything that was
+// not already unset.
 func PrepareDev(cfg *config.Config) (*DevInfo, error) {
 	cfg.Dev = true
-	info := &DevInfo{Secret: auth.NewSecret(), AdminToken: randomToken(), PublishKey: randomToken()}
+	info := &DevInfo{Secret: auth.NewSecret(), AdminToken: randomToken(), PublishKey: randomToken(), PageSecret: randomToken()}
 	cfg.Auth.Keys = append([]config.Key{{ID: "dev", Algorithms: []string{"HS256"}, Secret: info.Secret}}, cfg.Auth.Keys...)
 	if cfg.Admin.Token == "" {
 		cfg.Admin.Token = info.AdminToken
@@ -53,24 +67,58 @@ func PrepareDev(cfg *config.Config) (*DevInfo, error) {
 		}
 	}
 	if !cfg.InsecurePlaintext && cfg.TLS.CertFile == "" {
-		cert, pemBytes, err := listener.DevCertificate()
+		cert, file, err := certgen.DevCertificate(DevCertDir())
 		if err != nil {
-			return nil, err
+			// A read-only home (CI, containers) must not stop a dev server: fall
+			// back to a per-user directory under the temporary directory.
+			var err2 error
+			if cert, file, err2 = certgen.DevCertificate(tempCertDir()); err2 != nil {
+				return nil, fmt.Errorf("dev: certificate: %w", errors.Join(err, err2))
+			}
 		}
 		info.Certificate = cert
 		cfg.TLS.Certificate = cert
-		f, err := os.CreateTemp("", "wsgate-dev-*.pem")
-		if err != nil {
-			return nil, fmt.Errorf("dev: write certificate: %w", err)
-		}
-		_, werr := f.Write(pemBytes)
-		cerr := f.Close()
-		if werr != nil || cerr != nil {
-			return nil, fmt.Errorf("dev: write certificate: %v %v", werr, cerr)
-		}
-		info.CertFile = filepath.Clean(f.Name())
+		info.CertFile = file
 	}
 	return info, nil
+}
+
+// DevCertDir is where --dev keeps its certificate: the user cache directory
+// (os.UserCacheDir, e.g. ~/.cache/wsgate), or a per-user directory in the
+// temporary directory when there is none.
+func DevCertDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "wsgate")
+	}
+	return tempCertDir()
+}
+
+func tempCertDir() string { return filepath.Join(os.TempDir(), "wsgate-"+strconv.Itoa(os.Getuid())) }
+
+// DevCommand guesses how the user ran this binary, so the banner's commands work
+// as pasted: "wsgate" when the running binary is the one on PATH, "go run
+// ./cmd/wsgate" when it was built by go run (a go-build temporary directory), and
+// the absolute path otherwise.
+func DevCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "wsgate"
+	}
+	if strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		return "go run ./cmd/wsgate"
+	}
+	if p, err := exec.LookPath("wsgate"); err == nil {
+		if a, err := filepath.Abs(p); err == nil && sameFile(a, exe) {
+			return "wsgate"
+		}
+	}
+	return exe
+}
+
+func sameFile(a, b string) bool {
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
 }
 
 // WithDev tells New about PrepareDev's results (the dev page and token endpoint).
@@ -84,16 +132,20 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// PrintDevBanner writes the development banner: URL, secret, a sample token and a
-// command to connect. It is loud on purpose: none of this is for production.
+// PrintDevBanner writes the development banner: URL, secret, a sample token and
+// commands that work as pasted. It is loud on purpose: none of this is for
+// production.
 func PrintDevBanner(w io.Writer, cfg *config.Config, info *DevInfo, l Listening) error {
 	secret, err := auth.ParseSecret(info.Secret)
 	if err != nil {
 		return err
 	}
-	tok, err := auth.NewHMACSigner(secret, "dev").Mint("dev-user", time.Hour, map[string]any{
-		"channels": map[string]any{"sub": []string{"chat:*"}, "pub": []string{"chat:*"}},
-	})
+	claims := demo.Claims()
+	tok, err := auth.NewHMACSigner(secret, "dev").Mint("dev-user", time.Hour, claims)
+	if err != nil {
+		return err
+	}
+	claimJSON, err := json.Marshal(claims["channels"])
 	if err != nil {
 		return err
 	}
@@ -104,23 +156,52 @@ func PrintDevBanner(w io.Writer, cfg *config.Config, info *DevInfo, l Listening)
 	url := fmt.Sprintf("%s://%s%s", scheme, l.Addr, cfg.Path)
 	ca := ""
 	if info.CertFile != "" {
-		ca = " --cacert " + info.CertFile
+		ca = " --cacert " + shellQuote(info.CertFile)
+	}
+	bin := info.Command
+	if bin == "" {
+		bin = "wsgate"
+	}
+	admin := "off"
+	adminCmd := ""
+	if l.AdminAddr != "" {
+		admin = fmt.Sprintf("http://%s  (admin token: %s)", l.AdminAddr, info.AdminToken)
+		adminCmd = fmt.Sprintf("Bans (none are placed for loopback clients under --dev):\n  %s admin bans --admin http://%s --admin-token '%s'\n", bin, l.AdminAddr, info.AdminToken)
 	}
 	_, err = fmt.Fprintf(w, `
 ==================== wsgate DEVELOPMENT MODE — NOT FOR PRODUCTION ====================
 WebSocket URL:   %s
-Demo page:       %s://%s/
-Admin listener:  http://%s  (admin token: %s)
+Demo page:       %s://%s/#dev=%s
+                 (the #dev= part is this start's secret for the demo's token endpoint)
+Admin listener:  %s
 Dev HMAC secret: %s
                  (for auth.keys[].secret with algorithms [HS256], or wsgate token --secret)
+Certificate:     %s  (reused across starts)
+Abuse:           strikes never ban loopback clients in --dev; limits still apply
 Sample token (sub=dev-user, 1h):
 %s
 
 Connect:
-  wsgate connect %s --token '%s'%s
-Mint another:
-  wsgate token --secret '%s' --sub alice --ttl 15m
-=======================================================================================
-`, url, hscheme, l.Addr, l.AdminAddr, info.AdminToken, info.Secret, tok, url, tok, ca, info.Secret)
+  %s connect %s --token '%s'%s
+Mint another (same channel rights as the sample):
+  %s token --secret '%s' --sub alice --ttl 15m --kid dev --claim 'channels=%s'
+%s=======================================================================================
+`, url, hscheme, l.Addr, info.PageSecret, admin, info.Secret, orNone(info.CertFile), tok,
+		bin, url, tok, ca, bin, info.Secret, claimJSON, adminCmd)
 	return err
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none (plaintext)"
+	}
+	return s
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -22,7 +22,6 @@ func TestDemoPageTwoBrowsersChat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.Remove(info.CertFile) })
 	s := wsgatetest.Start(t, cfg, wsgate.WithDev(info))
 	root := wsgatetest.Browser(t, 60*time.Second)
 	alice, cancelA := chromedp.NewContext(root, chromedp.WithNewBrowserContext())
@@ -32,7 +31,7 @@ func TestDemoPageTwoBrowsersChat(t *testing.T) {
 
 	login := func(name string) chromedp.Action[chromedp.Void] {
 		return chromedp.Steps(
-			chromedp.Navigate(s.HTTPURL+"/"),
+			chromedp.Navigate(s.HTTPURL+"/#dev="+info.PageSecret),
 			chromedp.WaitVisible("#name"),
 			chromedp.SendKeys("#name", name),
 			chromedp.Click("#joinbtn"),

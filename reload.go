@@ -48,6 +48,15 @@ func (s *Server) reload(cfg *config.Config) (err error) {
 	}
 	// Addresses may have come from flags; they are not reloadable anyway.
 	cfg.Listen, cfg.Admin.Listen = old.Listen, old.Admin.Listen
+	// log.level applies live to the logger New built; log.format, or any log
+	// change when the embedding program owns the logger, is refused rather than
+	// silently ignored.
+	if cfg.Log.Format != old.Log.Format {
+		return fmt.Errorf("reload: log.format (%q → %q) needs a restart", old.Log.Format, cfg.Log.Format)
+	}
+	if cfg.Log.Level != old.Log.Level && s.logLevel == nil {
+		return fmt.Errorf("reload: log.level: the program embedding wsgate owns the logger (WithLogger); change its level there")
+	}
 	if cfg.Path != old.Path ||
 		cfg.TLS != old.TLS || cfg.InsecurePlaintext != old.InsecurePlaintext || cfg.State.Backend != old.State.Backend {
 		return fmt.Errorf("reload: path, tls, insecure_plaintext and state.backend need a restart")
@@ -113,6 +122,10 @@ func (s *Server) reload(cfg *config.Config) (err error) {
 	s.upgrader.Store(up)
 	so := sessionOptions(cfg)
 	s.sopts.Store(&so)
+	if s.logLevel != nil && cfg.Log.Level != old.Log.Level {
+		s.logLevel.Set(logLevel(cfg.Log.Level))
+		s.log.Warn("log level changed", "from", old.Log.Level, "to", cfg.Log.Level)
+	}
 	s.cfg.Store(cfg)
 	s.log.Info("configuration reloaded")
 	return nil
@@ -122,6 +135,9 @@ func (s *Server) reload(cfg *config.Config) (err error) {
 // outcome; dev carries the --dev key material over.
 func (s *Server) ReloadFile(path string, environ []string, dev *DevInfo) {
 	cfg, err := config.Load(path, environ)
+	if err == nil && s.override != nil {
+		s.override(cfg)
+	}
 	if err == nil && dev != nil {
 		_, err = PrepareDevReload(cfg, dev)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/listener"
@@ -72,10 +73,15 @@ func (s *Server) ListenAndServe(ctx context.Context, ready func(Listening)) erro
 		go func() { errc <- adminSrv.Serve(adminLn) }()
 	}
 	var serveErr error
+	why := "signal"
 	select {
 	case <-ctx.Done():
 	case serveErr = <-errc:
+		why = "listener failed"
 	}
+	started := time.Now()
+	s.log.Info("shutting down: closing listeners, then draining connections with 1001",
+		"reason", why, "connections", s.registry.Len(), "drain_timeout", cfg.Timeouts.Drain.String())
 	// Stop accepting first, then drain hijacked WebSocket connections, which
 	// http.Server.Shutdown does not track.
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.Timeouts.Drain)
@@ -87,14 +93,16 @@ func (s *Server) ListenAndServe(ctx context.Context, ready func(Listening)) erro
 	if adminSrv != nil {
 		_ = adminSrv.Shutdown(dctx)
 	}
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && !errors.Is(serveErr, net.ErrClosed) {
-		return fmt.Errorf("serve: %w", serveErr)
-	}
 	if shutErr != nil {
 		// Clients that ignore the 1001 are dropped when the drain time is over; that
 		// is the drain policy doing its job, not a failure of the process.
 		s.log.Warn("graceful shutdown dropped connections", "err", shutErr)
 	}
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && !errors.Is(serveErr, net.ErrClosed) {
+		s.log.Error("stopped", "err", serveErr, "took", time.Since(started).Round(time.Millisecond).String())
+		return fmt.Errorf("serve: %w", serveErr)
+	}
+	s.log.Info("stopped", "took", time.Since(started).Round(time.Millisecond).String())
 	return nil
 }
 

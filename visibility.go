@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -93,7 +94,11 @@ func (s *Server) autoBan(a alert.Alert) {
 	if !a.AutoBan {
 		return
 	}
+	dev := s.cfg.Load().Dev
 	for _, ip := range a.Offenders() {
+		if addr := net.ParseIP(ip); dev && addr != nil && addr.IsLoopback() {
+			continue // --dev never bans loopback clients
+		}
 		b := ban.Ban{Subject: ban.IPSubject(ip), Until: time.Now().Add(a.BanTTL), Reason: "alert:" + a.Rule, Created: time.Now()}
 		if err := s.bans.Ban(context.Background(), b); err != nil {
 			s.log.Warn("auto-ban failed", "ip", ip, "err", err)

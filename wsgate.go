@@ -77,6 +77,10 @@ type Server struct {
 	// time, and two reloads swapping their parts one by one would interleave
 	// into a configuration nobody wrote (and leak the loser's verifier).
 	reloadMu sync.Mutex
+	// logLevel is the level of the logger New built from log.level; nil when the
+	// embedding program gave its own logger (WithLogger), which it then owns.
+	logLevel *slog.LevelVar
+	override func(*config.Config) // WithOverride: flags re-applied on every reload
 }
 
 // Option customises New.
@@ -91,7 +95,13 @@ type options struct {
 	// handlers and rawRoutes are the embedder's (options.go).
 	handlers  map[string]HandlerFunc
 	rawRoutes []rawRoute
+	override  func(*config.Config)
 }
+
+// WithOverride gives a function applied to every configuration a reload reads,
+// before it is validated: the command line's flags (--log-level, …) keep winning
+// over the file after SIGHUP or an admin reload, as they did at start.
+func WithOverride(f func(*config.Config)) Option { return func(o *options) { o.override = f } }
 
 // WithLogger sets the process logger (wsgate wraps it to redact secrets).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
@@ -114,8 +124,11 @@ func New(cfg *config.Config, opts ...Option) (*Server, error) {
 		s.redactor = redact.New(redact.Options{})
 	}
 	if o.log == nil {
-		o.log = NewLogger(cfg.Log, os.Stderr)
+		s.logLevel = new(slog.LevelVar)
+		s.logLevel.Set(logLevel(cfg.Log.Level))
+		o.log = newLogger(cfg.Log.Format, s.logLevel, os.Stderr)
 	}
+	s.override = o.override
 	s.log = slog.New(redact.NewHandler(o.log.Handler(), s.redactor))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.build(cfg); err != nil {
@@ -143,13 +156,22 @@ func New(cfg *config.Config, opts ...Option) (*Server, error) {
 
 // NewLogger builds the process logger from the log section.
 func NewLogger(c config.Log, w *os.File) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.Level))
+	return newLogger(c.Format, logLevel(c.Level), w)
+}
+
+func newLogger(format string, lvl slog.Leveler, w *os.File) *slog.Logger {
 	hopts := &slog.HandlerOptions{Level: lvl}
-	if c.Format == "text" {
+	if format == "text" {
 		return slog.New(slog.NewTextHandler(w, hopts))
 	}
 	return slog.New(slog.NewJSONHandler(w, hopts))
+}
+
+// logLevel parses a validated log.level.
+func logLevel(s string) slog.Level {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(s))
+	return lvl
 }
 
 func (s *Server) onClose(f func()) { s.closers = append(s.closers, f) }
@@ -177,6 +199,11 @@ func (s *Server) build(cfg *config.Config) error {
 		return err
 	}
 	s.state = st
+	if st.ping != nil {
+		ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
+		s.metrics.RedisUp(st.ping(ctx) == nil) // exported only when Redis is configured
+		cancel()
+	}
 	if err := s.buildIntegrity(cfg, st.replay); err != nil {
 		return err
 	}
@@ -219,6 +246,13 @@ func (s *Server) newVerifier(cfg *config.Config) (*auth.Verifier, error) {
 	for _, k := range a.Keys {
 		keys = append(keys, auth.Key{ID: k.ID, Algorithms: k.Algorithms, Secret: k.Secret, PublicKeyFile: k.PublicKeyFile, PublicKeyPEM: k.PublicKeyPEM})
 	}
+	if a.Mode == "mtls" && len(keys) == 0 && a.JWKSURL == "" {
+		// Client certificates alone use no JWT key, and the verifier wants one: give
+		// it a random secret that exists only in this process and is never printed,
+		// so no token can verify. (Tickets and refresh still go through it and are
+		// refused, as they should be without a JWT key.)
+		keys = append(keys, auth.Key{ID: "mtls-only-unusable", Algorithms: []string{"HS256"}, Secret: auth.NewSecret()})
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
 	defer cancel()
 	v, err := auth.NewVerifier(ctx, auth.Options{
@@ -240,7 +274,9 @@ func strikePolicy(cfg *config.Config) ban.Policy {
 	a := cfg.Abuse
 	return ban.Policy{Window: a.Window, MaxStrikes: a.MaxStrikes, BanTTL: a.BanTTL, BanIP: a.BanIP, BanUser: a.BanUser,
 		// max_strikes 0, or banning neither IPs nor users, means no bans at all.
-		Off: a.MaxStrikes == 0 || (!a.BanIP && !a.BanUser)}
+		// --dev listens on loopback only and never bans loopback clients: one
+		// `wsgate check` or `bench` must not lock the developer out of the demo.
+		Off: a.MaxStrikes == 0 || (!a.BanIP && !a.BanUser) || cfg.Dev}
 }
 
 // ipPrefixes is how much of a client address is one client for every per-IP

@@ -48,6 +48,10 @@ type Config struct {
 
 	// Dev is set by `wsgate serve --dev` only; it is not read from files.
 	Dev bool `koanf:"-"`
+
+	// pos says where each key was set (file:line:column or the variable), for
+	// Validate's messages; nil for a Config built in code.
+	pos positions
 }
 
 // TLS configures the WebSocket listener's TLS and optional client certificates (mTLS).

@@ -117,8 +117,84 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Outside --dev the one problem is the secret the example publishes.
+	err = c.Validate()
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Errs) != 1 || !strings.Contains(err.Error(), "wsgate.yaml:47:15: auth.keys[0].secret: this is the example secret") {
+		t.Fatalf("example config outside --dev: %v", err)
+	}
+	c.Dev = true
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
+	}
+	c.Dev = false
+	c.Auth.Keys[0].Secret = strings.Repeat("k", 32)
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Issue 15 item 8: type and parse errors give file:line:column, the key path, the
+// bad value and the expected type, all at once, never Go internals or ”.
+func TestLoadErrorsAllAtOnceWithPositions(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(f, []byte(`listen: 127.0.0.1:8443
+limits:
+  max_message_bytes: 16k
+  max_mesage_bytes: 1
+timeouts:
+  idle: 30
+  write: soon
+auth:
+  keys: "nope"
+  tickets:
+    enabled: maybe
+bogus: 1
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(f, []string{"WSGATE_LIMITS__MAX_HEADER_BYTES=lots", "WSGATE_LIMTS__X=1"})
+	if err == nil {
+		t.Fatal("loaded")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		f + `:3:22: limits.max_message_bytes: got "16k", expected an integer`,
+		f + `:4:3: limits.max_mesage_bytes: unknown key: did you mean limits.max_message_bytes?`,
+		f + `:6:9: timeouts.idle: got "30", expected a duration (a number alone has no unit: write e.g. 30s`,
+		f + `:7:10: timeouts.write: got "soon", expected a duration`,
+		f + `:9:9: auth.keys: got "nope", expected a list`,
+		f + `:11:14: auth.tickets.enabled: got "maybe", expected true or false`,
+		f + `:12:1: bogus: unknown key in the top level (known: `,
+		`environment variable WSGATE_LIMITS__MAX_HEADER_BYTES: limits.max_header_bytes: got "lots", expected an integer`,
+		`environment variable WSGATE_LIMTS__X: names no configuration key (limts is not a key of the top level: did you mean limits?)`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("missing %q in:\n%s", want, msg)
+		}
+	}
+	for _, bad := range []string{"strconv", "''", "mapstructure", "decoding failed"} {
+		if strings.Contains(msg, bad) {
+			t.Errorf("message shows Go internals (%s):\n%s", bad, msg)
+		}
+	}
+	// Semantic errors of a file that decodes point at the line too.
+	if err := os.WriteFile(f, []byte("limits:\n  max_message_bytes: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), f+":2:22: limits.max_message_bytes: must be between") {
+		t.Fatalf("semantic error without position: %v", err)
+	}
+	// A YAML syntax error names the file and line.
+	if err := os.WriteFile(f, []byte("limits:\n  a: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(f, nil); err == nil || !strings.Contains(err.Error(), f+": line ") {
+		t.Fatalf("syntax error: %v", err)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/env/v2"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 )
 
@@ -24,22 +23,30 @@ const EnvPrefix = "WSGATE_"
 // the caller on the result, then Validate must be called.
 func Load(path string, environ []string) (*Config, error) {
 	k := koanf.New(".")
+	pos := positions{}
+	var errs []error
 	if path != "" {
-		if _, err := os.Stat(path); err != nil {
+		data, err := os.ReadFile(path)
+		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
-		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
-			return nil, fmt.Errorf("config: %s: %w", path, err)
+		errs = append(errs, checkYAML(path, data, pos)...)
+		if len(errs) == 0 {
+			if err := k.Load(rawBytes(data), yaml.Parser()); err != nil {
+				return nil, fmt.Errorf("config: %s: %w", path, err)
+			}
 		}
 	}
-	envVars := map[string]string{} // config key → variable name, for error messages
+	// Every WSGATE_* variable is checked too, and all problems reported together.
+	errs = append(errs, checkEnv(environ, pos)...)
+	if len(errs) > 0 {
+		return nil, &ValidationError{Errs: errs}
+	}
 	envp := env.Provider(".", env.Opt{
 		Prefix:      EnvPrefix,
 		EnvironFunc: func() []string { return environ },
 		TransformFunc: func(name, value string) (string, any) {
-			key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "__", ".")
-			envVars[key] = name
-			return key, value
+			return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "__", "."), value
 		},
 	})
 	if err := k.Load(envp, nil); err != nil {
@@ -47,23 +54,20 @@ func Load(path string, environ []string) (*Config, error) {
 	}
 	cfg := Default()
 	if err := decode(k, cfg); err != nil {
-		// Name the environment variable when one of them is the unknown key: every
-		// WSGATE_* variable is read as configuration.
-		for key, name := range envVars {
-			last := key[strings.LastIndex(key, ".")+1:]
-			if strings.Contains(err.Error(), last) {
-				return nil, fmt.Errorf("%w (environment variable %s: every %s* variable is configuration; unset it or fix its name)", err, name, EnvPrefix)
-			}
-		}
 		return nil, err
 	}
 	cfg.inheritTierDefaults()
+	cfg.pos = pos
 	return cfg, nil
 }
 
 // Parse decodes YAML bytes over the defaults; it is Load without files or environment,
 // for tests and for programs embedding wsgate.
 func Parse(data []byte) (*Config, error) {
+	pos := positions{}
+	if errs := checkYAML("config", data, pos); len(errs) > 0 {
+		return nil, &ValidationError{Errs: errs}
+	}
 	k := koanf.New(".")
 	m, err := yaml.Parser().Unmarshal(data)
 	if err != nil {
@@ -77,8 +81,15 @@ func Parse(data []byte) (*Config, error) {
 		return nil, err
 	}
 	cfg.inheritTierDefaults()
+	cfg.pos = pos
 	return cfg, nil
 }
+
+// rawBytes is a koanf provider of bytes already read (and checked).
+type rawBytes []byte
+
+func (r rawBytes) ReadBytes() ([]byte, error)    { return r, nil }
+func (r rawBytes) Read() (map[string]any, error) { return nil, errors.New("not supported") }
 
 type rawMap map[string]any
 

@@ -14,7 +14,7 @@ import (
 // naming the field and the fix, e.g.
 // "limits.max_message_bytes: must be between 64 and 16777216, got 0".
 func (c *Config) Validate() error {
-	v := &validator{}
+	v := &validator{pos: c.pos}
 	v.addr("listen", c.Listen)
 	if !strings.HasPrefix(c.Path, "/") {
 		v.errf("path", "must start with /, got %q", c.Path)
@@ -57,6 +57,7 @@ func (c *Config) Validate() error {
 	}
 	for i, k := range a.Keys {
 		f := fmt.Sprintf("auth.keys[%d]", i)
+		v.notPublished(c, f+".secret", k.Secret)
 		n := 0
 		for _, s := range []string{k.Secret, k.PublicKeyFile, k.PublicKeyPEM} {
 			if s != "" {
@@ -197,6 +198,7 @@ func (c *Config) Validate() error {
 		v.errf("integrity.master_keys", "hmac mode needs at least one master key (id and secret of >= 32 bytes)")
 	}
 	for i, k := range c.Integrity.MasterKeys {
+		v.notPublished(c, fmt.Sprintf("integrity.master_keys[%d].secret", i), k.Secret)
 		if k.ID == "" || k.Secret == "" {
 			v.errf(fmt.Sprintf("integrity.master_keys[%d]", i), "needs id and secret")
 		}
@@ -348,9 +350,16 @@ func checkOriginPattern(o string) error {
 	return nil
 }
 
-type validator struct{ errs []error }
+type validator struct {
+	errs []error
+	pos  positions // where keys were set, to prefix messages with file:line:column
+}
 
 func (v *validator) errf(field, format string, args ...any) {
+	if at, ok := v.pos[field]; ok {
+		v.errs = append(v.errs, fmt.Errorf("%s: %s: %s", at, field, fmt.Sprintf(format, args...)))
+		return
+	}
 	v.errs = append(v.errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 }
 
@@ -359,6 +368,24 @@ func (v *validator) err() error {
 		return nil
 	}
 	return &ValidationError{Errs: v.errs}
+}
+
+// PublishedSecrets are secrets printed in wsgate's own documentation and
+// examples: anyone can mint tokens with them, so only --dev accepts them.
+var PublishedSecrets = []string{
+	"base64:c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0", // examples/wsgate.yaml
+}
+
+func (v *validator) notPublished(c *Config, field, secret string) {
+	if c.Dev || secret == "" {
+		return
+	}
+	for _, p := range PublishedSecrets {
+		if secret == p {
+			v.errf(field, "this is the example secret published with wsgate: anyone can mint tokens with it; "+
+				"generate one (`wsgate config example` writes a fresh one, or: echo \"base64:$(head -c 32 /dev/urandom | base64)\")")
+		}
+	}
 }
 
 func (v *validator) between(field string, n, lo, hi int) {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -19,23 +18,12 @@ import (
 	"github.com/wsgate/wsgate/internal/transport"
 )
 
-// buildBinary compiles wsgate once for the process tests.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "wsgate")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("build: %v", err)
-	}
-	return bin
-}
-
 type closeRecorder struct {
 	once sync.Once
 	done chan struct{}
 	code uint16
 	msgs chan []byte
+	conn *transport.Conn
 }
 
 func (c *closeRecorder) OnMessage(_ *transport.Conn, _ transport.Opcode, b []byte) {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -24,29 +26,57 @@ func serveCmd() *cobra.Command {
 then WSGATE_* environment variables, then these flags (later wins).
 
 --dev runs a development server: random HMAC secret, self-signed localhost
-certificate, loopback only, and a banner with a sample token.`,
+certificate (cached in the user cache directory), loopback only, no automatic
+bans, and a banner with a sample token. --dev refuses --config: it adds a key
+whose secret the banner prints, which must never sit next to production keys.
+
+SIGHUP, and POST /api/v1/reload on the admin listener, re-read --config FILE.`,
+		Example: `  wsgate serve --dev
+  wsgate serve --dev --listen 127.0.0.1:0      # any free ports; the banner says which
+  wsgate serve --config /etc/wsgate/wsgate.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dev && file != "" {
+				return errors.New("--dev refuses --config: dev mode adds a signing key whose secret it prints, " +
+					"which must not be accepted next to the keys of a real configuration; " +
+					"run --dev without --config, or run the file without --dev")
+			}
 			cfg, err := config.Load(file, os.Environ())
 			if err != nil {
 				return err
 			}
 			if cmd.Flags().Changed("listen") {
 				cfg.Listen = listen
+				// A free WebSocket port asks for a free admin port too, so two dev
+				// servers (or a test) never collide on the admin default.
+				if _, port, err := net.SplitHostPort(listen); err == nil && port == "0" &&
+					!cmd.Flags().Changed("admin-listen") && cfg.Admin.Listen != "" {
+					if host, _, err := net.SplitHostPort(cfg.Admin.Listen); err == nil {
+						cfg.Admin.Listen = net.JoinHostPort(host, "0")
+					}
+				}
 			}
 			if cmd.Flags().Changed("admin-listen") {
 				cfg.Admin.Listen = adminListen
 			}
-			if cmd.Flags().Changed("log-level") {
-				cfg.Log.Level = logLevel
+			// Flags win over the file at start and after every reload.
+			override := func(c *config.Config) {
+				if cmd.Flags().Changed("log-level") {
+					c.Log.Level = logLevel
+				}
 			}
-			var opts []wsgate.Option
+			override(cfg)
+			opts := []wsgate.Option{wsgate.WithOverride(override)}
 			var info *wsgate.DevInfo
 			if dev {
 				if info, err = wsgate.PrepareDev(cfg); err != nil {
 					return err
 				}
+				info.Command = wsgate.DevCommand()
 				opts = append(opts, wsgate.WithDev(info))
+			}
+			if file != "" {
+				opts = append(opts, wsgate.WithConfigFile(file))
 			}
 			srv, err := wsgate.New(cfg, opts...)
 			if err != nil {
@@ -60,20 +90,24 @@ certificate, loopback only, and a banner with a sample token.`,
 					srv.ReloadFile(file, os.Environ(), info)
 				}
 			}()
-			return srv.ListenAndServe(cmd.Context(), func(l wsgate.Listening) {
+			err = srv.ListenAndServe(cmd.Context(), func(l wsgate.Listening) {
 				if info != nil {
 					if err := wsgate.PrintDevBanner(cmd.OutOrStdout(), cfg, info, l); err != nil {
 						fmt.Fprintln(os.Stderr, "wsgate: banner:", err)
 					}
 				}
 			})
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("%w\n  another process holds the port: stop it, or pick a free port with --listen 127.0.0.1:0 (the log and the --dev banner say which)", err)
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&file, "config", "c", "", "YAML configuration file")
-	f.StringVar(&listen, "listen", "", "WebSocket listen address (127.0.0.1:0 picks a free port)")
+	f.StringVar(&listen, "listen", "", "WebSocket listen address (host:0 picks free ports for it and the admin listener)")
 	f.StringVar(&adminListen, "admin-listen", "", "admin listen address (\"\" disables)")
 	f.StringVar(&logLevel, "log-level", "", "debug, info, warn or error")
-	f.BoolVar(&dev, "dev", false, "development mode: random key, self-signed certificate, loopback only")
+	f.BoolVar(&dev, "dev", false, "development mode: random key, self-signed certificate, loopback only, no bans")
 	return cmd
 }

@@ -54,6 +54,7 @@ type Metrics struct {
 	upstreamUp     *prometheus.GaugeVec
 	upstreamErrors *prometheus.CounterVec
 	redisUp        prometheus.Gauge
+	redisOnce      sync.Once // wsgate_redis_up is exported once Redis is in use
 }
 
 // New builds the metrics on a fresh registry, with the Go runtime and
@@ -93,7 +94,9 @@ func New() *Metrics {
 	m.alerts = f.counterVec("wsgate_alerts_total", "Alerts fired, by rule.", "rule")
 	m.upstreamUp = f.gaugeVec("wsgate_upstream_up", "Whether the route's upstream is reachable (1) or not (0).", "route")
 	m.upstreamErrors = f.counterVec("wsgate_upstream_dial_errors_total", "Failed dials to a route's upstream.", "route")
-	m.redisUp = f.gauge("wsgate_redis_up", "Whether Redis is reachable (1) or not (0).")
+	// Not registered until RedisUp is first called: a server without Redis must
+	// not export a gauge saying Redis is down.
+	m.redisUp = prometheus.NewGauge(prometheus.GaugeOpts{Name: "wsgate_redis_up", Help: "Whether Redis is reachable (1) or not (0); absent when no Redis is configured."})
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -109,12 +112,6 @@ func (f factory) counter(name, help string) prometheus.Counter {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 	f.reg.MustRegister(c)
 	return c
-}
-
-func (f factory) gauge(name, help string) prometheus.Gauge {
-	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
-	f.reg.MustRegister(g)
-	return g
 }
 
 func (f factory) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
@@ -316,9 +313,10 @@ func (m *Metrics) UpstreamDialError(route string) {
 	}
 }
 
-// RedisUp sets whether Redis is reachable.
+// RedisUp sets whether Redis is reachable; the first call exports the gauge.
 func (m *Metrics) RedisUp(up bool) {
 	if m != nil {
+		m.redisOnce.Do(func() { m.reg.MustRegister(m.redisUp) })
 		m.redisUp.Set(b2f(up))
 	}
 }

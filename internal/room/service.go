@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -788,6 +789,23 @@ func (ev events) presenceEvent(typ, channel string, info broker.ClientInfo) {
 			sub.deliverEvent(msg, limit)
 		}
 	})
+}
+
+// Channels lists the channels connection connID is subscribed to, sorted (nil
+// when none). It is for the admin API's view of a connection.
+func (s *Service) Channels(connID string) []string {
+	cs := s.clients.get(connID, false)
+	if cs == nil {
+		return nil
+	}
+	cs.mu.Lock()
+	out := make([]string, 0, len(cs.subs))
+	for ch := range cs.subs {
+		out = append(out, ch)
+	}
+	cs.mu.Unlock()
+	slices.Sort(out)
+	return out
 }
 
 // clientState is what the room remembers about one connection.

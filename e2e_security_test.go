@@ -526,3 +526,33 @@ func TestUX07StrikesBanUserNotIP(t *testing.T) {
 	c2.ExpectClose(t, 1008, 5*time.Second)
 	expectRefused(t, s2, wsgatetest.DialOptions{Header: bearer(s2.Token(t, "colleague", nil))}, http.StatusForbidden, "banned")
 }
+
+// 13.16: only a token typed as a subscription grant (typ "subscription") grants
+// a channel; an access token that happens to carry a "channel" claim does not, and
+// a subscription token does not open a connection.
+func TestSec16SubscriptionTokenType(t *testing.T) {
+	s := wsgatetest.Start(t, nil)
+	alice := s.Connect(t, "alice", nil) // no channel permissions of her own
+	access := s.Token(t, "alice", map[string]any{"channel": "chat:vip"})
+	alice.SendJSON(t, map[string]any{"type": "subscribe", "id": 1, "channel": "chat:vip", "token": access})
+	if e := alice.Expect(t, "error", 5*time.Second); e["code"] != "permission_denied" {
+		t.Fatalf("access token with a channel claim used as a subscription grant: %v", e)
+	}
+	grant := s.Token(t, "alice", map[string]any{"channel": "chat:vip", "typ": "subscription"})
+	alice.SendJSON(t, map[string]any{"type": "subscribe", "id": 2, "channel": "chat:vip", "token": grant})
+	if a := alice.Expect(t, "ack", 5*time.Second); fmt.Sprint(a["ref"]) != "2" {
+		t.Fatalf("subscription token refused: %v", a)
+	}
+	// A subscription grant is no access token: not for the handshake, not for a ticket.
+	expectRefused(t, s, wsgatetest.DialOptions{Header: bearer(grant)}, http.StatusUnauthorized, "wrong_token_type")
+	req, _ := http.NewRequest("POST", s.HTTPURL+"/v1/tickets", nil)
+	req.Header.Set("Authorization", "Bearer "+grant)
+	resp, err := s.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("ticket for a subscription token: %d", resp.StatusCode)
+	}
+}

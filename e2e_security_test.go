@@ -526,3 +526,77 @@ func TestUX07StrikesBanUserNotIP(t *testing.T) {
 	c2.ExpectClose(t, 1008, 5*time.Second)
 	expectRefused(t, s2, wsgatetest.DialOptions{Header: bearer(s2.Token(t, "colleague", nil))}, http.StatusForbidden, "banned")
 }
+
+// 13.16: only a token typed as a subscription grant (typ "subscription") grants
+// a channel; an access token that happens to carry a "channel" claim does not, and
+// a subscription token does not open a connection.
+func TestSec16SubscriptionTokenType(t *testing.T) {
+	s := wsgatetest.Start(t, nil)
+	alice := s.Connect(t, "alice", nil) // no channel permissions of her own
+	access := s.Token(t, "alice", map[string]any{"channel": "chat:vip"})
+	alice.SendJSON(t, map[string]any{"type": "subscribe", "id": 1, "channel": "chat:vip", "token": access})
+	if e := alice.Expect(t, "error", 5*time.Second); e["code"] != "permission_denied" {
+		t.Fatalf("access token with a channel claim used as a subscription grant: %v", e)
+	}
+	grant := s.Token(t, "alice", map[string]any{"channel": "chat:vip", "typ": "subscription"})
+	alice.SendJSON(t, map[string]any{"type": "subscribe", "id": 2, "channel": "chat:vip", "token": grant})
+	if a := alice.Expect(t, "ack", 5*time.Second); fmt.Sprint(a["ref"]) != "2" {
+		t.Fatalf("subscription token refused: %v", a)
+	}
+	// A subscription grant is no access token: not for the handshake, not for a ticket.
+	expectRefused(t, s, wsgatetest.DialOptions{Header: bearer(grant)}, http.StatusUnauthorized, "wrong_token_type")
+	req, _ := http.NewRequest("POST", s.HTTPURL+"/v1/tickets", nil)
+	req.Header.Set("Authorization", "Bearer "+grant)
+	resp, err := s.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("ticket for a subscription token: %d", resp.StatusCode)
+	}
+}
+
+// 13.3 with shared state in Redis: two nodes count one /64 as one client for the
+// handshake rate, and a ban placed through one node's admin API on an address
+// holds for the whole /64 on the other.
+func TestSec03IPv6PrefixKeysRedis(t *testing.T) {
+	_, nodes := cluster(t, 2, func(c *config.Config) {
+		c.TrustedProxies = []string{"127.0.0.1/32"}
+		c.Limits.HandshakeRate = config.RateLimit{Rate: 0.01, Burst: 20}
+		c.Alerts.Rules = nil
+	})
+	a, b := nodes[0], nodes[1]
+	tok := a.Token(t, "hs", nil)
+	accepted := 0
+	for i := 1; i <= 60; i++ {
+		n := nodes[i%2]
+		c, resp, err := n.Dial(t, wsgatetest.DialOptions{Header: xff(tok, v6(2, i))})
+		if err == nil {
+			accepted++
+			_ = c.Conn.Close()
+			continue
+		}
+		if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("handshake %d: %v", i, err)
+		}
+	}
+	if accepted > 21 {
+		t.Fatalf("60 handshakes from one /64 over two nodes: %d accepted, want at most the burst (20)", accepted)
+	}
+	st, out := adminCall(t, a, "POST", "/api/v1/bans", a.Cfg.Admin.Token, map[string]any{"ip": v6(4, 1), "ttl": "1h"})
+	if bn, _ := out["ban"].(map[string]any); st != 200 || bn["subject"] != "ip:2001:db8:1:4::/64" {
+		t.Fatalf("admin ban: %d %v", st, out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, resp, err := b.Dial(t, wsgatetest.DialOptions{Header: xff(b.Token(t, "n", nil), v6(4, 33))})
+		if err != nil && resp != nil && resp.StatusCode == http.StatusForbidden {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prefix ban from node A not in force on node B within 5s (err=%v)", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

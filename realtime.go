@@ -84,7 +84,9 @@ func roomOptions(cfg *config.Config, commands command.Backend, s *Server) room.O
 	}
 	if s != nil {
 		o.SubscriptionTokenVerify = func(ctx context.Context, token string) (map[string]any, error) {
-			id, err := s.guard.Verifier().Verify(ctx, token)
+			// Only a token typed as a subscription grant (typ "subscription")
+			// grants a channel: an access token with a "channel" claim does not.
+			id, err := s.guard.Verifier().VerifySubscription(ctx, token)
 			if err != nil {
 				return nil, err
 			}

@@ -491,7 +491,7 @@ func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
 	p := s.guard.Policy()
 	ip := guard.ClientIP(r, p.TrustedProxies)
 	if p.HandshakeRate.Rate > 0 {
-		if ok, retry, err := s.limiter.Allow(r.Context(), "hs:"+ip.String(), p.HandshakeRate, 1); err != nil || !ok {
+		if ok, retry, err := s.limiter.Allow(r.Context(), "hs:"+p.IPPrefixes.Key(ip), p.HandshakeRate, 1); err != nil || !ok {
 			(&guard.Rejection{Status: http.StatusTooManyRequests, Code: "rate_limited", RetryAfter: max(retry, time.Second)}).Write(w)
 			return
 		}

@@ -21,6 +21,9 @@ const (
 	ReasonWrongAudience   = "wrong_audience"
 	ReasonMissingSubject  = "missing_subject"
 	ReasonJWKSUnavailable = "jwks_unavailable"
+	// ReasonWrongTokenType: a subscription token used as an access token, or
+	// an access token used as a subscription grant (see TypeClaim).
+	ReasonWrongTokenType = "wrong_token_type"
 )
 
 // Error is a refused token. Reason is one of the Reason* constants; Err

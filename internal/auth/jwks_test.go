@@ -20,6 +20,7 @@ import (
 type jwksServer struct {
 	*httptest.Server
 	hits   atomic.Int64
+	block  atomic.Pointer[chan struct{}] // when set, requests wait for it to close
 	mu     sync.Mutex
 	body   []byte
 	status int
@@ -29,6 +30,13 @@ func newJWKSServer(t *testing.T) *jwksServer {
 	s := &jwksServer{status: http.StatusOK}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hits.Add(1)
+		if b := s.block.Load(); b != nil {
+			select {
+			case <-*b:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		s.mu.Lock()
 		body, status := s.body, s.status
 		s.mu.Unlock()
@@ -254,4 +262,61 @@ func goroutinesIn(fn string) int {
 		}
 	}
 	return n
+}
+
+// Issue 13.1: a handshake that stops waiting (its client hung up) neither
+// cancels the refresh nor has its cancellation remembered as a failure; every
+// concurrent waiter shares the one fetch.
+func TestJWKSRefreshSurvivesAbortedWaiter(t *testing.T) {
+	k := keys(t)
+	clk := newClock()
+	srv := newJWKSServer(t)
+	srv.set(t, jwkOf(t, &k.rsa.PublicKey, "k1", "RS256"))
+	v := newTestVerifier(t, Options{JWKSURL: srv.URL, Now: clk.Now})
+	clk.Advance(time.Minute)
+	srv.set(t, jwkOf(t, &k.rsa.PublicKey, "k1", "RS256"), jwkOf(t, &k.rsa2.PublicKey, "k2", "RS256"))
+	gate := make(chan struct{})
+	srv.block.Store(&gate)
+	tok := mint(t, mustSigner(t, "RS256", k.rsa2, "k2", clk), "a", time.Minute, nil)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	aborted := make(chan error, 1)
+	go func() { _, err := v.Verify(ctx, tok); aborted <- err }()
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.hits.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("unknown kid did not start a JWKS fetch within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-aborted:
+		if err == nil {
+			t.Fatal("aborted waiter verified before the fetch finished")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a waiter whose context ended kept waiting")
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := v.Verify(context.Background(), tok)
+			errs <- err
+		}()
+	}
+	close(gate)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("rotated key refused after an aborted waiter: %v", err)
+		}
+	}
+	if got := srv.hits.Load(); got != 2 {
+		t.Fatalf("JWKS fetched %d times, want 2 (start + one shared refresh)", got)
+	}
 }

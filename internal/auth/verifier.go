@@ -283,9 +283,49 @@ func (v *Verifier) refreshLoop(ctx context.Context) {
 	}
 }
 
-// Verify checks token and returns the identity it proves. Every failure is
-// an *Error; see Reason.
+// TypeClaim is the claim that tells token kinds apart, and TypeSubscription
+// its value in a per-channel subscription token. A subscription token is a
+// grant to subscribe to one channel, never a credential to connect; and an
+// access token is never a subscription grant, even when it has a "channel"
+// claim (which any token issuer may add for its own reasons).
+const (
+	TypeClaim        = "typ"
+	TypeSubscription = "subscription"
+)
+
+// Verify checks an access token (handshake, ticket exchange, refresh) and
+// returns the identity it proves. A subscription token is refused
+// (ReasonWrongTokenType). Every failure is an *Error; see Reason.
 func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
+	id, err := v.verify(ctx, token)
+	if err != nil {
+		return Identity{}, err
+	}
+	if isSubscription(id.Claims) {
+		return Identity{}, newErr(ReasonWrongTokenType, "a subscription token is not an access token")
+	}
+	return id, nil
+}
+
+// VerifySubscription checks a per-channel subscription token: signed and
+// timed like an access token, and with claim typ = "subscription".
+func (v *Verifier) VerifySubscription(ctx context.Context, token string) (Identity, error) {
+	id, err := v.verify(ctx, token)
+	if err != nil {
+		return Identity{}, err
+	}
+	if !isSubscription(id.Claims) {
+		return Identity{}, newErr(ReasonWrongTokenType, "not a subscription token (claim %q must be %q)", TypeClaim, TypeSubscription)
+	}
+	return id, nil
+}
+
+func isSubscription(claims map[string]any) bool {
+	t, _ := claims[TypeClaim].(string)
+	return t == TypeSubscription
+}
+
+func (v *Verifier) verify(ctx context.Context, token string) (Identity, error) {
 	if token == "" {
 		return Identity{}, newErr(ReasonMalformed, "empty token")
 	}

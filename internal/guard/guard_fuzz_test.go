@@ -31,5 +31,11 @@ func FuzzClientIP(f *testing.F) {
 		}
 		r.Header.Set("Origin", xff)
 		_ = (&OriginPolicy{Allowed: []string{"https://*.example.com"}}).Check(r)
+		// The scheme a trusted proxy reports is only ever http or https.
+		r.Header.Set("X-Forwarded-Proto", fwd)
+		if sch := requestScheme(r, trusted); sch != "http" && sch != "https" {
+			t.Fatalf("X-Forwarded-Proto %q gave scheme %q", fwd, sch)
+		}
+		_ = (&OriginPolicy{}).check(r, requestScheme(r, trusted))
 	})
 }

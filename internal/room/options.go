@@ -50,7 +50,10 @@ type Options struct {
 	ChannelClaim string
 	// SubscriptionTokenVerify checks a per-channel subscription token and returns its
 	// claims; the token grants subscribe when claims "channel" equals the channel and
-	// "sub" equals the client's user. nil disables subscription tokens.
+	// "sub" equals the client's user. It must accept only tokens typed as
+	// subscription grants (auth.Verifier.VerifySubscription: typ "subscription"), so
+	// that an access token with a "channel" claim is no grant. nil disables
+	// subscription tokens.
 	SubscriptionTokenVerify func(ctx context.Context, token string) (map[string]any, error)
 	// MaxChannelsPerClient caps one connection's subscriptions. Default 64.
 	MaxChannelsPerClient int

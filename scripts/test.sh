@@ -19,8 +19,8 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 # The guide's Python server and the Python client run on Debian's python3.
-/usr/bin/python3 -c 'import websockets, jwt, pytest' >/dev/null 2>&1 ||
-  need+=(python3 python3-websockets python3-jwt python3-pytest)
+/usr/bin/python3 -c 'import websockets, jwt, pytest, cryptography' >/dev/null 2>&1 ||
+  need+=(python3 python3-websockets python3-jwt python3-pytest python3-cryptography)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "== installing: ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
@@ -48,15 +48,29 @@ trap 'rm -f "$log"' EXIT
 set +e
 timeout --kill-after=30s 45m go test -race -count=1 -timeout "$PKG_TIMEOUT" ./... 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
+
+# The JavaScript and Python clients, each against a real wsgate binary.
+echo "== clients: JavaScript (node --test) and Python (pytest) against the wsgate binary"
+bindir=$(mktemp -d)
+trap 'rm -f "$log"; rm -rf "$bindir"' EXIT
+WSGATETEST_BIN="$bindir/wsgate"; export WSGATETEST_BIN
+clients_rc=0
+if go build -o "$WSGATETEST_BIN" ./cmd/wsgate; then
+  (cd clients/js && timeout 300 npm ci --no-audit --no-fund --loglevel=error && timeout 600 npm test) || clients_rc=1
+  (cd clients/python && timeout 600 /usr/bin/python3 -m pytest -q -p no:cacheprovider) || clients_rc=1
+else
+  clients_rc=1
+fi
 set -e
 
 ok=$(grep -cE '^ok[[:space:]]' "$log" || true)
 failed=$(grep -cE '^FAIL[[:space:]]+[^[:space:]]+' "$log" || true)
 notests=$(grep -cE '^\?[[:space:]]' "$log" || true)
 elapsed=$(( $(date +%s) - start ))
-printf '== summary: %d packages ok, %d failed, %d without tests, go test exit %d, elapsed %dm%02ds\n' \
-  "$ok" "$failed" "$notests" "$rc" $((elapsed / 60)) $((elapsed % 60))
+printf '== summary: %d Go packages ok, %d failed, %d without tests (go test exit %d); clients %s; elapsed %dm%02ds\n' \
+  "$ok" "$failed" "$notests" "$rc" "$([ "$clients_rc" -eq 0 ] && echo ok || echo FAILED)" $((elapsed / 60)) $((elapsed % 60))
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
   echo "== go test was stopped by the overall bound (45m): something hangs; see the goroutine dump above"
 fi
-exit "$rc"
+[ "$rc" -ne 0 ] && exit "$rc"
+exit "$clients_rc"

@@ -15,19 +15,7 @@ import (
 	"github.com/wsgate/wsgate/client"
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
-	"github.com/wsgate/wsgate/web"
 )
-
-// TestServedIsSDK: the file wsgate serves is the npm package's module.
-func TestServedIsSDK(t *testing.T) {
-	b, err := readFile("../clients/js/wsgate.js")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(b) != string(web.ClientJS) {
-		t.Fatal("web/wsgate.js differs from clients/js/wsgate.js: run `go generate ./web`")
-	}
-}
 
 // TestBrowserClientReconnectRecover runs the JavaScript Client in headless
 // Chromium against a real wsgate over TLS: ticket flow, hmac-signed publish,

@@ -1,24 +1,18 @@
 package web
 
-// wsgate.js is a copy of clients/js/wsgate.js (the npm package's only
-// module): go:embed cannot reach outside this directory. TestServedIsSDK
-// fails when the two differ.
-//go:generate cp ../clients/js/wsgate.js wsgate.js
-
 import (
 	"embed"
 	"net/http"
+
+	jsclient "github.com/wsgate/wsgate/clients/js"
 )
 
-// FS holds wsgate.js at its root.
-//
-//go:embed wsgate.js
-var FS embed.FS
+// FS holds wsgate.js (the npm package's module, clients/js) at its root.
+var FS embed.FS = jsclient.FS
 
-// ClientJS is wsgate.js itself.
-//
-//go:embed wsgate.js
-var ClientJS []byte
+// ClientJS is wsgate.js itself: the file the npm package ships, embedded from
+// clients/js, so the served client and the published one are the same bytes.
+var ClientJS = jsclient.Source
 
 // ContentType is the MIME type browsers require for ES modules.
 const ContentType = "text/javascript; charset=utf-8"

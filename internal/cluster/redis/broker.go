@@ -25,6 +25,7 @@ const (
 	DefaultMaxHistoryTTL    = 24 * time.Hour
 	DefaultMetaTTL          = time.Hour
 	DefaultSubscribeTimeout = 5 * time.Second
+	DefaultMaxPublishing    = 1024
 
 	// publishDedupWindow is how long Redis remembers that a publish id ran. A
 	// retry by go-redis follows its failed attempt within one read timeout and
@@ -54,11 +55,16 @@ type BrokerOptions struct {
 	// SubscribeTimeout bounds how long Subscribe waits for Redis to confirm a
 	// new subscription (default 5s).
 	SubscribeTimeout time.Duration
+	// MaxPublishing bounds the publications of this node waiting for Redis
+	// (default 1024); beyond it Publish fails at once rather than queueing
+	// behind a slow Redis. While Redis is unreachable Publish fails at once
+	// anyway (ErrUnavailable).
+	MaxPublishing int
 }
 
 // Validate reports negative options.
 func (o BrokerOptions) Validate() error {
-	if o.MaxHistorySize < 0 || o.MaxHistoryTTL < 0 || o.MetaTTL < 0 || o.PresenceTTL < 0 || o.SubscribeTimeout < 0 {
+	if o.MaxHistorySize < 0 || o.MaxHistoryTTL < 0 || o.MetaTTL < 0 || o.PresenceTTL < 0 || o.SubscribeTimeout < 0 || o.MaxPublishing < 0 {
 		return errors.New("redis broker: negative option")
 	}
 	return nil
@@ -81,6 +87,8 @@ type Broker struct {
 	opts  BrokerOptions
 	topic string // prefix of pub/sub topics
 	ps    *goredis.PubSub
+
+	inflight chan struct{} // one token per Publish waiting for Redis
 
 	mu       sync.Mutex
 	subs     map[string]*brokerSub
@@ -128,6 +136,9 @@ func (c *Client) Broker(opts BrokerOptions) (*Broker, error) {
 	if opts.SubscribeTimeout == 0 {
 		opts.SubscribeTimeout = DefaultSubscribeTimeout
 	}
+	if opts.MaxPublishing == 0 {
+		opts.MaxPublishing = DefaultMaxPublishing
+	}
 	b := &Broker{
 		rdb:      c.rdb,
 		c:        c,
@@ -136,6 +147,7 @@ func (c *Client) Broker(opts BrokerOptions) (*Broker, error) {
 		ps:       c.rdb.Subscribe(context.Background()),
 		subs:     make(map[string]*brokerSub),
 		presence: make(map[string]map[string]string),
+		inflight: make(chan struct{}, opts.MaxPublishing),
 		stop:     make(chan struct{}),
 		loopDone: make(chan struct{}),
 		beatDone: make(chan struct{}),
@@ -195,11 +207,24 @@ func (b *Broker) deliver(fn func(h broker.EventHandler)) {
 	}
 }
 
+// errPublishBusy: more publications wait for Redis than MaxPublishing.
+var errPublishBusy = errors.New("too many publications waiting for Redis")
+
 // Publish implements broker.Broker. When Redis cannot answer it returns the
-// error; the caller may still deliver locally.
+// error and nothing is delivered; while Redis is known unreachable, or
+// MaxPublishing publications already wait for it, it fails at once.
 func (b *Broker) Publish(ctx context.Context, channel string, data []byte, from string, opts broker.PublishOptions) (broker.StreamPosition, error) {
 	if err := checkArgs(ctx, "publish", channel); err != nil {
 		return broker.StreamPosition{}, err
+	}
+	if b.c.brk.Open() {
+		return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: %w", channel, ErrUnavailable)
+	}
+	select {
+	case b.inflight <- struct{}{}:
+		defer func() { <-b.inflight }()
+	default:
+		return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: %w", channel, errPublishBusy)
 	}
 	size := min(opts.HistorySize, b.opts.MaxHistorySize)
 	ttl := min(opts.HistoryTTL, b.opts.MaxHistoryTTL)
@@ -216,6 +241,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, from 
 		data, from, size, ttlMS, b.opts.MetaTTL.Milliseconds(), rand.Text()[:8], b.topic+channel,
 		publishDedupWindow.Milliseconds()).Slice()
 	if err != nil {
+		b.c.brk.observe(err)
 		return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: %w", channel, err)
 	}
 	if len(res) != 4 {

@@ -163,7 +163,10 @@ func TestClusterSurvivesRedisRestart(t *testing.T) {
 	a := nodes[0]
 	c := a.Connect(t, "survivor", chatPerms)
 	subscribe(t, c, "chat:r", nil)
+	tk, _ := ticketFor(t, a, "ticket-while-down", nil)
 	rs.Stop()
+	// A ticket cannot be checked: 503 (retry later), not 401 (bad ticket).
+	expectRefused(t, a, wsgatetest.DialOptions{URL: a.URL + "?ticket=" + tk}, 503, "ticket_store_error")
 	// Readiness reports Redis down.
 	resp, err := a.HTTPClient().Get(a.HTTPURL + "/readyz")
 	if err != nil {

@@ -27,6 +27,7 @@ const probeFirst = 50 * time.Millisecond
 // a slow reply does not open it. While open, one goroutine owned by the Client
 // PINGs with backoff and closes the breaker when Redis answers.
 type breaker struct {
+	log     *slog.Logger
 	ping    func(ctx context.Context) error
 	timeout time.Duration // per probe
 	maxWait time.Duration // between probes, at most
@@ -38,8 +39,8 @@ type breaker struct {
 	wg      sync.WaitGroup
 }
 
-func newBreaker(ping func(ctx context.Context) error, timeout, maxWait time.Duration) *breaker {
-	return &breaker{ping: ping, timeout: timeout, maxWait: maxWait, stop: make(chan struct{})}
+func newBreaker(log *slog.Logger, ping func(ctx context.Context) error, timeout, maxWait time.Duration) *breaker {
+	return &breaker{log: log, ping: ping, timeout: timeout, maxWait: maxWait, stop: make(chan struct{})}
 }
 
 // Open reports whether operations should fail fast.
@@ -57,7 +58,7 @@ func (b *breaker) observe(err error) {
 // sure a probe runs.
 func (b *breaker) trip(err error, msg string) {
 	if b.open.CompareAndSwap(false, true) {
-		slog.Warn(msg, "err", err)
+		b.log.Warn(msg, "err", err)
 	}
 	if b.probing.CompareAndSwap(false, true) {
 		select {
@@ -79,7 +80,7 @@ func (b *breaker) probe() {
 		cancel()
 		if err == nil {
 			b.open.Store(false)
-			slog.Info("redis: reachable again")
+			b.log.Info("redis: reachable again")
 			return
 		}
 		wait = min(wait*2, b.maxWait)

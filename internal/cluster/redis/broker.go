@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"slices"
 	"strconv"
@@ -88,7 +87,8 @@ type Broker struct {
 	topic string // prefix of pub/sub topics
 	ps    *goredis.PubSub
 
-	inflight chan struct{} // one token per Publish waiting for Redis
+	inflight  chan struct{} // one token per Publish waiting for Redis
+	capWarned atomic.Bool   // a publication asked for more history than the caps
 
 	mu       sync.Mutex
 	subs     map[string]*brokerSub
@@ -228,6 +228,11 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, from 
 	}
 	size := min(opts.HistorySize, b.opts.MaxHistorySize)
 	ttl := min(opts.HistoryTTL, b.opts.MaxHistoryTTL)
+	if (size < opts.HistorySize || ttl < opts.HistoryTTL) && b.capWarned.CompareAndSwap(false, true) {
+		b.c.opts.Logger.Warn("redis broker: history capped (logged once)", "channel", channel,
+			"history_size", opts.HistorySize, "max_history_size", b.opts.MaxHistorySize,
+			"history_ttl", opts.HistoryTTL, "max_history_ttl", b.opts.MaxHistoryTTL)
+	}
 	if size <= 0 || ttl <= 0 {
 		size, ttl = 0, 0
 	}
@@ -379,7 +384,7 @@ func (b *Broker) logReplaced(channel string, replaced any, epoch string) {
 		return
 	}
 	old, offs, _ := strings.Cut(r, ":")
-	slog.Warn("redis broker: Redis restarted or failed over; stream restarts in a new epoch, publications acked after its last save may be lost",
+	b.c.opts.Logger.Warn("redis broker: Redis restarted or failed over; stream restarts in a new epoch, publications acked after its last save may be lost",
 		"channel", channel, "old_epoch", old, "old_offset_in_redis", offs, "new_epoch", epoch)
 }
 
@@ -522,7 +527,7 @@ func (b *Broker) presenceLoop(every time.Duration) {
 		}
 		cancel()
 		if err != nil {
-			slog.Warn("redis broker presence heartbeat failed", "err", err)
+			b.c.opts.Logger.Warn("redis broker presence heartbeat failed", "err", err)
 		}
 	}
 }
@@ -595,7 +600,7 @@ func (b *Broker) onMessage(channel, payload string) {
 	}
 	ev, err := decodeEvent(channel, payload)
 	if err != nil {
-		slog.Warn("redis broker: dropping malformed event", "channel", channel)
+		b.c.opts.Logger.Warn("redis broker: dropping malformed event", "channel", channel)
 		return
 	}
 	switch ev.kind {
@@ -647,7 +652,7 @@ func (b *Broker) catchUp(channel string, s *brokerSub, upto *broker.Publication)
 		pubs, cur, err = b.History(ctx, channel, nil, 0)
 	}
 	if err != nil {
-		slog.Warn("redis broker: cannot read history to fill a gap; subscribers will see it as recovery_failed",
+		b.c.opts.Logger.Warn("redis broker: cannot read history to fill a gap; subscribers will see it as recovery_failed",
 			"channel", channel, "epoch", s.epoch, "offset", s.last, "err", err)
 		return
 	}
@@ -677,11 +682,11 @@ func (b *Broker) catchUp(channel string, s *brokerSub, upto *broker.Publication)
 	}
 	switch {
 	case missing > 0:
-		slog.Warn("redis broker: publications not recoverable from history; subscribers get recovery_failed",
+		b.c.opts.Logger.Warn("redis broker: publications not recoverable from history; subscribers get recovery_failed",
 			"channel", channel, "from_epoch", fromEpoch, "from_offset", fromOff,
 			"to_epoch", end.Epoch, "to_offset", end.Offset, "missing", missing, "epoch_changed", end.Epoch != fromEpoch)
 	case fromEpoch != "" && end.Epoch != "" && end.Epoch != fromEpoch:
-		slog.Warn("redis broker: channel moved to a new epoch while this node was not subscribed; subscribers get recovery_failed",
+		b.c.opts.Logger.Warn("redis broker: channel moved to a new epoch while this node was not subscribed; subscribers get recovery_failed",
 			"channel", channel, "from_epoch", fromEpoch, "from_offset", fromOff, "to_epoch", end.Epoch, "to_offset", end.Offset)
 	}
 }

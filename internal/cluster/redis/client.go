@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -57,6 +58,9 @@ type Options struct {
 	// SkipPing makes New return without checking that Redis answers (for a node
 	// that must start while Redis is down; Ping reports readiness later).
 	SkipPing bool
+	// Logger receives the package's warnings (default slog.Default()); wsgate
+	// passes its JSON logger so that Redis losses and outages show up there.
+	Logger *slog.Logger
 }
 
 // Validate reports options that cannot work.
@@ -103,6 +107,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.WriteTimeout == 0 {
 		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
 	return o
 }
@@ -151,7 +158,7 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 		DialerRetries: 1,
 	})
 	c := &Client{rdb: rdb, opts: opts}
-	c.brk = newBreaker(func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, opts.DialTimeout+opts.ReadTimeout, time.Second)
+	c.brk = newBreaker(opts.Logger, func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, opts.DialTimeout+opts.ReadTimeout, time.Second)
 	if !opts.SkipPing {
 		if err := c.Ping(ctx); err != nil {
 			_ = rdb.Close()

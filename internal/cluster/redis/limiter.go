@@ -186,7 +186,7 @@ func (c *Client) Limiter(opts LimiterOptions) *Limiter {
 		seed:  maphash.MakeSeed(),
 		per:   (opts.MaxLeaseKeys + leaseShards - 1) / leaseShards,
 	}
-	l.down = newBreaker(func(ctx context.Context) error { return c.rdb.Ping(ctx).Err() },
+	l.down = newBreaker(c.opts.Logger, func(ctx context.Context) error { return c.rdb.Ping(ctx).Err() },
 		c.opts.DialTimeout+c.opts.ReadTimeout, opts.RetryInterval)
 	for i := range l.shards {
 		l.shards[i].m = make(map[string]lease)

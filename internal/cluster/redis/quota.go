@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -195,7 +194,7 @@ func (q *QuotaStore) heartbeatLoop(every time.Duration) {
 	for backoff(q.stop, every) {
 		ctx, cancel := context.WithTimeout(context.Background(), every)
 		if err := q.beat(ctx); err != nil {
-			slog.Warn("redis quota heartbeat failed", "err", err)
+			q.c.opts.Logger.Warn("redis quota heartbeat failed", "err", err)
 		}
 		cancel()
 	}

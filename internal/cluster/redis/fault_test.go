@@ -307,3 +307,43 @@ func TestLimiterStallAsksRedisOnce(t *testing.T) {
 		t.Fatal("Redis not asked after the stall")
 	}
 }
+
+// Redis restarted empty under two nodes holding a user's two connections
+// (quota 2): no node may admit a third before every node rewrote its counts
+// (issue 16, defect 5). Acquire answers ErrRebuilding meanwhile.
+func TestQuotaNotOverAdmittedAfterRedisLoss(t *testing.T) {
+	srv := redistest.Start(t)
+	short := func(o *redis.Options) { o.LeaseTTL = 900 * time.Millisecond }
+	qa, qb := node(t, srv, "A", short).QuotaStore(), node(t, srv, "B", short).QuotaStore()
+	ctx := context.Background()
+	const key, max = "user:carol", 2
+	for _, q := range []*redis.QuotaStore{qa, qb} {
+		if ok, err := q.Acquire(ctx, key, max); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	srv.Stop()
+	srv.Restart()
+	rebuilding := 0
+	waitFor(t, 10*time.Second, "both nodes' counts rewritten", func() bool {
+		ok, err := qa.Acquire(ctx, key, max)
+		if ok {
+			t.Fatalf("a third connection admitted (quota %d) after Redis lost the counts", max)
+		}
+		if errors.Is(err, redis.ErrRebuilding) {
+			rebuilding++
+		}
+		n, err := qa.Count(ctx, key)
+		return err == nil && n == max
+	})
+	if rebuilding == 0 {
+		t.Error("no Acquire answered ErrRebuilding")
+	}
+	waitFor(t, 5*time.Second, "acquires answered again", func() bool {
+		ok, err := qb.Acquire(ctx, key, max)
+		if ok {
+			t.Fatalf("admitted over quota")
+		}
+		return err == nil
+	})
+}

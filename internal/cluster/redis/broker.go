@@ -89,6 +89,8 @@ type Broker struct {
 
 	inflight  chan struct{} // one token per Publish waiting for Redis
 	capWarned atomic.Bool   // a publication asked for more history than the caps
+	pubSeq    atomic.Uint64 // numbers this broker's Publish calls (publish ids)
+	pubPrefix string        // random, per broker: see Publish
 
 	mu       sync.Mutex
 	subs     map[string]*brokerSub
@@ -140,17 +142,18 @@ func (c *Client) Broker(opts BrokerOptions) (*Broker, error) {
 		opts.MaxPublishing = DefaultMaxPublishing
 	}
 	b := &Broker{
-		rdb:      c.rdb,
-		c:        c,
-		opts:     opts,
-		topic:    c.key("ps:"),
-		ps:       c.rdb.Subscribe(context.Background()),
-		subs:     make(map[string]*brokerSub),
-		presence: make(map[string]map[string]string),
-		inflight: make(chan struct{}, opts.MaxPublishing),
-		stop:     make(chan struct{}),
-		loopDone: make(chan struct{}),
-		beatDone: make(chan struct{}),
+		rdb:       c.rdb,
+		c:         c,
+		opts:      opts,
+		topic:     c.key("ps:"),
+		ps:        c.rdb.Subscribe(context.Background()),
+		subs:      make(map[string]*brokerSub),
+		presence:  make(map[string]map[string]string),
+		inflight:  make(chan struct{}, opts.MaxPublishing),
+		pubPrefix: rand.Text() + ":",
+		stop:      make(chan struct{}),
+		loopDone:  make(chan struct{}),
+		beatDone:  make(chan struct{}),
 	}
 	if !c.onClose(b.close) {
 		_ = b.ps.Close()
@@ -241,7 +244,9 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, from 
 		ttlMS = max(ttl.Milliseconds(), 1)
 	}
 	// id names this call: go-redis may send the script twice (see publishScript).
-	id := rand.Text()
+	// A random per-broker prefix (not the node id: a restarted node may reuse a
+	// configured one within the dedup window) and a counter keep it unique.
+	id := b.pubPrefix + strconv.FormatUint(b.pubSeq.Add(1), 36)
 	res, err := publishScript.Run(ctx, b.rdb, []string{b.key(channel, "m"), b.key(channel, "h"), b.key(channel, "d:"+id)},
 		data, from, size, ttlMS, b.opts.MetaTTL.Milliseconds(), rand.Text()[:8], b.topic+channel,
 		publishDedupWindow.Milliseconds()).Slice()

@@ -163,7 +163,10 @@ func TestClusterSurvivesRedisRestart(t *testing.T) {
 	a := nodes[0]
 	c := a.Connect(t, "survivor", chatPerms)
 	subscribe(t, c, "chat:r", nil)
+	tk, _ := ticketFor(t, a, "ticket-while-down", nil)
 	rs.Stop()
+	// A ticket cannot be checked: 503 (retry later), not 401 (bad ticket).
+	expectRefused(t, a, wsgatetest.DialOptions{URL: a.URL + "?ticket=" + tk}, 503, "ticket_store_error")
 	// Readiness reports Redis down.
 	resp, err := a.HTTPClient().Get(a.HTTPURL + "/readyz")
 	if err != nil {
@@ -205,9 +208,10 @@ func TestClusterSurvivesRedisRestart(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	// New connections and tickets work again on both nodes.
+	// New connections work again on both nodes (after a 503 + Retry-After while
+	// the quota counts Redis lost are rebuilt, at most lease_ttl/2).
 	for _, n := range nodes {
-		cl := n.Connect(t, "after-restart", nil)
+		cl := connectRetrying(t, n, "after-restart")
 		cl.Send(t, `{"type":"ping"}`)
 		cl.Expect(t, "pong", 5*time.Second)
 	}

@@ -3,6 +3,7 @@ package wsgate_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
@@ -225,7 +226,7 @@ func TestClusterFaultsAckedMeansDeliveredOrReported(t *testing.T) {
 	var subs []*faultSub
 	subscribeFault := func(s *faultSub, n *wsgatetest.Server, since *pos) {
 		t.Helper()
-		c := n.Connect(t, s.name, chatPerms)
+		c := connectRetrying(t, n, s.name)
 		req := map[string]any{"type": "subscribe", "id": "sub", "channel": "chat:faults"}
 		if since != nil {
 			req["since"] = map[string]any{"offset": since.Offset, "epoch": since.Epoch}
@@ -315,7 +316,7 @@ func TestClusterFaultsAckedMeansDeliveredOrReported(t *testing.T) {
 	}
 	// A final marker, published once every loop has stopped, that every subscriber
 	// must receive: after it, whatever a subscriber did not get is missing for good.
-	final := nodes[0].Connect(t, "final", chatPerms)
+	final := connectRetrying(t, nodes[0], "final")
 	final.SendJSON(t, map[string]any{"type": "publish", "id": "final", "channel": "chat:faults", "payload": map[string]any{"id": "final"}})
 	ack := final.Expect(t, "ack", 10*time.Second)
 	finalPos := pos{ack["epoch"].(string), uint64(ack["offset"].(float64))}
@@ -349,6 +350,28 @@ func TestClusterFaultsAckedMeansDeliveredOrReported(t *testing.T) {
 		checkFaultSubscriber(t, s, acked)
 	}
 	t.Logf("%d publications acked, %d refused while Redis was away, %d subscribers checked, %d rounds", total, errs, len(subs), rounds)
+}
+
+// connectRetrying connects like a client that honours 503 + Retry-After: after
+// Redis lost its data, handshakes are refused until the quota counts are
+// rebuilt (at most half the lease TTL).
+func connectRetrying(t *testing.T, n *wsgatetest.Server, sub string) *wsgatetest.Client {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		h := http.Header{"Authorization": {"Bearer " + n.Token(t, sub, chatPerms)}}
+		c, resp, err := n.Dial(t, wsgatetest.DialOptions{Header: h})
+		if err == nil {
+			if w := c.Expect(t, "welcome", 5*time.Second); w["user"] != sub {
+				t.Fatalf("welcome for %v, want %s", w["user"], sub)
+			}
+			return c
+		}
+		if resp == nil || resp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("connect %s: %v", sub, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func tail(evs []faultEvent, n int) []faultEvent {

@@ -46,13 +46,22 @@ func (s *Server) newRedisStores(cfg *config.Config) (*stores, error) {
 		DB:         rc.DB,
 		TLS:        tlsCfg,
 		Prefix:     rc.Prefix,
+		LeaseTTL:   rc.LeaseTTL,
+		Logger:     s.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("state.backend redis: %w", err)
 	}
 	// Registered first, so it runs last: after everything that uses the stores.
 	s.onClose(func() { _ = c.Close() })
-	br, err := c.Broker(clusterredis.BrokerOptions{})
+	// History is kept as configured: the broker's default cap (1000) is raised
+	// to the largest namespace history_size instead of cutting it silently.
+	// A larger size set by a later reload is capped, with a warning.
+	maxHistory := clusterredis.DefaultMaxHistorySize
+	for _, ns := range cfg.Channels.Namespaces {
+		maxHistory = max(maxHistory, ns.HistorySize)
+	}
+	br, err := c.Broker(clusterredis.BrokerOptions{MaxHistorySize: maxHistory})
 	if err != nil {
 		return nil, fmt.Errorf("state.backend redis: %w", err)
 	}

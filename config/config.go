@@ -374,6 +374,10 @@ type Redis struct {
 	Prefix     string   `koanf:"prefix"` // key prefix, default "wsgate:"
 	// LimitsFailOpen keeps serving with local limits when Redis is down. Default true.
 	LimitsFailOpen bool `koanf:"limits_fail_open"`
+	// LeaseTTL is how long a node's quota counts and presence entries outlive its
+	// last heartbeat (heartbeats every LeaseTTL/3). 0 = 15s. A node paused longer
+	// (stopped process, VM freeze) stops counting and others may admit over quota.
+	LeaseTTL time.Duration `koanf:"lease_ttl"`
 }
 
 // Route maps a path to the built-in core or an upstream WebSocket backend (gateway mode).

@@ -257,6 +257,9 @@ func (c *Config) Validate() error {
 	if c.State.Backend == "redis" && len(c.State.Redis.Addrs) == 0 {
 		v.errf("state.redis.addrs", "state.backend is redis: list at least one address (host:port)")
 	}
+	if c.State.Redis.LeaseTTL != 0 {
+		v.dur("state.redis.lease_ttl", c.State.Redis.LeaseTTL, 300*time.Millisecond, time.Hour)
+	}
 	// Routes
 	seen := map[string]bool{c.Path: true}
 	for i, r := range c.Routes {

@@ -317,6 +317,9 @@ func (g *Guard) identify(ctx context.Context, r *http.Request, p *Policy, adm *A
 			return nil, unauthorized("tickets_disabled", nil)
 		}
 		id, err = g.tickets.Redeem(ctx, cred.Value)
+		if errors.Is(err, ticket.ErrUnavailable) {
+			return nil, &Rejection{Status: http.StatusServiceUnavailable, Code: "unavailable", Reason: "ticket_store_error", RetryAfter: time.Second, Err: err}
+		}
 		if err != nil {
 			return nil, unauthorized("bad_ticket", err)
 		}

@@ -27,6 +27,11 @@ const Len = 43
 // the store was not consulted. Treat it like ErrNotFound towards the client.
 var ErrMalformed = errors.New("ticket: malformed")
 
+// ErrUnavailable wraps a store failure during Redeem (Redis unreachable): the
+// ticket may well be valid, so the client should retry later rather than be
+// told it is bad (the guard answers 503).
+var ErrUnavailable = errors.New("ticket: store unavailable")
+
 // Issuer issues and redeems tickets over a Store. The zero TTL means
 // DefaultTTL; the zero Now means time.Now.
 type Issuer struct {
@@ -96,7 +101,7 @@ func (i *Issuer) Redeem(ctx context.Context, ticket string) (auth.Identity, erro
 		if errors.Is(err, ErrNotFound) {
 			return auth.Identity{}, ErrNotFound
 		}
-		return auth.Identity{}, fmt.Errorf("ticket: redeem: %w", err)
+		return auth.Identity{}, fmt.Errorf("ticket: redeem: %w: %w", ErrUnavailable, err)
 	}
 	var id auth.Identity
 	dec := json.NewDecoder(bytes.NewReader(payload))

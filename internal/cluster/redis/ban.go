@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"log/slog"
 	"math"
 	"slices"
 	"strings"
@@ -347,7 +346,7 @@ func (l *BanList) listen() {
 	ctx := context.Background()
 	wait := 50 * time.Millisecond
 	if err := l.ps.Subscribe(ctx, l.topic); err != nil {
-		slog.Warn("redis ban invalidation subscribe failed; retrying", "err", err)
+		l.c.opts.Logger.Warn("redis ban invalidation subscribe failed; retrying", "err", err)
 	}
 	for {
 		msg, err := l.ps.Receive(ctx)

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"slices"
 	"strconv"
@@ -25,6 +24,7 @@ const (
 	DefaultMaxHistoryTTL    = 24 * time.Hour
 	DefaultMetaTTL          = time.Hour
 	DefaultSubscribeTimeout = 5 * time.Second
+	DefaultMaxPublishing    = 1024
 
 	// publishDedupWindow is how long Redis remembers that a publish id ran. A
 	// retry by go-redis follows its failed attempt within one read timeout and
@@ -54,11 +54,16 @@ type BrokerOptions struct {
 	// SubscribeTimeout bounds how long Subscribe waits for Redis to confirm a
 	// new subscription (default 5s).
 	SubscribeTimeout time.Duration
+	// MaxPublishing bounds the publications of this node waiting for Redis
+	// (default 1024); beyond it Publish fails at once rather than queueing
+	// behind a slow Redis. While Redis is unreachable Publish fails at once
+	// anyway (ErrUnavailable).
+	MaxPublishing int
 }
 
 // Validate reports negative options.
 func (o BrokerOptions) Validate() error {
-	if o.MaxHistorySize < 0 || o.MaxHistoryTTL < 0 || o.MetaTTL < 0 || o.PresenceTTL < 0 || o.SubscribeTimeout < 0 {
+	if o.MaxHistorySize < 0 || o.MaxHistoryTTL < 0 || o.MetaTTL < 0 || o.PresenceTTL < 0 || o.SubscribeTimeout < 0 || o.MaxPublishing < 0 {
 		return errors.New("redis broker: negative option")
 	}
 	return nil
@@ -81,6 +86,11 @@ type Broker struct {
 	opts  BrokerOptions
 	topic string // prefix of pub/sub topics
 	ps    *goredis.PubSub
+
+	inflight  chan struct{} // one token per Publish waiting for Redis
+	capWarned atomic.Bool   // a publication asked for more history than the caps
+	pubSeq    atomic.Uint64 // numbers this broker's Publish calls (publish ids)
+	pubPrefix string        // random, per broker: see Publish
 
 	mu       sync.Mutex
 	subs     map[string]*brokerSub
@@ -128,17 +138,22 @@ func (c *Client) Broker(opts BrokerOptions) (*Broker, error) {
 	if opts.SubscribeTimeout == 0 {
 		opts.SubscribeTimeout = DefaultSubscribeTimeout
 	}
+	if opts.MaxPublishing == 0 {
+		opts.MaxPublishing = DefaultMaxPublishing
+	}
 	b := &Broker{
-		rdb:      c.rdb,
-		c:        c,
-		opts:     opts,
-		topic:    c.key("ps:"),
-		ps:       c.rdb.Subscribe(context.Background()),
-		subs:     make(map[string]*brokerSub),
-		presence: make(map[string]map[string]string),
-		stop:     make(chan struct{}),
-		loopDone: make(chan struct{}),
-		beatDone: make(chan struct{}),
+		rdb:       c.rdb,
+		c:         c,
+		opts:      opts,
+		topic:     c.key("ps:"),
+		ps:        c.rdb.Subscribe(context.Background()),
+		subs:      make(map[string]*brokerSub),
+		presence:  make(map[string]map[string]string),
+		inflight:  make(chan struct{}, opts.MaxPublishing),
+		pubPrefix: rand.Text() + ":",
+		stop:      make(chan struct{}),
+		loopDone:  make(chan struct{}),
+		beatDone:  make(chan struct{}),
 	}
 	if !c.onClose(b.close) {
 		_ = b.ps.Close()
@@ -195,14 +210,32 @@ func (b *Broker) deliver(fn func(h broker.EventHandler)) {
 	}
 }
 
+// errPublishBusy: more publications wait for Redis than MaxPublishing.
+var errPublishBusy = errors.New("too many publications waiting for Redis")
+
 // Publish implements broker.Broker. When Redis cannot answer it returns the
-// error; the caller may still deliver locally.
+// error and nothing is delivered; while Redis is known unreachable, or
+// MaxPublishing publications already wait for it, it fails at once.
 func (b *Broker) Publish(ctx context.Context, channel string, data []byte, from string, opts broker.PublishOptions) (broker.StreamPosition, error) {
 	if err := checkArgs(ctx, "publish", channel); err != nil {
 		return broker.StreamPosition{}, err
 	}
+	if b.c.brk.Open() {
+		return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: %w", channel, ErrUnavailable)
+	}
+	select {
+	case b.inflight <- struct{}{}:
+		defer func() { <-b.inflight }()
+	default:
+		return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: %w", channel, errPublishBusy)
+	}
 	size := min(opts.HistorySize, b.opts.MaxHistorySize)
 	ttl := min(opts.HistoryTTL, b.opts.MaxHistoryTTL)
+	if (size < opts.HistorySize || ttl < opts.HistoryTTL) && b.capWarned.CompareAndSwap(false, true) {
+		b.c.opts.Logger.Warn("redis broker: history capped (logged once)", "channel", channel,
+			"history_size", opts.HistorySize, "max_history_size", b.opts.MaxHistorySize,
+			"history_ttl", opts.HistoryTTL, "max_history_ttl", b.opts.MaxHistoryTTL)
+	}
 	if size <= 0 || ttl <= 0 {
 		size, ttl = 0, 0
 	}
@@ -211,11 +244,14 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, from 
 		ttlMS = max(ttl.Milliseconds(), 1)
 	}
 	// id names this call: go-redis may send the script twice (see publishScript).
-	id := rand.Text()
+	// A random per-broker prefix (not the node id: a restarted node may reuse a
+	// configured one within the dedup window) and a counter keep it unique.
+	id := b.pubPrefix + strconv.FormatUint(b.pubSeq.Add(1), 36)
 	res, err := publishScript.Run(ctx, b.rdb, []string{b.key(channel, "m"), b.key(channel, "h"), b.key(channel, "d:"+id)},
 		data, from, size, ttlMS, b.opts.MetaTTL.Milliseconds(), rand.Text()[:8], b.topic+channel,
 		publishDedupWindow.Milliseconds()).Slice()
 	if err != nil {
+		b.c.brk.observe(err)
 		return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: %w", channel, err)
 	}
 	if len(res) != 4 {
@@ -353,7 +389,7 @@ func (b *Broker) logReplaced(channel string, replaced any, epoch string) {
 		return
 	}
 	old, offs, _ := strings.Cut(r, ":")
-	slog.Warn("redis broker: Redis restarted or failed over; stream restarts in a new epoch, publications acked after its last save may be lost",
+	b.c.opts.Logger.Warn("redis broker: Redis restarted or failed over; stream restarts in a new epoch, publications acked after its last save may be lost",
 		"channel", channel, "old_epoch", old, "old_offset_in_redis", offs, "new_epoch", epoch)
 }
 
@@ -496,7 +532,7 @@ func (b *Broker) presenceLoop(every time.Duration) {
 		}
 		cancel()
 		if err != nil {
-			slog.Warn("redis broker presence heartbeat failed", "err", err)
+			b.c.opts.Logger.Warn("redis broker presence heartbeat failed", "err", err)
 		}
 	}
 }
@@ -569,7 +605,7 @@ func (b *Broker) onMessage(channel, payload string) {
 	}
 	ev, err := decodeEvent(channel, payload)
 	if err != nil {
-		slog.Warn("redis broker: dropping malformed event", "channel", channel)
+		b.c.opts.Logger.Warn("redis broker: dropping malformed event", "channel", channel)
 		return
 	}
 	switch ev.kind {
@@ -621,7 +657,7 @@ func (b *Broker) catchUp(channel string, s *brokerSub, upto *broker.Publication)
 		pubs, cur, err = b.History(ctx, channel, nil, 0)
 	}
 	if err != nil {
-		slog.Warn("redis broker: cannot read history to fill a gap; subscribers will see it as recovery_failed",
+		b.c.opts.Logger.Warn("redis broker: cannot read history to fill a gap; subscribers will see it as recovery_failed",
 			"channel", channel, "epoch", s.epoch, "offset", s.last, "err", err)
 		return
 	}
@@ -651,11 +687,11 @@ func (b *Broker) catchUp(channel string, s *brokerSub, upto *broker.Publication)
 	}
 	switch {
 	case missing > 0:
-		slog.Warn("redis broker: publications not recoverable from history; subscribers get recovery_failed",
+		b.c.opts.Logger.Warn("redis broker: publications not recoverable from history; subscribers get recovery_failed",
 			"channel", channel, "from_epoch", fromEpoch, "from_offset", fromOff,
 			"to_epoch", end.Epoch, "to_offset", end.Offset, "missing", missing, "epoch_changed", end.Epoch != fromEpoch)
 	case fromEpoch != "" && end.Epoch != "" && end.Epoch != fromEpoch:
-		slog.Warn("redis broker: channel moved to a new epoch while this node was not subscribed; subscribers get recovery_failed",
+		b.c.opts.Logger.Warn("redis broker: channel moved to a new epoch while this node was not subscribed; subscribers get recovery_failed",
 			"channel", channel, "from_epoch", fromEpoch, "from_offset", fromOff, "to_epoch", end.Epoch, "to_offset", end.Offset)
 	}
 }

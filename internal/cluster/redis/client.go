@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -57,6 +58,9 @@ type Options struct {
 	// SkipPing makes New return without checking that Redis answers (for a node
 	// that must start while Redis is down; Ping reports readiness later).
 	SkipPing bool
+	// Logger receives the package's warnings (default slog.Default()); wsgate
+	// passes its JSON logger so that Redis losses and outages show up there.
+	Logger *slog.Logger
 }
 
 // Validate reports options that cannot work.
@@ -104,6 +108,9 @@ func (o Options) withDefaults() Options {
 	if o.WriteTimeout == 0 {
 		o.WriteTimeout = DefaultWriteTimeout
 	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 	return o
 }
 
@@ -118,6 +125,8 @@ type Client struct {
 	closers []func()
 	quota   *QuotaStore
 	bans    *BanList
+
+	brk *breaker // shared by the stores: see breaker
 }
 
 // New connects to Redis. Unless opts.SkipPing, it returns an error when Redis
@@ -140,12 +149,16 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 		WriteTimeout: opts.WriteTimeout,
 		PoolSize:     opts.PoolSize,
 		ClientName:   "wsgate",
+		// Deadlines of callers' contexts bound socket reads and writes too, so
+		// a hot path can give Redis less than ReadTimeout (the limiter does).
+		ContextTimeoutEnabled: true,
 		// One retry: a pooled connection broken by a Redis restart is retried on a
 		// fresh one, but a Redis that is down fails fast into the failure policy.
 		MaxRetries:    1,
 		DialerRetries: 1,
 	})
 	c := &Client{rdb: rdb, opts: opts}
+	c.brk = newBreaker(opts.Logger, func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, opts.DialTimeout+opts.ReadTimeout, time.Second)
 	if !opts.SkipPing {
 		if err := c.Ping(ctx); err != nil {
 			_ = rdb.Close()
@@ -164,10 +177,15 @@ func (c *Client) Redis() goredis.UniversalClient { return c.rdb }
 // Ping reports whether Redis answers; /readyz uses it.
 func (c *Client) Ping(ctx context.Context) error {
 	if err := c.rdb.Ping(ctx).Err(); err != nil {
+		c.brk.observe(err)
 		return fmt.Errorf("redis: ping: %w", err)
 	}
 	return nil
 }
+
+// Reachable reports false while operations fail fast because Redis was found
+// unreachable (ErrUnavailable) and has not answered a probe since.
+func (c *Client) Reachable() bool { return !c.brk.Open() }
 
 // onClose registers f to run (in reverse order) on Close. It reports false, and
 // does not register, when the client is already closed.
@@ -197,6 +215,7 @@ func (c *Client) Close() error {
 	for i := len(closers) - 1; i >= 0; i-- {
 		closers[i]()
 	}
+	c.brk.close()
 	if err := c.rdb.Close(); err != nil {
 		return fmt.Errorf("redis: close: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -62,11 +63,16 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 			t.Errorf("fail-closed limiter: %v %v", ok, err)
 		}
 	}
-	if st := open.Stats(); st.Fallbacks < 3 || st.Errors == 0 || open.Healthy() {
-		t.Errorf("fallbacks not reported: %+v healthy=%v", st, open.Healthy())
+	// The failed Ping above found Redis unreachable: the stores fail fast from
+	// then on, without an error (or a wait) per call.
+	if a.Reachable() {
+		t.Error("Reachable after a failed Ping")
 	}
-	if _, err := ba.Publish(ctx, ch, []byte(`"lost"`), "", keep); err == nil {
-		t.Error("Publish succeeded with Redis down")
+	if st := open.Stats(); st.Fallbacks < 3 || st.RedisCalls != 0 || open.Healthy() {
+		t.Errorf("fallbacks not reported, or Redis asked while known unreachable: %+v healthy=%v", st, open.Healthy())
+	}
+	if _, err := ba.Publish(ctx, ch, []byte(`"lost"`), "", keep); !errors.Is(err, redis.ErrUnavailable) {
+		t.Errorf("Publish with Redis known down: %v, want ErrUnavailable (fail fast)", err)
 	}
 	if _, _, err := bb.History(ctx, ch, &before, 0); !errors.Is(err, broker.ErrRecoveryFailed) {
 		t.Errorf("History with Redis down: %v, want ErrRecoveryFailed", err)
@@ -263,4 +269,81 @@ func TestBrokerRedisRestartedEmptyNewEpochFilled(t *testing.T) {
 			t.Fatalf("node %s delivered %d, want 201", name, len(got))
 		}
 	}
+}
+
+// A stalled Redis (CLIENT PAUSE; DEBUG SLEEP does the same) costs the
+// per-message limiter one bounded call, not one per message: after it, Allow
+// answers locally without asking Redis until a background probe gets an answer
+// (issue 16, defect 4).
+func TestLimiterStallAsksRedisOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	a := node(t, srv, "A")
+	ctx := context.Background()
+	lim := limit.Limit{Rate: 1000, Burst: 1000}
+	l := a.Limiter(redis.LimiterOptions{FailOpen: true, RetryInterval: 100 * time.Millisecond,
+		CallTimeout: 100 * time.Millisecond, LeaseFraction: -1})
+	if ok, _, err := l.Allow(ctx, "warm", lim, 1); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	must(t, a.Redis().Do(ctx, "CLIENT", "PAUSE", "1500", "ALL").Err())
+	before := l.Stats().RedisCalls
+	for i := range 50 {
+		if ok, _, err := l.Allow(ctx, "k"+strconv.Itoa(i), lim, 1); !ok || err != nil {
+			t.Fatalf("Allow %d during the stall: %v %v, want a local answer", i, ok, err)
+		}
+	}
+	if n := l.Stats().RedisCalls - before; n > 2 {
+		t.Fatalf("%d Redis calls for 50 messages during a stall, want at most 2", n)
+	}
+	if l.Healthy() {
+		t.Fatal("Healthy during a stall")
+	}
+	waitFor(t, 10*time.Second, "the probe to find Redis answering again", l.Healthy)
+	before = l.Stats().RedisCalls
+	if ok, _, err := l.Allow(ctx, "after", lim, 1); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if l.Stats().RedisCalls == before {
+		t.Fatal("Redis not asked after the stall")
+	}
+}
+
+// Redis restarted empty under two nodes holding a user's two connections
+// (quota 2): no node may admit a third before every node rewrote its counts
+// (issue 16, defect 5). Acquire answers ErrRebuilding meanwhile.
+func TestQuotaNotOverAdmittedAfterRedisLoss(t *testing.T) {
+	srv := redistest.Start(t)
+	short := func(o *redis.Options) { o.LeaseTTL = 900 * time.Millisecond }
+	qa, qb := node(t, srv, "A", short).QuotaStore(), node(t, srv, "B", short).QuotaStore()
+	ctx := context.Background()
+	const key, max = "user:carol", 2
+	for _, q := range []*redis.QuotaStore{qa, qb} {
+		if ok, err := q.Acquire(ctx, key, max); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	srv.Stop()
+	srv.Restart()
+	rebuilding := 0
+	waitFor(t, 10*time.Second, "both nodes' counts rewritten", func() bool {
+		ok, err := qa.Acquire(ctx, key, max)
+		if ok {
+			t.Fatalf("a third connection admitted (quota %d) after Redis lost the counts", max)
+		}
+		if errors.Is(err, redis.ErrRebuilding) {
+			rebuilding++
+		}
+		n, err := qa.Count(ctx, key)
+		return err == nil && n == max
+	})
+	if rebuilding == 0 {
+		t.Error("no Acquire answered ErrRebuilding")
+	}
+	waitFor(t, 5*time.Second, "acquires answered again", func() bool {
+		ok, err := qb.Acquire(ctx, key, max)
+		if ok {
+			t.Fatalf("admitted over quota")
+		}
+		return err == nil
+	})
 }

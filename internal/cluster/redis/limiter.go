@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -49,6 +50,7 @@ const (
 	DefaultLeaseMaxAge   = 500 * time.Millisecond
 	DefaultRetryInterval = time.Second
 	DefaultMaxLeaseKeys  = 100_000
+	DefaultCallTimeout   = 300 * time.Millisecond
 )
 
 // Lease bounds: a lease carries at most maxLease tokens, and none is taken unless it
@@ -72,10 +74,16 @@ type LimiterOptions struct {
 	// same Limit) while Redis cannot answer: each node then enforces the limit on
 	// its own, so the cluster-wide budget is at most N times the limit. When
 	// false, Allow refuses with the error and the caller's fail-closed policy
-	// applies. After an error, Redis is not asked again for RetryInterval
-	// (default 1s), so an outage costs no timeout per message.
+	// applies. After an error, Allow does not ask Redis again until a background
+	// probe (PING, at most every RetryInterval, default 1s) got an answer: an
+	// outage or a stall costs no wait per message, and no message waits for
+	// the probe.
 	FailOpen      bool
 	RetryInterval time.Duration
+	// CallTimeout bounds one Allow's wait for Redis (default 300ms, at most the
+	// client's ReadTimeout): Allow runs on the per-message path, so a stalled
+	// Redis costs one message this long, then the probe takes over.
+	CallTimeout time.Duration
 	// LocalPrefixes are key prefixes answered by the node-local limiter only
 	// (default DefaultLocalPrefixes). Set to an empty non-nil slice to share all.
 	LocalPrefixes []string
@@ -113,6 +121,9 @@ func (o LimiterOptions) withDefaults() LimiterOptions {
 	if o.MaxLeaseKeys <= 0 {
 		o.MaxLeaseKeys = DefaultMaxLeaseKeys
 	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
 	return o
 }
 
@@ -137,8 +148,8 @@ type Limiter struct {
 	shards [leaseShards]leaseShard
 	per    int
 
-	downUntil atomic.Int64 // unix ns before which Redis is not asked
-	stats     struct{ redis, hits, local, fallbacks, errors atomic.Uint64 }
+	down  *breaker // open after an error until a probe succeeds
+	stats struct{ redis, hits, local, fallbacks, errors atomic.Uint64 }
 }
 
 const leaseShards = 64
@@ -175,12 +186,18 @@ func (c *Client) Limiter(opts LimiterOptions) *Limiter {
 		seed:  maphash.MakeSeed(),
 		per:   (opts.MaxLeaseKeys + leaseShards - 1) / leaseShards,
 	}
+	l.down = newBreaker(c.opts.Logger, func(ctx context.Context) error { return c.rdb.Ping(ctx).Err() },
+		c.opts.DialTimeout+c.opts.ReadTimeout, opts.RetryInterval)
 	for i := range l.shards {
 		l.shards[i].m = make(map[string]lease)
 		l.shards[i].fetching = make(map[string]chan struct{})
 	}
-	if !c.onClose(func() { _ = l.local.Close() }) {
+	stop := func() {
+		l.down.close()
 		_ = l.local.Close()
+	}
+	if !c.onClose(stop) {
+		stop()
 	}
 	return l
 }
@@ -193,9 +210,9 @@ func (l *Limiter) Stats() LimiterStats {
 	}
 }
 
-// Healthy reports whether the last Redis call succeeded (or none failed within
-// RetryInterval).
-func (l *Limiter) Healthy() bool { return time.Now().UnixNano() >= l.downUntil.Load() }
+// Healthy reports whether Allow asks Redis: false from an error until a probe
+// got an answer.
+func (l *Limiter) Healthy() bool { return !l.down.Open() && !l.c.brk.Open() }
 
 // Allow implements limit.Limiter with the same semantics as limit.Memory.
 func (l *Limiter) Allow(ctx context.Context, key string, lim limit.Limit, cost int) (bool, time.Duration, error) {
@@ -215,10 +232,10 @@ func (l *Limiter) Allow(ctx context.Context, key string, lim limit.Limit, cost i
 	if err := ctx.Err(); err != nil {
 		return false, 0, fmt.Errorf("redis limiter: %w", err)
 	}
-	now := time.Now().UnixNano()
-	if now < l.downUntil.Load() {
+	if l.down.Open() || l.c.brk.Open() {
 		return l.fallback(ctx, key, lim, cost, errRedisDown)
 	}
+	now := time.Now().UnixNano()
 	leasing := l.opts.LeaseFraction > 0
 	var sh *leaseShard
 	if leasing {
@@ -276,14 +293,20 @@ func (l *Limiter) Allow(ctx context.Context, key string, lim limit.Limit, cost i
 	// µs per token, clamped so that Lua arithmetic stays finite for absurd rates.
 	interval := min(max(1e6/lim.Rate, 1e-6), 1e15)
 	l.stats.redis.Add(1)
-	res, err := gcraScript.Run(ctx, l.rdb, []string{l.c.key("rl:", key)},
+	cctx, cancel := context.WithTimeout(ctx, l.opts.CallTimeout)
+	res, err := gcraScript.Run(cctx, l.rdb, []string{l.c.key("rl:", key)},
 		interval, burst, want, cost).Int64Slice()
+	cancel()
 	if err != nil || len(res) != 2 {
 		if err == nil {
 			err = fmt.Errorf("unexpected reply %v", res)
 		}
+		if ctx.Err() != nil { // the caller gave up: not Redis' fault
+			return false, 0, fmt.Errorf("redis limiter: %w", ctx.Err())
+		}
 		l.stats.errors.Add(1)
-		l.downUntil.Store(time.Now().Add(l.opts.RetryInterval).UnixNano())
+		l.c.brk.observe(err)
+		l.down.trip(err, "redis limiter: Redis did not answer in time; limits answered locally until a probe succeeds")
 		return l.fallback(ctx, key, lim, cost, err)
 	}
 	granted, retry := int(res[0]), max(time.Duration(res[1])*time.Microsecond, time.Microsecond)
@@ -329,7 +352,7 @@ func (l *Limiter) remember(sh *leaseShard, key string, cost, granted int, retry 
 	sh.m[key] = ls
 }
 
-var errRedisDown = fmt.Errorf("redis limiter: redis unavailable (retrying within %v)", DefaultRetryInterval)
+var errRedisDown = errors.New("redis limiter: redis unavailable (a background probe is retrying)")
 
 func (l *Limiter) fallback(ctx context.Context, key string, lim limit.Limit, cost int, cause error) (bool, time.Duration, error) {
 	if l.opts.FailOpen {

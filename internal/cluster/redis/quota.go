@@ -2,9 +2,10 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -41,8 +42,26 @@ local function live_sum(h, nodes, self)
 end
 `
 
-// quotaAcquireScript: KEYS hash, nodes; ARGV node, max, lease ttl ms.
-var quotaAcquireScript = goredis.NewScript(quotaLive + `
+// quotaLost is the shared check for lost quota data: rebuilding(node set,
+// rebuild marker); ARGV[4] is 1 when this node had registered before, ARGV[5]
+// the rebuild window in ms. A registered node finding no node
+// set at all means Redis lost the counts of every node: until each live node
+// had time to heartbeat (and rewrite its counts), a sum would under-count, so
+// the window opens and acquires are answered "rebuilding".
+const quotaLost = `
+local function rebuilding(nodes, marker)
+  if ARGV[4] == '1' and redis.call('EXISTS', nodes) == 0 then
+    redis.call('SET', marker, '1', 'PX', ARGV[5])
+  end
+  return redis.call('EXISTS', marker) == 1
+end
+`
+
+// quotaAcquireScript: KEYS hash, nodes, rebuild marker; ARGV node, max, lease
+// ttl ms, registered, rebuild window ms. Returns 1 acquired, 0 at quota, -1
+// rebuilding after a data loss (see quotaLost).
+var quotaAcquireScript = goredis.NewScript(quotaLive + quotaLost + `
+if rebuilding(KEYS[2], KEYS[3]) then return -1 end
 local ttl = tonumber(ARGV[3])
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
 local max = tonumber(ARGV[2])
@@ -66,8 +85,10 @@ return 0
 
 // quotaBeatScript renews this node's lease and forgets nodes dead for long. It
 // returns 1 when the node was missing (first beat, declared dead, or Redis lost
-// its data): the caller then rewrites all its counts. KEYS nodes; ARGV node, ttl.
-var quotaBeatScript = goredis.NewScript(`
+// its data): the caller then rewrites all its counts. KEYS nodes, rebuild
+// marker; ARGV node, ttl, unused, registered, rebuild window ms.
+var quotaBeatScript = goredis.NewScript(quotaLost + `
+rebuilding(KEYS[1], KEYS[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
@@ -96,10 +117,21 @@ type QuotaStore struct {
 	counts map[string]int  // quota key -> this node's live count
 	dirty  map[string]bool // keys whose Redis count may differ from counts
 
+	// registered is set once Redis held this node's lease: a node set missing
+	// after that means Redis lost data (see quotaLost).
+	registered atomic.Bool
+	rebuild    string // key of the rebuild marker
+
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
 }
+
+// ErrRebuilding is returned, wrapped, by Acquire while the counts are being
+// rebuilt after Redis lost them (at most LeaseTTL/2): the guard refuses the
+// handshake (503) rather than admit on a count that misses other nodes'
+// connections.
+var ErrRebuilding = errors.New("redis quota: counts being rebuilt after Redis lost them")
 
 // QuotaStore returns the client's quota store, starting its heartbeat on first use.
 func (c *Client) QuotaStore() *QuotaStore {
@@ -109,15 +141,16 @@ func (c *Client) QuotaStore() *QuotaStore {
 		return c.quota
 	}
 	q := &QuotaStore{
-		rdb:    c.rdb,
-		c:      c,
-		node:   c.opts.NodeID,
-		ttlMS:  c.opts.LeaseTTL.Milliseconds(),
-		nodes:  c.key("{q}:nodes"),
-		counts: make(map[string]int),
-		dirty:  make(map[string]bool),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		rdb:     c.rdb,
+		c:       c,
+		node:    c.opts.NodeID,
+		ttlMS:   c.opts.LeaseTTL.Milliseconds(),
+		nodes:   c.key("{q}:nodes"),
+		rebuild: c.key("{q}:rebuild"),
+		counts:  make(map[string]int),
+		dirty:   make(map[string]bool),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	c.quota = q
 	if c.closed {
@@ -131,13 +164,33 @@ func (c *Client) QuotaStore() *QuotaStore {
 
 func (q *QuotaStore) hash(key string) string { return q.c.key("{q}:c:", key) }
 
+func (q *QuotaStore) registeredArg() int {
+	if q.registered.Load() {
+		return 1
+	}
+	return 0
+}
+
+// rebuildWindow is long enough for every live node to beat once (every
+// LeaseTTL/3) and rewrite its counts.
+func (q *QuotaStore) rebuildWindow() int64 { return max(q.ttlMS/2, 1) }
+
 // Acquire implements quota.Store: atomically, the sum over live nodes of key's
 // counts must be below max (max <= 0: no cap) for this node's count to grow.
 func (q *QuotaStore) Acquire(ctx context.Context, key string, max int) (bool, error) {
-	ok, err := quotaAcquireScript.Run(ctx, q.rdb, []string{q.hash(key), q.nodes}, q.node, max, q.ttlMS).Int()
+	ok, err := quotaAcquireScript.Run(ctx, q.rdb, []string{q.hash(key), q.nodes, q.rebuild},
+		q.node, max, q.ttlMS, q.registeredArg(), q.rebuildWindow()).Int()
 	if err != nil {
 		return false, fmt.Errorf("redis quota: acquire: %w", err)
 	}
+	if ok == -1 {
+		// Put this node's own counts back at once instead of at its next beat.
+		if err := q.beat(ctx); err != nil {
+			q.c.opts.Logger.Warn("redis quota: rewriting counts after a data loss failed", "err", err)
+		}
+		return false, fmt.Errorf("redis quota: acquire %q: %w", key, ErrRebuilding)
+	}
+	q.registered.Store(true)
 	if ok != 1 {
 		return false, nil
 	}
@@ -195,7 +248,7 @@ func (q *QuotaStore) heartbeatLoop(every time.Duration) {
 	for backoff(q.stop, every) {
 		ctx, cancel := context.WithTimeout(context.Background(), every)
 		if err := q.beat(ctx); err != nil {
-			slog.Warn("redis quota heartbeat failed", "err", err)
+			q.c.opts.Logger.Warn("redis quota heartbeat failed", "err", err)
 		}
 		cancel()
 	}
@@ -203,10 +256,16 @@ func (q *QuotaStore) heartbeatLoop(every time.Duration) {
 
 // beat renews the lease; see QuotaStore.
 func (q *QuotaStore) beat(ctx context.Context) error {
-	missing, err := quotaBeatScript.Run(ctx, q.rdb, []string{q.nodes}, q.node, q.ttlMS).Int()
+	missing, err := quotaBeatScript.Run(ctx, q.rdb, []string{q.nodes, q.rebuild}, q.node, q.ttlMS, 0,
+		q.registeredArg(), q.rebuildWindow()).Int()
 	if err != nil {
 		return fmt.Errorf("redis quota: heartbeat: %w", err)
 	}
+	if missing == 1 && q.registered.Load() {
+		q.c.opts.Logger.Warn("redis quota: this node's lease was gone (Redis lost data, or the node was paused past its lease); rewriting its counts",
+			"node", q.node)
+	}
+	q.registered.Store(true)
 	q.mu.Lock()
 	snap := make(map[string]int, len(q.counts))
 	for k, v := range q.counts {

@@ -58,7 +58,7 @@ func Handler(mint Minter, secret string) http.Handler {
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		h.Set("Cache-Control", "no-store")
 		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' wss: ws:; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
+		h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' wss: ws:; style-src 'unsafe-inline'; script-src 'self' 'unsafe-inline'")
 		h.Set("X-Content-Type-Options", "nosniff")
 		_, _ = w.Write(page)
 	})

@@ -138,6 +138,14 @@ func TestDemoPageTwoBrowsersChat(t *testing.T) {
 		t.Fatalf("bob's page reports a recovery failure: %q", got)
 	}
 
+	// A position the server cannot replay from (another epoch) is reported in the
+	// page, not skipped silently.
+	if err := chromedp.Do(bob,
+		chromedp.Evaluate[chromedp.Void](`localStorage.setItem("wsgate-demo-pos:bob:chat:lobby", JSON.stringify({offset: 1, epoch: "gone"})), ({})`),
+		chromedp.Reload(), waitText("#status", "connected as bob"), waitText("#messages", "could not be recovered")); err != nil {
+		t.Fatalf("bob's page did not report the failed recovery: %v", err)
+	}
+
 	// No URL carried a credential: every WebSocket URL has a ticket and no token,
 	// no request URL has a token, a JWT or the dev secret.
 	reqs, sockets := urls.get()

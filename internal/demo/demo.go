@@ -1,6 +1,8 @@
 // Package demo is the development-mode demo: a chat page where a visitor picks a
 // name, joins a channel, sees who is there, and after a reload receives what it
-// missed. It exists only under `wsgate serve --dev`.
+// missed. It exists only under `wsgate serve --dev`. The page is a client of the
+// JavaScript SDK served at /client/wsgate.js (docs/clients.md), so it doubles as
+// a browser example: ticket credential, reconnects, recovery or recovery_failed.
 //
 // Its token endpoint mints a token for any name, so it is guarded as the
 // authentication bypass it is: the caller must be a direct loopback peer (no proxy
@@ -58,7 +60,7 @@ func Handler(mint Minter, secret string) http.Handler {
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		h.Set("Cache-Control", "no-store")
 		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' wss: ws:; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
+		h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' wss: ws:; style-src 'unsafe-inline'; script-src 'self' 'unsafe-inline'")
 		h.Set("X-Content-Type-Options", "nosniff")
 		_, _ = w.Write(page)
 	})

@@ -362,4 +362,3 @@ func withChannels(claims map[string]any, name string, add *hook.Channels) map[st
 	out[name] = perms
 	return out
 }
-

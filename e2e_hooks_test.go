@@ -1,0 +1,338 @@
+package wsgate_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/internal/hook"
+	"github.com/wsgate/wsgate/internal/wsgatetest"
+)
+
+const hookKey = "hook-signing-key-0123456789abcdef-0123456789"
+
+// hookRequest is what a test backend sees of one verified hook call.
+type hookRequest struct {
+	Kind    string          `json:"kind"`
+	User    string          `json:"user"`
+	ConnID  string          `json:"conn_id"`
+	Channel string          `json:"channel"`
+	Tier    string          `json:"tier"`
+	Payload json.RawMessage `json:"payload"`
+	r       *http.Request
+}
+
+// hookBackend is a real HTTP hook backend: it verifies every request's
+// signature (refusing and failing the test on a bad one) and answers with f.
+// calls counts the requests that reached it.
+type hookBackend struct {
+	*httptest.Server
+	calls atomic.Int64
+}
+
+func startHookBackend(t *testing.T, f func(w http.ResponseWriter, req hookRequest)) *hookBackend {
+	t.Helper()
+	b := &hookBackend{}
+	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.calls.Add(1)
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, "read", http.StatusBadRequest)
+			return
+		}
+		id, kind, err := hook.VerifyRequest(r.Header, body, []byte(hookKey), time.Minute)
+		if err != nil {
+			t.Errorf("hook request failed verification: %v", err)
+			http.Error(w, "unsigned", http.StatusUnauthorized)
+			return
+		}
+		var req hookRequest
+		if err := json.Unmarshal(body, &req); err != nil || req.Kind != kind || req.User != id.User || req.ConnID != id.ConnID {
+			t.Errorf("hook body %s does not match its signed identity %+v (kind %q)", body, id, kind)
+			http.Error(w, "mismatch", http.StatusBadRequest)
+			return
+		}
+		req.r = r
+		f(w, req)
+	}))
+	t.Cleanup(b.Close)
+	return b
+}
+
+func hookReply(w http.ResponseWriter, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, body)
+}
+
+// hookConfig is the test config with a "game" namespace (client publish,
+// presence) and the hook signing key.
+func hookConfig(mutate func(c *config.Config, game *config.Namespace)) *config.Config {
+	cfg := wsgatetest.Config()
+	cfg.Hooks.SigningKey = hookKey
+	game := config.Namespace{ClientPublish: true, Presence: true}
+	if mutate != nil {
+		mutate(cfg, &game)
+	}
+	cfg.Channels.Namespaces["game"] = game
+	return cfg
+}
+
+var gameClaims = map[string]any{"channels": map[string]any{"sub": []string{"game:*", "chat:*"}, "pub": []string{"game:*", "chat:*"}}}
+
+func hookExpectError(t *testing.T, c *wsgatetest.Client, code string) map[string]any {
+	t.Helper()
+	e := c.Expect(t, "error", 5*time.Second)
+	if e["code"] != code {
+		t.Fatalf("error %v (%v), want code %s", e["code"], e["message"], code)
+	}
+	return e
+}
+
+func hookPublish(t *testing.T, c *wsgatetest.Client, id int, ch string, payload any) {
+	t.Helper()
+	c.SendJSON(t, map[string]any{"type": "publish", "id": id, "channel": ch, "payload": payload})
+}
+
+func hookSubscribe(t *testing.T, c *wsgatetest.Client, ch string) {
+	t.Helper()
+	c.SendJSON(t, map[string]any{"type": "subscribe", "channel": ch})
+}
+
+func TestHookConnect(t *testing.T) {
+	be := startHookBackend(t, func(w http.ResponseWriter, req hookRequest) {
+		switch req.User {
+		case "mallory":
+			hookReply(w, `{"allow":false,"reason":"account suspended\nby ops \u00e9"}`)
+		case "vip":
+			if req.Tier != "default" {
+				t.Errorf("connect hook got tier %q, want default", req.Tier)
+			}
+			hookReply(w, `{"allow":true,"tier":"vip","channels":{"sub":["secret:*"]}}`)
+		case "badtier":
+			hookReply(w, `{"allow":true,"tier":"nope"}`)
+		case "extra":
+			hookReply(w, `{"allow":true,"unknown":1}`)
+		default:
+			hookReply(w, `{"allow":true}`)
+		}
+	})
+	s := wsgatetest.Start(t, hookConfig(func(c *config.Config, _ *config.Namespace) {
+		c.Hooks.Connect.URL = be.URL
+		c.Rate.Tiers["vip"] = c.Rate.Tiers["default"]
+		c.Channels.Namespaces["secret"] = config.Namespace{}
+	}))
+
+	// Allowed: the welcome comes after the hook said yes.
+	s.Connect(t, "alice", nil)
+
+	// Refused: a close frame with the backend's reason, sanitized.
+	c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: bearer(s.Token(t, "mallory", nil))})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	if reason := c.ExpectClose(t, 4403, 5*time.Second); reason != "account suspended?by ops ??" {
+		t.Fatalf("refusal reason %q", reason)
+	}
+
+	// Added channels: vip may subscribe to secret:x, which its token does not grant.
+	v := s.Connect(t, "vip", nil)
+	hookSubscribe(t, v, "secret:x")
+	v.Expect(t, "ack", 5*time.Second)
+	plain := s.Connect(t, "plain", nil)
+	hookSubscribe(t, plain, "secret:x")
+	hookExpectError(t, plain, "permission_denied")
+
+	// A reply naming an unconfigured tier or carrying unknown fields is a
+	// malformed answer: fail closed, 1013.
+	for _, u := range []string{"badtier", "extra"} {
+		c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: bearer(s.Token(t, u, nil))})
+		if err != nil {
+			t.Fatalf("dial %s: %v", u, err)
+		}
+		c.ExpectClose(t, 1013, 5*time.Second)
+	}
+}
+
+func TestHookSubscribe(t *testing.T) {
+	be := startHookBackend(t, func(w http.ResponseWriter, req hookRequest) {
+		if req.Kind != hook.KindSubscribe || req.Channel != "game:g1" {
+			t.Errorf("subscribe hook got %+v", req)
+		}
+		if req.User == "alice" || req.User == "bob" {
+			hookReply(w, `{"allow":true}`)
+			return
+		}
+		hookReply(w, `{"allow":false,"reason":"only the two players"}`)
+	})
+	s := wsgatetest.Start(t, hookConfig(func(_ *config.Config, g *config.Namespace) {
+		g.Hooks.Subscribe.URL = be.URL
+	}))
+	a := s.Connect(t, "alice", gameClaims)
+	hookSubscribe(t, a, "game:g1")
+	a.Expect(t, "ack", 5*time.Second)
+	c := s.Connect(t, "carol", gameClaims)
+	hookSubscribe(t, c, "game:g1")
+	if e := hookExpectError(t, c, "hook_refused"); e["message"] != "only the two players" {
+		t.Fatalf("refusal message %v", e["message"])
+	}
+	// Other namespaces have no hook: no call.
+	before := be.calls.Load()
+	hookSubscribe(t, c, "chat:lobby")
+	c.Expect(t, "ack", 5*time.Second)
+	if n := be.calls.Load(); n != before {
+		t.Fatalf("chat subscribe called the game hook (%d calls, want %d)", n, before)
+	}
+}
+
+func TestHookPublish(t *testing.T) {
+	be := startHookBackend(t, func(w http.ResponseWriter, req hookRequest) {
+		var mv struct{ Cell int }
+		_ = json.Unmarshal(req.Payload, &mv)
+		switch {
+		case mv.Cell < 0 || mv.Cell > 8:
+			hookReply(w, `{"allow":false,"reason":"illegal move"}`)
+		case mv.Cell == 4:
+			hookReply(w, `{"allow":true,"payload":{"cell":4,"checked":true}}`)
+		default:
+			hookReply(w, `{"allow":true}`)
+		}
+	})
+	s := wsgatetest.Start(t, hookConfig(func(c *config.Config, g *config.Namespace) {
+		g.Hooks.Publish.URL = be.URL
+		c.Abuse.MaxStrikes = 2
+	}))
+	watcher := s.Connect(t, "watcher", gameClaims)
+	hookSubscribe(t, watcher, "game:g1")
+	watcher.Expect(t, "ack", 5*time.Second)
+	p := s.Connect(t, "player", gameClaims)
+
+	hookPublish(t, p, 1, "game:g1", map[string]any{"cell": 0}) // allowed as is
+	p.Expect(t, "ack", 5*time.Second)
+	if m := watcher.Expect(t, "message", 5*time.Second); !strings.Contains(hookJSON(t, m["payload"]), `"cell":0`) {
+		t.Fatalf("watcher got %v", m)
+	}
+	hookPublish(t, p, 2, "game:g1", map[string]any{"cell": 4}) // rewritten
+	p.Expect(t, "ack", 5*time.Second)
+	if m := watcher.Expect(t, "message", 5*time.Second); hookJSON(t, m["payload"]) != `{"cell":4,"checked":true}` {
+		t.Fatalf("watcher got %v, want the rewritten payload", m["payload"])
+	}
+	hookPublish(t, p, 3, "game:g1", map[string]any{"cell": 9}) // refused: an error reply and a strike
+	if e := hookExpectError(t, p, "hook_refused"); e["message"] != "illegal move" {
+		t.Fatalf("refusal %v", e)
+	}
+	hookPublish(t, p, 4, "game:g1", map[string]any{"cell": -1}) // the second strike bans
+	hookExpectError(t, p, "hook_refused")
+	p.ExpectClose(t, 1008, 5*time.Second)
+	// The refused moves were never broadcast.
+	select {
+	case b := <-watcher.Msgs:
+		t.Fatalf("refused move reached a subscriber: %s", b)
+	default:
+	}
+}
+
+func hookJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestHookSlowTimeoutBusy: a slow publish hook holds only its own caller: a
+// ping on another connection is answered while the hook is stuck; a second
+// call finds the one slot taken and fails at once (busy, fail closed); a call
+// that outlives the timeout fails closed.
+func TestHookSlowTimeoutBusy(t *testing.T) {
+	entered := make(chan struct{}, 4)
+	release := make(chan struct{})
+	be := startHookBackend(t, func(w http.ResponseWriter, req hookRequest) {
+		entered <- struct{}{}
+		if strings.Contains(string(req.Payload), "forever") {
+			<-req.r.Context().Done() // until wsgate gives up
+			return
+		}
+		select {
+		case <-release:
+		case <-req.r.Context().Done():
+		}
+		hookReply(w, `{"allow":true}`)
+	})
+	s := wsgatetest.Start(t, hookConfig(func(c *config.Config, g *config.Namespace) {
+		g.Hooks.Publish.URL = be.URL
+		g.Hooks.Publish.MaxConcurrency = 1
+		g.Hooks.Publish.Timeout = 30 * time.Second
+		c.Channels.Namespaces["slowto"] = config.Namespace{ClientPublish: true,
+			Hooks: config.NamespaceHooks{Publish: config.Hook{URL: be.URL, Timeout: 200 * time.Millisecond}}}
+	}))
+	claims := map[string]any{"channels": map[string]any{"sub": []string{"game:*", "slowto:*"}, "pub": []string{"game:*", "slowto:*"}}}
+	slow := s.Connect(t, "slow", claims)
+	other := s.Connect(t, "other", claims)
+	third := s.Connect(t, "third", claims)
+
+	hookPublish(t, slow, 1, "game:g1", map[string]any{"m": 1})
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("publish hook was not called within 10s")
+	}
+	// The hook is stuck now (until release): other connections are served.
+	other.Send(t, `{"type":"ping","id":1}`)
+	other.Expect(t, "pong", 5*time.Second)
+	// The one concurrency slot is taken: refused at once, fail closed.
+	hookPublish(t, third, 1, "game:g2", map[string]any{"m": 2})
+	hookExpectError(t, third, "hook_unavailable")
+	close(release)
+	slow.Expect(t, "ack", 5*time.Second)
+
+	// Timeout (200ms on slowto): fail closed.
+	hookPublish(t, other, 2, "slowto:x", map[string]any{"m": "forever"})
+	hookExpectError(t, other, "hook_unavailable")
+}
+
+// TestHookBreakerAndFailOpen: a failing backend opens the circuit after the
+// configured failures (no more calls reach it, refusals continue: fail
+// closed); a fail_open hook lets publications through unchanged.
+func TestHookBreakerAndFailOpen(t *testing.T) {
+	be := startHookBackend(t, func(w http.ResponseWriter, _ hookRequest) {
+		http.Error(w, "boom", http.StatusInternalServerError)
+	})
+	s := wsgatetest.Start(t, hookConfig(func(c *config.Config, g *config.Namespace) {
+		g.Hooks.Publish = config.Hook{URL: be.URL, Breaker: config.HookBreaker{Failures: 2, Cooldown: time.Hour}}
+		c.Channels.Namespaces["open"] = config.Namespace{ClientPublish: true,
+			Hooks: config.NamespaceHooks{Publish: config.Hook{URL: be.URL, FailurePolicy: "fail_open", Breaker: config.HookBreaker{Failures: 1000}}}}
+	}))
+	if !s.Logs.Contains("fails open", 5*time.Second) {
+		t.Fatal("fail_open hook not logged at start as a loosening")
+	}
+	claims := map[string]any{"channels": map[string]any{"sub": []string{"game:*", "open:*"}, "pub": []string{"game:*", "open:*"}}}
+	p := s.Connect(t, "p", claims)
+	for i := 1; i <= 2; i++ {
+		hookPublish(t, p, i, "game:g1", map[string]any{"i": i})
+		hookExpectError(t, p, "hook_unavailable")
+	}
+	if n := be.calls.Load(); n != 2 {
+		t.Fatalf("backend saw %d calls, want 2", n)
+	}
+	hookPublish(t, p, 3, "game:g1", map[string]any{"i": 3})
+	hookExpectError(t, p, "hook_unavailable")
+	if n := be.calls.Load(); n != 2 {
+		t.Fatalf("circuit open, yet the backend saw %d calls (want still 2)", n)
+	}
+
+	w := s.Connect(t, "w", claims)
+	hookSubscribe(t, w, "open:x")
+	w.Expect(t, "ack", 5*time.Second)
+	hookPublish(t, p, 4, "open:x", map[string]any{"i": 4})
+	p.Expect(t, "ack", 5*time.Second)
+	if m := w.Expect(t, "message", 5*time.Second); hookJSON(t, m["payload"]) != `{"i":4}` {
+		t.Fatalf("fail_open delivered %v", m["payload"])
+	}
+}

@@ -336,3 +336,72 @@ func TestHookBreakerAndFailOpen(t *testing.T) {
 		t.Fatalf("fail_open delivered %v", m["payload"])
 	}
 }
+
+// roomLimits sets the game namespace's per-room limits: 3 publications per
+// channel, 2 per member per channel (no refill within a test), 64-byte
+// payloads matching the "move" schema, 2 members.
+func roomLimits(c *config.Config, g *config.Namespace) {
+	g.Limits = config.RoomLimits{
+		PublishRate:       config.RateLimit{Rate: 0.0001, Burst: 3},
+		MemberPublishRate: config.RateLimit{Rate: 0.0001, Burst: 2},
+		MaxMessageBytes:   64,
+		Schema:            "move",
+		MaxMembers:        2,
+	}
+	if c.Schemas.Inline == nil {
+		c.Schemas.Inline = map[string]string{}
+	}
+	c.Schemas.Inline["move"] = `{"type":"object","properties":{"cell":{"type":"integer","minimum":0,"maximum":8}},"required":["cell"],"additionalProperties":false}`
+}
+
+// checkRoomLimits drives the limits through clients that may sit on
+// different nodes: alice and bob on a/b, carol on c.
+func checkRoomLimits(t *testing.T, a, b, c *wsgatetest.Server) {
+	alice := a.Connect(t, "alice", gameClaims)
+	bob := b.Connect(t, "bob", gameClaims)
+	carol := c.Connect(t, "carol", gameClaims)
+
+	// Size and schema first: refused without spending the rate.
+	hookPublish(t, alice, 1, "game:g1", map[string]any{"cell": 1, "pad": strings.Repeat("x", 80)})
+	hookExpectError(t, alice, "message_too_large")
+	hookPublish(t, alice, 2, "game:g1", map[string]any{"cell": 12})
+	hookExpectError(t, alice, "schema_violation")
+
+	// Member rate: alice gets 2 in game:g1.
+	for i := 3; i <= 4; i++ {
+		hookPublish(t, alice, i, "game:g1", map[string]any{"cell": i})
+		alice.Expect(t, "ack", 5*time.Second)
+	}
+	hookPublish(t, alice, 5, "game:g1", map[string]any{"cell": 5})
+	hookExpectError(t, alice, "room_rate_limited")
+	// Channel rate: 3 in all; bob (another node) gets the third, then no more.
+	hookPublish(t, bob, 1, "game:g1", map[string]any{"cell": 1})
+	bob.Expect(t, "ack", 5*time.Second)
+	hookPublish(t, bob, 2, "game:g1", map[string]any{"cell": 2})
+	hookExpectError(t, bob, "room_rate_limited")
+	// Another room is untouched.
+	hookPublish(t, bob, 3, "game:g2", map[string]any{"cell": 3})
+	bob.Expect(t, "ack", 5*time.Second)
+
+	// Max members: two across the nodes, the third is refused.
+	hookSubscribe(t, alice, "game:g3")
+	alice.Expect(t, "ack", 5*time.Second)
+	hookSubscribe(t, bob, "game:g3")
+	bob.Expect(t, "ack", 5*time.Second)
+	hookSubscribe(t, carol, "game:g3")
+	hookExpectError(t, carol, "channel_full")
+}
+
+func TestRoomLimits(t *testing.T) {
+	s := wsgatetest.Start(t, hookConfig(roomLimits))
+	checkRoomLimits(t, s, s, s)
+}
+
+func TestClusterRoomLimits(t *testing.T) {
+	_, nodes := cluster(t, 3, func(c *config.Config) {
+		g := config.Namespace{ClientPublish: true, Presence: true}
+		roomLimits(c, &g)
+		c.Channels.Namespaces["game"] = g
+	})
+	checkRoomLimits(t, nodes[0], nodes[1], nodes[2])
+}

@@ -237,17 +237,19 @@ func (hs *hookSet) checkPublish(ctx context.Context, c room.Client, ch string, p
 	if r.schema != nil && !r.schema.Accepts(payload) {
 		return nil, &room.Error{Code: room.CodeRoomSchema, Message: "payload does not match this channel's schema", Strike: true}
 	}
-	if l.PublishRate.Rate > 0 {
-		if e := hs.allow(ctx, "room:pub:"+ch, lim(l.PublishRate)); e != nil {
-			return nil, e
-		}
-	}
+	// The member's rate first: a member over its own budget must not spend
+	// the channel's, which the other members share.
 	if l.MemberPublishRate.Rate > 0 {
 		who := c.User()
 		if who == "" {
 			who = "conn:" + c.ConnID()
 		}
 		if e := hs.allow(ctx, "room:mpub:"+ch+"\x00"+who, lim(l.MemberPublishRate)); e != nil {
+			return nil, e
+		}
+	}
+	if l.PublishRate.Rate > 0 {
+		if e := hs.allow(ctx, "room:pub:"+ch, lim(l.PublishRate)); e != nil {
 			return nil, e
 		}
 	}
@@ -261,7 +263,8 @@ func (hs *hookSet) checkPublish(ctx context.Context, c room.Client, ch string, p
 		}
 		if rep.Payload != nil {
 			if l.MaxMessageBytes > 0 && len(rep.Payload) > l.MaxMessageBytes {
-				return nil, hs.hookFailed(h, ch, fmt.Errorf("%w: rewritten payload over max_message_bytes", hook.ErrBadResponse))
+				// A malformed answer: refused, or (fail_open) published unchanged.
+				return payload, hs.hookFailed(h, ch, fmt.Errorf("%w: rewritten payload over max_message_bytes", hook.ErrBadResponse))
 			}
 			payload = rep.Payload
 		}

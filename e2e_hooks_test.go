@@ -1,6 +1,7 @@
 package wsgate_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/hook"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
@@ -124,7 +126,9 @@ func TestHookConnect(t *testing.T) {
 	})
 	s := wsgatetest.Start(t, hookConfig(func(c *config.Config, _ *config.Namespace) {
 		c.Hooks.Connect.URL = be.URL
-		c.Rate.Tiers["vip"] = c.Rate.Tiers["default"]
+		vip := c.Rate.Tiers["default"]
+		vip.Messages = config.RateLimit{Rate: 0.0001, Burst: 2} // observable: a third message is refused
+		c.Rate.Tiers["vip"] = vip
 		c.Channels.Namespaces["secret"] = config.Namespace{}
 	}))
 
@@ -144,6 +148,11 @@ func TestHookConnect(t *testing.T) {
 	v := s.Connect(t, "vip", nil)
 	hookSubscribe(t, v, "secret:x")
 	v.Expect(t, "ack", 5*time.Second)
+	// The tier the hook set is in force: vip's budget is 2 messages.
+	v.Send(t, `{"type":"ping","id":1}`)
+	v.Expect(t, "pong", 5*time.Second)
+	v.Send(t, `{"type":"ping","id":2}`)
+	hookExpectError(t, v, "rate_limited")
 	plain := s.Connect(t, "plain", nil)
 	hookSubscribe(t, plain, "secret:x")
 	hookExpectError(t, plain, "permission_denied")
@@ -404,4 +413,29 @@ func TestClusterRoomLimits(t *testing.T) {
 		c.Channels.Namespaces["game"] = g
 	})
 	checkRoomLimits(t, nodes[0], nodes[1], nodes[2])
+}
+
+// TestHookGoFuncs: WithHooks runs Go functions under the same protections;
+// the publish function rewrites, the subscribe function refuses.
+func TestHookGoFuncs(t *testing.T) {
+	s := wsgatetest.Start(t, hookConfig(nil), wsgate.WithHooks(wsgate.HookFuncs{
+		Subscribe: func(_ context.Context, ev wsgate.SubscribeEvent) (wsgate.SubscribeReply, error) {
+			return wsgate.SubscribeReply{Allow: ev.User != "carol", Reason: "not a player"}, nil
+		},
+		Publish: func(_ context.Context, ev wsgate.PublishEvent) (wsgate.PublishReply, error) {
+			return wsgate.PublishReply{Allow: true, Payload: []byte(`{"by":"` + ev.User + `"}`)}, nil
+		},
+	}, wsgate.HookOptions{}))
+	a := s.Connect(t, "alice", gameClaims)
+	hookSubscribe(t, a, "game:g1")
+	a.Expect(t, "ack", 5*time.Second)
+	hookPublish(t, a, 1, "game:g1", map[string]any{"cell": 1})
+	if m := a.Expect(t, "message", 5*time.Second); hookJSON(t, m["payload"]) != `{"by":"alice"}` {
+		t.Fatalf("got %v, want the rewritten payload", m["payload"])
+	}
+	c := s.Connect(t, "carol", gameClaims)
+	hookSubscribe(t, c, "game:g1")
+	if e := hookExpectError(t, c, "hook_refused"); e["message"] != "not a player" {
+		t.Fatalf("refusal %v", e)
+	}
 }

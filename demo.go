@@ -25,5 +25,6 @@ func (s *Server) mountDemo(mux *http.ServeMux) {
 		return tok, err
 	})
 	mux.Handle("GET /{$}", h)
+	mux.Handle("GET /game", h)
 	mux.Handle("POST /dev/token", h)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/demo"
 	"github.com/wsgate/wsgate/internal/listener"
 )
 
@@ -39,6 +40,7 @@ func PrepareDev(cfg *config.Config) (*DevInfo, error) {
 		info.AdminToken = cfg.Admin.Token
 	}
 	cfg.Channels.PublishAPIKeys = append(cfg.Channels.PublishAPIKeys, info.PublishKey)
+	addDevGame(cfg)
 	// Development mode is loopback only, whatever the file says.
 	for _, addr := range []*string{&cfg.Listen, &cfg.Admin.Listen} {
 		if *addr == "" {
@@ -71,6 +73,30 @@ func PrepareDev(cfg *config.Config) (*DevInfo, error) {
 		info.CertFile = filepath.Clean(f.Name())
 	}
 	return info, nil
+}
+
+// addDevGame adds the tic-tac-toe demo's namespace (ttt) and move schema
+// unless the configuration has its own: moves are client publishes under a
+// per-game rate limit, refereed by an in-process publish hook (devGameHook).
+func addDevGame(cfg *config.Config) {
+	if _, ok := cfg.Channels.Namespaces[demo.GameNamespace]; ok {
+		return
+	}
+	if cfg.Channels.Namespaces == nil {
+		cfg.Channels.Namespaces = map[string]config.Namespace{}
+	}
+	if cfg.Schemas.Inline == nil {
+		cfg.Schemas.Inline = map[string]string{}
+	}
+	if _, ok := cfg.Schemas.Inline[demo.MoveSchema]; !ok {
+		cfg.Schemas.Inline[demo.MoveSchema] = demo.MoveSchemaJSON
+	}
+	cfg.Channels.Namespaces[demo.GameNamespace] = config.Namespace{ClientPublish: true, Limits: config.RoomLimits{
+		MemberPublishRate: config.RateLimit{Rate: 1, Burst: 3}, // a person clicks; a bot bursts
+		PublishRate:       config.RateLimit{Rate: 4, Burst: 8},
+		MaxMessageBytes:   64,
+		Schema:            demo.MoveSchema,
+	}}
 }
 
 // WithDev tells New about PrepareDev's results (the dev page and token endpoint).

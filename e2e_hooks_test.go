@@ -6,10 +6,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/config"
@@ -437,5 +441,67 @@ func TestHookGoFuncs(t *testing.T) {
 	hookSubscribe(t, c, "game:g1")
 	if e := hookExpectError(t, c, "hook_refused"); e["message"] != "not a player" {
 		t.Fatalf("refusal %v", e)
+	}
+}
+
+// TestDemoGameAntiCheat: the dev tic-tac-toe page in headless Chromium. Two
+// players; the referee (a publish hook) refuses a move on a taken cell and
+// moves out of turn, and a burst of moves hits the per-game rate limit.
+func TestDemoGameAntiCheat(t *testing.T) {
+	cfg := wsgatetest.Config()
+	info, err := wsgate.PrepareDev(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(info.CertFile) })
+	s := wsgatetest.Start(t, cfg, wsgate.WithDev(info))
+	root := wsgatetest.Browser(t, 60*time.Second)
+	alice, cancelA := chromedp.NewContext(root, chromedp.WithNewBrowserContext())
+	defer cancelA()
+	bob, cancelB := chromedp.NewContext(root, chromedp.WithNewBrowserContext())
+	defer cancelB()
+	play := func(name string) chromedp.Action[chromedp.Void] {
+		return chromedp.Steps(
+			chromedp.Navigate(s.HTTPURL+"/game"),
+			chromedp.WaitVisible("#name"),
+			chromedp.SendKeys("#name", name),
+			chromedp.Click("#joinbtn"),
+			waitText("#status", "connected as "+name),
+		)
+	}
+	if err := chromedp.Do(alice, play("alice")); err != nil {
+		t.Fatalf("alice: %v", err)
+	}
+	if err := chromedp.Do(bob, play("bob")); err != nil {
+		t.Fatalf("bob: %v", err)
+	}
+	// Alice is X: the centre. Both boards show it.
+	if err := chromedp.Do(alice, chromedp.Click("#cell4"), waitText("#cell4", "X")); err != nil {
+		txt, _ := chromedp.Run(alice, chromedp.Evaluate[string]("document.body.innerText"))
+		t.Fatalf("alice's move: %v\npage: %s", err, txt)
+	}
+	if err := chromedp.Do(bob, waitText("#cell4", "X"), waitText("#info", "O to move")); err != nil {
+		t.Fatalf("bob did not see alice's move: %v", err)
+	}
+	// Bob tries the taken centre: refused by the referee.
+	if err := chromedp.Do(bob, chromedp.Click("#cell4"), waitText("#log", "that cell is taken")); err != nil {
+		t.Fatalf("taken cell not refused: %v", err)
+	}
+	// Alice cheats: five moves in one burst while it is not her turn.
+	if err := chromedp.Do(alice, chromedp.Click("#cheatbtn"), waitText("#log", "not your turn"), waitText("#log", "room_rate_limited")); err != nil {
+		t.Fatalf("cheat not refused: %v", err)
+	}
+	// Bob's legal move still goes through, and alice's board never took a cheat.
+	if err := chromedp.Do(bob, chromedp.Click("#cell0"), waitText("#cell0", "O")); err != nil {
+		t.Fatalf("bob's legal move: %v", err)
+	}
+	if err := chromedp.Do(alice, waitText("#cell0", "O"), waitText("#info", "X to move")); err != nil {
+		t.Fatalf("alice's board: %v", err)
+	}
+	if shot, err := chromedp.Run(alice, chromedp.CaptureScreenshot()); err == nil {
+		p := filepath.Join(wsgatetest.ArtifactDir(t), "demo-game.png")
+		if os.WriteFile(p, shot, 0o644) == nil {
+			t.Logf("screenshot: %s", p)
+		}
 	}
 }

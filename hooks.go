@@ -10,6 +10,7 @@ import (
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/demo"
 	"github.com/wsgate/wsgate/internal/hook"
 	"github.com/wsgate/wsgate/internal/limit"
 	"github.com/wsgate/wsgate/internal/room"
@@ -152,6 +153,11 @@ func (s *Server) buildHooks(cfg *config.Config, o *options) (*hookSet, error) {
 			hs.ns[name] = r
 		}
 	}
+	if s.dev != nil {
+		if err := devGameHook(hs, cfg); err != nil {
+			return nil, err
+		}
+	}
 	if hs.connect == nil && len(hs.ns) == 0 {
 		return nil, nil
 	}
@@ -262,10 +268,8 @@ func (hs *hookSet) checkPublish(ctx context.Context, c room.Client, ch string, p
 			return nil, refusal(rep.Reason, "publication refused", true)
 		}
 		if rep.Payload != nil {
-			if l.MaxMessageBytes > 0 && len(rep.Payload) > l.MaxMessageBytes {
-				// A malformed answer: refused, or (fail_open) published unchanged.
-				return payload, hs.hookFailed(h, ch, fmt.Errorf("%w: rewritten payload over max_message_bytes", hook.ErrBadResponse))
-			}
+			// max_message_bytes bounds what clients send; a rewrite comes from
+			// the application, bounded by the hook's max_response_bytes.
 			payload = rep.Payload
 		}
 	}
@@ -364,4 +368,24 @@ func withChannels(claims map[string]any, name string, add *hook.Channels) map[st
 	}
 	out[name] = perms
 	return out
+}
+
+// devGameHook referees the dev tic-tac-toe demo (addDevGame): an in-process
+// publish hook on its namespace, unless the configuration set one there.
+func devGameHook(hs *hookSet, cfg *config.Config) error {
+	n, ok := cfg.Channels.Namespaces[demo.GameNamespace]
+	if !ok || n.Hooks.Publish.URL != "" || n.Limits.Schema != demo.MoveSchema {
+		return nil // not the namespace addDevGame made
+	}
+	h, err := hook.New(hook.KindPublish, hook.NewFunc(hook.KindPublish, hook.Funcs{Publish: demo.NewGames().Publish}), hook.Options{})
+	if err != nil {
+		return fmt.Errorf("dev game: %w", err)
+	}
+	r := hs.ns[demo.GameNamespace]
+	if r == nil {
+		r = &nsRules{limits: n.Limits}
+		hs.ns[demo.GameNamespace] = r
+	}
+	r.publish = h
+	return nil
 }

@@ -1,6 +1,7 @@
 // Package demo is the development-mode demo: a chat page where a visitor picks a
 // name, joins a channel, sees who is there, and after a reload receives what it
-// missed. It exists only under `wsgate serve --dev`; its token endpoint mints
+// missed; and a two-player tic-tac-toe page (/game) whose moves pass a publish
+// hook that refuses illegal moves (Games) and a per-game rate limit. It exists only under `wsgate serve --dev`; its token endpoint mints
 // tokens for any name and answers loopback clients only.
 package demo
 
@@ -32,6 +33,7 @@ func Handler(mint Minter) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		_, _ = w.Write(page)
 	})
+	mux.HandleFunc("GET /game", serveGame)
 	mux.HandleFunc("POST /dev/token", func(w http.ResponseWriter, r *http.Request) {
 		if !loopback(r.RemoteAddr) {
 			http.Error(w, `{"error":"forbidden"}`, http.StatusForbidden)
@@ -47,7 +49,7 @@ func Handler(mint Minter) http.Handler {
 			return
 		}
 		tok, err := mint(req.Name, time.Hour, map[string]any{
-			"channels": map[string]any{"sub": []string{"chat:*"}, "pub": []string{"chat:*"}},
+			"channels": map[string]any{"sub": []string{"chat:*", GameNamespace + ":*"}, "pub": []string{"chat:*", GameNamespace + ":*"}},
 		})
 		if err != nil {
 			http.Error(w, `{"error":"unavailable"}`, http.StatusServiceUnavailable)

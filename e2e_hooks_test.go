@@ -240,8 +240,9 @@ func TestHookPublish(t *testing.T) {
 		t.Fatalf("refusal %v", e)
 	}
 	hookPublish(t, p, 4, "game:g1", map[string]any{"cell": -1}) // the second strike bans
-	hookExpectError(t, p, "hook_refused")
-	p.ExpectClose(t, 1008, 5*time.Second)
+	if reason := p.ExpectClose(t, 1008, 5*time.Second); reason != "banned" {
+		t.Fatalf("close reason %q, want banned", reason)
+	}
 	// The refused moves were never broadcast.
 	select {
 	case b := <-watcher.Msgs:

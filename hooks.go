@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strings"
 
 	"github.com/wsgate/wsgate/config"
@@ -388,4 +389,26 @@ func devGameHook(hs *hookSet, cfg *config.Config) error {
 	}
 	r.publish = h
 	return nil
+}
+
+// hooksEqual reports whether a and b configure the same hooks and per-room
+// limits (what buildHooks reads).
+func hooksEqual(a, b *config.Config) bool {
+	if !reflect.DeepEqual(a.Hooks, b.Hooks) {
+		return false
+	}
+	type nsPart struct {
+		h config.NamespaceHooks
+		l config.RoomLimits
+	}
+	parts := func(c *config.Config) map[string]nsPart {
+		m := map[string]nsPart{}
+		for name, n := range c.Channels.Namespaces {
+			if p := (nsPart{n.Hooks, n.Limits}); p != (nsPart{}) {
+				m[name] = p
+			}
+		}
+		return m
+	}
+	return reflect.DeepEqual(parts(a), parts(b))
 }

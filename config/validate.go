@@ -197,6 +197,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	v.hook("hooks.connect", c.Hooks.Connect)
+	if h := c.Hooks.Connect; h.URL != "" && h.Timeout >= c.Timeouts.Handshake && c.Timeouts.Handshake > 0 {
+		// The connect hook runs inside the handshake.
+		v.errf("hooks.connect.timeout", "must be below timeouts.handshake (%v), got %v", c.Timeouts.Handshake, h.Timeout)
+	}
 	v.hook("hooks.subscribe", c.Hooks.Subscribe)
 	v.hook("hooks.publish", c.Hooks.Publish)
 	if c.Hooks.Connect.URL != "" || c.Hooks.Subscribe.URL != "" || c.Hooks.Publish.URL != "" {

@@ -341,6 +341,13 @@ func TestHookBreakerAndFailOpen(t *testing.T) {
 		t.Fatalf("circuit open, yet the backend saw %d calls (want still 2)", n)
 	}
 
+	m := scrape(t, s)
+	if n := metricSum(m, "wsgate_hook_calls_total", `kind="publish"`, `outcome="open"`); n != 1 {
+		t.Fatalf("wsgate_hook_calls_total{outcome=open} = %v, want 1", n)
+	}
+	if n := metricSum(m, "wsgate_hook_calls_total", `kind="publish"`, `outcome="error"`); n != 2 {
+		t.Fatalf("wsgate_hook_calls_total{outcome=error} = %v, want 2", n)
+	}
 	w := s.Connect(t, "w", claims)
 	hookSubscribe(t, w, "open:x")
 	w.Expect(t, "ack", 5*time.Second)

@@ -14,6 +14,7 @@ import (
 	"github.com/wsgate/wsgate/internal/demo"
 	"github.com/wsgate/wsgate/internal/hook"
 	"github.com/wsgate/wsgate/internal/limit"
+	"github.com/wsgate/wsgate/internal/metrics"
 	"github.com/wsgate/wsgate/internal/room"
 	"github.com/wsgate/wsgate/internal/schema"
 )
@@ -54,6 +55,7 @@ type hookSet struct {
 	limiter   limit.Limiter
 	limitOpen bool // rate.fail_open: the limiter's errors let publishes through
 	log       *slog.Logger
+	metrics   *metrics.Metrics
 	presence  func(ctx context.Context, ch string) (int, error)
 }
 
@@ -101,7 +103,7 @@ func (s *Server) buildHooks(cfg *config.Config, o *options) (*hookSet, error) {
 		}
 		return hk, nil
 	}
-	hs := &hookSet{ns: map[string]*nsRules{}, limiter: s.limiter, limitOpen: cfg.Rate.FailOpen, log: s.log.With("component", "hooks")}
+	hs := &hookSet{ns: map[string]*nsRules{}, limiter: s.limiter, limitOpen: cfg.Rate.FailOpen, log: s.log.With("component", "hooks"), metrics: s.metrics}
 	var err error
 	if hs.connect, err = mk("hooks.connect", hook.KindConnect, cfg.Hooks.Connect); err != nil {
 		return nil, err
@@ -185,6 +187,7 @@ func hookIdentity(c room.Client) hook.Identity {
 // hookFailed is the error for a hook that gave no usable answer under the
 // fail-closed policy, or nil (after logging) when the hook fails open.
 func (hs *hookSet) hookFailed(h *hook.Hook, ch string, err error) *room.Error {
+	hs.metrics.HookCall(h.Kind(), hook.Outcome(err))
 	if h.FailOpen() {
 		hs.log.Warn("hook failed; letting the request through (fail_open)", "hook", h.Kind(), "channel", ch, "err", err)
 		return nil
@@ -224,8 +227,10 @@ func (hs *hookSet) checkSubscribe(ctx context.Context, c room.Client, ch string)
 			return hs.hookFailed(h, ch, err)
 		}
 		if !rep.Allow {
+			hs.metrics.HookCall(hook.KindSubscribe, "refuse")
 			return refusal(rep.Reason, "not allowed to subscribe to this channel", true)
 		}
+		hs.metrics.HookCall(hook.KindSubscribe, "allow")
 	}
 	return nil
 }
@@ -266,9 +271,13 @@ func (hs *hookSet) checkPublish(ctx context.Context, c room.Client, ch string, p
 			return payload, hs.hookFailed(h, ch, err)
 		}
 		if !rep.Allow {
+			hs.metrics.HookCall(hook.KindPublish, "refuse")
 			return nil, refusal(rep.Reason, "publication refused", true)
 		}
-		if rep.Payload != nil {
+		if rep.Payload == nil {
+			hs.metrics.HookCall(hook.KindPublish, "allow")
+		} else {
+			hs.metrics.HookCall(hook.KindPublish, "rewrite")
 			// max_message_bytes bounds what clients send; a rewrite comes from
 			// the application, bounded by the hook's max_response_bytes.
 			payload = rep.Payload
@@ -309,6 +318,14 @@ func (s *Server) connectDecision(r *http.Request, id auth.Identity, connID, ip, 
 			err = fmt.Errorf("%w: tier %q is not configured", hook.ErrBadResponse, rep.Tier)
 		}
 	}
+	outcome := "allow"
+	switch {
+	case err != nil:
+		outcome = hook.Outcome(err)
+	case !rep.Allow:
+		outcome = "refuse"
+	}
+	s.metrics.HookCall(hook.KindConnect, outcome)
 	switch {
 	case err != nil && h.FailOpen():
 		s.log.Warn("connect hook failed; letting the connection through (fail_open)", "conn_id", connID, "err", err)

@@ -343,3 +343,19 @@ func SanitizeReason(s string) string {
 	}
 	return string(b)
 }
+
+// Outcome names a failed call's cause for metrics: timeout, busy, open,
+// bad_response or error.
+func Outcome(err error) string {
+	switch {
+	case errors.Is(err, ErrTimeout):
+		return "timeout"
+	case errors.Is(err, ErrBusy):
+		return "busy"
+	case errors.Is(err, ErrOpen):
+		return "open"
+	case errors.Is(err, ErrBadResponse):
+		return "bad_response"
+	}
+	return "error"
+}

@@ -92,6 +92,7 @@ func (s *Server) buildHooks(cfg *config.Config, o *options) (*hookSet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", field, err)
 		}
+		s.onClose(b.Close)
 		failOpen := h.FailurePolicy == "fail_open"
 		if failOpen {
 			s.log.Warn("hook fails open: requests pass unchecked when it cannot answer (a loosening)", "hook", field)

@@ -93,6 +93,9 @@ type wireReply struct {
 	Payload  json.RawMessage `json:"payload"`
 }
 
+// Close drops the backend's idle connections (at shutdown).
+func (b *HTTP) Close() { b.client.CloseIdleConnections() }
+
 // Call implements Backend.
 func (b *HTTP) Call(ctx context.Context, kind string, ev, out any) error {
 	w := wireReq{Kind: kind}

@@ -85,6 +85,7 @@ func (o Options) withDefaults() Options {
 }
 
 // Identity is the verified identity of the connection a hook call is about.
+// Claims is the connection's own map, shared: a Go hook must not modify it.
 type Identity struct {
 	User     string         `json:"user"`
 	ConnID   string         `json:"conn_id"`

@@ -513,3 +513,60 @@ func TestDemoGameAntiCheat(t *testing.T) {
 		}
 	}
 }
+
+// TestHookTimeoutAndOpenEachKind: the connect and subscribe hooks time out and
+// then fail with the circuit open, fail closed, as the publish hook does in
+// TestHookSlowTimeoutBusy / TestHookBreakerAndFailOpen.
+func TestHookTimeoutAndOpenEachKind(t *testing.T) {
+	var connects, subscribes atomic.Int64
+	be := startHookBackend(t, func(w http.ResponseWriter, req hookRequest) {
+		switch req.Kind {
+		case hook.KindConnect:
+			if connects.Add(1) == 1 && req.User == "late" {
+				<-req.r.Context().Done() // the first connect times out
+				return
+			}
+			hookReply(w, `{"allow":true}`)
+		case hook.KindSubscribe:
+			subscribes.Add(1)
+			<-req.r.Context().Done() // every subscribe times out
+		}
+	})
+	s := wsgatetest.Start(t, hookConfig(func(c *config.Config, g *config.Namespace) {
+		brk := config.HookBreaker{Failures: 1, Cooldown: time.Hour}
+		c.Hooks.Connect = config.Hook{URL: be.URL, Timeout: 200 * time.Millisecond, Breaker: brk}
+		g.Hooks.Subscribe = config.Hook{URL: be.URL, Timeout: 200 * time.Millisecond, Breaker: brk}
+	}))
+	dial := func(user string) *wsgatetest.Client {
+		c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: bearer(s.Token(t, user, gameClaims))})
+		if err != nil {
+			t.Fatalf("dial %s: %v", user, err)
+		}
+		return c
+	}
+	// Connect: timeout → 1013; the circuit is now open → 1013 without a call.
+	if r := dial("late").ExpectClose(t, 1013, 5*time.Second); r != "try again later" {
+		t.Fatalf("reason %q", r)
+	}
+	dial("next").ExpectClose(t, 1013, 5*time.Second)
+	if n := connects.Load(); n != 1 {
+		t.Fatalf("backend saw %d connect calls, want 1 (circuit open)", n)
+	}
+
+	// Subscribe, on a server whose connect hook is healthy.
+	s2 := wsgatetest.Start(t, hookConfig(func(_ *config.Config, g *config.Namespace) {
+		g.Hooks.Subscribe = config.Hook{URL: be.URL, Timeout: 200 * time.Millisecond, Breaker: config.HookBreaker{Failures: 1, Cooldown: time.Hour}}
+	}))
+	c := s2.Connect(t, "sub", gameClaims)
+	hookSubscribe(t, c, "game:g1")
+	hookExpectError(t, c, "hook_unavailable") // timeout
+	hookSubscribe(t, c, "game:g2")
+	hookExpectError(t, c, "hook_unavailable") // circuit open
+	if n := subscribes.Load(); n != 1 {
+		t.Fatalf("backend saw %d subscribe calls, want 1 (circuit open)", n)
+	}
+	if m := scrape(t, s2); metricSum(m, "wsgate_hook_calls_total", `kind="subscribe"`, `outcome="timeout"`) != 1 ||
+		metricSum(m, "wsgate_hook_calls_total", `kind="subscribe"`, `outcome="open"`) != 1 {
+		t.Fatalf("hook metrics: want one timeout and one open subscribe call")
+	}
+}

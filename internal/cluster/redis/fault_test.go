@@ -351,3 +351,37 @@ func TestQuotaNotOverAdmittedAfterRedisLoss(t *testing.T) {
 		return err == nil
 	})
 }
+
+// With leases (the default), a stalled Redis makes no call wait longer than
+// SlowRefill, even on a key that has spent its lease and its credit: every call
+// returns while Redis is still paused (issue 16, item 4).
+func TestLimiterLeaseMissDuringStallDoesNotWait(t *testing.T) {
+	srv := redistest.Start(t)
+	a := node(t, srv, "A")
+	ctx := context.Background()
+	l := a.Limiter(redis.LimiterOptions{FailOpen: true, RetryInterval: 100 * time.Millisecond})
+	lim := limit.Limit{Rate: 1000, Burst: 100} // lease 10, credit 10
+	if ok, _, err := l.Allow(ctx, "u:m:warm", lim, 1); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	l.Settle()
+	const pause = 3 * time.Second
+	start := time.Now()
+	must(t, a.Redis().Do(ctx, "CLIENT", "PAUSE", pause.Milliseconds(), "ALL").Err())
+	for i := range 60 { // a fresh key, then the warm one: both past lease and credit
+		key := "u:m:cold"
+		if i%2 == 1 {
+			key = "u:m:warm"
+		}
+		if ok, _, err := l.Allow(ctx, key, lim, 1); !ok || err != nil {
+			t.Fatalf("Allow %d during the stall: %v %v, want an answer from leases, credit or the local fallback", i, ok, err)
+		}
+	}
+	if took := time.Since(start); took >= pause {
+		t.Fatalf("60 calls took %v, not answered before the %v stall ended", took, pause)
+	}
+	st := l.Stats()
+	if st.Credits == 0 || st.Fallbacks == 0 {
+		t.Fatalf("stats %+v: want calls on credit, then local fallback once the refill was late", st)
+	}
+}

@@ -78,6 +78,11 @@ func TestClusterAdminBanKickEverywhere(t *testing.T) {
 	if st, out := adminCall(t, a, "POST", "/api/v1/bans", tok, map[string]any{"user": "ban-no-kick", "ttl": "10m"}); st != 200 {
 		t.Fatalf("ban without kick: %d %v", st, out)
 	}
+	// A kick for another address (published before the next one, so every node
+	// handles it first) closes none of the loopback clients.
+	if st, out := adminCall(t, a, "POST", "/api/v1/bans", tok, map[string]any{"ip": "203.0.113.9", "ttl": "10m", "kick": true}); st != 200 {
+		t.Fatalf("ip ban with kick: %d %v", st, out)
+	}
 	if st, out := adminCall(t, a, "POST", "/api/v1/bans", tok, map[string]any{"user": "ban-kick", "ttl": "10m", "kick": true}); st != 200 {
 		t.Fatalf("ban with kick: %d %v", st, out)
 	}

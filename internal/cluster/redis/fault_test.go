@@ -385,3 +385,29 @@ func TestLimiterLeaseMissDuringStallDoesNotWait(t *testing.T) {
 		t.Fatalf("stats %+v: want calls on credit, then local fallback once the refill was late", st)
 	}
 }
+
+// A refill that fails (Redis gone) ends the wait of a key past its credit at
+// once: the call is answered by the outage policy, never retried in a loop.
+func TestLimiterFailedRefillEndsWait(t *testing.T) {
+	srv := redistest.Start(t)
+	a := node(t, srv, "A")
+	l := a.Limiter(redis.LimiterOptions{RetryInterval: time.Hour}) // fail closed; no probe during the test
+	lim := limit.Limit{Rate: 1000, Burst: 100}
+	srv.Stop()
+	done := make(chan error, 1)
+	go func() {
+		var last error
+		for range 30 { // past the lease (10) and the credit (10)
+			_, _, last = l.Allow(context.Background(), "u:m:x", lim, 1)
+		}
+		done <- last
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("fail-closed limiter answered without an error after its refills failed")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Allow calls still running after 5s with Redis gone: a wait did not end")
+	}
+}

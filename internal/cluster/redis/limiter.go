@@ -334,7 +334,11 @@ func (l *Limiter) leaseSize(lim limit.Limit, cost int) int {
 func (l *Limiter) allowLeased(ctx context.Context, key string, lim limit.Limit, cost int) (bool, time.Duration, error) {
 	size := l.leaseSize(lim, cost)
 	sh := &l.shards[maphash.String(l.seed, key)%leaseShards]
+	var deadline int64 // set by the first wait: the end of this call's SlowRefill
 	for {
+		if deadline != 0 && (l.down.Open() || l.c.brk.Open()) {
+			return l.fallback(ctx, key, lim, cost, errRedisDown) // a refill failed
+		}
 		now := time.Now().UnixNano()
 		sh.mu.Lock()
 		ls, ok := sh.m[key]
@@ -383,12 +387,18 @@ func (l *Limiter) allowLeased(ctx context.Context, key string, lim limit.Limit, 
 		if refill {
 			l.queueRefill(sh, key, lim, cost)
 		}
-		late := time.Duration(now - ls.refillStart)
-		if late >= l.opts.SlowRefill {
-			l.down.trip(errSlowRefill, "redis limiter: a lease refill is late; limits answered locally until a probe succeeds")
-			return l.fallback(ctx, key, lim, cost, errSlowRefill)
+		if deadline == 0 {
+			deadline = ls.refillStart + int64(l.opts.SlowRefill)
 		}
-		t := time.NewTimer(l.opts.SlowRefill - late)
+		if now >= deadline {
+			if ls.refilling {
+				l.down.trip(errSlowRefill, "redis limiter: a lease refill is late; limits answered locally until a probe succeeds")
+				return l.fallback(ctx, key, lim, cost, errSlowRefill)
+			}
+			// Redis answers, but with fewer tokens than this key spends.
+			return false, l.opts.SlowRefill, nil
+		}
+		t := time.NewTimer(time.Duration(deadline - now))
 		select {
 		case <-done:
 		case <-t.C:

@@ -219,7 +219,7 @@ func (s *Server) build(cfg *config.Config) error {
 	s.qstore = st.quota
 	s.quotas = quota.New(s.qstore, quotaLimits(cfg))
 	s.bans = st.bans
-	s.strikes = ban.NewStrikes(strikePolicy(cfg), s.bans, ban.StrikesOptions{OnBan: s.onBan})
+	s.strikes = ban.NewStrikes(strikePolicy(cfg), s.bans, ban.StrikesOptions{OnBan: s.onBan, Counter: st.strikes, Kick: st.kick})
 	s.onClose(func() { _ = s.strikes.Close() })
 	if cfg.Auth.Tickets.Enabled {
 		s.tickets = ticket.NewIssuer(redactedTickets{st.tickets, s.redactor}, cfg.Auth.Tickets.TTL)

@@ -36,20 +36,21 @@ type CloseReason int
 
 // Close reasons.
 const (
-	ReasonShutdown      CloseReason = iota + 1 // 1001: server going away
-	ReasonTokenExpired                         // 4001: exp reached without refresh
-	ReasonIdle                                 // 4002: no message within timeouts.idle
-	ReasonKeepalive                            // 4003: no pong within timeouts.pong_timeout
-	ReasonSlowConsumer                         // 1008: outbound queue full
-	ReasonBanned                               // 1008: strikes reached the ban threshold
-	ReasonRateLimit                            // 1008: sustained rate-limit violations
-	ReasonKicked                               // 1008: an operator kicked the connection
-	ReasonPolicy                               // 1008: any other policy violation
-	ReasonTooBig                               // 1009: a message over the size limit
-	ReasonInternal                             // 1011: a server error
-	ReasonUpstreamGone                         // 1011: gateway upstream failed
-	ReasonHookRefused                          // 4403: the connect hook refused (its own text replaces this one)
-	ReasonTryAgainLater                        // 1013: a dependency (hook, limiter) could not answer
+	ReasonShutdown        CloseReason = iota + 1 // 1001: server going away
+	ReasonTokenExpired                           // 4001: exp reached without refresh
+	ReasonIdle                                   // 4002: no message within timeouts.idle
+	ReasonKeepalive                              // 4003: no pong within timeouts.pong_timeout
+	ReasonSlowConsumer                           // 1008: outbound queue full
+	ReasonBanned                                 // 1008: strikes reached the ban threshold
+	ReasonRateLimit                              // 1008: sustained rate-limit violations
+	ReasonKicked                                 // 1008: an operator kicked the connection
+	ReasonPolicy                                 // 1008: any other policy violation
+	ReasonTooBig                                 // 1009: a message over the size limit
+	ReasonInternal                               // 1011: a server error
+	ReasonUpstreamGone                           // 1011: gateway upstream failed
+	ReasonUpstreamRestart                        // 1012: gateway upstream went away (restarting)
+	ReasonHookRefused                            // 4403: the connect hook refused (its own text replaces this one)
+	ReasonTryAgainLater                          // 1013: a dependency (hook, limiter) could not answer
 	numReasons
 )
 
@@ -59,20 +60,21 @@ var closeTable = [numReasons]struct {
 	code CloseCode
 	text string
 }{
-	ReasonShutdown:      {CloseGoingAway, "server shutting down"},
-	ReasonTokenExpired:  {CloseTokenExpired, "token expired"},
-	ReasonIdle:          {CloseIdle, "idle timeout"},
-	ReasonKeepalive:     {CloseKeepalive, "keepalive timeout"},
-	ReasonSlowConsumer:  {ClosePolicyViolation, "slow consumer"},
-	ReasonBanned:        {ClosePolicyViolation, "banned"},
-	ReasonRateLimit:     {ClosePolicyViolation, "rate limit exceeded"},
-	ReasonKicked:        {ClosePolicyViolation, "kicked"},
-	ReasonPolicy:        {ClosePolicyViolation, "policy violation"},
-	ReasonTooBig:        {CloseMessageTooBig, "message too big"},
-	ReasonInternal:      {CloseInternalError, "internal error"},
-	ReasonUpstreamGone:  {CloseInternalError, "upstream unavailable"},
-	ReasonHookRefused:   {CloseHookRefused, "refused"},
-	ReasonTryAgainLater: {CloseTryAgainLater, "try again later"},
+	ReasonShutdown:        {CloseGoingAway, "server shutting down"},
+	ReasonTokenExpired:    {CloseTokenExpired, "token expired"},
+	ReasonIdle:            {CloseIdle, "idle timeout"},
+	ReasonKeepalive:       {CloseKeepalive, "keepalive timeout"},
+	ReasonSlowConsumer:    {ClosePolicyViolation, "slow consumer"},
+	ReasonBanned:          {ClosePolicyViolation, "banned"},
+	ReasonRateLimit:       {ClosePolicyViolation, "rate limit exceeded"},
+	ReasonKicked:          {ClosePolicyViolation, "kicked"},
+	ReasonPolicy:          {ClosePolicyViolation, "policy violation"},
+	ReasonTooBig:          {CloseMessageTooBig, "message too big"},
+	ReasonInternal:        {CloseInternalError, "internal error"},
+	ReasonUpstreamGone:    {CloseInternalError, "upstream unavailable"},
+	ReasonUpstreamRestart: {CloseServiceRestart, "upstream restarting"},
+	ReasonHookRefused:     {CloseHookRefused, "refused"},
+	ReasonTryAgainLater:   {CloseTryAgainLater, "try again later"},
 }
 
 // Code is the close code sent for r; unknown reasons are internal errors.

@@ -25,7 +25,7 @@ func docCloseTable(t *testing.T) map[CloseCode][]string {
 		t.Fatal(`docs/protocol.md has no "## Close codes" section`)
 	}
 	sec, _, _ = strings.Cut(sec, "\n## ")
-	row := regexp.MustCompile("^\\| (\\d{4}) \\| ([^|]*) \\|")
+	row := regexp.MustCompile(`^\| (\d{4}) \| ([^|]*) \|`)
 	tick := regexp.MustCompile("`([^`]+)`")
 	rows := map[CloseCode][]string{}
 	for line := range strings.SplitSeq(sec, "\n") {

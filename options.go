@@ -165,7 +165,7 @@ func (s *Server) runHandler(ctx context.Context, ss *session.Session, f HandlerF
 	switch {
 	case err != nil:
 		s.log.Debug("handler failed", "conn_id", ss.ID(), "type", m.Type, "err", err)
-		ss.Reject(m.ID, &protocol.Error{Code: "handler_failed", Message: "request failed"})
+		ss.Reject(m.ID, &protocol.Error{Code: protocol.CodeHandlerFailed, Message: "request failed"})
 	case reply != nil:
 		_ = ss.Reply(reply)
 	}

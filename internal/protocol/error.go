@@ -18,8 +18,9 @@ const (
 	CodeLimitExceeded  = "limit_exceeded"  // depth, keys, array elements, string or number length
 	CodeUnavailable    = "unavailable"     // a shared store could not answer; not the client's fault
 
-	// Session.
+	// Session and embedding handlers.
 	CodeRefreshFailed = "refresh_failed" // refresh token invalid or for another subject
+	CodeHandlerFailed = "handler_failed" // an embedding application's message handler returned an error
 
 	// Room: channel requests.
 	CodeBadRequest         = "bad_request"

@@ -152,3 +152,34 @@ func TestClientTypesHaveBuiltinSchemas(t *testing.T) {
 		t.Errorf("built-in schemas %v, ClientTypes %v", got, want)
 	}
 }
+
+// TestDocsListErrorCodes: every error code a client can receive is in
+// docs/protocol.md's "Errors" table.
+func TestDocsListErrorCodes(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "protocol.md"))
+	if err != nil {
+		t.Fatalf("read docs/protocol.md: %v", err)
+	}
+	_, sec, ok := strings.Cut(string(b), "\n## Errors\n")
+	if !ok {
+		t.Fatal(`docs/protocol.md has no "## Errors" section`)
+	}
+	sec, _, _ = strings.Cut(sec, "\n## ")
+	src, err := os.ReadFile("error.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := regexp.MustCompile(`(?m)^\s+Code\w+\s+= "([a-z_]+)"`).FindAllStringSubmatch(string(src), -1)
+	if len(codes) < 20 {
+		t.Fatalf("found only %d error codes in error.go", len(codes))
+	}
+	for _, m := range codes {
+		code := m[1]
+		if code == CodeIntegrityPrefix {
+			code += "unsigned"
+		}
+		if !strings.Contains(sec, "`"+code+"`") {
+			t.Errorf("error code %q is not in docs/protocol.md's Errors table", code)
+		}
+	}
+}

@@ -199,6 +199,14 @@ func TestSlowConsumerClosed(t *testing.T) {
 		c.InsecurePlaintext = true
 		c.Limits.Outbox = config.Outbox{MaxMessages: 1024, MaxBytes: 256 << 10}
 		c.Timeouts.Write = time.Second
+		// The publisher sends 3,000 messages as fast as it can: its own budget must
+		// not be what ends the test (a rate-limited publisher is closed 1008 before
+		// the slow subscriber's write deadline fires on a fast machine).
+		d := c.Rate.Tiers["default"]
+		d.Messages = config.RateLimit{Rate: 1e6, Burst: 1e6}
+		d.UserMessages = config.RateLimit{Rate: 1e6, Burst: 1e6}
+		d.IPMessages = config.RateLimit{Rate: 1e6, Burst: 1e6}
+		c.Rate.Tiers["default"] = d
 	})
 	pub := s.Connect(t, "pub", chatPerms)
 	fast := s.Connect(t, "fast", chatPerms)

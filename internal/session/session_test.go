@@ -124,6 +124,9 @@ func TestRepliesAndBroadcastsKeepOrder(t *testing.T) {
 	}
 	go conn.Serve()
 	s := <-sessions
+	// Broadcasts only ever reach a session that asked for them after its welcome
+	// (subscribe), so the test starts them once the welcome has arrived.
+	waitFor(t, "the welcome", func() bool { return len(cl.received()) >= 1 })
 
 	const n = 300
 	var wg sync.WaitGroup

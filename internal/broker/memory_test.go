@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func TestMemoryConformance(t *testing.T) {
+func TestBrokerConformance(t *testing.T) {
 	brokertest.Run(t, func(t *testing.T) broker.Broker {
 		return broker.NewMemory(broker.MemoryOptions{SweepInterval: 20 * time.Millisecond})
 	})

@@ -30,7 +30,7 @@ func (o *observer) Message(s *session.Session, typ string, data []byte, rej *pip
 	}
 	if rej == nil {
 		m.Message(typ, "accepted")
-		o.audit.LogMessage(s.ID(), s.User(), typ, data)
+		o.auditMessage(s, typ, data)
 		return
 	}
 	m.Message(typ, rej.Code)

@@ -1,0 +1,112 @@
+package wsgate
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/encrypt"
+	"github.com/wsgate/wsgate/internal/session"
+)
+
+// encryptionPolicy builds the at_rest policy of cfg: the keyring of
+// encryption.keys and the namespaces that seal. A dev server without keys gets
+// one random key per process (prev's, on reload), so dev history is readable
+// only while it runs.
+func encryptionPolicy(cfg *config.Config, prev *encrypt.Policy) (*encrypt.Policy, error) {
+	p := &encrypt.Policy{Namespaces: map[string]bool{}}
+	for name, ns := range cfg.Channels.Namespaces {
+		if ns.Encryption == "at_rest" {
+			p.Namespaces[name] = true
+		}
+	}
+	var keys []encrypt.Key
+	for i, entry := range cfg.Encryption.Keys {
+		id, secret, ok := config.EncryptionKey(entry)
+		if !ok {
+			return nil, fmt.Errorf("encryption.keys[%d]: must be \"<id>=<secret>\"", i)
+		}
+		sec, err := auth.ParseSecret(secret)
+		if err != nil {
+			return nil, fmt.Errorf("encryption.keys[%d] (%s): %w", i, id, err)
+		}
+		keys = append(keys, encrypt.Key{ID: id, Secret: sec})
+	}
+	switch {
+	case len(keys) > 0:
+		r, err := encrypt.NewKeyring(keys...)
+		if err != nil {
+			return nil, fmt.Errorf("encryption.keys: %w", err)
+		}
+		p.Keyring = r
+	case cfg.Dev && prev != nil && prev.Keyring != nil:
+		p.Keyring = prev.Keyring
+	case cfg.Dev && len(p.Namespaces) > 0:
+		sec, _ := auth.ParseSecret(auth.NewSecret())
+		r, err := encrypt.NewKeyring(encrypt.Key{ID: "dev", Secret: sec})
+		if err != nil {
+			return nil, err
+		}
+		p.Keyring = r
+	case len(p.Namespaces) > 0:
+		return nil, fmt.Errorf("channels.namespaces: encryption at_rest needs encryption.keys")
+	}
+	return p, nil
+}
+
+// logEncryption says at start and reload what is sealed and under which key id
+// (never a key). The attribute names avoid "key": the redactor masks those.
+func (s *Server) logEncryption(p *encrypt.Policy) {
+	if len(p.Namespaces) == 0 {
+		return
+	}
+	ns := make([]string, 0, len(p.Namespaces))
+	for n := range p.Namespaces {
+		ns = append(ns, n)
+	}
+	slices.Sort(ns)
+	s.log.Info("encryption at_rest", "namespaces", ns, "seals_with", p.Keyring.SealingKeyID(), "opens_with", p.Keyring.KeyIDs())
+}
+
+// auditMessage records a sampled client message. A publication into an encrypted
+// namespace is recorded without its body — the audit log is exactly the kind of
+// copy at_rest keeps plaintext out of — but with the key id that seals it.
+func (o *observer) auditMessage(s *session.Session, typ string, data []byte) {
+	if !o.audit.SampleMessage() {
+		return
+	}
+	if o.enc != nil {
+		if p := o.enc.Policy(); len(p.Namespaces) > 0 && carriesPayload(typ) {
+			ch := messageChannel(data)
+			if ch == "" {
+				ch = o.cfg.Load().Channels.DefaultChannel
+			}
+			if p.Encrypted(ch) {
+				keyID := ""
+				if p.Keyring != nil {
+					keyID = p.Keyring.SealingKeyID()
+				}
+				o.audit.LogSealedMessage(s.ID(), s.User(), typ, ch, keyID, len(data))
+				return
+			}
+		}
+	}
+	o.audit.LogSampledMessage(s.ID(), s.User(), typ, data)
+}
+
+// carriesPayload: the message types whose body is published into a channel.
+func carriesPayload(typ string) bool { return typ == "publish" || typ == "chat" || typ == "data" }
+
+// messageChannel is the "channel" member of an accepted client message ("" when
+// absent). The pipeline has validated the frame; this second parse runs only for
+// sampled messages while some namespace is encrypted.
+func messageChannel(data []byte) string {
+	var m struct {
+		Channel string `json:"channel"`
+	}
+	_ = json.Unmarshal(data, &m)
+	return strings.TrimSpace(m.Channel)
+}

@@ -247,3 +247,46 @@ func BenchmarkPublish(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkPublishRedis(b *testing.B) {
+	srv := redistest.Start(b)
+	payload := []byte(`{"symbol":"EURUSD","price":1.08421,"qty":250000,"side":"buy","trader":"t-1029","ts":1765000000000}`)
+	for _, mode := range []string{"off", "at_rest"} {
+		b.Run(mode, func(b *testing.B) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			c, err := redis.New(ctx, redis.Options{Addrs: []string{srv.Addr()}, NodeID: "bench", Prefix: "bench:" + mode + ":"})
+			cancel()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			rb, err := c.Broker(redis.BrokerOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var br broker.Broker = rb
+			if mode == "at_rest" {
+				br = encrypt.NewBroker(br, &encrypt.Policy{Keyring: keyring(b, key("k1", 1)), Namespaces: map[string]bool{"trades": true}})
+			}
+			opts := broker.PublishOptions{HistorySize: 100, HistoryTTL: time.Minute}
+			b.SetBytes(int64(len(payload)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := br.Publish(context.Background(), "trades:eurusd", payload, "u1", opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkOpen(b *testing.B) {
+	r := keyring(b, key("k1", 1))
+	env, _, _ := r.Seal("trades:eurusd", []byte(`{"symbol":"EURUSD","price":1.08421,"qty":250000,"side":"buy","trader":"t-1029","ts":1765000000000}`))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := r.Open("trades:eurusd", env); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

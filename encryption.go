@@ -12,6 +12,9 @@ import (
 	"github.com/wsgate/wsgate/internal/session"
 )
 
+// devKeyID names the random key a --dev server makes when none is configured.
+const devKeyID = "dev-ephemeral"
+
 // encryptionPolicy builds the at_rest policy of cfg: the keyring of
 // encryption.keys and the namespaces that seal. A dev server without keys gets
 // one random key per process (prev's, on reload), so dev history is readable
@@ -46,7 +49,7 @@ func encryptionPolicy(cfg *config.Config, prev *encrypt.Policy) (*encrypt.Policy
 		p.Keyring = prev.Keyring
 	case cfg.Dev && len(p.Namespaces) > 0:
 		sec, _ := auth.ParseSecret(auth.NewSecret())
-		r, err := encrypt.NewKeyring(encrypt.Key{ID: "dev", Secret: sec})
+		r, err := encrypt.NewKeyring(encrypt.Key{ID: devKeyID, Secret: sec})
 		if err != nil {
 			return nil, err
 		}
@@ -69,6 +72,9 @@ func (s *Server) logEncryption(p *encrypt.Policy) {
 	}
 	slices.Sort(ns)
 	s.log.Info("encryption at_rest", "namespaces", ns, "seals_with", p.Keyring.SealingKeyID(), "opens_with", p.Keyring.KeyIDs())
+	if p.Keyring.SealingKeyID() == devKeyID {
+		s.log.Warn("encryption at_rest uses a random --dev key: history sealed by this process cannot be read after it exits")
+	}
 }
 
 // auditMessage records a sampled client message. A publication into an encrypted

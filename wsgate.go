@@ -196,11 +196,12 @@ func (s *Server) build(cfg *config.Config) error {
 	})
 	s.pinSecrets(cfg)
 
-	st, err := s.newStores(cfg)
+	// Before the stores: a bad key fails the start without touching Redis.
+	encPolicy, err := encryptionPolicy(cfg, nil)
 	if err != nil {
 		return err
 	}
-	encPolicy, err := encryptionPolicy(cfg, nil)
+	st, err := s.newStores(cfg)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,9 @@ package wsgate_test
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +17,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/wsgate/wsgate/client"
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
 )
@@ -27,7 +31,10 @@ var (
 	encKey2 = "k2=base64:" + "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
 )
 
-var tradePerms = map[string]any{"channels": map[string]any{"sub": []string{"trades:*", "chat:*"}, "pub": []string{"trades:*", "chat:*"}}}
+var (
+	tradePerms = map[string]any{"channels": map[string]any{"sub": []string{"trades:*", "chat:*"}, "pub": []string{"trades:*", "chat:*"}}}
+	vaultPerms = map[string]any{"channels": map[string]any{"sub": []string{"vault:*", "trades:*"}, "pub": []string{"vault:*", "trades:*"}}}
+)
 
 // redisCapture is a raw RESP connection (MONITOR or PSUBSCRIBE) recording every
 // byte Redis sends it.
@@ -330,5 +337,152 @@ func TestEncryptionAtRestMemoryReload(t *testing.T) {
 	}
 	if strings.Contains(s.Logs.String(), "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8") {
 		t.Fatal("a master key secret reached the log")
+	}
+}
+
+// e2eClient dials s with the Go client; keys nil means no Encryption at all.
+func e2eClient(t *testing.T, s *wsgatetest.Server, sub string, keys []client.EncryptionKey, events chan<- client.Event) *client.Client {
+	t.Helper()
+	o := &client.DialOptions{RootCAs: s.RootCAs, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		Token: func(context.Context) (string, error) { return s.Token(t, sub, vaultPerms), nil }}
+	if keys != nil {
+		o.Encryption = &client.Encryption{Keys: keys, Channels: func(ch string) bool { return strings.HasPrefix(ch, "vault:") }}
+	}
+	if events != nil {
+		o.OnEvent = func(e client.Event) {
+			select {
+			case events <- e:
+			default:
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, s.URL, o)
+	if err != nil {
+		t.Fatalf("dial %s: %v", sub, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// end_to_end: two SDK clients holding an application key exchange messages
+// through two nodes and Redis that never see plaintext; a client without the
+// key gets only the envelope; a tampered envelope is refused at the receiving
+// client; the server refuses anything but an envelope.
+func TestEncryptionEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	i := 0
+	var audits []string
+	rs, nodes := cluster(t, 2, func(c *config.Config) {
+		c.Channels.Namespaces["vault"] = config.Namespace{ClientPublish: true, HistorySize: 50, HistoryTTL: time.Minute, Encryption: "end_to_end"}
+		c.Channels.Namespaces["trades"] = config.Namespace{ClientPublish: true}
+		c.Audit.Path = filepath.Join(dir, fmt.Sprintf("audit-%d.log", i))
+		c.Audit.MessageSampleRate = 1
+		audits = append(audits, c.Audit.Path)
+		i++
+	})
+	a, b := nodes[0], nodes[1]
+	psub := captureRedis(t, rs.Addr(), "PSUBSCRIBE *")
+	waitContains(t, "the PSUBSCRIBE capture", psub.String, "psubscribe")
+	appKey := []client.EncryptionKey{{ID: "app1", Secret: []byte(strings.Repeat("a", 32))}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	got := make(chan client.Message, 16)
+	alice := e2eClient(t, b, "alice", appKey, nil)
+	if _, err := alice.Subscribe(ctx, "vault:desk", &client.SubscribeOptions{OnMessage: func(m client.Message) { got <- m }}); err != nil {
+		t.Fatal(err)
+	}
+	plain := make(chan client.Message, 16)
+	eve := e2eClient(t, b, "eve", nil, nil)
+	if _, err := eve.Subscribe(ctx, "vault:desk", &client.SubscribeOptions{OnMessage: func(m client.Message) { plain <- m }}); err != nil {
+		t.Fatal(err)
+	}
+	bobEvents := make(chan client.Event, 16)
+	bob := e2eClient(t, a, "bob", appKey, bobEvents)
+	bobGot := make(chan client.Message, 16)
+	if _, err := bob.Subscribe(ctx, "vault:desk", &client.SubscribeOptions{OnMessage: func(m client.Message) { bobGot <- m }}); err != nil {
+		t.Fatal(err)
+	}
+	secretMsg := map[string]any{"note": plainMarker + "-e2e"}
+	if _, err := bob.Publish(ctx, "vault:desk", secretMsg); err != nil {
+		t.Fatalf("sealed publish refused: %v", err)
+	}
+	select {
+	case m := <-got:
+		if !strings.Contains(string(m.Payload), plainMarker+"-e2e") {
+			t.Fatalf("alice got %s", m.Payload)
+		}
+	case <-ctx.Done():
+		t.Fatal("timed out waiting for alice's message")
+	}
+	<-bobGot
+	select {
+	case m := <-plain:
+		if strings.Contains(string(m.Payload), plainMarker) || !strings.HasPrefix(string(m.Payload), `"`) {
+			t.Fatalf("a client without the key got %s", m.Payload)
+		}
+	case <-ctx.Done():
+		t.Fatal("timed out waiting for eve's message")
+	}
+
+	// The server refuses plaintext and text in the end_to_end namespace.
+	raw := a.Connect(t, "mallory", vaultPerms)
+	raw.SendJSON(t, map[string]any{"type": "publish", "id": "p", "channel": "vault:desk", "payload": map[string]any{"x": plainMarker}})
+	if e := raw.Expect(t, "error", 5*time.Second); e["code"] != "invalid_message" {
+		t.Fatalf("plaintext into end_to_end: %v", e)
+	}
+	// A well-formed envelope with one flipped ciphertext byte passes the server
+	// (it cannot tell) and is refused by the receiving SDK client.
+	hist, err := alice.History(ctx, "vault:desk", nil)
+	if err != nil || len(hist.Publications) != 1 {
+		t.Fatalf("alice's history: %v, %v", hist, err)
+	}
+	if !strings.Contains(string(hist.Publications[0].Payload), plainMarker+"-e2e") {
+		t.Fatalf("alice's history is not opened: %s", hist.Publications[0].Payload)
+	}
+	eveHist, err := eve.History(ctx, "vault:desk", nil)
+	if err != nil || len(eveHist.Publications) != 1 {
+		t.Fatalf("eve's history: %v, %v", eveHist, err)
+	}
+	var b64 string
+	if err := json.Unmarshal(eveHist.Publications[0].Payload, &b64); err != nil {
+		t.Fatal(err)
+	}
+	env, _ := base64.StdEncoding.DecodeString(b64)
+	env[len(env)-1] ^= 1
+	raw.SendJSON(t, map[string]any{"type": "publish", "id": "t", "channel": "vault:desk", "payload": base64.StdEncoding.EncodeToString(env)})
+	raw.Expect(t, "ack", 5*time.Second)
+	for {
+		select {
+		case e := <-bobEvents:
+			if e.Kind == client.EventError && errors.Is(e.Err, client.ErrNotEncrypted) {
+				goto refused
+			}
+		case m := <-bobGot:
+			t.Fatalf("bob handed on a tampered message: %s", m.Payload)
+		case <-ctx.Done():
+			t.Fatal("timed out waiting for bob to refuse the tampered message")
+		}
+	}
+refused:
+	// Nothing on the server side saw plaintext.
+	endMsg := map[string]any{"type": "publish", "id": "end", "channel": "trades:x", "payload": map[string]any{"m": "END-MARKER"}}
+	raw.SendJSON(t, endMsg)
+	waitContains(t, "the pub/sub capture", psub.String, "END-MARKER")
+	readAudit := func() string { b, _ := os.ReadFile(audits[0]); return string(b) }
+	waitContains(t, "node A's audit log", readAudit, "END-MARKER")
+	dump := dumpRedis(t, rs.Addr(), "wsgate-e2e:")
+	if !strings.Contains(dump, "vault:desk") {
+		t.Fatalf("no vault history in Redis to check:\n%.2000s", dump)
+	}
+	for name, text := range map[string]string{"Redis keys": dump, "pub/sub capture": psub.String(),
+		"audit log A": readAudit(), "logs A": a.Logs.String(), "logs B": b.Logs.String()} {
+		// mallory's refused plaintext publish is audited as a violation without
+		// its body; any other occurrence is a leak.
+		if strings.Contains(text, plainMarker+"-e2e") {
+			t.Errorf("%s holds the end-to-end plaintext", name)
+		}
 	}
 }

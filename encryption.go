@@ -9,6 +9,7 @@ import (
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/auth"
 	"github.com/wsgate/wsgate/internal/encrypt"
+	"github.com/wsgate/wsgate/internal/pipeline"
 	"github.com/wsgate/wsgate/internal/session"
 )
 
@@ -20,10 +21,13 @@ const devKeyID = "dev-ephemeral"
 // one random key per process (prev's, on reload), so dev history is readable
 // only while it runs.
 func encryptionPolicy(cfg *config.Config, prev *encrypt.Policy) (*encrypt.Policy, error) {
-	p := &encrypt.Policy{Namespaces: map[string]bool{}}
+	p := &encrypt.Policy{Namespaces: map[string]bool{}, EndToEnd: map[string]bool{}}
 	for name, ns := range cfg.Channels.Namespaces {
-		if ns.Encryption == "at_rest" {
+		switch ns.Encryption {
+		case "at_rest":
 			p.Namespaces[name] = true
+		case "end_to_end":
+			p.EndToEnd[name] = true
 		}
 	}
 	var keys []encrypt.Key
@@ -115,4 +119,36 @@ func messageChannel(data []byte) string {
 	}
 	_ = json.Unmarshal(data, &m)
 	return strings.TrimSpace(m.Channel)
+}
+
+// checkEndToEnd refuses a message that would put anything but a client-sealed
+// envelope into an end_to_end namespace: its payload must be one, and a chat
+// "text" (plaintext by definition) is refused. The broker decorator checks the
+// payload again on every publish path; this check gives the client a clear error.
+func (s *Server) checkEndToEnd(typ string, channel, payload, text []byte) *pipeline.Reject {
+	if s.enc == nil || !carriesPayload(typ) {
+		return nil
+	}
+	p := s.enc.Policy()
+	if len(p.EndToEnd) == 0 {
+		return nil
+	}
+	var ch string
+	if len(channel) > 0 {
+		if json.Unmarshal(channel, &ch) != nil {
+			return nil // the room reports the bad channel
+		}
+	} else {
+		ch = s.cfg.Load().Channels.DefaultChannel
+	}
+	if !p.IsEndToEnd(ch) {
+		return nil
+	}
+	if len(text) > 0 {
+		return &pipeline.Reject{Code: pipeline.CodeInvalidMessage, Message: "end_to_end channel: send an encrypted payload, not text"}
+	}
+	if err := encrypt.CheckEndToEnd(payload); err != nil {
+		return &pipeline.Reject{Code: pipeline.CodeInvalidMessage, Message: "end_to_end channel: payload is not a valid envelope"}
+	}
+	return nil
 }

@@ -268,9 +268,11 @@ type Namespace struct {
 	Integrity string `koanf:"integrity"`
 	// SignOutput signs what the server sends in this namespace.
 	SignOutput bool `koanf:"sign_output"`
-	// Encryption is "off" (default) or "at_rest": publications are sealed with
-	// encryption.keys before they leave the node (history, Redis, cross-node
-	// pub/sub, audit samples hold ciphertext). See docs/encryption.md.
+	// Encryption is "off" (default), "at_rest" (publications are sealed with
+	// encryption.keys before they leave the node: history, Redis, cross-node
+	// pub/sub, audit samples hold ciphertext) or "end_to_end" (clients seal with
+	// keys wsgate does not hold; wsgate checks only the envelope). See
+	// docs/encryption.md.
 	Encryption string `koanf:"encryption"`
 }
 

@@ -182,7 +182,7 @@ func (c *Config) Validate() error {
 		}
 		v.dur(f+".history_ttl", ns.HistoryTTL, 0, 30*24*time.Hour)
 		v.oneOf(f+".integrity", orDefault(ns.Integrity, "off"), "off", "hmac", "pop")
-		v.oneOf(f+".encryption", orDefault(ns.Encryption, "off"), "off", "at_rest")
+		v.oneOf(f+".encryption", orDefault(ns.Encryption, "off"), "off", "at_rest", "end_to_end")
 		if ns.Encryption == "at_rest" && len(c.Encryption.Keys) == 0 && !c.Dev {
 			v.errf(f+".encryption", "at_rest needs encryption.keys (at least one \"<id>=<secret>\" of >= 32 bytes)")
 		}

@@ -24,6 +24,22 @@ type Policy struct {
 	// Namespaces holds the namespaces ("<ns>:…", "" for channels without a
 	// colon) whose publications are sealed.
 	Namespaces map[string]bool
+	// EndToEnd holds the namespaces whose clients seal: payloads must be
+	// end-to-end envelopes (CheckEndToEnd); they are stored and relayed as is.
+	EndToEnd map[string]bool
+}
+
+func namespaceOf(channel string) string {
+	ns, _, found := strings.Cut(channel, ":")
+	if !found {
+		return ""
+	}
+	return ns
+}
+
+// IsEndToEnd reports whether channel is in an end_to_end namespace.
+func (p *Policy) IsEndToEnd(channel string) bool {
+	return p != nil && len(p.EndToEnd) > 0 && p.EndToEnd[namespaceOf(channel)]
 }
 
 // Encrypted reports whether channel is in an encrypted namespace.
@@ -31,11 +47,7 @@ func (p *Policy) Encrypted(channel string) bool {
 	if p == nil || len(p.Namespaces) == 0 {
 		return false
 	}
-	ns, _, found := strings.Cut(channel, ":")
-	if !found {
-		ns = ""
-	}
-	return p.Namespaces[ns]
+	return p.Namespaces[namespaceOf(channel)]
 }
 
 // Broker seals publications of encrypted namespaces on Publish and opens them on
@@ -84,7 +96,13 @@ func (b *Broker) Dropped() int64 { return b.dropped.Load() }
 // Publish seals data when channel is encrypted, then publishes the envelope.
 func (b *Broker) Publish(ctx context.Context, channel string, data []byte, from string, opts broker.PublishOptions) (broker.StreamPosition, error) {
 	p := b.policy.Load()
-	if p.Encrypted(channel) {
+	if p.IsEndToEnd(channel) {
+		// Every path into the broker (client publish, the publish API) lands
+		// here: nothing but an envelope enters an end_to_end namespace.
+		if err := CheckEndToEnd(data); err != nil {
+			return broker.StreamPosition{}, fmt.Errorf("publish %q: %w", channel, err)
+		}
+	} else if p.Encrypted(channel) {
 		if p.Keyring == nil {
 			return broker.StreamPosition{}, errNoKeyring
 		}

@@ -1,6 +1,7 @@
 package encrypt
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -24,14 +25,25 @@ func CheckEndToEnd(payload []byte) error {
 }
 
 func decodeEndToEnd(payload []byte) ([]byte, error) {
-	var s string
-	if len(payload) == 0 || payload[0] != '"' || json.Unmarshal(payload, &s) != nil {
+	if len(payload) < 2 || payload[0] != '"' || payload[len(payload)-1] != '"' {
 		return nil, fmt.Errorf("%w: end-to-end payload must be a JSON string", ErrMalformed)
 	}
-	if base64.StdEncoding.DecodedLen(len(s)) > MaxEnvelopeBytes {
+	// Base64 needs no JSON escapes: take the string's bytes as they are, and
+	// only a string with escapes (e.g. "\/") goes through the JSON decoder.
+	b64 := payload[1 : len(payload)-1]
+	if bytes.IndexByte(b64, '\\') >= 0 {
+		var s string
+		if json.Unmarshal(payload, &s) != nil {
+			return nil, fmt.Errorf("%w: end-to-end payload must be a JSON string", ErrMalformed)
+		}
+		b64 = []byte(s)
+	}
+	if base64.StdEncoding.DecodedLen(len(b64)) > MaxEnvelopeBytes {
 		return nil, fmt.Errorf("%w: envelope over %d bytes", ErrMalformed, MaxEnvelopeBytes)
 	}
-	env, err := base64.StdEncoding.Strict().DecodeString(s)
+	env := make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
+	n, err := base64.StdEncoding.Strict().Decode(env, b64)
+	env = env[:n]
 	if err != nil {
 		return nil, fmt.Errorf("%w: envelope is not base64", ErrMalformed)
 	}

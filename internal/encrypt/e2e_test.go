@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/wsgate/wsgate/internal/broker"
@@ -22,6 +23,11 @@ func TestEndToEndRoundTripAndCheck(t *testing.T) {
 	pt, _, err := r.OpenEndToEnd("vault:a", payload)
 	if err != nil || string(pt) != `{"x":1}` {
 		t.Fatalf("OpenEndToEnd = %q, %v", pt, err)
+	}
+	// The same string with a JSON escape is the same envelope.
+	escaped := append([]byte(`"\u00`+fmt.Sprintf("%02x", payload[1])), payload[2:]...)
+	if pt, _, err := r.OpenEndToEnd("vault:a", escaped); err != nil || string(pt) != `{"x":1}` {
+		t.Fatalf("escaped payload %s: %q, %v", escaped, pt, err)
 	}
 	if _, _, err := r.OpenEndToEnd("vault:b", payload); !errors.Is(err, ErrOpen) {
 		t.Fatalf("opened for another channel: %v", err)
@@ -69,4 +75,15 @@ func FuzzCheckEndToEnd(f *testing.F) {
 			t.Fatalf("forged envelope opened to %q", pt)
 		}
 	})
+}
+
+func BenchmarkCheckEndToEnd(b *testing.B) {
+	r, _ := NewKeyring(key("app1", 7))
+	p, _, _ := r.SealEndToEnd("vault:a", []byte(`{"symbol":"EURUSD","price":1.08421,"qty":250000,"side":"buy","trader":"t-1029","ts":1765000000000}`))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := CheckEndToEnd(p); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -52,7 +52,7 @@ type Server struct {
 	sopts    atomic.Pointer[session.Options]
 
 	state   *stores
-	enc     *encrypt.Broker // seals at_rest namespaces around state.broker
+	enc     *encrypt.Broker // around state.broker: seals at_rest, checks end_to_end namespaces
 	integ   *integrityState
 	room    *room.Service
 	metrics *metrics.Metrics

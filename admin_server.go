@@ -133,16 +133,19 @@ func (s *Server) sessionChannels(ss *session.Session) []string {
 // newAdminAPI builds the admin API and dashboard handler.
 func (s *Server) newAdminAPI() (*admin.Handler, error) {
 	return admin.New(admin.Options{
-		Token:  func() string { return s.cfg.Load().Admin.Token },
-		Conns:  (*adminBackend)(s),
-		Bans:   (*adminBackend)(s),
-		Alerts: s.alerts,
-		Stats:  s.metrics.Series(),
-		Reload: s.reloadConfigFile,
-		Audit:  s.audit,
-		Log:    s.log,
-		Done:   s.ctx.Done(),
-		IPKey:  func(a netip.Addr) string { return s.guard.Policy().IPPrefixes.Key(a) },
+		Token: func() string { return s.cfg.Load().Admin.Token },
+		Conns: (*adminBackend)(s),
+		Bans:  (*adminBackend)(s),
+		// Redis mode: a ban with kick also closes the subject's connections on
+		// the other nodes.
+		KickCluster: s.state.kickCluster,
+		Alerts:      s.alerts,
+		Stats:       s.metrics.Series(),
+		Reload:      s.reloadConfigFile,
+		Audit:       s.audit,
+		Log:         s.log,
+		Done:        s.ctx.Done(),
+		IPKey:       func(a netip.Addr) string { return s.guard.Policy().IPPrefixes.Key(a) },
 	})
 }
 

@@ -27,5 +27,6 @@ func (s *Server) mountDemo(mux *http.ServeMux) {
 		return tok, err
 	}, s.dev.PageSecret)
 	mux.Handle("GET /{$}", h)
+	mux.Handle("GET /game", h)
 	mux.Handle("POST /dev/token", h)
 }

@@ -53,6 +53,7 @@ func PrepareDev(cfg *config.Config) (*DevInfo, error) {
 		info.AdminToken = cfg.Admin.Token
 	}
 	cfg.Channels.PublishAPIKeys = append(cfg.Channels.PublishAPIKeys, info.PublishKey)
+	addDevGame(cfg)
 	// Development mode is loopback only, whatever the file says.
 	for _, addr := range []*string{&cfg.Listen, &cfg.Admin.Listen} {
 		if *addr == "" {
@@ -121,6 +122,30 @@ func sameFile(a, b string) bool {
 	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
 }
 
+// addDevGame adds the tic-tac-toe demo's namespace (ttt) and move schema
+// unless the configuration has its own: moves are client publishes under a
+// per-game rate limit, refereed by an in-process publish hook (devGameHook).
+func addDevGame(cfg *config.Config) {
+	if _, ok := cfg.Channels.Namespaces[demo.GameNamespace]; ok {
+		return
+	}
+	if cfg.Channels.Namespaces == nil {
+		cfg.Channels.Namespaces = map[string]config.Namespace{}
+	}
+	if cfg.Schemas.Inline == nil {
+		cfg.Schemas.Inline = map[string]string{}
+	}
+	if _, ok := cfg.Schemas.Inline[demo.MoveSchema]; !ok {
+		cfg.Schemas.Inline[demo.MoveSchema] = demo.MoveSchemaJSON
+	}
+	cfg.Channels.Namespaces[demo.GameNamespace] = config.Namespace{ClientPublish: true, Limits: config.RoomLimits{
+		MemberPublishRate: config.RateLimit{Rate: 1, Burst: 3}, // a person clicks; a bot bursts
+		PublishRate:       config.RateLimit{Rate: 4, Burst: 8},
+		MaxMessageBytes:   64,
+		Schema:            demo.MoveSchema,
+	}}
+}
+
 // WithDev tells New about PrepareDev's results (the dev page and token endpoint).
 func WithDev(info *DevInfo) Option {
 	return func(o *options) { o.dev = info }
@@ -172,6 +197,7 @@ func PrintDevBanner(w io.Writer, cfg *config.Config, info *DevInfo, l Listening)
 ==================== wsgate DEVELOPMENT MODE — NOT FOR PRODUCTION ====================
 WebSocket URL:   %s
 Demo page:       %s://%s/#dev=%s
+Game demo:       %s://%s/game#dev=%s  (two browsers, one game id: anti-cheat hook)
                  (the #dev= part is this start's secret for the demo's token endpoint)
 Admin listener:  %s
 Dev HMAC secret: %s
@@ -186,7 +212,7 @@ Connect:
 Mint another (same channel rights as the sample):
   %s token --secret '%s' --sub alice --ttl 15m --kid dev --claim 'channels=%s'
 %s=======================================================================================
-`, url, hscheme, l.Addr, info.PageSecret, admin, info.Secret, orNone(info.CertFile), tok,
+`, url, hscheme, l.Addr, info.PageSecret, hscheme, l.Addr, info.PageSecret, admin, info.Secret, orNone(info.CertFile), tok,
 		bin, url, tok, ca, bin, info.Secret, claimJSON, adminCmd)
 	return err
 }

@@ -93,9 +93,10 @@ func TestClusterSharedMessageRate(t *testing.T) {
 			}
 		}
 	}
-	// 20 messages against a per-user burst of 10 shared by both nodes (leases may
-	// hold back a little more, never let more through).
-	if pongs > 11 || limited == 0 {
+	// 20 messages against a per-user burst of 10 shared by both nodes. Leases
+	// may hold back a little more; each node may admit one lease (1 message)
+	// on credit before Redis answers its refill (docs/scaling.md), never more.
+	if pongs > 10+2*1 || limited == 0 {
 		t.Fatalf("per-user rate across nodes: %d answered, %d limited", pongs, limited)
 	}
 }

@@ -82,6 +82,14 @@ func roomOptions(cfg *config.Config, commands command.Backend, s *Server) room.O
 	if s != nil && s.integ != nil {
 		o.SignOutput = s.integ.signer.Sign
 	}
+	if s != nil && s.hooks != nil {
+		hs := s.hooks
+		hs.presence = func(ctx context.Context, ch string) (int, error) {
+			p, err := s.state.broker.Presence(ctx, ch)
+			return len(p), err
+		}
+		o.CheckSubscribe, o.CheckPublish = hs.checkSubscribe, hs.checkPublish
+	}
 	if s != nil {
 		o.SubscriptionTokenVerify = func(ctx context.Context, token string) (map[string]any, error) {
 			// Only a token typed as a subscription grant (typ "subscription")

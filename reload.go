@@ -66,6 +66,11 @@ func (s *Server) reload(cfg *config.Config) (err error) {
 	if ipPrefixes(cfg) != ipPrefixes(old) {
 		return fmt.Errorf("reload: limits.ipv4_prefix and limits.ipv6_prefix need a restart")
 	}
+	// Hooks and per-room limits are built once (hooks.go): refusing a change
+	// beats silently keeping the old hooks in force.
+	if !hooksEqual(cfg, old) {
+		return fmt.Errorf("reload: hooks and channels.namespaces.*.hooks/limits need a restart")
+	}
 	popts, err := pipelineOptions(cfg, s.limiter)
 	if err != nil {
 		return err
@@ -169,5 +174,6 @@ func PrepareDevReload(cfg *config.Config, info *DevInfo) (*config.Config, error)
 		cfg.Admin.Token = info.AdminToken
 	}
 	cfg.Channels.PublishAPIKeys = append(cfg.Channels.PublishAPIKeys, info.PublishKey)
+	addDevGame(cfg)
 	return cfg, nil
 }

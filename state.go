@@ -9,6 +9,7 @@ import (
 	"github.com/wsgate/wsgate/internal/integrity"
 	"github.com/wsgate/wsgate/internal/limit"
 	"github.com/wsgate/wsgate/internal/quota"
+	"github.com/wsgate/wsgate/internal/session"
 	"github.com/wsgate/wsgate/internal/ticket"
 )
 
@@ -18,9 +19,15 @@ type stores struct {
 	limiter limit.Limiter
 	quota   quota.Store
 	bans    ban.List
-	tickets ticket.Store
-	replay  integrity.ReplayCache
-	broker  broker.Broker
+	// strikes counts strikes cluster-wide (nil: each node counts its own).
+	strikes ban.Counter
+	// kick closes a banned subject's connections on every node (this one
+	// included); kickCluster is the same, nil when there are no other nodes.
+	kick        func(ctx context.Context, subject string) error
+	kickCluster func(ctx context.Context, subject string) error
+	tickets     ticket.Store
+	replay      integrity.ReplayCache
+	broker      broker.Broker
 	// ping reports whether the shared store answers (nil for memory).
 	ping func(ctx context.Context) error
 }
@@ -42,8 +49,31 @@ func (s *Server) newMemoryStores(cfg *config.Config) *stores {
 		limiter: lim,
 		quota:   quota.NewMemoryStore(),
 		bans:    ban.NewMemoryList(100000),
+		kick: func(_ context.Context, subject string) error {
+			s.kickLocal(subject)
+			return nil
+		},
 		tickets: tk,
 		replay:  integrity.NewMemoryReplayCache(cfg.Integrity.ReplayCacheSize),
 		broker:  broker.NewMemory(broker.MemoryOptions{}),
+	}
+}
+
+// kickLocal closes this node's connections whose ban subject is exactly subject
+// (the user's, or the per-IP key's: a ban on one address or prefix never closes
+// a client merely near it), with 1008 "banned".
+func (s *Server) kickLocal(subject string) {
+	var hit []*session.Session
+	s.registry.Range(func(ss *session.Session) bool {
+		if ban.IPSubject(ss.IPKey()) == subject || (ss.User() != "" && ban.UserSubject(ss.User()) == subject) {
+			hit = append(hit, ss)
+		}
+		return true
+	})
+	for _, ss := range hit {
+		ss.CloseAsync(session.CloseBanned)
+	}
+	if len(hit) > 0 {
+		s.log.Info("banned subject's connections closed", "subject", subject, "closed", len(hit))
 	}
 }

@@ -65,13 +65,18 @@ func (s *Server) newRedisStores(cfg *config.Config) (*stores, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state.backend redis: %w", err)
 	}
+	bans := c.BanList(clusterredis.BanOptions{OnKick: s.kickLocal})
 	return &stores{
 		limiter: c.Limiter(clusterredis.LimiterOptions{FailOpen: rc.LimitsFailOpen}),
 		quota:   c.QuotaStore(),
-		bans:    c.BanList(clusterredis.BanOptions{}),
-		tickets: c.TicketStore(),
-		replay:  c.ReplayCache(),
-		broker:  br,
-		ping:    c.Ping,
+		bans:    bans,
+		strikes: c.StrikeCounter(),
+		// Published to every node, this one included.
+		kick:        bans.Kick,
+		kickCluster: bans.Kick,
+		tickets:     c.TicketStore(),
+		replay:      c.ReplayCache(),
+		broker:      br,
+		ping:        c.Ping,
 	}, nil
 }

@@ -74,6 +74,7 @@ type Server struct {
 	dev        *DevInfo
 	configPath string                 // the file the admin reload re-reads (WithConfigFile)
 	handlers   map[string]HandlerFunc // WithHandler; read-only after New
+	hooks      *hookSet               // application hooks and per-room limits; nil when none (hooks.go)
 
 	// reloadMu serializes Reload: SIGHUP and the admin API may ask at the same
 	// time, and two reloads swapping their parts one by one would interleave
@@ -98,6 +99,10 @@ type options struct {
 	handlers  map[string]HandlerFunc
 	rawRoutes []rawRoute
 	override  func(*config.Config)
+	// hookFuncs and hookOpts are WithHooks' (hooks.go); hookSet says it was given.
+	hookFuncs HookFuncs
+	hookOpts  HookOptions
+	hookSet   bool
 }
 
 // WithOverride gives a function applied to every configuration a reload reads,
@@ -142,6 +147,9 @@ func New(cfg *config.Config, opts ...Option) (*Server, error) {
 	}
 	s.cfg.Store(cfg)
 	err := s.checkHandlers(o.handlers)
+	if err == nil {
+		s.hooks, err = s.buildHooks(cfg, &o)
+	}
 	if err == nil {
 		err = s.buildRealtime(cfg, o.commands)
 	}
@@ -223,7 +231,7 @@ func (s *Server) build(cfg *config.Config) error {
 	s.qstore = st.quota
 	s.quotas = quota.New(s.qstore, quotaLimits(cfg))
 	s.bans = st.bans
-	s.strikes = ban.NewStrikes(strikePolicy(cfg), s.bans, ban.StrikesOptions{OnBan: s.onBan})
+	s.strikes = ban.NewStrikes(strikePolicy(cfg), s.bans, ban.StrikesOptions{OnBan: s.onBan, Counter: st.strikes, Kick: st.kick})
 	s.onClose(func() { _ = s.strikes.Close() })
 	if cfg.Auth.Tickets.Enabled {
 		s.tickets = ticket.NewIssuer(redactedTickets{st.tickets, s.redactor}, cfg.Auth.Tickets.TTL)
@@ -431,10 +439,24 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 		rej.Write(w)
 		return
 	}
+	sopts := s.sopts.Load()
+	var refuseCode uint16
+	var refuseReason string
+	if s.hooks != nil && s.hooks.connect != nil {
+		// After authentication, before the welcome. A refusal is sent as a close
+		// frame right after the upgrade, so that a browser client can read the
+		// reason (an HTTP refusal's body is invisible to it).
+		adm.Identity, tier, refuseCode, refuseReason = s.connectDecision(r, adm.Identity, connID, adm.IP.String(), tier, cfg)
+		if refuseCode != 0 {
+			so := *sopts
+			so.NoWelcome = true
+			sopts = &so
+		}
+	}
 	sess := session.New(session.Params{
 		ID: connID, IP: adm.IP, IPKey: adm.IPKey, Route: cfg.Path, Subprotocol: adm.Subprotocol,
 		Identity: adm.Identity, Lease: adm.Lease, Tier: tier, Verify: verify,
-	}, *s.sopts.Load(), session.Deps{
+	}, *sopts, session.Deps{
 		LivePipeline: &s.pipeline,
 		Router:       roomRouter{s},
 		Strikes:      s.strikes,
@@ -451,7 +473,15 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess.Attach(conn)
-	s.metrics.ConnOpened(cfg.Path)
+	s.metrics.ConnOpened(cfg.Path) // its close is counted too
+	if refuseCode != 0 {
+		s.audit.Log(audit.Event{Event: audit.HandshakeRejected, ConnID: sess.ID(), IP: adm.IP.String(), User: adm.Identity.Subject,
+			Route: cfg.Path, Detail: map[string]any{"reason": "connect_hook", "code": refuseCode}})
+		s.log.Info("connect hook refused", "conn_id", sess.ID(), "ip", adm.IP.String(), "user", adm.Identity.Subject, "code", refuseCode)
+		sess.CloseWith(refuseCode, refuseReason)
+		s.serveSession(sess)
+		return
+	}
 	s.audit.Log(audit.Event{Event: audit.HandshakeAccepted, ConnID: sess.ID(), IP: adm.IP.String(), User: adm.Identity.Subject,
 		Route: cfg.Path, Detail: map[string]any{"credential_source": string(adm.Credential), "subprotocol": adm.Subprotocol}})
 	s.log.Info("connected", "conn_id", sess.ID(), "ip", adm.IP.String(), "user", adm.Identity.Subject,

@@ -39,6 +39,7 @@ type Config struct {
 	Schemas     Schemas     `koanf:"schemas"`
 	Channels    Channels    `koanf:"channels"`
 	Command     Command     `koanf:"command"`
+	Hooks       Hooks       `koanf:"hooks"`
 	Integrity   Integrity   `koanf:"integrity"`
 	Encryption  Encryption  `koanf:"encryption"`
 	Admin       Admin       `koanf:"admin"`
@@ -268,6 +269,11 @@ type Namespace struct {
 	Integrity string `koanf:"integrity"`
 	// SignOutput signs what the server sends in this namespace.
 	SignOutput bool `koanf:"sign_output"`
+	// Hooks are this namespace's subscribe and publish hooks; they replace the
+	// global hooks.subscribe / hooks.publish for its channels (docs/hooks.md).
+	Hooks NamespaceHooks `koanf:"hooks"`
+	// Limits are per-room limits for this namespace's channels.
+	Limits RoomLimits `koanf:"limits"`
 	// Encryption is "off" (default), "at_rest" (publications are sealed with
 	// encryption.keys before they leave the node: history, Redis, cross-node
 	// pub/sub, audit samples hold ciphertext) or "end_to_end" (clients seal with
@@ -289,6 +295,60 @@ type Encryption struct {
 func EncryptionKey(entry string) (id, secret string, ok bool) {
 	id, secret, ok = strings.Cut(entry, "=")
 	return id, secret, ok && id != "" && secret != ""
+}
+
+// NamespaceHooks are the hooks a namespace may set.
+type NamespaceHooks struct {
+	Subscribe Hook `koanf:"subscribe"`
+	Publish   Hook `koanf:"publish"`
+}
+
+// RoomLimits bound what happens inside one channel ("room") of a namespace.
+// The rate limits live in the state layer (memory or Redis), so they hold
+// across nodes; 0 means unlimited.
+type RoomLimits struct {
+	// PublishRate is the aggregate publish rate of one channel (all members).
+	PublishRate RateLimit `koanf:"publish_rate"`
+	// MemberPublishRate is one member's publish rate within one channel.
+	MemberPublishRate RateLimit `koanf:"member_publish_rate"`
+	// MaxMessageBytes caps one publication's payload in this namespace.
+	MaxMessageBytes int `koanf:"max_message_bytes"`
+	// Schema names a message type in schemas (inline or dir) whose schema every
+	// payload published in this namespace must satisfy.
+	Schema string `koanf:"schema"`
+	// MaxMembers caps the subscribers of one channel across all nodes (needs
+	// presence: it counts the channel's presence entries).
+	MaxMembers int `koanf:"max_members"`
+}
+
+// Hooks configures application hooks: HTTP endpoints that take part in
+// connect, subscribe and publish decisions (docs/hooks.md).
+type Hooks struct {
+	// SigningKey signs every hook request (identity headers and body, HMAC);
+	// "base64:…" or raw, >= 32 bytes. Required when any hook has a url.
+	SigningKey string `koanf:"signing_key"`
+	Connect    Hook   `koanf:"connect"`
+	Subscribe  Hook   `koanf:"subscribe"`
+	Publish    Hook   `koanf:"publish"`
+}
+
+// Hook is one HTTP hook; an empty URL means no hook.
+type Hook struct {
+	URL            string        `koanf:"url"`
+	Timeout        time.Duration `koanf:"timeout"`         // per call, default 2s
+	MaxConcurrency int           `koanf:"max_concurrency"` // calls in flight, default 64; more fail at once
+	// FailurePolicy is "fail_closed" (default: refuse when the hook cannot
+	// answer) or "fail_open" (a loosening: let requests through unchanged;
+	// logged at start).
+	FailurePolicy    string      `koanf:"failure_policy"`
+	MaxResponseBytes int         `koanf:"max_response_bytes"` // default 65536
+	Breaker          HookBreaker `koanf:"breaker"`
+}
+
+// HookBreaker is a hook's circuit breaker.
+type HookBreaker struct {
+	Failures int           `koanf:"failures"` // consecutive failures that open it, default 5
+	Cooldown time.Duration `koanf:"cooldown"` // how long it stays open, default 10s
 }
 
 // Command forwards `command` messages to an application backend.

@@ -243,3 +243,22 @@ func TestAuditChainKeys(t *testing.T) {
 		t.Errorf("shipping without a key: %v", err)
 	}
 }
+
+func TestHooksValidation(t *testing.T) {
+	c := Default()
+	c.Auth.Keys = []Key{{ID: "k", Algorithms: []string{"HS256"}, Secret: "0123456789abcdef0123456789abcdef"}}
+	c.Hooks.Connect = Hook{URL: "https://app.internal/connect", FailurePolicy: "fail_sometimes", Timeout: time.Hour}
+	c.Channels.Namespaces["game"] = Namespace{Hooks: NamespaceHooks{Publish: Hook{URL: "ftp://x"}},
+		Limits: RoomLimits{MaxMembers: 2, Schema: "nope", PublishRate: RateLimit{Rate: 1}}}
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("invalid hooks accepted")
+	}
+	for _, want := range []string{"hooks.signing_key", "hooks.connect.failure_policy", "hooks.connect.timeout",
+		"channels.namespaces.game.hooks.publish.url", "channels.namespaces.game.limits.max_members",
+		"channels.namespaces.game.limits.schema", "channels.namespaces.game.limits.publish_rate.burst"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("no %s in %v", want, err)
+		}
+	}
+}

@@ -186,6 +186,40 @@ func (c *Config) Validate() error {
 		if ns.Encryption == "at_rest" && len(c.Encryption.Keys) == 0 && !c.Dev {
 			v.errf(f+".encryption", "at_rest needs encryption.keys (at least one \"<id>=<secret>\" of >= 32 bytes)")
 		}
+		v.hook(f+".hooks.subscribe", ns.Hooks.Subscribe)
+		v.hook(f+".hooks.publish", ns.Hooks.Publish)
+		lm := ns.Limits
+		v.rate(f+".limits.publish_rate", lm.PublishRate)
+		v.rate(f+".limits.member_publish_rate", lm.MemberPublishRate)
+		v.between(f+".limits.max_message_bytes", lm.MaxMessageBytes, 0, 64<<20)
+		v.between(f+".limits.max_members", lm.MaxMembers, 0, 10_000_000)
+		if lm.MaxMembers > 0 && !ns.Presence {
+			v.errf(f+".limits.max_members", "needs presence: true (members are counted from presence)")
+		}
+		if lm.Schema != "" && !hasSchema(c.Schemas, lm.Schema) {
+			v.errf(f+".limits.schema", "no schema named %q in schemas.inline or schemas.dir", lm.Schema)
+		}
+		if (ns.Hooks.Subscribe.URL != "" || ns.Hooks.Publish.URL != "") && c.Hooks.SigningKey == "" {
+			v.errf("hooks.signing_key", "is required when a hook has a url (%s)", f+".hooks")
+		}
+	}
+	v.hook("hooks.connect", c.Hooks.Connect)
+	if h := c.Hooks.Connect; h.URL != "" && h.Timeout >= c.Timeouts.Handshake && c.Timeouts.Handshake > 0 {
+		// The connect hook runs inside the handshake.
+		v.errf("hooks.connect.timeout", "must be below timeouts.handshake (%v), got %v", c.Timeouts.Handshake, h.Timeout)
+	}
+	v.hook("hooks.subscribe", c.Hooks.Subscribe)
+	v.hook("hooks.publish", c.Hooks.Publish)
+	if c.Hooks.Connect.URL != "" || c.Hooks.Subscribe.URL != "" || c.Hooks.Publish.URL != "" {
+		if c.Hooks.SigningKey == "" {
+			v.errf("hooks.signing_key", "is required when a hook has a url")
+		}
+	}
+	if k := c.Hooks.SigningKey; k != "" {
+		// Decoded (base64:…) and checked again when the hooks are built.
+		if len(k) < 32 {
+			v.errf("hooks.signing_key", "must be at least 32 characters (\"base64:…\" or raw text), got %d", len(k))
+		}
 	}
 	v.encryptionKeys(c)
 	for i, k := range c.Channels.PublishAPIKeys {
@@ -444,6 +478,29 @@ func (v *validator) oneOf(field, s string, allowed ...string) {
 		}
 	}
 	v.errf(field, "must be one of %s, got %q", strings.Join(allowed, ", "), s)
+}
+
+// hook checks one hook's settings (an empty url means no hook).
+func (v *validator) hook(field string, h Hook) {
+	if h.URL == "" {
+		return
+	}
+	if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.errf(field+".url", "must be an http(s) URL, got %q", h.URL)
+	}
+	v.dur(field+".timeout", h.Timeout, 0, time.Minute)
+	v.between(field+".max_concurrency", h.MaxConcurrency, 0, 100_000)
+	v.between(field+".max_response_bytes", h.MaxResponseBytes, 0, 16<<20)
+	v.oneOf(field+".failure_policy", orDefault(h.FailurePolicy, "fail_closed"), "fail_closed", "fail_open")
+	v.between(field+".breaker.failures", h.Breaker.Failures, 0, 1_000_000)
+	v.dur(field+".breaker.cooldown", h.Breaker.Cooldown, 0, time.Hour)
+}
+
+// hasSchema reports whether typ may have a schema: inline, or anywhere when a
+// schema directory is configured (checked for real when the registry loads).
+func hasSchema(s Schemas, typ string) bool {
+	_, ok := s.Inline[typ]
+	return ok || s.Dir != ""
 }
 
 func (v *validator) rate(field string, r RateLimit) {

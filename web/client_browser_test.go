@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +100,3 @@ func TestBrowserClientReconnectRecover(t *testing.T) {
 		t.Fatalf("browser disconnects %v, want a 1008 kick", got.Disc)
 	}
 }
-
-func readFile(name string) ([]byte, error) { return os.ReadFile(name) }

@@ -21,7 +21,8 @@ func benchCmd() *cobra.Command {
 	var (
 		o           bench.Options
 		mode        string
-		claims      string
+		claimsJSON  string
+		claims      []string
 		procs       int
 		asJSON      bool
 		child       bool
@@ -46,7 +47,7 @@ Modes:
              --broadcast talks to servers that relay everything to everyone.
   handshake  N concurrent loops of connect (authenticated), welcome, close.
 
---pid (or --server-pid) samples /proc/PID of the server: CPU time per
+--pid samples /proc/PID of the server: CPU time per
 operation (the stable figure when client and server share the cores) and RSS.
 Several nodes of one cluster: --node URL (repeatable) spreads the connections
 round robin over URL and the nodes; --pid P1,P2,... (one per endpoint, same
@@ -84,9 +85,17 @@ the run measured the server saying no, not serving: the report says so
 			}
 			o.Subprotocols = subprotocol
 			o.Progress = cmd.ErrOrStderr()
-			if claims != "" {
-				if err := json.Unmarshal([]byte(claims), &o.Claims); err != nil {
+			if claimsJSON != "" {
+				if err := json.Unmarshal([]byte(claimsJSON), &o.Claims); err != nil {
 					return fmt.Errorf("--claims: want a JSON object: %w", err)
+				}
+			}
+			if len(claims) > 0 {
+				if o.Claims == nil {
+					o.Claims = map[string]any{}
+				}
+				if err := addClaims(o.Claims, claims); err != nil {
+					return err
 				}
 			}
 			exe, err := os.Executable()
@@ -129,14 +138,19 @@ the run measured the server saying no, not serving: the report says so
 	f.StringVar(&o.Token, "token", "", "bearer token for every connection")
 	f.StringVar(&o.Secret, "secret", "", "HS256 secret to mint one token per connection (\"base64:…\" or raw)")
 	f.StringVar(&o.KeyID, "kid", "", "kid header of minted tokens")
-	f.StringVar(&claims, "claims", "", `extra claims of minted tokens as JSON (default: {"channels":{"sub":[CHANNEL],"pub":[CHANNEL]}})`)
+	f.StringArrayVar(&claims, "claim", nil, `claim of minted tokens key=value, repeatable (value parsed as JSON when it is JSON); any --claim replaces the default {"channels":{"sub":[CHANNEL],"pub":[CHANNEL]}}`)
 	f.StringVar(&o.SubjectPrefix, "subject-prefix", bench.DefaultSubPrefix, "sub of minted tokens is PREFIX<n>")
 	f.StringVar(&o.Origin, "origin", "", "Origin header to send")
 	f.StringSliceVar(&subprotocol, "subprotocol", nil, "subprotocols to offer")
 	f.StringVar(&o.CACertFile, "cacert", "", "PEM CA bundle to trust for wss://")
 	f.BoolVar(&o.InsecureSkipVerify, "insecure", false, "wss:// without certificate verification (INSECURE: anyone in the path can read and change traffic)")
 	f.IntSliceVar(&pids, "pid", nil, "server process id: report its CPU per operation and RSS from /proc (with --node: one per endpoint, comma-separated)")
-	f.IntSliceVar(&pids, "server-pid", nil, "same as --pid")
+	// Old spellings, still accepted but hidden: --pid and --claim are the names
+	// the other subcommands use.
+	f.IntSliceVar(&pids, "server-pid", nil, "")
+	_ = f.MarkDeprecated("server-pid", "use --pid")
+	f.StringVar(&claimsJSON, "claims", "", "")
+	_ = f.MarkDeprecated("claims", "use --claim key=value (repeatable)")
 	f.StringArrayVar(&nodes, "node", nil, "another endpoint of the same cluster (repeatable): connections go round robin over URL and the nodes")
 	f.StringVar(&o.Sign, "sign", "", "echo: sign every ping (hmac: key from POST /v1/tickets, needs --secret)")
 	f.IntVar(&o.Sources, "sources", 0, "spread connections over 127.0.0.1..N source addresses (0: one per 16,000 connections, 8 for handshake)")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"debug/elf"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -332,5 +333,45 @@ func TestDevBannerAfterGoRun(t *testing.T) {
 	out, err := c.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"type":"pong"`) {
 		t.Fatalf("pasted %q: %v\n%s", line, err, out)
+	}
+}
+
+// Issue 15 item 12: no Docker engine runs here, so the Dockerfile's build stage is
+// checked by running its own build command (read from the Dockerfile, not
+// copied) in a clean environment: the binary must be static (no ELF
+// interpreter: it runs on distroless/static) and answer `version` with the
+// stamped version.
+func TestDockerfileBuildStage(t *testing.T) {
+	df, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^RUN (CGO_ENABLED=0 go build [^\n\\]+)`).FindSubmatch(df)
+	if m == nil {
+		t.Fatal("Dockerfile: no `RUN CGO_ENABLED=0 go build …` line")
+	}
+	out := filepath.Join(t.TempDir(), "wsgate")
+	line := strings.NewReplacer("${VERSION}", "v0.0.2-docker", "/out/wsgate", out).Replace(string(m[1]))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "bash", "-c", line)
+	build.Dir = "../.."
+	build.Env = cleanEnv()
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", line, err, b)
+	}
+	f, err := elf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Fatal("the Dockerfile's build produces a dynamically linked binary; distroless/static cannot run it")
+		}
+	}
+	v, err := exec.CommandContext(ctx, out, "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(v), "wsgate v0.0.2-docker") {
+		t.Fatalf("version: %v %s", err, v)
 	}
 }

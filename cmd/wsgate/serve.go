@@ -18,6 +18,7 @@ func serveCmd() *cobra.Command {
 	var (
 		file, listen, adminListen, logLevel string
 		dev                                 bool
+		devUnsafeConfig                     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -29,6 +30,8 @@ then WSGATE_* environment variables, then these flags (later wins).
 certificate (cached in the user cache directory), loopback only, no automatic
 bans, and a banner with a sample token. --dev refuses --config: it adds a key
 whose secret the banner prints, which must never sit next to production keys.
+--dev-unsafe-config lifts that refusal for tests and local experiments (a dev
+server with your own namespaces or limits); it is logged as a warning at start.
 
 SIGHUP, and POST /api/v1/reload on the admin listener, re-read --config FILE.`,
 		Example: `  wsgate serve --dev
@@ -36,10 +39,14 @@ SIGHUP, and POST /api/v1/reload on the admin listener, re-read --config FILE.`,
   wsgate serve --config /etc/wsgate/wsgate.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dev && file != "" {
+			if devUnsafeConfig && !dev {
+				return errors.New("--dev-unsafe-config only makes sense with --dev")
+			}
+			if dev && file != "" && !devUnsafeConfig {
 				return errors.New("--dev refuses --config: dev mode adds a signing key whose secret it prints, " +
 					"which must not be accepted next to the keys of a real configuration; " +
-					"run --dev without --config, or run the file without --dev")
+					"run --dev without --config, or run the file without --dev " +
+					"(tests and local experiments: --dev-unsafe-config)")
 			}
 			cfg, err := config.Load(file, os.Environ())
 			if err != nil {
@@ -74,6 +81,10 @@ SIGHUP, and POST /api/v1/reload on the admin listener, re-read --config FILE.`,
 				}
 				info.Command = wsgate.DevCommand()
 				opts = append(opts, wsgate.WithDev(info))
+				if file != "" {
+					fmt.Fprintf(cmd.ErrOrStderr(), "wsgate: WARNING --dev-unsafe-config: the dev key (its secret is printed below) "+
+						"is added to the keys of %s; never run a production configuration this way\n", file)
+				}
 			}
 			if file != "" {
 				opts = append(opts, wsgate.WithConfigFile(file))
@@ -109,5 +120,6 @@ SIGHUP, and POST /api/v1/reload on the admin listener, re-read --config FILE.`,
 	f.StringVar(&adminListen, "admin-listen", "", "admin listen address (\"\" disables)")
 	f.StringVar(&logLevel, "log-level", "", "debug, info, warn or error")
 	f.BoolVar(&dev, "dev", false, "development mode: random key, self-signed certificate, loopback only, no bans")
+	f.BoolVar(&devUnsafeConfig, "dev-unsafe-config", false, "allow --dev with --config: adds the printed dev key to the file's keys (tests and local experiments only; logged as a warning)")
 	return cmd
 }

@@ -84,6 +84,11 @@ type Options struct {
 	Token func() string
 	Conns Connections
 	Bans  Bans
+	// KickCluster, if set, is called for a ban with "kick": true after this
+	// node's connections are closed, to close the subject's connections on the
+	// other nodes of a cluster (the response lists this node's only). Its error
+	// is logged; the ban stands.
+	KickCluster func(ctx context.Context, subject string) error
 	// Alerts may be nil: the alert list is then empty and the stream has no alerts.
 	Alerts Alerts
 	Stats  Stats

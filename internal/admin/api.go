@@ -322,6 +322,11 @@ func (h *Handler) ban(w http.ResponseWriter, r *http.Request) {
 	kicked := []string{}
 	if req.Kick {
 		kicked = h.kickSubject(b.Subject)
+		if h.o.KickCluster != nil {
+			if err := h.o.KickCluster(r.Context(), b.Subject); err != nil {
+				h.o.Log.Warn("admin ban: closing connections on other nodes failed", "subject", b.Subject, "err", err)
+			}
+		}
 	}
 	detail := map[string]any{"subject": b.Subject, "permanent": b.Permanent(), "kicked": len(kicked)}
 	if !b.Permanent() {

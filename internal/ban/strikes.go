@@ -90,8 +90,26 @@ type StrikesOptions struct {
 	// OnBan, if set, is called after each ban Record places, outside any lock, on
 	// the goroutine that called Record (metrics, audit). It must not block.
 	OnBan func(Ban)
+	// Counter, if set, counts strikes instead of this node's memory: with the
+	// Redis one (internal/cluster/redis) strikes against a subject add up over
+	// every node. When it fails, the strike is counted in memory here, so a
+	// Redis outage degrades to per-node counting, never to no counting.
+	Counter Counter
+	// Kick, if set, is called after each ban Record places (after OnBan) to close
+	// the banned subject's live connections on every node; its error is
+	// returned by Record. It runs on Record's goroutine with Record's context.
+	Kick func(ctx context.Context, subject string) error
 	// Now replaces time.Now, for tests.
 	Now func() time.Time
+}
+
+// Counter counts strikes in a store shared by all nodes.
+//
+// Strike adds one strike against subject and reports whether subject now has
+// max strikes within window; a subject that reached max starts again from zero.
+// err is non-nil when the store could not count the strike.
+type Counter interface {
+	Strike(ctx context.Context, subject string, window time.Duration, max int) (reached bool, err error)
 }
 
 // DefaultStrikesMaxKeys is StrikesOptions.MaxKeys' default.
@@ -112,6 +130,8 @@ type Strikes struct {
 	policy   atomic.Pointer[Policy]
 	list     List
 	onBan    func(Ban)
+	kick     func(context.Context, string) error
+	counter  Counter
 	now      func() time.Time
 	base     time.Time
 	seed     maphash.Seed
@@ -153,6 +173,8 @@ func NewStrikes(policy Policy, list List, opts StrikesOptions) *Strikes {
 	s := &Strikes{
 		list:     list,
 		onBan:    opts.OnBan,
+		kick:     opts.Kick,
+		counter:  opts.Counter,
 		now:      opts.Now,
 		base:     opts.Now(),
 		seed:     maphash.MakeSeed(),
@@ -191,11 +213,11 @@ func (s *Strikes) Record(ctx context.Context, ip, user, reason string) (banned b
 	now := int64(nowT.Sub(s.base))
 	var subjects [2]string
 	n := 0
-	if p.BanIP && ip != "" && s.strike(IPSubject(ip), p, now) {
+	if p.BanIP && ip != "" && s.count(ctx, IPSubject(ip), p, now) {
 		subjects[n] = IPSubject(ip)
 		n++
 	}
-	if p.BanUser && user != "" && s.strike(UserSubject(user), p, now) {
+	if p.BanUser && user != "" && s.count(ctx, UserSubject(user), p, now) {
 		subjects[n] = UserSubject(user)
 		n++
 	}
@@ -210,12 +232,29 @@ func (s *Strikes) Record(ctx context.Context, ip, user, reason string) (banned b
 		if s.onBan != nil {
 			s.onBan(b)
 		}
+		if s.kick != nil {
+			if err := s.kick(ctx, subj); err != nil {
+				errs = append(errs, fmt.Errorf("strikes: close connections of %s: %w", subj, err))
+			}
+		}
 	}
 	return banned, errors.Join(errs...)
 }
 
-// Count returns the strikes currently counted against subject (IPSubject or
-// UserSubject), for tests and the admin API.
+// count adds one strike with the shared Counter if there is one, else (or
+// when it fails) in this node's memory.
+func (s *Strikes) count(ctx context.Context, subject string, p *Policy, now int64) bool {
+	if s.counter != nil {
+		if reached, err := s.counter.Strike(ctx, subject, p.Window, p.MaxStrikes); err == nil {
+			return reached
+		}
+	}
+	return s.strike(subject, p, now)
+}
+
+// Count returns the strikes currently counted in this node's memory against
+// subject (IPSubject or UserSubject), for tests and the admin API; with a
+// Counter, only strikes it failed to count.
 func (s *Strikes) Count(subject string) int {
 	p := s.policy.Load()
 	now := int64(s.now().Sub(s.base))

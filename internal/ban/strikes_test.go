@@ -237,3 +237,69 @@ func TestStrikesSweeper(t *testing.T) {
 	}
 	_ = s.Close()
 }
+
+// fakeCounter is a shared counter that counts per subject, or fails.
+type fakeCounter struct {
+	mu   sync.Mutex
+	n    map[string]int
+	fail bool
+}
+
+func (f *fakeCounter) Strike(_ context.Context, subject string, _ time.Duration, max int) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail {
+		return false, errors.New("store down")
+	}
+	f.n[subject]++
+	if f.n[subject] >= max {
+		delete(f.n, subject)
+		return true, nil
+	}
+	return false, nil
+}
+
+func TestStrikesSharedCounterAndKick(t *testing.T) {
+	fc := &fakeCounter{n: map[string]int{}}
+	var kicked []string
+	e := newStrikes(t, ban.Policy{MaxStrikes: 3, BanUser: true}, ban.StrikesOptions{
+		Counter: fc,
+		Kick: func(_ context.Context, subject string) error {
+			kicked = append(kicked, subject)
+			return nil
+		},
+	})
+	// Two strikes counted elsewhere (another node) plus one here reach 3.
+	fc.n["user:carol"] = 2
+	if !e.record(t, "", "carol") {
+		t.Fatal("shared count reaching max did not ban")
+	}
+	if e.s.Count("user:carol") != 0 || len(kicked) != 1 || kicked[0] != "user:carol" {
+		t.Fatalf("local count %d, kicked %v; want 0 and [user:carol]", e.s.Count("user:carol"), kicked)
+	}
+	// The counter failing: strikes are counted in memory, so bans still happen.
+	fc.mu.Lock()
+	fc.fail = true
+	fc.mu.Unlock()
+	for i := range 2 {
+		if e.record(t, "", "dave") {
+			t.Fatalf("banned after %d strikes, want 3", i+1)
+		}
+	}
+	if !e.record(t, "", "dave") {
+		t.Fatal("fallback count did not ban at max")
+	}
+}
+
+func TestStrikesKickErrorReturned(t *testing.T) {
+	e := newStrikes(t, ban.Policy{MaxStrikes: 1, BanUser: true}, ban.StrikesOptions{
+		Kick: func(context.Context, string) error { return errors.New("publish failed") },
+	})
+	banned, err := e.s.Record(context.Background(), "", "erin", "x")
+	if !banned || err == nil {
+		t.Fatalf("banned=%v err=%v; want the ban placed and the kick error returned", banned, err)
+	}
+	if _, ok, _ := e.list.Banned(context.Background(), "user:erin"); !ok {
+		t.Fatal("ban not stored")
+	}
+}

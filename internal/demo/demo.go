@@ -1,6 +1,9 @@
 // Package demo is the development-mode demo: a chat page where a visitor picks a
 // name, joins a channel, sees who is there, and after a reload receives what it
-// missed. It exists only under `wsgate serve --dev`.
+// missed, and a two-player tic-tac-toe page (/game) whose moves pass a publish
+// hook that refuses illegal moves (Games) and a per-game rate limit. Both exist only under `wsgate serve --dev`. The page is a client of the
+// JavaScript SDK served at /client/wsgate.js (docs/clients.md), so it doubles as
+// a browser example: ticket credential, reconnects, recovery or recovery_failed.
 //
 // Its token endpoint mints a token for any name, so it is guarded as the
 // authentication bypass it is: the caller must be a direct loopback peer (no proxy
@@ -35,7 +38,7 @@ const SecretHeader = "X-Wsgate-Dev-Secret"
 // Claims are the channel rights of every demo and sample dev token: the dev
 // banner's "mint another" command gives the same ones.
 func Claims() map[string]any {
-	return map[string]any{"channels": map[string]any{"sub": []string{"chat:*"}, "pub": []string{"chat:*"}}}
+	return map[string]any{"channels": map[string]any{"sub": []string{"chat:*", GameNamespace + ":*"}, "pub": []string{"chat:*", GameNamespace + ":*"}}}
 }
 
 // proxyHeaders are set by reverse proxies; a request carrying any of them came
@@ -58,10 +61,11 @@ func Handler(mint Minter, secret string) http.Handler {
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		h.Set("Cache-Control", "no-store")
 		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' wss: ws:; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
+		h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' wss: ws:; style-src 'unsafe-inline'; script-src 'self' 'unsafe-inline'")
 		h.Set("X-Content-Type-Options", "nosniff")
 		_, _ = w.Write(page)
 	})
+	mux.HandleFunc("GET /game", serveGame)
 	mux.HandleFunc("POST /dev/token", func(w http.ResponseWriter, r *http.Request) {
 		if why := refuse(r, secret); why != "" {
 			writeError(w, http.StatusForbidden, why)

@@ -31,7 +31,7 @@ type Metrics struct {
 
 	routes, reasons, results, codes, rules, strikeReasons *labelBound
 	types                                                 knownSet
-	scopes, kinds                                         fixedSet
+	scopes, kinds, hookKinds, hookOutcomes                fixedSet
 	// msgCache maps msgKey to the prometheus.Counter of wsgate_messages_total;
 	// replaced (emptied) by SetKnownTypes.
 	msgCache atomic.Pointer[sync.Map]
@@ -55,6 +55,7 @@ type Metrics struct {
 	upstreamErrors *prometheus.CounterVec
 	redisUp        prometheus.Gauge
 	redisOnce      sync.Once // wsgate_redis_up is exported once Redis is in use
+	hookCalls      *prometheus.CounterVec
 }
 
 // New builds the metrics on a fresh registry, with the Go runtime and
@@ -71,6 +72,8 @@ func New() *Metrics {
 		rules:         newLabelBound(maxRules),
 		scopes:        newFixedSet("conn", "user", "ip", "handshake"),
 		kinds:         newFixedSet("ip", "user"),
+		hookKinds:     newFixedSet("connect", "subscribe", "publish"),
+		hookOutcomes:  newFixedSet("allow", "refuse", "rewrite", "timeout", "busy", "open", "error", "bad_response"),
 	}
 	m.types.bound = newLabelBound(maxTypes)
 	m.msgCache.Store(new(sync.Map))
@@ -94,6 +97,7 @@ func New() *Metrics {
 	m.alerts = f.counterVec("wsgate_alerts_total", "Alerts fired, by rule.", "rule")
 	m.upstreamUp = f.gaugeVec("wsgate_upstream_up", "Whether the route's upstream is reachable (1) or not (0).", "route")
 	m.upstreamErrors = f.counterVec("wsgate_upstream_dial_errors_total", "Failed dials to a route's upstream.", "route")
+	m.hookCalls = f.counterVec("wsgate_hook_calls_total", "Application hook calls by kind (connect|subscribe|publish) and outcome (allow|refuse|rewrite|timeout|busy|open|error|bad_response).", "kind", "outcome")
 	// Not registered until RedisUp is first called: a server without Redis must
 	// not export a gauge saying Redis is down.
 	m.redisUp = prometheus.NewGauge(prometheus.GaugeOpts{Name: "wsgate_redis_up", Help: "Whether Redis is reachable (1) or not (0); absent when no Redis is configured."})
@@ -254,6 +258,13 @@ func (m *Metrics) RateLimited(scope string) {
 func (m *Metrics) Strike(reason string) {
 	if m != nil {
 		m.strikes.WithLabelValues(m.strikeReasons.value(reason)).Inc()
+	}
+}
+
+// HookCall counts one application hook call by kind and outcome.
+func (m *Metrics) HookCall(kind, outcome string) {
+	if m != nil {
+		m.hookCalls.WithLabelValues(m.hookKinds.value(kind), m.hookOutcomes.value(outcome)).Inc()
 	}
 }
 

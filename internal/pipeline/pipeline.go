@@ -140,10 +140,13 @@ func (p *Pipeline) process(ctx context.Context, st *ConnState, data []byte) (Mes
 	reg := p.reg.Load()
 
 	sch, rej := p.check(sc, reg, &msg, data)
-	if rej != nil {
-		return msg, rej
+	// Every message is charged to the rate limit, well-formed or not: were only
+	// valid ones charged, a flood of invalid messages would bypass the limit and
+	// cost an error reply each (wsgate check: invalid-rate).
+	if rrej := p.rate(ctx, st, len(data)); rrej != nil {
+		return msg, rrej
 	}
-	if rej := p.rate(ctx, st, len(data)); rej != nil {
+	if rej != nil {
 		return msg, rej
 	}
 	if p.opts.Verifier != nil {

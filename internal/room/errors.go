@@ -22,6 +22,13 @@ const (
 	CodeCommandTimeout     = "command_timeout"
 	CodeCommandBackend     = "command_backend_error"
 	CodeCommandBadResponse = "command_bad_response"
+	// Codes of CheckSubscribe / CheckPublish refusals (hooks and per-room
+	// limits, docs/hooks.md).
+	CodeHookRefused      = "hook_refused"      // the application's hook said no; message is its reason
+	CodeHookUnavailable  = "hook_unavailable"  // the hook could not answer and fails closed
+	CodeRoomRateLimited  = "room_rate_limited" // the channel's or the member's publish rate
+	CodeRoomMessageLarge = "message_too_large" // over the namespace's max_message_bytes
+	CodeRoomSchema       = "schema_violation"  // payload fails the namespace's schema
 )
 
 // Error is a refused or failed request. Handle has already sent it to the client;

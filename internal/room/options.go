@@ -73,6 +73,15 @@ type Options struct {
 	MaxPublishBody int64
 	// OpTimeout bounds broker calls made on behalf of Leave. Default 5s.
 	OpTimeout time.Duration
+	// CheckSubscribe, when set, is asked after the built-in checks pass
+	// (namespace, integrity, token claims) and before the subscription is made:
+	// application hooks and per-room limits (the root package). A non-nil
+	// *Error refuses the subscribe and is sent as the reply. nil costs nothing.
+	CheckSubscribe func(ctx context.Context, c Client, ch string) *Error
+	// CheckPublish, when set, is asked after the built-in checks of a client
+	// publish pass and before it reaches the broker; it returns the payload to
+	// publish (the same, or a rewrite) or an *Error sent as the reply.
+	CheckPublish func(ctx context.Context, c Client, ch string, payload []byte) ([]byte, *Error)
 	// SignOutput wraps an encoded push in the server's signature, for namespaces
 	// with SignOutput; nil disables signing.
 	SignOutput func(msg []byte) []byte

@@ -305,6 +305,11 @@ func (s *Service) handleSubscribe(ctx context.Context, c Client, id []byte, r Re
 	if e := s.authorizeSubscribe(ctx, c, req.Channel, req.Token); e != nil {
 		return e
 	}
+	if s.opts.CheckSubscribe != nil {
+		if e := s.opts.CheckSubscribe(ctx, c, req.Channel); e != nil {
+			return e
+		}
+	}
 	cs := s.clients.get(c.ConnID(), true)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
@@ -503,6 +508,11 @@ func (s *Service) handlePublish(ctx context.Context, c Client, typ string, id []
 	}
 	if e := requireIntegrity(c, ns); e != nil {
 		return e
+	}
+	if s.opts.CheckPublish != nil {
+		if payload, e = s.opts.CheckPublish(ctx, c, ch, payload); e != nil {
+			return e
+		}
 	}
 	pos, err := s.broker.Publish(ctx, ch, payload, c.User(), broker.PublishOptions{HistorySize: ns.HistorySize, HistoryTTL: ns.HistoryTTL})
 	if err != nil {

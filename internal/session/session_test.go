@@ -46,7 +46,9 @@ func (c *client) received() []string {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	// Generous: a loaded 2-core machine under -race is slow; the bound only
+	// keeps a lost message from hanging the test.
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -65,6 +67,8 @@ func serve(t *testing.T, deps Deps) (url string, sessions chan *Session) {
 	}
 	sessions = make(chan *Session, 4)
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var all []*Session
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := New(Params{ID: NewID(), IP: netip.MustParseAddr("192.0.2.1"), Route: "/ws",
 			Identity: auth.Identity{Subject: "alice"}}, Options{Outbox: outbox.Options{MaxMessages: 4096, MaxBytes: 4 << 20}}, deps)
@@ -74,12 +78,29 @@ func serve(t *testing.T, deps Deps) (url string, sessions chan *Session) {
 			return
 		}
 		s.Attach(c)
+		mu.Lock()
+		all = append(all, s)
+		mu.Unlock()
 		wg.Go(s.Serve)
 		sessions <- s
 	}))
 	t.Cleanup(func() {
 		srv.Close()
-		wg.Wait()
+		// srv.Close does not close hijacked connections: close the sessions, so a
+		// test that failed half-way (its client still open) cannot hang here.
+		mu.Lock()
+		open := append([]*Session(nil), all...)
+		mu.Unlock()
+		for _, s := range open {
+			s.CloseWith(1001, "test over")
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("sessions still serving 10 s after they were closed")
+		}
 	})
 	return "ws" + strings.TrimPrefix(srv.URL, "http"), sessions
 }
@@ -126,7 +147,7 @@ func TestRepliesAndBroadcastsKeepOrder(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	waitFor(t, "all messages", func() bool { return len(cl.received()) >= 1+2*n })
+	waitFor(t, fmt.Sprintf("all %d messages", 1+2*n), func() bool { return len(cl.received()) >= 1+2*n })
 
 	got := cl.received()
 	if !strings.Contains(got[0], `"welcome"`) {

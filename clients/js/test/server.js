@@ -49,7 +49,7 @@ export async function start({ config = baseConfig(), listen = "127.0.0.1:0" } = 
   const dir = mkdtempSync(join(tmpdir(), "wsgate-js-cfg-"));
   const file = join(dir, "wsgate.yaml");
   writeFileSync(file, config);
-  const proc = spawn(wsgateBinary(), ["serve", "--dev", "--config", file, "--listen", listen, "--admin-listen", "127.0.0.1:0", "--log-level", "warn"],
+  const proc = spawn(wsgateBinary(), ["serve", "--dev", "--dev-unsafe-config", "--config", file, "--listen", listen, "--admin-listen", "127.0.0.1:0", "--log-level", "warn"],
     { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   proc.stderr.on("data", (d) => { if (stderr.length < 20000) stderr += d; });

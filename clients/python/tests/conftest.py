@@ -67,7 +67,7 @@ class Server:
         cfg = os.path.join(self.dir, "wsgate.yaml")
         with open(cfg, "w") as f:
             f.write(config)
-        self.proc = subprocess.Popen([binary, "serve", "--dev", "--config", cfg, "--listen", listen,
+        self.proc = subprocess.Popen([binary, "serve", "--dev", "--dev-unsafe-config", "--config", cfg, "--listen", listen,
                                       "--admin-listen", "127.0.0.1:0", "--log-level", "warn"],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         out = ""

@@ -83,6 +83,12 @@ type BanOptions struct {
 	// CacheEntries bounds the cache (default 100000); a full cache stops caching
 	// new subjects until entries expire.
 	CacheEntries int
+	// OnKick, if set, is called on every node (the kicking one included) for
+	// each Kick, with the banned subject: it closes that subject's local
+	// connections. It runs on the list's listener goroutine and must not block.
+	// A kick published while a node's subscription is down is lost for that
+	// node (its banned connections stay open; new handshakes are refused).
+	OnKick func(subject string)
 }
 
 // BanList is a ban.List in Redis with a node-local lookup cache invalidated over
@@ -94,6 +100,7 @@ type BanList struct {
 	opts  BanOptions
 	index string
 	topic string
+	kicks string // channel of Kick
 
 	seed   maphash.Seed
 	shards [banShards]banShard
@@ -142,6 +149,7 @@ func (c *Client) BanList(opts BanOptions) *BanList {
 		opts:  opts,
 		index: c.key("{bans}:z"),
 		topic: c.key("bans"),
+		kicks: c.key("bans:kick"),
 		seed:  maphash.MakeSeed(),
 		per:   (opts.CacheEntries + banShards - 1) / banShards,
 		stop:  make(chan struct{}),
@@ -151,7 +159,7 @@ func (c *Client) BanList(opts BanOptions) *BanList {
 		l.shards[i].m = make(map[string]banCached)
 	}
 	c.bans = l
-	if c.closed || opts.CacheTTL < 0 {
+	if c.closed || (opts.CacheTTL < 0 && opts.OnKick == nil) {
 		close(l.done)
 		return l
 	}
@@ -218,6 +226,28 @@ func (l *BanList) Unban(ctx context.Context, subject string) error {
 	l.invalidate(subject)
 	if err != nil {
 		return fmt.Errorf("redis unban: %w", err)
+	}
+	return nil
+}
+
+// Kick asks every node to close subject's live connections (1008 "banned"),
+// through BanOptions.OnKick. When Redis cannot take the message it closes this
+// node's connections at once and returns the error: other nodes keep theirs.
+func (l *BanList) Kick(ctx context.Context, subject string) error {
+	if subject == "" || len(subject) > ban.MaxSubjectLen {
+		return fmt.Errorf("redis kick %.64q: %w", subject, ban.ErrInvalidSubject)
+	}
+	var err error
+	if l.c.brk.Open() {
+		err = ErrUnavailable
+	} else if err = l.rdb.Publish(ctx, l.kicks, subject).Err(); err != nil {
+		l.c.brk.observe(err)
+	}
+	if err != nil {
+		if l.opts.OnKick != nil {
+			l.opts.OnKick(subject)
+		}
+		return fmt.Errorf("redis kick %.64q: other nodes not told: %w", subject, err)
 	}
 	return nil
 }
@@ -345,7 +375,7 @@ func (l *BanList) listen() {
 	defer close(l.done)
 	ctx := context.Background()
 	wait := 50 * time.Millisecond
-	if err := l.ps.Subscribe(ctx, l.topic); err != nil {
+	if err := l.ps.Subscribe(ctx, l.topic, l.kicks); err != nil {
 		l.c.opts.Logger.Warn("redis ban invalidation subscribe failed; retrying", "err", err)
 	}
 	for {
@@ -366,6 +396,12 @@ func (l *BanList) listen() {
 		wait = 50 * time.Millisecond
 		switch m := msg.(type) {
 		case *goredis.Message:
+			if m.Channel == l.kicks {
+				if l.opts.OnKick != nil {
+					l.opts.OnKick(m.Payload)
+				}
+				continue
+			}
 			l.invalidate(m.Payload)
 		case *goredis.Subscription:
 			l.invalidate("")

@@ -55,6 +55,10 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	if dup, err := b.ReplayCache().Seen(ctx, "nonce", time.Minute); !dup || err == nil {
 		t.Errorf("replay check with Redis down: dup=%v err=%v, want fail closed", dup, err)
 	}
+	// A limiter that has not yet seen the outage answers one call on credit
+	// (it never waits for Redis); the refill it starts finds Redis down.
+	_, _, _ = closed.Allow(ctx, "u:m:alice", lim, 1)
+	closed.Settle()
 	for range 3 {
 		if ok, _, err := open.Allow(ctx, "u:m:alice", lim, 1); !ok || err != nil {
 			t.Errorf("fail-open limiter: %v %v", ok, err)
@@ -346,4 +350,64 @@ func TestQuotaNotOverAdmittedAfterRedisLoss(t *testing.T) {
 		}
 		return err == nil
 	})
+}
+
+// With leases (the default), a stalled Redis makes no call wait longer than
+// SlowRefill, even on a key that has spent its lease and its credit: every call
+// returns while Redis is still paused (issue 16, item 4).
+func TestLimiterLeaseMissDuringStallDoesNotWait(t *testing.T) {
+	srv := redistest.Start(t)
+	a := node(t, srv, "A")
+	ctx := context.Background()
+	l := a.Limiter(redis.LimiterOptions{FailOpen: true, RetryInterval: 100 * time.Millisecond})
+	lim := limit.Limit{Rate: 1000, Burst: 100} // lease 10, credit 10
+	if ok, _, err := l.Allow(ctx, "u:m:warm", lim, 1); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	l.Settle()
+	const pause = 3 * time.Second
+	start := time.Now()
+	must(t, a.Redis().Do(ctx, "CLIENT", "PAUSE", pause.Milliseconds(), "ALL").Err())
+	for i := range 60 { // a fresh key, then the warm one: both past lease and credit
+		key := "u:m:cold"
+		if i%2 == 1 {
+			key = "u:m:warm"
+		}
+		if ok, _, err := l.Allow(ctx, key, lim, 1); !ok || err != nil {
+			t.Fatalf("Allow %d during the stall: %v %v, want an answer from leases, credit or the local fallback", i, ok, err)
+		}
+	}
+	if took := time.Since(start); took >= pause {
+		t.Fatalf("60 calls took %v, not answered before the %v stall ended", took, pause)
+	}
+	st := l.Stats()
+	if st.Credits == 0 || st.Fallbacks == 0 {
+		t.Fatalf("stats %+v: want calls on credit, then local fallback once the refill was late", st)
+	}
+}
+
+// A refill that fails (Redis gone) ends the wait of a key past its credit at
+// once: the call is answered by the outage policy, never retried in a loop.
+func TestLimiterFailedRefillEndsWait(t *testing.T) {
+	srv := redistest.Start(t)
+	a := node(t, srv, "A")
+	l := a.Limiter(redis.LimiterOptions{RetryInterval: time.Hour}) // fail closed; no probe during the test
+	lim := limit.Limit{Rate: 1000, Burst: 100}
+	srv.Stop()
+	done := make(chan error, 1)
+	go func() {
+		var last error
+		for range 30 { // past the lease (10) and the credit (10)
+			_, _, last = l.Allow(context.Background(), "u:m:x", lim, 1)
+		}
+		done <- last
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("fail-closed limiter answered without an error after its refills failed")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Allow calls still running after 5s with Redis gone: a wait did not end")
+	}
 }

@@ -51,16 +51,19 @@ const (
 	DefaultRetryInterval = time.Second
 	DefaultMaxLeaseKeys  = 100_000
 	DefaultCallTimeout   = 300 * time.Millisecond
+	DefaultSlowRefill    = 50 * time.Millisecond
 )
 
-// Lease bounds: a lease carries at most maxLease tokens, and none is taken unless it
-// saves at least minLeaseExtra later round trips.
+// Lease bounds: a lease carries at most maxLease messages' worth of tokens
+// (maxLease times the cost of the call that asked for it).
+const maxLease = 64
+
+// Background refill: refillWorkers goroutines per limiter ask Redis for leases
+// (bounded concurrency to Redis); at most refillQueue refills wait, a refill
+// that finds the queue full is asked for again by the next call on its key.
 const (
-	maxLease      = 64
-	minLeaseExtra = 3
-	// maxLeaseWaits bounds how many refills a request waits for before it asks
-	// Redis itself.
-	maxLeaseWaits = 8
+	refillWorkers = 4
+	refillQueue   = 1024
 )
 
 // DefaultLocalPrefixes are the limiter keys kept node-local by default: the
@@ -87,19 +90,31 @@ type LimiterOptions struct {
 	// LocalPrefixes are key prefixes answered by the node-local limiter only
 	// (default DefaultLocalPrefixes). Set to an empty non-nil slice to share all.
 	LocalPrefixes []string
-	// LeaseFraction > 0 turns on local budgets: a node takes
-	// max(cost, LeaseFraction*Burst) tokens from Redis at once and spends them
-	// locally, so most messages cost no round trip. Accuracy trade-off: the
-	// cluster never spends more than Redis granted, but a node may hold up to one
-	// lease of tokens other nodes cannot use (stricter), and spends a lease for at
-	// most LeaseMaxAge (default 500ms) after taking it, unused tokens being
-	// forfeited (never refunded). 0 uses DefaultLeaseFraction (0.1); negative
-	// disables leases (one round trip per Allow, exact GCRA).
+	// LeaseFraction > 0 turns on local budgets (leases), and takes Redis off the
+	// per-message path: Allow never waits for Redis. A node spends a lease of
+	// min(LeaseFraction*Burst, 64*cost) tokens (at least cost) locally, and a
+	// background refill (refillWorkers goroutines owned by the limiter) takes the
+	// next lease when the current one is half spent. A call that finds no lease
+	// (the first on a key, or a burst faster than a refill) is answered by the
+	// node-local limiter with the same Limit and charged to Redis by the next
+	// refill ("credit"): over any period longer than a round trip the cluster
+	// spends what Redis granted, but a node may admit up to one local burst
+	// before Redis' answer arrives (one call per node and key when calls are
+	// slower than a round trip). A lease is spent for at most LeaseMaxAge
+	// (default 500ms); unused tokens are forfeited (never refunded), so a node
+	// may hold up to one lease other nodes cannot use (stricter). 0 uses
+	// DefaultLeaseFraction (0.1); negative disables leases: one synchronous
+	// round trip per Allow (at most CallTimeout), exact GCRA.
 	LeaseFraction float64
 	LeaseMaxAge   time.Duration
 	// MaxLeaseKeys bounds the keys holding a local lease (default 100000); a full
 	// shard forfeits an arbitrary lease.
 	MaxLeaseKeys int
+	// SlowRefill (default 50ms, at most CallTimeout) is how late a lease
+	// refill may be before a key that has spent its lease and its credit treats
+	// Redis as stalled: it is then answered as in an outage (FailOpen) and a
+	// probe takes over, instead of being refused until CallTimeout.
+	SlowRefill time.Duration
 }
 
 func (o LimiterOptions) withDefaults() LimiterOptions {
@@ -124,12 +139,17 @@ func (o LimiterOptions) withDefaults() LimiterOptions {
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = DefaultCallTimeout
 	}
+	if o.SlowRefill <= 0 {
+		o.SlowRefill = DefaultSlowRefill
+	}
+	o.SlowRefill = min(o.SlowRefill, o.CallTimeout)
 	return o
 }
 
 // LimiterStats counts what Allow did, for metrics and benchmarks.
 type LimiterStats struct {
-	RedisCalls uint64 // scripts run
+	RedisCalls uint64 // scripts run (refills included)
+	Credits    uint64 // answered on credit from the node-local limiter, no lease at hand
 	LeaseHits  uint64 // answered from a local lease, no round trip
 	Local      uint64 // answered by the node-local limiter (LocalPrefixes)
 	Fallbacks  uint64 // answered locally because Redis could not
@@ -149,7 +169,19 @@ type Limiter struct {
 	per    int
 
 	down  *breaker // open after an error until a probe succeeds
-	stats struct{ redis, hits, local, fallbacks, errors atomic.Uint64 }
+	stats struct{ redis, hits, local, fallbacks, errors, credits atomic.Uint64 }
+
+	// Background refill (leasing only): Allow queues, workers ask Redis.
+	refills  chan refillReq
+	stop     chan struct{}
+	workers  sync.WaitGroup
+	inflight sync.WaitGroup // queued or running refills (tests wait for it)
+}
+
+type refillReq struct {
+	key  string
+	lim  limit.Limit
+	cost int
 }
 
 const leaseShards = 64
@@ -157,15 +189,19 @@ const leaseShards = 64
 type leaseShard struct {
 	mu sync.Mutex
 	m  map[string]lease
-	// fetching holds, per key, a channel closed when the Redis call that will
-	// refill its lease returns: concurrent misses wait for it instead of each
-	// taking (and forfeiting) a lease of their own.
-	fetching map[string]chan struct{}
 }
 
 type lease struct {
 	tokens  int
 	expires int64 // unix ns
+	// debt is what calls answered on credit spent and no refill charged yet
+	// (at most Burst): the next refill takes it from Redis first.
+	debt int
+	// refilling: a refill of this key is queued or running (one at a time),
+	// since refillStart (unix ns).
+	refilling   bool
+	refillStart int64
+	done        chan struct{} // closed when the refill ends
 	// A refusal is remembered until Redis said the refused cost could pass:
 	// until then Redis would refuse that cost (or more) again, whatever other
 	// nodes do, so answering locally is exact and a flooding client costs no
@@ -190,9 +226,18 @@ func (c *Client) Limiter(opts LimiterOptions) *Limiter {
 		c.opts.DialTimeout+c.opts.ReadTimeout, opts.RetryInterval)
 	for i := range l.shards {
 		l.shards[i].m = make(map[string]lease)
-		l.shards[i].fetching = make(map[string]chan struct{})
 	}
+	l.stop = make(chan struct{})
+	if opts.LeaseFraction > 0 {
+		l.refills = make(chan refillReq, refillQueue)
+		for range refillWorkers {
+			l.workers.Go(l.refillLoop)
+		}
+	}
+	var once sync.Once
 	stop := func() {
+		once.Do(func() { close(l.stop) })
+		l.workers.Wait()
 		l.down.close()
 		_ = l.local.Close()
 	}
@@ -205,7 +250,7 @@ func (c *Client) Limiter(opts LimiterOptions) *Limiter {
 // Stats returns counters since the limiter was made.
 func (l *Limiter) Stats() LimiterStats {
 	return LimiterStats{
-		RedisCalls: l.stats.redis.Load(), LeaseHits: l.stats.hits.Load(), Local: l.stats.local.Load(),
+		RedisCalls: l.stats.redis.Load(), Credits: l.stats.credits.Load(), LeaseHits: l.stats.hits.Load(), Local: l.stats.local.Load(),
 		Fallbacks: l.stats.fallbacks.Load(), Errors: l.stats.errors.Load(),
 	}
 }
@@ -235,67 +280,23 @@ func (l *Limiter) Allow(ctx context.Context, key string, lim limit.Limit, cost i
 	if l.down.Open() || l.c.brk.Open() {
 		return l.fallback(ctx, key, lim, cost, errRedisDown)
 	}
-	now := time.Now().UnixNano()
-	leasing := l.opts.LeaseFraction > 0
-	var sh *leaseShard
-	if leasing {
-		sh = &l.shards[maphash.String(l.seed, key)%leaseShards]
-		for waits := 0; ; waits++ {
-			sh.mu.Lock()
-			if ls, ok := sh.m[key]; ok {
-				if ls.expires > now && ls.tokens >= cost {
-					ls.tokens -= cost
-					sh.m[key] = ls
-					sh.mu.Unlock()
-					l.stats.hits.Add(1)
-					return true, 0, nil
-				}
-				if ls.deniedUntil > now && cost >= ls.deniedCost {
-					sh.mu.Unlock()
-					l.stats.hits.Add(1)
-					return false, time.Duration(ls.deniedUntil - now), nil
-				}
-			}
-			ch, busy := sh.fetching[key]
-			if !busy || waits >= maxLeaseWaits {
-				if !busy {
-					done := make(chan struct{})
-					sh.fetching[key] = done
-					defer func() {
-						sh.mu.Lock()
-						delete(sh.fetching, key)
-						sh.mu.Unlock()
-						close(done)
-					}()
-				}
-				sh.mu.Unlock()
-				break
-			}
-			sh.mu.Unlock()
-			select {
-			case <-ch:
-			case <-ctx.Done():
-				return false, 0, fmt.Errorf("redis limiter: %w", ctx.Err())
-			}
-			now = time.Now().UnixNano()
-		}
+	if l.opts.LeaseFraction > 0 {
+		return l.allowLeased(ctx, key, lim, cost)
 	}
-	want := cost
-	if leasing {
-		// A lease is capped (maxLease) and skipped when it would be tiny: concurrent
-		// misses on one key each take a lease, and what a lease does not spend
-		// within LeaseMaxAge is forfeited, so large or tiny leases starve bursty
-		// keys (a handshake burst at a node refused far below its rate).
-		if extra := min(int(l.opts.LeaseFraction*float64(burst)), maxLease) - cost; extra >= minLeaseExtra {
-			want = cost + extra
-		}
-	}
-	// µs per token, clamped so that Lua arithmetic stays finite for absurd rates.
-	interval := min(max(1e6/lim.Rate, 1e-6), 1e15)
+	return l.allowExact(ctx, key, lim, cost)
+}
+
+// interval returns µs per token, clamped so that Lua arithmetic stays finite
+// for absurd rates.
+func interval(lim limit.Limit) float64 { return min(max(1e6/lim.Rate, 1e-6), 1e15) }
+
+// allowExact asks Redis for cost tokens, waiting at most CallTimeout.
+func (l *Limiter) allowExact(ctx context.Context, key string, lim limit.Limit, cost int) (bool, time.Duration, error) {
+	burst := max(lim.Burst, 1)
 	l.stats.redis.Add(1)
 	cctx, cancel := context.WithTimeout(ctx, l.opts.CallTimeout)
 	res, err := gcraScript.Run(cctx, l.rdb, []string{l.c.key("rl:", key)},
-		interval, burst, want, cost).Int64Slice()
+		interval(lim), burst, cost, cost).Int64Slice()
 	cancel()
 	if err != nil || len(res) != 2 {
 		if err == nil {
@@ -304,53 +305,241 @@ func (l *Limiter) Allow(ctx context.Context, key string, lim limit.Limit, cost i
 		if ctx.Err() != nil { // the caller gave up: not Redis' fault
 			return false, 0, fmt.Errorf("redis limiter: %w", ctx.Err())
 		}
-		l.stats.errors.Add(1)
-		l.c.brk.observe(err)
-		l.down.trip(err, "redis limiter: Redis did not answer in time; limits answered locally until a probe succeeds")
+		l.failed(err)
 		return l.fallback(ctx, key, lim, cost, err)
 	}
-	granted, retry := int(res[0]), max(time.Duration(res[1])*time.Microsecond, time.Microsecond)
-	if leasing {
-		l.remember(sh, key, cost, granted, retry)
-	}
-	if granted < cost {
-		return false, retry, nil
+	if granted := int(res[0]); granted < cost {
+		return false, max(time.Duration(res[1])*time.Microsecond, time.Microsecond), nil
 	}
 	return true, 0, nil
 }
 
-// remember records a grant's surplus as a local lease, or a refusal.
-func (l *Limiter) remember(sh *leaseShard, key string, cost, granted int, retry time.Duration) {
-	if granted == cost {
+func (l *Limiter) failed(err error) {
+	l.stats.errors.Add(1)
+	l.c.brk.observe(err)
+	l.down.trip(err, "redis limiter: Redis did not answer in time; limits answered locally until a probe succeeds")
+}
+
+// leaseSize is how many tokens a node takes from Redis at once for key.
+func (l *Limiter) leaseSize(lim limit.Limit, cost int) int {
+	burst := max(lim.Burst, 1)
+	return min(max(int(l.opts.LeaseFraction*float64(burst)), cost), maxLease*cost, burst)
+}
+
+// allowLeased answers from the key's lease, from a remembered refusal, or on
+// credit from the node-local limiter, without waiting for Redis; refills run in
+// the background. Only a key that spent its lease and its credit within one
+// refill waits for the refill in flight, at most SlowRefill in all: a later
+// refill means Redis is stalled, and the call is answered as in an outage.
+func (l *Limiter) allowLeased(ctx context.Context, key string, lim limit.Limit, cost int) (bool, time.Duration, error) {
+	size := l.leaseSize(lim, cost)
+	sh := &l.shards[maphash.String(l.seed, key)%leaseShards]
+	var deadline int64 // set by the first wait: the end of this call's SlowRefill
+	for {
+		if deadline != 0 && (l.down.Open() || l.c.brk.Open()) {
+			return l.fallback(ctx, key, lim, cost, errRedisDown) // a refill failed
+		}
+		now := time.Now().UnixNano()
+		sh.mu.Lock()
+		ls, ok := sh.m[key]
+		if !ok && len(sh.m) >= l.per {
+			l.evictLocked(sh, now)
+		}
+		if ls.expires <= now {
+			ls.tokens = 0
+		}
+		if ls.tokens >= cost {
+			ls.tokens -= cost
+			refill := 2*ls.tokens < size && l.startRefillLocked(&ls, now)
+			sh.m[key] = ls
+			sh.mu.Unlock()
+			l.stats.hits.Add(1)
+			if refill {
+				l.queueRefill(sh, key, lim, cost)
+			}
+			return true, 0, nil
+		}
+		if ls.deniedUntil > now && cost >= ls.deniedCost {
+			sh.mu.Unlock()
+			l.stats.hits.Add(1)
+			return false, time.Duration(ls.deniedUntil - now), nil
+		}
+		refill := l.startRefillLocked(&ls, now)
+		if ls.debt+cost <= size {
+			// On credit (at most one lease unpaid): the node-local limiter
+			// answers, the refill charges Redis. Its lock is a leaf: taking it
+			// under the shard's keeps credit and debt in step.
+			allowed, retry, _ := l.local.Allow(ctx, "fb:"+key, lim, cost)
+			if allowed {
+				ls.debt += cost
+			}
+			sh.m[key] = ls
+			sh.mu.Unlock()
+			l.stats.credits.Add(1)
+			if refill {
+				l.queueRefill(sh, key, lim, cost)
+			}
+			return allowed, retry, nil
+		}
+		sh.m[key] = ls
+		done := ls.done
+		sh.mu.Unlock()
+		if refill {
+			l.queueRefill(sh, key, lim, cost)
+		}
+		if deadline == 0 {
+			deadline = ls.refillStart + int64(l.opts.SlowRefill)
+		}
+		if now >= deadline {
+			if ls.refilling {
+				l.down.trip(errSlowRefill, "redis limiter: a lease refill is late; limits answered locally until a probe succeeds")
+				return l.fallback(ctx, key, lim, cost, errSlowRefill)
+			}
+			// Redis answers, but with fewer tokens than this key spends.
+			return false, l.opts.SlowRefill, nil
+		}
+		t := time.NewTimer(time.Duration(deadline - now))
+		select {
+		case <-done:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false, 0, fmt.Errorf("redis limiter: %w", ctx.Err())
+		}
+		t.Stop()
+	}
+}
+
+// startRefillLocked marks a refill of ls as started unless one is.
+func (l *Limiter) startRefillLocked(ls *lease, now int64) bool {
+	if ls.refilling {
+		return false
+	}
+	ls.refilling, ls.refillStart, ls.done = true, now, make(chan struct{})
+	return true
+}
+
+// endRefillLocked marks ls' refill as finished and wakes its waiters.
+func endRefillLocked(ls *lease) {
+	if ls.refilling {
+		close(ls.done)
+	}
+	ls.refilling, ls.done = false, nil
+}
+
+// queueRefill hands a refill to the workers without waiting; when the queue is
+// full it is dropped and the next call on key asks again.
+func (l *Limiter) queueRefill(sh *leaseShard, key string, lim limit.Limit, cost int) {
+	l.inflight.Add(1)
+	select {
+	case l.refills <- refillReq{key: key, lim: lim, cost: cost}:
 		return
+	case <-l.stop:
+	default:
+	}
+	l.inflight.Done()
+	sh.mu.Lock()
+	if ls, ok := sh.m[key]; ok {
+		endRefillLocked(&ls)
+		sh.m[key] = ls
+	}
+	sh.mu.Unlock()
+}
+
+// refillLoop is one refill worker; it runs until the limiter is closed.
+func (l *Limiter) refillLoop() {
+	for {
+		select {
+		case <-l.stop:
+			// Drop what is still queued: nobody waits for it.
+			for {
+				select {
+				case <-l.refills:
+					l.inflight.Done()
+				default:
+					return
+				}
+			}
+		case r := <-l.refills:
+			l.refill(r)
+			l.inflight.Done()
+		}
+	}
+}
+
+// refill takes the key's debt plus one lease from Redis (as much as is
+// available, at least one token) and records the result.
+func (l *Limiter) refill(r refillReq) {
+	sh := &l.shards[maphash.String(l.seed, r.key)%leaseShards]
+	burst := max(r.lim.Burst, 1)
+	sh.mu.Lock()
+	debt := sh.m[r.key].debt
+	sh.mu.Unlock()
+	want := min(debt+l.leaseSize(r.lim, r.cost), burst)
+	var (
+		res []int64
+		err error
+	)
+	if l.down.Open() || l.c.brk.Open() {
+		err = errRedisDown
+	} else {
+		l.stats.redis.Add(1)
+		ctx, cancel := context.WithTimeout(context.Background(), l.opts.CallTimeout)
+		res, err = gcraScript.Run(ctx, l.rdb, []string{l.c.key("rl:", r.key)},
+			interval(r.lim), burst, want, 1).Int64Slice()
+		cancel()
+		if err == nil && len(res) != 2 {
+			err = fmt.Errorf("unexpected reply %v", res)
+		}
+		if err != nil {
+			l.failed(err)
+		}
 	}
 	now := time.Now().UnixNano()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	ls, ok := sh.m[key]
-	if !ok && len(sh.m) >= l.per {
-		n := 0
-		for k, v := range sh.m { // drop stale entries among a few, else one live lease
-			if v.expires <= now && v.deniedUntil <= now || n == 0 {
-				delete(sh.m, k)
+	ls := sh.m[r.key] // re-created if evicted meanwhile: the grant is not lost
+	endRefillLocked(&ls)
+	if err == nil {
+		granted := int(res[0])
+		if granted == 0 {
+			ls.deniedUntil = now + int64(max(time.Duration(res[1])*time.Microsecond, time.Microsecond))
+			ls.deniedCost = 1
+		} else {
+			pay := min(granted, ls.debt)
+			ls.debt -= pay
+			if ls.expires <= now {
+				ls.tokens = 0
 			}
-			if n++; n >= 8 {
-				break
-			}
+			ls.tokens += granted - pay
+			ls.expires = now + int64(l.opts.LeaseMaxAge)
+			ls.deniedUntil = 0
 		}
 	}
-	if ls.expires <= now {
-		ls.tokens = 0
+	if len(sh.m) >= l.per {
+		if _, ok := sh.m[r.key]; !ok {
+			l.evictLocked(sh, now)
+		}
 	}
-	if granted < cost {
-		ls.deniedUntil, ls.deniedCost = now+int64(retry), cost
-	} else {
-		ls.tokens += granted - cost
-		ls.expires = now + int64(l.opts.LeaseMaxAge)
-		ls.deniedUntil = 0
-	}
-	sh.m[key] = ls
+	sh.m[r.key] = ls
 }
+
+// evictLocked drops stale entries among a few, else one live one, from a full
+// shard.
+func (l *Limiter) evictLocked(sh *leaseShard, now int64) {
+	n := 0
+	for k, v := range sh.m {
+		if v.expires <= now && v.deniedUntil <= now && !v.refilling || n == 0 {
+			endRefillLocked(&v) // its waiters look again; the refill re-creates it
+			delete(sh.m, k)
+		}
+		if n++; n >= 8 {
+			break
+		}
+	}
+}
+
+var errSlowRefill = errors.New("redis limiter: a lease refill is late (Redis stalled?)")
 
 var errRedisDown = errors.New("redis limiter: redis unavailable (a background probe is retrying)")
 

@@ -133,6 +133,7 @@ func (s *Server) start() error {
 		"--protected-mode", "no",
 		"--daemonize", "no",
 		"--loglevel", "warning",
+		"--enable-debug-command", "local", // DEBUG SLEEP stalls in fault tests
 	)
 	out, err := os.Create(s.dir + "/redis.log")
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/admin"
 	"github.com/wsgate/wsgate/internal/ban"
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/session"
 )
 
@@ -72,9 +73,9 @@ func (a *adminBackend) Kick(id string, banned bool) (admin.Conn, bool) {
 	if !ok {
 		return admin.Conn{}, false
 	}
-	why := session.CloseKicked
+	why := protocol.ReasonKicked
 	if banned {
-		why = session.CloseBanned
+		why = protocol.ReasonBanned
 	}
 	ss.CloseAsync(why)
 	return s.connInfo(ss), true

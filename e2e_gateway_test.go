@@ -288,7 +288,7 @@ func TestGatewayRejectedMessagesNeverReachUpstream(t *testing.T) {
 	up := newEchoUpstream(t)
 	cfg := gatewayConfig(up.URL, "json")
 	d := cfg.Rate.Tiers["default"]
-	d.Messages = config.RateLimit{Rate: 0.5, Burst: 3}
+	d.Messages = config.RateLimit{Rate: 0.5, Burst: 4}
 	d.UserMessages, d.IPMessages = config.RateLimit{}, config.RateLimit{}
 	cfg.Rate.Tiers["default"] = d
 	s := wsgatetest.Start(t, cfg)
@@ -296,7 +296,7 @@ func TestGatewayRejectedMessagesNeverReachUpstream(t *testing.T) {
 	c := dialGW(t, s, "alice", nil)
 	c.Send(t, `{"type":"data","payload":1}`) // 1: passes
 	nextRaw(t, c, 5*time.Second)
-	c.Send(t, `{"type":"data",`) // malformed: error reply, no budget charged
+	c.Send(t, `{"type":"data",`) // malformed: error reply (charged: invalid input is no way around the limit)
 	if m := c.Expect(t, "error", 5*time.Second); m["code"] != "invalid_json" {
 		t.Fatalf("reply %v", m)
 	}

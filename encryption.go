@@ -9,7 +9,7 @@ import (
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/auth"
 	"github.com/wsgate/wsgate/internal/encrypt"
-	"github.com/wsgate/wsgate/internal/pipeline"
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/session"
 )
 
@@ -125,7 +125,7 @@ func messageChannel(data []byte) string {
 // envelope into an end_to_end namespace: its payload must be one, and a chat
 // "text" (plaintext by definition) is refused. The broker decorator checks the
 // payload again on every publish path; this check gives the client a clear error.
-func (s *Server) checkEndToEnd(typ string, channel, payload, text []byte) *pipeline.Reject {
+func (s *Server) checkEndToEnd(typ string, channel, payload, text []byte) *protocol.Error {
 	if s.enc == nil || !carriesPayload(typ) {
 		return nil
 	}
@@ -145,10 +145,10 @@ func (s *Server) checkEndToEnd(typ string, channel, payload, text []byte) *pipel
 		return nil
 	}
 	if len(text) > 0 {
-		return &pipeline.Reject{Code: pipeline.CodeInvalidMessage, Message: "end_to_end channel: send an encrypted payload, not text"}
+		return &protocol.Error{Code: protocol.CodeInvalidMessage, Message: "end_to_end channel: send an encrypted payload, not text"}
 	}
 	if err := encrypt.CheckEndToEnd(payload); err != nil {
-		return &pipeline.Reject{Code: pipeline.CodeInvalidMessage, Message: "end_to_end channel: payload is not a valid envelope"}
+		return &protocol.Error{Code: protocol.CodeInvalidMessage, Message: "end_to_end channel: payload is not a valid envelope"}
 	}
 	return nil
 }

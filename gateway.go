@@ -17,6 +17,7 @@ import (
 	"github.com/wsgate/wsgate/internal/guard"
 	"github.com/wsgate/wsgate/internal/outbox"
 	"github.com/wsgate/wsgate/internal/pipeline"
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/session"
 	"github.com/wsgate/wsgate/internal/transport"
 	"github.com/wsgate/wsgate/internal/upstream"
@@ -453,18 +454,14 @@ func (g *gatewayLink) allowRaw(ctx context.Context, s *session.Session, data []b
 		(*observer)(g.srv).Message(s, "raw", data, nil, time.Since(start))
 		return true
 	}
-	rej := &pipeline.Reject{Code: pipeline.CodeRateLimited, Message: "rate limit exceeded", RetryAfter: retry,
-		CloseCode: transport.StatusPolicyViolation, Strike: true}
+	rej := &protocol.Error{Code: protocol.CodeRateLimited, Message: "rate limit exceeded", RetryAfter: retry,
+		Close: protocol.ReasonRateLimit, Strike: true}
 	if err != nil {
-		rej = &pipeline.Reject{Code: pipeline.CodeUnavailable, Message: "rate limiter unavailable", RetryAfter: time.Second,
-			CloseCode: transport.StatusTryAgainLater}
+		rej = &protocol.Error{Code: protocol.CodeUnavailable, Message: "rate limiter unavailable", RetryAfter: time.Second,
+			Close: protocol.ReasonTryAgainLater}
 	}
 	(*observer)(g.srv).Message(s, "raw", data, rej, time.Since(start))
-	text := "rate limit exceeded"
-	if err != nil {
-		text = "try again later"
-	}
-	s.CloseWith(rej.CloseCode, text)
+	s.Close(rej.Close)
 	if rej.Strike {
 		s.Strike(rej.Code)
 	}
@@ -475,7 +472,7 @@ func (g *gatewayLink) allowRaw(ctx context.Context, s *session.Session, data []b
 // wait for the upstream leg so that a session's end means both legs ended.
 func (g *gatewayLink) Leave(*session.Session) { g.link.Wait(g.rt.linkWait) }
 
-func (g *gatewayLink) Message(s *session.Session, typ string, data []byte, rej *pipeline.Reject, took time.Duration) {
+func (g *gatewayLink) Message(s *session.Session, typ string, data []byte, rej *protocol.Error, took time.Duration) {
 	(*observer)(g.srv).Message(s, typ, data, rej, took)
 }
 func (g *gatewayLink) Sent(s *session.Session, n int) { (*observer)(g.srv).Sent(s, n) }
@@ -520,7 +517,9 @@ func (c gatewayClient) Send(op transport.Opcode, b []byte) error {
 
 func (c gatewayClient) Pending() (int, int) { return c.sess.Pending() }
 
-func (c gatewayClient) CloseWith(code uint16, reason string) { c.sess.CloseWith(code, reason) }
+func (c gatewayClient) CloseWith(code uint16, reason string) {
+	c.sess.CloseWith(protocol.CloseCode(code), reason)
+}
 
 // handleRawRoute serves a WithRawRoute route: the route's guard and raw checks,
 // then every message to the embedder's handler. It mirrors handleGateway

@@ -15,6 +15,7 @@ import (
 	"github.com/wsgate/wsgate/internal/hook"
 	"github.com/wsgate/wsgate/internal/limit"
 	"github.com/wsgate/wsgate/internal/metrics"
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/room"
 	"github.com/wsgate/wsgate/internal/schema"
 )
@@ -187,26 +188,26 @@ func hookIdentity(c room.Client) hook.Identity {
 
 // hookFailed is the error for a hook that gave no usable answer under the
 // fail-closed policy, or nil (after logging) when the hook fails open.
-func (hs *hookSet) hookFailed(h *hook.Hook, ch string, err error) *room.Error {
+func (hs *hookSet) hookFailed(h *hook.Hook, ch string, err error) *protocol.Error {
 	hs.metrics.HookCall(h.Kind(), hook.Outcome(err))
 	if h.FailOpen() {
 		hs.log.Warn("hook failed; letting the request through (fail_open)", "hook", h.Kind(), "channel", ch, "err", err)
 		return nil
 	}
 	hs.log.Info("hook failed; refusing (fail_closed)", "hook", h.Kind(), "channel", ch, "err", err)
-	return &room.Error{Code: room.CodeHookUnavailable, Message: "temporarily unavailable, try again later", Err: err}
+	return &protocol.Error{Code: protocol.CodeHookUnavailable, Message: "temporarily unavailable, try again later", Err: err}
 }
 
-func refusal(reason, def string, strike bool) *room.Error {
+func refusal(reason, def string, strike bool) *protocol.Error {
 	if reason == "" {
 		reason = def
 	}
-	return &room.Error{Code: room.CodeHookRefused, Message: reason, Strike: strike}
+	return &protocol.Error{Code: protocol.CodeHookRefused, Message: reason, Strike: strike}
 }
 
 // checkSubscribe is room.Options.CheckSubscribe: max members, then the
 // subscribe hook.
-func (hs *hookSet) checkSubscribe(ctx context.Context, c room.Client, ch string) *room.Error {
+func (hs *hookSet) checkSubscribe(ctx context.Context, c room.Client, ch string) *protocol.Error {
 	r := hs.rules(ch)
 	if r == nil {
 		return nil
@@ -216,10 +217,10 @@ func (hs *hookSet) checkSubscribe(ctx context.Context, c room.Client, ch string)
 		// and the join are not one atomic step.
 		n, err := hs.presence(ctx, ch)
 		if err != nil {
-			return &room.Error{Code: room.CodeInternal, Message: "channel state unavailable", Err: err}
+			return &protocol.Error{Code: protocol.CodeInternal, Message: "channel state unavailable", Err: err}
 		}
 		if n >= r.limits.MaxMembers {
-			return &room.Error{Code: room.CodeChannelFull, Message: "channel is full"}
+			return &protocol.Error{Code: protocol.CodeChannelFull, Message: "channel is full"}
 		}
 	}
 	if h := r.subscribe; h != nil {
@@ -238,17 +239,17 @@ func (hs *hookSet) checkSubscribe(ctx context.Context, c room.Client, ch string)
 
 // checkPublish is room.Options.CheckPublish: size, schema, the channel's and
 // the member's publish rate, then the publish hook (which may rewrite).
-func (hs *hookSet) checkPublish(ctx context.Context, c room.Client, ch string, payload []byte) ([]byte, *room.Error) {
+func (hs *hookSet) checkPublish(ctx context.Context, c room.Client, ch string, payload []byte) ([]byte, *protocol.Error) {
 	r := hs.rules(ch)
 	if r == nil {
 		return payload, nil
 	}
 	l := r.limits
 	if l.MaxMessageBytes > 0 && len(payload) > l.MaxMessageBytes {
-		return nil, &room.Error{Code: room.CodeRoomMessageLarge, Message: "payload too large for this channel", Strike: true}
+		return nil, &protocol.Error{Code: protocol.CodeRoomMessageLarge, Message: "payload too large for this channel", Strike: true}
 	}
 	if r.schema != nil && !r.schema.Accepts(payload) {
-		return nil, &room.Error{Code: room.CodeRoomSchema, Message: "payload does not match this channel's schema", Strike: true}
+		return nil, &protocol.Error{Code: protocol.CodeRoomSchema, Message: "payload does not match this channel's schema", Strike: true}
 	}
 	// The member's rate first: a member over its own budget must not spend
 	// the channel's, which the other members share.
@@ -288,30 +289,24 @@ func (hs *hookSet) checkPublish(ctx context.Context, c room.Client, ch string, p
 }
 
 // allow spends one token of key; limiter errors follow rate.fail_open.
-func (hs *hookSet) allow(ctx context.Context, key string, l limit.Limit) *room.Error {
+func (hs *hookSet) allow(ctx context.Context, key string, l limit.Limit) *protocol.Error {
 	ok, _, err := hs.limiter.Allow(ctx, key, l, 1)
 	if err != nil {
 		if hs.limitOpen {
 			return nil
 		}
-		return &room.Error{Code: room.CodeRoomRateLimited, Message: "rate limit unavailable", Err: err}
+		return &protocol.Error{Code: protocol.CodeRoomRateLimited, Message: "rate limit unavailable", Err: err}
 	}
 	if !ok {
-		return &room.Error{Code: room.CodeRoomRateLimited, Message: "too many messages in this channel"}
+		return &protocol.Error{Code: protocol.CodeRoomRateLimited, Message: "too many messages in this channel"}
 	}
 	return nil
 }
 
-// Close codes of a connect hook's refusal (docs/protocol.md, docs/hooks.md).
-const (
-	closeHookRefused     = 4403 // the application refused the connection; do not retry as is
-	closeHookUnavailable = 1013 // try again later: the connect hook could not answer
-)
-
 // connectDecision runs the connect hook for an authenticated handshake. It
 // returns the identity and tier to use, or a close code and reason when the
 // connection must be refused right after the upgrade.
-func (s *Server) connectDecision(r *http.Request, id auth.Identity, connID, ip, tier string, cfg *config.Config) (auth.Identity, string, uint16, string) {
+func (s *Server) connectDecision(r *http.Request, id auth.Identity, connID, ip, tier string, cfg *config.Config) (auth.Identity, string, protocol.CloseCode, string) {
 	h := s.hooks.connect
 	rep, err := h.Connect(r.Context(), hook.ConnectEvent{Identity: hook.Identity{User: id.Subject, ConnID: connID, ClientIP: ip, Claims: id.Claims}, Tier: tier})
 	if err == nil && rep.Allow && rep.Tier != "" {
@@ -333,13 +328,13 @@ func (s *Server) connectDecision(r *http.Request, id auth.Identity, connID, ip, 
 		return id, tier, 0, ""
 	case err != nil:
 		s.log.Info("connect hook failed; refusing (fail_closed)", "conn_id", connID, "err", err)
-		return id, tier, closeHookUnavailable, "try again later"
+		return id, tier, protocol.ReasonTryAgainLater.Code(), protocol.ReasonTryAgainLater.Text()
 	case !rep.Allow:
 		reason := rep.Reason
 		if reason == "" {
-			reason = "refused"
+			reason = protocol.ReasonHookRefused.Text()
 		}
-		return id, tier, closeHookRefused, reason
+		return id, tier, protocol.ReasonHookRefused.Code(), reason
 	}
 	if rep.Tier != "" {
 		tier = rep.Tier

@@ -13,6 +13,7 @@ import (
 	"github.com/wsgate/wsgate/internal/guard"
 	"github.com/wsgate/wsgate/internal/integrity"
 	"github.com/wsgate/wsgate/internal/pipeline"
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/web"
 )
 
@@ -106,19 +107,19 @@ func (iv integrityVerifier) Open(ctx context.Context, st *pipeline.ConnState, m 
 	cv, _ := st.Verify.(*connVerify)
 	if cv == nil {
 		if signed {
-			return &pipeline.Reject{Code: "integrity_bad_envelope", Message: "signed messages need integrity keys for this connection", Strike: true}
+			return &protocol.Error{Code: protocol.CodeIntegrityPrefix + string(integrity.CodeBadEnvelope), Message: "signed messages need integrity keys for this connection", Strike: true}
 		}
 		return nil
 	}
-	if !signed && (!cv.required || m.Type == "ping") {
+	if !signed && (!cv.required || m.Type == protocol.TypePing) {
 		return nil
 	}
 	body, typ, err := iv.v.Open(ctx, cv.ci, m.Raw)
 	if err != nil {
 		code := integrity.CodeOf(err)
-		rej := &pipeline.Reject{Code: "integrity_" + string(code), Message: "message integrity check failed: " + string(code), Strike: true}
+		rej := &protocol.Error{Code: protocol.CodeIntegrityPrefix + string(code), Message: "message integrity check failed: " + string(code), Strike: true}
 		if code == integrity.CodeInternal {
-			rej.Code, rej.Message, rej.Strike = pipeline.CodeUnavailable, "integrity check unavailable", false
+			rej.Code, rej.Message, rej.Strike = protocol.CodeUnavailable, "integrity check unavailable", false
 		}
 		return rej
 	}

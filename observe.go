@@ -1,27 +1,26 @@
 package wsgate
 
 import (
+	"slices"
 	"time"
 
 	"github.com/wsgate/wsgate/internal/alert"
 	"github.com/wsgate/wsgate/internal/audit"
 	"github.com/wsgate/wsgate/internal/metrics"
-	"github.com/wsgate/wsgate/internal/pipeline"
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/session"
-	"github.com/wsgate/wsgate/internal/transport"
 )
 
 func newMetrics() *metrics.Metrics {
 	m := metrics.New()
-	m.SetKnownTypes([]string{"ping", "pong", "refresh", "subscribe", "unsubscribe", "publish", "chat", "data",
-		"command", "presence", "history", "raw"})
+	m.SetKnownTypes(append(slices.Clone(protocol.ClientTypes), protocol.TypeRaw))
 	return m
 }
 
 // observer turns session events into logs, metrics, audit events and alert input.
 type observer Server
 
-func (o *observer) Message(s *session.Session, typ string, data []byte, rej *pipeline.Reject, took time.Duration) {
+func (o *observer) Message(s *session.Session, typ string, data []byte, rej *protocol.Error, took time.Duration) {
 	m := o.metrics
 	m.BytesReceived(len(data))
 	m.ObservePipeline(took)
@@ -36,15 +35,19 @@ func (o *observer) Message(s *session.Session, typ string, data []byte, rej *pip
 	m.Message(typ, rej.Code)
 	ip := s.IPKey() // per-IP alerts and their auto-bans count the client's key
 	switch rej.Code {
-	case pipeline.CodeRateLimited:
+	case protocol.CodeRateLimited:
 		m.RateLimited("conn")
-	case pipeline.CodeTooLarge:
+	case protocol.CodeTooLarge:
 		o.alerts.Observe(alert.EventOversize, ip)
 	default:
 		o.alerts.Observe(alert.EventInvalidMessage, ip)
 	}
+	closeCode := 0 // reply only
+	if rej.Close != 0 {
+		closeCode = int(rej.Close.Code())
+	}
 	o.audit.Log(audit.Event{Event: audit.Violation, ConnID: s.ID(), IP: ip, User: s.User(), Route: s.Route(),
-		Reason: rej.Code, Code: int(rej.CloseCode), Detail: map[string]any{"type": typ, "path": rej.Path}})
+		Reason: rej.Code, Code: closeCode, Detail: map[string]any{"type": typ, "path": rej.Path}})
 	o.log.Debug("message rejected", "conn_id", s.ID(), "user", s.User(), "type", typ, "code", rej.Code, "path", rej.Path)
 }
 
@@ -61,9 +64,9 @@ func (o *observer) Closed(s *session.Session, code uint16, reason string) {
 	st := s.Stats()
 	o.metrics.ConnClosed(s.Route(), int(code))
 	switch {
-	case reason == "slow consumer" && code == transport.StatusPolicyViolation:
+	case s.CloseReason() == protocol.ReasonSlowConsumer:
 		o.metrics.SlowConsumerClose()
-	case code == transport.StatusMessageTooBig:
+	case protocol.CloseCode(code) == protocol.CloseMessageTooBig:
 		o.alerts.Observe(alert.EventOversize, s.IPKey())
 	}
 	dur := time.Since(s.Started()).Round(time.Millisecond)

@@ -9,6 +9,7 @@ import (
 	"github.com/wsgate/wsgate/internal/limit"
 	"github.com/wsgate/wsgate/internal/outbox"
 	"github.com/wsgate/wsgate/internal/pipeline"
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/room"
 	"github.com/wsgate/wsgate/internal/schema"
 	"github.com/wsgate/wsgate/internal/session"
@@ -108,7 +109,7 @@ func (c RawConn) Send(op Opcode, data []byte) error { return c.s.SendOp(op, data
 
 // Close closes the connection with code (1000, 1001, 1008, 3000-4999, …) and a
 // short reason; what is queued is flushed first, for a bounded time.
-func (c RawConn) Close(code uint16, reason string) { c.s.CloseWith(code, reason) }
+func (c RawConn) Close(code uint16, reason string) { c.s.CloseWith(protocol.CloseCode(code), reason) }
 
 // ConnID, User, Claims and Context describe the authenticated connection; the
 // context ends when the connection does.
@@ -164,7 +165,7 @@ func (s *Server) runHandler(ctx context.Context, ss *session.Session, f HandlerF
 	switch {
 	case err != nil:
 		s.log.Debug("handler failed", "conn_id", ss.ID(), "type", m.Type, "err", err)
-		ss.Reject(m.ID, &pipeline.Reject{Code: "handler_failed", Message: "request failed"})
+		ss.Reject(m.ID, &protocol.Error{Code: protocol.CodeHandlerFailed, Message: "request failed"})
 	case reply != nil:
 		_ = ss.Reply(reply)
 	}

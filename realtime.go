@@ -9,6 +9,7 @@ import (
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/command"
 	"github.com/wsgate/wsgate/internal/pipeline"
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/room"
 	"github.com/wsgate/wsgate/internal/session"
 )
@@ -113,7 +114,7 @@ func (rr roomRouter) Handle(ctx context.Context, ss *session.Session, m pipeline
 		return
 	}
 	if !room.Handles(m.Type) {
-		ss.Reject(m.ID, &pipeline.Reject{Code: pipeline.CodeUnknownType, Message: "unknown message type", Strike: true})
+		ss.Reject(m.ID, &protocol.Error{Code: protocol.CodeUnknownType, Message: "unknown message type", Strike: true})
 		return
 	}
 	var c room.Client = ss

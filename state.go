@@ -8,6 +8,7 @@ import (
 	"github.com/wsgate/wsgate/internal/broker"
 	"github.com/wsgate/wsgate/internal/integrity"
 	"github.com/wsgate/wsgate/internal/limit"
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/quota"
 	"github.com/wsgate/wsgate/internal/session"
 	"github.com/wsgate/wsgate/internal/ticket"
@@ -71,7 +72,7 @@ func (s *Server) kickLocal(subject string) {
 		return true
 	})
 	for _, ss := range hit {
-		ss.CloseAsync(session.CloseBanned)
+		ss.CloseAsync(protocol.ReasonBanned)
 	}
 	if len(hit) > 0 {
 		s.log.Info("banned subject's connections closed", "subject", subject, "closed", len(hit))

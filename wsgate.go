@@ -24,6 +24,7 @@ import (
 	"github.com/wsgate/wsgate/internal/limit"
 	"github.com/wsgate/wsgate/internal/metrics"
 	"github.com/wsgate/wsgate/internal/pipeline"
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/quota"
 	"github.com/wsgate/wsgate/internal/redact"
 	"github.com/wsgate/wsgate/internal/room"
@@ -440,7 +441,7 @@ func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sopts := s.sopts.Load()
-	var refuseCode uint16
+	var refuseCode protocol.CloseCode
 	var refuseReason string
 	if s.hooks != nil && s.hooks.connect != nil {
 		// After authentication, before the welcome. A refusal is sent as a close
@@ -645,7 +646,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.draining.Store(true)
-	left := s.registry.CloseAll(ctx, session.CloseShutdown)
+	left := s.registry.CloseAll(ctx, protocol.ReasonShutdown)
 	// Connections dropped at the deadline and handshakes still in flight finish
 	// their cleanup (quota release, broker leave) before the stores close.
 	grace := time.Now().Add(2 * time.Second)

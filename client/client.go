@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/encrypt"
+	"github.com/wsgate/wsgate/internal/protocol"
 )
 
 // Client is a connection to wsgate that stays up: it reconnects, refreshes
@@ -286,9 +287,10 @@ func (c *Client) run() {
 		c.setState(StateDisconnected)
 		delay, again := time.Duration(0), true
 		switch ce.Code {
-		case 1001, 1012: // server going away / restarting: come back at once
-		case 4001: // token expired: connect() asks the TokenFunc for a new one
-		case 1002, 1003, 1007, 1009: // our bug: retrying would repeat it
+		case uint16(protocol.CloseGoingAway), uint16(protocol.CloseServiceRestart): // come back at once
+		case uint16(protocol.CloseTokenExpired): // connect() asks the TokenFunc for a new one
+		case uint16(protocol.CloseProtocolError), uint16(protocol.CloseUnsupportedData),
+			uint16(protocol.CloseInvalidPayload), uint16(protocol.CloseMessageTooBig): // our bug: retrying would repeat it
 			again = false
 		default:
 			delay = bo.next()

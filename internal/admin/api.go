@@ -17,6 +17,7 @@ import (
 	"github.com/wsgate/wsgate/internal/alert"
 	"github.com/wsgate/wsgate/internal/audit"
 	"github.com/wsgate/wsgate/internal/ban"
+	"github.com/wsgate/wsgate/internal/protocol"
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -147,8 +148,8 @@ func (h *Handler) kick(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such connection")
 		return
 	}
-	h.audit(r, audit.Event{Event: audit.Kick, ConnID: c.ID, IP: c.IP, User: c.User, Route: c.Route, Code: 1008,
-		Reason: "kicked", Detail: noteDetail(req.Note)})
+	h.audit(r, audit.Event{Event: audit.Kick, ConnID: c.ID, IP: c.IP, User: c.User, Route: c.Route,
+		Code: int(protocol.ReasonKicked.Code()), Reason: protocol.ReasonKicked.Text(), Detail: noteDetail(req.Note)})
 	h.o.Log.Info("admin kick", "conn_id", c.ID, "user", c.User, "ip", c.IP)
 	writeJSON(w, http.StatusOK, map[string]any{"kicked": c.ID})
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/wsgate/wsgate/internal/limit"
+	"github.com/wsgate/wsgate/internal/protocol"
 )
 
 func BenchmarkProcessChat1K(b *testing.B) {
@@ -75,7 +76,7 @@ func BenchmarkDeepReject(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, rej := p.Process(ctx, st, msg); rej == nil || rej.Code != CodeLimitExceeded {
+		if _, rej := p.Process(ctx, st, msg); rej == nil || rej.Code != protocol.CodeLimitExceeded {
 			b.Fatal(rej)
 		}
 	}
@@ -106,7 +107,7 @@ func BenchmarkDecodeChat1KEncodingJSON(b *testing.B) {
 }
 
 func BenchmarkEncodeError(b *testing.B) {
-	r := &Reject{Code: CodeInvalidMessage, Message: "expected string, got number", Path: "/payload/text"}
+	r := &protocol.Error{Code: protocol.CodeInvalidMessage, Message: "expected string, got number", Path: "/payload/text"}
 	ref := []byte(`"req-1"`)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -1,8 +1,8 @@
 // Package pipeline checks every client message before anything acts on it.
 //
 // The transport hands each complete text message to [Pipeline.Process], which runs
-// ordered stages, each able to refuse with a [Reject] that says what to reply
-// ([EncodeError]) and whether to close (CloseCode) or count a strike (Strike):
+// ordered stages, each able to refuse with a [protocol.Error] that says what to reply
+// ([EncodeError]) and whether to close (Close) or count a strike (Strike):
 // size limits, a hand-written iterative JSON scanner enforcing RFC 8259 and structure
 // limits (depth, keys, array elements, string and number length, duplicate keys),
 // per-type size limits, rate limits (per connection, user and IP, messages and bytes,

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -144,7 +145,7 @@ func splice(data []byte, key string, val []byte) []byte {
 	if len(data) < 2 || data[len(data)-1] != '}' || key == "" {
 		return nil
 	}
-	k := appendString(nil, key)
+	k, _ := json.Marshal(key)
 	if i := bytes.Index(data, append(k, ':')); i > 0 {
 		// Replace the member's value: up to the next ',' or '}' at the same level is a
 		// guess; the scanner throws away what does not parse.

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/wsgate/wsgate/internal/limit"
+	"github.com/wsgate/wsgate/internal/protocol"
 )
 
 // TestFloodWithMemoryLimiter: the guide's flood of 2,000 messages on one connection is
@@ -23,7 +24,7 @@ func TestFloodWithMemoryLimiter(t *testing.T) {
 		_, rej := p.Process(ctx, flooder, ping)
 		if rej == nil {
 			accepted++
-		} else if rej.CloseCode == ClosePolicyViolation {
+		} else if rej.Close == protocol.ReasonRateLimit {
 			closedAt = i
 			break
 		}

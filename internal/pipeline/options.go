@@ -80,7 +80,7 @@ type Options struct {
 	Tiers map[string]Tier
 	// FailOpen decides what happens when the Limiter returns an error (store down):
 	// true lets the message through (availability over protection); false, the
-	// default, refuses it with CodeUnavailable and a RetryAfter of one second, no strike.
+	// default, refuses it with protocol.CodeUnavailable and a RetryAfter of one second, no strike.
 	FailOpen bool
 	// KeyPrefix starts every limiter key (default "pl:"), so that the pipeline's keys
 	// don't collide with other users of a shared Limiter.

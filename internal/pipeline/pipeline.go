@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/limit"
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/schema"
 )
 
@@ -37,7 +38,7 @@ type Message struct {
 // the structure scan and rate limits and before schema validation. Open may replace
 // msg.Raw (the pipeline then scans the new body with the same limits and derives Type
 // and ID from it) or only msg.Type (the schema of the new type applies). An error that
-// is a *Reject is returned as is; any other error becomes invalid_message with a strike.
+// is a *protocol.Error is returned as is; any other error becomes invalid_message with a strike.
 type Verifier interface {
 	Open(ctx context.Context, st *ConnState, msg *Message) error
 }
@@ -114,11 +115,11 @@ func (p *Pipeline) Registry() *schema.Registry { return p.reg.Load() }
 // On success it returns the message and nil; on failure, the message as far as it was
 // understood (ID usable as ref) and the Reject. Process keeps no reference to data
 // after it returns, except through the returned Message.
-func (p *Pipeline) Process(ctx context.Context, st *ConnState, data []byte) (Message, *Reject) {
+func (p *Pipeline) Process(ctx context.Context, st *ConnState, data []byte) (Message, *protocol.Error) {
 	msg, rej := p.process(ctx, st, data)
 	if rej != nil {
 		st.Rejected++
-		if rej.Code == CodeRateLimited {
+		if rej.Code == protocol.CodeRateLimited {
 			st.RateLimited++
 		}
 	} else {
@@ -127,7 +128,7 @@ func (p *Pipeline) Process(ctx context.Context, st *ConnState, data []byte) (Mes
 	return msg, rej
 }
 
-func (p *Pipeline) process(ctx context.Context, st *ConnState, data []byte) (Message, *Reject) {
+func (p *Pipeline) process(ctx context.Context, st *ConnState, data []byte) (Message, *protocol.Error) {
 	msg := Message{Raw: data}
 	if len(data) > p.opts.MaxBytes {
 		return msg, tooLarge(p.opts.MaxBytes)
@@ -156,10 +157,10 @@ func (p *Pipeline) process(ctx context.Context, st *ConnState, data []byte) (Mes
 		err := p.opts.Verifier.Open(ctx, st, &vm)
 		msg = vm
 		if err != nil {
-			if r, ok := errors.AsType[*Reject](err); ok {
+			if r, ok := errors.AsType[*protocol.Error](err); ok {
 				return msg, r
 			}
-			return msg, &Reject{Code: CodeInvalidMessage, Message: "message verification failed", Strike: true}
+			return msg, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: "message verification failed", Strike: true}
 		}
 		switch {
 		case !sameBytes(before, msg.Raw):
@@ -178,7 +179,7 @@ func (p *Pipeline) process(ctx context.Context, st *ConnState, data []byte) (Mes
 	}
 	if sch == nil {
 		msg.Type = ""
-		return msg, &Reject{Code: CodeUnknownType, Message: "unknown message type", Path: "/type", Strike: true}
+		return msg, &protocol.Error{Code: protocol.CodeUnknownType, Message: "unknown message type", Path: "/type", Strike: true}
 	}
 	// The fast validator proves most messages valid straight from the scanned bytes;
 	// anything it cannot prove goes to jsonschema, which decides and words the error.
@@ -188,10 +189,10 @@ func (p *Pipeline) process(ctx context.Context, st *ConnState, data []byte) (Mes
 	v, err := decodeValue(msg.Raw)
 	if err != nil {
 		// Unreachable for scanned input; kept so a decoder bug refuses, never panics.
-		return msg, &Reject{Code: CodeInvalidJSON, Message: "malformed JSON", Strike: true}
+		return msg, &protocol.Error{Code: protocol.CodeInvalidJSON, Message: "malformed JSON", Strike: true}
 	}
 	if viol := sch.Validate(v); viol != nil {
-		return msg, &Reject{Code: CodeInvalidMessage, Message: viol.Message, Path: viol.Path, Strike: true}
+		return msg, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: viol.Message, Path: viol.Path, Strike: true}
 	}
 	return msg, nil
 }
@@ -199,7 +200,7 @@ func (p *Pipeline) process(ctx context.Context, st *ConnState, data []byte) (Mes
 // check runs the structure scan, the top-level checks and the per-type size limit on
 // data, filling msg.Type and msg.ID. sch is nil for an unknown type (not yet an error:
 // a Verifier may still change the type).
-func (p *Pipeline) check(sc *scanner, reg *schema.Registry, msg *Message, data []byte) (*schema.Schema, *Reject) {
+func (p *Pipeline) check(sc *scanner, reg *schema.Registry, msg *Message, data []byte) (*schema.Schema, *protocol.Error) {
 	msg.Raw, msg.Type, msg.ID, msg.Members = data, "", nil, Members{}
 	res, fail, off := sc.scan(data)
 	if safeRef(res.id) {
@@ -210,13 +211,13 @@ func (p *Pipeline) check(sc *scanner, reg *schema.Registry, msg *Message, data [
 	}
 	msg.Members = res.members
 	if res.top != '{' {
-		return nil, &Reject{Code: CodeInvalidMessage, Message: "message must be a JSON object", Strike: true}
+		return nil, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: "message must be a JSON object", Strike: true}
 	}
 	if !res.typFound {
-		return nil, &Reject{Code: CodeInvalidMessage, Message: "missing required property", Path: "/type", Strike: true}
+		return nil, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: "missing required property", Path: "/type", Strike: true}
 	}
 	if !res.typString {
-		return nil, &Reject{Code: CodeInvalidMessage, Message: "expected string", Path: "/type", Strike: true}
+		return nil, &protocol.Error{Code: protocol.CodeInvalidMessage, Message: "expected string", Path: "/type", Strike: true}
 	}
 	sch, ok := reg.LookupBytes(res.typ)
 	if ok {
@@ -234,22 +235,22 @@ func sameBytes(a, b []byte) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
-func tooLarge(max int) *Reject {
-	return &Reject{Code: CodeTooLarge, Message: "message larger than " + strconv.Itoa(max) + " bytes", CloseCode: CloseMessageTooBig, Strike: true}
+func tooLarge(max int) *protocol.Error {
+	return &protocol.Error{Code: protocol.CodeTooLarge, Message: "message larger than " + strconv.Itoa(max) + " bytes", Close: protocol.ReasonTooBig, Strike: true}
 }
 
-func scanReject(f scanFail, off int, lim scanLimits) *Reject {
+func scanReject(f scanFail, off int, lim scanLimits) *protocol.Error {
 	at := " at offset " + strconv.Itoa(off)
-	r := &Reject{Code: CodeLimitExceeded, Strike: true}
+	r := &protocol.Error{Code: protocol.CodeLimitExceeded, Strike: true}
 	switch f {
 	case failSyntax:
-		r.Code, r.Message = CodeInvalidJSON, "invalid JSON"+at
+		r.Code, r.Message = protocol.CodeInvalidJSON, "invalid JSON"+at
 	case failUTF8:
-		r.Code, r.Message = CodeInvalidJSON, "invalid UTF-8 in string"+at
+		r.Code, r.Message = protocol.CodeInvalidJSON, "invalid UTF-8 in string"+at
 	case failSurrogate:
-		r.Code, r.Message = CodeInvalidJSON, "lone UTF-16 surrogate escape"+at
+		r.Code, r.Message = protocol.CodeInvalidJSON, "lone UTF-16 surrogate escape"+at
 	case failDuplicate:
-		r.Code, r.Message = CodeInvalidMessage, "duplicate key"+at
+		r.Code, r.Message = protocol.CodeInvalidMessage, "duplicate key"+at
 	case failDepth:
 		r.Message = "nesting deeper than " + strconv.Itoa(lim.depth) + at
 	case failKeys:
@@ -261,7 +262,7 @@ func scanReject(f scanFail, off int, lim scanLimits) *Reject {
 	case failNumber:
 		r.Message = "number literal too long or exponent too large" + at
 	default:
-		r.Code, r.Message = CodeInvalidJSON, "invalid JSON"+at
+		r.Code, r.Message = protocol.CodeInvalidJSON, "invalid JSON"+at
 	}
 	return r
 }
@@ -271,7 +272,7 @@ func scanReject(f scanFail, off int, lim scanLimits) *Reject {
 // cost the server its read). The connection's budgets are local to st (see
 // connBudgets); the user's and IP's are asked of the shared Limiter. A nil Limiter
 // turns rate limiting off altogether.
-func (p *Pipeline) rate(ctx context.Context, st *ConnState, size int) *Reject {
+func (p *Pipeline) rate(ctx context.Context, st *ConnState, size int) *protocol.Error {
 	lim := p.opts.Limiter
 	if lim == nil {
 		return nil
@@ -308,7 +309,7 @@ func (p *Pipeline) rate(ctx context.Context, st *ConnState, size int) *Reject {
 			if p.opts.FailOpen {
 				continue
 			}
-			return &Reject{Code: CodeUnavailable, Message: "rate limiter unavailable", RetryAfter: time.Second}
+			return &protocol.Error{Code: protocol.CodeUnavailable, Message: "rate limiter unavailable", RetryAfter: time.Second}
 		}
 		if ok {
 			continue
@@ -322,14 +323,14 @@ func (p *Pipeline) rate(ctx context.Context, st *ConnState, size int) *Reject {
 }
 
 // rateLimited builds the refusal, closing the connection on sustained abuse.
-func (p *Pipeline) rateLimited(st *ConnState, now time.Time, retry time.Duration) *Reject {
+func (p *Pipeline) rateLimited(st *ConnState, now time.Time, retry time.Duration) *protocol.Error {
 	if retry < time.Millisecond {
 		retry = time.Millisecond
 	}
-	r := &Reject{Code: CodeRateLimited, Message: "rate limit exceeded", RetryAfter: retry, Strike: true}
+	r := &protocol.Error{Code: protocol.CodeRateLimited, Message: "rate limit exceeded", RetryAfter: retry, Strike: true}
 	if p.opts.AbuseMax > 0 && st.abuse.hit(now, p.opts.AbuseWindow) > float64(p.opts.AbuseMax) {
 		r.Message = "sustained rate limit abuse"
-		r.CloseCode = ClosePolicyViolation
+		r.Close = protocol.ReasonRateLimit
 	}
 	return r
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/limit"
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/schema"
 )
 
@@ -63,7 +64,7 @@ func newTestPipeline(t testing.TB, o Options) *Pipeline {
 	return p
 }
 
-func process(p *Pipeline, st *ConnState, in string) (Message, *Reject) {
+func process(p *Pipeline, st *ConnState, in string) (Message, *protocol.Error) {
 	return p.Process(context.Background(), st, []byte(in))
 }
 
@@ -110,33 +111,33 @@ func TestProcessRejects(t *testing.T) {
 	st := &ConnState{ConnID: "c1"}
 	cases := []struct {
 		in, code, path string
-		close          uint16
+		close          protocol.CloseReason
 	}{
-		{`{"type":"chat","text":`, CodeInvalidJSON, "", 0},
-		{`{"type":"chat","text":"a"} x`, CodeInvalidJSON, "", 0},
-		{`["type","chat"]`, CodeInvalidMessage, "", 0},
-		{`{"text":"a"}`, CodeInvalidMessage, "/type", 0},
-		{`{"type":1}`, CodeInvalidMessage, "/type", 0},
-		{`{"type":"nope"}`, CodeUnknownType, "/type", 0},
-		{`{"type":"chat","text":"a","text":"b"}`, CodeInvalidMessage, "", 0},
-		{`{"type":"chat"}`, CodeInvalidMessage, "/text", 0},
-		{`{"type":"chat","text":5}`, CodeInvalidMessage, "/text", 0},
-		{`{"type":"chat","text":"` + strings.Repeat("é", 4001) + `"}`, CodeLimitExceeded, "", 0},
-		{`{"type":"chat","text":"` + strings.Repeat("a", 4001) + `"}`, CodeInvalidMessage, "/text", 0},
-		{`{"type":"chat","text":"a","extra":1}`, CodeInvalidMessage, "/extra", 0},
-		{`{"type":"subscribe","channel":"bad channel"}`, CodeInvalidMessage, "/channel", 0},
-		{`{"type":"subscribe","channel":"` + strings.Repeat("a", 129) + `"}`, CodeInvalidMessage, "/channel", 0},
-		{`{"type":"subscribe","channel":"a","since":{"offset":-1,"epoch":"e"}}`, CodeInvalidMessage, "/since/offset", 0},
-		{`{"type":"subscribe","channel":"a","since":{"offset":1.5,"epoch":"e"}}`, CodeInvalidMessage, "/since/offset", 0},
-		{`{"type":"subscribe","channel":"a","since":{"offset":1}}`, CodeInvalidMessage, "/since/epoch", 0},
-		{`{"type":"ping","id":{"x":1}}`, CodeInvalidMessage, "/id", 0},
-		{`{"type":"pong","id":"` + strings.Repeat("a", 65) + `"}`, CodeInvalidMessage, "/id", 0},
-		{`{"type":"publish","channel":"a"}`, CodeInvalidMessage, "/payload", 0},
-		{`{"type":"history","channel":"a","limit":0}`, CodeInvalidMessage, "/limit", 0},
-		{`{"type":"ping","id":1,"pad":"` + strings.Repeat("a", 64) + `"}`, CodeTooLarge, "", CloseMessageTooBig},
-		{`{"type":"chat","text":"` + strings.Repeat("a", 9000) + `"}`, CodeTooLarge, "", CloseMessageTooBig},
-		{strings.Repeat("[", 8000), CodeLimitExceeded, "", 0},
-		{`{"type":"chat","text":"\ud800"}`, CodeInvalidJSON, "", 0},
+		{`{"type":"chat","text":`, protocol.CodeInvalidJSON, "", 0},
+		{`{"type":"chat","text":"a"} x`, protocol.CodeInvalidJSON, "", 0},
+		{`["type","chat"]`, protocol.CodeInvalidMessage, "", 0},
+		{`{"text":"a"}`, protocol.CodeInvalidMessage, "/type", 0},
+		{`{"type":1}`, protocol.CodeInvalidMessage, "/type", 0},
+		{`{"type":"nope"}`, protocol.CodeUnknownType, "/type", 0},
+		{`{"type":"chat","text":"a","text":"b"}`, protocol.CodeInvalidMessage, "", 0},
+		{`{"type":"chat"}`, protocol.CodeInvalidMessage, "/text", 0},
+		{`{"type":"chat","text":5}`, protocol.CodeInvalidMessage, "/text", 0},
+		{`{"type":"chat","text":"` + strings.Repeat("é", 4001) + `"}`, protocol.CodeLimitExceeded, "", 0},
+		{`{"type":"chat","text":"` + strings.Repeat("a", 4001) + `"}`, protocol.CodeInvalidMessage, "/text", 0},
+		{`{"type":"chat","text":"a","extra":1}`, protocol.CodeInvalidMessage, "/extra", 0},
+		{`{"type":"subscribe","channel":"bad channel"}`, protocol.CodeInvalidMessage, "/channel", 0},
+		{`{"type":"subscribe","channel":"` + strings.Repeat("a", 129) + `"}`, protocol.CodeInvalidMessage, "/channel", 0},
+		{`{"type":"subscribe","channel":"a","since":{"offset":-1,"epoch":"e"}}`, protocol.CodeInvalidMessage, "/since/offset", 0},
+		{`{"type":"subscribe","channel":"a","since":{"offset":1.5,"epoch":"e"}}`, protocol.CodeInvalidMessage, "/since/offset", 0},
+		{`{"type":"subscribe","channel":"a","since":{"offset":1}}`, protocol.CodeInvalidMessage, "/since/epoch", 0},
+		{`{"type":"ping","id":{"x":1}}`, protocol.CodeInvalidMessage, "/id", 0},
+		{`{"type":"pong","id":"` + strings.Repeat("a", 65) + `"}`, protocol.CodeInvalidMessage, "/id", 0},
+		{`{"type":"publish","channel":"a"}`, protocol.CodeInvalidMessage, "/payload", 0},
+		{`{"type":"history","channel":"a","limit":0}`, protocol.CodeInvalidMessage, "/limit", 0},
+		{`{"type":"ping","id":1,"pad":"` + strings.Repeat("a", 64) + `"}`, protocol.CodeTooLarge, "", protocol.ReasonTooBig},
+		{`{"type":"chat","text":"` + strings.Repeat("a", 9000) + `"}`, protocol.CodeTooLarge, "", protocol.ReasonTooBig},
+		{strings.Repeat("[", 8000), protocol.CodeLimitExceeded, "", 0},
+		{`{"type":"chat","text":"\ud800"}`, protocol.CodeInvalidJSON, "", 0},
 	}
 	for _, c := range cases {
 		_, rej := process(p, st, c.in)
@@ -148,7 +149,7 @@ func TestProcessRejects(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 			continue
 		}
-		if rej.Code != c.code || rej.Path != c.path || rej.CloseCode != c.close || !rej.Strike {
+		if rej.Code != c.code || rej.Path != c.path || rej.Close != c.close || !rej.Strike {
 			t.Errorf("%s: got %+v, want code %s path %q close %d", name, rej, c.code, c.path, c.close)
 		}
 		if len(rej.Message) > 80 || strings.Contains(rej.Message, "aaaa") || strings.Contains(rej.Message, "bad channel") {
@@ -183,17 +184,17 @@ func TestProcessRef(t *testing.T) {
 
 func TestEncodeError(t *testing.T) {
 	cases := []struct {
-		r    Reject
+		r    protocol.Error
 		ref  string
 		want string
 	}{
-		{Reject{Code: CodeRateLimited, Message: "rate limit exceeded", RetryAfter: 1500 * time.Microsecond}, `7`,
+		{protocol.Error{Code: protocol.CodeRateLimited, Message: "rate limit exceeded", RetryAfter: 1500 * time.Microsecond}, `7`,
 			`{"type":"error","code":"rate_limited","message":"rate limit exceeded","ref":7,"retry_after_ms":2}`},
-		{Reject{Code: CodeInvalidMessage, Message: "x\"y\\\n\x01", Path: "/a~1b/é"}, ``,
+		{protocol.Error{Code: protocol.CodeInvalidMessage, Message: "x\"y\\\n\x01", Path: "/a~1b/é"}, ``,
 			`{"type":"error","code":"invalid_message","message":"x\"y\\\n\u0001","path":"/a~1b/é"}`},
-		{Reject{Code: CodeUnknownType, Message: "bad \xff utf8"}, `{"x":1}`,
-			`{"type":"error","code":"unknown_type","message":"bad ` + "\ufffd" + ` utf8"}`},
-		{Reject{Code: CodeInvalidJSON}, `"unterminated`, `{"type":"error","code":"invalid_json"}`},
+		{protocol.Error{Code: protocol.CodeUnknownType, Message: "bad \xff utf8"}, `{"x":1}`,
+			`{"type":"error","code":"unknown_type","message":"bad \ufffd utf8"}`},
+		{protocol.Error{Code: protocol.CodeInvalidJSON}, `"unterminated`, `{"type":"error","code":"invalid_json"}`},
 	}
 	for _, c := range cases {
 		got := EncodeError(&c.r, []byte(c.ref))
@@ -204,7 +205,7 @@ func TestEncodeError(t *testing.T) {
 			t.Errorf("invalid JSON: %s", got)
 		}
 	}
-	r := &Reject{Code: CodeInvalidMessage, Message: "expected string, got number", Path: "/payload/text"}
+	r := &protocol.Error{Code: protocol.CodeInvalidMessage, Message: "expected string, got number", Path: "/payload/text"}
 	ref := []byte(`"req-1"`)
 	if n := testing.AllocsPerRun(100, func() { EncodeError(r, ref) }); n != 1 {
 		t.Errorf("EncodeError allocates %.0f times, want 1", n)
@@ -226,18 +227,18 @@ func TestRateLimits(t *testing.T) {
 			t.Fatalf("message %d: %v", i, rej)
 		}
 	}
-	var last *Reject
+	var last *protocol.Error
 	for i := 0; i < 5; i++ {
 		_, last = process(p, st, ping)
-		if last == nil || last.Code != CodeRateLimited || last.RetryAfter != 250*time.Millisecond {
+		if last == nil || last.Code != protocol.CodeRateLimited || last.RetryAfter != 250*time.Millisecond {
 			t.Fatalf("got %+v", last)
 		}
-		if i < 4 && last.CloseCode != 0 {
+		if i < 4 && last.Close != 0 {
 			t.Fatalf("closed after %d refusals", i+1)
 		}
 	}
-	if last.CloseCode != ClosePolicyViolation {
-		t.Errorf("sustained abuse: CloseCode %d, want 1008", last.CloseCode)
+	if last.Close != protocol.ReasonRateLimit {
+		t.Errorf("sustained abuse: Close %v, want rate limit", last.Close)
 	}
 	if st.RateLimited != 5 || st.Accepted != 3 {
 		t.Errorf("counters %+v", st)
@@ -267,7 +268,7 @@ func TestRateLimits(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		_, last = process(p, st, ping)
 	}
-	if last == nil || last.Code != CodeRateLimited || last.CloseCode != 0 {
+	if last == nil || last.Code != protocol.CodeRateLimited || last.Close != 0 {
 		t.Errorf("after window: %+v", last)
 	}
 }
@@ -290,7 +291,7 @@ func TestConnBudgetLocal(t *testing.T) {
 	}
 	_, rej := process(p, st, msg) // 132 bytes > burst 100
 	// 99 bytes spent of 100: the next 33 fit once 32 more have refilled (0.97 s).
-	if rej == nil || rej.Code != CodeRateLimited || rej.RetryAfter < 960*time.Millisecond || rej.RetryAfter > time.Second {
+	if rej == nil || rej.Code != protocol.CodeRateLimited || rej.RetryAfter < 960*time.Millisecond || rej.RetryAfter > time.Second {
 		t.Fatalf("overdraw: %+v", rej)
 	}
 	now = now.Add(time.Second) // 33 bytes refilled
@@ -302,11 +303,11 @@ func TestConnBudgetLocal(t *testing.T) {
 	if _, rej := process(p, st, msg); rej != nil {
 		t.Fatalf("fifth: %v", rej)
 	}
-	if _, rej := process(p, st, msg); rej == nil || rej.Code != CodeRateLimited {
+	if _, rej := process(p, st, msg); rej == nil || rej.Code != protocol.CodeRateLimited {
 		t.Fatalf("user budget: %+v", rej)
 	}
 	// A fresh connection of the same user shares the user budget.
-	if _, rej := process(p, &ConnState{ConnID: "c2", User: "alice"}, msg); rej == nil || rej.Code != CodeRateLimited {
+	if _, rej := process(p, &ConnState{ConnID: "c2", User: "alice"}, msg); rej == nil || rej.Code != protocol.CodeRateLimited {
 		t.Fatalf("user budget on another connection: %+v", rej)
 	}
 }
@@ -365,7 +366,7 @@ func TestRateFailOpenClosed(t *testing.T) {
 	down := errors.New("store down")
 	closed := newTestPipeline(t, Options{Limiter: &fakeLimiter{err: down}})
 	_, rej := process(closed, &ConnState{ConnID: "a", User: "u"}, `{"type":"ping"}`)
-	if rej == nil || rej.Code != CodeUnavailable || rej.Strike || rej.RetryAfter != time.Second {
+	if rej == nil || rej.Code != protocol.CodeUnavailable || rej.Strike || rej.RetryAfter != time.Second {
 		t.Errorf("fail closed: %+v", rej)
 	}
 	open := newTestPipeline(t, Options{Limiter: &fakeLimiter{err: down}, FailOpen: true})
@@ -420,19 +421,19 @@ func TestVerifier(t *testing.T) {
 		t.Errorf("replaced body is validated: %v", rej)
 	}
 	p = newTestPipeline(t, Options{Verifier: testVerifier{replace: []byte(strings.Repeat("[", 100))}})
-	if _, rej = process(p, st, signed); rej == nil || rej.Code != CodeLimitExceeded {
+	if _, rej = process(p, st, signed); rej == nil || rej.Code != protocol.CodeLimitExceeded {
 		t.Errorf("replaced body is scanned: %v", rej)
 	}
 	p = newTestPipeline(t, Options{Verifier: testVerifier{err: errors.New("bad signature")}})
-	if _, rej = process(p, st, `{"type":"ping"}`); rej == nil || rej.Code != CodeInvalidMessage || !rej.Strike || strings.Contains(rej.Message, "bad signature") {
+	if _, rej = process(p, st, `{"type":"ping"}`); rej == nil || rej.Code != protocol.CodeInvalidMessage || !rej.Strike || strings.Contains(rej.Message, "bad signature") {
 		t.Errorf("verifier error: %+v", rej)
 	}
-	custom := &Reject{Code: "replayed", Message: "replayed", Strike: true}
+	custom := &protocol.Error{Code: "replayed", Message: "replayed", Strike: true}
 	p = newTestPipeline(t, Options{Verifier: testVerifier{err: custom}})
 	if _, rej = process(p, st, `{"type":"ping"}`); rej != custom {
-		t.Errorf("verifier *Reject not passed through: %+v", rej)
+		t.Errorf("verifier *protocol.Error not passed through: %+v", rej)
 	}
-	if _, rej = process(newTestPipeline(t, Options{}), st, signed); rej == nil || rej.Code != CodeUnknownType {
+	if _, rej = process(newTestPipeline(t, Options{}), st, signed); rej == nil || rej.Code != protocol.CodeUnknownType {
 		t.Errorf("without verifier: %v", rej)
 	}
 }
@@ -440,7 +441,7 @@ func TestVerifier(t *testing.T) {
 func TestSetRegistry(t *testing.T) {
 	p := newTestPipeline(t, Options{})
 	st := &ConnState{}
-	if _, rej := process(p, st, `{"type":"vote","choice":"a"}`); rej == nil || rej.Code != CodeUnknownType {
+	if _, rej := process(p, st, `{"type":"vote","choice":"a"}`); rej == nil || rej.Code != protocol.CodeUnknownType {
 		t.Fatalf("before: %v", rej)
 	}
 	reg, err := schema.New(schema.Options{Inline: map[string]string{

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/command"
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/room"
 )
 
@@ -47,7 +48,7 @@ func TestCommandRoundTripAndTimeout(t *testing.T) {
 	if m.str("type") != "command_result" || string(res) != `{"conn":"c1","got":{"n":1},"user":"alice"}` {
 		t.Fatalf("result %v", m)
 	}
-	for name, code := range map[string]string{"slow": room.CodeCommandTimeout, "fail": room.CodeCommandBackend} {
+	for name, code := range map[string]string{"slow": protocol.CodeCommandTimeout, "fail": protocol.CodeCommandBackend} {
 		if err := e.handle(c, "command", 43, `{"name":"`+name+`"}`); err == nil || err.Code != code || err.Strike {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -55,7 +56,7 @@ func TestCommandRoundTripAndTimeout(t *testing.T) {
 			t.Fatalf("%s reply %v", name, m)
 		}
 	}
-	if err := e.handle(c, "command", 44, `{"name":"bad name!"}`); err == nil || err.Code != room.CodeBadRequest {
+	if err := e.handle(c, "command", 44, `{"name":"bad name!"}`); err == nil || err.Code != protocol.CodeBadRequest {
 		t.Fatalf("bad name: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 
 	"github.com/wsgate/wsgate/internal/broker"
+	"github.com/wsgate/wsgate/internal/protocol"
 )
 
 func maphash64(s string) uint64 { return maphash.String(hashSeed, s) }
@@ -26,7 +27,7 @@ func encodePublication(p broker.Publication) ([]byte, error) {
 	if len(payload) == 0 {
 		payload = json.RawMessage("null")
 	}
-	return json.Marshal(messagePush{"message", p.Channel, p.Offset, p.Epoch, p.From, p.Time.UnixMilli(), payload})
+	return json.Marshal(messagePush{protocol.TypeMessage, p.Channel, p.Offset, p.Epoch, p.From, p.Time.UnixMilli(), payload})
 }
 
 type ack struct {
@@ -39,7 +40,7 @@ type ack struct {
 }
 
 func encodeAck(a ack) []byte {
-	a.Type = "ack"
+	a.Type = protocol.TypeAck
 	b, err := json.Marshal(a)
 	if err != nil { // only an invalid ref could do this, and Handle drops those
 		return []byte(`{"type":"ack"}`)
@@ -54,7 +55,7 @@ func encodeRecoveryFailed(ch string, offset uint64, epoch string, ref []byte) []
 		Offset  uint64          `json:"offset"`
 		Epoch   string          `json:"epoch"`
 		Ref     json.RawMessage `json:"ref,omitempty"`
-	}{"recovery_failed", ch, offset, epoch, ref})
+	}{protocol.TypeRecoveryFailed, ch, offset, epoch, ref})
 	if err != nil {
 		return []byte(`{"type":"recovery_failed"}`)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/broker"
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/room"
 )
 
@@ -202,7 +203,7 @@ func (e *env) waitRunning(defaultChannel string) {
 	e.s.Leave(context.Background(), probe)
 }
 
-func (e *env) handle(c *fakeClient, typ string, id int, body string) *room.Error {
+func (e *env) handle(c *fakeClient, typ string, id int, body string) *protocol.Error {
 	e.t.Helper()
 	raw := `{"type":"` + typ + `","id":` + fmt.Sprint(id)
 	if body != "" {

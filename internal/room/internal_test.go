@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/wsgate/wsgate/internal/protocol"
 )
 
 type recClient struct {
@@ -161,11 +163,11 @@ func TestAllowedClaimShapes(t *testing.T) {
 }
 
 func TestErrorReply(t *testing.T) {
-	e := &Error{Code: CodePermissionDenied, Message: `say "no"`, Ref: []byte(`"r1"`), Err: errors.New("detail")}
-	if got := string(e.Reply()); got != `{"type":"error","code":"permission_denied","message":"say \"no\"","ref":"r1"}` {
+	e := &protocol.Error{Code: protocol.CodePermissionDenied, Message: `say "no"`, Ref: []byte(`"r1"`), Err: errors.New("detail")}
+	if got := string(e.Encode()); got != `{"type":"error","code":"permission_denied","message":"say \"no\"","ref":"r1"}` {
 		t.Fatal(got)
 	}
-	if strings.Contains(string(e.Reply()), "detail") {
+	if strings.Contains(string(e.Encode()), "detail") {
 		t.Fatal("internal detail leaked")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/command"
+	"github.com/wsgate/wsgate/internal/protocol"
 )
 
 // Namespace holds the defaults for every channel `ns:…` in it.
@@ -76,12 +77,12 @@ type Options struct {
 	// CheckSubscribe, when set, is asked after the built-in checks pass
 	// (namespace, integrity, token claims) and before the subscription is made:
 	// application hooks and per-room limits (the root package). A non-nil
-	// *Error refuses the subscribe and is sent as the reply. nil costs nothing.
-	CheckSubscribe func(ctx context.Context, c Client, ch string) *Error
+	// *protocol.Error refuses the subscribe and is sent as the reply. nil costs nothing.
+	CheckSubscribe func(ctx context.Context, c Client, ch string) *protocol.Error
 	// CheckPublish, when set, is asked after the built-in checks of a client
 	// publish pass and before it reaches the broker; it returns the payload to
-	// publish (the same, or a rewrite) or an *Error sent as the reply.
-	CheckPublish func(ctx context.Context, c Client, ch string, payload []byte) ([]byte, *Error)
+	// publish (the same, or a rewrite) or an *protocol.Error sent as the reply.
+	CheckPublish func(ctx context.Context, c Client, ch string, payload []byte) ([]byte, *protocol.Error)
 	// SignOutput wraps an encoded push in the server's signature, for namespaces
 	// with SignOutput; nil disables signing.
 	SignOutput func(msg []byte) []byte

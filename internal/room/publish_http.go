@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/wsgate/wsgate/internal/protocol"
 )
 
 // PublishHandler serves POST /v1/publish for backends:
@@ -45,18 +47,18 @@ func (s *Service) PublishHandler(apiKeys []string) http.Handler {
 				writeJSONError(w, http.StatusRequestEntityTooLarge, "too_large")
 				return
 			}
-			writeJSONError(w, http.StatusBadRequest, CodeBadRequest)
+			writeJSONError(w, http.StatusBadRequest, protocol.CodeBadRequest)
 			return
 		}
 		pos, err := s.Publish(r.Context(), req.Channel, req.Payload, req.From)
 		if err != nil {
-			var e *Error
+			var e *protocol.Error
 			if errors.As(err, &e) {
 				writeJSONError(w, http.StatusBadRequest, e.Code)
 				return
 			}
 			s.log.Warn("server publish failed", "channel", req.Channel, "err", err)
-			writeJSONError(w, http.StatusServiceUnavailable, CodeInternal)
+			writeJSONError(w, http.StatusServiceUnavailable, protocol.CodeInternal)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/room"
 )
 
@@ -82,19 +83,19 @@ func TestDenials(t *testing.T) {
 		typ, body, code string
 		strike          bool
 	}{
-		{"subscribe", `{"channel":"chat:secret"}`, room.CodePermissionDenied, true},
-		{"subscribe", `{"channel":"nope:x"}`, room.CodeUnknownNamespace, true},
-		{"subscribe", `{"channel":"chat:bad channel"}`, room.CodeBadChannel, true},
-		{"subscribe", `{"channel":"lobby"}`, room.CodeUnknownNamespace, true},
-		{"publish", `{"channel":"chat:other","payload":1}`, room.CodePermissionDenied, true},
-		{"publish", `{"channel":"news:today","payload":1}`, room.CodePublishDisabled, true},
-		{"presence", `{"channel":"chat:lobby"}`, room.CodeNotSubscribed, true},
-		{"history", `{"channel":"chat:lobby"}`, room.CodeNotSubscribed, true},
-		{"presence", `{"channel":"news:x"}`, room.CodePresenceDisabled, false},
-		{"unsubscribe", `{"channel":"chat:lobby"}`, room.CodeNotSubscribed, false},
-		{"command", `{"name":"x"}`, room.CodeCommandUnavailable, false},
-		{"bogus", ``, room.CodeUnknownType, true},
-		{"subscribe", `{"channel":7}`, room.CodeBadRequest, true},
+		{"subscribe", `{"channel":"chat:secret"}`, protocol.CodePermissionDenied, true},
+		{"subscribe", `{"channel":"nope:x"}`, protocol.CodeUnknownNamespace, true},
+		{"subscribe", `{"channel":"chat:bad channel"}`, protocol.CodeBadChannel, true},
+		{"subscribe", `{"channel":"lobby"}`, protocol.CodeUnknownNamespace, true},
+		{"publish", `{"channel":"chat:other","payload":1}`, protocol.CodePermissionDenied, true},
+		{"publish", `{"channel":"news:today","payload":1}`, protocol.CodePublishDisabled, true},
+		{"presence", `{"channel":"chat:lobby"}`, protocol.CodeNotSubscribed, true},
+		{"history", `{"channel":"chat:lobby"}`, protocol.CodeNotSubscribed, true},
+		{"presence", `{"channel":"news:x"}`, protocol.CodePresenceDisabled, false},
+		{"unsubscribe", `{"channel":"chat:lobby"}`, protocol.CodeNotSubscribed, false},
+		{"command", `{"name":"x"}`, protocol.CodeCommandUnavailable, false},
+		{"bogus", ``, protocol.CodeUnknownType, true},
+		{"subscribe", `{"channel":7}`, protocol.CodeBadRequest, true},
 	}
 	for i, tc := range cases {
 		err := e.handle(limited, tc.typ, i, tc.body)
@@ -110,23 +111,23 @@ func TestDenials(t *testing.T) {
 	// channel_full, already_subscribed, too_many_channels.
 	other := newClient("c2", "other", []string{"news:*"}, nil)
 	e.subscribe(other, "news:today")
-	if err := e.handle(limited, "subscribe", 1, `{"channel":"news:today"}`); err == nil || err.Code != room.CodeChannelFull {
+	if err := e.handle(limited, "subscribe", 1, `{"channel":"news:today"}`); err == nil || err.Code != protocol.CodeChannelFull {
 		t.Fatalf("full: %v", err)
 	}
 	limited.expect(t, "error")
 	e.subscribe(limited, "chat:lobby")
-	if err := e.handle(limited, "subscribe", 1, `{"channel":"chat:lobby"}`); err == nil || err.Code != room.CodeAlreadySubscribed {
+	if err := e.handle(limited, "subscribe", 1, `{"channel":"chat:lobby"}`); err == nil || err.Code != protocol.CodeAlreadySubscribed {
 		t.Fatalf("again: %v", err)
 	}
 	limited.expect(t, "error")
 	e.subscribe(limited, "chat:room.1")
-	if err := e.handle(limited, "subscribe", 1, `{"channel":"chat:room.2"}`); err == nil || err.Code != room.CodeTooManyChannels {
+	if err := e.handle(limited, "subscribe", 1, `{"channel":"chat:room.2"}`); err == nil || err.Code != protocol.CodeTooManyChannels {
 		t.Fatalf("too many: %v", err)
 	}
 	limited.expect(t, "error")
 	// A client without a channels claim may do nothing.
 	anon := &fakeClient{id: "c3", notify: make(chan struct{}, 1)}
-	if err := e.handle(anon, "subscribe", 1, `{"channel":"chat:lobby"}`); err == nil || err.Code != room.CodePermissionDenied {
+	if err := e.handle(anon, "subscribe", 1, `{"channel":"chat:lobby"}`); err == nil || err.Code != protocol.CodePermissionDenied {
 		t.Fatalf("anon: %v", err)
 	}
 }
@@ -202,7 +203,7 @@ func TestTooFarBehindGetsRecoveryFailed(t *testing.T) {
 	}
 	// history request from too far back is an error, from the start of retained works.
 	e.subscribe(c, "chat:lobby")
-	if err := e.handle(c, "history", 6, `{"channel":"chat:lobby","since":{"offset":1,"epoch":"`+ack.str("epoch")+`"}}`); err == nil || err.Code != room.CodeRecoveryFailed {
+	if err := e.handle(c, "history", 6, `{"channel":"chat:lobby","since":{"offset":1,"epoch":"`+ack.str("epoch")+`"}}`); err == nil || err.Code != protocol.CodeRecoveryFailed {
 		t.Fatalf("history: %v", err)
 	}
 	c.expect(t, "error")
@@ -311,7 +312,7 @@ func TestSubscriptionToken(t *testing.T) {
 		{alice, `{"channel":"chat:vip2","token":"forged"}`},
 		{newClient("c2", "bob", nil, nil), `{"channel":"chat:vip","token":"good"}`},
 	} {
-		if err := e.handle(tc.c, "subscribe", 2, tc.body); err == nil || err.Code != room.CodePermissionDenied {
+		if err := e.handle(tc.c, "subscribe", 2, tc.body); err == nil || err.Code != protocol.CodePermissionDenied {
 			t.Fatalf("%s: %v", tc.body, err)
 		}
 	}
@@ -358,8 +359,8 @@ func TestIntegrityNamespaceGuardsReads(t *testing.T) {
 		for _, typ := range []string{"subscribe", "history", "presence", "publish"} {
 			raw := `{"type":"` + typ + `","id":1,"channel":"vault:a","payload":1}`
 			err := e.s.Handle(ctx, as, typ, []byte("1"), []byte(raw))
-			if err == nil || err.Code != room.CodeIntegrityRequired {
-				t.Fatalf("%T %s: %v, want %s", as, typ, err, room.CodeIntegrityRequired)
+			if err == nil || err.Code != protocol.CodeIntegrityRequired {
+				t.Fatalf("%T %s: %v, want %s", as, typ, err, protocol.CodeIntegrityRequired)
 			}
 			c.expect(t, "error")
 		}

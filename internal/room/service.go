@@ -15,6 +15,7 @@ import (
 
 	"github.com/wsgate/wsgate/internal/broker"
 	"github.com/wsgate/wsgate/internal/command"
+	"github.com/wsgate/wsgate/internal/protocol"
 )
 
 // Client is one connection as the room sees it.
@@ -89,7 +90,8 @@ func (s *Service) Run(ctx context.Context) error {
 // Handles reports whether typ is a message type Handle serves.
 func Handles(typ string) bool {
 	switch typ {
-	case "subscribe", "unsubscribe", "publish", "chat", "data", "presence", "history", "command":
+	case protocol.TypeSubscribe, protocol.TypeUnsubscribe, protocol.TypePublish, protocol.TypeChat, protocol.TypeData,
+		protocol.TypePresence, protocol.TypeHistory, protocol.TypeCommand:
 		return true
 	}
 	return false
@@ -100,10 +102,10 @@ func Handles(typ string) bool {
 // the server's router calls HandleRequest with the pipeline's scan instead).
 // Handle sends every reply
 // (ack, result or error) to c itself, in order with the channel pushes. It returns
-// nil on success, or the *Error it already sent so the caller can count strikes
+// nil on success, or the *protocol.Error it already sent so the caller can count strikes
 // (Error.Strike) and log Error.Err. Calls for one client must not overlap, and none
 // may start after Leave(c). A `command` blocks for up to CommandTimeout.
-func (s *Service) Handle(ctx context.Context, c Client, typ string, id, raw []byte) *Error {
+func (s *Service) Handle(ctx context.Context, c Client, typ string, id, raw []byte) *protocol.Error {
 	return s.HandleRequest(ctx, c, ParseRequest(typ, id, raw))
 }
 
@@ -132,31 +134,31 @@ func ParseRequest(typ string, id, raw []byte) Request {
 }
 
 // HandleRequest is Handle for a message whose members are already located.
-func (s *Service) HandleRequest(ctx context.Context, c Client, r Request) *Error {
+func (s *Service) HandleRequest(ctx context.Context, c Client, r Request) *protocol.Error {
 	id := r.ID
 	if len(id) > 0 && !json.Valid(id) {
 		id = nil
 	}
-	var e *Error
+	var e *protocol.Error
 	switch r.Type {
-	case "subscribe":
+	case protocol.TypeSubscribe:
 		e = s.handleSubscribe(ctx, c, id, r)
-	case "unsubscribe":
+	case protocol.TypeUnsubscribe:
 		e = s.handleUnsubscribe(ctx, c, id, r)
-	case "publish", "chat", "data":
+	case protocol.TypePublish, protocol.TypeChat, protocol.TypeData:
 		e = s.handlePublish(ctx, c, r.Type, id, r)
-	case "presence":
+	case protocol.TypePresence:
 		e = s.handlePresence(ctx, c, id, r)
-	case "history":
+	case protocol.TypeHistory:
 		e = s.handleHistory(ctx, c, id, r)
-	case "command":
+	case protocol.TypeCommand:
 		e = s.handleCommand(ctx, c, id, r)
 	default:
-		e = newErr(CodeUnknownType, "unknown message type", true)
+		e = newErr(protocol.CodeUnknownType, "unknown message type", true)
 	}
 	if e != nil {
 		e.Ref = id
-		_ = c.Send(e.Reply())
+		_ = c.Send(e.Encode())
 	}
 	return e
 }
@@ -193,33 +195,33 @@ func messageIntegrity(c Client) string {
 // channel's content (subscribe, and so its pushes, history, presence, publish): a
 // connection that proved no key (a pop token without its private key, a plain
 // token without the hmac key) reads nothing of the namespace either.
-func requireIntegrity(c Client, ns Namespace) *Error {
+func requireIntegrity(c Client, ns Namespace) *protocol.Error {
 	if ns.Integrity != "" && ns.Integrity != "off" && messageIntegrity(c) != ns.Integrity {
-		return newErr(CodeIntegrityRequired, "requests in this namespace must be signed ("+ns.Integrity+")", true)
+		return newErr(protocol.CodeIntegrityRequired, "requests in this namespace must be signed ("+ns.Integrity+")", true)
 	}
 	return nil
 }
 
-func (s *Service) channelNS(ch string) (Namespace, *Error) {
+func (s *Service) channelNS(ch string) (Namespace, *protocol.Error) {
 	nsName, _, ok := parseChannel(ch)
 	if !ok {
-		return Namespace{}, newErr(CodeBadChannel, "invalid channel name", true)
+		return Namespace{}, newErr(protocol.CodeBadChannel, "invalid channel name", true)
 	}
 	ns, ok := (*s.ns.Load())[nsName]
 	if !ok {
-		return Namespace{}, newErr(CodeUnknownNamespace, "unknown channel namespace", true)
+		return Namespace{}, newErr(protocol.CodeUnknownNamespace, "unknown channel namespace", true)
 	}
 	return ns, nil
 }
 
-func internalErr(msg string, err error) *Error {
-	e := newErr(CodeInternal, msg, false)
+func internalErr(msg string, err error) *protocol.Error {
+	e := newErr(protocol.CodeInternal, msg, false)
 	e.Err = err
 	return e
 }
 
-func badRequest(err error) *Error {
-	e := newErr(CodeBadRequest, "malformed message", true)
+func badRequest(err error) *protocol.Error {
+	e := newErr(protocol.CodeBadRequest, "malformed message", true)
 	e.Err = err
 	return e
 }
@@ -269,7 +271,7 @@ func decodeAll(steps ...error) error {
 	return nil
 }
 
-func (s *Service) authorizeSubscribe(ctx context.Context, c Client, ch, token string) *Error {
+func (s *Service) authorizeSubscribe(ctx context.Context, c Client, ch, token string) *protocol.Error {
 	if token != "" && s.opts.SubscriptionTokenVerify != nil {
 		claims, err := s.opts.SubscriptionTokenVerify(ctx, token)
 		if err == nil {
@@ -280,17 +282,17 @@ func (s *Service) authorizeSubscribe(ctx context.Context, c Client, ch, token st
 			}
 			err = errors.New("subscription token for another channel or user")
 		}
-		e := newErr(CodePermissionDenied, "invalid subscription token", true)
+		e := newErr(protocol.CodePermissionDenied, "invalid subscription token", true)
 		e.Err = err
 		return e
 	}
 	if allowed(c.Claims(), s.opts.ChannelClaim, "sub", ch) {
 		return nil
 	}
-	return newErr(CodePermissionDenied, "not allowed to subscribe to this channel", true)
+	return newErr(protocol.CodePermissionDenied, "not allowed to subscribe to this channel", true)
 }
 
-func (s *Service) handleSubscribe(ctx context.Context, c Client, id []byte, r Request) *Error {
+func (s *Service) handleSubscribe(ctx context.Context, c Client, id []byte, r Request) *protocol.Error {
 	var req subscribeReq
 	if err := decodeAll(decodeString(r.Channel, &req.Channel), decode(r.Since, &req.Since), decodeString(r.Token, &req.Token)); err != nil {
 		return badRequest(err)
@@ -314,10 +316,10 @@ func (s *Service) handleSubscribe(ctx context.Context, c Client, id []byte, r Re
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if _, ok := cs.subs[req.Channel]; ok {
-		return newErr(CodeAlreadySubscribed, "already subscribed", false)
+		return newErr(protocol.CodeAlreadySubscribed, "already subscribed", false)
 	}
 	if len(cs.subs) >= s.opts.MaxChannelsPerClient {
-		return newErr(CodeTooManyChannels, "too many subscriptions", true)
+		return newErr(protocol.CodeTooManyChannels, "too many subscriptions", true)
 	}
 	sub := &subscription{client: c, channel: req.Channel}
 	if e := s.attach(ctx, sub, ns); e != nil {
@@ -388,13 +390,13 @@ func recoveredFlag(withSince bool) *bool {
 
 // attach puts sub in the hub, subscribing this node in the broker when it is the
 // channel's first local subscriber.
-func (s *Service) attach(ctx context.Context, sub *subscription, ns Namespace) *Error {
+func (s *Service) attach(ctx context.Context, sub *subscription, ns Namespace) *protocol.Error {
 	mu := &s.stripes[maphash64(sub.channel)%lockStripes]
 	mu.Lock()
 	defer mu.Unlock()
 	n := s.hub.count(sub.channel)
 	if ns.MaxSubscribers > 0 && n >= ns.MaxSubscribers {
-		return newErr(CodeChannelFull, "channel is full", false)
+		return newErr(protocol.CodeChannelFull, "channel is full", false)
 	}
 	if n == 0 {
 		if err := s.broker.Subscribe(ctx, sub.channel); err != nil {
@@ -432,7 +434,7 @@ type channelReq struct {
 	Channel string
 }
 
-func (s *Service) handleUnsubscribe(ctx context.Context, c Client, id []byte, r Request) *Error {
+func (s *Service) handleUnsubscribe(ctx context.Context, c Client, id []byte, r Request) *protocol.Error {
 	var req channelReq
 	if err := decodeString(r.Channel, &req.Channel); err != nil {
 		return badRequest(err)
@@ -443,13 +445,13 @@ func (s *Service) handleUnsubscribe(ctx context.Context, c Client, id []byte, r 
 	}
 	cs := s.clients.get(c.ConnID(), false)
 	if cs == nil {
-		return newErr(CodeNotSubscribed, "not subscribed", false)
+		return newErr(protocol.CodeNotSubscribed, "not subscribed", false)
 	}
 	cs.mu.Lock()
 	sub := cs.subs[req.Channel]
 	if sub == nil {
 		cs.mu.Unlock()
-		return newErr(CodeNotSubscribed, "not subscribed", false)
+		return newErr(protocol.CodeNotSubscribed, "not subscribed", false)
 	}
 	s.detach(ctx, cs, sub, ns)
 	cs.mu.Unlock()
@@ -463,14 +465,14 @@ type publishReq struct {
 	Text    *string
 }
 
-func (s *Service) handlePublish(ctx context.Context, c Client, typ string, id []byte, r Request) *Error {
+func (s *Service) handlePublish(ctx context.Context, c Client, typ string, id []byte, r Request) *protocol.Error {
 	req := publishReq{Payload: r.Payload}
 	if err := decodeAll(decodeString(r.Channel, &req.Channel), decode(r.Text, &req.Text)); err != nil {
 		return badRequest(err)
 	}
 	cs := s.clients.get(c.ConnID(), true)
 	ch := req.Channel
-	if ch == "" && typ != "publish" {
+	if ch == "" && typ != protocol.TypePublish {
 		cs.mu.Lock()
 		ch = cs.current
 		cs.mu.Unlock()
@@ -480,7 +482,7 @@ func (s *Service) handlePublish(ctx context.Context, c Client, typ string, id []
 	}
 	var payload []byte
 	switch typ {
-	case "chat":
+	case protocol.TypeChat:
 		if req.Text == nil {
 			return badRequest(errors.New("chat without text"))
 		}
@@ -501,10 +503,10 @@ func (s *Service) handlePublish(ctx context.Context, c Client, typ string, id []
 		return e
 	}
 	if !ns.ClientPublish {
-		return newErr(CodePublishDisabled, "clients may not publish in this namespace", true)
+		return newErr(protocol.CodePublishDisabled, "clients may not publish in this namespace", true)
 	}
 	if !allowed(c.Claims(), s.opts.ChannelClaim, "pub", ch) {
-		return newErr(CodePermissionDenied, "not allowed to publish to this channel", true)
+		return newErr(protocol.CodePermissionDenied, "not allowed to publish to this channel", true)
 	}
 	if e := requireIntegrity(c, ns); e != nil {
 		return e
@@ -526,7 +528,7 @@ func (s *Service) handlePublish(ctx context.Context, c Client, typ string, id []
 }
 
 // subscribed returns nil when c is subscribed to ch.
-func (s *Service) subscribed(c Client, ch string) *Error {
+func (s *Service) subscribed(c Client, ch string) *protocol.Error {
 	if cs := s.clients.get(c.ConnID(), false); cs != nil {
 		cs.mu.Lock()
 		_, ok := cs.subs[ch]
@@ -535,10 +537,10 @@ func (s *Service) subscribed(c Client, ch string) *Error {
 			return nil
 		}
 	}
-	return newErr(CodeNotSubscribed, "subscribe to the channel first", true)
+	return newErr(protocol.CodeNotSubscribed, "subscribe to the channel first", true)
 }
 
-func (s *Service) handlePresence(ctx context.Context, c Client, id []byte, r Request) *Error {
+func (s *Service) handlePresence(ctx context.Context, c Client, id []byte, r Request) *protocol.Error {
 	var req channelReq
 	if err := decodeString(r.Channel, &req.Channel); err != nil {
 		return badRequest(err)
@@ -551,7 +553,7 @@ func (s *Service) handlePresence(ctx context.Context, c Client, id []byte, r Req
 		return e
 	}
 	if !ns.Presence {
-		return newErr(CodePresenceDisabled, "presence is disabled in this namespace", false)
+		return newErr(protocol.CodePresenceDisabled, "presence is disabled in this namespace", false)
 	}
 	if e := s.subscribed(c, req.Channel); e != nil {
 		return e
@@ -568,7 +570,7 @@ func (s *Service) handlePresence(ctx context.Context, c Client, id []byte, r Req
 		Channel string              `json:"channel"`
 		Users   []broker.ClientInfo `json:"users"`
 		Ref     json.RawMessage     `json:"ref,omitempty"`
-	}{"presence", req.Channel, users, id})
+	}{protocol.TypePresence, req.Channel, users, id})
 	if err != nil {
 		return internalErr("presence unavailable", err)
 	}
@@ -582,7 +584,7 @@ type historyReq struct {
 	Limit   int
 }
 
-func (s *Service) handleHistory(ctx context.Context, c Client, id []byte, r Request) *Error {
+func (s *Service) handleHistory(ctx context.Context, c Client, id []byte, r Request) *protocol.Error {
 	var req historyReq
 	if err := decodeAll(decodeString(r.Channel, &req.Channel), decode(r.Since, &req.Since), decode(r.Limit, &req.Limit)); err != nil {
 		return badRequest(err)
@@ -607,7 +609,7 @@ func (s *Service) handleHistory(ctx context.Context, c Client, id []byte, r Requ
 	}
 	pubs, pos, err := s.broker.History(ctx, req.Channel, sp, limit)
 	if errors.Is(err, broker.ErrRecoveryFailed) {
-		e := newErr(CodeRecoveryFailed, "history not available from that position", false)
+		e := newErr(protocol.CodeRecoveryFailed, "history not available from that position", false)
 		e.Err = err
 		return e
 	}
@@ -671,17 +673,17 @@ func validCommandName(n string) bool {
 	return true
 }
 
-func (s *Service) handleCommand(ctx context.Context, c Client, id []byte, r Request) *Error {
+func (s *Service) handleCommand(ctx context.Context, c Client, id []byte, r Request) *protocol.Error {
 	// A copy: the handler may keep the payload, and the message may be a reused buffer.
 	req := commandReq{Payload: bytes.Clone(r.Payload)}
 	if err := decodeString(r.Name, &req.Name); err != nil {
 		return badRequest(err)
 	}
 	if !validCommandName(req.Name) {
-		return newErr(CodeBadRequest, "invalid command name", true)
+		return newErr(protocol.CodeBadRequest, "invalid command name", true)
 	}
 	if s.opts.Commands == nil {
-		return newErr(CodeCommandUnavailable, "commands are not configured", false)
+		return newErr(protocol.CodeCommandUnavailable, "commands are not configured", false)
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.opts.CommandTimeout)
 	defer cancel()
@@ -692,14 +694,14 @@ func (s *Service) handleCommand(ctx context.Context, c Client, id []byte, r Requ
 		err = &command.Error{Kind: command.KindBadResponse, Err: errors.New("invalid JSON")}
 	}
 	if err != nil {
-		var e *Error
+		var e *protocol.Error
 		switch command.Classify(err) {
 		case command.KindTimeout:
-			e = newErr(CodeCommandTimeout, "command timed out", false)
+			e = newErr(protocol.CodeCommandTimeout, "command timed out", false)
 		case command.KindBadResponse:
-			e = newErr(CodeCommandBadResponse, "command returned an invalid answer", false)
+			e = newErr(protocol.CodeCommandBadResponse, "command returned an invalid answer", false)
 		default:
-			e = newErr(CodeCommandBackend, "command failed", false)
+			e = newErr(protocol.CodeCommandBackend, "command failed", false)
 		}
 		e.Err = err
 		return e
@@ -738,7 +740,7 @@ func (s *Service) Publish(ctx context.Context, channel string, payload json.RawM
 		return broker.StreamPosition{}, e
 	}
 	if len(payload) == 0 || !json.Valid(payload) {
-		return broker.StreamPosition{}, newErr(CodeBadRequest, "payload must be JSON", false)
+		return broker.StreamPosition{}, newErr(protocol.CodeBadRequest, "payload must be JSON", false)
 	}
 	pos, err := s.broker.Publish(ctx, channel, append([]byte(nil), payload...), from, broker.PublishOptions{HistorySize: ns.HistorySize, HistoryTTL: ns.HistoryTTL})
 	if err != nil {
@@ -772,11 +774,11 @@ func (ev events) HandlePublication(pub broker.Publication) {
 }
 
 func (ev events) HandleJoin(channel string, info broker.ClientInfo) {
-	ev.presenceEvent("joined", channel, info)
+	ev.presenceEvent(protocol.TypeJoined, channel, info)
 }
 
 func (ev events) HandleLeave(channel string, info broker.ClientInfo) {
-	ev.presenceEvent("left", channel, info)
+	ev.presenceEvent(protocol.TypeLeft, channel, info)
 }
 
 func (ev events) presenceEvent(typ, channel string, info broker.ClientInfo) {

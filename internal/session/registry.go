@@ -4,6 +4,8 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
+
+	"github.com/wsgate/wsgate/internal/protocol"
 )
 
 const registryShards = 64
@@ -82,7 +84,7 @@ func (r *Registry) Range(f func(*Session) bool) {
 
 // CloseAll sends reason to every session and waits until all have ended or ctx is
 // done. It returns the number still open when it gave up.
-func (r *Registry) CloseAll(ctx context.Context, reason CloseReason) int {
+func (r *Registry) CloseAll(ctx context.Context, reason protocol.CloseReason) int {
 	var all []*Session
 	r.Range(func(s *Session) bool { all = append(all, s); return true })
 	for _, s := range all {

@@ -24,6 +24,7 @@ import (
 	"github.com/wsgate/wsgate/internal/limit"
 	"github.com/wsgate/wsgate/internal/outbox"
 	"github.com/wsgate/wsgate/internal/pipeline"
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/quota"
 	"github.com/wsgate/wsgate/internal/transport"
 )
@@ -60,7 +61,7 @@ type Striker interface {
 
 // Observer is told what happens, for metrics and audit. Implementations must be cheap.
 type Observer interface {
-	Message(s *Session, typ string, data []byte, rej *pipeline.Reject, took time.Duration)
+	Message(s *Session, typ string, data []byte, rej *protocol.Error, took time.Duration)
 	Sent(s *Session, size int)
 	Strike(s *Session, reason string, banned bool)
 	Closed(s *Session, code uint16, reason string)
@@ -115,15 +116,16 @@ type Session struct {
 	lastPing                           atomic.Int64
 	pongAt                             atomic.Int64
 
-	mu        sync.Mutex // guards timers and closing
-	keepalive *time.Timer
-	expiry    *time.Timer
-	closing   bool
-	closed    atomic.Bool // mirrors closing, for lock-free reads
-	closeCode uint16
-	closeText string
-	wg        sync.WaitGroup // async closes started by this session
-	ended     chan struct{}
+	mu          sync.Mutex // guards timers and closing
+	keepalive   *time.Timer
+	expiry      *time.Timer
+	closing     bool
+	closed      atomic.Bool // mirrors closing, for lock-free reads
+	closeCode   protocol.CloseCode
+	closeText   string
+	closeReason protocol.CloseReason // why wsgate closed; 0 if it did not choose a reason
+	wg          sync.WaitGroup       // async closes started by this session
+	ended       chan struct{}
 
 	// Values lets routers keep per-session state without a global map.
 	Values sync.Map
@@ -235,7 +237,7 @@ func (s *Session) Send(b []byte) error {
 		return nil
 	}
 	if errors.Is(err, outbox.ErrFull) {
-		s.CloseAsync(CloseSlowConsumer)
+		s.CloseAsync(protocol.ReasonSlowConsumer)
 	}
 	return err
 }
@@ -248,7 +250,7 @@ func (s *Session) SendOp(op transport.Opcode, b []byte) error {
 		return nil
 	}
 	if errors.Is(err, outbox.ErrFull) {
-		s.CloseAsync(CloseSlowConsumer)
+		s.CloseAsync(protocol.ReasonSlowConsumer)
 	}
 	return err
 }
@@ -265,7 +267,7 @@ func (s *Session) Relay(op transport.Opcode, b []byte) error {
 		return nil
 	}
 	if errors.Is(err, outbox.ErrFull) {
-		s.CloseAsync(CloseSlowConsumer)
+		s.CloseAsync(protocol.ReasonSlowConsumer)
 	}
 	return err
 }
@@ -290,7 +292,7 @@ func (s *Session) Reply(b []byte) error {
 		return nil
 	}
 	if errors.Is(err, outbox.ErrFull) {
-		s.CloseAsync(CloseSlowConsumer)
+		s.CloseAsync(protocol.ReasonSlowConsumer)
 	}
 	return err
 }
@@ -363,7 +365,7 @@ func (s *Session) Done() <-chan struct{} { return s.ended }
 func (s *Session) sendWelcome() {
 	id := s.Identity()
 	w := map[string]any{
-		"type":        "welcome",
+		"type":        protocol.TypeWelcome,
 		"conn_id":     s.id,
 		"user":        id.Subject,
 		"server_time": time.Now().UnixMilli(),
@@ -383,24 +385,32 @@ func (s *Session) sendWelcome() {
 
 // Close ends the session with reason: a close frame with the reason's code, then
 // the socket. It may block up to the write timeout; safe to call many times.
-func (s *Session) Close(reason CloseReason) {
-	code, text := reason.Code()
+func (s *Session) Close(reason protocol.CloseReason) {
 	// A slow consumer's queue is full because it does not read: flushing would
 	// only wait out the timeout.
-	s.closeWith(code, text, reason != CloseSlowConsumer && reason != CloseKeepalive)
+	s.closeWith(reason, reason.Code(), reason.Text(), reason != protocol.ReasonSlowConsumer && reason != protocol.ReasonKeepalive)
 }
 
 // CloseWith ends the session with an explicit code (gateway mode propagates codes).
 // What is already queued for the client (an error reply explaining the close, say)
 // is flushed first, for a bounded time, so the close frame does not overtake it.
-func (s *Session) CloseWith(code uint16, text string) {
-	s.closeWith(code, text, true)
+func (s *Session) CloseWith(code protocol.CloseCode, text string) {
+	s.closeWith(0, code, text, true)
+}
+
+// CloseReason is the reason wsgate closed the session for, or 0 when it did not
+// pick one (the peer closed, the connection broke, or CloseWith sent an explicit
+// code). Observers use it instead of comparing close texts.
+func (s *Session) CloseReason() protocol.CloseReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closeReason
 }
 
 // flushTimeout bounds how long a close waits for queued messages to be written.
 const flushTimeout = 2 * time.Second
 
-func (s *Session) closeWith(code uint16, text string, flush bool) {
+func (s *Session) closeWith(reason protocol.CloseReason, code protocol.CloseCode, text string, flush bool) {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -408,7 +418,7 @@ func (s *Session) closeWith(code uint16, text string, flush bool) {
 	}
 	s.closing = true
 	s.closed.Store(true)
-	s.closeCode, s.closeText = code, text
+	s.closeCode, s.closeText, s.closeReason = code, text, reason
 	s.mu.Unlock()
 	if flush {
 		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
@@ -416,12 +426,12 @@ func (s *Session) closeWith(code uint16, text string, flush bool) {
 		cancel()
 	}
 	s.out.Close()
-	_ = s.conn.WriteClose(code, text)
+	_ = s.conn.WriteClose(uint16(code), text)
 }
 
 // CloseAsync starts Close without blocking the caller (broadcasters, timers). The
 // goroutine belongs to the session: Serve waits for it.
-func (s *Session) CloseAsync(reason CloseReason) {
+func (s *Session) CloseAsync(reason protocol.CloseReason) {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -461,7 +471,7 @@ func (s *Session) tick() {
 	now := time.Now()
 	n := now.UnixNano()
 	if s.opts.Idle > 0 && n-s.lastMsg.Load() >= int64(s.opts.Idle) {
-		s.Close(CloseIdle)
+		s.Close(protocol.ReasonIdle)
 		return
 	}
 	if s.opts.PingInterval > 0 {
@@ -469,7 +479,7 @@ func (s *Session) tick() {
 			if s.pongAt.Load() >= ps {
 				s.pingSent.Store(0)
 			} else if n-ps >= int64(s.opts.PongTimeout) {
-				s.Close(CloseKeepalive)
+				s.Close(protocol.ReasonKeepalive)
 				_ = s.conn.Close() // the peer is not answering: do not wait for its close frame
 				return
 			}
@@ -498,7 +508,7 @@ func (s *Session) armExpiryLocked(exp time.Time) {
 	if exp.IsZero() {
 		return
 	}
-	s.expiry = time.AfterFunc(time.Until(exp), func() { s.Close(CloseTokenExpired) })
+	s.expiry = time.AfterFunc(time.Until(exp), func() { s.Close(protocol.ReasonTokenExpired) })
 }
 
 // --- transport.Handler ---
@@ -533,9 +543,9 @@ func (s *Session) OnMessage(_ *transport.Conn, op transport.Opcode, data []byte)
 		return
 	}
 	switch msg.Type {
-	case "ping":
+	case protocol.TypePing:
 		s.pong(msg, start)
-	case "refresh":
+	case protocol.TypeRefresh:
 		s.refresh(msg)
 	default:
 		if s.deps.Router != nil {
@@ -547,22 +557,15 @@ func (s *Session) OnMessage(_ *transport.Conn, op transport.Opcode, data []byte)
 // Reject answers a refused message with an error reply or a close, and counts a
 // strike when the refusal is one. Like Reply, it is for the goroutine running
 // Serve (a Router's Handle).
-func (s *Session) Reject(ref []byte, rej *pipeline.Reject) {
-	if rej.CloseCode != 0 {
-		s.CloseWith(rej.CloseCode, closeText(rej))
+func (s *Session) Reject(ref []byte, rej *protocol.Error) {
+	if rej.Close != 0 {
+		s.Close(rej.Close)
 	} else {
 		_ = s.Reply(pipeline.EncodeError(rej, ref))
 	}
 	if rej.Strike {
 		s.Strike(rej.Code)
 	}
-}
-
-func closeText(rej *pipeline.Reject) string {
-	if rej.Code == "rate_limited" {
-		return "rate limit exceeded"
-	}
-	return "policy violation"
 }
 
 // Strike records a violation; reaching the threshold bans and closes.
@@ -578,7 +581,7 @@ func (s *Session) Strike(reason string) {
 		s.deps.Observer.Strike(s, reason, banned)
 	}
 	if banned {
-		s.CloseAsync(CloseBanned)
+		s.CloseAsync(protocol.ReasonBanned)
 	}
 }
 
@@ -599,19 +602,19 @@ func (s *Session) refresh(m pipeline.Message) {
 		Token string `json:"token"`
 	}
 	if err := json.Unmarshal(m.Raw, &req); err != nil || req.Token == "" || s.deps.Refresh == nil {
-		s.Reject(m.ID, &pipeline.Reject{Code: "refresh_failed", Message: "refresh needs a token", Strike: true})
+		s.Reject(m.ID, &protocol.Error{Code: protocol.CodeRefreshFailed, Message: "refresh needs a token", Strike: true})
 		return
 	}
 	id, err := s.deps.Refresh(s.ctx, req.Token)
 	if err != nil {
 		s.deps.Log.Info("refresh rejected", "conn_id", s.id, "user", s.User(), "reason", auth.Reason(err))
-		s.Reject(m.ID, &pipeline.Reject{Code: "refresh_failed", Message: "token not valid", Strike: true})
+		s.Reject(m.ID, &protocol.Error{Code: protocol.CodeRefreshFailed, Message: "token not valid", Strike: true})
 		return
 	}
 	cur := s.Identity()
 	if id.Subject != cur.Subject {
 		s.deps.Log.Warn("refresh for another subject", "conn_id", s.id, "user", cur.Subject)
-		s.Reject(m.ID, &pipeline.Reject{Code: "refresh_failed", Message: "token is for another subject", Strike: true})
+		s.Reject(m.ID, &protocol.Error{Code: protocol.CodeRefreshFailed, Message: "token is for another subject", Strike: true})
 		return
 	}
 	if leaf := s.peerCertificate(); leaf != nil {
@@ -621,7 +624,7 @@ func (s *Session) refresh(m pipeline.Message) {
 		bound, err := auth.BindCert(id, leaf)
 		if err != nil {
 			s.deps.Log.Warn("refresh token not bound to the connection's certificate", "conn_id", s.id, "user", cur.Subject)
-			s.Reject(m.ID, &pipeline.Reject{Code: "refresh_failed", Message: "token not valid", Strike: true})
+			s.Reject(m.ID, &protocol.Error{Code: protocol.CodeRefreshFailed, Message: "token not valid", Strike: true})
 			return
 		}
 		bound.Source = id.Source
@@ -669,10 +672,10 @@ func (s *Session) OnPong(*transport.Conn, []byte) { s.pongAt.Store(time.Now().Un
 
 // OnClose runs once when the read loop ends.
 func (s *Session) OnClose(_ *transport.Conn, err error) {
-	code, text := uint16(transport.StatusAbnormal), ""
+	code, text := uint16(protocol.CloseAbnormal), ""
 	s.mu.Lock()
 	if s.closeCode != 0 {
-		code, text = s.closeCode, s.closeText
+		code, text = uint16(s.closeCode), s.closeText
 	} else if c, ok := transport.CloseCode(err); ok {
 		code = c
 		var ce *transport.CloseError

@@ -16,6 +16,7 @@ import (
 	"github.com/wsgate/wsgate/internal/auth"
 	"github.com/wsgate/wsgate/internal/outbox"
 	"github.com/wsgate/wsgate/internal/pipeline"
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/transport"
 )
 
@@ -189,7 +190,7 @@ func TestRepliesAndBroadcastsKeepOrder(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 
-	s.Close(CloseShutdown)
+	s.Close(protocol.ReasonShutdown)
 	<-s.Done()
 	<-cl.closed
 	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= base+2 })

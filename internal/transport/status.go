@@ -3,6 +3,8 @@ package transport
 import (
 	"errors"
 	"fmt"
+
+	"github.com/wsgate/wsgate/internal/protocol"
 )
 
 // Opcode is the type of a data message.
@@ -30,19 +32,20 @@ func (o Opcode) String() string {
 // Close status codes of RFC 6455 §7.4.1 and the IANA registry. 1005 and 1006
 // are never sent on the wire: they describe a close without a status and a
 // connection that ended without a close frame.
+// They are package protocol's codes as the plain uint16 the frame layer speaks.
 const (
-	StatusNormal          uint16 = 1000
-	StatusGoingAway       uint16 = 1001
-	StatusProtocolError   uint16 = 1002
-	StatusUnsupportedData uint16 = 1003
-	StatusNoStatus        uint16 = 1005
-	StatusAbnormal        uint16 = 1006
-	StatusInvalidPayload  uint16 = 1007
-	StatusPolicyViolation uint16 = 1008
-	StatusMessageTooBig   uint16 = 1009
-	StatusInternalError   uint16 = 1011
-	StatusServiceRestart  uint16 = 1012
-	StatusTryAgainLater   uint16 = 1013
+	StatusNormal          = uint16(protocol.CloseNormal)
+	StatusGoingAway       = uint16(protocol.CloseGoingAway)
+	StatusProtocolError   = uint16(protocol.CloseProtocolError)
+	StatusUnsupportedData = uint16(protocol.CloseUnsupportedData)
+	StatusNoStatus        = uint16(protocol.CloseNoStatus)
+	StatusAbnormal        = uint16(protocol.CloseAbnormal)
+	StatusInvalidPayload  = uint16(protocol.CloseInvalidPayload)
+	StatusPolicyViolation = uint16(protocol.ClosePolicyViolation)
+	StatusMessageTooBig   = uint16(protocol.CloseMessageTooBig)
+	StatusInternalError   = uint16(protocol.CloseInternalError)
+	StatusServiceRestart  = uint16(protocol.CloseServiceRestart)
+	StatusTryAgainLater   = uint16(protocol.CloseTryAgainLater)
 )
 
 // CloseError is how a connection ended: the close code that was sent or

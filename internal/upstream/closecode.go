@@ -1,13 +1,16 @@
 package upstream
 
-import "github.com/wsgate/wsgate/internal/transport"
+import (
+	"github.com/wsgate/wsgate/internal/protocol"
+	"github.com/wsgate/wsgate/internal/transport"
+)
 
-// Close codes wsgate adds in gateway mode.
-const (
+// Close reasons wsgate adds in gateway mode, from protocol's table.
+var (
 	// ReasonUpstreamGone is the static reason for 1011 after an upstream failure.
-	ReasonUpstreamGone = "upstream unavailable"
+	ReasonUpstreamGone = protocol.ReasonUpstreamGone.Text()
 	// ReasonUpstreamRestart is the reason for 1012 when the upstream went away.
-	ReasonUpstreamRestart = "upstream restarting"
+	ReasonUpstreamRestart = protocol.ReasonUpstreamRestart.Text()
 )
 
 // ClientCloseCode maps how the upstream leg ended to the close the client gets.

@@ -29,7 +29,7 @@ func (o *observer) Message(s *session.Session, typ string, data []byte, rej *pro
 	}
 	if rej == nil {
 		m.Message(typ, "accepted")
-		o.audit.LogMessage(s.ID(), s.User(), typ, data)
+		o.auditMessage(s, typ, data)
 		return
 	}
 	m.Message(typ, rej.Code)

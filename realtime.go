@@ -123,6 +123,10 @@ func (rr roomRouter) Handle(ctx context.Context, ss *session.Session, m pipeline
 	}
 	// The pipeline's scan located the members the room reads: no second parse.
 	mb := m.Members
+	if rej := rr.s.checkEndToEnd(m.Type, mb.Channel, mb.Payload, mb.Text); rej != nil {
+		ss.Reject(m.ID, rej)
+		return
+	}
 	req := room.Request{Type: m.Type, ID: m.ID, Channel: mb.Channel, Payload: mb.Payload, Text: mb.Text,
 		Since: mb.Since, Token: mb.Token, Limit: mb.Limit, Name: mb.Name}
 	if e := rr.s.room.HandleRequest(ctx, c, req); e != nil {

@@ -103,12 +103,22 @@ func (s *Server) reload(cfg *config.Config) (err error) {
 			ver.Close()
 		}
 	}()
+	encPolicy, err := encryptionPolicy(cfg, s.enc.Policy())
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
 	s.pinSecrets(cfg)
 	// Everything is built: swap. The namespaces go first because their check
 	// (the default channel must stay in one) is the last one that can refuse.
+	// The encryption policy goes before them: a namespace that becomes at_rest
+	// must not take one publication in plaintext.
+	oldEnc := s.enc.Policy()
+	s.enc.SetPolicy(encPolicy)
 	if err := s.room.SetNamespaces(roomNamespaces(cfg)); err != nil {
+		s.enc.SetPolicy(oldEnc)
 		return fmt.Errorf("reload: channels: %w", err)
 	}
+	s.logEncryption(encPolicy)
 	if err := s.alerts.SetRules(rules); err != nil {
 		return fmt.Errorf("reload: alerts: %w", err)
 	}

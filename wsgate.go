@@ -19,6 +19,7 @@ import (
 	"github.com/wsgate/wsgate/internal/auth"
 	"github.com/wsgate/wsgate/internal/ban"
 	"github.com/wsgate/wsgate/internal/command"
+	"github.com/wsgate/wsgate/internal/encrypt"
 	"github.com/wsgate/wsgate/internal/guard"
 	"github.com/wsgate/wsgate/internal/limit"
 	"github.com/wsgate/wsgate/internal/metrics"
@@ -52,6 +53,7 @@ type Server struct {
 	sopts    atomic.Pointer[session.Options]
 
 	state   *stores
+	enc     *encrypt.Broker // around state.broker: seals at_rest, checks end_to_end namespaces
 	integ   *integrityState
 	room    *room.Service
 	metrics *metrics.Metrics
@@ -203,10 +205,20 @@ func (s *Server) build(cfg *config.Config) error {
 	})
 	s.pinSecrets(cfg)
 
+	// Before the stores: a bad key fails the start without touching Redis.
+	encPolicy, err := encryptionPolicy(cfg, nil)
+	if err != nil {
+		return err
+	}
 	st, err := s.newStores(cfg)
 	if err != nil {
 		return err
 	}
+	// Always decorated, so that a reload can turn encryption on or rotate keys.
+	s.enc = encrypt.NewBroker(st.broker, encPolicy)
+	s.enc.SetLogger(s.log)
+	st.broker = s.enc
+	s.logEncryption(encPolicy)
 	s.state = st
 	if st.ping != nil {
 		ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
@@ -577,6 +589,13 @@ func (s *Server) pinSecrets(cfg *config.Config) {
 		s.redactor.Pin(k.Secret)
 	}
 	s.redactor.Pin(cfg.Integrity.ServerSigningKey)
+	for _, k := range cfg.Encryption.Keys {
+		// The whole entry and its secret alone: either may turn up in a log line.
+		s.redactor.Pin(k)
+		if _, secret, ok := config.EncryptionKey(k); ok {
+			s.redactor.Pin(secret)
+		}
+	}
 	for _, r := range cfg.Routes {
 		s.redactor.Pin(r.IdentityKey)
 	}

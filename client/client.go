@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/encrypt"
 	"github.com/wsgate/wsgate/internal/protocol"
 )
 
@@ -21,6 +22,7 @@ type Client struct {
 	url string
 	o   DialOptions
 	log *slog.Logger
+	e2e *encrypt.Keyring // DialOptions.Encryption's keys; nil without
 
 	ctx    context.Context // the client's lifetime; cancelled by Close
 	cancel context.CancelFunc
@@ -100,8 +102,12 @@ func Dial(ctx context.Context, url string, opts *DialOptions) (*Client, error) {
 	default:
 		return nil, fmt.Errorf("client: unknown integrity mode %q", o.Integrity)
 	}
+	e2e, err := newE2E(o.Encryption)
+	if err != nil {
+		return nil, err
+	}
 	c := &Client{
-		url: url, o: o, log: o.Logger,
+		url: url, o: o, log: o.Logger, e2e: e2e,
 		runEnd: make(chan struct{}),
 		events: make(chan func(), o.EventQueue), evStop: make(chan struct{}), evEnd: make(chan struct{}),
 		subs: map[string]*Subscription{}, pending: map[int64]*pending{},
@@ -617,7 +623,11 @@ func (c *Client) Ping(ctx context.Context) error {
 // Publish publishes payload (any JSON value) to channel and returns its
 // position once the server acknowledged it.
 func (c *Client) Publish(ctx context.Context, channel string, payload any) (Position, error) {
-	r, err := c.request(ctx, "publish", map[string]any{"channel": channel, "payload": rawOrValue(payload)})
+	payload, err := c.sealPayload(channel, payload)
+	if err != nil {
+		return Position{}, err
+	}
+	r, err := c.request(ctx, "publish", map[string]any{"channel": channel, "payload": payload})
 	if err != nil {
 		return Position{}, err
 	}
@@ -691,6 +701,10 @@ func (c *Client) handle(cn *conn, data []byte) {
 	case "message":
 		var m Message
 		if err := json.Unmarshal(data, &m); err == nil {
+			if err := c.openPayload(&m); err != nil {
+				c.emit(Event{Kind: EventError, Err: fmt.Errorf("client: dropped a message: %w", err)})
+				return
+			}
 			c.deliver(m)
 		}
 		return

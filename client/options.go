@@ -80,6 +80,9 @@ type DialOptions struct {
 	// sign_output) against /.well-known/wsgate-keys.json, fetched on each
 	// connect, and drops (with an EventError) those that fail.
 	VerifyServer bool
+	// Encryption seals and opens end_to_end channels with application keys;
+	// nil leaves every payload as the server sends it.
+	Encryption *Encryption
 	// TicketURL overrides where tickets are posted; default the WebSocket URL's
 	// origin + /v1/tickets.
 	TicketURL string

@@ -344,6 +344,9 @@ func (c *Client) History(ctx context.Context, channel string, o *HistoryOptions)
 		if h.Publications[i].Channel == "" {
 			h.Publications[i].Channel = channel
 		}
+		if err := c.openPayload(&h.Publications[i]); err != nil {
+			return nil, err // never a mix of opened and unopened payloads
+		}
 	}
 	return &h, nil
 }

@@ -9,6 +9,7 @@ package config
 
 import (
 	"crypto/tls"
+	"strings"
 	"time"
 )
 
@@ -40,6 +41,7 @@ type Config struct {
 	Command     Command     `koanf:"command"`
 	Hooks       Hooks       `koanf:"hooks"`
 	Integrity   Integrity   `koanf:"integrity"`
+	Encryption  Encryption  `koanf:"encryption"`
 	Admin       Admin       `koanf:"admin"`
 	Audit       Audit       `koanf:"audit"`
 	Alerts      Alerts      `koanf:"alerts"`
@@ -272,6 +274,27 @@ type Namespace struct {
 	Hooks NamespaceHooks `koanf:"hooks"`
 	// Limits are per-room limits for this namespace's channels.
 	Limits RoomLimits `koanf:"limits"`
+	// Encryption is "off" (default), "at_rest" (publications are sealed with
+	// encryption.keys before they leave the node: history, Redis, cross-node
+	// pub/sub, audit samples hold ciphertext) or "end_to_end" (clients seal with
+	// keys wsgate does not hold; wsgate checks only the envelope). See
+	// docs/encryption.md.
+	Encryption string `koanf:"encryption"`
+}
+
+// Encryption holds the master keys of namespaces with encryption: at_rest.
+type Encryption struct {
+	// Keys are "<id>=<secret>" entries; a secret is "base64:<b64>" or raw text of
+	// at least 32 bytes, an id 1-64 of [A-Za-z0-9._-]. The first key seals new
+	// publications; every listed key opens. A list of strings so that it can be
+	// set from the environment: WSGATE_ENCRYPTION__KEYS="k2=base64:…,k1=base64:…".
+	Keys []string `koanf:"keys"`
+}
+
+// EncryptionKey splits a "<id>=<secret>" entry of encryption.keys.
+func EncryptionKey(entry string) (id, secret string, ok bool) {
+	id, secret, ok = strings.Cut(entry, "=")
+	return id, secret, ok && id != "" && secret != ""
 }
 
 // NamespaceHooks are the hooks a namespace may set.

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/auth"
 )
 
 // Validate checks the whole configuration and returns every problem at once, each
@@ -180,6 +182,10 @@ func (c *Config) Validate() error {
 		}
 		v.dur(f+".history_ttl", ns.HistoryTTL, 0, 30*24*time.Hour)
 		v.oneOf(f+".integrity", orDefault(ns.Integrity, "off"), "off", "hmac", "pop")
+		v.oneOf(f+".encryption", orDefault(ns.Encryption, "off"), "off", "at_rest", "end_to_end")
+		if ns.Encryption == "at_rest" && len(c.Encryption.Keys) == 0 && !c.Dev {
+			v.errf(f+".encryption", "at_rest needs encryption.keys (at least one \"<id>=<secret>\" of >= 32 bytes)")
+		}
 		v.hook(f+".hooks.subscribe", ns.Hooks.Subscribe)
 		v.hook(f+".hooks.publish", ns.Hooks.Publish)
 		lm := ns.Limits
@@ -215,6 +221,7 @@ func (c *Config) Validate() error {
 			v.errf("hooks.signing_key", "must be at least 32 characters (\"base64:…\" or raw text), got %d", len(k))
 		}
 	}
+	v.encryptionKeys(c)
 	for i, k := range c.Channels.PublishAPIKeys {
 		if len(k) < 32 {
 			v.errf(fmt.Sprintf("channels.publish_api_keys[%d]", i), "must be at least 32 characters, got %d", len(k))
@@ -411,6 +418,33 @@ func (v *validator) err() error {
 // examples: anyone can mint tokens with them, so only --dev accepts them.
 var PublishedSecrets = []string{
 	"base64:c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0", // examples/wsgate.yaml
+}
+
+var keyIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// encryptionKeys checks encryption.keys: shape, ids, unique ids, secret length.
+func (v *validator) encryptionKeys(c *Config) {
+	seen := map[string]bool{}
+	for i, k := range c.Encryption.Keys {
+		f := fmt.Sprintf("encryption.keys[%d]", i)
+		id, secret, ok := EncryptionKey(k)
+		if !ok {
+			// Never echo the entry: it holds a secret.
+			v.errf(f, "must be \"<id>=<secret>\", e.g. k1=base64:… (the secret is not shown)")
+			continue
+		}
+		if !keyIDRE.MatchString(id) {
+			v.errf(f, "key id must be 1-64 of [A-Za-z0-9._-], got %q", id)
+		}
+		if seen[id] {
+			v.errf(f, "key id %q is listed twice", id)
+		}
+		seen[id] = true
+		v.notPublished(c, f, secret)
+		if _, err := auth.ParseSecret(secret); err != nil {
+			v.errf(f, "secret: %v", err)
+		}
+	}
 }
 
 func (v *validator) notPublished(c *Config, field, secret string) {

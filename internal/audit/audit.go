@@ -240,12 +240,35 @@ func (l *Logger) Log(e Event) {
 // redacted before it is truncated (so a secret cut in half cannot slip
 // through); a JSON body also has values under sensitive keys masked.
 func (l *Logger) LogMessage(connID, user, typ string, data []byte) {
+	if l.SampleMessage() {
+		l.LogSampledMessage(connID, user, typ, data)
+	}
+}
+
+// SampleMessage draws whether the current message falls in the sample; a caller
+// that must look at a message before choosing how to record it draws first, then
+// calls LogSampledMessage or LogSealedMessage.
+func (l *Logger) SampleMessage() bool {
 	if !l.Enabled() || l.opts.MessageSampleRate <= 0 {
-		return
+		return false
 	}
-	if l.opts.MessageSampleRate < 1 && l.sample() >= l.opts.MessageSampleRate {
-		return
-	}
+	return l.opts.MessageSampleRate >= 1 || l.sample() < l.opts.MessageSampleRate
+}
+
+// LogSealedMessage records a sampled message whose body must not be kept (a
+// publication into an encrypted namespace): its size, channel and the id of the
+// key that seals it, never the body or the key.
+func (l *Logger) LogSealedMessage(connID, user, typ, channel, keyID string, size int) {
+	l.Log(Event{
+		Event:  Message,
+		ConnID: connID,
+		User:   user,
+		Detail: map[string]any{"type": typ, "size": size, "channel": channel, "sealed": true, "sealed_by": keyID},
+	})
+}
+
+// LogSampledMessage records a message already drawn by SampleMessage.
+func (l *Logger) LogSampledMessage(connID, user, typ string, data []byte) {
 	body := l.redactBody(data)
 	truncated := false
 	if len(body) > l.opts.MessageMaxBytes {

@@ -309,3 +309,30 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+func TestLogSealedMessage(t *testing.T) {
+	var buf bytes.Buffer
+	l, err := New(Options{Output: &buf, MessageSampleRate: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.SampleMessage() {
+		t.Fatal("sample rate 1 drew no sample")
+	}
+	l.LogSealedMessage("c1", "u", "publish", "trades:x", "k2", 96)
+	l.Close()
+	out := buf.String()
+	for _, s := range []string{`"sealed":true`, `"sealed_by":"k2"`, `"channel":"trades:x"`, `"size":96`} {
+		if !strings.Contains(out, s) {
+			t.Errorf("sealed message record lacks %s: %s", s, out)
+		}
+	}
+	if strings.Contains(out, `"data"`) {
+		t.Errorf("sealed message record has a body: %s", out)
+	}
+	off, _ := New(Options{Output: &bytes.Buffer{}}, nil)
+	defer off.Close()
+	if off.SampleMessage() {
+		t.Error("sample rate 0 drew a sample")
+	}
+}

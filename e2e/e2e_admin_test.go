@@ -1,4 +1,4 @@
-package wsgate_test
+package e2e
 
 import (
 	"bufio"
@@ -717,7 +717,7 @@ func TestHotReloadFile(t *testing.T) {
 		t.Fatal("no client")
 	}
 	writeAdminFile(t, path, "insecure_plaintext: true\n"+reloadYAML(1024, "100"))
-	s.ReloadFile(path, nil, nil)
+	s.ReloadFile(path, nil)
 	if !s.Logs.Contains("configuration reloaded", 2*time.Second) {
 		t.Fatalf("ReloadFile did not reload:\n%s", s.Logs.String())
 	}
@@ -731,7 +731,7 @@ func TestHotReloadFile(t *testing.T) {
 		t.Fatalf("welcome after reload %v", w)
 	}
 	writeAdminFile(t, path, "insecure_plaintext: true\nlimits: {max_message_bytes: 0}\n")
-	s.ReloadFile(path, nil, nil)
+	s.ReloadFile(path, nil)
 	if !s.Logs.Contains("configuration reload refused", 2*time.Second) {
 		t.Fatal("refused reload not logged")
 	}
@@ -903,7 +903,7 @@ func TestConcurrentReloadsLeaveOneConfig(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			s.ReloadFile(pathA, nil, nil)
+			s.ReloadFile(pathA, nil)
 		}()
 		go func() {
 			defer wg.Done()

@@ -1,4 +1,4 @@
-package wsgate_test
+package e2e
 
 import (
 	"bufio"
@@ -10,7 +10,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
-	"github.com/wsgate/wsgate/internal/auth"
 	"io"
 	"net"
 	"net/http"
@@ -20,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/auth"
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/wsgatetest"

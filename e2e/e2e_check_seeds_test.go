@@ -1,4 +1,4 @@
-package wsgate_test
+package e2e
 
 import (
 	"bytes"
@@ -16,8 +16,8 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
-	wsgate "github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/internal/check"
+	"github.com/wsgate/wsgate/internal/server"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
 )
 
@@ -53,7 +53,7 @@ func peersCopy(t *testing.T) string {
 		}
 		src = d
 	}
-	for _, d := range []string{"../shared/peers", "../../shared/peers"} {
+	for _, d := range []string{"../../shared/peers", "../../../shared/peers"} {
 		if _, err := os.Stat(filepath.Join(d, "node-seed", "server.js")); src == "" && err == nil {
 			src = d
 		}
@@ -163,7 +163,7 @@ func checkOutputs(t *testing.T, rep *check.Report) {
 			t.Fatal(err)
 		}
 	}
-	sf, err := os.Open("internal/check/testdata/sarif-schema-2.1.0.json")
+	sf, err := os.Open("../internal/check/testdata/sarif-schema-2.1.0.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,12 +270,12 @@ func TestCheckPythonSeed(t *testing.T) {
 // on 127.0.0.1 still gets in right after the run (no lockout).
 func TestCheckDevServerNoLockout(t *testing.T) {
 	cfg := wsgatetest.Config()
-	info, err := wsgate.PrepareDev(cfg)
+	info, err := server.PrepareDev(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Remove(info.CertFile) })
-	s := wsgatetest.Start(t, cfg, wsgate.WithDev(info))
+	s := wsgatetest.Start(t, cfg, server.WithDev(info))
 	rep := runCheck(t, check.Options{URL: s.URL, Secret: info.Secret, Kid: "dev", CACertPEM: s.CertPEM,
 		Amplification: true, CertExpiryWarn: 24 * time.Hour})
 	if rep.Summary.Fail != 0 || rep.Summary.Error != 0 || rep.ExitCode != check.ExitOK {

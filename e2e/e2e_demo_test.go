@@ -1,4 +1,4 @@
-package wsgate_test
+package e2e
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/internal/server"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
 )
 
@@ -26,11 +26,11 @@ import (
 // requests carries a token or the dev secret: the WebSocket URL carries a ticket.
 func TestDemoPageTwoBrowsersChat(t *testing.T) {
 	cfg := wsgatetest.Config()
-	info, err := wsgate.PrepareDev(cfg)
+	info, err := server.PrepareDev(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := wsgatetest.Start(t, cfg, wsgate.WithDev(info))
+	s := wsgatetest.Start(t, cfg, server.WithDev(info))
 	root := wsgatetest.Browser(t, 60*time.Second)
 	var urls requestedURLs
 	alice, cancelA := chromedp.NewContext(root, chromedp.WithNewBrowserContext(), chromedp.WithListener(urls.record))

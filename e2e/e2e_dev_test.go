@@ -1,4 +1,4 @@
-package wsgate_test
+package e2e
 
 import (
 	"crypto/tls"
@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsgate/wsgate"
+	"github.com/wsgate/wsgate/internal/server"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
 )
 
@@ -22,11 +22,11 @@ import (
 // including a real reverse proxy on the same host.
 func TestSec04DevTokenEndpoint(t *testing.T) {
 	cfg := wsgatetest.Config()
-	info, err := wsgate.PrepareDev(cfg)
+	info, err := server.PrepareDev(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := wsgatetest.Start(t, cfg, wsgate.WithDev(info))
+	s := wsgatetest.Start(t, cfg, server.WithDev(info))
 	client := s.HTTPClient()
 
 	post := func(t *testing.T, c *http.Client, base string, mod func(*http.Request)) (int, string) {

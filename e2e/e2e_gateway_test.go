@@ -1,4 +1,4 @@
-package wsgate_test
+package e2e
 
 import (
 	"context"
@@ -593,7 +593,7 @@ var nodeSeed struct {
 	err  error
 }
 
-const nodeSeedSrc = "../shared/peers/node-seed"
+const nodeSeedSrc = "../../shared/peers/node-seed"
 
 // nodeSeedModules installs the seed's dependencies once, cached under the
 // system temp directory by the hash of its package files.

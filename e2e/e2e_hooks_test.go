@@ -1,4 +1,4 @@
-package wsgate_test
+package e2e
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/hook"
+	"github.com/wsgate/wsgate/internal/server"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
 )
 
@@ -457,12 +458,12 @@ func TestHookGoFuncs(t *testing.T) {
 // moves out of turn, and a burst of moves hits the per-game rate limit.
 func TestDemoGameAntiCheat(t *testing.T) {
 	cfg := wsgatetest.Config()
-	info, err := wsgate.PrepareDev(cfg)
+	info, err := server.PrepareDev(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Remove(info.CertFile) })
-	s := wsgatetest.Start(t, cfg, wsgate.WithDev(info))
+	s := wsgatetest.Start(t, cfg, server.WithDev(info))
 	root := wsgatetest.Browser(t, 60*time.Second)
 	alice, cancelA := chromedp.NewContext(root, chromedp.WithNewBrowserContext())
 	defer cancelA()

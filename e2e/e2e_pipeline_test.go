@@ -1,4 +1,4 @@
-package wsgate_test
+package e2e
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package wsgate_test
+package e2e
 
 // Regression tests for issue 13 (outside security review), one per item, named
 // TestSecNN… after the item's number. All run over real sockets.
@@ -20,10 +20,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/client"
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/redact"
+	"github.com/wsgate/wsgate/internal/server"
 	"github.com/wsgate/wsgate/internal/upstream"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
 )
@@ -295,7 +295,7 @@ func TestSec11RedactorPinsSecrets(t *testing.T) {
 	cfg.Limits.HandshakeRate = config.RateLimit{Rate: 10000, Burst: 10000}
 	cfg.Integrity.MasterKeys = []config.IntegrityKey{{ID: "k1", Secret: strings.Repeat("q", 40)}}
 	cfg.Channels.PublishAPIKeys = []string{"publish-key-publish-key-publish-key-0003"}
-	s := wsgatetest.Start(t, cfg, wsgate.WithRedactor(red))
+	s := wsgatetest.Start(t, cfg, server.WithRedactor(red))
 	configured := []string{cfg.Admin.Token, cfg.Integrity.MasterKeys[0].Secret, cfg.Channels.PublishAPIKeys[0], wsgatetest.Secret}
 	var last string
 	for range 200 { // each ticket also registers the user's hmac key: 400 secrets

@@ -1,4 +1,4 @@
-package wsgate_test
+package e2e
 
 // Regression tests for the outside security review (issue 13) and the handshake
 // items of issue 15. Each test is named after its item (TestSec01… is item 13.1,

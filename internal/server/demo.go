@@ -1,4 +1,4 @@
-package wsgate
+package server
 
 import (
 	"net/http"

@@ -1,4 +1,4 @@
-package wsgate
+package server
 
 import (
 	"context"
@@ -577,7 +577,7 @@ func (l *rawLink) HandleRaw(ctx context.Context, s *session.Session, op transpor
 	if !(&gatewayLink{srv: l.srv, rt: l.rt}).allowRaw(ctx, s, data) {
 		return
 	}
-	l.rt.handler(RawConn{s}, op, data)
+	l.rt.handler(s, op, data)
 }
 
 // Handle is never called: a raw route's session has no pipeline.

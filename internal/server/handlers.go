@@ -1,4 +1,4 @@
-package wsgate
+package server
 
 import (
 	"context"
@@ -54,41 +54,23 @@ func pipelineOptions(cfg *config.Config, l limit.Limiter) (pipeline.Options, err
 	}, nil
 }
 
-// Opcode is the type of a WebSocket data message: Text or Binary.
-type Opcode = transport.Opcode
-
-// Opcodes of data messages.
-const (
-	Text   = transport.Text
-	Binary = transport.Binary
-)
-
-// Message is a client message of a type handled by a WithHandler function: it
-// passed the whole pipeline (size, JSON shape, the type's schema, rate limits,
-// integrity) before the function sees it.
+// Message is the root package's Message (a client message of a type handled
+// by a WithHandler function, after the whole pipeline); the root converts.
 type Message struct {
 	Type   string
-	ID     json.RawMessage // the message's "id", nil when it has none
-	Raw    json.RawMessage // the whole message as the client sent it
+	ID     json.RawMessage
+	Raw    json.RawMessage
 	User   string
 	ConnID string
 	Claims map[string]any
 }
 
-// HandlerFunc answers one message of a custom type. A non-nil reply (a JSON
-// message) is sent to the client in order with everything else it gets; a nil
-// reply sends nothing. An error sends an error reply with code
-// "handler_failed" and the message's id as ref; the error itself is logged at
-// debug level, never sent. The function runs on the connection's reader: the
-// client's next message waits for it, so it should not block for long.
+// HandlerFunc is the root package's HandlerFunc, over this package's Message.
 type HandlerFunc func(ctx context.Context, m Message) (reply json.RawMessage, err error)
 
-// WithHandler routes client messages of type typ to f (library mode). The type
-// needs a schema (schemas.inline or schemas.dir), as every type does: the
-// pipeline refuses types it cannot check with unknown_type before any handler
-// runs. The built-in types (ping, refresh and the real-time core's subscribe,
-// unsubscribe, publish, chat, data, presence, history, command) cannot be
-// taken over: New fails.
+// WithHandler routes client messages of type typ to f (the root package's
+// WithHandler documents the contract; New refuses built-in types and types
+// without a schema).
 func WithHandler(typ string, f HandlerFunc) Option {
 	return func(o *options) {
 		if o.handlers == nil {
@@ -98,39 +80,12 @@ func WithHandler(typ string, f HandlerFunc) Option {
 	}
 }
 
-// RawConn is a connection on a raw route, as its RawHandler sees it. Its
-// methods are safe for concurrent use.
-type RawConn struct{ s *session.Session }
+// RawHandler receives every message of a raw route's connection (the root
+// package's RawHandler, given the session instead of its RawConn view).
+type RawHandler func(s *session.Session, op transport.Opcode, data []byte)
 
-// Send queues a message for the client without blocking; binary needs the
-// route's allow_binary. A full queue closes the connection as a slow consumer
-// (1008) and returns an error.
-func (c RawConn) Send(op Opcode, data []byte) error { return c.s.SendOp(op, data) }
-
-// Close closes the connection with code (1000, 1001, 1008, 3000-4999, …) and a
-// short reason; what is queued is flushed first, for a bounded time.
-func (c RawConn) Close(code uint16, reason string) { c.s.CloseWith(protocol.CloseCode(code), reason) }
-
-// ConnID, User, Claims and Context describe the authenticated connection; the
-// context ends when the connection does.
-func (c RawConn) ConnID() string           { return c.s.ID() }
-func (c RawConn) User() string             { return c.s.User() }
-func (c RawConn) Claims() map[string]any   { return c.s.Claims() }
-func (c RawConn) Context() context.Context { return c.s.Context() }
-
-// RawHandler receives every message of a raw route's connection, unparsed,
-// after the route's guard (origin, authentication, handshake rate, quotas,
-// bans) and raw checks (the transport's framing, size, fragment and binary
-// rules and the rate-limit tiers). It runs on the connection's reader, one
-// message at a time, in order; the data is the handler's to keep.
-type RawHandler func(c RawConn, op Opcode, data []byte)
-
-// WithRawRoute mounts route (path, optional host, origins, subprotocols,
-// max_message_bytes, allow_binary) as a raw WebSocket endpoint served by h in
-// this process, instead of forwarding to an upstream: wsgate's guard and raw
-// checks, opaque frames to Go. route.Upstream must be empty; route.Validation
-// is "raw" (or empty). A rate-limited message closes the connection with 1008,
-// as on a raw gateway route.
+// WithRawRoute mounts route as a raw WebSocket endpoint served by h in this
+// process (the root package's WithRawRoute documents the contract).
 func WithRawRoute(route config.Route, h RawHandler) Option {
 	return func(o *options) { o.rawRoutes = append(o.rawRoutes, rawRoute{route, h}) }
 }

@@ -1,4 +1,4 @@
-package wsgate
+package server
 
 import (
 	"context"
@@ -20,21 +20,6 @@ import (
 	"github.com/wsgate/wsgate/internal/schema"
 )
 
-// Hook types for embedders (WithHooks): the events a hook receives and the
-// replies it gives. See docs/hooks.md.
-type (
-	HookIdentity   = hook.Identity
-	ConnectEvent   = hook.ConnectEvent
-	ConnectReply   = hook.ConnectReply
-	HookChannels   = hook.Channels
-	SubscribeEvent = hook.SubscribeEvent
-	SubscribeReply = hook.SubscribeReply
-	PublishEvent   = hook.PublishEvent
-	PublishReply   = hook.PublishReply
-	HookFuncs      = hook.Funcs
-	HookOptions    = hook.Options
-)
-
 // WithHooks makes Go functions the connect, subscribe and publish hooks of
 // every namespace (library mode), under the same protections as HTTP hooks:
 // opts' timeout (in the function's ctx, which it must honour), concurrency
@@ -42,7 +27,7 @@ type (
 // opts.FailOpen). A function set here replaces the configured global hook of
 // its kind; per-namespace HTTP hooks (channels.namespaces.X.hooks) still take
 // precedence for their namespace.
-func WithHooks(f HookFuncs, opts HookOptions) Option {
+func WithHooks(f hook.Funcs, opts hook.Options) Option {
 	return func(o *options) { o.hookFuncs, o.hookOpts, o.hookSet = f, opts, true }
 }
 

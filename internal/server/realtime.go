@@ -1,8 +1,7 @@
-package wsgate
+package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 
@@ -14,26 +13,9 @@ import (
 	"github.com/wsgate/wsgate/internal/session"
 )
 
-// CommandRequest is a `command` message as a Go handler sees it: the caller's
-// verified identity and the payload it sent.
-type CommandRequest struct {
-	Name    string
-	Payload json.RawMessage
-	User    string
-	ConnID  string
-	Claims  map[string]any
-}
-
-// WithCommandHandler answers `command` messages with a Go function instead of the
-// configured command.url (library mode). Its JSON answer is relayed to the caller
-// with the request's ref; an error becomes an error reply.
-func WithCommandHandler(f func(ctx context.Context, req CommandRequest) (json.RawMessage, error)) Option {
-	return func(o *options) {
-		o.commands = command.Func(func(ctx context.Context, req command.Request) (json.RawMessage, error) {
-			return f(ctx, CommandRequest{Name: req.Name, Payload: req.Payload, User: req.User, ConnID: req.ConnID, Claims: req.Claims})
-		})
-	}
-}
+// WithCommands answers `command` messages with b instead of the configured
+// command.url (the root package's WithCommandHandler).
+func WithCommands(b command.Backend) Option { return func(o *options) { o.commands = b } }
 
 // buildRealtime creates the real-time core (channels, history, presence, commands)
 // over the node's broker, and starts delivering broker events.

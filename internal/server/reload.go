@@ -1,4 +1,4 @@
-package wsgate
+package server
 
 import (
 	"fmt"
@@ -147,8 +147,9 @@ func (s *Server) reload(cfg *config.Config) (err error) {
 }
 
 // ReloadFile loads path (plus environ) and applies it with Reload, logging the
-// outcome; dev carries the --dev key material over.
-func (s *Server) ReloadFile(path string, environ []string, dev *DevInfo) {
+// outcome; a dev server's key material (WithDev) is carried over.
+func (s *Server) ReloadFile(path string, environ []string) {
+	dev := s.dev
 	cfg, err := config.Load(path, environ)
 	if err == nil && s.override != nil {
 		s.override(cfg)

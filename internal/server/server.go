@@ -1,10 +1,8 @@
-package wsgate
+package server
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -21,6 +19,7 @@ import (
 	"github.com/wsgate/wsgate/internal/command"
 	"github.com/wsgate/wsgate/internal/encrypt"
 	"github.com/wsgate/wsgate/internal/guard"
+	"github.com/wsgate/wsgate/internal/hook"
 	"github.com/wsgate/wsgate/internal/limit"
 	"github.com/wsgate/wsgate/internal/metrics"
 	"github.com/wsgate/wsgate/internal/pipeline"
@@ -101,10 +100,13 @@ type options struct {
 	rawRoutes []rawRoute
 	override  func(*config.Config)
 	// hookFuncs and hookOpts are WithHooks' (hooks.go); hookSet says it was given.
-	hookFuncs HookFuncs
-	hookOpts  HookOptions
+	hookFuncs hook.Funcs
+	hookOpts  hook.Options
 	hookSet   bool
 }
+
+// WithRedactor makes the server log through r (tests inspect what it masks).
+func WithRedactor(r *redact.Redactor) Option { return func(o *options) { o.redactor = r } }
 
 // WithOverride gives a function applied to every configuration a reload reads,
 // before it is validated: the command line's flags (--log-level, …) keep winning
@@ -163,11 +165,6 @@ func New(cfg *config.Config, opts ...Option) (*Server, error) {
 	}
 	s.routes()
 	return s, nil
-}
-
-// NewLogger builds the process logger from the log section.
-func NewLogger(c config.Log, w *os.File) *slog.Logger {
-	return newLogger(c.Format, logLevel(c.Level), w)
 }
 
 func newLogger(format string, lvl slog.Leveler, w *os.File) *slog.Logger {
@@ -682,8 +679,4 @@ func (s *Server) RangeSessions(f func(connID, user string)) {
 // Connections returns the number of open WebSocket connections.
 func (s *Server) Connections() int { return s.registry.Len() }
 
-var (
-	_ http.Handler = (*Server)(nil)
-	_              = tls.VersionTLS12
-	_              = errors.New
-)
+var _ http.Handler = (*Server)(nil)

@@ -168,15 +168,13 @@ func TestJWKSRotationAndFlood(t *testing.T) {
 	clk.Advance(31 * time.Second)
 	var wg sync.WaitGroup
 	for i := range 200 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			tok := mint(t, mustSigner(t, "RS256", k.rsa, fmt.Sprintf("bogus-%d", i), clk), "a", time.Minute, nil)
 			_, err := v.Verify(context.Background(), tok)
 			if Reason(err) != ReasonUnknownKey {
 				t.Errorf("flood %d: %v", i, err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if got := srv.hits.Load(); got != 3 {
@@ -301,12 +299,10 @@ func TestJWKSRefreshSurvivesAbortedWaiter(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 10)
 	for range 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			_, err := v.Verify(context.Background(), tok)
 			errs <- err
-		}()
+		})
 	}
 	close(gate)
 	wg.Wait()

@@ -489,9 +489,7 @@ func TestConcurrentProcess(t *testing.T) {
 	p := newTestPipeline(t, Options{Limiter: &fakeLimiter{}})
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			st := &ConnState{ConnID: string(rune('a' + g))}
 			for i := 0; i < 50; i++ {
 				in := chatMessage(200)
@@ -500,7 +498,7 @@ func TestConcurrentProcess(t *testing.T) {
 				}
 				_, _ = process(p, st, in)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }

@@ -182,3 +182,17 @@ func TestDocsListErrorCodes(t *testing.T) {
 		}
 	}
 }
+
+func TestIsToken(t *testing.T) {
+	for s, want := range map[string]bool{
+		"chat.v1": true, "eyJhbGciOi.eyJzdWIiOi.c2ln": true, "a!#$%&'*+-.^_`|~z": true,
+		"": false, "a b": false, "a,b": false, "a\r\nX-Evil: 1": false, `"quoted"`: false, "é": false,
+	} {
+		if got := IsToken(s, 64); got != want {
+			t.Errorf("IsToken(%q) = %v, want %v", s, got, want)
+		}
+	}
+	if IsToken("abcd", 3) {
+		t.Error("IsToken ignores max")
+	}
+}

@@ -19,7 +19,6 @@ import (
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/auth"
-	"github.com/wsgate/wsgate/internal/listener"
 	"github.com/wsgate/wsgate/internal/server"
 	"github.com/wsgate/wsgate/internal/transport"
 )
@@ -98,7 +97,7 @@ func Start(t testing.TB, cfg *config.Config, opts ...server.Option) *Server {
 	}
 	ts := &Server{Cfg: cfg, Logs: &LogBuffer{}, done: make(chan error, 1)}
 	if !cfg.InsecurePlaintext && cfg.TLS.CertFile == "" {
-		cert, pemBytes, err := listener.DevCertificate()
+		cert, pemBytes, err := devCertificate()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -997,5 +998,76 @@ func TestGatewayFollowsReloadedKeys(t *testing.T) {
 	}
 	if st, _ := dialStatus(t, s, wsgatetest.DialOptions{URL: gwURL(s), Header: bearer(tok)}); st != http.StatusSwitchingProtocols {
 		t.Fatalf("after reload the gateway route refused the new key: %d", st)
+	}
+}
+
+// Gateway routes are part of the compiled runtime: a reload adds a route and
+// moves one to another upstream, connections already open keep their
+// upstream, and a file with a route that cannot be built is refused whole.
+func TestGatewayRoutesReload(t *testing.T) {
+	upA, upB := newEchoUpstream(t), newEchoUpstream(t)
+	cfg := gatewayConfig(upA.URL, "json")
+	s := wsgatetest.Start(t, cfg)
+	old := dialGW(t, s, "olga", nil)
+	old.Send(t, `{"type":"data","payload":"before"}`)
+	if got := nextRaw(t, old, 5*time.Second); !strings.Contains(got, "before") {
+		t.Fatalf("echo %q", got)
+	}
+	if st, _ := dialStatus(t, s, wsgatetest.DialOptions{URL: "wss://" + s.Addr + "/gw2", Header: bearer(s.Token(t, "x", nil))}); st == http.StatusSwitchingProtocols {
+		t.Fatal("/gw2 served before it was configured")
+	}
+
+	next := gatewayConfig(upB.URL, "json")
+	next.TLS = cfg.TLS
+	next.Routes = append(next.Routes, config.Route{Path: "/gw2", Upstream: upA.URL, Validation: "raw", IdentityKey: identityKey})
+	if err := s.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	// The open connection still reaches upstream A.
+	old.Send(t, `{"type":"data","payload":"after"}`)
+	if got := nextRaw(t, old, 5*time.Second); !strings.Contains(got, "after") {
+		t.Fatalf("echo after reload %q", got)
+	}
+	if !slices.Contains(upA.received(), `{"type":"data","payload":"after"}`) {
+		t.Fatalf("the open connection's message did not reach its upstream: A got %v", upA.received())
+	}
+	// A new connection to /gw reaches upstream B.
+	c := dialGW(t, s, "nina", nil)
+	c.Send(t, `{"type":"data","payload":"moved"}`)
+	if got := nextRaw(t, c, 5*time.Second); !strings.Contains(got, "moved") {
+		t.Fatalf("echo %q", got)
+	}
+	if !slices.Contains(upB.received(), `{"type":"data","payload":"moved"}`) || slices.Contains(upA.received(), `{"type":"data","payload":"moved"}`) {
+		t.Fatalf("/gw did not move to upstream B: A %v, B %v", upA.received(), upB.received())
+	}
+	// The added raw route serves.
+	h := bearer(s.Token(t, "rita", nil))
+	r, _, err := s.Dial(t, wsgatetest.DialOptions{URL: "wss://" + s.Addr + "/gw2", Header: h})
+	if err != nil {
+		t.Fatalf("dial the added route: %v", err)
+	}
+	r.Send(t, "not json at all")
+	if got := nextRaw(t, r, 5*time.Second); got != "not json at all" {
+		t.Fatalf("raw echo %q", got)
+	}
+
+	// A route that cannot be built (a raw route cannot check signatures)
+	// refuses the whole file: /gw2 and the rest stay as they were.
+	bad := gatewayConfig(upA.URL, "json")
+	bad.TLS = cfg.TLS
+	bad.Routes = append(bad.Routes, config.Route{Path: "/gw3", Upstream: upA.URL, Validation: "raw", Integrity: "hmac", IdentityKey: identityKey})
+	if err := s.Reload(bad); err == nil {
+		t.Fatal("a file with a route that cannot be built was accepted")
+	}
+	r2, _, err := s.Dial(t, wsgatetest.DialOptions{URL: "wss://" + s.Addr + "/gw2", Header: h})
+	if err != nil {
+		t.Fatalf("after a refused reload /gw2 is gone: %v", err)
+	}
+	_ = r2.Conn.Close()
+	c2 := dialGW(t, s, "nina", nil)
+	c2.Send(t, `{"type":"data","payload":"still B"}`)
+	nextRaw(t, c2, 5*time.Second)
+	if !slices.Contains(upB.received(), `{"type":"data","payload":"still B"}`) {
+		t.Fatalf("after a refused reload /gw left upstream B: B %v", upB.received())
 	}
 }

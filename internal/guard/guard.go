@@ -106,8 +106,12 @@ type Admission struct {
 	Identity    auth.Identity
 	Credential  auth.CredentialSource
 	Subprotocol string
-	Lease       *quota.Lease
-	echo        string
+	// Offered is every application subprotocol the client offered (token
+	// entries removed), for a route that lets its upstream choose; Echo is the
+	// credential marker ("bearer") to answer when nothing else is.
+	Offered []string
+	Echo    string
+	Lease   *quota.Lease
 }
 
 // Rejection is a refused handshake. Status and Code are what the client sees;
@@ -235,6 +239,7 @@ func (g *Guard) Check(ctx context.Context, r *http.Request) (*Admission, *Reject
 		}
 	}
 	adm.Lease = lease
+	adm.Offered = appProtocols
 	adm.Subprotocol = chooseSubprotocol(p.Subprotocols, appProtocols, echo)
 	return adm, nil
 }
@@ -262,13 +267,13 @@ func unauthorized(reason string, err error) *Rejection {
 // authenticate fills adm.Identity according to the auth mode.
 func (g *Guard) authenticate(ctx context.Context, r *http.Request, p *Policy, adm *Admission) ([]string, string, *Rejection) {
 	appProtocols, rej := g.identify(ctx, r, p, adm)
-	return appProtocols, adm.echo, rej
+	return appProtocols, adm.Echo, rej
 }
 
 func (g *Guard) identify(ctx context.Context, r *http.Request, p *Policy, adm *Admission) ([]string, *Rejection) {
 	leaf, certID, certErr := g.certIdentity(r, p)
 	cred, appProtocols, credErr := auth.Extract(r, p.Extract)
-	adm.echo = cred.EchoProtocol
+	adm.Echo = cred.EchoProtocol
 	hasCred := credErr == nil
 	if errors.Is(credErr, auth.ErrAmbiguousCredential) {
 		rej := reject(http.StatusBadRequest, "bad_request", "ambiguous_credential", credErr)

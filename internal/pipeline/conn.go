@@ -4,6 +4,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/integrity"
 	"github.com/wsgate/wsgate/internal/limit"
 )
 
@@ -22,9 +23,9 @@ type ConnState struct {
 	// Tier names the rate-limit tier (e.g. from a JWT claim); "" or unknown → "default".
 	Tier string
 
-	// Verify is the Verifier's per-connection state (e.g. integrity keys and the last
-	// sequence number), set by the session owner; nil when the Verifier has none.
-	Verify any
+	// Integrity is the connection's message-integrity state from its handshake
+	// (keys, last sequence number), for the Verifier; nil when it has none.
+	Integrity *Integrity
 
 	// Now, when set by the owner before Process, is the time the message arrived:
 	// the rate stage uses it instead of reading Options.Now, so that one clock read
@@ -39,6 +40,16 @@ type ConnState struct {
 	abuse  abuseWindow
 	budget connBudgets
 	tier   tierCache
+}
+
+// Integrity is one connection's message-integrity state as the handshake left
+// it: the keys that open its envelopes, and whether every message must be one.
+type Integrity struct {
+	Conn *integrity.ConnIntegrity
+	// Required: every message but ping must be a valid signed envelope (the
+	// endpoint's integrity mode). Otherwise signed envelopes are verified and
+	// unsigned messages pass, and namespaces that require signatures refuse them.
+	Required bool
 }
 
 // tierCache remembers which Tier of which Pipeline st.Tier resolved to, sparing a

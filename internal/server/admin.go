@@ -54,7 +54,7 @@ func (s *Server) reloadFrom(path string) error {
 	}
 	// A certificate given in memory (dev mode, tests, embedding) cannot come from
 	// a file: keep it, or Reload would see a TLS change and refuse.
-	if old := s.cfg.Load(); cfg.TLS.CertFile == "" && cfg.TLS.Certificate == nil {
+	if old := s.config(); cfg.TLS.CertFile == "" && cfg.TLS.Certificate == nil {
 		cfg.TLS.Certificate = old.TLS.Certificate
 	}
 	return s.Reload(cfg)
@@ -134,7 +134,7 @@ func (s *Server) sessionChannels(ss *session.Session) []string {
 // newAdminAPI builds the admin API and dashboard handler.
 func (s *Server) newAdminAPI() (*admin.Handler, error) {
 	return admin.New(admin.Options{
-		Token: func() string { return s.cfg.Load().Admin.Token },
+		Token: func() string { return s.config().Admin.Token },
 		Conns: (*adminBackend)(s),
 		Bans:  (*adminBackend)(s),
 		// Redis mode: a ban with kick also closes the subject's connections on
@@ -146,7 +146,7 @@ func (s *Server) newAdminAPI() (*admin.Handler, error) {
 		Audit:       s.audit,
 		Log:         s.log,
 		Done:        s.ctx.Done(),
-		IPKey:       func(a netip.Addr) string { return s.guard.Policy().IPPrefixes.Key(a) },
+		IPKey:       func(a netip.Addr) string { return s.rt.Load().policy.IPPrefixes.Key(a) },
 	})
 }
 

@@ -5,16 +5,19 @@
 //
 // The path of one connection, in file order:
 //
-//	server.go      New, the HTTP mux, handleWebSocket (the built-in service's endpoint)
-//	gateway.go     routes[] with an upstream and WithRawRoute endpoints
+//	endpoint.go    endpoint.ServeHTTP: guard → integrity handshake → route.admit → upgrade → session
 //	integrity.go   the handshake's integrity step and the pipeline's integrity stage
-//	realtime.go    the room route (channels, history, presence, commands)
+//	realtime.go    the room route's router (channels, history, presence, commands)
 //	hooks.go       application hooks and per-room limits consulted by the room route
+//	gateway.go     the upstream route (gateway) and the in-process raw route
 //	observe.go     session events → metrics, audit, alerts
 //
-// Around it: state.go and state_redis.go (stores shared between nodes),
-// visibility.go (metrics, audit, alerts), reload.go (Reload under one mutex),
-// admin.go and admin_handler.go (the admin listener), serve.go
-// (ListenAndServe), dev.go and demo.go (--dev). docs/architecture.md has the
-// whole picture.
+// compile.go builds a runtime (everything derived from one configuration:
+// endpoints, routes, pipelines, guard policy, verifier, keys) that the Server
+// holds in one atomic pointer; reload.go compiles a new one under a mutex and
+// swaps it. Around them: server.go (New, the parts that outlive a runtime),
+// state.go and state_redis.go (stores shared between nodes), visibility.go
+// (metrics, audit, alerts), admin.go and admin_handler.go (the admin
+// listener), serve.go (ListenAndServe), dev.go and demo.go (--dev).
+// docs/architecture.md has the whole picture.
 package server

@@ -92,7 +92,7 @@ func (o *observer) auditMessage(s *session.Session, typ string, data []byte) {
 		if p := o.enc.Policy(); len(p.Namespaces) > 0 && carriesPayload(typ) {
 			ch := messageChannel(data)
 			if ch == "" {
-				ch = o.cfg.Load().Channels.DefaultChannel
+				ch = (*Server)(o).config().Channels.DefaultChannel
 			}
 			if p.Encrypted(ch) {
 				keyID := ""
@@ -139,7 +139,7 @@ func (s *Server) checkEndToEnd(typ string, channel, payload, text []byte) *proto
 			return nil // the room reports the bad channel
 		}
 	} else {
-		ch = s.cfg.Load().Channels.DefaultChannel
+		ch = s.config().Channels.DefaultChannel
 	}
 	if !p.IsEndToEnd(ch) {
 		return nil

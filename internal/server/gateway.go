@@ -8,11 +8,9 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/audit"
 	"github.com/wsgate/wsgate/internal/auth"
 	"github.com/wsgate/wsgate/internal/guard"
 	"github.com/wsgate/wsgate/internal/outbox"
@@ -26,66 +24,36 @@ import (
 // gatewayProbeInterval is how often a route whose upstream is down is probed.
 const gatewayProbeInterval = 5 * time.Second
 
-// gatewayRoute is one routes[] entry with an upstream: its own guard policy,
-// transport limits, message checks and dialer. Routes are built at New; a
-// reload changes what they share with the core (keys, handshake rate, trusted
-// proxies, quotas, bans) but not their own settings, which need a restart.
-type gatewayRoute struct {
-	route    config.Route
-	name     string // host+path, the metrics and audit label
-	pattern  string // ServeMux pattern
-	guard    *guard.Guard
-	base     atomic.Pointer[guard.Policy] // the core policy the route policy was derived from
-	upgrader *transport.Upgrader
-	pipeline *pipeline.Pipeline // nil in raw mode
-	raw      *upstream.RawLimiter
-	dialer   *upstream.Dialer
-	sopts    session.Options
-	linkWait time.Duration
-	// integrity is the route's message integrity mode (JSON routes only).
-	integrity string
-	// handler serves a WithRawRoute route in process (no upstream, dialer nil).
-	handler RawHandler
+// upstreamRoute is a routes[] entry with an upstream: each admitted handshake
+// dials it, and the session forwards what it accepts (gatewayLink).
+type upstreamRoute struct {
+	srv          *Server
+	name         string
+	subprotocols []string             // the route's; nil lets the upstream pick among all offered
+	raw          *upstream.RawLimiter // raw mode's rate limits; nil in JSON mode
+	dialer       *upstream.Dialer
+	linkWait     time.Duration
 }
 
-// buildGateways builds every route with an upstream; errors stop New.
-func (s *Server) buildGateways(cfg *config.Config) error {
-	s.gateways = nil
-	scratch := http.NewServeMux()
-	for i, r := range cfg.Routes {
-		if r.Upstream == "" {
-			continue
-		}
-		rt, err := s.newRoute(cfg, r, nil)
-		if err != nil {
-			return fmt.Errorf("routes[%d]: %w", i, err)
-		}
-		if err := tryPattern(scratch, rt.pattern); err != nil {
-			return fmt.Errorf("routes[%d]: %w", i, err)
-		}
-		s.gateways = append(s.gateways, rt)
-	}
-	for i, rr := range s.rawRoutes {
-		r := rr.route
-		switch {
-		case rr.h == nil:
-			return fmt.Errorf("WithRawRoute(%q): nil handler", r.Path)
-		case r.Upstream != "":
-			return fmt.Errorf("WithRawRoute(%q): a raw route served in process has no upstream", r.Path)
-		case r.Validation != "" && r.Validation != "raw":
-			return fmt.Errorf("WithRawRoute(%q): validation must be raw", r.Path)
-		case !strings.HasPrefix(r.Path, "/"):
-			return fmt.Errorf("WithRawRoute(%q): path must start with /", r.Path)
-		}
-		r.Validation = "raw"
-		rt, err := s.newRoute(cfg, r, rr.h)
-		if err != nil {
-			return fmt.Errorf("WithRawRoute[%d] %q: %w", i, r.Path, err)
-		}
-		if err := tryPattern(scratch, rt.pattern); err != nil {
-			return fmt.Errorf("WithRawRoute[%d]: %w", i, err)
-		}
-		s.gateways = append(s.gateways, rt)
+// handlerRoute is a WithRawRoute route: the raw checks, then the embedder's
+// handler, in process.
+type handlerRoute struct {
+	srv *Server
+	raw *upstream.RawLimiter
+	h   RawHandler
+}
+
+// checkRawRoute refuses a WithRawRoute route that cannot be served in process.
+func checkRawRoute(r config.Route, h RawHandler) error {
+	switch {
+	case h == nil:
+		return fmt.Errorf("WithRawRoute(%q): nil handler", r.Path)
+	case r.Upstream != "":
+		return fmt.Errorf("WithRawRoute(%q): a raw route served in process has no upstream", r.Path)
+	case r.Validation != "" && r.Validation != "raw":
+		return fmt.Errorf("WithRawRoute(%q): validation must be raw", r.Path)
+	case !strings.HasPrefix(r.Path, "/"):
+		return fmt.Errorf("WithRawRoute(%q): path must start with /", r.Path)
 	}
 	return nil
 }
@@ -105,23 +73,18 @@ func tryPattern(mux *http.ServeMux, pattern string) (err error) {
 	return nil
 }
 
-// newRoute builds a route: a gateway to r.Upstream, or, with h, a raw route
-// served in process.
-func (s *Server) newRoute(cfg *config.Config, r config.Route, h RawHandler) (*gatewayRoute, error) {
-	rt := &gatewayRoute{route: r, name: r.Host + r.Path, pattern: r.Host + r.Path, handler: h}
+// newRoute compiles a route's endpoint: a gateway to r.Upstream, or, with h, a
+// raw route served in process. Its guard is the runtime's policy with the
+// route's origins and subprotocols, over the same verifier and stores.
+func (s *Server) newRoute(rt *runtime, r config.Route, h RawHandler) (*endpoint, error) {
+	cfg := rt.cfg
+	e := &endpoint{srv: s, cfg: cfg, name: r.Host + r.Path, pattern: r.Host + r.Path,
+		guard: s.newGuard(rt, routePolicy(rt.policy, r))}
 	maxBytes := cfg.Limits.MaxMessageBytes
 	if r.MaxMessageBytes > 0 {
 		maxBytes = r.MaxMessageBytes
 	}
 	allowBinary := r.AllowBinary || cfg.Limits.AllowBinary
-
-	// Guard: the core's policy with the route's origins and subprotocols; it
-	// shares the verifier and every store with the core.
-	base := guardPolicy(cfg)
-	rt.base.Store(s.guard.Policy())
-	rt.guard = guard.New(routePolicy(base, r), guard.Deps{
-		Verifier: s.guard.Verifier(), Limiter: s.limiter, Bans: s.bans, Quotas: s.quotas, Tickets: s.tickets,
-	})
 
 	to := transportOptions(cfg)
 	to.MaxMessageBytes = maxBytes
@@ -130,28 +93,24 @@ func (s *Server) newRoute(cfg *config.Config, r config.Route, h RawHandler) (*ga
 	if err != nil {
 		return nil, fmt.Errorf("transport: %w", err)
 	}
-	rt.upgrader = up
+	e.upgrader = up
 
-	rt.integrity = r.Integrity
-	if rt.integrity == "" {
-		rt.integrity = cfg.Integrity.Mode
-	}
+	var raw *upstream.RawLimiter
 	if r.Validation == "raw" {
 		// Signed envelopes are JSON: a raw route cannot check them.
 		if r.Integrity != "" && r.Integrity != "off" {
 			return nil, fmt.Errorf("integrity %q needs validation: json", r.Integrity)
 		}
-		rt.integrity = "off"
 		tiers := make(map[string]upstream.RawTier, len(cfg.Rate.Tiers))
-		for name, t := range cfg.Rate.Tiers {
-			tiers[name] = upstream.RawTier{
-				Messages: lim(t.Messages), Bytes: lim(t.Bytes),
-				UserMessages: lim(t.UserMessages), UserBytes: lim(t.UserBytes),
-				IPMessages: lim(t.IPMessages), IPBytes: lim(t.IPBytes),
-			}
+		for name, t := range rateTiers(cfg) {
+			tiers[name] = upstream.RawTier(t)
 		}
-		rt.raw = &upstream.RawLimiter{Limiter: s.limiter, Tiers: tiers, FailOpen: cfg.Rate.FailOpen}
+		raw = &upstream.RawLimiter{Limiter: s.limiter, Tiers: tiers, FailOpen: cfg.Rate.FailOpen}
 	} else {
+		e.integrity = integrityMode(r.Integrity)
+		if r.Integrity == "" {
+			e.integrity = integrityMode(cfg.Integrity.Mode)
+		}
 		popts, err := pipelineOptions(cfg, s.limiter)
 		if err != nil {
 			return nil, err
@@ -166,7 +125,7 @@ func (s *Server) newRoute(cfg *config.Config, r config.Route, h RawHandler) (*ga
 		if err != nil {
 			return nil, fmt.Errorf("pipeline: %w", err)
 		}
-		rt.pipeline = p
+		e.pipeline = p
 	}
 
 	var key []byte
@@ -182,9 +141,10 @@ func (s *Server) newRoute(cfg *config.Config, r config.Route, h RawHandler) (*ga
 	so := sessionOptions(cfg)
 	so.NoWelcome = true
 	so.WelcomeLimits = nil
-	rt.sopts = so
+	e.sopts = &so
 	if h != nil {
-		return rt, nil
+		e.route = &handlerRoute{srv: s, raw: raw, h: h}
+		return e, nil
 	}
 	ob := outboxOptions(cfg)
 	if ob.MaxMessages <= 0 {
@@ -197,7 +157,7 @@ func (s *Server) newRoute(cfg *config.Config, r config.Route, h RawHandler) (*ga
 	// batches what clients send), but never bigger than the client's queue.
 	upMax := min(max(4*maxBytes, upstream.DefaultMaxMessageBytes), ob.MaxBytes)
 	d, err := upstream.NewDialer(upstream.Options{
-		Route:           rt.name,
+		Route:           e.name,
 		URL:             r.Upstream,
 		StripParams:     r.StripParams,
 		Host:            r.Host,
@@ -222,12 +182,13 @@ func (s *Server) newRoute(cfg *config.Config, r config.Route, h RawHandler) (*ga
 	if err != nil {
 		return nil, err
 	}
-	rt.dialer = d
-	rt.linkWait = d.Options().CloseTimeout + time.Second
-	if rt.linkWait < 2*time.Second {
-		rt.linkWait = 3 * time.Second
+	u := &upstreamRoute{srv: s, name: e.name, subprotocols: r.Subprotocols, raw: raw, dialer: d}
+	u.linkWait = d.Options().CloseTimeout + time.Second
+	if u.linkWait < 2*time.Second {
+		u.linkWait = 3 * time.Second
 	}
-	return rt, nil
+	e.route = u
+	return e, nil
 }
 
 // routePolicy is the core policy with the route's overrides.
@@ -239,58 +200,29 @@ func routePolicy(p guard.Policy, r config.Route) guard.Policy {
 	return p
 }
 
-// guardFor returns the route's guard, following the core's policy and verifier
-// after a reload.
-func (rt *gatewayRoute) guardFor(s *Server) *guard.Guard {
-	if v := s.guard.Verifier(); v != rt.guard.Verifier() {
-		rt.guard.SetVerifier(v)
-	}
-	if p := s.guard.Policy(); p != rt.base.Load() {
-		// Concurrent handshakes may both rebuild: they store equivalent policies.
-		rt.guard.SetPolicy(routePolicy(*p, rt.route))
-		rt.base.Store(p)
-	}
-	return rt.guard
-}
-
-// mountGateways registers the gateway routes (routes[] with an upstream) and
-// starts the health prober.
-func (s *Server) mountGateways(mux *http.ServeMux) {
-	upstreams := 0
-	for _, rt := range s.gateways {
-		if rt.handler != nil {
-			mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) { s.handleRawRoute(rt, w, r) })
-			continue
+// probeUpstreams probes, until the server stops, the upstreams of the runtime
+// in force that are down, so that wsgate_upstream_up and /readyz recover
+// without waiting for a client.
+func (s *Server) probeUpstreams() {
+	t := time.NewTicker(gatewayProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
 		}
-		upstreams++
-		mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) { s.handleGateway(rt, w, r) })
-		s.metrics.UpstreamUp(rt.name, true)
-	}
-	if upstreams == 0 {
-		return
-	}
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
-		t := time.NewTicker(gatewayProbeInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.ctx.Done():
-				return
-			case <-t.C:
+		for _, e := range s.rt.Load().endpoints {
+			u, ok := e.route.(*upstreamRoute)
+			if !ok || u.dialer.Health().Up {
+				continue
 			}
-			for _, rt := range s.gateways {
-				if rt.dialer == nil || rt.dialer.Health().Up {
-					continue
-				}
-				if err := rt.dialer.Probe(s.ctx); err == nil {
-					s.metrics.UpstreamUp(rt.name, true)
-					s.log.Info("upstream reachable again", "route", rt.name)
-				}
+			if err := u.dialer.Probe(s.ctx); err == nil {
+				s.metrics.UpstreamUp(u.name, true)
+				s.log.Info("upstream reachable again", "route", u.name)
 			}
 		}
-	}()
+	}
 }
 
 // withGatewayReadiness adds each upstream's health to the /readyz body. A down
@@ -298,10 +230,11 @@ func (s *Server) mountGateways(mux *http.ServeMux) {
 // every node, so taking this one out of rotation would not help and would take
 // the other routes down with it. Alert on wsgate_upstream_up == 0 instead.
 func (s *Server) withGatewayReadiness(body map[string]any) map[string]any {
-	ups := make(map[string]any, len(s.gateways))
+	ups := map[string]any{}
 	degraded := false
-	for _, rt := range s.gateways {
-		if rt.dialer == nil {
+	for _, ep := range s.rt.Load().endpoints {
+		rt, ok := ep.route.(*upstreamRoute)
+		if !ok {
 			continue
 		}
 		h := rt.dialer.Health()
@@ -323,110 +256,62 @@ func (s *Server) withGatewayReadiness(body map[string]any) map[string]any {
 	return body
 }
 
-// handleGateway guards the handshake exactly as for the core, dials the
-// upstream, and only then answers the client's upgrade; the session (both legs)
-// then runs on a goroutine of the Server's (serveSession) and the handler returns.
-func (s *Server) handleGateway(rt *gatewayRoute, w http.ResponseWriter, r *http.Request) {
-	if s.draining.Load() {
-		(&guard.Rejection{Status: http.StatusServiceUnavailable, Code: "shutting_down", Reason: "draining", RetryAfter: time.Second}).Write(w)
-		return
+// admit dials the upstream for an admitted handshake, before the client's
+// upgrade is answered: the client gets the upstream's subprotocol, or a 502/503
+// when it cannot be reached.
+func (u *upstreamRoute) admit(r *http.Request, h *handshake) (binding, *guard.Rejection) {
+	s, adm := u.srv, h.adm
+	offer := adm.Offered
+	if len(u.subprotocols) > 0 {
+		offer = slices.DeleteFunc(slices.Clone(offer), func(p string) bool { return !slices.Contains(u.subprotocols, p) })
 	}
-	g := rt.guardFor(s)
-	adm, rej := g.Check(r.Context(), r)
-	if rej != nil {
-		s.observeHandshake(r, g.ClientKey(r), rej)
-		rej.Write(w)
-		return
-	}
-	cfg := s.cfg.Load()
-	tier := adm.Identity.Tier(cfg.Auth.TierClaim)
-	if _, ok := cfg.Rate.Tiers[tier]; !ok {
-		tier = "default"
-	}
-	// The guard parsed the same header; here we want the whole list of
-	// application subprotocols (token entries removed), not its one choice.
-	cred, app, _ := auth.Extract(r, g.Policy().Extract)
-	offer := app
-	if len(rt.route.Subprotocols) > 0 {
-		offer = slices.DeleteFunc(slices.Clone(app), func(p string) bool { return !slices.Contains(rt.route.Subprotocols, p) })
-	}
-	id := session.NewID()
 	ip := adm.IP.String()
-	verify, rej := s.connIntegrity(r, rt.integrity, adm, id)
-	if rej != nil {
-		adm.Lease.Release()
-		s.observeHandshake(r, adm.IPKey, rej)
-		rej.Write(w)
-		return
-	}
-	link, err := rt.dialer.Dial(r.Context(), upstream.DialRequest{
+	link, err := u.dialer.Dial(r.Context(), upstream.DialRequest{
 		Request: r, ClientIP: ip, User: adm.Identity.Subject, Claims: adm.Identity.Claims,
-		ExpiresAt: adm.Identity.ExpiresAt, ConnID: id, Subprotocols: offer,
+		ExpiresAt: adm.Identity.ExpiresAt, ConnID: h.connID, Subprotocols: offer,
 	})
 	if err != nil {
-		adm.Lease.Release()
 		var de *upstream.DialError
 		if !errors.As(err, &de) {
 			de = &upstream.DialError{Status: http.StatusBadGateway, Reason: "connect", Err: err}
 		}
-		s.metrics.UpstreamDialError(rt.name)
-		s.metrics.UpstreamUp(rt.name, rt.dialer.Health().Up)
-		s.log.Warn("upstream dial failed", "route", rt.name, "conn_id", id, "ip", ip, "user", adm.Identity.Subject,
+		s.metrics.UpstreamDialError(u.name)
+		s.metrics.UpstreamUp(u.name, u.dialer.Health().Up)
+		s.log.Warn("upstream dial failed", "route", u.name, "conn_id", h.connID, "ip", ip, "user", adm.Identity.Subject,
 			"reason", de.Reason, "err", err)
-		rej := &guard.Rejection{Status: de.Status, Code: "upstream_unavailable", Reason: "upstream_" + de.Reason, RetryAfter: de.RetryAfter}
-		s.observeHandshake(r, adm.IPKey, rej)
-		rej.Write(w)
-		return
+		return nil, &guard.Rejection{Status: de.Status, Code: "upstream_unavailable", Reason: "upstream_" + de.Reason, RetryAfter: de.RetryAfter}
 	}
-	s.metrics.UpstreamUp(rt.name, true)
-	sub := link.Subprotocol()
-	if sub == "" {
-		sub = cred.EchoProtocol // browsers fail a handshake whose offer got no answer
+	s.metrics.UpstreamUp(u.name, true)
+	h.subprotocol = link.Subprotocol()
+	if h.subprotocol == "" {
+		h.subprotocol = adm.Echo // browsers fail a handshake whose offer got no answer
 	}
-	gl := &gatewayLink{srv: s, rt: rt, link: link}
-	deps := session.Deps{
-		Pipeline: rt.pipeline,
-		Router:   gl,
-		Strikes:  s.strikes,
-		Refresh:  s.refresh,
-		Log:      s.log,
-		Registry: s.registry,
-		Observer: gl,
-	}
-	if rt.raw != nil {
-		deps.Raw = gl
-	}
-	sess := session.New(session.Params{
-		ID: id, IP: adm.IP, IPKey: adm.IPKey, Route: rt.name, Subprotocol: sub, Identity: adm.Identity, Lease: adm.Lease, Tier: tier, Verify: verify,
-	}, rt.sopts, deps)
-	conn, err := rt.upgrader.Upgrade(w, r, sub, sess)
-	if err != nil {
-		link.Abort()
-		adm.Lease.Release()
-		s.log.Info("upgrade failed", "route", rt.name, "ip", ip, "err", err)
-		return
-	}
-	s.observeHandshake(r, adm.IPKey, nil)
-	sess.Attach(conn)
-	gl.sess = sess
-	link.Start(gatewayClient{sess: sess}, gl.upstreamEnded)
-	s.metrics.ConnOpened(rt.name)
-	s.audit.Log(audit.Event{Event: audit.HandshakeAccepted, ConnID: id, IP: ip, User: adm.Identity.Subject, Route: rt.name,
-		Detail: map[string]any{"credential_source": string(adm.Credential), "subprotocol": sub, "upstream": true}})
-	s.log.Info("connected", "conn_id", id, "ip", ip, "user", adm.Identity.Subject, "route", rt.name,
-		"subprotocol", sub, "credential_source", string(adm.Credential), "upstream", true)
-	sess.Start()
-	s.serveSession(sess)
+	h.detail = map[string]any{"upstream": true}
+	return &gatewayLink{srv: s, rt: u, link: link}, nil
 }
 
 // gatewayLink ties one session to its upstream leg: it is the session's router
 // (JSON mode), raw router (raw mode) and observer (to propagate the close).
 type gatewayLink struct {
 	srv  *Server
-	rt   *gatewayRoute
+	rt   *upstreamRoute
 	link *upstream.Link
 	sess *session.Session
 }
+
+func (g *gatewayLink) deps(d *session.Deps) {
+	d.Router, d.Observer = g, g
+	if g.rt.raw != nil {
+		d.Raw = g
+	}
+}
+
+func (g *gatewayLink) attached(ss *session.Session) {
+	g.sess = ss
+	g.link.Start(gatewayClient{sess: ss}, g.upstreamEnded)
+}
+
+func (g *gatewayLink) abort() { g.link.Abort() }
 
 // Handle forwards a message the pipeline accepted with the opcode it arrived
 // with: a binary frame carrying JSON (allow_binary) stays binary upstream.
@@ -439,19 +324,19 @@ func (g *gatewayLink) Handle(_ context.Context, s *session.Session, m pipeline.M
 // has no error reply, and a silently dropped frame would desynchronise client
 // and upstream, so a rate-limited message closes the connection (1008) instead.
 func (g *gatewayLink) HandleRaw(ctx context.Context, s *session.Session, op transport.Opcode, data []byte) {
-	if g.allowRaw(ctx, s, data) {
+	if g.srv.allowRaw(ctx, g.rt.raw, s, data) {
 		_ = g.link.Forward(op, data)
 	}
 }
 
-// allowRaw applies the route's raw rate limits to one message and observes it;
+// allowRaw applies a raw route's rate limits to one message and observes it;
 // a refused message closes the connection and returns false.
-func (g *gatewayLink) allowRaw(ctx context.Context, s *session.Session, data []byte) bool {
+func (srv *Server) allowRaw(ctx context.Context, raw *upstream.RawLimiter, s *session.Session, data []byte) bool {
 	start := time.Now()
 	st := s.ConnState()
-	ok, retry, err := g.rt.raw.Allow(ctx, upstream.RawConn{ConnID: st.ConnID, User: st.User, IP: st.IP, Tier: st.Tier}, len(data))
+	ok, retry, err := raw.Allow(ctx, upstream.RawConn{ConnID: st.ConnID, User: st.User, IP: st.IP, Tier: st.Tier}, len(data))
 	if ok {
-		(*observer)(g.srv).Message(s, "raw", data, nil, time.Since(start))
+		(*observer)(srv).Message(s, "raw", data, nil, time.Since(start))
 		return true
 	}
 	rej := &protocol.Error{Code: protocol.CodeRateLimited, Message: "rate limit exceeded", RetryAfter: retry,
@@ -460,7 +345,7 @@ func (g *gatewayLink) allowRaw(ctx context.Context, s *session.Session, data []b
 		rej = &protocol.Error{Code: protocol.CodeUnavailable, Message: "rate limiter unavailable", RetryAfter: time.Second,
 			Close: protocol.ReasonTryAgainLater}
 	}
-	(*observer)(g.srv).Message(s, "raw", data, rej, time.Since(start))
+	(*observer)(srv).Message(s, "raw", data, rej, time.Since(start))
 	s.Close(rej.Close)
 	if rej.Strike {
 		s.Strike(rej.Code)
@@ -521,63 +406,26 @@ func (c gatewayClient) CloseWith(code uint16, reason string) {
 	c.sess.CloseWith(protocol.CloseCode(code), reason)
 }
 
-// handleRawRoute serves a WithRawRoute route: the route's guard and raw checks,
-// then every message to the embedder's handler. It mirrors handleGateway
-// without the upstream leg.
-func (s *Server) handleRawRoute(rt *gatewayRoute, w http.ResponseWriter, r *http.Request) {
-	if s.draining.Load() {
-		(&guard.Rejection{Status: http.StatusServiceUnavailable, Code: "shutting_down", Reason: "draining", RetryAfter: time.Second}).Write(w)
-		return
-	}
-	g := rt.guardFor(s)
-	adm, rej := g.Check(r.Context(), r)
-	if rej != nil {
-		s.observeHandshake(r, guard.ClientIP(r, g.Policy().TrustedProxies).String(), rej)
-		rej.Write(w)
-		return
-	}
-	cfg := s.cfg.Load()
-	tier := adm.Identity.Tier(cfg.Auth.TierClaim)
-	if _, ok := cfg.Rate.Tiers[tier]; !ok {
-		tier = "default"
-	}
-	id := session.NewID()
-	ip := adm.IP.String()
-	rl := &rawLink{srv: s, rt: rt}
-	sess := session.New(session.Params{
-		ID: id, IP: adm.IP, Route: rt.name, Subprotocol: adm.Subprotocol, Identity: adm.Identity, Lease: adm.Lease, Tier: tier,
-	}, rt.sopts, session.Deps{
-		Raw: rl, Router: rl, Strikes: s.strikes, Refresh: s.refresh, Log: s.log, Registry: s.registry, Observer: (*observer)(s),
-	})
-	s.observeHandshake(r, ip, nil)
-	conn, err := rt.upgrader.Upgrade(w, r, adm.Subprotocol, sess)
-	if err != nil {
-		adm.Lease.Release()
-		s.log.Info("upgrade failed", "route", rt.name, "ip", ip, "err", err)
-		return
-	}
-	sess.Attach(conn)
-	s.metrics.ConnOpened(rt.name)
-	s.audit.Log(audit.Event{Event: audit.HandshakeAccepted, ConnID: id, IP: ip, User: adm.Identity.Subject, Route: rt.name,
-		Detail: map[string]any{"credential": string(adm.Credential), "subprotocol": adm.Subprotocol, "raw_handler": true}})
-	s.log.Info("connected", "conn_id", id, "ip", ip, "user", adm.Identity.Subject, "route", rt.name,
-		"subprotocol", adm.Subprotocol, "credential", string(adm.Credential), "raw_handler", true)
-	sess.Start()
-	s.serveSession(sess)
+func (hr *handlerRoute) admit(*http.Request, *handshake) (binding, *guard.Rejection) {
+	return &rawLink{srv: hr.srv, rt: hr}, nil
 }
 
 // rawLink is a WithRawRoute session's raw router: the route's rate limits, then
 // the handler.
 type rawLink struct {
 	srv *Server
-	rt  *gatewayRoute
+	rt  *handlerRoute
 }
 
+func (l *rawLink) deps(d *session.Deps)      { d.Raw, d.Router = l, l }
+func (l *rawLink) attached(*session.Session) {}
+func (l *rawLink) abort()                    {}
+
 func (l *rawLink) HandleRaw(ctx context.Context, s *session.Session, op transport.Opcode, data []byte) {
-	if !(&gatewayLink{srv: l.srv, rt: l.rt}).allowRaw(ctx, s, data) {
+	if !l.srv.allowRaw(ctx, l.rt.raw, s, data) {
 		return
 	}
-	l.rt.handler(s, op, data)
+	l.rt.h(s, op, data)
 }
 
 // Handle is never called: a raw route's session has no pipeline.

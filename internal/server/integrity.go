@@ -26,12 +26,10 @@ type integrityState struct {
 	signer   *integrity.ServerSigner
 }
 
+// buildIntegrity builds the verifier without master keys: installing the
+// runtime gives it the key ring.
 func (s *Server) buildIntegrity(cfg *config.Config, replay integrity.ReplayCache) error {
-	ring, err := keyRing(cfg)
-	if err != nil {
-		return err
-	}
-	v, err := integrity.NewVerifier(integrity.Options{Keys: ring, Replay: replay, Window: cfg.Integrity.Window})
+	v, err := integrity.NewVerifier(integrity.Options{Replay: replay, Window: cfg.Integrity.Window})
 	if err != nil {
 		return fmt.Errorf("integrity: %w", err)
 	}
@@ -52,7 +50,6 @@ func (s *Server) buildIntegrity(cfg *config.Config, replay integrity.ReplayCache
 		return fmt.Errorf("integrity: %w", err)
 	}
 	s.integ = &integrityState{verifier: v, signer: signer}
-	s.integ.keys.Store(ring)
 	return nil
 }
 
@@ -87,15 +84,6 @@ func keyRing(cfg *config.Config) (*integrity.KeyRing, error) {
 	return r, nil
 }
 
-// connVerify is a connection's integrity state as the pipeline carries it. With
-// required set (the endpoint's integrity.mode), every message but ping must be a
-// valid signed envelope; without it, signed envelopes are verified and unsigned
-// messages pass, and namespaces that require signatures refuse them (room).
-type connVerify struct {
-	ci       *integrity.ConnIntegrity
-	required bool
-}
-
 // integrityVerifier adapts integrity.Verifier to the pipeline's Verifier stage.
 type integrityVerifier struct{ v *integrity.Verifier }
 
@@ -104,17 +92,17 @@ func (iv integrityVerifier) Open(ctx context.Context, st *pipeline.ConnState, m 
 	// member (the scanner located it): a "sig" in user text or inside a payload is
 	// content, not a signature.
 	signed := m.Members.Sig != nil
-	cv, _ := st.Verify.(*connVerify)
+	cv := st.Integrity
 	if cv == nil {
 		if signed {
 			return &protocol.Error{Code: protocol.CodeIntegrityPrefix + string(integrity.CodeBadEnvelope), Message: "signed messages need integrity keys for this connection", Strike: true}
 		}
 		return nil
 	}
-	if !signed && (!cv.required || m.Type == protocol.TypePing) {
+	if !signed && (!cv.Required || m.Type == protocol.TypePing) {
 		return nil
 	}
-	body, typ, err := iv.v.Open(ctx, cv.ci, m.Raw)
+	body, typ, err := iv.v.Open(ctx, cv.Conn, m.Raw)
 	if err != nil {
 		code := integrity.CodeOf(err)
 		rej := &protocol.Error{Code: protocol.CodeIntegrityPrefix + string(code), Message: "message integrity check failed: " + string(code), Strike: true}
@@ -129,8 +117,8 @@ func (iv integrityVerifier) Open(ctx context.Context, st *pipeline.ConnState, m 
 
 // signedMode is how a connection signs: "hmac", "pop" or "" when it cannot.
 func signedMode(st *pipeline.ConnState) string {
-	if cv, _ := st.Verify.(*connVerify); cv != nil {
-		return string(cv.ci.Mode())
+	if cv := st.Integrity; cv != nil {
+		return string(cv.Conn.Mode())
 	}
 	return ""
 }
@@ -141,7 +129,7 @@ func signedMode(st *pipeline.ConnState) string {
 // endpoint's mode off, a connection still gets optional integrity state (pop when
 // its token names a key and it proves possession, else hmac when master keys exist)
 // so that namespaces can require signed messages.
-func (s *Server) connIntegrity(r *http.Request, mode string, adm *guard.Admission, connID string) (any, *guard.Rejection) {
+func (s *Server) connIntegrity(r *http.Request, mode string, adm *guard.Admission, connID string) (*pipeline.Integrity, *guard.Rejection) {
 	if mode == "" || mode == "off" {
 		return s.optionalIntegrity(r, adm, connID), nil
 	}
@@ -149,18 +137,18 @@ func (s *Server) connIntegrity(r *http.Request, mode string, adm *guard.Admissio
 	if ci == nil {
 		return nil, rej
 	}
-	return &connVerify{ci: ci, required: true}, nil
+	return &pipeline.Integrity{Conn: ci, Required: true}, nil
 }
 
-func (s *Server) optionalIntegrity(r *http.Request, adm *guard.Admission, connID string) any {
+func (s *Server) optionalIntegrity(r *http.Request, adm *guard.Admission, connID string) *pipeline.Integrity {
 	if adm.Identity.KeyThumbprint != "" && r.URL.Query().Has(integrity.ParamPopKey) {
 		if ci, rej := s.requiredIntegrity(r, "pop", adm, connID); rej == nil {
-			return &connVerify{ci: ci}
+			return &pipeline.Integrity{Conn: ci}
 		}
 	}
 	if s.integ.keys.Load() != nil {
 		if ci, err := s.integ.verifier.NewHMACConn(adm.Identity.Subject, connID); err == nil {
-			return &connVerify{ci: ci}
+			return &pipeline.Integrity{Conn: ci}
 		}
 	}
 	return nil

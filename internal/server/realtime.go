@@ -43,16 +43,6 @@ func (s *Server) buildRealtime(cfg *config.Config, commands command.Backend) err
 	return nil
 }
 
-func roomNamespaces(cfg *config.Config) map[string]room.Namespace {
-	ns := make(map[string]room.Namespace, len(cfg.Channels.Namespaces))
-	for name, n := range cfg.Channels.Namespaces {
-		ns[name] = room.Namespace{ClientPublish: n.ClientPublish, MaxSubscribers: n.MaxSubscribers,
-			HistorySize: n.HistorySize, HistoryTTL: n.HistoryTTL, Presence: n.Presence, JoinLeave: n.JoinLeave && n.Presence,
-			Integrity: n.Integrity, SignOutput: n.SignOutput}
-	}
-	return ns
-}
-
 func roomOptions(cfg *config.Config, commands command.Backend, s *Server) room.Options {
 	o := room.Options{
 		Namespaces:           roomNamespaces(cfg),
@@ -77,7 +67,7 @@ func roomOptions(cfg *config.Config, commands command.Backend, s *Server) room.O
 		o.SubscriptionTokenVerify = func(ctx context.Context, token string) (map[string]any, error) {
 			// Only a token typed as a subscription grant (typ "subscription")
 			// grants a channel: an access token with a "channel" claim does not.
-			id, err := s.guard.Verifier().VerifySubscription(ctx, token)
+			id, err := s.rt.Load().verifier.VerifySubscription(ctx, token)
 			if err != nil {
 				return nil, err
 			}
@@ -147,6 +137,6 @@ func (s *Server) mountRealtime(mux *http.ServeMux) {
 // The keys are read per request so that a reload that rotates them takes effect.
 func (s *Server) publishHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.room.PublishHandler(s.cfg.Load().Channels.PublishAPIKeys).ServeHTTP(w, r)
+		s.room.PublishHandler(s.config().Channels.PublishAPIKeys).ServeHTTP(w, r)
 	})
 }

@@ -3,17 +3,14 @@ package server
 import (
 	"fmt"
 
-	"github.com/wsgate/wsgate/internal/alert"
 	"github.com/wsgate/wsgate/internal/audit"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/pipeline"
-	"github.com/wsgate/wsgate/internal/transport"
 )
 
 // Reload applies a new configuration without dropping connections: limits,
-// origins, keys/JWKS, schemas, tiers, strike policy and quotas change for what
-// happens next. Listener addresses, TLS files and the state backend need a restart;
+// origins, keys/JWKS, schemas, tiers, strike policy, quotas and gateway routes
+// change for what happens next; connections already open keep their route. Listener addresses, TLS files and the state backend need a restart;
 // a change to them is refused. An invalid configuration is refused whole and the
 // running one stays in force.
 //
@@ -31,8 +28,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 	return nil
 }
 
-func (s *Server) reload(cfg *config.Config) (err error) {
-	old := s.cfg.Load()
+func (s *Server) reload(cfg *config.Config) error {
+	prev := s.rt.Load()
+	old := prev.cfg
 	cfg.Dev = old.Dev
 	// A certificate given in memory (dev mode, tests, embedding) cannot come from a
 	// file: keep it when the file names none.
@@ -41,10 +39,6 @@ func (s *Server) reload(cfg *config.Config) (err error) {
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
-	}
-	rules := alertRules(cfg)
-	if err := alert.ValidateRules(rules); err != nil {
-		return fmt.Errorf("reload: alerts: %w", err)
 	}
 	// Addresses may have come from flags; they are not reloadable anyway.
 	cfg.Listen, cfg.Admin.Listen = old.Listen, old.Admin.Listen
@@ -71,77 +65,24 @@ func (s *Server) reload(cfg *config.Config) (err error) {
 	if !hooksEqual(cfg, old) {
 		return fmt.Errorf("reload: hooks and channels.namespaces.*.hooks/limits need a restart")
 	}
-	popts, err := pipelineOptions(cfg, s.limiter)
-	if err != nil {
-		return err
-	}
-	// A dev server's generated master key stays; configured keys are reloaded.
-	reloadKeys := len(cfg.Integrity.MasterKeys) > 0 || !cfg.Dev
-	ring, err := keyRing(cfg)
-	if err != nil {
-		return fmt.Errorf("reload: %w", err)
-	}
-	popts.Verifier = integrityVerifier{s.integ.verifier}
-	p, err := pipeline.New(popts)
-	if err != nil {
-		return fmt.Errorf("reload: pipeline: %w", err)
-	}
-	to := transportOptions(cfg)
-	up, err := transport.NewUpgrader(&to)
-	if err != nil {
-		return fmt.Errorf("reload: transport: %w", err)
-	}
-	ver, err := s.newVerifier(cfg)
-	if err != nil {
-		return fmt.Errorf("reload: %w", err)
-	}
-	// Until the verifier is handed to the guard it is ours: a refusal below must
-	// close it, or its JWKS refresher would outlive the reload.
-	installed := false
-	defer func() {
-		if !installed {
-			ver.Close()
-		}
-	}()
-	encPolicy, err := encryptionPolicy(cfg, s.enc.Policy())
+	// Everything derived from the file is built before anything changes; a
+	// refusal leaves the running configuration whole.
+	rt, err := s.compile(cfg, prev)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
 	s.pinSecrets(cfg)
-	// Everything is built: swap. The namespaces go first because their check
-	// (the default channel must stay in one) is the last one that can refuse.
-	// The encryption policy goes before them: a namespace that becomes at_rest
-	// must not take one publication in plaintext.
-	oldEnc := s.enc.Policy()
-	s.enc.SetPolicy(encPolicy)
-	if err := s.room.SetNamespaces(roomNamespaces(cfg)); err != nil {
-		s.enc.SetPolicy(oldEnc)
-		return fmt.Errorf("reload: channels: %w", err)
+	if err := s.install(rt); err != nil {
+		rt.close()
+		return fmt.Errorf("reload: %w", err)
 	}
-	s.logEncryption(encPolicy)
-	if err := s.alerts.SetRules(rules); err != nil {
-		return fmt.Errorf("reload: alerts: %w", err)
-	}
-	oldVer := s.guard.Verifier()
-	s.guard.SetVerifier(ver)
-	installed = true
-	oldVer.Close()
-	s.guard.SetPolicy(guardPolicy(cfg))
-	s.quotas.SetLimits(quotaLimits(cfg))
-	s.strikes.SetPolicy(strikePolicy(cfg))
-	s.pipeline.Store(p)
-	if reloadKeys {
-		s.integ.verifier.SetKeyRing(ring)
-		s.integ.keys.Store(ring)
-	}
-	s.upgrader.Store(up)
-	so := sessionOptions(cfg)
-	s.sopts.Store(&so)
+	// Handshakes already past the old runtime's guard finish with it; new ones
+	// reach the new one. Only its verifier's refresher is left to stop.
+	prev.close()
 	if s.logLevel != nil && cfg.Log.Level != old.Log.Level {
 		s.logLevel.Set(logLevel(cfg.Log.Level))
 		s.log.Warn("log level changed", "from", old.Log.Level, "to", cfg.Log.Level)
 	}
-	s.cfg.Store(cfg)
 	s.log.Info("configuration reloaded")
 	return nil
 }

@@ -24,7 +24,7 @@ type Listening struct {
 // applied), calls ready with the bound addresses, serves until ctx is done, then
 // shuts down gracefully within timeouts.drain.
 func (s *Server) ListenAndServe(ctx context.Context, ready func(Listening)) error {
-	cfg := s.cfg.Load()
+	cfg := s.config()
 	tlsCfg, err := s.tlsConfig(cfg)
 	if err != nil {
 		return err

@@ -29,27 +29,27 @@ import (
 	"github.com/wsgate/wsgate/internal/room"
 	"github.com/wsgate/wsgate/internal/session"
 	"github.com/wsgate/wsgate/internal/ticket"
-	"github.com/wsgate/wsgate/internal/transport"
 )
 
 // Server is a running wsgate: an http.Handler for the WebSocket endpoint(s) and the
 // small HTTP API beside them (tickets, health, keys), plus Shutdown.
 type Server struct {
-	cfg      atomic.Pointer[config.Config]
+	// rt is the runtime in force: everything compiled from the configuration
+	// (compile.go). Reload swaps it whole.
+	rt       atomic.Pointer[runtime]
 	log      *slog.Logger
 	redactor *redact.Redactor
 
-	guard    *guard.Guard
-	tickets  *ticket.Issuer
-	limiter  limit.Limiter
-	quotas   *quota.Quotas
-	qstore   quota.Store
-	bans     ban.List
-	strikes  *ban.Strikes
+	tickets *ticket.Issuer
+	limiter limit.Limiter
+	quotas  *quota.Quotas
+	qstore  quota.Store
+	bans    ban.List
+	strikes *ban.Strikes
+	// pipeline is rt's pipeline, which the built-in endpoint's sessions follow
+	// live (session.Deps.LivePipeline): a reload's limits apply to them too.
 	pipeline atomic.Pointer[pipeline.Pipeline]
 	registry *session.Registry
-	upgrader atomic.Pointer[transport.Upgrader]
-	sopts    atomic.Pointer[session.Options]
 
 	state   *stores
 	enc     *encrypt.Broker // around state.broker: seals at_rest, checks end_to_end namespaces
@@ -59,9 +59,7 @@ type Server struct {
 	audit   *audit.Logger
 	alerts  *alert.Engine
 
-	mux       *http.ServeMux
-	gateways  []*gatewayRoute // routes with an upstream or a WithRawRoute handler (gateway.go)
-	rawRoutes []rawRoute      // WithRawRoute, built with the gateways
+	rawRoutes []rawRoute // WithRawRoute, compiled with every runtime
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -148,13 +146,20 @@ func New(cfg *config.Config, opts ...Option) (*Server, error) {
 		}
 		return nil, err
 	}
-	s.cfg.Store(cfg)
-	err := s.checkHandlers(o.handlers)
+	rt, err := s.compile(cfg, nil)
+	if err == nil {
+		s.rt.Store(rt) // closed by the closer build registered
+		s.pipeline.Store(rt.pipeline)
+		err = s.checkHandlers(o.handlers)
+	}
 	if err == nil {
 		s.hooks, err = s.buildHooks(cfg, &o)
 	}
 	if err == nil {
 		err = s.buildRealtime(cfg, o.commands)
+	}
+	if err == nil {
+		err = s.install(rt)
 	}
 	if err != nil {
 		s.cancel()
@@ -163,7 +168,11 @@ func New(cfg *config.Config, opts ...Option) (*Server, error) {
 		}
 		return nil, err
 	}
-	s.routes()
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.probeUpstreams()
+	}()
 	return s, nil
 }
 
@@ -189,22 +198,16 @@ func (s *Server) build(cfg *config.Config) error {
 	if err := s.buildVisibility(cfg); err != nil {
 		return err
 	}
-	ver, err := s.newVerifier(cfg)
-	if err != nil {
-		return err
-	}
 	s.onClose(func() {
-		if s.guard != nil {
-			s.guard.Verifier().Close()
-		} else {
-			ver.Close()
+		if rt := s.rt.Load(); rt != nil {
+			rt.close()
 		}
 	})
 	s.pinSecrets(cfg)
 
-	// Before the stores: a bad key fails the start without touching Redis.
-	encPolicy, err := encryptionPolicy(cfg, nil)
-	if err != nil {
+	// Before the stores: a bad key fails the start without touching Redis
+	// (compile builds the policy in force).
+	if _, err := encryptionPolicy(cfg, nil); err != nil {
 		return err
 	}
 	st, err := s.newStores(cfg)
@@ -212,10 +215,9 @@ func (s *Server) build(cfg *config.Config) error {
 		return err
 	}
 	// Always decorated, so that a reload can turn encryption on or rotate keys.
-	s.enc = encrypt.NewBroker(st.broker, encPolicy)
+	s.enc = encrypt.NewBroker(st.broker, nil)
 	s.enc.SetLogger(s.log)
 	st.broker = s.enc
-	s.logEncryption(encPolicy)
 	s.state = st
 	if st.ping != nil {
 		ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
@@ -234,28 +236,7 @@ func (s *Server) build(cfg *config.Config) error {
 	if cfg.Auth.Tickets.Enabled {
 		s.tickets = ticket.NewIssuer(redactedTickets{st.tickets, s.redactor}, cfg.Auth.Tickets.TTL)
 	}
-	popts, err := pipelineOptions(cfg, s.limiter)
-	if err != nil {
-		return err
-	}
-	popts.Verifier = integrityVerifier{s.integ.verifier}
-	p, err := pipeline.New(popts)
-	if err != nil {
-		return fmt.Errorf("pipeline: %w", err)
-	}
-	s.pipeline.Store(p)
-	s.guard = guard.New(guardPolicy(cfg), guard.Deps{
-		Verifier: ver, Limiter: s.limiter, Bans: s.bans, Quotas: s.quotas, Tickets: s.tickets,
-	})
-	to := transportOptions(cfg)
-	up, err := transport.NewUpgrader(&to)
-	if err != nil {
-		return fmt.Errorf("transport: %w", err)
-	}
-	s.upgrader.Store(up)
-	so := sessionOptions(cfg)
-	s.sopts.Store(&so)
-	return s.buildGateways(cfg)
+	return nil
 }
 
 func (s *Server) newVerifier(cfg *config.Config) (*auth.Verifier, error) {
@@ -283,92 +264,12 @@ func (s *Server) newVerifier(cfg *config.Config) (*auth.Verifier, error) {
 	return v, nil
 }
 
-func quotaLimits(cfg *config.Config) quota.Limits {
-	c := cfg.Limits.Connections
-	return quota.Limits{PerIP: c.PerIP, PerUser: c.PerUser, Global: c.Global}
-}
-
-func strikePolicy(cfg *config.Config) ban.Policy {
-	a := cfg.Abuse
-	return ban.Policy{Window: a.Window, MaxStrikes: a.MaxStrikes, BanTTL: a.BanTTL, BanIP: a.BanIP, BanUser: a.BanUser,
-		// max_strikes 0, or banning neither IPs nor users, means no bans at all.
-		// --dev listens on loopback only and never bans loopback clients: one
-		// `wsgate check` or `bench` must not lock the developer out of the demo.
-		Off: a.MaxStrikes == 0 || (!a.BanIP && !a.BanUser) || cfg.Dev}
-}
-
-// ipPrefixes is how much of a client address is one client for every per-IP
-// control (limits.ipv4_prefix, limits.ipv6_prefix).
-func ipPrefixes(cfg *config.Config) limit.IPPrefixes {
-	return limit.IPPrefixes{V4: cfg.Limits.IPv4Prefix, V6: cfg.Limits.IPv6Prefix}
-}
-
-func lim(r config.RateLimit) limit.Limit { return limit.Limit{Rate: r.Rate, Burst: r.Burst} }
-
-func guardPolicy(cfg *config.Config) guard.Policy {
-	return guard.Policy{
-		Origins:        guard.OriginPolicy{Allowed: cfg.Origins.Allowed, AllowMissing: cfg.Origins.AllowMissing},
-		HandshakeRate:  lim(cfg.Limits.HandshakeRate),
-		TrustedProxies: cfg.ParseTrustedProxies(),
-		IPPrefixes:     ipPrefixes(cfg),
-		Extract:        auth.ExtractOptions{CookieName: cfg.Auth.CookieName, AllowQueryToken: cfg.Auth.AllowQueryToken},
-		AuthMode:       cfg.Auth.Mode,
-		IdentityFrom:   cfg.TLS.IdentityFrom,
-		Subprotocols:   []string{"wsgate.v1"},
-	}
-}
-
-func transportOptions(cfg *config.Config) transport.Options {
-	c := cfg.Compression
-	return transport.Options{
-		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
-		MaxFragments:    cfg.Limits.MaxFragments,
-		AllowBinary:     cfg.Limits.AllowBinary,
-		WriteTimeout:    cfg.Timeouts.Write,
-		Compression: transport.Compression{
-			Enabled: c.Enabled, ServerContextTakeover: c.ServerContextTakeover, ClientContextTakeover: c.ClientContextTakeover,
-			ServerMaxWindowBits: c.ServerMaxWindowBits, ClientMaxWindowBits: c.ClientMaxWindowBits, Level: c.Level,
-		},
-	}
-}
-
-func sessionOptions(cfg *config.Config) session.Options {
-	def := cfg.Rate.Tiers["default"]
-	return session.Options{
-		PingInterval: cfg.Timeouts.PingInterval,
-		PongTimeout:  cfg.Timeouts.PongTimeout,
-		Idle:         cfg.Timeouts.Idle,
-		Outbox:       outboxOptions(cfg),
-		WelcomeLimits: map[string]any{
-			"max_message_bytes":   cfg.Limits.MaxMessageBytes,
-			"messages_per_second": def.Messages.Rate,
-			"burst":               def.Messages.Burst,
-			"bytes_per_second":    def.Bytes.Rate,
-		},
-	}
-}
-
-// routes mounts the HTTP endpoints.
-func (s *Server) routes() {
-	cfg := s.cfg.Load()
-	mux := http.NewServeMux()
-	mux.HandleFunc(cfg.Path, s.handleWebSocket)
-	mux.HandleFunc("POST /v1/tickets", s.handleTicket)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", s.handleReady)
-	s.mountIntegrity(mux)
-	s.mountGateways(mux)
-	s.mountRealtime(mux)
-	s.mux = mux
-}
-
-// ServeHTTP serves the WebSocket endpoint and the public HTTP API.
+// ServeHTTP serves the WebSocket endpoints and the public HTTP API of the
+// runtime in force.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.active.Add(1)
 	defer s.active.Add(-1)
-	s.mux.ServeHTTP(w, r)
+	s.rt.Load().mux.ServeHTTP(w, r)
 }
 
 // handleReady is the public readiness probe: the status and its HTTP code, nothing
@@ -411,83 +312,6 @@ func (s *Server) readiness(ctx context.Context) (int, map[string]any) {
 	return status, body
 }
 
-// handleWebSocket guards and upgrades one connection, then hands the session to a
-// goroutine of the Server's (serveSession) and returns.
-func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
-	if s.draining.Load() {
-		(&guard.Rejection{Status: http.StatusServiceUnavailable, Code: "shutting_down", Reason: "draining", RetryAfter: time.Second}).Write(w)
-		return
-	}
-	adm, rej := s.guard.Check(r.Context(), r)
-	if rej != nil {
-		s.observeHandshake(r, s.guard.ClientKey(r), rej)
-		rej.Write(w)
-		return
-	}
-	cfg := s.cfg.Load()
-	tier := adm.Identity.Tier(cfg.Auth.TierClaim)
-	if _, ok := cfg.Rate.Tiers[tier]; !ok {
-		tier = "default"
-	}
-	connID := session.NewID()
-	verify, rej := s.connIntegrity(r, cfg.Integrity.Mode, adm, connID)
-	if rej != nil {
-		adm.Lease.Release()
-		s.observeHandshake(r, adm.IPKey, rej)
-		rej.Write(w)
-		return
-	}
-	sopts := s.sopts.Load()
-	var refuseCode protocol.CloseCode
-	var refuseReason string
-	if s.hooks != nil && s.hooks.connect != nil {
-		// After authentication, before the welcome. A refusal is sent as a close
-		// frame right after the upgrade, so that a browser client can read the
-		// reason (an HTTP refusal's body is invisible to it).
-		adm.Identity, tier, refuseCode, refuseReason = s.connectDecision(r, adm.Identity, connID, adm.IP.String(), tier, cfg)
-		if refuseCode != 0 {
-			so := *sopts
-			so.NoWelcome = true
-			sopts = &so
-		}
-	}
-	sess := session.New(session.Params{
-		ID: connID, IP: adm.IP, IPKey: adm.IPKey, Route: cfg.Path, Subprotocol: adm.Subprotocol,
-		Identity: adm.Identity, Lease: adm.Lease, Tier: tier, Verify: verify,
-	}, *sopts, session.Deps{
-		LivePipeline: &s.pipeline,
-		Router:       roomRouter{s},
-		Strikes:      s.strikes,
-		Refresh:      s.refresh,
-		Log:          s.log,
-		Registry:     s.registry,
-		Observer:     (*observer)(s),
-	})
-	s.observeHandshake(r, adm.IPKey, nil)
-	conn, err := s.upgrader.Load().Upgrade(w, r, adm.Subprotocol, sess)
-	if err != nil {
-		adm.Lease.Release()
-		s.log.Info("upgrade failed", "ip", adm.IP.String(), "err", err)
-		return
-	}
-	sess.Attach(conn)
-	s.metrics.ConnOpened(cfg.Path) // its close is counted too
-	if refuseCode != 0 {
-		s.audit.Log(audit.Event{Event: audit.HandshakeRejected, ConnID: sess.ID(), IP: adm.IP.String(), User: adm.Identity.Subject,
-			Route: cfg.Path, Detail: map[string]any{"reason": "connect_hook", "code": refuseCode}})
-		s.log.Info("connect hook refused", "conn_id", sess.ID(), "ip", adm.IP.String(), "user", adm.Identity.Subject, "code", refuseCode)
-		sess.CloseWith(refuseCode, refuseReason)
-		s.serveSession(sess)
-		return
-	}
-	s.audit.Log(audit.Event{Event: audit.HandshakeAccepted, ConnID: sess.ID(), IP: adm.IP.String(), User: adm.Identity.Subject,
-		Route: cfg.Path, Detail: map[string]any{"credential_source": string(adm.Credential), "subprotocol": adm.Subprotocol}})
-	s.log.Info("connected", "conn_id", sess.ID(), "ip", adm.IP.String(), "user", adm.Identity.Subject,
-		"route", cfg.Path, "subprotocol", adm.Subprotocol, "credential_source", string(adm.Credential))
-	sess.Start()
-	s.serveSession(sess)
-}
-
 // serveSession runs an upgraded session to its end on a new goroutine owned by
 // the Server, so that the net/http handler can return at once: its goroutine,
 // with the stack the handshake grew (token checks, logging), the connection's
@@ -517,7 +341,7 @@ func (s *Server) serveSession(sess *session.Session) {
 }
 
 func (s *Server) refresh(ctx context.Context, token string) (auth.Identity, error) {
-	return s.guard.Verifier().Verify(ctx, token)
+	return s.rt.Load().verifier.Verify(ctx, token)
 }
 
 // handleTicket exchanges a valid Bearer token for a one-time ticket bound to the
@@ -528,7 +352,8 @@ func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]any{"error": "tickets_disabled"})
 		return
 	}
-	p := s.guard.Policy()
+	rt := s.rt.Load()
+	p := &rt.policy
 	ip := guard.ClientIP(r, p.TrustedProxies)
 	if p.HandshakeRate.Rate > 0 {
 		if ok, retry, err := s.limiter.Allow(r.Context(), "hs:"+p.IPPrefixes.Key(ip), p.HandshakeRate, 1); err != nil || !ok {
@@ -542,7 +367,7 @@ func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "unauthorized"})
 		return
 	}
-	id, err := s.guard.Verifier().Verify(r.Context(), h[len(prefix):])
+	id, err := rt.verifier.Verify(r.Context(), h[len(prefix):])
 	if err != nil {
 		s.log.Info("ticket refused", "ip", ip.String(), "reason", auth.Reason(err))
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "unauthorized"})

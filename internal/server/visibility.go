@@ -79,22 +79,13 @@ func (s *Server) buildVisibility(cfg *config.Config) error {
 	return nil
 }
 
-func alertRules(cfg *config.Config) []alert.Rule {
-	out := make([]alert.Rule, 0, len(cfg.Alerts.Rules))
-	for _, r := range cfg.Alerts.Rules {
-		out = append(out, alert.Rule{Name: r.Name, Event: r.Event, Window: r.Window, Threshold: r.Threshold,
-			PerIP: r.PerIP, Cooldown: r.Cooldown, AutoBan: r.AutoBan, BanTTL: r.BanTTL})
-	}
-	return out
-}
-
 // autoBan applies a rule's auto_ban to the IPs it names. It runs on the goroutine
 // that observed the event, so it only hands the ban to the (fast, local) list.
 func (s *Server) autoBan(a alert.Alert) {
 	if !a.AutoBan {
 		return
 	}
-	dev := s.cfg.Load().Dev
+	dev := s.config().Dev
 	for _, ip := range a.Offenders() {
 		if addr := net.ParseIP(ip); dev && addr != nil && addr.IsLoopback() {
 			continue // --dev never bans loopback clients

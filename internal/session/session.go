@@ -151,8 +151,9 @@ type Params struct {
 	// default), used for the IP message/byte budgets and IP strikes. Empty: the
 	// default prefixes applied to IP.
 	IPKey string
-	// Verify is the pipeline Verifier's per-connection state (message integrity).
-	Verify any
+	// Integrity is the connection's message-integrity state from the handshake,
+	// for the pipeline's Verifier; nil when it has none.
+	Integrity *pipeline.Integrity
 }
 
 // New prepares a session; Attach gives it the upgraded connection.
@@ -170,7 +171,7 @@ func New(p Params, opts Options, deps Deps) *Session {
 		p.IPKey = limit.IPPrefixes{}.Key(p.IP)
 	}
 	s.ipKey = p.IPKey
-	s.state = pipeline.ConnState{ConnID: p.ID, User: id.Subject, IP: p.IPKey, Tier: p.Tier, Verify: p.Verify}
+	s.state = pipeline.ConnState{ConnID: p.ID, User: id.Subject, IP: p.IPKey, Tier: p.Tier, Integrity: p.Integrity}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/wsgate/wsgate/internal/ban"
+	"github.com/wsgate/wsgate/internal/testclock"
 )
 
 func TestMain(m *testing.M) {
@@ -44,26 +45,7 @@ func leakedSweepers() string {
 	}
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Unix(1_700_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newList(max int, c *clock) *ban.MemoryList {
+func newList(max int, c *testclock.Clock) *ban.MemoryList {
 	l := ban.NewMemoryList(max)
 	ban.SetListClock(l, c.Now)
 	return l
@@ -86,7 +68,7 @@ func banned(t *testing.T, l ban.List, subject string) (ban.Ban, bool) {
 }
 
 func TestListBanExpireUnban(t *testing.T) {
-	c := newClock()
+	c := testclock.New()
 	l := newList(0, c)
 	ctx := context.Background()
 	ip := ban.IPSubject("192.0.2.1")
@@ -127,7 +109,7 @@ func TestListBanExpireUnban(t *testing.T) {
 }
 
 func TestListBanNeverShortens(t *testing.T) {
-	c := newClock()
+	c := testclock.New()
 	l := newList(0, c)
 	s := ban.IPSubject("192.0.2.9")
 	mustBan(t, l, ban.Ban{Subject: s, Until: c.Now().Add(time.Hour), Reason: "long"})
@@ -147,7 +129,7 @@ func TestListBanNeverShortens(t *testing.T) {
 }
 
 func TestListInputs(t *testing.T) {
-	c := newClock()
+	c := testclock.New()
 	l := newList(0, c)
 	for _, s := range []string{"", strings.Repeat("x", ban.MaxSubjectLen+1)} {
 		if err := l.Ban(context.Background(), ban.Ban{Subject: s}); !errors.Is(err, ban.ErrInvalidSubject) {
@@ -173,7 +155,7 @@ func TestListInputs(t *testing.T) {
 }
 
 func TestListFullKeepsLongestBans(t *testing.T) {
-	c := newClock()
+	c := testclock.New()
 	l := newList(10, c) // one shard of 10
 	now := c.Now()
 	mustBan(t, l, ban.Ban{Subject: "user:op", Reason: "permanent"})
@@ -209,7 +191,7 @@ func TestListFullKeepsLongestBans(t *testing.T) {
 }
 
 func TestListBoundedUnderFlood(t *testing.T) {
-	c := newClock()
+	c := testclock.New()
 	l := newList(2000, c)
 	for i := range 100_000 {
 		c.Advance(time.Millisecond) // later bans outlast earlier ones

@@ -14,28 +14,16 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/testclock"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Unix(1_800_000_000, 0)} }
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
-func newStore(t *testing.T, max int, clk *clock) *MemoryStore {
+func newStore(t *testing.T, max int, clk *testclock.Clock) *MemoryStore {
 	s := NewMemoryStore(MemoryOptions{MaxEntries: max, SweepInterval: -1, Now: clk.Now})
 	t.Cleanup(s.Close)
 	return s
 }
 
-func ident(clk *clock, ttl time.Duration) auth.Identity {
+func ident(clk *testclock.Clock, ttl time.Duration) auth.Identity {
 	return auth.Identity{
 		Subject:   "alice",
 		Claims:    map[string]any{"sub": "alice", "tier": "pro", "n": json.Number("12345678901234567")},
@@ -52,7 +40,7 @@ func TestLenConstant(t *testing.T) {
 }
 
 func TestIssueRedeem(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	iss := &Issuer{Store: newStore(t, 100, clk), Now: clk.Now}
 	id := ident(clk, time.Hour)
 	tk, exp, err := iss.Issue(context.Background(), id)
@@ -78,7 +66,7 @@ func TestIssueRedeem(t *testing.T) {
 }
 
 func TestRedeemConcurrentSingleUse(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	iss := NewIssuer(NewMemoryStore(MemoryOptions{}), 0)
 	defer iss.Store.(*MemoryStore).Close()
 	iss.Now = clk.Now
@@ -115,7 +103,7 @@ func TestRedeemConcurrentSingleUse(t *testing.T) {
 }
 
 func TestExpiry(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	iss := &Issuer{Store: newStore(t, 100, clk), TTL: 10 * time.Second, Now: clk.Now}
 	tk, _, err := iss.Issue(context.Background(), ident(clk, time.Hour))
 	if err != nil {
@@ -146,7 +134,7 @@ func TestExpiry(t *testing.T) {
 }
 
 func TestStoreBounds(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	s := newStore(t, 10, clk)
 	ctx := context.Background()
 	for i := range 10 {
@@ -197,7 +185,7 @@ func TestStoreBounds(t *testing.T) {
 }
 
 func TestShardedStoreBound(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	s := newStore(t, 2048, clk)
 	ctx := context.Background()
 	n := 0
@@ -227,7 +215,7 @@ func TestMalformedNeverTouchesStore(t *testing.T) {
 }
 
 func TestSweeperAndClose(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	s := NewMemoryStore(MemoryOptions{MaxEntries: 10, SweepInterval: time.Millisecond, Now: clk.Now})
 	if err := s.Put(context.Background(), "a", nil, time.Second); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/wsgate/wsgate/internal/cluster/redis"
 	"github.com/wsgate/wsgate/internal/cluster/redis/redistest"
 	"github.com/wsgate/wsgate/internal/limit"
+	"github.com/wsgate/wsgate/internal/limit/limittest"
 	"github.com/wsgate/wsgate/internal/quota"
 	"github.com/wsgate/wsgate/internal/ticket"
 )
@@ -360,5 +361,14 @@ func TestBanKickReachesEveryNode(t *testing.T) {
 			all = all && seen[i]
 		}
 		return all
+	})
+}
+
+// The shared limiter answers the limit.GCRA table like limit.Memory: exactly,
+// but for the time that passes between calls on Redis' clock.
+func TestLimiterConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	limittest.Run(t, func(t *testing.T, _ func() time.Time) (limit.Limiter, bool) {
+		return node(t, srv, "n1").Limiter(redis.LimiterOptions{LeaseFraction: -1}), false
 	})
 }

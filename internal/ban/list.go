@@ -10,9 +10,9 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/wsgate/wsgate/internal/shardmap"
+	"github.com/wsgate/wsgate/internal/truncate"
 )
 
 // Limits on stored strings, so that a list full of bans stays small whatever
@@ -149,7 +149,7 @@ func (l *MemoryList) Ban(_ context.Context, b Ban) error {
 	if b.Created.IsZero() {
 		b.Created = now
 	}
-	b.Reason = truncate(b.Reason, MaxReasonLen)
+	b.Reason = truncate.UTF8(b.Reason, MaxReasonLen)
 	// Drop monotonic readings so stored bans compare and print like the Redis ones.
 	b.Until, b.Created = b.Until.Round(0), b.Created.Round(0)
 	exp := expiry(b)
@@ -236,22 +236,6 @@ func (l *MemoryList) expire(s *listShard, now int64) {
 func (l *MemoryList) remove(s *listShard, e *entry) {
 	heap.Remove(&l.heaps[s.Index()], e.idx)
 	s.Delete(e.ban.Subject)
-}
-
-// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for len(s) > 0 {
-		r, size := utf8.DecodeLastRuneInString(s)
-		if r != utf8.RuneError || size != 1 {
-			break
-		}
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // expiryHeap is a min-heap of entries by expiry.

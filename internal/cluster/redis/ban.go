@@ -11,12 +11,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/wsgate/wsgate/internal/ban"
 	"github.com/wsgate/wsgate/internal/shardmap"
+	"github.com/wsgate/wsgate/internal/truncate"
 )
 
 // Ban keys share the hash tag {bans}: one key per subject holding the encoded
@@ -183,7 +183,7 @@ func (l *BanList) Ban(ctx context.Context, b ban.Ban) error {
 	if b.Created.IsZero() {
 		b.Created = now
 	}
-	rec := banRecord{S: b.Subject, R: truncateUTF8(b.Reason, ban.MaxReasonLen), C: b.Created.UnixMilli()}
+	rec := banRecord{S: b.Subject, R: truncate.UTF8(b.Reason, ban.MaxReasonLen), C: b.Created.UnixMilli()}
 	exp := int64(-1)
 	if !b.Until.IsZero() && b.Until.UnixMilli() < maxUnixMilli {
 		rec.U = b.Until.UnixMilli()
@@ -395,22 +395,6 @@ func (l *BanList) close() {
 		_ = l.ps.Close() // unblocks Receive
 	}
 	<-l.done
-}
-
-// truncateUTF8 cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for len(s) > 0 {
-		r, size := utf8.DecodeLastRuneInString(s)
-		if r != utf8.RuneError || size != 1 {
-			break
-		}
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // Interface guard.

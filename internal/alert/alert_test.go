@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsgate/wsgate/internal/testclock"
+	"github.com/wsgate/wsgate/internal/statetest"
 )
 
-func newClock() *testclock.Clock {
-	c := testclock.New()
+func newClock() *statetest.Clock {
+	c := statetest.New()
 	c.Set(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	return c
 }

@@ -10,10 +10,10 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/wsgate/wsgate/internal/ban"
-	"github.com/wsgate/wsgate/internal/testclock"
+	"github.com/wsgate/wsgate/internal/ban/bantest"
+	"github.com/wsgate/wsgate/internal/statetest"
 )
 
 func TestMain(m *testing.M) {
@@ -45,7 +45,7 @@ func leakedSweepers() string {
 	}
 }
 
-func newList(max int, c *testclock.Clock) *ban.MemoryList {
+func newList(max int, c *statetest.Clock) *ban.MemoryList {
 	l := ban.NewMemoryList(max)
 	ban.SetListClock(l, c.Now)
 	return l
@@ -68,7 +68,7 @@ func banned(t *testing.T, l ban.List, subject string) (ban.Ban, bool) {
 }
 
 func TestListBanExpireUnban(t *testing.T) {
-	c := testclock.New()
+	c := statetest.New()
 	l := newList(0, c)
 	ctx := context.Background()
 	ip := ban.IPSubject("192.0.2.1")
@@ -108,46 +108,15 @@ func TestListBanExpireUnban(t *testing.T) {
 	}
 }
 
-func TestListBanNeverShortens(t *testing.T) {
-	c := testclock.New()
-	l := newList(0, c)
-	s := ban.IPSubject("192.0.2.9")
-	mustBan(t, l, ban.Ban{Subject: s, Until: c.Now().Add(time.Hour), Reason: "long"})
-	mustBan(t, l, ban.Ban{Subject: s, Until: c.Now().Add(time.Minute), Reason: "short"})
-	if b, _ := banned(t, l, s); b.Reason != "long" || !b.Until.Equal(c.Now().Add(time.Hour)) {
-		t.Fatalf("ban shortened: %+v", b)
-	}
-	mustBan(t, l, ban.Ban{Subject: s, Until: c.Now().Add(2 * time.Hour), Reason: "longer"})
-	if b, _ := banned(t, l, s); b.Reason != "longer" {
-		t.Fatalf("ban not extended: %+v", b)
-	}
-	mustBan(t, l, ban.Ban{Subject: s, Reason: "forever"})
-	mustBan(t, l, ban.Ban{Subject: s, Until: c.Now().Add(3 * time.Hour)})
-	if b, _ := banned(t, l, s); !b.Permanent() {
-		t.Fatalf("permanent ban shortened: %+v", b)
-	}
-}
-
+// Memory specifics beside the suite's input checks: a ban already over is not
+// stored, and a far-future Until does not overflow into the past.
 func TestListInputs(t *testing.T) {
-	c := testclock.New()
+	c := statetest.New()
 	l := newList(0, c)
-	for _, s := range []string{"", strings.Repeat("x", ban.MaxSubjectLen+1)} {
-		if err := l.Ban(context.Background(), ban.Ban{Subject: s}); !errors.Is(err, ban.ErrInvalidSubject) {
-			t.Fatalf("subject len %d: %v", len(s), err)
-		}
-	}
-	// Already expired: accepted, not stored.
 	mustBan(t, l, ban.Ban{Subject: "ip:x", Until: c.Now().Add(-time.Second)})
 	if l.Len() != 0 {
 		t.Fatal("expired ban stored")
 	}
-	// Reasons are truncated on a rune boundary.
-	mustBan(t, l, ban.Ban{Subject: "ip:y", Until: c.Now().Add(time.Hour), Reason: strings.Repeat("é", ban.MaxReasonLen)})
-	b, _ := banned(t, l, "ip:y")
-	if len(b.Reason) > ban.MaxReasonLen || !utf8.ValidString(b.Reason) || len(b.Reason) < ban.MaxReasonLen-1 {
-		t.Fatalf("reason len %d valid=%v", len(b.Reason), utf8.ValidString(b.Reason))
-	}
-	// Far-future Until does not overflow into the past.
 	mustBan(t, l, ban.Ban{Subject: "ip:z", Until: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)})
 	if _, ok := banned(t, l, "ip:z"); !ok {
 		t.Fatal("year-3000 ban not in force")
@@ -155,7 +124,7 @@ func TestListInputs(t *testing.T) {
 }
 
 func TestListFullKeepsLongestBans(t *testing.T) {
-	c := testclock.New()
+	c := statetest.New()
 	l := newList(10, c) // one shard of 10
 	now := c.Now()
 	mustBan(t, l, ban.Ban{Subject: "user:op", Reason: "permanent"})
@@ -191,7 +160,7 @@ func TestListFullKeepsLongestBans(t *testing.T) {
 }
 
 func TestListBoundedUnderFlood(t *testing.T) {
-	c := testclock.New()
+	c := statetest.New()
 	l := newList(2000, c)
 	for i := range 100_000 {
 		c.Advance(time.Millisecond) // later bans outlast earlier ones
@@ -251,4 +220,9 @@ func TestSubjects(t *testing.T) {
 	if got := ban.UserSubject("alice"); got != "user:alice" {
 		t.Errorf("UserSubject = %q", got)
 	}
+}
+
+func TestMemoryListConformance(t *testing.T) {
+	c := statetest.New()
+	bantest.Run(t, c, func(t *testing.T, max int) ban.List { return newList(max, c) })
 }

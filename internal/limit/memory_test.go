@@ -12,7 +12,7 @@ import (
 
 	"github.com/wsgate/wsgate/internal/limit"
 	"github.com/wsgate/wsgate/internal/limit/limittest"
-	"github.com/wsgate/wsgate/internal/testclock"
+	"github.com/wsgate/wsgate/internal/statetest"
 )
 
 func TestMain(m *testing.M) {
@@ -64,8 +64,9 @@ func allow(t *testing.T, m *limit.Memory, key string, l limit.Limit, cost int) (
 }
 
 func TestMemoryConformance(t *testing.T) {
-	limittest.Run(t, func(t *testing.T, now func() time.Time) (limit.Limiter, bool) {
-		return newMem(t, limit.MemoryOptions{SweepInterval: -1, Now: now}), true
+	clk := statetest.New()
+	limittest.Run(t, clk, func(t *testing.T) limit.Limiter {
+		return newMem(t, limit.MemoryOptions{SweepInterval: -1, Now: clk.Now})
 	})
 }
 
@@ -98,7 +99,7 @@ func TestUnlimitedStoresNothing(t *testing.T) {
 }
 
 func TestRetryAfterIsExact(t *testing.T) {
-	c := testclock.New()
+	c := statetest.New()
 	m := newMem(t, limit.MemoryOptions{SweepInterval: -1, Now: c.Now})
 	l := limit.Limit{Rate: 1000, Burst: 4096} // a byte budget: 1000 B/s, 4 KiB burst
 	for _, cost := range []int{3000, 700, 1500, 4096, 1, 2500} {
@@ -137,7 +138,7 @@ func TestAbsurdLimitsDoNotPanicOrOverflow(t *testing.T) {
 }
 
 func TestSweepDropsIdleKeys(t *testing.T) {
-	c := testclock.New()
+	c := statetest.New()
 	m := newMem(t, limit.MemoryOptions{SweepInterval: -1, Now: c.Now})
 	fast := limit.Limit{Rate: 10, Burst: 1}  // TAT now+100ms
 	slow := limit.Limit{Rate: 0.1, Burst: 1} // TAT now+10s
@@ -180,7 +181,7 @@ func TestSweeperGoroutineRunsAndStops(t *testing.T) {
 }
 
 func TestFullShardEvictsExpiredBeforeLive(t *testing.T) {
-	c := testclock.New()
+	c := statetest.New()
 	// 64 keys -> a single shard of 64, so the test controls the whole bound.
 	m := newMem(t, limit.MemoryOptions{MaxKeys: 64, SweepInterval: -1, Now: c.Now})
 	hot := limit.Limit{Rate: 1.0 / 3600, Burst: 1} // TAT now+1h: the most valuable state

@@ -14,16 +14,16 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/auth"
-	"github.com/wsgate/wsgate/internal/testclock"
+	"github.com/wsgate/wsgate/internal/statetest"
 )
 
-func newStore(t *testing.T, max int, clk *testclock.Clock) *MemoryStore {
+func newStore(t *testing.T, max int, clk *statetest.Clock) *MemoryStore {
 	s := NewMemoryStore(MemoryOptions{MaxEntries: max, SweepInterval: -1, Now: clk.Now})
 	t.Cleanup(s.Close)
 	return s
 }
 
-func ident(clk *testclock.Clock, ttl time.Duration) auth.Identity {
+func ident(clk *statetest.Clock, ttl time.Duration) auth.Identity {
 	return auth.Identity{
 		Subject:   "alice",
 		Claims:    map[string]any{"sub": "alice", "tier": "pro", "n": json.Number("12345678901234567")},
@@ -40,7 +40,7 @@ func TestLenConstant(t *testing.T) {
 }
 
 func TestIssueRedeem(t *testing.T) {
-	clk := testclock.New()
+	clk := statetest.New()
 	iss := &Issuer{Store: newStore(t, 100, clk), Now: clk.Now}
 	id := ident(clk, time.Hour)
 	tk, exp, err := iss.Issue(context.Background(), id)
@@ -66,7 +66,7 @@ func TestIssueRedeem(t *testing.T) {
 }
 
 func TestRedeemConcurrentSingleUse(t *testing.T) {
-	clk := testclock.New()
+	clk := statetest.New()
 	iss := NewIssuer(NewMemoryStore(MemoryOptions{}), 0)
 	defer iss.Store.(*MemoryStore).Close()
 	iss.Now = clk.Now
@@ -103,7 +103,7 @@ func TestRedeemConcurrentSingleUse(t *testing.T) {
 }
 
 func TestExpiry(t *testing.T) {
-	clk := testclock.New()
+	clk := statetest.New()
 	iss := &Issuer{Store: newStore(t, 100, clk), TTL: 10 * time.Second, Now: clk.Now}
 	tk, _, err := iss.Issue(context.Background(), ident(clk, time.Hour))
 	if err != nil {
@@ -133,8 +133,9 @@ func TestExpiry(t *testing.T) {
 	}
 }
 
+// The memory store's bound, beside the suite (internal/ticket/tickettest).
 func TestStoreBounds(t *testing.T) {
-	clk := testclock.New()
+	clk := statetest.New()
 	s := newStore(t, 10, clk)
 	ctx := context.Background()
 	for i := range 10 {
@@ -162,30 +163,15 @@ func TestStoreBounds(t *testing.T) {
 	if s.Len() != 1 {
 		t.Fatalf("Len = %d", s.Len())
 	}
-	if err := s.Put(ctx, "x", nil, 0); err == nil {
-		t.Fatal("zero ttl")
-	}
-	if err := s.Put(ctx, strings.Repeat("x", 300), nil, time.Second); err == nil {
-		t.Fatal("huge key")
-	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	if err := s.Put(cctx, "y", nil, time.Second); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled put: %v", err)
 	}
-	// Payload is copied.
-	buf := []byte("abc")
-	if err := s.Put(ctx, "copy", buf, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	buf[0] = 'X'
-	if got, _ := s.Take(ctx, "copy"); string(got) != "abc" {
-		t.Fatalf("payload aliased: %q", got)
-	}
 }
 
 func TestShardedStoreBound(t *testing.T) {
-	clk := testclock.New()
+	clk := statetest.New()
 	s := newStore(t, 2048, clk)
 	ctx := context.Background()
 	n := 0
@@ -215,7 +201,7 @@ func TestMalformedNeverTouchesStore(t *testing.T) {
 }
 
 func TestSweeperAndClose(t *testing.T) {
-	clk := testclock.New()
+	clk := statetest.New()
 	s := NewMemoryStore(MemoryOptions{MaxEntries: 10, SweepInterval: time.Millisecond, Now: clk.Now})
 	if err := s.Put(context.Background(), "a", nil, time.Second); err != nil {
 		t.Fatal(err)

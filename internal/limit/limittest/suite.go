@@ -9,37 +9,20 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/limit"
-	"github.com/wsgate/wsgate/internal/testclock"
+	"github.com/wsgate/wsgate/internal/statetest"
 )
 
 // realClockSlack is how far a limiter on a real clock may answer below the
 // table's retryAfter: the time that passes between the table's calls.
 const realClockSlack = 50 * time.Millisecond
 
-// New returns a fresh limiter. A limiter that reads its time from clock
-// returns fake = true; one with its own clock (Redis) returns false.
-type New func(t *testing.T, clock func() time.Time) (l limit.Limiter, fake bool)
-
-// Run runs the suite against the limiters newLimiter makes.
-func Run(t *testing.T, newLimiter New) {
-	t.Helper()
-	for _, tc := range []struct {
-		name string
-		fn   func(*testing.T, limit.Limiter, *testclock.Clock, bool)
-	}{
-		{"GCRATable", testTable},
-		{"Unlimited", testUnlimited},
-		{"KeysIndependent", testKeysIndependent},
-		{"ConcurrentHotKeyExact", testConcurrentHotKey},
-		{"Refill", testRefill},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			clk := testclock.New()
-			l, fake := newLimiter(t, clk.Now)
-			tc.fn(t, l, clk, fake)
-		})
-	}
+// Run runs the suite against the limiters newLimiter makes. clock is the
+// clock they read (clock.Now), or nil for a limiter on a real clock (Redis).
+func Run(t *testing.T, clock *statetest.Clock, newLimiter func(t *testing.T) limit.Limiter) {
+	statetest.Run(t, func(t *testing.T) any { return suite{newLimiter(t), clock} })
 }
+
+type suite statetest.Suite[limit.Limiter]
 
 // Check runs the GCRA table against allow, a limiter's Allow on one fresh key
 // per case at the time the case gives (for limit.GCRA itself, and limit.Memory
@@ -86,17 +69,20 @@ func allow(t *testing.T, l limit.Limiter, key string, lim limit.Limit, cost int)
 // shared between tests.
 func key(t *testing.T, k string) string { return t.Name() + "/" + k }
 
-func testTable(t *testing.T, l limit.Limiter, clk *testclock.Clock, fake bool) {
+func (x suite) Table(t *testing.T) {
+	l, clk := x.Store, x.Clock
 	for _, c := range GCRACases {
-		if !fake && !c.Timeless() {
+		if !clk.Fake() && !c.Timeless() {
 			continue
 		}
 		start := clk.Now()
 		for i, s := range c.Steps {
-			clk.Set(start.Add(s.At))
+			if clk.Fake() {
+				clk.Set(start.Add(s.At))
+			}
 			ok, retry := allow(t, l, key(t, c.Name), c.Limit, s.Cost)
 			slack := time.Duration(0)
-			if !fake {
+			if !clk.Fake() {
 				slack = realClockSlack
 			}
 			if err := s.check(ok, retry, slack); err != nil {
@@ -107,7 +93,8 @@ func testTable(t *testing.T, l limit.Limiter, clk *testclock.Clock, fake bool) {
 	}
 }
 
-func testUnlimited(t *testing.T, l limit.Limiter, _ *testclock.Clock, _ bool) {
+func (x suite) Unlimited(t *testing.T) {
+	l := x.Store
 	for _, lim := range Unlimited {
 		for i := range 20 {
 			if ok, _ := allow(t, l, key(t, fmt.Sprint(i)), lim, 1_000_000); !ok {
@@ -117,7 +104,8 @@ func testUnlimited(t *testing.T, l limit.Limiter, _ *testclock.Clock, _ bool) {
 	}
 }
 
-func testKeysIndependent(t *testing.T, l limit.Limiter, _ *testclock.Clock, _ bool) {
+func (x suite) KeysIndependent(t *testing.T) {
+	l := x.Store
 	lim := limit.Limit{Rate: 0.001, Burst: 2}
 	for _, k := range []string{"a", "b", "ip:203.0.113.7", "user:alice"} {
 		for i := range 2 {
@@ -132,7 +120,8 @@ func testKeysIndependent(t *testing.T, l limit.Limiter, _ *testclock.Clock, _ bo
 }
 
 // Concurrent calls on one key spend exactly the burst: Allow is atomic per key.
-func testConcurrentHotKey(t *testing.T, l limit.Limiter, _ *testclock.Clock, _ bool) {
+func (x suite) ConcurrentHotKey(t *testing.T) {
+	l := x.Store
 	lim := limit.Limit{Rate: 0.001, Burst: 100} // no refill during the test
 	var allowed atomic.Int64
 	var wg sync.WaitGroup
@@ -155,7 +144,8 @@ func testConcurrentHotKey(t *testing.T, l limit.Limiter, _ *testclock.Clock, _ b
 }
 
 // A refused key passes again once retryAfter has passed.
-func testRefill(t *testing.T, l limit.Limiter, clk *testclock.Clock, fake bool) {
+func (x suite) Refill(t *testing.T) {
+	l, clk := x.Store, x.Clock
 	lim := limit.Limit{Rate: 50, Burst: 1}
 	k := key(t, "k")
 	if ok, _ := allow(t, l, k, lim, 1); !ok {
@@ -165,10 +155,10 @@ func testRefill(t *testing.T, l limit.Limiter, clk *testclock.Clock, fake bool) 
 	if ok || retry <= 0 || retry > 20*time.Millisecond {
 		t.Fatalf("second call: ok=%v retry=%v, want refused within 20ms", ok, retry)
 	}
-	if fake {
-		clk.Advance(retry)
+	if clk.Fake() {
+		clk.Pass(retry)
 	} else {
-		time.Sleep(retry + time.Millisecond)
+		clk.Pass(retry + time.Millisecond) // Redis' clock is not the test's
 	}
 	if ok, retry := allow(t, l, k, lim, 1); !ok {
 		t.Fatalf("refused after retryAfter passed (retry %v)", retry)

@@ -14,8 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/wsgate/wsgate/internal/statetest"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newClock() *statetest.Clock {
 	c := statetest.New()

@@ -4,45 +4,18 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/wsgate/wsgate/internal/limit"
 	"github.com/wsgate/wsgate/internal/limit/limittest"
 	"github.com/wsgate/wsgate/internal/statetest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leak := leakedSweepers(); leak != "" {
-			fmt.Fprintln(os.Stderr, "leaked sweeper goroutine:\n"+leak)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-func leakedSweepers() string {
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaks []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "sweep.(*Sweeper).loop") {
-				leaks = append(leaks, g)
-			}
-		}
-		if len(leaks) == 0 || time.Now().After(deadline) {
-			return strings.Join(leaks, "\n\n")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newMem(t testing.TB, opts limit.MemoryOptions) *limit.Memory {
 	t.Helper()

@@ -10,9 +10,13 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/wsgate/wsgate/internal/quota"
 	"github.com/wsgate/wsgate/internal/quota/quotatest"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func count(t *testing.T, s quota.Store, key string) int {
 	t.Helper()

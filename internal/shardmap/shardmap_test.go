@@ -5,8 +5,12 @@ import (
 	"sync"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/wsgate/wsgate/internal/shardmap"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestShardCountAndBound(t *testing.T) {
 	for _, tc := range []struct {

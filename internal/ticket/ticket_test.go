@@ -6,16 +6,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/wsgate/wsgate/internal/auth"
 	"github.com/wsgate/wsgate/internal/statetest"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newStore(t *testing.T, max int, clk *statetest.Clock) *MemoryStore {
 	s := NewMemoryStore(MemoryOptions{MaxEntries: max, SweepInterval: -1, Now: clk.Now})
@@ -216,16 +219,7 @@ func TestSweeperAndClose(t *testing.T) {
 	}
 	s.Close()
 	s.Close()
-	// The goroutine may still be unwinding just after done was closed.
-	buf := make([]byte, 1<<20)
-	for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
-		if st := string(buf[:runtime.Stack(buf, true)]); !strings.Contains(st, "sweep.(*Sweeper).loop") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("sweeper goroutine left after Close")
-		}
-	}
+	goleak.VerifyNone(t) // the sweeper is gone once Close returns
 }
 
 type spyStore struct{ takes, puts atomic.Int32 }

@@ -13,14 +13,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/wsgate/wsgate/client"
 	"github.com/wsgate/wsgate/config"
@@ -31,36 +31,7 @@ import (
 
 const wait = 15 * time.Second
 
-// TestMain fails the package when a Client goroutine (connection loop, event
-// loop, reader) outlives the tests: every Client must end with Close.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		var leaked []string
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			leaked = leakedClientGoroutines()
-			if len(leaked) == 0 || time.Now().After(deadline) {
-				break
-			}
-		}
-		if len(leaked) > 0 {
-			fmt.Fprintf(os.Stderr, "client goroutine leak:\n%s\n", strings.Join(leaked, "\n\n"))
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-func leakedClientGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	var out []string
-	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-		if strings.Contains(g, "wsgate/client.(*Client)") || strings.Contains(g, "wsgate/client.(*conn)") {
-			out = append(out, g)
-		}
-	}
-	return out
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var chatClaims = map[string]any{"channels": map[string]any{"sub": []string{"chat:*"}, "pub": []string{"chat:*"}}}
 

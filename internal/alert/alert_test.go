@@ -13,25 +13,18 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/wsgate/wsgate/internal/statetest"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+func newClock() *statetest.Clock {
+	c := statetest.New()
+	c.Set(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	return c
 }
 
 // hook is a webhook receiver on a real socket recording what it got.
@@ -332,11 +325,7 @@ func TestMemoryBoundedUnderIPSpray(t *testing.T) {
 		e.Observe(EventAuthFailure, fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255))
 	}
 	d := e.rules.Load().byName["r"].data
-	total := 0
-	for i := range d.ips {
-		total += len(d.ips[i].m)
-	}
-	if total > 160 {
+	if total := d.ips.Len(); total > 160 {
 		t.Fatalf("tracking %d IPs, bound 160", total)
 	}
 }

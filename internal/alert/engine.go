@@ -4,11 +4,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"hash/maphash"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/shardmap"
 )
 
 // Engine defaults.
@@ -110,7 +111,6 @@ type Engine struct {
 	maxIPs  int
 	onAlert func(Alert)
 	sinks   []Sink
-	seed    maphash.Seed
 	rules   atomic.Pointer[ruleSet]
 
 	setMu sync.Mutex // serialises SetRules
@@ -138,13 +138,10 @@ type ruleData struct {
 	mu        sync.Mutex
 	global    window
 	lastFired time.Time
-	ips       [shards]ipShard
+	ips       *shardmap.Map[string, *ipEntry]
 }
 
-type ipShard struct {
-	mu sync.Mutex
-	m  map[string]*ipEntry
-}
+type ipShard = shardmap.Shard[string, *ipEntry]
 
 type ipEntry struct {
 	w         window
@@ -168,7 +165,6 @@ func New(opts Options, sinks ...Sink) (*Engine, error) {
 		maxIPs:  opts.MaxIPs,
 		onAlert: opts.OnAlert,
 		sinks:   slices.Clone(sinks),
-		seed:    maphash.MakeSeed(),
 		recent:  make([]Alert, opts.RecentSize),
 		subs:    make(map[chan Alert]struct{}),
 	}
@@ -198,10 +194,7 @@ func (e *Engine) SetRules(rules []Rule) error {
 			}
 		}
 		if st.data == nil {
-			st.data = &ruleData{}
-			for i := range st.data.ips {
-				st.data.ips[i].m = make(map[string]*ipEntry)
-			}
+			st.data = &ruleData{ips: shardmap.New[string, *ipEntry](shardmap.Options{MaxKeys: e.maxIPs, Shards: shards})}
 		}
 		rs.byEvent[r.Event] = append(rs.byEvent[r.Event], st)
 		rs.byName[r.Name] = st
@@ -253,13 +246,13 @@ func (e *Engine) observe(st *ruleState, now time.Time, ip string) (Alert, bool) 
 	ipCount := 0
 	ipFired := false
 	if ip != "" {
-		sh := &d.ips[maphash.String(e.seed, ip)%shards]
-		sh.mu.Lock()
-		ent := sh.m[ip]
+		sh := d.ips.For(ip)
+		sh.Lock()
+		ent, _ := sh.Get(ip)
 		if ent == nil {
-			e.makeRoom(sh, r, now)
+			makeRoom(sh, d.ips.PerShard(), r, now)
 			ent = &ipEntry{}
-			sh.m[ip] = ent
+			sh.Set(ip, ent)
 		}
 		ent.w.add(id)
 		ent.lastSeen = now
@@ -268,7 +261,7 @@ func (e *Engine) observe(st *ruleState, now time.Time, ip string) (Alert, bool) 
 			ent.lastFired = now
 			ipFired = true
 		}
-		sh.mu.Unlock()
+		sh.Unlock()
 	}
 	if r.PerIP {
 		if !ipFired {
@@ -303,37 +296,31 @@ func cooled(last, now time.Time, cooldown time.Duration) bool {
 // entries idle for a window and past their cooldown, then, if an attacker
 // keeps them all busy, by dropping a tenth at random so the sweep is not
 // repeated on every new IP.
-func (e *Engine) makeRoom(sh *ipShard, r Rule, now time.Time) {
-	limit := max(e.maxIPs/shards, 1)
-	if len(sh.m) < limit {
+func makeRoom(sh *ipShard, limit int, r Rule, now time.Time) {
+	if !sh.Full() {
 		return
 	}
-	for k, ent := range sh.m {
-		if now.Sub(ent.lastSeen) > r.Window && cooled(ent.lastFired, now, r.Cooldown) {
-			delete(sh.m, k)
-		}
-	}
-	for k := range sh.m { // map order is random enough for shedding
-		if len(sh.m) < limit-limit/10 || len(sh.m) == 0 {
+	sh.DeleteFunc(func(_ string, ent *ipEntry) bool {
+		return now.Sub(ent.lastSeen) > r.Window && cooled(ent.lastFired, now, r.Cooldown)
+	})
+	for k := range sh.All() { // map order is random enough for shedding
+		if sh.Len() < limit-limit/10 || sh.Len() == 0 {
 			break
 		}
-		delete(sh.m, k)
+		sh.Delete(k)
 	}
 }
 
 // top returns the n IPs with the most events in the current window.
 func (d *ruleData) top(id int64, n int) []IPCount {
 	var all []IPCount
-	for i := range d.ips {
-		sh := &d.ips[i]
-		sh.mu.Lock()
-		for ip, ent := range sh.m {
+	d.ips.Each(func(sh *ipShard) {
+		for ip, ent := range sh.All() {
 			if c := ent.w.sum(id); c > 0 {
 				all = append(all, IPCount{IP: ip, Count: c})
 			}
 		}
-		sh.mu.Unlock()
-	}
+	})
 	slices.SortFunc(all, func(a, b IPCount) int {
 		if a.Count != b.Count {
 			return b.Count - a.Count

@@ -16,7 +16,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // testKeys are generated once per test binary: RSA generation is slow.
 type testKeys struct {

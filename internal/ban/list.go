@@ -5,14 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"time"
-	"unicode/utf8"
+
+	"github.com/wsgate/wsgate/internal/shardmap"
+	"github.com/wsgate/wsgate/internal/truncate"
 )
 
 // Limits on stored strings, so that a list full of bans stays small whatever
@@ -97,17 +97,14 @@ type List interface {
 // bound is enforced per shard: the real ceiling is maxEntries rounded up to a
 // multiple of the shard count (16 at 1024 entries and more, else 1).
 type MemoryList struct {
-	seed     maphash.Seed
-	shards   []listShard
-	perShard int
-	now      func() time.Time
+	bans *shardmap.Map[string, *entry]
+	// heaps[i] holds shard i's entries, soonest expiry on top, under shard i's
+	// lock.
+	heaps []expiryHeap
+	now   func() time.Time
 }
 
-type listShard struct {
-	mu sync.Mutex
-	m  map[string]*entry
-	h  expiryHeap // soonest expiry on top
-}
+type listShard = shardmap.Shard[string, *entry]
 
 type entry struct {
 	ban Ban
@@ -126,20 +123,8 @@ func NewMemoryList(maxEntries int) *MemoryList {
 	if maxEntries >= 1024 {
 		n = 16
 	}
-	l := &MemoryList{
-		seed:     maphash.MakeSeed(),
-		shards:   make([]listShard, n),
-		perShard: (maxEntries + n - 1) / n,
-		now:      time.Now,
-	}
-	for i := range l.shards {
-		l.shards[i].m = make(map[string]*entry)
-	}
-	return l
-}
-
-func (l *MemoryList) shard(subject string) *listShard {
-	return &l.shards[maphash.String(l.seed, subject)%uint64(len(l.shards))]
+	bans := shardmap.New[string, *entry](shardmap.Options{MaxKeys: maxEntries, Shards: n})
+	return &MemoryList{bans: bans, heaps: make([]expiryHeap, n), now: time.Now}
 }
 
 // maxUnixNano is the last instant UnixNano can represent (year 2262).
@@ -164,42 +149,43 @@ func (l *MemoryList) Ban(_ context.Context, b Ban) error {
 	if b.Created.IsZero() {
 		b.Created = now
 	}
-	b.Reason = truncate(b.Reason, MaxReasonLen)
+	b.Reason = truncate.UTF8(b.Reason, MaxReasonLen)
 	// Drop monotonic readings so stored bans compare and print like the Redis ones.
 	b.Until, b.Created = b.Until.Round(0), b.Created.Round(0)
 	exp := expiry(b)
 
-	s := l.shard(b.Subject)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.expire(now.UnixNano())
-	if e, ok := s.m[b.Subject]; ok {
+	s := l.bans.For(b.Subject)
+	s.Lock()
+	defer s.Unlock()
+	h := &l.heaps[s.Index()]
+	l.expire(s, now.UnixNano())
+	if e, ok := s.Get(b.Subject); ok {
 		if exp > e.exp {
 			e.ban, e.exp = b, exp
-			heap.Fix(&s.h, e.idx)
+			heap.Fix(h, e.idx)
 		}
 		return nil
 	}
-	if len(s.m) >= l.perShard {
-		top := s.h[0]
+	if s.Full() {
+		top := (*h)[0]
 		if exp <= top.exp {
 			return fmt.Errorf("ban %.64q: %w", b.Subject, ErrFull)
 		}
-		s.remove(top)
+		l.remove(s, top)
 	}
 	e := &entry{ban: b, exp: exp}
-	s.m[b.Subject] = e
-	heap.Push(&s.h, e)
+	s.Set(b.Subject, e)
+	heap.Push(h, e)
 	return nil
 }
 
 // Unban implements List. Unbanning a subject that is not banned is not an error.
 func (l *MemoryList) Unban(_ context.Context, subject string) error {
-	s := l.shard(subject)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.m[subject]; ok {
-		s.remove(e)
+	s := l.bans.For(subject)
+	s.Lock()
+	defer s.Unlock()
+	if e, ok := s.Get(subject); ok {
+		l.remove(s, e)
 	}
 	return nil
 }
@@ -207,15 +193,15 @@ func (l *MemoryList) Unban(_ context.Context, subject string) error {
 // Banned implements List. It never fails.
 func (l *MemoryList) Banned(_ context.Context, subject string) (Ban, bool, error) {
 	now := l.now().UnixNano()
-	s := l.shard(subject)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.m[subject]
+	s := l.bans.For(subject)
+	s.Lock()
+	defer s.Unlock()
+	e, ok := s.Get(subject)
 	if !ok {
 		return Ban{}, false, nil
 	}
 	if e.exp <= now {
-		s.remove(e)
+		l.remove(s, e)
 		return Ban{}, false, nil
 	}
 	return e.ban, true, nil
@@ -225,56 +211,31 @@ func (l *MemoryList) Banned(_ context.Context, subject string) (Ban, bool, error
 func (l *MemoryList) List(_ context.Context) ([]Ban, error) {
 	now := l.now().UnixNano()
 	var out []Ban
-	for i := range l.shards {
-		s := &l.shards[i]
-		s.mu.Lock()
-		s.expire(now)
-		for _, e := range s.m {
+	l.bans.Each(func(s *listShard) {
+		l.expire(s, now)
+		for _, e := range s.All() {
 			out = append(out, e.ban)
 		}
-		s.mu.Unlock()
-	}
+	})
 	slices.SortFunc(out, func(a, b Ban) int { return strings.Compare(a.Subject, b.Subject) })
 	return out, nil
 }
 
 // Len returns the number of stored bans, including expired ones not yet dropped.
-func (l *MemoryList) Len() int {
-	n := 0
-	for i := range l.shards {
-		s := &l.shards[i]
-		s.mu.Lock()
-		n += len(s.m)
-		s.mu.Unlock()
-	}
-	return n
-}
+func (l *MemoryList) Len() int { return l.bans.Len() }
 
-func (s *listShard) expire(now int64) {
-	for len(s.h) > 0 && s.h[0].exp <= now {
-		s.remove(s.h[0])
+// expire drops s's expired bans; s is locked.
+func (l *MemoryList) expire(s *listShard, now int64) {
+	h := &l.heaps[s.Index()]
+	for len(*h) > 0 && (*h)[0].exp <= now {
+		l.remove(s, (*h)[0])
 	}
 }
 
-func (s *listShard) remove(e *entry) {
-	heap.Remove(&s.h, e.idx)
-	delete(s.m, e.ban.Subject)
-}
-
-// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for len(s) > 0 {
-		r, size := utf8.DecodeLastRuneInString(s)
-		if r != utf8.RuneError || size != 1 {
-			break
-		}
-		s = s[:len(s)-1]
-	}
-	return s
+// remove drops e from s and its heap; s is locked.
+func (l *MemoryList) remove(s *listShard, e *entry) {
+	heap.Remove(&l.heaps[s.Index()], e.idx)
+	s.Delete(e.ban.Subject)
 }
 
 // expiryHeap is a min-heap of entries by expiry.

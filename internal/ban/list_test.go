@@ -4,66 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
-	"unicode/utf8"
+
+	"go.uber.org/goleak"
 
 	"github.com/wsgate/wsgate/internal/ban"
+	"github.com/wsgate/wsgate/internal/ban/bantest"
+	"github.com/wsgate/wsgate/internal/statetest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leak := leakedSweepers(); leak != "" {
-			fmt.Fprintln(os.Stderr, "leaked sweeper goroutine:\n"+leak)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func leakedSweepers() string {
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaks []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "sweep.(*Sweeper).loop") {
-				leaks = append(leaks, g)
-			}
-		}
-		if len(leaks) == 0 || time.Now().After(deadline) {
-			return strings.Join(leaks, "\n\n")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Unix(1_700_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newList(max int, c *clock) *ban.MemoryList {
+func newList(max int, c *statetest.Clock) *ban.MemoryList {
 	l := ban.NewMemoryList(max)
 	ban.SetListClock(l, c.Now)
 	return l
@@ -86,7 +40,7 @@ func banned(t *testing.T, l ban.List, subject string) (ban.Ban, bool) {
 }
 
 func TestListBanExpireUnban(t *testing.T) {
-	c := newClock()
+	c := statetest.New()
 	l := newList(0, c)
 	ctx := context.Background()
 	ip := ban.IPSubject("192.0.2.1")
@@ -126,46 +80,15 @@ func TestListBanExpireUnban(t *testing.T) {
 	}
 }
 
-func TestListBanNeverShortens(t *testing.T) {
-	c := newClock()
-	l := newList(0, c)
-	s := ban.IPSubject("192.0.2.9")
-	mustBan(t, l, ban.Ban{Subject: s, Until: c.Now().Add(time.Hour), Reason: "long"})
-	mustBan(t, l, ban.Ban{Subject: s, Until: c.Now().Add(time.Minute), Reason: "short"})
-	if b, _ := banned(t, l, s); b.Reason != "long" || !b.Until.Equal(c.Now().Add(time.Hour)) {
-		t.Fatalf("ban shortened: %+v", b)
-	}
-	mustBan(t, l, ban.Ban{Subject: s, Until: c.Now().Add(2 * time.Hour), Reason: "longer"})
-	if b, _ := banned(t, l, s); b.Reason != "longer" {
-		t.Fatalf("ban not extended: %+v", b)
-	}
-	mustBan(t, l, ban.Ban{Subject: s, Reason: "forever"})
-	mustBan(t, l, ban.Ban{Subject: s, Until: c.Now().Add(3 * time.Hour)})
-	if b, _ := banned(t, l, s); !b.Permanent() {
-		t.Fatalf("permanent ban shortened: %+v", b)
-	}
-}
-
+// Memory specifics beside the suite's input checks: a ban already over is not
+// stored, and a far-future Until does not overflow into the past.
 func TestListInputs(t *testing.T) {
-	c := newClock()
+	c := statetest.New()
 	l := newList(0, c)
-	for _, s := range []string{"", strings.Repeat("x", ban.MaxSubjectLen+1)} {
-		if err := l.Ban(context.Background(), ban.Ban{Subject: s}); !errors.Is(err, ban.ErrInvalidSubject) {
-			t.Fatalf("subject len %d: %v", len(s), err)
-		}
-	}
-	// Already expired: accepted, not stored.
 	mustBan(t, l, ban.Ban{Subject: "ip:x", Until: c.Now().Add(-time.Second)})
 	if l.Len() != 0 {
 		t.Fatal("expired ban stored")
 	}
-	// Reasons are truncated on a rune boundary.
-	mustBan(t, l, ban.Ban{Subject: "ip:y", Until: c.Now().Add(time.Hour), Reason: strings.Repeat("é", ban.MaxReasonLen)})
-	b, _ := banned(t, l, "ip:y")
-	if len(b.Reason) > ban.MaxReasonLen || !utf8.ValidString(b.Reason) || len(b.Reason) < ban.MaxReasonLen-1 {
-		t.Fatalf("reason len %d valid=%v", len(b.Reason), utf8.ValidString(b.Reason))
-	}
-	// Far-future Until does not overflow into the past.
 	mustBan(t, l, ban.Ban{Subject: "ip:z", Until: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)})
 	if _, ok := banned(t, l, "ip:z"); !ok {
 		t.Fatal("year-3000 ban not in force")
@@ -173,7 +96,7 @@ func TestListInputs(t *testing.T) {
 }
 
 func TestListFullKeepsLongestBans(t *testing.T) {
-	c := newClock()
+	c := statetest.New()
 	l := newList(10, c) // one shard of 10
 	now := c.Now()
 	mustBan(t, l, ban.Ban{Subject: "user:op", Reason: "permanent"})
@@ -209,7 +132,7 @@ func TestListFullKeepsLongestBans(t *testing.T) {
 }
 
 func TestListBoundedUnderFlood(t *testing.T) {
-	c := newClock()
+	c := statetest.New()
 	l := newList(2000, c)
 	for i := range 100_000 {
 		c.Advance(time.Millisecond) // later bans outlast earlier ones
@@ -269,4 +192,9 @@ func TestSubjects(t *testing.T) {
 	if got := ban.UserSubject("alice"); got != "user:alice" {
 		t.Errorf("UserSubject = %q", got)
 	}
+}
+
+func TestMemoryListConformance(t *testing.T) {
+	c := statetest.New()
+	bantest.Run(t, c, func(t *testing.T, max int) ban.List { return newList(max, c) })
 }

@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/shardmap"
 	"github.com/wsgate/wsgate/internal/sweep"
 )
 
@@ -134,18 +133,12 @@ type Strikes struct {
 	counter  Counter
 	now      func() time.Time
 	base     time.Time
-	seed     maphash.Seed
-	shards   []strikeShard
-	perShard int
+	subjects *shardmap.Map[string, *window]
 
 	sweeper *sweep.Sweeper
 }
 
-type strikeShard struct {
-	mu   sync.Mutex
-	m    map[string]*window
-	peak int // see limit.Memory: Go maps never shrink, so rebuild after a spike
-}
+type strikeShard = shardmap.Shard[string, *window]
 
 // window is a ring of per-bucket strike counts.
 type window struct {
@@ -166,10 +159,6 @@ func NewStrikes(policy Policy, list List, opts StrikesOptions) *Strikes {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	n := strikesShards
-	for n > 1 && opts.MaxKeys/n < 64 {
-		n /= 2
-	}
 	s := &Strikes{
 		list:     list,
 		onBan:    opts.OnBan,
@@ -177,12 +166,7 @@ func NewStrikes(policy Policy, list List, opts StrikesOptions) *Strikes {
 		counter:  opts.Counter,
 		now:      opts.Now,
 		base:     opts.Now(),
-		seed:     maphash.MakeSeed(),
-		shards:   make([]strikeShard, n),
-		perShard: (opts.MaxKeys + n - 1) / n,
-	}
-	for i := range s.shards {
-		s.shards[i].m = make(map[string]*window)
+		subjects: shardmap.New[string, *window](shardmap.Options{MaxKeys: opts.MaxKeys, Shards: strikesShards, MinPerShard: 64}),
 	}
 	s.SetPolicy(policy)
 	s.sweeper = sweep.Start(opts.SweepInterval, s.Sweep)
@@ -258,10 +242,10 @@ func (s *Strikes) count(ctx context.Context, subject string, p *Policy, now int6
 func (s *Strikes) Count(subject string) int {
 	p := s.policy.Load()
 	now := int64(s.now().Sub(s.base))
-	sh := s.shard(subject)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	w, ok := sh.m[subject]
+	sh := s.subjects.For(subject)
+	sh.Lock()
+	defer sh.Unlock()
+	w, ok := sh.Get(subject)
 	if !ok || w.width != bucketWidth(p) {
 		return 0
 	}
@@ -273,20 +257,7 @@ func (s *Strikes) Count(subject string) int {
 }
 
 // Len returns the number of subjects with state held (for tests and metrics).
-func (s *Strikes) Len() int {
-	n := 0
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
-	}
-	return n
-}
-
-func (s *Strikes) shard(subject string) *strikeShard {
-	return &s.shards[maphash.String(s.seed, subject)%uint64(len(s.shards))]
-}
+func (s *Strikes) Len() int { return s.subjects.Len() }
 
 func bucketWidth(p *Policy) int64 {
 	return max(int64(p.Window)/(buckets-1), 1)
@@ -297,20 +268,19 @@ func bucketWidth(p *Policy) int64 {
 func (s *Strikes) strike(subject string, p *Policy, now int64) bool {
 	width := bucketWidth(p)
 	idx := max(now, 0) / width
-	sh := s.shard(subject)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	w, ok := sh.m[subject]
+	sh := s.subjects.For(subject)
+	sh.Lock()
+	defer sh.Unlock()
+	w, ok := sh.Get(subject)
 	if ok && w.width != width {
 		*w = window{}
 	}
 	if !ok {
-		if len(sh.m) >= s.perShard {
+		if sh.Full() {
 			s.evictLocked(sh, now)
 		}
 		w = &window{}
-		sh.m[subject] = w
-		sh.peak = max(sh.peak, len(sh.m))
+		sh.Set(subject, w)
 	}
 	if w.width == 0 {
 		w.width, w.last = width, idx
@@ -318,7 +288,7 @@ func (s *Strikes) strike(subject string, p *Policy, now int64) bool {
 	w.advance(idx)
 	w.counts[idx%buckets]++
 	if w.sum() >= p.MaxStrikes {
-		delete(sh.m, subject)
+		sh.Delete(subject)
 		return true
 	}
 	return false
@@ -362,9 +332,9 @@ func (s *Strikes) evictLocked(sh *strikeShard, now int64) {
 		seen    int
 		evicted bool
 	)
-	for k, w := range sh.m {
+	for k, w := range sh.All() {
 		if w.idle(now) {
-			delete(sh.m, k)
+			sh.Delete(k)
 			evicted = true
 		} else if t := w.last * w.width; t < oldest {
 			victim, oldest = k, t
@@ -374,7 +344,7 @@ func (s *Strikes) evictLocked(sh *strikeShard, now int64) {
 		}
 	}
 	if !evicted && oldest != math.MaxInt64 {
-		delete(sh.m, victim)
+		sh.Delete(victim)
 	}
 }
 
@@ -382,23 +352,7 @@ func (s *Strikes) evictLocked(sh *strikeShard, now int64) {
 // disable the sweeper.
 func (s *Strikes) Sweep() {
 	now := int64(s.now().Sub(s.base))
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		for k, w := range sh.m {
-			if w.idle(now) {
-				delete(sh.m, k)
-			}
-		}
-		if sh.peak > 1024 && len(sh.m) < sh.peak/4 {
-			fresh := make(map[string]*window, len(sh.m))
-			for k, w := range sh.m {
-				fresh[k] = w
-			}
-			sh.m, sh.peak = fresh, len(fresh)
-		}
-		sh.mu.Unlock()
-	}
+	s.subjects.Sweep(func(_ string, w *window) bool { return w.idle(now) })
 }
 
 // Close stops the sweeper and waits for it; Record keeps working. It is idempotent

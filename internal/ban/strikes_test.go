@@ -10,10 +10,11 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/ban"
+	"github.com/wsgate/wsgate/internal/statetest"
 )
 
 type strikesEnv struct {
-	c    *clock
+	c    *statetest.Clock
 	list *ban.MemoryList
 	s    *ban.Strikes
 	mu   sync.Mutex
@@ -22,7 +23,7 @@ type strikesEnv struct {
 
 func newStrikes(t *testing.T, p ban.Policy, opts ban.StrikesOptions) *strikesEnv {
 	t.Helper()
-	e := &strikesEnv{c: newClock()}
+	e := &strikesEnv{c: statetest.New()}
 	e.list = newList(0, e.c)
 	if opts.SweepInterval == 0 {
 		opts.SweepInterval = -1

@@ -5,12 +5,13 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/shardmap"
 )
 
 // Defaults applied by NewMemory for zero MemoryOptions fields.
@@ -96,11 +97,10 @@ func (o MemoryOptions) withDefaults() MemoryOptions {
 // Memory is the single-node Broker. Lock order: shard.mu, then channel.mu, then
 // channel.deliverMu.
 type Memory struct {
-	opts   MemoryOptions
-	seed   maphash.Seed
-	shards [shardCount]shard
-	count  atomic.Int64 // channels tracked, for MaxChannels
-	bytes  atomic.Int64 // cost of all retained history, for MaxHistoryBytes
+	opts     MemoryOptions
+	channels *shardmap.Map[string, *channel]
+	count    atomic.Int64 // channels tracked, for MaxChannels
+	bytes    atomic.Int64 // cost of all retained history, for MaxHistoryBytes
 
 	handler  atomic.Pointer[handlerBox]
 	inflight atomic.Int64  // handler calls in progress
@@ -109,11 +109,7 @@ type Memory struct {
 
 type handlerBox struct{ h EventHandler }
 
-type shard struct {
-	mu sync.Mutex
-	m  map[string]*channel
-	_  [48]byte // pad to 64 bytes: keep hot shard locks on separate cache lines
-}
+type shard = shardmap.Shard[string, *channel]
 
 // channel is one stream. It lives while it has history, local subscribers or
 // presence; once removed, a later use creates a new stream with a new epoch.
@@ -139,20 +135,16 @@ func (c *channel) emptyLocked() bool {
 // NewMemory returns an in-memory Broker. It owns no goroutine until Run is called.
 // Invalid options are defaulted; call Validate first to reject them.
 func NewMemory(opts MemoryOptions) *Memory {
-	m := &Memory{opts: opts.withDefaults(), seed: maphash.MakeSeed(), idle: make(chan struct{}, 1)}
-	for i := range m.shards {
-		m.shards[i].m = make(map[string]*channel)
+	return &Memory{
+		opts:     opts.withDefaults(),
+		channels: shardmap.New[string, *channel](shardmap.Options{Shards: shardCount}),
+		idle:     make(chan struct{}, 1),
 	}
-	return m
 }
 
 // newEpoch returns 8 random characters. Epochs only need to differ between
 // incarnations of a stream; 40 random bits make a collision practically impossible.
 func newEpoch() string { return rand.Text()[:8] }
-
-func (m *Memory) shardFor(name string) *shard {
-	return &m.shards[maphash.String(m.seed, name)%shardCount]
-}
 
 func (m *Memory) nowNano() int64 { return m.opts.Now().UnixNano() }
 
@@ -162,27 +154,27 @@ func (m *Memory) Channels() int { return int(m.count.Load()) }
 // lockChannel returns name's channel, locked, creating it when create is set. It
 // returns nil when the channel does not exist and create is false.
 func (m *Memory) lockChannel(name string, create bool) (*channel, error) {
-	s := m.shardFor(name)
+	s := m.channels.For(name)
 	for {
-		s.mu.Lock()
-		c := s.m[name]
+		s.Lock()
+		c, _ := s.Get(name)
 		if c == nil {
 			if !create {
-				s.mu.Unlock()
+				s.Unlock()
 				return nil, nil
 			}
 			if !m.reserve() {
 				// Reclaim this shard's expired channels before refusing.
 				m.sweepShardLocked(s, m.nowNano())
 				if !m.reserve() {
-					s.mu.Unlock()
+					s.Unlock()
 					return nil, fmt.Errorf("%w (limit %d)", ErrTooManyChannels, m.opts.MaxChannels)
 				}
 			}
 			c = &channel{name: name, epoch: newEpoch()}
-			s.m[name] = c
+			s.Set(name, c)
 		}
-		s.mu.Unlock()
+		s.Unlock()
 		c.mu.Lock()
 		if !c.removed {
 			return c, nil
@@ -206,16 +198,16 @@ func (m *Memory) reserve() bool {
 
 // removeIfEmpty forgets c if it is still empty. Called without c.mu held.
 func (m *Memory) removeIfEmpty(c *channel) {
-	s := m.shardFor(c.name)
-	s.mu.Lock()
+	s := m.channels.For(c.name)
+	s.Lock()
 	c.mu.Lock()
-	if !c.removed && c.emptyLocked() && s.m[c.name] == c {
+	if cur, _ := s.Get(c.name); !c.removed && c.emptyLocked() && cur == c {
 		c.removed = true
-		delete(s.m, c.name)
+		s.Delete(c.name)
 		m.count.Add(-1)
 	}
 	c.mu.Unlock()
-	s.mu.Unlock()
+	s.Unlock()
 }
 
 // trimExpiredLocked drops c's expired history. Called with c.mu held.
@@ -254,28 +246,28 @@ func (m *Memory) appendLocked(c *channel, e entry, size int) {
 // HistoryBytes returns the approximate memory held by retained history (for metrics).
 func (m *Memory) HistoryBytes() int64 { return m.bytes.Load() }
 
-// sweepShardLocked drops expired history and empty channels. Called with s.mu held.
+// sweepShardLocked drops expired history and empty channels. Called with s locked.
 func (m *Memory) sweepShardLocked(s *shard, now int64) {
-	for name, c := range s.m {
-		c.mu.Lock()
-		m.trimExpiredLocked(c, now)
-		if c.emptyLocked() {
-			c.removed = true
-			delete(s.m, name)
-			m.count.Add(-1)
-		}
-		c.mu.Unlock()
+	s.DeleteFunc(func(_ string, c *channel) bool { return m.trimChannel(c, now) })
+}
+
+// trimChannel drops c's expired history and reports whether c is now empty,
+// marking it removed; its shard is locked.
+func (m *Memory) trimChannel(c *channel, now int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m.trimExpiredLocked(c, now)
+	if !c.emptyLocked() {
+		return false
 	}
+	c.removed = true
+	m.count.Add(-1)
+	return true
 }
 
 func (m *Memory) sweep() {
 	now := m.nowNano()
-	for i := range m.shards {
-		s := &m.shards[i]
-		s.mu.Lock()
-		m.sweepShardLocked(s, now)
-		s.mu.Unlock()
-	}
+	m.channels.Sweep(func(_ string, c *channel) bool { return m.trimChannel(c, now) })
 }
 
 // deliver calls fn with the registered handler, if any. The in-flight count lets

@@ -8,28 +8,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/statetest"
 )
 
-// clock is a manual time source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-func newClocked(opts MemoryOptions) (*Memory, *clock) {
-	c := &clock{now: time.Unix(1_700_000_000, 0)}
+// newClocked returns a broker on a manual clock.
+func newClocked(opts MemoryOptions) (*Memory, *statetest.Clock) {
+	c := statetest.New()
 	opts.Now = c.Now
 	return NewMemory(opts), c
 }

@@ -3,34 +3,16 @@ package broker_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"runtime"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/wsgate/wsgate/internal/broker"
 	"github.com/wsgate/wsgate/internal/broker/brokertest"
 )
 
-// TestMain fails the run if any test leaves a goroutine behind (a Run that did not
-// return, a stuck delivery).
-func TestMain(m *testing.M) {
-	base := runtime.NumGoroutine()
-	code := m.Run()
-	if code == 0 {
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > base {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<16)
-				fmt.Fprintf(os.Stderr, "leaked goroutines:\n%s\n", buf[:runtime.Stack(buf, true)])
-				code = 1
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestBrokerConformance(t *testing.T) {
 	brokertest.Run(t, func(t *testing.T) broker.Broker {

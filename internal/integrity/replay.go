@@ -3,9 +3,9 @@ package integrity
 import (
 	"context"
 	"errors"
-	"hash/maphash"
-	"sync"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/shardmap"
 )
 
 // ReplayCache remembers nonces across all connections (and, with a shared
@@ -34,16 +34,10 @@ const replayShards = 32
 // a nonce flood it rejects messages rather than forgetting nonces, which
 // would silently re-open the replay window.
 type MemoryReplayCache struct {
-	seed   maphash.Seed
-	shards [replayShards]replayShard
-	now    func() time.Time
-}
-
-type replayShard struct {
-	mu    sync.Mutex
-	cap   int
-	items map[string]int64 // key -> expiry (unix nanos)
-	fifo  ring
+	items *shardmap.Map[string, int64] // key -> expiry (unix nanos)
+	// fifos[i] is shard i's insertion order, under shard i's lock.
+	fifos []ring
+	now   func() time.Time
 }
 
 type fifoEntry struct {
@@ -92,13 +86,11 @@ func NewMemoryReplayCache(maxEntries int) *MemoryReplayCache {
 	if maxEntries < 1 {
 		maxEntries = 1 << 20
 	}
-	per := (maxEntries + replayShards - 1) / replayShards
-	c := &MemoryReplayCache{seed: maphash.MakeSeed(), now: time.Now}
-	for i := range c.shards {
-		c.shards[i].cap = per
-		c.shards[i].items = make(map[string]int64)
+	return &MemoryReplayCache{
+		items: shardmap.New[string, int64](shardmap.Options{MaxKeys: maxEntries, Shards: replayShards}),
+		fifos: make([]ring, replayShards),
+		now:   time.Now,
 	}
-	return c
 }
 
 // Seen implements ReplayCache.
@@ -110,44 +102,38 @@ func (c *MemoryReplayCache) Seen(ctx context.Context, key string, ttl time.Durat
 		return true, errors.New("integrity: replay cache: ttl must be positive")
 	}
 	now := c.now().UnixNano()
-	s := &c.shards[maphash.String(c.seed, key)%replayShards]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if exp, ok := s.items[key]; ok && exp > now {
+	s := c.items.For(key)
+	s.Lock()
+	defer s.Unlock()
+	if exp, ok := s.Get(key); ok && exp > now {
 		return true, nil
 	}
 	// Drop expired entries from the head. An entry whose key was re-inserted
 	// later carries an older expiry than the map and must not delete it.
-	for s.fifo.size > 0 {
-		f := s.fifo.front()
+	fifo := &c.fifos[s.Index()]
+	for fifo.size > 0 {
+		f := fifo.front()
 		if f.exp > now {
 			break
 		}
-		if exp, ok := s.items[f.key]; ok && exp == f.exp {
-			delete(s.items, f.key)
+		if exp, ok := s.Get(f.key); ok && exp == f.exp {
+			s.Delete(f.key)
 		}
-		s.fifo.pop()
+		fifo.pop()
 	}
-	if s.fifo.size >= s.cap {
+	// The FIFO, not the map, is the bound: it also holds the older entries of
+	// re-inserted keys until they expire.
+	if fifo.size >= c.items.PerShard() {
 		return true, ErrReplayCacheFull
 	}
 	exp := now + int64(ttl)
-	s.items[key] = exp
-	s.fifo.push(fifoEntry{key: key, exp: exp})
+	s.Set(key, exp)
+	fifo.push(fifoEntry{key: key, exp: exp})
 	return false, nil
 }
 
 // Len is the number of stored entries, expired ones included until swept.
-func (c *MemoryReplayCache) Len() int {
-	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		n += len(s.items)
-		s.mu.Unlock()
-	}
-	return n
-}
+func (c *MemoryReplayCache) Len() int { return c.items.Len() }
 
 // Interface guard.
 var _ ReplayCache = (*MemoryReplayCache)(nil)

@@ -5,6 +5,9 @@
 // rates and byte budgets. The in-memory implementation is the default; a Redis one
 // (internal/cluster/redis) makes the budget shared between nodes.
 //
-// Memory is the in-memory implementation: GCRA (one theoretical arrival time per key),
-// 64 shards, bounded by MemoryOptions.MaxKeys, idle keys dropped by an owned sweeper.
+// GCRA is the one rate rule: Memory stores one theoretical arrival time per key
+// around it (a shardmap of up to 64 shards, bounded by MemoryOptions.MaxKeys, idle
+// keys dropped by an owned sweeper), the pipeline keeps a connection's own budgets
+// with it, and the Redis limiter runs it in Lua. limittest holds every Limiter to
+// one table of its answers.
 package limit

@@ -4,65 +4,18 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"runtime"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/wsgate/wsgate/internal/limit"
+	"github.com/wsgate/wsgate/internal/limit/limittest"
+	"github.com/wsgate/wsgate/internal/statetest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leak := leakedSweepers(); leak != "" {
-			fmt.Fprintln(os.Stderr, "leaked sweeper goroutine:\n"+leak)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-func leakedSweepers() string {
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaks []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "sweep.(*Sweeper).loop") {
-				leaks = append(leaks, g)
-			}
-		}
-		if len(leaks) == 0 || time.Now().After(deadline) {
-			return strings.Join(leaks, "\n\n")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// clock is a manual clock for deterministic GCRA tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Unix(1_700_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newMem(t testing.TB, opts limit.MemoryOptions) *limit.Memory {
 	t.Helper()
@@ -83,9 +36,30 @@ func allow(t *testing.T, m *limit.Memory, key string, l limit.Limit, cost int) (
 	return ok, ra
 }
 
+func TestMemoryConformance(t *testing.T) {
+	clk := statetest.New()
+	limittest.Run(t, clk, func(t *testing.T) limit.Limiter {
+		return newMem(t, limit.MemoryOptions{SweepInterval: -1, Now: clk.Now})
+	})
+}
+
+// The function GCRA gives the table's answers on its own: Memory and the
+// pipeline's local budgets add only storage around it.
+func TestGCRATable(t *testing.T) {
+	tats := map[string]int64{}
+	limittest.Check(t, func(key string, at time.Duration, l limit.Limit, cost int) (bool, time.Duration) {
+		ok, retry, next := limit.GCRA(tats[key], int64(at), l, cost)
+		if !ok && next != tats[key] {
+			t.Errorf("%s: refused call charged %d", key, next-tats[key])
+		}
+		tats[key] = next
+		return ok, retry
+	})
+}
+
 func TestUnlimitedStoresNothing(t *testing.T) {
 	m := newMem(t, limit.MemoryOptions{SweepInterval: -1})
-	for _, l := range []limit.Limit{{}, {Rate: -1, Burst: 3}, {Rate: math.NaN()}, {Rate: math.Inf(1)}} {
+	for _, l := range limittest.Unlimited {
 		for i := range 100 {
 			if ok, _ := allow(t, m, fmt.Sprint("k", i), l, 1_000_000); !ok {
 				t.Fatalf("limit %+v refused", l)
@@ -97,58 +71,8 @@ func TestUnlimitedStoresNothing(t *testing.T) {
 	}
 }
 
-func TestBurstThenSteadyRate(t *testing.T) {
-	c := newClock()
-	m := newMem(t, limit.MemoryOptions{SweepInterval: -1, Now: c.Now})
-	l := limit.Limit{Rate: 10, Burst: 5}
-	for i := range 5 {
-		if ok, _ := allow(t, m, "a", l, 1); !ok {
-			t.Fatalf("burst request %d refused", i)
-		}
-	}
-	ok, ra := allow(t, m, "a", l, 1)
-	if ok || ra != 100*time.Millisecond {
-		t.Fatalf("6th: ok=%v retryAfter=%v, want refused after 100ms", ok, ra)
-	}
-	// Other keys are independent.
-	if ok, _ := allow(t, m, "b", l, 1); !ok {
-		t.Fatal("independent key refused")
-	}
-	c.Advance(99 * time.Millisecond)
-	if ok, ra := allow(t, m, "a", l, 1); ok || ra != time.Millisecond {
-		t.Fatalf("early retry: ok=%v retryAfter=%v", ok, ra)
-	}
-	c.Advance(time.Millisecond)
-	if ok, _ := allow(t, m, "a", l, 1); !ok {
-		t.Fatal("refused at retryAfter")
-	}
-	// Steady state: exactly one per 100ms.
-	for i := range 20 {
-		c.Advance(100 * time.Millisecond)
-		if ok, _ := allow(t, m, "a", l, 1); !ok {
-			t.Fatalf("steady request %d refused", i)
-		}
-		if ok, _ := allow(t, m, "a", l, 1); ok {
-			t.Fatalf("steady request %d: second allowed", i)
-		}
-	}
-	// After a long idle period the burst is back, not more.
-	c.Advance(time.Hour)
-	n := 0
-	for {
-		ok, _ := allow(t, m, "a", l, 1)
-		if !ok {
-			break
-		}
-		n++
-	}
-	if n != 5 {
-		t.Fatalf("burst after idle = %d, want 5", n)
-	}
-}
-
 func TestRetryAfterIsExact(t *testing.T) {
-	c := newClock()
+	c := statetest.New()
 	m := newMem(t, limit.MemoryOptions{SweepInterval: -1, Now: c.Now})
 	l := limit.Limit{Rate: 1000, Burst: 4096} // a byte budget: 1000 B/s, 4 KiB burst
 	for _, cost := range []int{3000, 700, 1500, 4096, 1, 2500} {
@@ -163,38 +87,6 @@ func TestRetryAfterIsExact(t *testing.T) {
 		c.Advance(time.Nanosecond)
 		if ok, _ := allow(t, m, "bytes", l, cost); !ok {
 			t.Fatalf("cost %d refused at retryAfter %v", cost, ra)
-		}
-	}
-}
-
-func TestCostEdges(t *testing.T) {
-	c := newClock()
-	m := newMem(t, limit.MemoryOptions{SweepInterval: -1, Now: c.Now})
-	l := limit.Limit{Rate: 2, Burst: 3}
-
-	// cost > Burst never passes, charges nothing, and suggests a full refill.
-	ok, ra := allow(t, m, "k", l, 4)
-	if ok || ra != 1500*time.Millisecond {
-		t.Fatalf("cost>burst: ok=%v retryAfter=%v, want refused, 1.5s", ok, ra)
-	}
-	if ok, _ := allow(t, m, "k", l, 3); !ok {
-		t.Fatal("refused oversize request was charged")
-	}
-	// cost <= 0 always passes and charges nothing.
-	for _, cost := range []int{0, -5} {
-		if ok, _ := allow(t, m, "k", l, cost); !ok {
-			t.Fatalf("cost %d refused", cost)
-		}
-	}
-	// Burst < 1 behaves as 1.
-	for _, b := range []int{0, -3} {
-		key := fmt.Sprint("b", b)
-		l := limit.Limit{Rate: 1, Burst: b}
-		if ok, _ := allow(t, m, key, l, 1); !ok {
-			t.Fatalf("burst %d: first refused", b)
-		}
-		if ok, ra := allow(t, m, key, l, 1); ok || ra != time.Second {
-			t.Fatalf("burst %d: second ok=%v ra=%v", b, ok, ra)
 		}
 	}
 }
@@ -218,30 +110,8 @@ func TestAbsurdLimitsDoNotPanicOrOverflow(t *testing.T) {
 	}
 }
 
-func TestConcurrentHotKeyIsExact(t *testing.T) {
-	c := newClock() // frozen: no refill during the test
-	m := newMem(t, limit.MemoryOptions{SweepInterval: -1, Now: c.Now})
-	l := limit.Limit{Rate: 1, Burst: 500}
-	var allowed atomic.Int64
-	var wg sync.WaitGroup
-	for range 32 {
-		wg.Go(func() {
-			for range 100 {
-				ok, _, _ := m.Allow(context.Background(), "hot", l, 1)
-				if ok {
-					allowed.Add(1)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if got := allowed.Load(); got != 500 {
-		t.Fatalf("allowed %d, want exactly 500", got)
-	}
-}
-
 func TestSweepDropsIdleKeys(t *testing.T) {
-	c := newClock()
+	c := statetest.New()
 	m := newMem(t, limit.MemoryOptions{SweepInterval: -1, Now: c.Now})
 	fast := limit.Limit{Rate: 10, Burst: 1}  // TAT now+100ms
 	slow := limit.Limit{Rate: 0.1, Burst: 1} // TAT now+10s
@@ -284,7 +154,7 @@ func TestSweeperGoroutineRunsAndStops(t *testing.T) {
 }
 
 func TestFullShardEvictsExpiredBeforeLive(t *testing.T) {
-	c := newClock()
+	c := statetest.New()
 	// 64 keys -> a single shard of 64, so the test controls the whole bound.
 	m := newMem(t, limit.MemoryOptions{MaxKeys: 64, SweepInterval: -1, Now: c.Now})
 	hot := limit.Limit{Rate: 1.0 / 3600, Burst: 1} // TAT now+1h: the most valuable state

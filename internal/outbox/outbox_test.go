@@ -5,11 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // waitFor polls cond until it holds or a generous deadline passes; it never
@@ -28,10 +29,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // checkNoLeak fails the test if goroutines started during it are still running.
 func checkNoLeak(t *testing.T) {
 	t.Helper()
-	base := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= base })
-	})
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 }
 
 // recorder is a write func that records what it was given.

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"math"
 	"time"
 
 	"github.com/wsgate/wsgate/internal/integrity"
@@ -141,47 +140,11 @@ func (b *connBudgets) since(now time.Time) int64 {
 	return int64(now.Sub(b.base))
 }
 
-// maxNanos caps GCRA intervals so that arithmetic on a TAT cannot overflow
-// (limit.Memory's bound, ~36 years).
-const maxNanos = int64(1) << 60
-
-// allowGCRA is limit.Memory's Allow for one local key whose theoretical arrival
-// time is *tat, at now (ns on the same clock), with the same semantics: a
-// non-positive or infinite Rate and a non-positive cost always pass and charge
-// nothing; Burst below 1 counts as 1; a cost above Burst is refused without
-// charging, retryAfter being the time to refill a whole burst; otherwise
-// retryAfter is when the same cost would next pass.
+// allowGCRA charges the local budget whose theoretical arrival time is *tat at
+// now (ns on the same clock), with limit.GCRA: the Limiter's rule and
+// semantics, without a store.
 func allowGCRA(tat *int64, l limit.Limit, cost int, now int64) (bool, time.Duration) {
-	if !(l.Rate > 0) || math.IsInf(l.Rate, 1) || cost <= 0 {
-		return true, 0
-	}
-	burst := max(l.Burst, 1)
-	interval := 1e9 / l.Rate
-	inc := nanos(float64(cost) * interval)
-	window := nanos(float64(burst) * interval)
-	if cost > burst {
-		return false, time.Duration(window)
-	}
-	t := *tat
-	if t < now {
-		t = now
-	}
-	next := t + inc
-	if allowAt := next - window; allowAt > now {
-		return false, time.Duration(allowAt - now)
-	}
+	ok, retry, next := limit.GCRA(*tat, now, l, cost)
 	*tat = next
-	return true, 0
-}
-
-// nanos converts a float interval to ns, rounding up, saturating at maxNanos (NaN
-// included).
-func nanos(f float64) int64 {
-	if !(f < float64(maxNanos)) {
-		return maxNanos
-	}
-	if f < 0 {
-		return 0
-	}
-	return int64(math.Ceil(f))
+	return ok, retry
 }

@@ -3,8 +3,8 @@ package quota
 import (
 	"context"
 	"fmt"
-	"hash/maphash"
-	"sync"
+
+	"github.com/wsgate/wsgate/internal/shardmap"
 )
 
 // Store counts live connections per key.
@@ -27,27 +27,12 @@ const memoryShards = 64
 // deleted, so memory is bounded by the number of live connections (which the
 // global quota and the listener bound), not by the number of addresses ever seen.
 type MemoryStore struct {
-	seed   maphash.Seed
-	shards [memoryShards]memShard
-}
-
-type memShard struct {
-	mu sync.Mutex
-	m  map[string]int
-	_  [48]byte // keep shards on separate cache lines
+	counts *shardmap.Map[string, int]
 }
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
-	s := &MemoryStore{seed: maphash.MakeSeed()}
-	for i := range s.shards {
-		s.shards[i].m = make(map[string]int)
-	}
-	return s
-}
-
-func (s *MemoryStore) shard(key string) *memShard {
-	return &s.shards[maphash.String(s.seed, key)%memoryShards]
+	return &MemoryStore{counts: shardmap.New[string, int](shardmap.Options{Shards: memoryShards})}
 }
 
 // Acquire implements Store. It fails only if ctx is already done.
@@ -55,51 +40,43 @@ func (s *MemoryStore) Acquire(ctx context.Context, key string, max int) (bool, e
 	if err := ctx.Err(); err != nil {
 		return false, fmt.Errorf("quota memory store: %w", err)
 	}
-	sh := s.shard(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	n := sh.m[key]
+	sh := s.counts.For(key)
+	sh.Lock()
+	defer sh.Unlock()
+	n, _ := sh.Get(key)
 	if max > 0 && n >= max {
 		return false, nil
 	}
-	sh.m[key] = n + 1
+	sh.Set(key, n+1)
 	return true, nil
 }
 
 // Release implements Store. Releasing a key at zero is a no-op. It never fails:
 // a release must happen even when the connection's context is already cancelled.
 func (s *MemoryStore) Release(_ context.Context, key string) error {
-	sh := s.shard(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	switch n := sh.m[key]; {
+	sh := s.counts.For(key)
+	sh.Lock()
+	defer sh.Unlock()
+	switch n, _ := sh.Get(key); {
 	case n > 1:
-		sh.m[key] = n - 1
+		sh.Set(key, n-1)
 	case n == 1:
-		delete(sh.m, key)
+		sh.Delete(key)
 	}
 	return nil
 }
 
 // Count implements Store. It never fails.
 func (s *MemoryStore) Count(_ context.Context, key string) (int, error) {
-	sh := s.shard(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	return sh.m[key], nil
+	sh := s.counts.For(key)
+	sh.Lock()
+	defer sh.Unlock()
+	n, _ := sh.Get(key)
+	return n, nil
 }
 
 // Len returns the number of keys with a non-zero count (for tests and metrics).
-func (s *MemoryStore) Len() int {
-	n := 0
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
-	}
-	return n
-}
+func (s *MemoryStore) Len() int { return s.counts.Len() }
 
 // Interface guards.
 var _ Store = (*MemoryStore)(nil)

@@ -5,50 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/wsgate/wsgate/internal/broker"
 	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/room"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		// Leak check: every Service.Run and httptest server must have stopped.
-		var leaked []string
-		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			leaked = leakedGoroutines()
-			if len(leaked) == 0 || time.Now().After(deadline) {
-				break
-			}
-		}
-		if len(leaked) > 0 {
-			fmt.Fprintf(os.Stderr, "goroutine leak:\n%s\n", strings.Join(leaked, "\n\n"))
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// leakedGoroutines lists goroutines other than this one and the runtime's own
-// (signal handling, which fuzzing mode starts).
-func leakedGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	var out []string
-	for i, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-		if i == 0 || strings.Contains(g, "os/signal.") || strings.TrimSpace(g) == "" {
-			continue
-		}
-		out = append(out, g)
-	}
-	return out
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fakeClient records what the room sends it.
 type fakeClient struct {

@@ -1,13 +1,15 @@
 package sweep
 
 import (
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestSweeperRunsAndStops(t *testing.T) {
 	var n atomic.Int32
@@ -16,9 +18,6 @@ func TestSweeperRunsAndStops(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("f was not called")
 		}
-	}
-	if !running() {
-		t.Fatal(`no "sweep.(*Sweeper).loop" frame in the stacks: the leak checks of the stores look for it`)
 	}
 	var wg sync.WaitGroup
 	for range 4 {
@@ -30,9 +29,7 @@ func TestSweeperRunsAndStops(t *testing.T) {
 	if n.Load() != after {
 		t.Error("f called after Stop returned")
 	}
-	if leaked() {
-		t.Error("sweeper goroutine left after Stop")
-	}
+	goleak.VerifyNone(t) // the loop goroutine is gone once Stop returns
 }
 
 func TestDisabled(t *testing.T) {
@@ -45,22 +42,4 @@ func TestDisabled(t *testing.T) {
 	var nilSweeper *Sweeper
 	nilSweeper.Stop()
 	(&Sweeper{}).Stop()
-}
-
-// running reports whether a loop goroutine is there, by the frame name the stores'
-// leak checks look for.
-func running() bool {
-	buf := make([]byte, 1<<20)
-	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "sweep.(*Sweeper).loop")
-}
-
-// leaked reports whether a loop goroutine is still there; one that was just
-// stopped may still be unwinding after done was closed, so it waits a little.
-func leaked() bool {
-	for deadline := time.Now().Add(time.Second); running(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			return true
-		}
-	}
-	return false
 }

@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
-	"sync"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/shardmap"
 	"github.com/wsgate/wsgate/internal/sweep"
 )
 
@@ -58,17 +57,10 @@ type MemoryOptions struct {
 
 // MemoryStore is the in-memory Store. Close stops its sweeper.
 type MemoryStore struct {
-	shards   []shard
-	perShard int
-	seed     maphash.Seed
-	now      func() time.Time
+	tickets *shardmap.Map[string, entry]
+	now     func() time.Time
 
 	sweeper *sweep.Sweeper
-}
-
-type shard struct {
-	mu sync.Mutex
-	m  map[string]entry
 }
 
 type entry struct {
@@ -94,15 +86,13 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 		n = 32
 	}
 	s := &MemoryStore{
-		shards:   make([]shard, n),
-		perShard: (opts.MaxEntries + n - 1) / n,
-		seed:     maphash.MakeSeed(),
-		now:      opts.Now,
+		tickets: shardmap.New[string, entry](shardmap.Options{MaxKeys: opts.MaxEntries, Shards: n}),
+		now:     opts.Now,
 	}
-	for i := range s.shards {
-		s.shards[i].m = make(map[string]entry)
-	}
-	s.sweeper = sweep.Start(opts.SweepInterval, s.sweepAll)
+	s.sweeper = sweep.Start(opts.SweepInterval, func() {
+		now := s.now()
+		s.tickets.Sweep(func(_ string, e entry) bool { return e.expired(now) })
+	})
 	return s
 }
 
@@ -110,10 +100,6 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 // keeps working without the sweeper.
 func (s *MemoryStore) Close() {
 	s.sweeper.Stop()
-}
-
-func (s *MemoryStore) shardFor(key string) *shard {
-	return &s.shards[maphash.String(s.seed, key)%uint64(len(s.shards))]
 }
 
 func checkKey(key string) error {
@@ -135,19 +121,19 @@ func (s *MemoryStore) Put(ctx context.Context, ticket string, payload []byte, tt
 		return fmt.Errorf("ticket: ttl must be positive, got %s", ttl)
 	}
 	now := s.now()
-	sh := s.shardFor(ticket)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if e, ok := sh.m[ticket]; ok && now.Before(e.expires) {
+	sh := s.tickets.For(ticket)
+	sh.Lock()
+	defer sh.Unlock()
+	if e, ok := sh.Get(ticket); ok && !e.expired(now) {
 		return ErrExists
 	}
-	if len(sh.m) >= s.perShard {
-		sh.sweep(now)
-		if len(sh.m) >= s.perShard {
+	if sh.Full() {
+		sh.DeleteFunc(func(_ string, e entry) bool { return e.expired(now) })
+		if sh.Full() {
 			return ErrFull
 		}
 	}
-	sh.m[ticket] = entry{payload: append([]byte(nil), payload...), expires: now.Add(ttl)}
+	sh.Set(ticket, entry{payload: append([]byte(nil), payload...), expires: now.Add(ttl)})
 	return nil
 }
 
@@ -160,14 +146,14 @@ func (s *MemoryStore) Take(ctx context.Context, ticket string) ([]byte, error) {
 		return nil, ErrNotFound
 	}
 	now := s.now()
-	sh := s.shardFor(ticket)
-	sh.mu.Lock()
-	e, ok := sh.m[ticket]
+	sh := s.tickets.For(ticket)
+	sh.Lock()
+	e, ok := sh.Get(ticket)
 	if ok {
-		delete(sh.m, ticket)
+		sh.Delete(ticket)
 	}
-	sh.mu.Unlock()
-	if !ok || !now.Before(e.expires) {
+	sh.Unlock()
+	if !ok || e.expired(now) {
 		return nil, ErrNotFound
 	}
 	return e.payload, nil
@@ -175,32 +161,6 @@ func (s *MemoryStore) Take(ctx context.Context, ticket string) ([]byte, error) {
 
 // Len returns the number of stored tickets, expired ones not yet swept
 // included (for metrics).
-func (s *MemoryStore) Len() int {
-	n := 0
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
-	}
-	return n
-}
+func (s *MemoryStore) Len() int { return s.tickets.Len() }
 
-// sweep drops expired entries; sh.mu must be held.
-func (sh *shard) sweep(now time.Time) {
-	for k, e := range sh.m {
-		if !now.Before(e.expires) {
-			delete(sh.m, k)
-		}
-	}
-}
-
-// sweepAll drops expired entries from every shard; the sweeper calls it.
-func (s *MemoryStore) sweepAll() {
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		sh.sweep(s.now())
-		sh.mu.Unlock()
-	}
-}
+func (e entry) expired(now time.Time) bool { return !now.Before(e.expires) }

@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/lxzan/gws"
+
+	"github.com/wsgate/wsgate/internal/truncate"
 )
 
 // Handler receives the events of one connection. All methods are called from
@@ -91,7 +93,7 @@ func (c *Conn) WriteClose(code uint16, reason string) error {
 	if !validSendCode(code) {
 		return fmt.Errorf("transport: invalid close code %d", code)
 	}
-	reason = truncateUTF8(reason, 123)
+	reason = truncate.UTF8(reason, 123)
 	c.initiated.Store(true)
 	return c.wrapWriteErr(c.ws.WriteClose(code, []byte(reason)))
 }
@@ -198,16 +200,6 @@ func (c *Conn) recoverHandler(method string) {
 		c.initiated.Store(true)
 		_ = c.ws.WriteClose(StatusInternalError, []byte("internal error"))
 	}
-}
-
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // eventAdapter turns gws events into Handler calls. It is stateless: the

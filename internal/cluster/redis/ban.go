@@ -5,18 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/wsgate/wsgate/internal/ban"
+	"github.com/wsgate/wsgate/internal/shardmap"
+	"github.com/wsgate/wsgate/internal/truncate"
 )
 
 // Ban keys share the hash tag {bans}: one key per subject holding the encoded
@@ -102,10 +102,8 @@ type BanList struct {
 	topic string
 	kicks string // channel of Kick
 
-	seed   maphash.Seed
-	shards [banShards]banShard
-	per    int
-	gen    atomic.Uint64 // bumped by every invalidation; stale lookups are not cached
+	cache *shardmap.Map[string, banCached]
+	gen   atomic.Uint64 // bumped by every invalidation; stale lookups are not cached
 
 	ps   *goredis.PubSub
 	stop chan struct{}
@@ -114,11 +112,6 @@ type BanList struct {
 }
 
 const banShards = 16
-
-type banShard struct {
-	mu sync.Mutex
-	m  map[string]banCached
-}
 
 type banCached struct {
 	b       ban.Ban
@@ -150,13 +143,9 @@ func (c *Client) BanList(opts BanOptions) *BanList {
 		index: c.key("{bans}:z"),
 		topic: c.key("bans"),
 		kicks: c.key("bans:kick"),
-		seed:  maphash.MakeSeed(),
-		per:   (opts.CacheEntries + banShards - 1) / banShards,
+		cache: shardmap.New[string, banCached](shardmap.Options{MaxKeys: opts.CacheEntries, Shards: banShards}),
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
-	}
-	for i := range l.shards {
-		l.shards[i].m = make(map[string]banCached)
 	}
 	c.bans = l
 	if c.closed || (opts.CacheTTL < 0 && opts.OnKick == nil) {
@@ -194,7 +183,7 @@ func (l *BanList) Ban(ctx context.Context, b ban.Ban) error {
 	if b.Created.IsZero() {
 		b.Created = now
 	}
-	rec := banRecord{S: b.Subject, R: truncateUTF8(b.Reason, ban.MaxReasonLen), C: b.Created.UnixMilli()}
+	rec := banRecord{S: b.Subject, R: truncate.UTF8(b.Reason, ban.MaxReasonLen), C: b.Created.UnixMilli()}
 	exp := int64(-1)
 	if !b.Until.IsZero() && b.Until.UnixMilli() < maxUnixMilli {
 		rec.U = b.Until.UnixMilli()
@@ -255,11 +244,11 @@ func (l *BanList) Kick(ctx context.Context, subject string) error {
 // Banned implements ban.List.
 func (l *BanList) Banned(ctx context.Context, subject string) (ban.Ban, bool, error) {
 	now := time.Now()
-	sh := &l.shards[maphash.String(l.seed, subject)%banShards]
+	sh := l.cache.For(subject)
 	if l.opts.CacheTTL > 0 {
-		sh.mu.Lock()
-		e, ok := sh.m[subject]
-		sh.mu.Unlock()
+		sh.Lock()
+		e, ok := sh.Get(subject)
+		sh.Unlock()
 		if ok && e.expires > now.UnixNano() {
 			if e.found && !e.b.Permanent() && !e.b.Until.After(now) {
 				return ban.Ban{}, false, nil
@@ -288,21 +277,17 @@ func (l *BanList) Banned(ctx context.Context, subject string) (ban.Ban, bool, er
 		}
 	}
 	if l.opts.CacheTTL > 0 {
-		sh.mu.Lock()
+		sh.Lock()
 		// A lookup that raced with an invalidation may hold the old answer.
 		if l.gen.Load() == gen {
-			if len(sh.m) >= l.per {
-				for k, v := range sh.m {
-					if v.expires <= now.UnixNano() {
-						delete(sh.m, k)
-					}
-				}
+			if sh.Full() {
+				sh.DeleteFunc(func(_ string, v banCached) bool { return v.expires <= now.UnixNano() })
 			}
-			if len(sh.m) < l.per {
-				sh.m[subject] = banCached{b: b, found: found, expires: now.Add(l.opts.CacheTTL).UnixNano()}
+			if !sh.Full() {
+				sh.Set(subject, banCached{b: b, found: found, expires: now.Add(l.opts.CacheTTL).UnixNano()})
 			}
 		}
-		sh.mu.Unlock()
+		sh.Unlock()
 	}
 	return b, found, nil
 }
@@ -354,18 +339,13 @@ func (l *BanList) List(ctx context.Context) ([]ban.Ban, error) {
 func (l *BanList) invalidate(subject string) {
 	l.gen.Add(1)
 	if subject != "" {
-		sh := &l.shards[maphash.String(l.seed, subject)%banShards]
-		sh.mu.Lock()
-		delete(sh.m, subject)
-		sh.mu.Unlock()
+		sh := l.cache.For(subject)
+		sh.Lock()
+		sh.Delete(subject)
+		sh.Unlock()
 		return
 	}
-	for i := range l.shards {
-		sh := &l.shards[i]
-		sh.mu.Lock()
-		clear(sh.m)
-		sh.mu.Unlock()
-	}
+	l.cache.Clear()
 }
 
 // listen applies invalidations from every node until close. Whenever the
@@ -415,22 +395,6 @@ func (l *BanList) close() {
 		_ = l.ps.Close() // unblocks Receive
 	}
 	<-l.done
-}
-
-// truncateUTF8 cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for len(s) > 0 {
-		r, size := utf8.DecodeLastRuneInString(s)
-		if r != utf8.RuneError || size != 1 {
-			break
-		}
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // Interface guard.

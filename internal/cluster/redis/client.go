@@ -161,6 +161,7 @@ func New(ctx context.Context, opts Options) (*Client, error) {
 	c.brk = newBreaker(opts.Logger, func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, opts.DialTimeout+opts.ReadTimeout, time.Second)
 	if !opts.SkipPing {
 		if err := c.Ping(ctx); err != nil {
+			c.brk.close() // the failed ping started a probe (found by goleak)
 			_ = rdb.Close()
 			return nil, err
 		}

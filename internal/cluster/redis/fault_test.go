@@ -3,10 +3,11 @@ package redis_test
 import (
 	"context"
 	"errors"
-	"runtime"
 	"strconv"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/wsgate/wsgate/internal/ban"
 	"github.com/wsgate/wsgate/internal/broker"
@@ -131,7 +132,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 // Every goroutine a Client starts ends with Close.
 func TestCloseStopsGoroutines(t *testing.T) {
 	srv := redistest.Start(t)
-	base := runtime.NumGoroutine()
+	before := goleak.IgnoreCurrent()
 	c := node(t, srv, "leak")
 	ctx := context.Background()
 	b, err := c.Broker(redis.BrokerOptions{})
@@ -150,7 +151,7 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	if _, err := c.Broker(redis.BrokerOptions{}); err == nil {
 		t.Error("Broker on a closed client succeeded")
 	}
-	waitFor(t, 2*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base })
+	goleak.VerifyNone(t, before)
 }
 
 // checkContiguous asserts that got is a sequence of whole epochs' runs: within

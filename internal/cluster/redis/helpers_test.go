@@ -5,9 +5,13 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/wsgate/wsgate/internal/cluster/redis"
 	"github.com/wsgate/wsgate/internal/cluster/redis/redistest"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // node connects a Client named id to srv and closes it when t ends.
 func node(t testing.TB, srv *redistest.Server, id string, mod ...func(*redis.Options)) *redis.Client {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
-	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/wsgate/wsgate/internal/limit"
+	"github.com/wsgate/wsgate/internal/shardmap"
 )
 
 // gcraScript takes between ARGV[4] ("need") and ARGV[3] ("want") tokens from the
@@ -22,6 +21,8 @@ import (
 // ARGV[1] is µs per token, ARGV[2] the burst. It returns {granted, retry µs}:
 // granted 0 means refused, and retry says when need tokens will be available.
 // The key expires when the bucket is full again, so idle keys cost nothing.
+// With want == need it is limit.GCRA in µs on Redis' clock; TestLimiterConformance
+// holds it to the same table (limittest.GCRACases) as limit.Memory.
 var gcraScript = goredis.NewScript(`
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -164,9 +165,7 @@ type Limiter struct {
 	opts  LimiterOptions
 	local *limit.Memory
 
-	seed   maphash.Seed
-	shards [leaseShards]leaseShard
-	per    int
+	leases *shardmap.Map[string, lease]
 
 	down  *breaker // open after an error until a probe succeeds
 	stats struct{ redis, hits, local, fallbacks, errors, credits atomic.Uint64 }
@@ -186,10 +185,7 @@ type refillReq struct {
 
 const leaseShards = 64
 
-type leaseShard struct {
-	mu sync.Mutex
-	m  map[string]lease
-}
+type leaseShard = shardmap.Shard[string, lease]
 
 type lease struct {
 	tokens  int
@@ -215,18 +211,14 @@ type lease struct {
 func (c *Client) Limiter(opts LimiterOptions) *Limiter {
 	opts = opts.withDefaults()
 	l := &Limiter{
-		rdb:   c.rdb,
-		c:     c,
-		opts:  opts,
-		local: limit.NewMemory(limit.MemoryOptions{}),
-		seed:  maphash.MakeSeed(),
-		per:   (opts.MaxLeaseKeys + leaseShards - 1) / leaseShards,
+		rdb:    c.rdb,
+		c:      c,
+		opts:   opts,
+		local:  limit.NewMemory(limit.MemoryOptions{}),
+		leases: shardmap.New[string, lease](shardmap.Options{MaxKeys: opts.MaxLeaseKeys, Shards: leaseShards}),
 	}
 	l.down = newBreaker(c.opts.Logger, func(ctx context.Context) error { return c.rdb.Ping(ctx).Err() },
 		c.opts.DialTimeout+c.opts.ReadTimeout, opts.RetryInterval)
-	for i := range l.shards {
-		l.shards[i].m = make(map[string]lease)
-	}
 	l.stop = make(chan struct{})
 	if opts.LeaseFraction > 0 {
 		l.refills = make(chan refillReq, refillQueue)
@@ -261,12 +253,14 @@ func (l *Limiter) Healthy() bool { return !l.down.Open() && !l.c.brk.Open() }
 
 // Allow implements limit.Limiter with the same semantics as limit.Memory.
 func (l *Limiter) Allow(ctx context.Context, key string, lim limit.Limit, cost int) (bool, time.Duration, error) {
-	if !(lim.Rate > 0) || math.IsInf(lim.Rate, 1) || cost <= 0 {
+	if lim.Free(cost) {
 		return true, 0, nil
 	}
-	burst := max(lim.Burst, 1)
-	if cost > burst {
-		return false, durationOf(float64(burst) / lim.Rate), nil
+	if cost > max(lim.Burst, 1) {
+		// Never allowed; limit.GCRA says so without a round trip, with the
+		// same retryAfter as limit.Memory.
+		ok, retry, _ := limit.GCRA(0, 0, lim, cost)
+		return ok, retry, nil
 	}
 	for _, p := range l.opts.LocalPrefixes {
 		if strings.HasPrefix(key, p) {
@@ -333,17 +327,17 @@ func (l *Limiter) leaseSize(lim limit.Limit, cost int) int {
 // refill means Redis is stalled, and the call is answered as in an outage.
 func (l *Limiter) allowLeased(ctx context.Context, key string, lim limit.Limit, cost int) (bool, time.Duration, error) {
 	size := l.leaseSize(lim, cost)
-	sh := &l.shards[maphash.String(l.seed, key)%leaseShards]
+	sh := l.leases.For(key)
 	var deadline int64 // set by the first wait: the end of this call's SlowRefill
 	for {
 		if deadline != 0 && (l.down.Open() || l.c.brk.Open()) {
 			return l.fallback(ctx, key, lim, cost, errRedisDown) // a refill failed
 		}
 		now := time.Now().UnixNano()
-		sh.mu.Lock()
-		ls, ok := sh.m[key]
-		if !ok && len(sh.m) >= l.per {
-			l.evictLocked(sh, now)
+		sh.Lock()
+		ls, ok := sh.Get(key)
+		if !ok && sh.Full() {
+			evictLocked(sh, now)
 		}
 		if ls.expires <= now {
 			ls.tokens = 0
@@ -351,8 +345,8 @@ func (l *Limiter) allowLeased(ctx context.Context, key string, lim limit.Limit, 
 		if ls.tokens >= cost {
 			ls.tokens -= cost
 			refill := 2*ls.tokens < size && l.startRefillLocked(&ls, now)
-			sh.m[key] = ls
-			sh.mu.Unlock()
+			sh.Set(key, ls)
+			sh.Unlock()
 			l.stats.hits.Add(1)
 			if refill {
 				l.queueRefill(sh, key, lim, cost)
@@ -360,7 +354,7 @@ func (l *Limiter) allowLeased(ctx context.Context, key string, lim limit.Limit, 
 			return true, 0, nil
 		}
 		if ls.deniedUntil > now && cost >= ls.deniedCost {
-			sh.mu.Unlock()
+			sh.Unlock()
 			l.stats.hits.Add(1)
 			return false, time.Duration(ls.deniedUntil - now), nil
 		}
@@ -373,17 +367,17 @@ func (l *Limiter) allowLeased(ctx context.Context, key string, lim limit.Limit, 
 			if allowed {
 				ls.debt += cost
 			}
-			sh.m[key] = ls
-			sh.mu.Unlock()
+			sh.Set(key, ls)
+			sh.Unlock()
 			l.stats.credits.Add(1)
 			if refill {
 				l.queueRefill(sh, key, lim, cost)
 			}
 			return allowed, retry, nil
 		}
-		sh.m[key] = ls
+		sh.Set(key, ls)
 		done := ls.done
-		sh.mu.Unlock()
+		sh.Unlock()
 		if refill {
 			l.queueRefill(sh, key, lim, cost)
 		}
@@ -438,12 +432,12 @@ func (l *Limiter) queueRefill(sh *leaseShard, key string, lim limit.Limit, cost 
 	default:
 	}
 	l.inflight.Done()
-	sh.mu.Lock()
-	if ls, ok := sh.m[key]; ok {
+	sh.Lock()
+	if ls, ok := sh.Get(key); ok {
 		endRefillLocked(&ls)
-		sh.m[key] = ls
+		sh.Set(key, ls)
 	}
-	sh.mu.Unlock()
+	sh.Unlock()
 }
 
 // refillLoop is one refill worker; it runs until the limiter is closed.
@@ -470,11 +464,12 @@ func (l *Limiter) refillLoop() {
 // refill takes the key's debt plus one lease from Redis (as much as is
 // available, at least one token) and records the result.
 func (l *Limiter) refill(r refillReq) {
-	sh := &l.shards[maphash.String(l.seed, r.key)%leaseShards]
+	sh := l.leases.For(r.key)
 	burst := max(r.lim.Burst, 1)
-	sh.mu.Lock()
-	debt := sh.m[r.key].debt
-	sh.mu.Unlock()
+	sh.Lock()
+	cur, _ := sh.Get(r.key)
+	debt := cur.debt
+	sh.Unlock()
 	want := min(debt+l.leaseSize(r.lim, r.cost), burst)
 	var (
 		res []int64
@@ -496,9 +491,9 @@ func (l *Limiter) refill(r refillReq) {
 		}
 	}
 	now := time.Now().UnixNano()
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	ls := sh.m[r.key] // re-created if evicted meanwhile: the grant is not lost
+	sh.Lock()
+	defer sh.Unlock()
+	ls, found := sh.Get(r.key) // re-created if evicted meanwhile: the grant is not lost
 	endRefillLocked(&ls)
 	if err == nil {
 		granted := int(res[0])
@@ -516,22 +511,20 @@ func (l *Limiter) refill(r refillReq) {
 			ls.deniedUntil = 0
 		}
 	}
-	if len(sh.m) >= l.per {
-		if _, ok := sh.m[r.key]; !ok {
-			l.evictLocked(sh, now)
-		}
+	if !found && sh.Full() {
+		evictLocked(sh, now)
 	}
-	sh.m[r.key] = ls
+	sh.Set(r.key, ls)
 }
 
 // evictLocked drops stale entries among a few, else one live one, from a full
 // shard.
-func (l *Limiter) evictLocked(sh *leaseShard, now int64) {
+func evictLocked(sh *leaseShard, now int64) {
 	n := 0
-	for k, v := range sh.m {
+	for k, v := range sh.All() {
 		if v.expires <= now && v.deniedUntil <= now && !v.refilling || n == 0 {
 			endRefillLocked(&v) // its waiters look again; the refill re-creates it
-			delete(sh.m, k)
+			sh.Delete(k)
 		}
 		if n++; n >= 8 {
 			break
@@ -549,14 +542,6 @@ func (l *Limiter) fallback(ctx context.Context, key string, lim limit.Limit, cos
 		return l.local.Allow(ctx, "fb:"+key, lim, cost)
 	}
 	return false, l.opts.RetryInterval, fmt.Errorf("redis limiter: %w", cause)
-}
-
-// durationOf converts seconds to a Duration, saturating instead of overflowing.
-func durationOf(sec float64) time.Duration {
-	if !(sec < float64(math.MaxInt64)/1e9) {
-		return time.Duration(math.MaxInt64)
-	}
-	return time.Duration(math.Ceil(sec * 1e9))
 }
 
 // Interface guard.

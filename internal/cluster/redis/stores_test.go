@@ -11,11 +11,17 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/ban"
+	"github.com/wsgate/wsgate/internal/ban/bantest"
 	"github.com/wsgate/wsgate/internal/cluster/redis"
 	"github.com/wsgate/wsgate/internal/cluster/redis/redistest"
+	"github.com/wsgate/wsgate/internal/integrity"
+	"github.com/wsgate/wsgate/internal/integrity/replaytest"
 	"github.com/wsgate/wsgate/internal/limit"
+	"github.com/wsgate/wsgate/internal/limit/limittest"
 	"github.com/wsgate/wsgate/internal/quota"
+	"github.com/wsgate/wsgate/internal/quota/quotatest"
 	"github.com/wsgate/wsgate/internal/ticket"
+	"github.com/wsgate/wsgate/internal/ticket/tickettest"
 )
 
 func TestOptionsValidate(t *testing.T) {
@@ -130,29 +136,37 @@ func TestLimiterLeasesBoundedAcrossNodes(t *testing.T) {
 	}
 }
 
-func TestQuotaStoreSemantics(t *testing.T) {
+// The shared stores pass the memory stores' conformance suites, on Redis'
+// clock; each subtest has its own node and key prefix.
+func TestStoreConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	t.Run("Limiter", func(t *testing.T) {
+		// Exact mode: leases trade exactness for round trips (tests below).
+		limittest.Run(t, nil, func(t *testing.T) limit.Limiter {
+			return node(t, srv, "n1").Limiter(redis.LimiterOptions{LeaseFraction: -1})
+		})
+	})
+	t.Run("Quota", func(t *testing.T) {
+		quotatest.Run(t, func(t *testing.T) quota.Store { return node(t, srv, "n1").QuotaStore() })
+	})
+	t.Run("BanList", func(t *testing.T) {
+		bantest.Run(t, nil, func(t *testing.T, max int) ban.List {
+			return node(t, srv, "n1").BanList(redis.BanOptions{MaxEntries: max})
+		})
+	})
+	t.Run("Ticket", func(t *testing.T) {
+		tickettest.Run(t, nil, func(t *testing.T) ticket.Store { return node(t, srv, "n1").TicketStore() })
+	})
+	t.Run("Replay", func(t *testing.T) {
+		replaytest.Run(t, nil, func(t *testing.T) integrity.ReplayCache { return node(t, srv, "n1").ReplayCache() })
+	})
+}
+
+// quota.Quotas runs on the shared store as on the memory one.
+func TestQuotasOnRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	q := node(t, srv, "n1").QuotaStore()
 	ctx := context.Background()
-	must(t, q.Release(ctx, "k")) // absent key
-	for range 3 {
-		if ok, err := q.Acquire(ctx, "k", 3); !ok || err != nil {
-			t.Fatalf("Acquire: %v %v", ok, err)
-		}
-	}
-	if ok, _ := q.Acquire(ctx, "k", 3); ok {
-		t.Fatal("4th acquire under max 3 allowed")
-	}
-	if ok, _ := q.Acquire(ctx, "k", 0); !ok {
-		t.Fatal("max 0 must mean no cap")
-	}
-	for range 10 {
-		must(t, q.Release(ctx, "k"))
-	}
-	if n, err := q.Count(ctx, "k"); n != 0 || err != nil {
-		t.Fatalf("count after releases: %d %v", n, err)
-	}
-	// quota.Quotas on top of it.
 	qs := quota.New(q, quota.Limits{PerIP: 1})
 	l1, err := qs.Acquire(ctx, "1.2.3.4", "alice")
 	must(t, err)
@@ -163,101 +177,6 @@ func TestQuotaStoreSemantics(t *testing.T) {
 	l1.Release()
 	if n, _ := q.Count(ctx, quota.GlobalKey); n != 0 {
 		t.Fatalf("global count %d after release", n)
-	}
-}
-
-func TestTicketStore(t *testing.T) {
-	srv := redistest.Start(t)
-	s := node(t, srv, "n1").TicketStore()
-	ctx := context.Background()
-	must(t, s.Put(ctx, "t1", []byte("alice"), time.Minute))
-	if err := s.Put(ctx, "t1", []byte("mallory"), time.Minute); !errors.Is(err, ticket.ErrExists) {
-		t.Fatalf("second Put: %v", err)
-	}
-	if s.Put(ctx, "", nil, time.Minute) == nil || s.Put(ctx, strings.Repeat("x", 257), nil, time.Minute) == nil || s.Put(ctx, "t2", nil, 0) == nil {
-		t.Fatal("invalid Put accepted")
-	}
-	var wins atomic.Int32
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			if p, err := s.Take(ctx, "t1"); err == nil && string(p) == "alice" {
-				wins.Add(1)
-			} else if !errors.Is(err, ticket.ErrNotFound) {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if wins.Load() != 1 {
-		t.Fatalf("%d concurrent Takes succeeded", wins.Load())
-	}
-	must(t, s.Put(ctx, "short", []byte("x"), 30*time.Millisecond))
-	time.Sleep(60 * time.Millisecond)
-	if _, err := s.Take(ctx, "short"); !errors.Is(err, ticket.ErrNotFound) {
-		t.Fatalf("expired ticket: %v", err)
-	}
-}
-
-func TestReplayCache(t *testing.T) {
-	srv := redistest.Start(t)
-	r := node(t, srv, "n1").ReplayCache()
-	ctx := context.Background()
-	if dup, err := r.Seen(ctx, "n", 50*time.Millisecond); dup || err != nil {
-		t.Fatalf("first: %v %v", dup, err)
-	}
-	if dup, err := r.Seen(ctx, "n", 50*time.Millisecond); !dup || err != nil {
-		t.Fatalf("second: %v %v", dup, err)
-	}
-	if dup, err := r.Seen(ctx, "x", 0); !dup || err == nil {
-		t.Fatalf("zero ttl must fail closed: %v %v", dup, err)
-	}
-	time.Sleep(80 * time.Millisecond)
-	if dup, _ := r.Seen(ctx, "n", time.Second); dup {
-		t.Fatal("expired nonce still a duplicate")
-	}
-}
-
-func TestBanListSemantics(t *testing.T) {
-	srv := redistest.Start(t)
-	l := node(t, srv, "n1").BanList(redis.BanOptions{MaxEntries: 3})
-	ctx := context.Background()
-	now := time.Now()
-	if err := l.Ban(ctx, ban.Ban{}); !errors.Is(err, ban.ErrInvalidSubject) {
-		t.Fatalf("empty subject: %v", err)
-	}
-	must(t, l.Ban(ctx, ban.Ban{Subject: "ip:1.1.1.1", Until: now.Add(-time.Second)})) // already over: no-op
-	if _, ok, _ := l.Banned(ctx, "ip:1.1.1.1"); ok {
-		t.Fatal("expired ban in force")
-	}
-	must(t, l.Ban(ctx, ban.Ban{Subject: "user:a", Until: now.Add(time.Hour), Reason: "r1"}))
-	must(t, l.Ban(ctx, ban.Ban{Subject: "user:a", Until: now.Add(time.Minute)})) // never shortens
-	b, ok, err := l.Banned(ctx, "user:a")
-	if !ok || err != nil || b.Until.Before(now.Add(59*time.Minute)) || b.Reason != "r1" {
-		t.Fatalf("ban shortened or lost: %+v %v %v", b, ok, err)
-	}
-	must(t, l.Ban(ctx, ban.Ban{Subject: "user:p"})) // permanent
-	must(t, l.Ban(ctx, ban.Ban{Subject: "user:s", Until: now.Add(200 * time.Millisecond)}))
-	// Full: a longer ban evicts the soonest; a shorter one is refused.
-	if err := l.Ban(ctx, ban.Ban{Subject: "user:x", Until: now.Add(100 * time.Millisecond)}); !errors.Is(err, ban.ErrFull) {
-		t.Fatalf("ban shorter than all when full: %v", err)
-	}
-	must(t, l.Ban(ctx, ban.Ban{Subject: "user:y", Until: now.Add(2 * time.Hour)}))
-	list, err := l.List(ctx)
-	must(t, err)
-	var subs []string
-	for _, b := range list {
-		subs = append(subs, b.Subject)
-	}
-	if strings.Join(subs, ",") != "user:a,user:p,user:y" {
-		t.Fatalf("list %v", subs)
-	}
-	if b, ok, _ := l.Banned(ctx, "user:p"); !ok || !b.Permanent() {
-		t.Fatalf("permanent ban: %+v %v", b, ok)
-	}
-	must(t, l.Unban(ctx, "user:p"))
-	if _, ok, _ := l.Banned(ctx, "user:p"); ok {
-		t.Fatal("unbanned subject still banned (own cache not invalidated)")
 	}
 }
 

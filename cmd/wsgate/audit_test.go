@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -19,26 +18,9 @@ import (
 	"github.com/wsgate/wsgate/internal/transport"
 )
 
-// runBin runs the built binary and returns its output and exit status.
-func runBin(t *testing.T, bin string, args ...string) (string, int) {
+func keygen(t *testing.T, path string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return string(out), 0
-	case errors.As(err, &ee):
-		return string(out), ee.ExitCode()
-	}
-	t.Fatalf("%v: %v\n%s", args, err, out)
-	return "", -1
-}
-
-func keygen(t *testing.T, bin, path string) {
-	t.Helper()
-	out, code := runBin(t, bin, "audit", "keygen", path)
+	out, code := runCode(t, "audit", "keygen", path)
 	if code != 0 || !regexp.MustCompile(`key id [0-9a-f]{16}`).MatchString(out) {
 		t.Fatalf("keygen: %d %s", code, out)
 	}
@@ -46,7 +28,7 @@ func keygen(t *testing.T, bin, path string) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("private key mode: %v %v", st, err)
 	}
-	if _, code := runBin(t, bin, "audit", "keygen", path); code == 0 {
+	if _, code := runCode(t, "audit", "keygen", path); code == 0 {
 		t.Fatal("keygen overwrote an existing key")
 	}
 }
@@ -87,10 +69,9 @@ func editLines(t *testing.T, path string, fn func(lines []string) []string) {
 // directory, a glob or files in any order) and reports an edited, a deleted
 // and a reordered record by file:line with exit status 1.
 func TestAuditVerifyBinary(t *testing.T) {
-	bin := buildBinary(t)
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "checkpoint.pem")
-	keygen(t, bin, keyFile)
+	keygen(t, keyFile)
 	key, err := audit.LoadSigningKey(keyFile, "")
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +106,7 @@ func TestAuditVerifyBinary(t *testing.T) {
 		listed = append(listed, filepath.Join(logs, e.Name()))
 	}
 	for _, args := range [][]string{{logs}, {filepath.Join(logs, "audit.log*")}, listed} {
-		out, code := runBin(t, bin, append([]string{"audit", "verify", "--pubkey", pub, "--from-genesis", "--max-unsigned", "0"}, args...)...)
+		out, code := runCode(t, append([]string{"audit", "verify", "--pubkey", pub, "--from-genesis", "--max-unsigned", "0"}, args...)...)
 		if code != 0 || !strings.HasPrefix(out, "OK ") || !strings.Contains(out, "signatures verified") {
 			t.Fatalf("untouched log (%v): status %d\n%s", args, code, out)
 		}
@@ -169,7 +150,7 @@ func TestAuditVerifyBinary(t *testing.T) {
 				ls, at = tc.do(ls)
 				return ls
 			})
-			out, code := runBin(t, bin, "audit", "verify", "--pubkey", pub, cp)
+			out, code := runCode(t, "audit", "verify", "--pubkey", pub, cp)
 			want := fmt.Sprintf("FAIL %s:%d: ", filepath.Join(cp, "audit.log.2"), at)
 			if code != 1 || !strings.Contains(out, want) || !strings.Contains(out, tc.want) {
 				t.Fatalf("status %d, want 1 and %q…%q in:\n%s", code, want, tc.want, out)
@@ -178,12 +159,12 @@ func TestAuditVerifyBinary(t *testing.T) {
 	}
 
 	// Another key's public half: the checkpoints are not its.
-	keygen(t, bin, filepath.Join(dir, "other.pem"))
-	if out, code := runBin(t, bin, "audit", "verify", "--pubkey", filepath.Join(dir, "other.pem.pub"), logs); code != 1 || !strings.Contains(out, "key id") {
+	keygen(t, filepath.Join(dir, "other.pem"))
+	if out, code := runCode(t, "audit", "verify", "--pubkey", filepath.Join(dir, "other.pem.pub"), logs); code != 1 || !strings.Contains(out, "key id") {
 		t.Fatalf("other key: %d %s", code, out)
 	}
 	// Unreadable input is status 2, not a verdict.
-	if out, code := runBin(t, bin, "audit", "verify", filepath.Join(dir, "missing.log")); code != 2 {
+	if out, code := runCode(t, "audit", "verify", filepath.Join(dir, "missing.log")); code != 2 {
 		t.Fatalf("missing file: %d %s", code, out)
 	}
 }
@@ -214,7 +195,7 @@ func TestServeAuditChainAcrossRestart(t *testing.T) {
 	}()
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "checkpoint.pem")
-	keygen(t, bin, keyFile)
+	keygen(t, keyFile)
 	logPath := filepath.Join(dir, "audit.log")
 	cfg := filepath.Join(dir, "wsgate.yaml")
 	yaml := fmt.Sprintf(`listen: 127.0.0.1:0
@@ -241,7 +222,7 @@ audit:
 	for run, n := range []int{3, 2} {
 		total += n
 		serveAndReject(t, bin, cfg, logPath, n, total)
-		out, code := runBin(t, bin, "audit", "verify", "--pubkey", keyFile+".pub", "--from-genesis", logPath)
+		out, code := runCode(t, "audit", "verify", "--pubkey", keyFile+".pub", "--from-genesis", logPath)
 		if code != 0 || !strings.Contains(out, "signatures verified") || strings.Contains(out, "not yet covered") {
 			t.Fatalf("after run %d: status %d\n%s", run+1, code, out)
 		}

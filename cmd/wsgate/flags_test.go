@@ -2,11 +2,8 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -30,17 +27,6 @@ var sharedFlags = map[string][]string{
 	"pid":          {"server-pid"},
 }
 
-func runWsgate(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, buildBinary(t), args...).CombinedOutput()
-	if ctx.Err() != nil {
-		t.Fatalf("wsgate %s: no exit within 30s", strings.Join(args, " "))
-	}
-	return string(out), err
-}
-
 // Every subcommand's --help, from the built binary, lists the canonical names of
 // the shared flags and none of the deprecated or inconsistent spellings.
 func TestHelpListsCanonicalFlagsOnly(t *testing.T) {
@@ -52,7 +38,7 @@ func TestHelpListsCanonicalFlagsOnly(t *testing.T) {
 		"admin":   {"--admin-token"},
 	}
 	for sub, flags := range want {
-		help, err := runWsgate(t, sub, "--help")
+		help, err := run(t, nil, sub, "--help")
 		if err != nil {
 			t.Fatalf("wsgate %s --help: %v\n%s", sub, err, help)
 		}
@@ -138,7 +124,7 @@ func TestFlagNamesConsistentAcrossSubcommands(t *testing.T) {
 // The deprecated aliases still work, with a warning that names the new flag.
 func TestDeprecatedFlagAliasesStillWork(t *testing.T) {
 	secret := strings.Repeat("k", 32)
-	tok, err := runWsgate(t, "token", "--secret", secret, "--sub", "alice", "--claims", "tier=pro")
+	tok, err := run(t, nil, "token", "--secret", secret, "--sub", "alice", "--claims", "tier=pro")
 	if err != nil {
 		t.Fatalf("token --claims: %v\n%s", err, tok)
 	}
@@ -157,7 +143,7 @@ func TestDeprecatedFlagAliasesStillWork(t *testing.T) {
 		{"--secret", secret, "--claims", `{"tier":"pro"}`},
 		{"--secret", secret, "--claim", "tier=pro"},
 	} {
-		out, err := runWsgate(t, append([]string{"bench", "ws://192.0.2.1:1/ws"}, args...)...)
+		out, err := run(t, nil, append([]string{"bench", "ws://192.0.2.1:1/ws"}, args...)...)
 		if err == nil || !strings.Contains(out, "--allow-remote") || strings.Contains(out, "unknown flag") {
 			t.Errorf("bench %v: %v\n%s", args, err, out)
 		}
@@ -165,7 +151,7 @@ func TestDeprecatedFlagAliasesStillWork(t *testing.T) {
 			t.Errorf("bench %v printed no deprecation warning:\n%s", args, out)
 		}
 	}
-	out, err := runWsgate(t, "bench", "ws://127.0.0.1:1/ws", "--secret", secret, "--claim", "tier")
+	out, err := run(t, nil, "bench", "ws://127.0.0.1:1/ws", "--secret", secret, "--claim", "tier")
 	if err == nil || !strings.Contains(out, "want key=value") {
 		t.Errorf("bench --claim without =: %v\n%s", err, out)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -198,7 +199,9 @@ func (p *proc) stop(t *testing.T) error {
 	}
 }
 
-// run runs the built binary to completion (bounded) and returns its combined output.
+// run runs the built binary to completion with the test's environment
+// (without WSGATE_*) plus env and returns its combined output. A run that
+// does not end within 60 s fails the test.
 func run(t *testing.T, env []string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -206,7 +209,25 @@ func run(t *testing.T, env []string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, buildBinary(t), args...)
 	cmd.Env = append(cleanEnv(), env...)
 	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("wsgate %s: no exit within 60s\n%s", strings.Join(args, " "), out)
+	}
 	return string(out), err
+}
+
+// runCode is run (without extra environment) returning the exit status.
+func runCode(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	out, err := run(t, nil, args...)
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return out, 0
+	case errors.As(err, &ee):
+		return out, ee.ExitCode()
+	}
+	t.Fatalf("%v: %v\n%s", args, err, out)
+	return "", -1
 }
 
 var listeningRE = regexp.MustCompile(`"msg":"listening".*"addr":"([^"]+)".*"admin":"([^"]*)"`)

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/certgen"
 	"github.com/wsgate/wsgate/internal/transport"
 )
 
@@ -47,13 +47,9 @@ func newDialer(o Options) (*dialer, error) {
 	}
 	switch {
 	case o.CACertFile != "":
-		pem, err := os.ReadFile(o.CACertFile)
+		pool, err := certgen.LoadPool(o.CACertFile)
 		if err != nil {
 			return nil, fmt.Errorf("--cacert: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--cacert %s: no PEM certificate found", o.CACertFile)
 		}
 		d.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	case o.InsecureSkipVerify:

@@ -154,6 +154,21 @@ func (p Pair) TLS() (*tls.Certificate, error) {
 	return &c, nil
 }
 
+// LoadPool reads a PEM file of CA certificates (a --cacert, a ca_file) into a
+// pool. A file holding no certificate is an error: trusting nothing is never
+// what was meant.
+func LoadPool(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s: no PEM certificate found", file)
+	}
+	return pool, nil
+}
+
 func loadDev(file string) (*tls.Certificate, error) {
 	c, err := tls.LoadX509KeyPair(file, file)
 	if err != nil {

@@ -149,7 +149,16 @@ func TestLeakPatterns(t *testing.T) {
 // echoServer is a plaintext naive server: no auth, echoes everything.
 func echoServer(t *testing.T) string {
 	t.Helper()
-	up, err := transport.NewUpgrader(&transport.Options{MaxMessageBytes: 4 << 20})
+	return serveWS(t, &transport.Options{MaxMessageBytes: 4 << 20}, echoHandler{}, nil) + "/ws"
+}
+
+// serveWS serves WebSocket connections on a plaintext test server until the
+// test ends, each handled by h after onOpen (when not nil) ran, and returns
+// its ws:// URL. The cleanup closes the server and every connection and waits
+// for their goroutines.
+func serveWS(t *testing.T, o *transport.Options, h transport.Handler, onOpen func(*transport.Conn)) string {
+	t.Helper()
+	up, err := transport.NewUpgrader(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,13 +166,16 @@ func echoServer(t *testing.T) string {
 	var mu sync.Mutex
 	var conns []*transport.Conn
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := up.Upgrade(w, r, "", echoHandler{})
+		c, err := up.Upgrade(w, r, "", h)
 		if err != nil {
 			return
 		}
 		mu.Lock()
 		conns = append(conns, c)
 		mu.Unlock()
+		if onOpen != nil {
+			onOpen(c)
+		}
 		wg.Go(c.Serve)
 	}))
 	t.Cleanup(func() {
@@ -175,7 +187,7 @@ func echoServer(t *testing.T) string {
 		mu.Unlock()
 		wg.Wait()
 	})
-	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+	return "ws" + strings.TrimPrefix(srv.URL, "http")
 }
 
 type echoHandler struct{}

@@ -2,9 +2,6 @@ package check
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,37 +35,25 @@ func (*replayServer) OnClose(*transport.Conn, error) {}
 func TestReplayCheck(t *testing.T) {
 	const key = `{"alg":"HS256","kid":"k1","key":"m_BCM2cPZ95jM8MsTxcE_EGZI44KBifyHyaRPH3UZKQ"}`
 	for _, strict := range []bool{true, false} {
-		h := &replayServer{strict: strict, seen: map[string]bool{}}
-		up, err := transport.NewUpgrader(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var wg sync.WaitGroup
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, err := up.Upgrade(w, r, "", h)
-			if err != nil {
-				return
-			}
-			_ = c.WriteMessage(transport.Text, []byte(`{"type":"welcome","conn_id":"c_1"}`))
-			wg.Go(func() {
-				c.Serve()
+		t.Run(map[bool]string{true: "strict", false: "lenient"}[strict], func(t *testing.T) {
+			h := &replayServer{strict: strict, seen: map[string]bool{}}
+			u := serveWS(t, nil, h, func(c *transport.Conn) {
+				_ = c.WriteMessage(transport.Text, []byte(`{"type":"welcome","conn_id":"c_1"}`))
 			})
-		}))
-		rep, err := Run(context.Background(), &Options{
-			URL: "ws" + strings.TrimPrefix(srv.URL, "http"), Secret: testSecret, SigningKey: []byte(key),
-			Only: []string{"replay"}, ReplyWait: 500 * time.Millisecond,
+			rep, err := Run(context.Background(), &Options{
+				URL: u, Secret: testSecret, SigningKey: []byte(key),
+				Only: []string{"replay"}, ReplyWait: 500 * time.Millisecond,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := Fail
+			if strict {
+				want = Pass
+			}
+			if r := rep.Results[0]; r.Status != want {
+				t.Errorf("strict=%v: %s (%s), want %s", strict, r.Status, r.Got, want)
+			}
 		})
-		srv.Close()
-		wg.Wait()
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := Fail
-		if strict {
-			want = Pass
-		}
-		if r := rep.Results[0]; r.Status != want {
-			t.Errorf("strict=%v: %s (%s), want %s", strict, r.Status, r.Got, want)
-		}
 	}
 }

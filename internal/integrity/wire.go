@@ -146,44 +146,52 @@ func ServerSigningInput(alg, kid string, ts int64, body []byte) []byte {
 // order does not matter to the verifier but keeps vectors reproducible).
 func (e *Envelope) Marshal() []byte {
 	typ, _ := json.Marshal(e.Type) // string marshalling cannot fail
-	kid, _ := json.Marshal(e.Kid)
-	b := make([]byte, 0, 160+len(typ)+len(kid)+b64.EncodedLen(len(e.Body)))
-	b = append(b, `{"type":`...)
-	b = append(b, typ...)
-	b = append(b, `,"sig":{"v":1,"alg":"`...)
-	b = append(b, e.Alg...)
-	b = append(b, `","kid":`...)
-	b = append(b, kid...)
-	b = append(b, `,"seq":`...)
-	b = strconv.AppendUint(b, e.Seq, 10)
-	b = append(b, `,"ts":`...)
-	b = strconv.AppendInt(b, e.TS, 10)
-	b = append(b, `,"nonce":"`...)
-	b = b64.AppendEncode(b, e.Nonce)
-	b = append(b, `","body":"`...)
-	b = b64.AppendEncode(b, e.Body)
-	b = append(b, `","mac":"`...)
-	b = b64.AppendEncode(b, e.MAC)
-	b = append(b, `"}}`...)
-	return b
+	return appendEnvelope(typ, e.Alg, e.Kid, &e.Seq, e.TS, e.Nonce, e.Body, e.MAC)
 }
+
+// serverTypeJSON is ServerType as a JSON string.
+var serverTypeJSON = []byte(`"` + ServerType + `"`)
 
 // Marshal encodes a server-signed message:
 //
 //	{"type":"signed","sig":{"v":1,"alg":"EdDSA","kid":"…","ts":N,"body":"…","mac":"…"}}
 func (e *ServerEnvelope) Marshal() []byte {
-	kid, _ := json.Marshal(e.Kid)
-	b := make([]byte, 0, 120+len(kid)+b64.EncodedLen(len(e.Body)))
-	b = append(b, `{"type":"signed","sig":{"v":1,"alg":"`...)
-	b = append(b, e.Alg...)
+	return appendEnvelope(serverTypeJSON, e.Alg, e.Kid, nil, e.TS, nil, e.Body, e.Sig)
+}
+
+// appendEnvelope encodes {"type":…,"sig":{…}} with the members in their
+// fixed order. seq and nonce are members of client envelopes only (seq not
+// nil); typ is already JSON.
+func appendEnvelope(typ []byte, alg, kid string, seq *uint64, ts int64, nonce, body, mac []byte) []byte {
+	kidJSON, _ := json.Marshal(kid)
+	// Room for the fixed text (84 bytes with a 20-digit ts, 38 more for seq
+	// and nonce) and the values: one allocation.
+	n := 84 + len(typ) + len(alg) + len(kidJSON) + b64.EncodedLen(len(body)) + b64.EncodedLen(len(mac))
+	if seq != nil {
+		n += 38 + b64.EncodedLen(len(nonce))
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"type":`...)
+	b = append(b, typ...)
+	b = append(b, `,"sig":{"v":1,"alg":"`...)
+	b = append(b, alg...)
 	b = append(b, `","kid":`...)
-	b = append(b, kid...)
+	b = append(b, kidJSON...)
+	if seq != nil {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, *seq, 10)
+	}
 	b = append(b, `,"ts":`...)
-	b = strconv.AppendInt(b, e.TS, 10)
+	b = strconv.AppendInt(b, ts, 10)
+	if seq != nil {
+		b = append(b, `,"nonce":"`...)
+		b = b64.AppendEncode(b, nonce)
+		b = append(b, '"')
+	}
 	b = append(b, `,"body":"`...)
-	b = b64.AppendEncode(b, e.Body)
+	b = b64.AppendEncode(b, body)
 	b = append(b, `","mac":"`...)
-	b = b64.AppendEncode(b, e.Sig)
+	b = b64.AppendEncode(b, mac)
 	b = append(b, `"}}`...)
 	return b
 }

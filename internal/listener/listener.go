@@ -5,14 +5,14 @@ package listener
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/certgen"
 )
 
 // TLSOptions configures the server side of TLS.
@@ -63,13 +63,9 @@ func TLSConfig(o TLSOptions) (*tls.Config, error) {
 		return nil, errors.New("tls: no certificate: set tls.cert_file and tls.key_file")
 	}
 	if o.ClientAuth != "" && o.ClientAuth != "none" {
-		pem, err := os.ReadFile(o.ClientCAFile)
+		pool, err := certgen.LoadPool(o.ClientCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls: client_ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls: client_ca_file %s: no PEM certificate found", o.ClientCAFile)
 		}
 		cfg.ClientCAs = pool
 		switch o.ClientAuth {

@@ -183,6 +183,18 @@ func (s *Server) RestartFromSnapshot() {
 	s.restart()
 }
 
+// Command runs one inline command (e.g. "DEBUG SLEEP 1.5", "CLIENT PAUSE 1500
+// ALL", "CLIENT KILL TYPE pubsub") on a connection of its own and returns the
+// first line of the reply; an error reply or a failure fails the test.
+func (s *Server) Command(cmd string) string {
+	s.t.Helper()
+	reply, err := command(s.Addr(), cmd)
+	if err != nil || strings.HasPrefix(reply, "-") {
+		s.t.Fatalf("redistest: %s: %q %v", cmd, reply, err)
+	}
+	return reply
+}
+
 // Save writes a snapshot (SAVE) that RestartFromSnapshot loads.
 func (s *Server) Save() {
 	s.t.Helper()

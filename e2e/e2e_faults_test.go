@@ -195,8 +195,9 @@ func (p *faultPublisher) stopWith(why string) {
 }
 
 // Three nodes on one real redis-server, two publishers, two subscribers per node,
-// while Redis restarts empty, Redis restarts from an older snapshot and a node
-// stops (its subscribers reconnect elsewhere with since). For every acked
+// while Redis restarts empty, from an older snapshot and from its AOF, pub/sub
+// is cut, Redis stalls (DEBUG SLEEP, CLIENT PAUSE) and a node stops (its
+// subscribers reconnect elsewhere with since). For every acked
 // publication, every subscriber received it exactly once at its acked position
 // in order, or received recovery_failed (or a new epoch, which the server
 // announces with recovery_failed) covering it; every message continues the
@@ -286,6 +287,17 @@ func TestClusterFaultsAckedMeansDeliveredOrReported(t *testing.T) {
 		rs.Stop()
 		rs.RestartFromSnapshot()
 		progress(fmt.Sprintf("round %d: after a restart from the snapshot", r), 100)
+		// Redis restarted from its AOF (nothing acked lost, but a new process),
+		// pub/sub cut (nodes resubscribe late), and stalled twice.
+		rs.UseAOF()
+		progress(fmt.Sprintf("round %d: with AOF", r), 30)
+		rs.Stop()
+		rs.RestartFromAOF()
+		progress(fmt.Sprintf("round %d: after a restart from the AOF", r), 100)
+		for _, cmd := range []string{"CLIENT KILL TYPE pubsub", "DEBUG SLEEP 1.5", "CLIENT PAUSE 1500 ALL"} {
+			rs.Command(cmd)
+			progress(fmt.Sprintf("round %d: after %s", r, cmd), 50)
+		}
 	}
 	// A node stops; its subscribers reconnect to node 0 with since.
 	victim := nodes[2]

@@ -8,6 +8,14 @@
 # acked publication reached every subscriber once, in order, at its acked
 # position, or that the subscriber got recovery_failed covering it.
 #
+# Then the broker-level trials of internal/cluster/redis (guarantee_test.go):
+# three nodes, six publishers and a subscriber per node on one real
+# redis-server, ROUNDS times: Redis restarted empty, from an older RDB
+# snapshot, from an AOF (appendfsync always) with a burst larger than history
+# before the nodes resubscribe, pub/sub connections cut, DEBUG SLEEP and CLIENT
+# PAUSE stalls; and a node killed mid-publish whose subscriber recovers on
+# another node. Same assertion, on what each node's broker delivered.
+#
 #   ROUNDS=5 RUNS=3 scripts/redis-faults.sh     (defaults)
 #
 # Needs redis-server on PATH. Every run is bounded (timeout); the test owns and
@@ -26,7 +34,12 @@ WSGATETEST_REQUIRE_EXTERNAL=1 WSGATETEST_FAULT_ROUNDS="$ROUNDS" \
 	timeout $((RUNS * ROUNDS * 60 + 300)) \
 	go test -race -count="$RUNS" -timeout $((RUNS * ROUNDS * 60 + 240))s \
 	-run '^TestClusterFaultsAckedMeansDeliveredOrReported$' -v ./e2e >"$log" 2>&1 || status=$?
+WSGATETEST_REQUIRE_EXTERNAL=1 WSGATETEST_FAULT_ROUNDS="$ROUNDS" \
+	timeout $((RUNS * ROUNDS * 60 + 300)) \
+	go test -race -count="$RUNS" -timeout $((RUNS * ROUNDS * 60 + 240))s \
+	-run '^(TestBrokerAckedMeansDeliveredOrReported|TestBrokerNodeKilledAckedMeansDeliveredOrReported)$' -v \
+	./internal/cluster/redis/ >>"$log" 2>&1 || status=$?
 # The nodes' JSON logs are noise here; the test's own lines and warnings are not.
-grep -E '^(=== RUN|--- |\s+e2e_faults_test.go|PASS|FAIL|ok|panic)|WARN' "$log" || true
+grep -E '^(=== RUN|--- |\s+(e2e_faults|guarantee)_test.go|PASS|FAIL|ok|panic)|WARN' "$log" || true
 echo "redis-faults: ${RUNS} runs x ${ROUNDS} rounds, exit ${status}, $(( $(date +%s) - start )) s"
 exit "$status"

@@ -2,7 +2,9 @@ package redis_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -85,3 +87,71 @@ func BenchmarkBrokerPublish(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBrokerPublishInflight measures Publish with a fixed number of
+// publications in flight (goroutines publishing one at a time) spread over a
+// number of channels, memory against Redis in the same run; "ping" is the
+// floor: one go-redis PING per op. A subscriber on this node receives every
+// publication, as with wsgate sessions.
+//
+//	go test -run x -bench BrokerPublishInflight -benchtime 2s ./internal/cluster/redis/
+func BenchmarkBrokerPublishInflight(b *testing.B) {
+	srv := redistest.Start(b)
+	c := node(b, srv, "bench")
+	rb, err := c.Broker(redis.BrokerOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mem := broker.NewMemory(broker.MemoryOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, br := range []broker.Broker{rb, mem} {
+		go func() { _ = br.Run(ctx, nopHandler{}) }()
+	}
+	keep := broker.PublishOptions{HistorySize: 100, HistoryTTL: time.Minute}
+	payload := []byte(`{"type":"chat","text":"hello, world"}`)
+	for _, tc := range []struct{ inflight, channels int }{{1, 1}, {32, 1}, {32, 8}} {
+		for _, be := range []struct {
+			name string
+			br   broker.Broker
+		}{{"memory", mem}, {"redis", rb}, {"ping", nil}} {
+			prefix := fmt.Sprintf("bench-%d-%d-", tc.inflight, tc.channels)
+			for ch := range tc.channels {
+				if be.br != nil {
+					must(b, be.br.Subscribe(ctx, prefix+strconv.Itoa(ch)))
+				}
+			}
+			b.Run(fmt.Sprintf("inflight=%d/channels=%d/%s", tc.inflight, tc.channels, be.name), func(b *testing.B) {
+				var left atomic.Int64
+				left.Store(int64(b.N))
+				var wg sync.WaitGroup
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := range tc.inflight {
+					ch := prefix + strconv.Itoa(i%tc.channels)
+					wg.Go(func() {
+						for left.Add(-1) >= 0 {
+							var err error
+							if be.br == nil {
+								err = c.Ping(ctx)
+							} else {
+								_, err = be.br.Publish(ctx, ch, payload, "", keep)
+							}
+							if err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+			})
+		}
+	}
+}
+
+type nopHandler struct{}
+
+func (nopHandler) HandlePublication(broker.Publication)  {}
+func (nopHandler) HandleJoin(string, broker.ClientInfo)  {}
+func (nopHandler) HandleLeave(string, broker.ClientInfo) {}

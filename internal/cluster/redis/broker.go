@@ -89,8 +89,16 @@ type Broker struct {
 
 	inflight  chan struct{} // one token per Publish waiting for Redis
 	capWarned atomic.Bool   // a publication asked for more history than the caps
-	pubSeq    atomic.Uint64 // numbers this broker's Publish calls (publish ids)
-	pubPrefix string        // random, per broker: see Publish
+	pubSeq    atomic.Uint64 // numbers this broker's publish batches (batch ids)
+	pubPrefix string        // random, per broker: see publishBatch
+
+	qmu    sync.Mutex
+	queues map[string]*pubQueue // channels with a batch in flight (see Publish)
+	// Batches of different channels ready while maxFlights pipelines are in
+	// flight wait here and go together in the next pipeline (see send).
+	flights int
+	ready   []*pubBatch
+	scripts atomic.Uint64 // publish scripts run (tests: batching happened)
 
 	mu       sync.Mutex
 	subs     map[string]*brokerSub
@@ -148,6 +156,7 @@ func (c *Client) Broker(opts BrokerOptions) (*Broker, error) {
 		topic:     c.key("ps:"),
 		ps:        c.rdb.Subscribe(context.Background()),
 		subs:      make(map[string]*brokerSub),
+		queues:    make(map[string]*pubQueue),
 		presence:  make(map[string]map[string]string),
 		inflight:  make(chan struct{}, opts.MaxPublishing),
 		pubPrefix: rand.Text() + ":",
@@ -213,9 +222,47 @@ func (b *Broker) deliver(fn func(h broker.EventHandler)) {
 // errPublishBusy: more publications wait for Redis than MaxPublishing.
 var errPublishBusy = errors.New("too many publications waiting for Redis")
 
+// Batch bounds: one script call carries at most this many publications of one
+// channel, and (beyond its first) at most this many bytes of payload, so that
+// one script never holds Redis for long.
+const (
+	maxBatch      = 128
+	maxBatchBytes = 512 << 10
+)
+
+// pubReq is one Publish call on its way to Redis.
+type pubReq struct {
+	data  []byte
+	from  string
+	size  int
+	ttlMS int64
+	// done is closed when pos and err are set, or when lead is: lead hands the
+	// call the next batch of its channel to run (it is lead[0]).
+	done chan struct{}
+	lead []*pubReq
+	pos  broker.StreamPosition
+	err  error
+	// queued: still in its queue's waiting list (guarded by Broker.qmu).
+	queued bool
+}
+
+// pubQueue orders one channel's publications on this node. While a batch is
+// in flight, calls wait here; when it returns, everything waiting goes to
+// Redis together as the next batch (one script, one round trip, one pub/sub
+// message), run by the goroutine of the batch's first call. So a channel has
+// at most one batch in flight per node (its order is Redis' order of the
+// batches), while several channels run in parallel; with one publication in
+// flight nothing waits and nothing changes hands.
+type pubQueue struct {
+	waiting []*pubReq
+}
+
 // Publish implements broker.Broker. When Redis cannot answer it returns the
 // error and nothing is delivered; while Redis is known unreachable, or
-// MaxPublishing publications already wait for it, it fails at once.
+// MaxPublishing publications already wait for it, it fails at once. It returns
+// once the script that assigned the offset, appended to history and published
+// has run: the publication is then in Redis (as durable as Redis makes it)
+// and recoverable from history.
 func (b *Broker) Publish(ctx context.Context, channel string, data []byte, from string, opts broker.PublishOptions) (broker.StreamPosition, error) {
 	if err := checkArgs(ctx, "publish", channel); err != nil {
 		return broker.StreamPosition{}, err
@@ -243,27 +290,226 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte, from 
 	if ttl > 0 {
 		ttlMS = max(ttl.Milliseconds(), 1)
 	}
-	// id names this call: go-redis may send the script twice (see publishScript).
+	req := &pubReq{data: data, from: from, size: size, ttlMS: ttlMS, done: make(chan struct{})}
+	b.qmu.Lock()
+	q, busy := b.queues[channel]
+	if !busy {
+		b.queues[channel] = &pubQueue{}
+		b.qmu.Unlock()
+		b.runBatch(ctx, channel, []*pubReq{req})
+		return req.pos, req.err
+	}
+	req.queued = true
+	q.waiting = append(q.waiting, req)
+	b.qmu.Unlock()
+	select {
+	case <-req.done:
+	case <-ctx.Done():
+		b.qmu.Lock()
+		if req.queued {
+			q.waiting = slices.DeleteFunc(q.waiting, func(r *pubReq) bool { return r == req })
+			b.qmu.Unlock()
+			return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: %w", channel, ctx.Err())
+		}
+		lead := req.lead != nil
+		b.qmu.Unlock()
+		if !lead {
+			// In a batch in flight: it may or may not be published; like a call
+			// cancelled while Redis runs it, the caller gets the error.
+			return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: %w", channel, ctx.Err())
+		}
+		<-req.done // closed right after lead was set
+	}
+	if req.lead != nil {
+		b.runBatch(ctx, channel, req.lead)
+	}
+	return req.pos, req.err
+}
+
+// runBatch publishes batch (its first call is the caller's), then hands the
+// channel's next batch, if any, to that batch's first call, and wakes the
+// others of this batch.
+func (b *Broker) runBatch(ctx context.Context, channel string, batch []*pubReq) {
+	// Not cancelled with the caller: the batch carries other calls too. go-redis'
+	// timeouts bound it.
+	b.send(context.WithoutCancel(ctx), &pubBatch{channel: channel, reqs: batch})
+	b.qmu.Lock()
+	q := b.queues[channel]
+	var next []*pubReq
+	if len(q.waiting) == 0 {
+		delete(b.queues, channel)
+	} else {
+		n, bytes := 1, len(q.waiting[0].data)
+		for ; n < len(q.waiting) && n < maxBatch; n++ {
+			r := q.waiting[n]
+			if r.size != q.waiting[0].size || r.ttlMS != q.waiting[0].ttlMS || bytes+len(r.data) > maxBatchBytes {
+				break
+			}
+			bytes += len(r.data)
+		}
+		next = slices.Clone(q.waiting[:n])
+		q.waiting = slices.Delete(q.waiting, 0, n)
+		for _, r := range next {
+			r.queued = false
+		}
+		next[0].lead = next
+	}
+	b.qmu.Unlock()
+	wake(next, batch, func(r *pubReq) chan struct{} { return r.done })
+}
+
+// wake starts the next group's leader (next[0]) and tells the followers of
+// the group that ran (ran[1:]; ran[0] is the caller) that their results are in.
+func wake[T any](next, ran []T, done func(T) chan struct{}) {
+	if len(next) > 0 {
+		close(done(next[0]))
+	}
+	for _, x := range ran[1:] {
+		close(done(x))
+	}
+}
+
+// maxFlights bounds the pipelines of publish batches one node has in flight;
+// batches of other channels ready meanwhile go together in the next one, at
+// most maxPipeline of them.
+const (
+	maxFlights  = 2
+	maxPipeline = 64
+)
+
+// pubBatch is one channel's batch on its way to Redis (see send).
+type pubBatch struct {
+	channel string
+	reqs    []*pubReq
+	// done is closed when the batch ran, or when lead is set: lead hands the
+	// batch's goroutine the next pipeline to run (it is lead[0]).
+	done chan struct{}
+	lead []*pubBatch
+}
+
+// send runs pb's script, sharing a pipeline with other channels' batches when
+// the node has maxFlights pipelines in flight already: the same hand-over as a
+// channel's queue (runBatch), one level up, so that many channels with one
+// publication each still cost few round trips.
+func (b *Broker) send(ctx context.Context, pb *pubBatch) {
+	b.qmu.Lock()
+	if b.flights < maxFlights {
+		b.flights++
+		b.qmu.Unlock()
+		b.runPipeline(ctx, []*pubBatch{pb})
+		return
+	}
+	pb.done = make(chan struct{})
+	b.ready = append(b.ready, pb)
+	b.qmu.Unlock()
+	<-pb.done
+	if pb.lead != nil {
+		b.runPipeline(ctx, pb.lead)
+	}
+}
+
+// runPipeline runs batches, then hands the batches ready meanwhile to the
+// first of them, and wakes the others of this pipeline.
+func (b *Broker) runPipeline(ctx context.Context, batches []*pubBatch) {
+	b.publishBatches(ctx, batches)
+	b.qmu.Lock()
+	var next []*pubBatch
+	if len(b.ready) == 0 {
+		b.flights--
+	} else {
+		n := min(len(b.ready), maxPipeline)
+		next = slices.Clone(b.ready[:n])
+		b.ready = slices.Delete(b.ready, 0, n)
+		next[0].lead = next
+	}
+	b.qmu.Unlock()
+	wake(next, batches, func(pb *pubBatch) chan struct{} { return pb.done })
+}
+
+// publishBatches runs publishScript for each batch (one pipeline for several)
+// and sets every call's result.
+func (b *Broker) publishBatches(ctx context.Context, batches []*pubBatch) {
+	if b.c.brk.Open() { // Redis went away while these waited
+		for _, pb := range batches {
+			pb.fail(ErrUnavailable)
+		}
+		return
+	}
+	b.scripts.Add(uint64(len(batches)))
+	keys := make([][]string, len(batches))
+	args := make([][]any, len(batches))
+	for i, pb := range batches {
+		keys[i], args[i] = b.scriptArgs(pb)
+	}
+	if len(batches) == 1 {
+		res, err := publishScript.Run(ctx, b.rdb, keys[0], args[0]...).Slice()
+		b.c.brk.observe(err)
+		b.finish(batches[0], res, err)
+		return
+	}
+	pipe := b.rdb.Pipeline()
+	cmds := make([]*goredis.Cmd, len(batches))
+	for i := range batches {
+		cmds[i] = publishScript.EvalSha(ctx, pipe, keys[i], args[i]...)
+	}
+	_, err := pipe.Exec(ctx)
+	b.c.brk.observe(err)
+	for i, pb := range batches {
+		res, err := cmds[i].Slice()
+		if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+			// Redis lost its script cache (a restart): the script did not run.
+			res, err = publishScript.Run(ctx, b.rdb, keys[i], args[i]...).Slice()
+			b.c.brk.observe(err)
+		}
+		b.finish(pb, res, err)
+	}
+}
+
+// scriptArgs returns publishScript's keys and arguments for pb.
+func (b *Broker) scriptArgs(pb *pubBatch) ([]string, []any) {
+	// id names this batch: go-redis may send the script twice (see publishScript).
 	// A random per-broker prefix (not the node id: a restarted node may reuse a
 	// configured one within the dedup window) and a counter keep it unique.
 	id := b.pubPrefix + strconv.FormatUint(b.pubSeq.Add(1), 36)
-	res, err := publishScript.Run(ctx, b.rdb, []string{b.key(channel, "m"), b.key(channel, "h"), b.key(channel, "d:"+id)},
-		data, from, size, ttlMS, b.opts.MetaTTL.Milliseconds(), rand.Text()[:8], b.topic+channel,
-		publishDedupWindow.Milliseconds()).Slice()
+	args := make([]any, 0, 6+2*len(pb.reqs))
+	args = append(args, pb.reqs[0].size, pb.reqs[0].ttlMS, b.opts.MetaTTL.Milliseconds(), rand.Text()[:8],
+		b.topic+pb.channel, publishDedupWindow.Milliseconds())
+	for _, r := range pb.reqs {
+		args = append(args, r.data, r.from)
+	}
+	return []string{b.key(pb.channel, "m"), b.key(pb.channel, "h"), b.key(pb.channel, "d:"+id)}, args
+}
+
+// finish sets the results of pb's calls from the script's reply.
+func (b *Broker) finish(pb *pubBatch, res []any, err error) {
+	if err == nil && len(res) != 4 {
+		err = errors.New("unexpected reply")
+	}
+	var first int64
+	var epoch string
+	if err == nil {
+		var ok1, ok2 bool
+		first, ok1 = res[0].(int64)
+		epoch, ok2 = res[1].(string)
+		if !ok1 || !ok2 || first <= 0 {
+			err = errors.New("unexpected reply")
+		}
+	}
 	if err != nil {
-		b.c.brk.observe(err)
-		return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: %w", channel, err)
+		pb.fail(err)
+		return
 	}
-	if len(res) != 4 {
-		return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: unexpected reply", channel)
+	b.logReplaced(pb.channel, res[3], epoch)
+	for i, r := range pb.reqs {
+		r.pos = broker.StreamPosition{Offset: uint64(first) + uint64(i), Epoch: epoch}
 	}
-	off, ok1 := res[0].(int64)
-	epoch, ok2 := res[1].(string)
-	if !ok1 || !ok2 || off <= 0 {
-		return broker.StreamPosition{}, fmt.Errorf("redis broker: publish %q: unexpected reply", channel)
+}
+
+// fail fails every call of pb with err.
+func (pb *pubBatch) fail(err error) {
+	for _, r := range pb.reqs {
+		r.err = fmt.Errorf("redis broker: publish %q: %w", pb.channel, err)
 	}
-	b.logReplaced(channel, res[3], epoch)
-	return broker.StreamPosition{Offset: uint64(off), Epoch: epoch}, nil
 }
 
 // Subscribe implements broker.Broker. It returns once Redis confirmed the
@@ -613,26 +859,32 @@ func (b *Broker) onMessage(channel, payload string) {
 		b.deliver(func(h broker.EventHandler) { h.HandleJoin(channel, ev.info) })
 	case evLeave:
 		b.deliver(func(h broker.EventHandler) { h.HandleLeave(channel, ev.info) })
-	case evPublication:
-		p := ev.pub
-		if s.epoch != "" {
-			switch {
-			case p.Epoch == s.epoch && p.Offset <= s.last:
-				return // already delivered (by a catch-up)
-			case p.Epoch == s.epoch && p.Offset == s.last+1:
-			case p.Epoch != s.epoch && p.Offset == 1:
-				// A new epoch from its start; subscribers learn of the change
-				// (and of a possible loss in the old one) from the epoch itself.
-			default:
-				b.catchUp(channel, s, &p)
-				if p.Epoch == s.epoch && p.Offset <= s.last {
-					return
-				}
+	case evPublication, evBatch:
+		for _, p := range ev.pubs {
+			b.onPublication(channel, s, p)
+		}
+	}
+}
+
+// onPublication delivers p after whatever this node missed before it.
+func (b *Broker) onPublication(channel string, s *brokerSub, p broker.Publication) {
+	if s.epoch != "" {
+		switch {
+		case p.Epoch == s.epoch && p.Offset <= s.last:
+			return // already delivered (by a catch-up)
+		case p.Epoch == s.epoch && p.Offset == s.last+1:
+		case p.Epoch != s.epoch && p.Offset == 1:
+			// A new epoch from its start; subscribers learn of the change
+			// (and of a possible loss in the old one) from the epoch itself.
+		default:
+			b.catchUp(channel, s, &p)
+			if p.Epoch == s.epoch && p.Offset <= s.last {
+				return
 			}
 		}
-		s.epoch, s.last = p.Epoch, p.Offset
-		b.deliver(func(h broker.EventHandler) { h.HandlePublication(p) })
 	}
+	s.epoch, s.last = p.Epoch, p.Offset
+	b.deliver(func(h broker.EventHandler) { h.HandlePublication(p) })
 }
 
 // catchUp delivers, from history, the publications after s's position and

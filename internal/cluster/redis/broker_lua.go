@@ -33,16 +33,21 @@ local function current(create, new_epoch, mttl)
 end
 `
 
-// publishScript assigns the next offset, appends to history and publishes, in one
-// step, so that offsets, history and pub/sub order agree on every node.
-// KEYS: meta, stream, done marker of this publish id. ARGV: data, from, size,
-// ttl ms, meta ttl ms, epoch for a new stream, topic, marker ttl ms.
-// Returns {offset, epoch, time ms, replaced epoch:offset or empty}.
+// publishScript assigns the next offsets to a batch of publications of one
+// channel, appends them to history and publishes them, in one step, so that
+// offsets, history and pub/sub order agree on every node.
+// KEYS: meta, stream, done marker of this batch id. ARGV: size, ttl ms, meta
+// ttl ms, epoch for a new stream, topic, marker ttl ms, then data, from for
+// each publication in order. Returns {first offset, epoch, time ms, replaced
+// epoch:offset or empty}; the batch has the offsets first, first+1, ...
+//
+// One publication goes out as one event ('p', see decodeEvent); a batch of
+// several as one 'b' event, so every node reads one pub/sub message per batch.
 //
 // The done marker makes the script idempotent: go-redis runs a command again
 // when its reply is late (a read timeout after the write), although Redis may
-// have run it already. A second run with the same publish id returns the first
-// run's result instead of spending a new offset and publishing the data again.
+// have run it already. A second run with the same batch id returns the first
+// run's result instead of spending new offsets and publishing the data again.
 var publishScript = goredis.NewScript(streamMeta + `
 local done = redis.call('GET', KEYS[3])
 if done then
@@ -51,22 +56,39 @@ if done then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local size = tonumber(ARGV[3])
-local ttl = tonumber(ARGV[4])
-local mttl = tonumber(ARGV[5])
+local size = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local mttl = tonumber(ARGV[3])
+local n = (#ARGV - 6) / 2
 if ttl > mttl then mttl = ttl end
-local epoch, _, replaced = current(true, ARGV[6], mttl)
-local off = redis.call('HINCRBY', KEYS[1], 'o', 1)
+local epoch, _, replaced = current(true, ARGV[4], mttl)
+local first = redis.call('HINCRBY', KEYS[1], 'o', n) - n + 1
 if size > 0 and ttl > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', size, off .. '-0', 'd', ARGV[1], 'f', ARGV[2], 't', now)
+  if n == 1 then
+    redis.call('XADD', KEYS[2], 'MAXLEN', size, first .. '-0', 'd', ARGV[7], 'f', ARGV[8], 't', now)
+  else -- one trim for the batch: cheaper than one per entry
+    for i = 0, n - 1 do
+      redis.call('XADD', KEYS[2], (first + i) .. '-0', 'd', ARGV[7 + 2 * i], 'f', ARGV[8 + 2 * i], 't', now)
+    end
+    redis.call('XTRIM', KEYS[2], 'MAXLEN', size)
+  end
   redis.call('PEXPIRE', KEYS[2], ttl)
 else
   redis.call('DEL', KEYS[2])
 end
 redis.call('PEXPIRE', KEYS[1], mttl)
-redis.call('SET', KEYS[3], off .. ',' .. epoch .. ',' .. now, 'PX', ARGV[8])
-redis.call('PUBLISH', ARGV[7], 'p' .. off .. ',' .. epoch .. ',' .. now .. ',' .. string.len(ARGV[2]) .. ',' .. ARGV[2] .. ARGV[1])
-return {off, epoch, now, replaced}
+redis.call('SET', KEYS[3], first .. ',' .. epoch .. ',' .. now, 'PX', ARGV[6])
+if n == 1 then
+  redis.call('PUBLISH', ARGV[5], 'p' .. first .. ',' .. epoch .. ',' .. now .. ',' .. string.len(ARGV[8]) .. ',' .. ARGV[8] .. ARGV[7])
+else
+  local ev = {'b' .. first .. ',' .. epoch .. ',' .. now .. ',' .. n .. ','}
+  for i = 0, n - 1 do
+    local d, f = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
+    ev[#ev + 1] = string.len(f) .. ',' .. f .. string.len(d) .. ',' .. d
+  end
+  redis.call('PUBLISH', ARGV[5], table.concat(ev))
+end
+return {first, epoch, now, replaced}
 `)
 
 // historyScript reads position and history atomically. KEYS: meta, stream.

@@ -15,39 +15,41 @@ import (
 	"github.com/wsgate/wsgate/internal/cluster/redis/redistest"
 )
 
-// slowProxy forwards TCP to a Redis server. Once armed, it holds back the next
-// reply chunk from the server by delay: Redis has executed the command, the
-// client only hears about it late. That is what a loaded machine does to a
-// client with a short read timeout.
-type slowProxy struct {
+// tcpProxy forwards TCP connections to a Redis server; the proxies of the
+// tests decide how the bytes of a connection flow (serve, run by the proxy
+// once per connection and direction pair) and whether one is admitted.
+type tcpProxy struct {
 	ln     net.Listener
 	target string
-	delay  time.Duration
-	armed  atomic.Bool
-	held   atomic.Int32 // replies held back so far
+	admit  func() bool                // nil: every connection
+	serve  func(client, srv net.Conn) // copies both ways until either closes
 
 	mu    sync.Mutex
 	conns []net.Conn
 	wg    sync.WaitGroup
 }
 
-func startSlowProxy(t *testing.T, target string, delay time.Duration) *slowProxy {
+func startProxy(t *testing.T, target string, admit func() bool, serve func(client, srv net.Conn)) *tcpProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
-	p := &slowProxy{ln: ln, target: target, delay: delay}
+	p := &tcpProxy{ln: ln, target: target, admit: admit, serve: serve}
 	p.wg.Go(p.accept)
 	t.Cleanup(p.close)
 	return p
 }
 
-func (p *slowProxy) Addr() string { return p.ln.Addr().String() }
+func (p *tcpProxy) Addr() string { return p.ln.Addr().String() }
 
-func (p *slowProxy) accept() {
+func (p *tcpProxy) accept() {
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		if p.admit != nil && !p.admit() {
+			_ = c.Close()
+			continue
 		}
 		s, err := net.Dial("tcp", p.target)
 		if err != nil {
@@ -57,9 +59,52 @@ func (p *slowProxy) accept() {
 		p.mu.Lock()
 		p.conns = append(p.conns, c, s)
 		p.mu.Unlock()
-		p.wg.Go(func() { _, _ = io.Copy(s, c); _ = s.Close() })
-		p.wg.Go(func() { p.replies(c, s); _ = c.Close() })
+		p.wg.Go(func() { p.serve(c, s) })
 	}
+}
+
+// cut closes every connection forwarded so far.
+func (p *tcpProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *tcpProxy) close() {
+	_ = p.ln.Close()
+	p.cut()
+	p.wg.Wait()
+}
+
+// slowProxy forwards TCP to a Redis server. Once armed, it holds back the next
+// reply chunk from the server by delay: Redis has executed the command, the
+// client only hears about it late. That is what a loaded machine does to a
+// client with a short read timeout.
+type slowProxy struct {
+	*tcpProxy
+	delay time.Duration
+	armed atomic.Bool
+	held  atomic.Int32 // replies held back so far
+}
+
+func startSlowProxy(t *testing.T, target string, delay time.Duration) *slowProxy {
+	t.Helper()
+	p := &slowProxy{delay: delay}
+	p.tcpProxy = startProxy(t, target, nil, func(c, s net.Conn) { pipeBoth(c, s, p.replies) })
+	return p
+}
+
+// pipeBoth copies client to server in a goroutine of its own and server to
+// client with toClient, until either side closes.
+func pipeBoth(c, s net.Conn, toClient func(c, s net.Conn)) {
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = io.Copy(s, c); _ = s.Close() })
+	toClient(c, s)
+	_ = c.Close()
+	wg.Wait()
 }
 
 // replies copies server to client, holding back the first chunk after arming.
@@ -80,16 +125,6 @@ func (p *slowProxy) replies(c, s net.Conn) {
 			return
 		}
 	}
-}
-
-func (p *slowProxy) close() {
-	_ = p.ln.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
 }
 
 // A publish whose reply arrives after the client's read timeout is retried by

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -30,6 +31,7 @@ type Server struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited and been reaped
+	aof  bool          // started with --appendonly yes (UseAOF)
 }
 
 // Start runs redis-server for t and stops it when t ends.
@@ -59,6 +61,36 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// CPU returns the CPU time (user + system) the running server process has
+// used, read from /proc (Linux); 0 when it is not running or /proc cannot tell.
+// Benchmarks use it to report Redis' share of the work.
+func (s *Server) CPU() time.Duration {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) start after ")";
+	// utime and stime are fields 14 and 15 of the line, in clock ticks (100/s
+	// on Linux).
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(u+st) * 10 * time.Millisecond
+}
+
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
@@ -76,24 +108,91 @@ func (s *Server) Stop() {
 }
 
 // Restart starts the server again on the same port, empty (a snapshot taken
-// with Save is deleted first), and waits until it accepts connections.
+// with Save, and the append-only file, are deleted first), and waits until it
+// accepts connections.
 func (s *Server) Restart() {
 	s.t.Helper()
 	if err := os.Remove(s.dir + "/dump.rdb"); err != nil && !os.IsNotExist(err) {
 		s.t.Fatalf("redistest: remove snapshot: %v", err)
+	}
+	if err := os.RemoveAll(s.dir + "/appendonlydir"); err != nil {
+		s.t.Fatalf("redistest: remove append-only file: %v", err)
+	}
+	s.restart()
+}
+
+// UseAOF turns on the append-only file with appendfsync always (every write
+// on disk before its reply) on the running server; later restarts keep it
+// on. RestartFromAOF then brings back everything acknowledged before Stop.
+func (s *Server) UseAOF() {
+	s.t.Helper()
+	for _, c := range []string{"CONFIG SET appendfsync always", "CONFIG SET appendonly yes"} {
+		if reply, err := command(s.Addr(), c); err != nil || !strings.HasPrefix(reply, "+OK") {
+			s.t.Fatalf("redistest: %s: %q %v", c, reply, err)
+		}
+	}
+	// Turning AOF on rewrites the file in the background; wait for it, so that
+	// a Stop right after still leaves a complete file.
+	deadline := time.Now().Add(startTimeout)
+	for {
+		reply, err := bulk(s.Addr(), "INFO persistence")
+		if err == nil && strings.Contains(reply, "aof_rewrite_in_progress:0") && strings.Contains(reply, "aof_enabled:1") &&
+			!strings.Contains(reply, "aof_rewrite_scheduled:1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("redistest: AOF not on after %v: %q %v", startTimeout, reply, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.mu.Lock()
+	s.aof = true
+	s.mu.Unlock()
+}
+
+// RestartFromAOF starts the server again on the same port from its
+// append-only file (UseAOF): every write acknowledged before Stop is back, but
+// it is a new redis-server process.
+func (s *Server) RestartFromAOF() {
+	s.t.Helper()
+	s.mu.Lock()
+	aof := s.aof
+	s.mu.Unlock()
+	if !aof {
+		s.t.Fatal("redistest: RestartFromAOF without UseAOF")
 	}
 	s.restart()
 }
 
 // RestartFromSnapshot starts the server again on the same port with the data of
 // the last Save: what a restart from an old RDB file, or a failover to a replica
-// that lagged, gives.
+// that lagged, gives. The append-only file, if any, is deleted (UseAOF again to
+// turn it back on).
 func (s *Server) RestartFromSnapshot() {
 	s.t.Helper()
 	if _, err := os.Stat(s.dir + "/dump.rdb"); err != nil {
 		s.t.Fatalf("redistest: no snapshot to restart from (call Save): %v", err)
 	}
+	// Redis loads the AOF instead of the snapshot when AOF is on: off it goes.
+	if err := os.RemoveAll(s.dir + "/appendonlydir"); err != nil {
+		s.t.Fatalf("redistest: remove append-only file: %v", err)
+	}
+	s.mu.Lock()
+	s.aof = false
+	s.mu.Unlock()
 	s.restart()
+}
+
+// Command runs one inline command (e.g. "DEBUG SLEEP 1.5", "CLIENT PAUSE 1500
+// ALL", "CLIENT KILL TYPE pubsub") on a connection of its own and returns the
+// first line of the reply; an error reply or a failure fails the test.
+func (s *Server) Command(cmd string) string {
+	s.t.Helper()
+	reply, err := command(s.Addr(), cmd)
+	if err != nil || strings.HasPrefix(reply, "-") {
+		s.t.Fatalf("redistest: %s: %q %v", cmd, reply, err)
+	}
+	return reply
 }
 
 // Save writes a snapshot (SAVE) that RestartFromSnapshot loads.
@@ -124,12 +223,19 @@ func (s *Server) restart() {
 }
 
 func (s *Server) start() error {
+	s.mu.Lock()
+	appendonly := "no"
+	if s.aof {
+		appendonly = "yes"
+	}
+	s.mu.Unlock()
 	cmd := exec.Command(s.bin,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--dir", s.dir,
 		"--save", "", // snapshots only when a test calls Save
-		"--appendonly", "no",
+		"--appendonly", appendonly,
+		"--appendfsync", "always",
 		"--protected-mode", "no",
 		"--daemonize", "no",
 		"--loglevel", "warning",
@@ -185,19 +291,30 @@ func ping(addr string) bool {
 func command(addr, cmd string) (string, error) { return commandTimeout(addr, cmd, 10*time.Second) }
 
 func commandTimeout(addr, cmd string, d time.Duration) (string, error) {
+	c, r, err := send(addr, cmd, d)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return r.ReadString('\n')
+}
+
+// send dials addr, writes cmd and returns the connection (deadline d) and a
+// reader of the reply.
+func send(addr, cmd string, d time.Duration) (net.Conn, *bufio.Reader, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	var dl net.Dialer
 	c, err := dl.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
-	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(d))
 	if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
-		return "", err
+		_ = c.Close()
+		return nil, nil, err
 	}
-	return bufio.NewReader(c).ReadString('\n')
+	return c, bufio.NewReader(c), nil
 }
 
 func freePort() (int, error) {
@@ -207,4 +324,26 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// bulk sends one inline command whose reply is a bulk string and returns it.
+func bulk(addr, cmd string) (string, error) {
+	c, r, err := send(addr, cmd, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	head, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
+	if !strings.HasPrefix(head, "$") || err != nil || n < 0 || n > 1<<20 {
+		return "", fmt.Errorf("redistest: %s: unexpected reply %q", cmd, head)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", err
+	}
+	return string(b), nil
 }

@@ -49,13 +49,34 @@ func newE2E(o *Encryption) (*encrypt.Keyring, error) {
 	return r, nil
 }
 
-func (c *Client) e2eChannel(channel string) bool {
-	return c.e2e != nil && c.o.Encryption.Channels(channel)
+// SetEncryptionKeys replaces the end-to-end keys (rotation, docs/encryption.md):
+// the first seals from now on, every listed key opens. The Client must have
+// been dialled with DialOptions.Encryption.
+func (c *Client) SetEncryptionKeys(keys []EncryptionKey) error {
+	if c.e2e.Load() == nil {
+		return errors.New("client: the client was dialled without Encryption")
+	}
+	r, err := newE2E(&Encryption{Keys: keys, Channels: c.o.Encryption.Channels})
+	if err != nil {
+		return err
+	}
+	c.e2e.Store(r)
+	return nil
+}
+
+// e2eKeys returns the keyring sealing channel, nil when channel is not end-to-end.
+func (c *Client) e2eKeys(channel string) *encrypt.Keyring {
+	r := c.e2e.Load()
+	if r == nil || !c.o.Encryption.Channels(channel) {
+		return nil
+	}
+	return r
 }
 
 // sealPayload returns payload sealed for channel when channel is end-to-end.
 func (c *Client) sealPayload(channel string, payload any) (any, error) {
-	if !c.e2eChannel(channel) {
+	r := c.e2eKeys(channel)
+	if r == nil {
 		return rawOrValue(payload), nil
 	}
 	var pt []byte
@@ -74,7 +95,7 @@ func (c *Client) sealPayload(channel string, payload any) (any, error) {
 	if !json.Valid(pt) {
 		return nil, errors.New("client: payload must be JSON")
 	}
-	env, _, err := c.e2e.SealEndToEnd(channel, pt)
+	env, _, err := r.SealEndToEnd(channel, pt)
 	if err != nil {
 		return nil, fmt.Errorf("client: seal: %w", err)
 	}
@@ -84,10 +105,11 @@ func (c *Client) sealPayload(channel string, payload any) (any, error) {
 // openPayload replaces m.Payload with its plaintext when its channel is
 // end-to-end; an error means m must not be handed on.
 func (c *Client) openPayload(m *Message) error {
-	if !c.e2eChannel(m.Channel) {
+	r := c.e2eKeys(m.Channel)
+	if r == nil {
 		return nil
 	}
-	pt, _, err := c.e2e.OpenEndToEnd(m.Channel, m.Payload)
+	pt, _, err := r.OpenEndToEnd(m.Channel, m.Payload)
 	if err != nil {
 		return fmt.Errorf("%w: %s offset %d: %w", ErrNotEncrypted, m.Channel, m.Offset, err)
 	}

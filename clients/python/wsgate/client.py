@@ -15,11 +15,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Union
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Union
 
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode
 
+from .encryption import Encryption, EncryptionKey, EnvelopeError, Keyring, KeyLike, decode_payload, encode_payload
 from .integrity import Signer, verify_server, unb64
 
 log = logging.getLogger("wsgate")
@@ -94,6 +95,16 @@ class RecoveryFailedError(WsgateError):
     def __init__(self, rf: "RecoveryFailed") -> None:
         super().__init__(f"wsgate: recovery failed on {rf.channel}")
         self.recovery = rf
+
+
+class NotEncryptedError(WsgateError):
+    """A payload of an end-to-end channel did not open (sealed under a key this
+    client lacks, tampered, or not an envelope at all). The message is dropped and
+    this reaches "error" listeners; history() raises it."""
+
+    def __init__(self, channel: str, offset: int, epoch: str, key_id: str = "", reason: str = "") -> None:
+        super().__init__(f"wsgate: end-to-end payload does not open: {channel} offset {offset}" + (f": {reason}" if reason else ""))
+        self.channel, self.offset, self.epoch, self.key_id, self.reason = channel, offset, epoch, key_id, reason
 
 
 # ---- values ----------------------------------------------------------------------
@@ -213,7 +224,7 @@ class Client:
                  min_backoff: float = 0.25, max_backoff: float = 30.0, request_timeout: float = 10.0,
                  queue_size: int = 256, integrity: str = "", pop_key: Any = None, verify_server: bool = False,
                  ticket_url: str = "", extra_headers: Optional[Dict[str, str]] = None,
-                 max_size: int = 1 << 20) -> None:
+                 max_size: int = 1 << 20, encryption: Optional[Encryption] = None) -> None:
         if credential not in ("header", "subprotocol", "ticket"):
             raise ValueError("wsgate: credential must be header, subprotocol or ticket")
         if integrity not in ("", "hmac", "pop"):
@@ -227,6 +238,11 @@ class Client:
         if u.scheme not in ("ws", "wss"):
             raise ValueError("wsgate: url scheme must be ws or wss")
         self.url, self.credential, self.integrity = url, credential, integrity
+        if encryption is not None and not callable(encryption.channels):
+            raise ValueError("wsgate: Encryption.channels (channel -> bool) is required")
+        # The application's end-to-end keys and which channels they seal.
+        self._e2e: Optional[Keyring] = Keyring(encryption.keys) if encryption is not None else None
+        self._e2e_channels: Callable[[str], bool] = encryption.channels if encryption is not None else (lambda ch: False)
         self._token, self._pop_key, self._verify = token, pop_key, verify_server
         if ssl_context is None and u.scheme == "wss":
             ssl_context = ssl.create_default_context(cafile=cafile)  # verification on
@@ -550,6 +566,11 @@ class Client:
                 return
         typ = m.get("type")
         if typ == "message":
+            try:
+                self._open_payload(m)
+            except NotEncryptedError as e:
+                self._emit(Event("error", error=e))  # dropped: nothing undecryptable is delivered
+                return
             self._deliver(m)
             return
         if typ in ("joined", "left"):
@@ -699,7 +720,42 @@ class Client:
         t.add_done_callback(self._bg.discard)
         return t
 
+    # -- end-to-end encryption -------------------------------------------------------
+
+    def set_encryption_keys(self, keys: Sequence[KeyLike]) -> None:
+        """Replaces the end-to-end keys (rotation): the first seals from now on, every key opens."""
+        if self._e2e is None:
+            raise WsgateError("wsgate: the client was made without encryption")
+        self._e2e = Keyring(keys)
+
+    def _e2e_channel(self, channel: str) -> bool:
+        return self._e2e is not None and bool(self._e2e_channels(channel))
+
+    def _seal_payload(self, channel: str, payload: Any) -> Any:
+        if not self._e2e_channel(channel):
+            return payload
+        assert self._e2e is not None
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        return encode_payload(self._e2e.seal(channel, text))
+
+    def _open_payload(self, m: Dict[str, Any]) -> None:
+        """Replaces m["payload"] with its plaintext when m's channel is end-to-end;
+        raises NotEncryptedError when it does not open."""
+        channel = m.get("channel", "")
+        if not isinstance(channel, str) or not self._e2e_channel(channel):
+            return
+        assert self._e2e is not None
+        key_id = ""
+        try:
+            env = decode_payload(m.get("payload"))
+            pt, key_id = self._e2e.open(channel, env)
+            m["payload"] = json.loads(pt)
+        except (EnvelopeError, ValueError) as e:
+            key_id = key_id or getattr(e, "key_id", "")
+            raise NotEncryptedError(channel, m.get("offset", 0), m.get("epoch", ""), key_id, str(e)) from None
+
     async def publish(self, channel: str, payload: Any, timeout: Optional[float] = None) -> Position:
+        payload = self._seal_payload(channel, payload)
         r = await self.request("publish", timeout=timeout, channel=channel, payload=payload)
         return Position(r.get("offset", 0), r.get("epoch", ""))
 
@@ -710,7 +766,12 @@ class Client:
             f["since"] = {"offset": since.offset, "epoch": since.epoch}
         if limit:
             f["limit"] = limit
-        return await self.request("history", timeout=timeout, **f)
+        h = await self.request("history", timeout=timeout, **f)
+        for p in h.get("publications") or []:
+            if isinstance(p, dict):
+                p.setdefault("channel", channel)
+                self._open_payload(p)  # never a mix of opened and unopened payloads
+        return h
 
     async def presence(self, channel: str, timeout: Optional[float] = None) -> List[Dict[str, Any]]:
         return list((await self.request("presence", timeout=timeout, channel=channel)).get("users", []))
@@ -737,5 +798,5 @@ def _retry_after(headers: Dict[str, str], body: Any) -> float:
 
 __all__ = ["Client", "Subscription", "Event", "Position", "RecoveryFailed", "WsgateError", "HandshakeError",
            "ServerError", "CloseError", "TimeoutError", "ClosedError", "QueueFullError", "DisconnectedError",
-           "RecoveryFailedError", "SUBPROTOCOL"]
+           "RecoveryFailedError", "NotEncryptedError", "Encryption", "EncryptionKey", "SUBPROTOCOL"]
 

@@ -19,10 +19,11 @@ import (
 // its token, resubscribes and recovers what it missed. Create one with Dial;
 // it is safe for concurrent use.
 type Client struct {
-	url string
-	o   DialOptions
-	log *slog.Logger
-	e2e atomic.Pointer[encrypt.Keyring] // DialOptions.Encryption's keys (SetEncryptionKeys replaces them); nil without
+	url       string
+	o         DialOptions
+	log       *slog.Logger
+	e2e       atomic.Pointer[encrypt.Keyring] // DialOptions.Encryption's keys (SetEncryptionKeys replaces them); nil without
+	delivered atomic.Pointer[serverKeys]      // keys from the last ticket reply (Encryption.FromServer)
 
 	ctx    context.Context // the client's lifetime; cancelled by Close
 	cancel context.CancelFunc

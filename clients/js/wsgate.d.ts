@@ -91,10 +91,13 @@ export interface ClientOptions {
 export interface EncryptionKey { id: string; secret: Uint8Array | ArrayBuffer | string; }
 
 export interface EncryptionOptions {
-  /** The first seals, every key opens. */
-  keys: EncryptionKey[];
-  /** Whether a channel is end-to-end encrypted (its namespace has encryption: end_to_end). */
-  channels: (channel: string) => boolean;
+  /** Application keys: the first seals, every key opens. */
+  keys?: EncryptionKey[];
+  /** Whether a channel is sealed with keys (its namespace has encryption: end_to_end). Required with keys. */
+  channels?: (channel: string) => boolean;
+  /** Fetch, at every connection, the keys the ticket endpoint delivers for the end_to_end
+   *  channels the token grants; channels with delivered keys use those. */
+  fromServer?: boolean;
 }
 
 export interface RequestOptions { timeout?: number; }

@@ -589,6 +589,41 @@ export class Keyring {
   }
 }
 
+// ChannelKeyring: the keys the ticket endpoint delivers for one channel, used
+// as that channel's data keys without derivation; no other channel opens.
+class ChannelKeyring extends Keyring {
+  constructor(channel, keys) {
+    super(keys);
+    for (const [id, s] of this._secrets) if (s.length !== 32) throw new TypeError(`wsgate: channel key ${id} must be 32 bytes`);
+    this._channel = channel;
+  }
+
+  _key(id, channel) {
+    const s = this._secrets.get(id);
+    if (!s || channel !== this._channel) return Promise.reject(new Error(`unknown key id ${id}`));
+    if (!this._cache.has(id)) this._cache.set(id, aesKey(s));
+    return this._cache.get(id);
+  }
+}
+
+// deliveredKeyrings(reply.encryption) -> {namespaces, channels}: Maps of
+// keyrings from a ticket reply's {"keys":[{id, namespace|channel, key}]}.
+function deliveredKeyrings(e) {
+  const ns = new Map();
+  const ch = new Map();
+  for (const k of (e && Array.isArray(e.keys) ? e.keys : [])) {
+    const entry = { id: k.id, secret: b64urlDecode(k.key) };
+    const [m, scope] = k.namespace && !k.channel ? [ns, k.namespace] : [ch, k.channel];
+    if (typeof scope !== "string" || !scope) throw new WsgateError("wsgate: bad encryption key in the ticket reply");
+    if (!m.has(scope)) m.set(scope, []);
+    m.get(scope).push(entry);
+  }
+  return {
+    namespaces: new Map([...ns].map(([n, keys]) => [n, new Keyring(keys)])),
+    channels: new Map([...ch].map(([c, keys]) => [c, new ChannelKeyring(c, keys)])),
+  };
+}
+
 const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HANDSHAKE_TIMEOUT = 10000;
 
@@ -627,9 +662,13 @@ export class Client {
     const u = new URL(url);
     if (u.searchParams.has("token") || u.searchParams.has("access_token")) throw new TypeError("wsgate: never put a token in the URL");
     Object.assign(this, { url, credential, integrity, popKey });
-    if (encryption && typeof encryption.channels !== "function") throw new TypeError("wsgate: encryption.channels (channel => boolean) is required");
-    // _e2e: the application's end-to-end keys and which channels they seal.
-    this._e2e = encryption ? { keyring: new Keyring(encryption.keys), channels: encryption.channels } : null;
+    const appKeys = encryption && (encryption.keys || !encryption.fromServer);
+    if (appKeys && typeof encryption.channels !== "function") throw new TypeError("wsgate: encryption.channels (channel => boolean) is required with encryption.keys");
+    // _e2e: the application's end-to-end keys and which channels they seal, and
+    // the keys the ticket endpoint delivered at the last connection (fromServer).
+    this._e2e = encryption ? {
+      keyring: appKeys ? new Keyring(encryption.keys) : null, channels: encryption.channels, fromServer: !!encryption.fromServer, delivered: null,
+    } : null;
     // fetch is called unbound: the browser's refuses to run with another `this`.
     this._o = { token, WS, fetch: typeof fetchImpl === "function" ? (...a) => fetchImpl(...a) : null, ticketUrl: ticketUrl || `${u.protocol === "ws:" ? "http:" : "https:"}//${u.host}/v1/tickets`,
       origin: `${u.protocol === "ws:" ? "http:" : "https:"}//${u.host}`, minBackoff, maxBackoff: Math.max(maxBackoff, minBackoff),
@@ -743,10 +782,13 @@ export class Client {
     let protocols = [SUBPROTOCOL];
     const wsOpts = { ...o.wsOptions };
     let hmacKey = null;
-    if (this.credential === "ticket" || this.integrity === "hmac") {
+    const e2eKeys = !!(this._e2e && this._e2e.fromServer);
+    if (this.credential === "ticket" || this.integrity === "hmac" || e2eKeys) {
       const t = await this._ticket(tok);
       if (this.credential === "ticket") u.searchParams.set("ticket", t.ticket);
       hmacKey = t.integrity || null;
+      // No keys in the reply clears them: the token grants none (any more).
+      if (e2eKeys) this._e2e.delivered = deliveredKeyrings(t.encryption);
     }
     if (this.credential === "subprotocol") protocols = [SUBPROTOCOL, "bearer", tok];
     if (this.credential === "header") wsOpts.headers = { ...(wsOpts.headers || {}), Authorization: `Bearer ${tok}` };
@@ -1044,32 +1086,45 @@ export class Client {
   // setEncryptionKeys(keys) replaces the end-to-end keys (rotation): the first
   // seals from now on, every listed key opens.
   setEncryptionKeys(keys) {
-    if (!this._e2e) throw new WsgateError("wsgate: the client was made without encryption");
+    if (!this._e2e || typeof this._e2e.channels !== "function") throw new WsgateError("wsgate: the client was made without encryption.channels");
     this._e2e.keyring = new Keyring(keys);
   }
 
-  _e2eChannel(channel) { return !!this._e2e && !!this._e2e.channels(channel); }
+  // _keyring(channel): the keys sealing channel, null when it is not end-to-end:
+  // the server's for the channel or its namespace first, then the application's.
+  _keyring(channel) {
+    const e = this._e2e;
+    if (!e) return null;
+    if (e.delivered) {
+      const i = channel.indexOf(":");
+      const r = e.delivered.channels.get(channel) || (i > 0 ? e.delivered.namespaces.get(channel.slice(0, i)) : null);
+      if (r) return r;
+    }
+    return e.keyring && e.channels(channel) ? e.keyring : null;
+  }
 
   // _sealPayload: the payload to publish; for an end-to-end channel, its JSON
   // text sealed into an envelope (a base64 string).
   async _sealPayload(channel, payload) {
-    if (!this._e2eChannel(channel)) return payload;
+    const ring = this._keyring(channel);
+    if (!ring) return payload;
     const text = JSON.stringify(payload);
     if (text === undefined) throw new TypeError("wsgate: payload must be a JSON value");
-    return b64Encode(await this._e2e.keyring.seal(channel, enc.encode(text)));
+    return b64Encode(await ring.seal(channel, enc.encode(text)));
   }
 
   // _openPayload replaces m.payload with its plaintext when m's channel is
   // end-to-end; throws NotEncryptedError when it does not open.
   async _openPayload(m) {
-    if (!this._e2eChannel(m.channel)) return;
+    const ring = typeof m.channel === "string" ? this._keyring(m.channel) : null;
+    if (!ring) return;
     const where = { channel: m.channel, offset: m.offset, epoch: m.epoch };
     let keyId = "";
     try {
       if (typeof m.payload !== "string") throw new Error("not an envelope");
       const env = b64Decode(m.payload);
       keyId = parseEnvelope(env).keyId;
-      const r = await this._e2e.keyring.open(m.channel, env);
+      const r = await ring.open(m.channel, env);
       m.payload = JSON.parse(dec.decode(r.plaintext));
     } catch (e) {
       throw new NotEncryptedError({ ...where, keyId, reason: e.message });

@@ -32,7 +32,7 @@ const nsInfoPrefix = "wsgate-e2e-ns-v1|"
 
 // maxDelivered bounds the keys of one ticket reply (the claims' pattern lists
 // are bounded too; this keeps a reply small whatever they hold).
-const maxDelivered = 1024
+const maxDelivered = 256
 
 // DeliveredKey is one end-to-end key in a ticket reply: exactly one of
 // Namespace and Channel is set. The key ids' order is the configuration's: for
@@ -116,4 +116,38 @@ func ClientKeys(keys []Key, namespaces, patterns []string, match func(pattern, s
 		}
 	}
 	return out, nil
+}
+
+// Keyrings turns delivered keys into keyrings: per namespace (namespace keys act
+// as master keys) and per channel (channel keys used as they are). The order of
+// the keys of one scope is kept: the first seals.
+func Keyrings(keys []DeliveredKey) (namespaces, channels map[string]*Keyring, err error) {
+	nsKeys := map[string][]Key{}
+	chKeys := map[string][]Key{}
+	for _, d := range keys {
+		k, err := base64.RawURLEncoding.DecodeString(d.Key)
+		if err != nil || len(k) != 32 {
+			return nil, nil, fmt.Errorf("encrypt: delivered key %q: not 32 bytes of base64url", d.ID)
+		}
+		switch {
+		case d.Namespace != "" && d.Channel == "":
+			nsKeys[d.Namespace] = append(nsKeys[d.Namespace], Key{ID: d.ID, Secret: k})
+		case d.Channel != "" && d.Namespace == "":
+			chKeys[d.Channel] = append(chKeys[d.Channel], Key{ID: d.ID, Secret: k})
+		default:
+			return nil, nil, fmt.Errorf("encrypt: delivered key %q: exactly one of namespace and channel", d.ID)
+		}
+	}
+	namespaces, channels = map[string]*Keyring{}, map[string]*Keyring{}
+	for ns, ks := range nsKeys {
+		if namespaces[ns], err = NewKeyring(ks...); err != nil {
+			return nil, nil, err
+		}
+	}
+	for ch, ks := range chKeys {
+		if channels[ch], err = NewChannelKeyring(ch, ks...); err != nil {
+			return nil, nil, err
+		}
+	}
+	return namespaces, channels, nil
 }

@@ -15,12 +15,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode
 
-from .encryption import Encryption, EncryptionKey, EnvelopeError, Keyring, KeyLike, decode_payload, encode_payload
+from .encryption import (Encryption, EncryptionKey, EnvelopeError, Keyring, KeyLike, decode_payload, delivered_keyrings,
+                         encode_payload)
 from .integrity import Signer, verify_server, unb64
 
 log = logging.getLogger("wsgate")
@@ -238,11 +239,15 @@ class Client:
         if u.scheme not in ("ws", "wss"):
             raise ValueError("wsgate: url scheme must be ws or wss")
         self.url, self.credential, self.integrity = url, credential, integrity
-        if encryption is not None and not callable(encryption.channels):
-            raise ValueError("wsgate: Encryption.channels (channel -> bool) is required")
-        # The application's end-to-end keys and which channels they seal.
-        self._e2e: Optional[Keyring] = Keyring(encryption.keys) if encryption is not None else None
-        self._e2e_channels: Callable[[str], bool] = encryption.channels if encryption is not None else (lambda ch: False)
+        app_keys = encryption is not None and (bool(encryption.keys) or not encryption.from_server)
+        if app_keys and not callable(encryption.channels):  # type: ignore[union-attr]
+            raise ValueError("wsgate: Encryption.channels (channel -> bool) is required with keys")
+        # The application's end-to-end keys and which channels they seal, and the
+        # keys the ticket endpoint delivered at the last connection (from_server).
+        self._e2e: Optional[Keyring] = Keyring(encryption.keys) if app_keys else None  # type: ignore[union-attr]
+        self._e2e_channels = encryption.channels if encryption is not None else None
+        self._e2e_from_server = encryption is not None and encryption.from_server
+        self._delivered: Optional[Tuple[Dict[str, Keyring], Dict[str, Keyring]]] = None
         self._token, self._pop_key, self._verify = token, pop_key, verify_server
         if ssl_context is None and u.scheme == "wss":
             ssl_context = ssl.create_default_context(cafile=cafile)  # verification on
@@ -431,11 +436,14 @@ class Client:
         headers = dict(self._headers)
         protocols = [SUBPROTOCOL]
         hmac_key = None
-        if self.credential == "ticket" or self.integrity == "hmac":
+        if self.credential == "ticket" or self.integrity == "hmac" or self._e2e_from_server:
             t = await self._ticket(tok)
             if self.credential == "ticket":
                 query.append(("ticket", t["ticket"]))
             hmac_key = t.get("integrity")
+            if self._e2e_from_server:
+                # No keys in the reply clears them: the token grants none (any more).
+                self._delivered = delivered_keyrings(t.get("encryption"))
         if self.credential == "subprotocol":
             protocols = [SUBPROTOCOL, "bearer", tok]
         elif self.credential == "header":
@@ -724,31 +732,42 @@ class Client:
 
     def set_encryption_keys(self, keys: Sequence[KeyLike]) -> None:
         """Replaces the end-to-end keys (rotation): the first seals from now on, every key opens."""
-        if self._e2e is None:
-            raise WsgateError("wsgate: the client was made without encryption")
+        if self._e2e_channels is None:
+            raise WsgateError("wsgate: the client was made without Encryption.channels")
         self._e2e = Keyring(keys)
 
-    def _e2e_channel(self, channel: str) -> bool:
-        return self._e2e is not None and bool(self._e2e_channels(channel))
+    def _keyring(self, channel: str) -> Optional[Keyring]:
+        """The keys sealing channel, None when it is not end-to-end: the server's
+        for the channel or its namespace first, then the application's."""
+        if self._delivered is not None:
+            ns, ch = self._delivered
+            r = ch.get(channel)
+            if r is None and ":" in channel:
+                r = ns.get(channel.split(":", 1)[0])
+            if r is not None:
+                return r
+        if self._e2e is not None and self._e2e_channels is not None and self._e2e_channels(channel):
+            return self._e2e
+        return None
 
     def _seal_payload(self, channel: str, payload: Any) -> Any:
-        if not self._e2e_channel(channel):
+        ring = self._keyring(channel)
+        if ring is None:
             return payload
-        assert self._e2e is not None
         text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        return encode_payload(self._e2e.seal(channel, text))
+        return encode_payload(ring.seal(channel, text))
 
     def _open_payload(self, m: Dict[str, Any]) -> None:
         """Replaces m["payload"] with its plaintext when m's channel is end-to-end;
         raises NotEncryptedError when it does not open."""
         channel = m.get("channel", "")
-        if not isinstance(channel, str) or not self._e2e_channel(channel):
+        ring = self._keyring(channel) if isinstance(channel, str) else None
+        if ring is None:
             return
-        assert self._e2e is not None
         key_id = ""
         try:
             env = decode_payload(m.get("payload"))
-            pt, key_id = self._e2e.open(channel, env)
+            pt, key_id = ring.open(channel, env)
             m["payload"] = json.loads(pt)
         except (EnvelopeError, ValueError) as e:
             key_id = key_id or getattr(e, "key_id", "")

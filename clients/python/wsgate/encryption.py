@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-__all__ = ["Encryption", "EncryptionKey", "Keyring", "EnvelopeError", "channel_key", "seal_envelope",
+__all__ = ["Encryption", "EncryptionKey", "Keyring", "ChannelKeyring", "EnvelopeError", "delivered_keyrings", "channel_key", "seal_envelope",
            "open_envelope", "parse_envelope", "encode_payload", "decode_payload"]
 
 VERSION = 0x01
@@ -187,6 +187,44 @@ class Keyring:
             raise EnvelopeError("message authentication failed", kid) from None
 
 
+class ChannelKeyring(Keyring):
+    """The keys the ticket endpoint delivers for one channel: that channel's
+    32-byte data keys, used without derivation; no other channel opens."""
+
+    def __init__(self, channel: str, keys: Sequence[KeyLike]) -> None:
+        super().__init__(keys)
+        for kid, s in self._secrets.items():
+            if len(s) != 32:
+                raise ValueError(f"wsgate: channel key {kid} must be 32 bytes")
+        self._channel = channel
+
+    def _aead(self, key_id: str, channel: str) -> Any:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        s = self._secrets.get(key_id)
+        if s is None or channel != self._channel:
+            raise EnvelopeError(f"unknown key id {key_id}", key_id)
+        return AESGCM(s)
+
+
+def delivered_keyrings(e: Any) -> Tuple[Dict[str, Keyring], Dict[str, Keyring]]:
+    """(per namespace, per channel) keyrings from a ticket reply's
+    {"keys":[{id, namespace|channel, key}]}; namespace keys act as master keys."""
+    from .integrity import unb64
+    ns: Dict[str, List[KeyLike]] = {}
+    ch: Dict[str, List[KeyLike]] = {}
+    for k in (e.get("keys") or []) if isinstance(e, dict) else []:
+        if not isinstance(k, dict):
+            raise ValueError("wsgate: bad encryption key in the ticket reply")
+        entry = (k.get("id", ""), unb64(k.get("key", "")))
+        if k.get("namespace") and not k.get("channel"):
+            ns.setdefault(k["namespace"], []).append(entry)
+        elif k.get("channel") and not k.get("namespace"):
+            ch.setdefault(k["channel"], []).append(entry)
+        else:
+            raise ValueError("wsgate: bad encryption key in the ticket reply")
+    return ({n: Keyring(v) for n, v in ns.items()}, {c: ChannelKeyring(c, v) for c, v in ch.items()})
+
+
 def encode_payload(env: bytes) -> str:
     """The publication payload (a JSON string) for an envelope."""
     return base64.b64encode(env).decode("ascii")
@@ -205,8 +243,12 @@ def decode_payload(payload: Any) -> bytes:
 class Encryption:
     """Client(encryption=…): seal and open the payloads of end_to_end channels.
 
-    keys: the first seals, every key opens. channels: whether a channel is
-    end-to-end encrypted (its namespace has ``encryption: end_to_end``)."""
+    keys: application keys, the first seals, every key opens. channels: whether
+    a channel is sealed with keys (its namespace has ``encryption: end_to_end``);
+    required with keys. from_server: fetch, at every connection, the keys the
+    ticket endpoint delivers for the end_to_end channels the token grants;
+    channels with delivered keys use those."""
 
-    keys: Sequence[KeyLike]
-    channels: Callable[[str], bool]
+    keys: Sequence[KeyLike] = ()
+    channels: Optional[Callable[[str], bool]] = None
+    from_server: bool = False

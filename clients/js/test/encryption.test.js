@@ -8,7 +8,7 @@ import WebSocket from "ws";
 import {
   Client, Keyring, NotEncryptedError, channelKey, sealEnvelope, openEnvelope, parseEnvelope, b64Encode, b64Decode,
 } from "../wsgate.js";
-import { start, Inbox, waitFor } from "./server.js";
+import { start, baseConfig, Inbox, waitFor } from "./server.js";
 
 const hex = (b) => Buffer.from(b).toString("hex");
 const unhex = (s) => new Uint8Array(Buffer.from(s, "hex"));
@@ -195,4 +195,52 @@ test("reconnect: missed sealed messages are recovered and opened", async () => {
   for (let i = 2; i <= 4; i++) await tx.publish(ch, { i });
   assert.deepEqual((await r.inbox.take(3)).map((m) => m.payload.i), [2, 3, 4]);
   for (const c of [rx, tx]) c.close();
+});
+
+test("keys from the ticket endpoint: only for the channels the token grants", async () => {
+  const E1 = "base64:" + Buffer.alloc(32, 0x45).toString("base64");
+  const s = await start({ config: baseConfig(`encryption: {end_to_end_keys: ["e1=${E1}"]}\n`) });
+  try {
+    const grant = (pats) => ({ channels: { sub: pats, pub: pats } });
+    const ticket = async (pats) => {
+      const r = await fetch(new URL("/v1/tickets", s.url.replace(/^ws/, "http")), { method: "POST", headers: { Authorization: `Bearer ${s.token("t", { claims: grant(pats) })}` } });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get("cache-control"), "no-store");
+      return r.json();
+    };
+    const ticketKeys = async (pats) => ((await ticket(pats)).encryption?.keys || [])
+      .map((k) => `${k.id}/${k.namespace || k.channel}/${Buffer.from(k.key, "base64url").length}`);
+    assert.deepEqual(await ticketKeys(["vault:*"]), ["e1/vault/32"]);
+    assert.deepEqual(await ticketKeys(["vault:x", "chat:*"]), ["e1/vault:x/32"]);
+    assert.deepEqual(await ticketKeys(["vault:x*", "chat:*"]), []);
+    assert.deepEqual(await ticketKeys(["chat:*"]), []);
+
+    const ch = "vault:x";
+    const mk = (sub, pats, opts = {}) => {
+      const c = new Client(s.url, { WebSocket, token: async () => s.token(sub, { claims: grant(pats) }), credential: "header", minBackoff: 20, maxBackoff: 200, encryption: { fromServer: true }, ...opts });
+      clients.push(c);
+      return c;
+    };
+    const whole = mk("whole", ["vault:*"]);
+    const exact = mk("exact", [ch]);
+    const spy = mk("spy", [ch], { encryption: null });
+    const w = await subscribed(whole, ch);
+    const x = await subscribed(exact, ch);
+    const sp = await subscribed(spy, ch);
+    await whole.publish(ch, { from: "whole" });
+    await exact.publish(ch, { from: "exact" });
+    assert.deepEqual((await w.inbox.take(2)).map((m) => m.payload.from), ["whole", "exact"]);
+    assert.deepEqual((await x.inbox.take(2)).map((m) => m.payload.from), ["whole", "exact"]);
+    assert.deepEqual((await sp.inbox.take(2)).map((m) => parseEnvelope(b64Decode(m.payload)).keyId), ["e1", "e1"]);
+    // The namespace key is a master key: an application holding it reads along.
+    const nsKey = Buffer.from((await ticket(["vault:*"])).encryption.keys[0].key, "base64url");
+    const app = mk("app", ["vault:*"], { encryption: { keys: [{ id: "e1", secret: new Uint8Array(nsKey) }], channels: isVault } });
+    await subscribed(app, ch);
+    const h = await app.history(ch);
+    assert.deepEqual(h.publications.map((p) => p.payload.from), ["whole", "exact"]);
+    assert.equal(w.errors.items.length + x.errors.items.length, 0);
+    for (const c of [whole, exact, spy, app]) c.close();
+  } finally {
+    await s.stop();
+  }
 });

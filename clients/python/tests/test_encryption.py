@@ -220,3 +220,49 @@ def test_python_and_javascript_exchange(server: Server) -> None:
         assert errs.items == []
         await py.close()
     run(main())
+
+
+def test_keys_from_the_ticket_endpoint(binary: str) -> None:
+    """encryption.end_to_end_keys: the ticket reply carries keys for exactly the
+    end_to_end channels the token grants; from_server clients exchange with them."""
+    import urllib.request
+    from conftest import BASE_CONFIG
+    e1 = "base64:" + base64.b64encode(b"E" * 32).decode()
+    s = Server(binary, BASE_CONFIG + f'encryption: {{end_to_end_keys: ["e1={e1}"]}}\n')
+    try:
+        def grant(*pats: str) -> Dict[str, Any]:
+            return {"channels": {"sub": list(pats), "pub": list(pats)}}
+
+        def ticket_keys(*pats: str) -> List[str]:
+            req = urllib.request.Request(s.url.replace("ws", "http", 1).rsplit("/", 1)[0] + "/v1/tickets", method="POST", data=b"",
+                                         headers={"Authorization": "Bearer " + s.token("t", claims=grant(*pats))})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                assert r.headers.get("Cache-Control") == "no-store"
+                body = json.loads(r.read())
+            return [f'{k["id"]}/{k.get("namespace") or k.get("channel")}' for k in (body.get("encryption") or {}).get("keys", [])]
+
+        assert ticket_keys("vault:*") == ["e1/vault"]
+        assert ticket_keys("vault:x", "chat:*") == ["e1/vault:x"]
+        assert ticket_keys("vault:x*") == [] and ticket_keys("chat:*") == []
+
+        async def main() -> None:
+            ch = "vault:x"
+
+            def mk(sub: str, *pats: str, enc: Any = wsgate.Encryption(from_server=True)) -> wsgate.Client:
+                return wsgate.Client(s.url, token=lambda: s.token(sub, claims=grant(*pats)), min_backoff=0.02, max_backoff=0.2,
+                                     encryption=enc)
+            whole, exact, spy = mk("whole", "vault:*"), mk("exact", ch), mk("spy", ch, enc=None)
+            w, werrs = await subscribed(whole, ch)
+            x, xerrs = await subscribed(exact, ch)
+            sp, _ = await subscribed(spy, ch)
+            await whole.publish(ch, {"from": "whole"})
+            await exact.publish(ch, {"from": "exact"})
+            assert [m["payload"]["from"] for m in await w.take(2)] == ["whole", "exact"]
+            assert [m["payload"]["from"] for m in await x.take(2)] == ["whole", "exact"]
+            ids = [e2e.parse_envelope(e2e.decode_payload(m["payload"]))[0] for m in await sp.take(2)]
+            assert ids == ["e1", "e1"] and werrs.items == [] and xerrs.items == []
+            for c in (whole, exact, spy):
+                await c.close()
+        run(main())
+    finally:
+        s.stop()

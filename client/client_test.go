@@ -63,11 +63,9 @@ func TestConcurrentSeal(t *testing.T) {
 	frames := make([][]byte, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			frames[i], _ = s.Seal([]byte(`{"type":"a"}`))
-		}()
+		})
 	}
 	wg.Wait()
 	bySeq := make([][]byte, n+1)

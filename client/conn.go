@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/protocol"
 	"github.com/wsgate/wsgate/internal/transport"
 )
 
@@ -358,18 +359,4 @@ var errBadToken = &HandshakeError{Code: "invalid_token_syntax"}
 
 // isToken reports whether tok has the syntax of a JWT (RFC 7230 token
 // characters), so it can go into a header without smuggling anything.
-func isToken(tok string) bool {
-	if tok == "" || len(tok) > 16<<10 {
-		return false
-	}
-	for i := 0; i < len(tok); i++ {
-		c := tok[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+func isToken(tok string) bool { return protocol.IsToken(tok, 16<<10) }

@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -172,12 +173,28 @@ func publishN(t *testing.T, c *client.Client, channel, prefix string, n int) {
 	}
 }
 
-func want(prefix string, n int) string {
+// published is the texts publishN sends.
+func published(prefix string, n int) []string {
 	var s []string
 	for i := 1; i <= n; i++ {
 		s = append(s, fmt.Sprintf("%s%d", prefix, i))
 	}
-	return strings.Join(s, ",")
+	return s
+}
+
+// expectTexts fails unless the texts of the next messages are want.
+func (r *recorder) expectTexts(t *testing.T, want ...string) {
+	t.Helper()
+	if got := r.texts(t, len(want)); !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// expectLive publishes "live1" on channel from pub and expects it.
+func (r *recorder) expectLive(t *testing.T, pub *client.Client, channel string) {
+	t.Helper()
+	publishN(t, pub, channel, "live", 1)
+	r.expectTexts(t, "live1")
 }
 
 // gate lets a test hold a client away from the server: the token getter
@@ -207,7 +224,13 @@ func (g *gate) release() { g.once.Do(func() { close(g.open) }) }
 
 func kick(t *testing.T, s *wsgatetest.Server, connID string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", s.AdminURL+"/api/v1/connections/"+connID+"/kick", strings.NewReader(`{"note":"test"}`))
+	adminPost(t, s, "/api/v1/connections/"+connID+"/kick", `{"note":"test"}`)
+}
+
+// adminPost posts a JSON body to the admin API and expects 200.
+func adminPost(t *testing.T, s *wsgatetest.Server, path, body string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", s.AdminURL+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+s.Cfg.Admin.Token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -216,7 +239,7 @@ func kick(t *testing.T, s *wsgatetest.Server, connID string) {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		t.Fatalf("kick: %d", resp.StatusCode)
+		t.Fatalf("POST %s: %d", path, resp.StatusCode)
 	}
 }
 
@@ -255,9 +278,7 @@ func TestPubSubRequestsAndTypedErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishN(t, b, "chat:lobby", "m", 3)
-	if got := strings.Join(ra.texts(t, 3), ","); got != want("m", 3) {
-		t.Fatalf("got %s", got)
-	}
+	ra.expectTexts(t, published("m", 3)...)
 	if p := sub.Position(); p.Offset != 3 || p.Epoch == "" {
 		t.Fatalf("position %+v", p)
 	}
@@ -327,14 +348,8 @@ func TestKickReconnectRecovers(t *testing.T) {
 	}
 	g.release()
 	ra.event(t, client.EventConnected)
-	got := ra.texts(t, 6)
-	if strings.Join(got, ",") != want("away", 5)+",queued" {
-		t.Fatalf("after reconnect got %v", got)
-	}
-	publishN(t, pub, "chat:k", "live", 1)
-	if got := ra.texts(t, 1); got[0] != "live1" {
-		t.Fatalf("live %v", got)
-	}
+	ra.expectTexts(t, append(published("away", 5), "queued")...)
+	ra.expectLive(t, pub, "chat:k")
 	ra.noMoreMessages(t)
 }
 
@@ -375,14 +390,8 @@ func TestRestartRecovers(t *testing.T) {
 	p2 := dial(t, s2, opts(s2, staticToken(t, s2, "p2"), nil))
 	publishN(t, p2, "chat:r", "away", 4)
 	g.release()
-	got := ra.texts(t, 4)
-	if strings.Join(got, ",") != want("away", 4) {
-		t.Fatalf("after restart got %v", got)
-	}
-	publishN(t, p2, "chat:r", "live", 1)
-	if got := ra.texts(t, 1); got[0] != "live1" {
-		t.Fatalf("live %v", got)
-	}
+	ra.expectTexts(t, published("away", 4)...)
+	ra.expectLive(t, p2, "chat:r")
 	ra.noMoreMessages(t)
 }
 
@@ -418,10 +427,7 @@ func TestRecoveryFailedBeyondHistory(t *testing.T) {
 		t.Fatalf("recovery failed %+v", rf)
 	}
 	ra.noMoreMessages(t)
-	publishN(t, pub, "chat:g", "live", 1)
-	if got := ra.texts(t, 1); got[0] != "live1" {
-		t.Fatalf("live %v", got)
-	}
+	ra.expectLive(t, pub, "chat:g")
 	if p := sub.Position(); p.Offset != 12 {
 		t.Fatalf("position %+v", p)
 	}
@@ -585,9 +591,7 @@ func TestSignedHMAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishN(t, a, "chat:s", "signed", 2)
-	if got := strings.Join(ra.texts(t, 2), ","); got != want("signed", 2) {
-		t.Fatal(got)
-	}
+	ra.expectTexts(t, published("signed", 2)...)
 	// Unsigned messages are refused on this endpoint.
 	plain := dial(t, s, opts(s, staticToken(t, s, "plain"), nil))
 	var se *client.ServerError
@@ -683,17 +687,7 @@ func TestBanWaitsRetryAfter(t *testing.T) {
 	s := wsgatetest.Start(t, nil)
 	ra := newRecorder()
 	a := dial(t, s, opts(s, staticToken(t, s, "banned-user"), ra))
-	req, _ := http.NewRequest("POST", s.AdminURL+"/api/v1/bans", strings.NewReader(`{"user":"banned-user","ttl":"2s","kick":true}`))
-	req.Header.Set("Authorization", "Bearer "+s.Cfg.Admin.Token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("ban: %d", resp.StatusCode)
-	}
+	adminPost(t, s, "/api/v1/bans", `{"user":"banned-user","ttl":"2s","kick":true}`)
 	if d := ra.event(t, client.EventDisconnected); d.Code != 1008 || d.Reason != "banned" || !d.WillReconnect {
 		t.Fatalf("ban close %+v", d)
 	}
@@ -728,7 +722,5 @@ func TestVerifyServerSignedOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishN(t, a, "signed:news", "s", 2)
-	if got := strings.Join(ra.texts(t, 2), ","); got != want("s", 2) {
-		t.Fatal(got)
-	}
+	ra.expectTexts(t, published("s", 2)...)
 }

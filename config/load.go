@@ -52,13 +52,7 @@ func Load(path string, environ []string) (*Config, error) {
 	if err := k.Load(envp, nil); err != nil {
 		return nil, fmt.Errorf("config: environment: %w", err)
 	}
-	cfg := Default()
-	if err := decode(k, cfg); err != nil {
-		return nil, err
-	}
-	cfg.inheritTierDefaults()
-	cfg.pos = pos
-	return cfg, nil
+	return build(k, pos)
 }
 
 // Parse decodes YAML bytes over the defaults; it is Load without files or environment,
@@ -76,6 +70,12 @@ func Parse(data []byte) (*Config, error) {
 	if err := k.Load(rawMap(m), nil); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	return build(k, pos)
+}
+
+// build decodes what k loaded over the defaults; pos locates its keys in the
+// files, for error messages.
+func build(k *koanf.Koanf, pos positions) (*Config, error) {
 	cfg := Default()
 	if err := decode(k, cfg); err != nil {
 		return nil, err

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # redis-faults.sh: the longer run of the Redis fault trial (issue 16).
 #
-# Runs TestClusterFaultsAckedMeansDeliveredOrReported (e2e_faults_test.go): three
+# Runs TestClusterFaultsAckedMeansDeliveredOrReported (e2e/e2e_faults_test.go): three
 # wsgate nodes on one real redis-server, two publishers and six subscribers, while
 # Redis restarts empty and from an older RDB snapshot ROUNDS times per run, then a
 # node stops and its subscribers recover on another node. It asserts that every
@@ -25,7 +25,7 @@ status=0
 WSGATETEST_REQUIRE_EXTERNAL=1 WSGATETEST_FAULT_ROUNDS="$ROUNDS" \
 	timeout $((RUNS * ROUNDS * 60 + 300)) \
 	go test -race -count="$RUNS" -timeout $((RUNS * ROUNDS * 60 + 240))s \
-	-run '^TestClusterFaultsAckedMeansDeliveredOrReported$' -v . >"$log" 2>&1 || status=$?
+	-run '^TestClusterFaultsAckedMeansDeliveredOrReported$' -v ./e2e >"$log" 2>&1 || status=$?
 # The nodes' JSON logs are noise here; the test's own lines and warnings are not.
 grep -E '^(=== RUN|--- |\s+e2e_faults_test.go|PASS|FAIL|ok|panic)|WARN' "$log" || true
 echo "redis-faults: ${RUNS} runs x ${ROUNDS} rounds, exit ${status}, $(( $(date +%s) - start )) s"

@@ -12,6 +12,7 @@ import (
 
 	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/internal/server"
 )
 
 func serveCmd() *cobra.Command {
@@ -74,13 +75,13 @@ SIGHUP, and POST /api/v1/reload on the admin listener, re-read --config FILE.`,
 			}
 			override(cfg)
 			opts := []wsgate.Option{wsgate.WithOverride(override)}
-			var info *wsgate.DevInfo
+			var info *server.DevInfo
 			if dev {
-				if info, err = wsgate.PrepareDev(cfg); err != nil {
+				if info, err = server.PrepareDev(cfg); err != nil {
 					return err
 				}
-				info.Command = wsgate.DevCommand()
-				opts = append(opts, wsgate.WithDev(info))
+				info.Command = devCommand()
+				opts = append(opts, server.WithDev(info))
 				if file != "" {
 					fmt.Fprintf(cmd.ErrOrStderr(), "wsgate: WARNING --dev-unsafe-config: the dev key (its secret is printed below) "+
 						"is added to the keys of %s; never run a production configuration this way\n", file)
@@ -98,12 +99,12 @@ SIGHUP, and POST /api/v1/reload on the admin listener, re-read --config FILE.`,
 			defer signal.Stop(hup)
 			go func() {
 				for range hup {
-					srv.ReloadFile(file, os.Environ(), info)
+					srv.ReloadFile(file, os.Environ())
 				}
 			}()
 			err = srv.ListenAndServe(cmd.Context(), func(l wsgate.Listening) {
 				if info != nil {
-					if err := wsgate.PrintDevBanner(cmd.OutOrStdout(), cfg, info, l); err != nil {
+					if err := printDevBanner(cmd.OutOrStdout(), cfg, info, l); err != nil {
 						fmt.Fprintln(os.Stderr, "wsgate: banner:", err)
 					}
 				}

@@ -3,6 +3,7 @@ package audit
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -97,27 +98,15 @@ func (o Options) Validate() error {
 }
 
 func (o *Options) defaults() {
-	if o.MaxBytes == 0 {
-		o.MaxBytes = DefaultMaxBytes
-	}
-	if o.MaxFiles == 0 {
-		o.MaxFiles = DefaultMaxFiles
-	}
-	if o.QueueSize == 0 {
-		o.QueueSize = DefaultQueueSize
-	}
-	if o.MessageMaxBytes == 0 {
-		o.MessageMaxBytes = DefaultMessageMaxBytes
-	}
+	o.MaxBytes = cmp.Or(o.MaxBytes, DefaultMaxBytes)
+	o.MaxFiles = cmp.Or(o.MaxFiles, DefaultMaxFiles)
+	o.QueueSize = cmp.Or(o.QueueSize, DefaultQueueSize)
+	o.MessageMaxBytes = cmp.Or(o.MessageMaxBytes, DefaultMessageMaxBytes)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.CheckpointInterval == 0 {
-		o.CheckpointInterval = DefaultCheckpointInterval
-	}
-	if o.CheckpointEvery == 0 {
-		o.CheckpointEvery = DefaultCheckpointEvery
-	}
+	o.CheckpointInterval = cmp.Or(o.CheckpointInterval, DefaultCheckpointInterval)
+	o.CheckpointEvery = cmp.Or(o.CheckpointEvery, DefaultCheckpointEvery)
 }
 
 // Stats counts what happened to events.

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/wsgate/wsgate/internal/protocol"
 )
 
 // CredentialSource says where in the upgrade request a credential was found.
@@ -202,7 +204,7 @@ func parseSubprotocols(values []string) ([]string, error) {
 				return nil, fmt.Errorf("%w: Sec-WebSocket-Protocol entry longer than %d bytes", ErrBadCredential, maxSubprotocolBytes)
 			}
 			for i := 0; i < len(entry); i++ {
-				if !isTokenChar(entry[i]) {
+				if !protocol.IsTokenChar(entry[i]) {
 					return nil, fmt.Errorf("%w: Sec-WebSocket-Protocol entry has a byte not allowed in a token", ErrBadCredential)
 				}
 			}
@@ -246,15 +248,6 @@ func splitTokenProtocols(protos []string) (app []string, cred Credential, err er
 		return nil, Credential{}, fmt.Errorf("%w: token also offered as a subprotocol", ErrBadCredential)
 	}
 	return app, cred, nil
-}
-
-// isTokenChar reports whether c is an RFC 7230 tchar.
-func isTokenChar(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 // RedactURL renders u for logs with every query value replaced by REDACTED

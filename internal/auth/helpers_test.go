@@ -61,6 +61,28 @@ func pubPEM(t testing.TB, pub any) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
+// algCase is a signing algorithm, a private key that signs with it and the
+// verifier's key for it.
+type algCase struct {
+	alg  string
+	sign any
+	key  Key
+}
+
+// algCases is one case per supported algorithm family and curve.
+func algCases(t testing.TB) []algCase {
+	t.Helper()
+	k := keys(t)
+	return []algCase{
+		{"HS256", k.secret, Key{ID: "hs", Secret: string(k.secret)}},
+		{"RS256", k.rsa, Key{ID: "rs", PublicKeyPEM: pubPEM(t, &k.rsa.PublicKey)}},
+		{"PS384", k.rsa, Key{ID: "rs", PublicKeyPEM: pubPEM(t, &k.rsa.PublicKey)}},
+		{"ES256", k.ec256, Key{ID: "es", PublicKeyPEM: pubPEM(t, &k.ec256.PublicKey)}},
+		{"ES384", k.ec384, Key{ID: "es", PublicKeyPEM: pubPEM(t, &k.ec384.PublicKey)}},
+		{"EdDSA", k.ed, Key{ID: "ed", PublicKeyPEM: pubPEM(t, k.ed.Public())}},
+	}
+}
+
 // fixedClock is a settable clock for Options.Now.
 type fixedClock struct {
 	mu sync.Mutex

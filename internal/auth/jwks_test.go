@@ -89,6 +89,18 @@ func jwkOf(t *testing.T, pub any, kid, alg string) map[string]any {
 	return m
 }
 
+// startJWKS serves the test RSA key as kid (RS256) from a JWKS endpoint and
+// returns a verifier on it (o with JWKSURL and a settable clock).
+func startJWKS(t *testing.T, kid string, o Options) (testKeys, *fixedClock, *jwksServer, *Verifier) {
+	t.Helper()
+	k := keys(t)
+	clk := newClock()
+	srv := newJWKSServer(t)
+	srv.set(t, jwkOf(t, &k.rsa.PublicKey, kid, "RS256"))
+	o.JWKSURL, o.Now = srv.URL, clk.Now
+	return k, clk, srv, newTestVerifier(t, o)
+}
+
 func TestJWKSVerifyAndFamilies(t *testing.T) {
 	k := keys(t)
 	clk := newClock()
@@ -130,11 +142,7 @@ func TestJWKSVerifyAndFamilies(t *testing.T) {
 }
 
 func TestJWKSRotationAndFlood(t *testing.T) {
-	k := keys(t)
-	clk := newClock()
-	srv := newJWKSServer(t)
-	srv.set(t, jwkOf(t, &k.rsa.PublicKey, "old", "RS256"))
-	v := newTestVerifier(t, Options{JWKSURL: srv.URL, JWKSMinRefresh: 30 * time.Second, JWKSRefresh: time.Hour, Now: clk.Now})
+	k, clk, srv, v := startJWKS(t, "old", Options{JWKSMinRefresh: 30 * time.Second, JWKSRefresh: time.Hour})
 	if got := srv.hits.Load(); got != 1 {
 		t.Fatalf("initial fetches = %d", got)
 	}
@@ -160,15 +168,13 @@ func TestJWKSRotationAndFlood(t *testing.T) {
 	clk.Advance(31 * time.Second)
 	var wg sync.WaitGroup
 	for i := range 200 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			tok := mint(t, mustSigner(t, "RS256", k.rsa, fmt.Sprintf("bogus-%d", i), clk), "a", time.Minute, nil)
 			_, err := v.Verify(context.Background(), tok)
 			if Reason(err) != ReasonUnknownKey {
 				t.Errorf("flood %d: %v", i, err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if got := srv.hits.Load(); got != 3 {
@@ -188,11 +194,7 @@ func TestJWKSRotationAndFlood(t *testing.T) {
 }
 
 func TestJWKSUnavailable(t *testing.T) {
-	k := keys(t)
-	clk := newClock()
-	srv := newJWKSServer(t)
-	srv.set(t, jwkOf(t, &k.rsa.PublicKey, "k1", "RS256"))
-	v := newTestVerifier(t, Options{JWKSURL: srv.URL, Now: clk.Now})
+	k, clk, srv, v := startJWKS(t, "k1", Options{})
 	srv.fail(http.StatusInternalServerError)
 	clk.Advance(time.Minute)
 	_, err := v.Verify(context.Background(), mint(t, mustSigner(t, "RS256", k.rsa, "k2", clk), "a", time.Minute, nil))
@@ -268,11 +270,7 @@ func goroutinesIn(fn string) int {
 // cancels the refresh nor has its cancellation remembered as a failure; every
 // concurrent waiter shares the one fetch.
 func TestJWKSRefreshSurvivesAbortedWaiter(t *testing.T) {
-	k := keys(t)
-	clk := newClock()
-	srv := newJWKSServer(t)
-	srv.set(t, jwkOf(t, &k.rsa.PublicKey, "k1", "RS256"))
-	v := newTestVerifier(t, Options{JWKSURL: srv.URL, Now: clk.Now})
+	k, clk, srv, v := startJWKS(t, "k1", Options{})
 	clk.Advance(time.Minute)
 	srv.set(t, jwkOf(t, &k.rsa.PublicKey, "k1", "RS256"), jwkOf(t, &k.rsa2.PublicKey, "k2", "RS256"))
 	gate := make(chan struct{})
@@ -301,12 +299,10 @@ func TestJWKSRefreshSurvivesAbortedWaiter(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, 10)
 	for range 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			_, err := v.Verify(context.Background(), tok)
 			errs <- err
-		}()
+		})
 	}
 	close(gate)
 	wg.Wait()

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -88,21 +89,11 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("%s: must not be negative, got %s", name, d)
 		}
 	}
-	if o.JWKSRefresh == 0 {
-		o.JWKSRefresh = DefaultJWKSRefresh
-	}
-	if o.JWKSMinRefresh == 0 {
-		o.JWKSMinRefresh = DefaultJWKSMinRefresh
-	}
-	if o.Leeway == 0 {
-		o.Leeway = DefaultLeeway
-	}
-	if o.MaxLifetime == 0 {
-		o.MaxLifetime = DefaultMaxLifetime
-	}
-	if o.SubjectClaim == "" {
-		o.SubjectClaim = DefaultSubjectClaim
-	}
+	o.JWKSRefresh = cmp.Or(o.JWKSRefresh, DefaultJWKSRefresh)
+	o.JWKSMinRefresh = cmp.Or(o.JWKSMinRefresh, DefaultJWKSMinRefresh)
+	o.Leeway = cmp.Or(o.Leeway, DefaultLeeway)
+	o.MaxLifetime = cmp.Or(o.MaxLifetime, DefaultMaxLifetime)
+	o.SubjectClaim = cmp.Or(o.SubjectClaim, DefaultSubjectClaim)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

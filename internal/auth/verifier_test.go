@@ -14,21 +14,8 @@ import (
 )
 
 func TestVerifyAlgorithms(t *testing.T) {
-	k := keys(t)
 	clk := newClock()
-	cases := []struct {
-		alg  string
-		sign any
-		key  Key
-	}{
-		{"HS256", k.secret, Key{ID: "hs", Secret: string(k.secret)}},
-		{"RS256", k.rsa, Key{ID: "rs", PublicKeyPEM: pubPEM(t, &k.rsa.PublicKey)}},
-		{"PS384", k.rsa, Key{ID: "rs", PublicKeyPEM: pubPEM(t, &k.rsa.PublicKey)}},
-		{"ES256", k.ec256, Key{ID: "es", PublicKeyPEM: pubPEM(t, &k.ec256.PublicKey)}},
-		{"ES384", k.ec384, Key{ID: "es", PublicKeyPEM: pubPEM(t, &k.ec384.PublicKey)}},
-		{"EdDSA", k.ed, Key{ID: "ed", PublicKeyPEM: pubPEM(t, k.ed.Public())}},
-	}
-	for _, tc := range cases {
+	for _, tc := range algCases(t) {
 		t.Run(tc.alg, func(t *testing.T) {
 			v := newTestVerifier(t, Options{Keys: []Key{tc.key}, Now: clk.Now})
 			for _, kid := range []string{tc.key.ID, ""} {

@@ -140,8 +140,7 @@ func coordinate(ctx context.Context, o Options, ws []worker) (*Result, error) {
 	closeAll := func() {
 		var wg sync.WaitGroup
 		for _, w := range ws {
-			wg.Add(1)
-			go func() { defer wg.Done(); _ = w.close() }()
+			wg.Go(func() { _ = w.close() })
 		}
 		wg.Wait()
 	}
@@ -154,8 +153,7 @@ func coordinate(ctx context.Context, o Options, ws []worker) (*Result, error) {
 	parallel := func(fn func(i int, w worker)) {
 		var wg sync.WaitGroup
 		for i, w := range ws {
-			wg.Add(1)
-			go func() { defer wg.Done(); fn(i, w) }()
+			wg.Go(func() { fn(i, w) })
 		}
 		wg.Wait()
 	}

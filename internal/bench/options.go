@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -227,30 +228,14 @@ func (o *Options) Validate() error {
 }
 
 func (o Options) withDefaults() Options {
-	if o.Conns == 0 {
-		o.Conns = defaultConns[o.Mode]
-	}
-	if o.Duration == 0 {
-		o.Duration = DefaultDuration
-	}
-	if o.Rate == 0 {
-		o.Rate = DefaultRate
-	}
-	if o.Ramp == 0 {
-		o.Ramp = DefaultRamp
-	}
-	if o.Channel == "" {
-		o.Channel = DefaultChannel
-	}
-	if o.Timeout == 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.Settle == 0 {
-		o.Settle = DefaultSettle
-	}
-	if o.SubjectPrefix == "" {
-		o.SubjectPrefix = DefaultSubPrefix
-	}
+	o.Conns = cmp.Or(o.Conns, defaultConns[o.Mode])
+	o.Duration = cmp.Or(o.Duration, DefaultDuration)
+	o.Rate = cmp.Or(o.Rate, DefaultRate)
+	o.Ramp = cmp.Or(o.Ramp, DefaultRamp)
+	o.Channel = cmp.Or(o.Channel, DefaultChannel)
+	o.Timeout = cmp.Or(o.Timeout, DefaultTimeout)
+	o.Settle = cmp.Or(o.Settle, DefaultSettle)
+	o.SubjectPrefix = cmp.Or(o.SubjectPrefix, DefaultSubPrefix)
 	if o.Claims == nil && o.Secret != "" {
 		o.Claims = map[string]any{"channels": map[string]any{"sub": []string{o.Channel}, "pub": []string{o.Channel}}}
 	}

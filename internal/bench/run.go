@@ -239,22 +239,18 @@ func (r *runner) measure(ctx context.Context) *Result {
 	switch r.o.Mode {
 	case Echo:
 		for _, c := range r.clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				r.echoLoop(ctx, c, b, &ops, &replyErrs, &timeouts)
-			}()
+			})
 		}
 		wg.Wait()
 	case Idle:
 		<-ctx.Done()
 	case Handshake:
 		for w := 0; w < r.o.Conns; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				r.handshakeLoop(ctx, w, b, &ops, &replyErrs, &timeouts)
-			}()
+			})
 		}
 		wg.Wait()
 	case Fanout:

@@ -110,21 +110,7 @@ func DevCertificate(dir string) (*tls.Certificate, string, error) {
 	if c, err := loadDev(file); err == nil {
 		return c, file, nil
 	}
-	ca, err := NewCA("wsgate dev (localhost)", 90*24*time.Hour)
-	if err != nil {
-		return nil, "", err
-	}
-	// One self-signed certificate that is both the root and the server's leaf.
-	tmpl := *ca.Cert
-	tmpl.MaxPathLenZero = false
-	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	tmpl.Subject.Organization = []string{"wsgate development only"}
-	addHosts(&tmpl, DevHosts)
-	der, err := x509.CreateCertificate(rand.Reader, &tmpl, &tmpl, &ca.Key.PublicKey, ca.Key)
-	if err != nil {
-		return nil, "", fmt.Errorf("certgen: dev certificate: %w", err)
-	}
-	p, err := pair(der, ca.Key)
+	p, err := SelfSigned(90 * 24 * time.Hour)
 	if err != nil {
 		return nil, "", err
 	}
@@ -136,6 +122,36 @@ func DevCertificate(dir string) (*tls.Certificate, string, error) {
 		return nil, "", fmt.Errorf("certgen: dev certificate: %w", err)
 	}
 	return c, file, nil
+}
+
+// SelfSigned makes a development certificate for DevHosts, valid for
+// validity: one self-signed certificate that is both the root and the
+// server's leaf, so clients trust it with its PEM. DevCertificate caches one;
+// test servers make their own.
+func SelfSigned(validity time.Duration) (Pair, error) {
+	ca, err := NewCA("wsgate dev (localhost)", validity)
+	if err != nil {
+		return Pair{}, err
+	}
+	tmpl := *ca.Cert
+	tmpl.MaxPathLenZero = false
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	tmpl.Subject.Organization = []string{"wsgate development only"}
+	addHosts(&tmpl, DevHosts)
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, &tmpl, &ca.Key.PublicKey, ca.Key)
+	if err != nil {
+		return Pair{}, fmt.Errorf("certgen: dev certificate: %w", err)
+	}
+	return pair(der, ca.Key)
+}
+
+// TLS parses the pair for a tls.Config.
+func (p Pair) TLS() (*tls.Certificate, error) {
+	c, err := tls.X509KeyPair(p.CertPEM, p.KeyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("certgen: %w", err)
+	}
+	return &c, nil
 }
 
 func loadDev(file string) (*tls.Certificate, error) {

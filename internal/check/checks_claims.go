@@ -136,9 +136,6 @@ func checkTokenExpiry(ctx context.Context, e *env) Result {
 }
 
 func checkTokenEcho(ctx context.Context, e *env) Result {
-	if e.tok == "" {
-		return Result{Status: Skip, Got: "needs a credential (--token, --secret or --key)"}
-	}
 	offer := append([]string{"token." + e.tok}, e.o.Subprotocols...)
 	sent := "an upgrade offering Sec-WebSocket-Protocol: token.<jwt>"
 	if len(e.o.Subprotocols) > 0 {

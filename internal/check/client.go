@@ -148,18 +148,22 @@ type attempt struct {
 }
 
 // describe says what came back, for the report.
-func (a attempt) describe() string {
+func (a attempt) describe() string { return describeAnswer(a.sess != nil, a.status, a.body, a.err) }
+
+// describeAnswer says what came back from an upgrade attempt, for the report:
+// accepted (upgraded), an HTTP refusal (status and body), or no answer (err).
+func describeAnswer(upgraded bool, status int, body string, err error) string {
 	switch {
-	case a.sess != nil:
+	case upgraded:
 		return "101 Switching Protocols (connection accepted)"
-	case a.status != 0:
-		s := fmt.Sprintf("%d %s", a.status, http.StatusText(a.status))
-		if b := strings.TrimSpace(a.body); b != "" {
+	case status != 0:
+		s := fmt.Sprintf("%d %s", status, http.StatusText(status))
+		if b := strings.TrimSpace(body); b != "" {
 			s += ": " + clip(b, 120)
 		}
 		return s
 	default:
-		return "no HTTP answer: " + clip(errString(a.err), 200)
+		return "no HTTP answer: " + clip(errString(err), 200)
 	}
 }
 

@@ -197,25 +197,26 @@ func ruleName(id string) string {
 }
 
 type junitSuites struct {
-	XMLName  xml.Name     `xml:"testsuites"`
-	Name     string       `xml:"name,attr"`
-	Tests    int          `xml:"tests,attr"`
-	Failures int          `xml:"failures,attr"`
-	Errors   int          `xml:"errors,attr"`
-	Skipped  int          `xml:"skipped,attr"`
-	Time     string       `xml:"time,attr"`
-	Suites   []junitSuite `xml:"testsuite"`
+	XMLName xml.Name `xml:"testsuites"`
+	Name    string   `xml:"name,attr"`
+	junitCounts
+	Suites []junitSuite `xml:"testsuite"`
 }
 
 type junitSuite struct {
-	Name      string      `xml:"name,attr"`
-	Tests     int         `xml:"tests,attr"`
-	Failures  int         `xml:"failures,attr"`
-	Errors    int         `xml:"errors,attr"`
-	Skipped   int         `xml:"skipped,attr"`
-	Time      string      `xml:"time,attr"`
+	Name string `xml:"name,attr"`
+	junitCounts
 	Timestamp string      `xml:"timestamp,attr"`
 	Cases     []junitCase `xml:"testcase"`
+}
+
+// junitCounts are the totals that <testsuites> and <testsuite> both carry.
+type junitCounts struct {
+	Tests    int    `xml:"tests,attr"`
+	Failures int    `xml:"failures,attr"`
+	Errors   int    `xml:"errors,attr"`
+	Skipped  int    `xml:"skipped,attr"`
+	Time     string `xml:"time,attr"`
 }
 
 type junitCase struct {
@@ -239,8 +240,8 @@ type junitProblem struct {
 // details in system-out.
 func (r *Report) WriteJUnit(w io.Writer) error {
 	secs := func(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
-	s := junitSuite{Name: "wsgate check " + r.Target, Tests: len(r.Results), Failures: r.Summary.Fail, Errors: r.Summary.Error,
-		Skipped: r.Summary.Skip, Time: secs(r.Duration), Timestamp: r.Started.UTC().Format("2006-01-02T15:04:05")}
+	s := junitSuite{Name: "wsgate check " + r.Target, junitCounts: junitCounts{Tests: len(r.Results), Failures: r.Summary.Fail,
+		Errors: r.Summary.Error, Skipped: r.Summary.Skip, Time: secs(r.Duration)}, Timestamp: r.Started.UTC().Format("2006-01-02T15:04:05")}
 	for _, res := range r.Results {
 		c := junitCase{Name: res.Name + ": " + res.Title, ClassName: "wsgate.check", Time: secs(res.Duration)}
 		detail := joinLines("sent: "+res.Sent, "got: "+res.Got, "why: "+res.Why, "fix: "+res.Fix, res.Note)
@@ -256,7 +257,7 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 		}
 		s.Cases = append(s.Cases, c)
 	}
-	out := junitSuites{Name: "wsgate check", Tests: s.Tests, Failures: s.Failures, Errors: s.Errors, Skipped: s.Skipped, Time: s.Time, Suites: []junitSuite{s}}
+	out := junitSuites{Name: "wsgate check", junitCounts: s.junitCounts, Suites: []junitSuite{s}}
 	if _, err := io.WriteString(w, xml.Header); err != nil {
 		return fmt.Errorf("write junit: %w", err)
 	}

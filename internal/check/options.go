@@ -1,6 +1,7 @@
 package check
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -215,47 +216,19 @@ func (o *Options) Validate() error {
 
 // withDefaults returns a copy with zero fields defaulted.
 func (o Options) withDefaults() Options {
-	if o.TokenVia == "" {
-		o.TokenVia = "header"
-	}
-	if o.Subject == "" {
-		o.Subject = DefaultSubject
-	}
-	if o.Message == "" {
-		o.Message = DefaultMessage
-	}
-	if o.Timeout == 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.ReplyWait == 0 {
-		o.ReplyWait = DefaultReplyWait
-	}
-	if o.IdleWait == 0 {
-		o.IdleWait = DefaultIdleWait
-	}
-	if o.FloodMessages == 0 {
-		o.FloodMessages = DefaultFloodMessages
-	}
-	if o.FloodWindow == 0 {
-		o.FloodWindow = DefaultFloodWindow
-	}
-	if o.FloodConns == 0 {
-		o.FloodConns = DefaultFloodConns
-	}
-	if o.KeepaliveWait == 0 {
-		o.KeepaliveWait = DefaultKeepaliveWait
-	}
-	if o.SlowWait == 0 {
-		o.SlowWait = DefaultSlowWait
-	}
-	if o.SlotCycles == 0 {
-		o.SlotCycles = DefaultSlotCycles
-	}
-	if o.HeldConns == 0 {
-		o.HeldConns = DefaultHeldConns
-	}
-	if o.CertExpiryWarn == 0 {
-		o.CertExpiryWarn = DefaultCertExpiryWarn
-	}
+	o.TokenVia = cmp.Or(o.TokenVia, "header")
+	o.Subject = cmp.Or(o.Subject, DefaultSubject)
+	o.Message = cmp.Or(o.Message, DefaultMessage)
+	o.Timeout = cmp.Or(o.Timeout, DefaultTimeout)
+	o.ReplyWait = cmp.Or(o.ReplyWait, DefaultReplyWait)
+	o.IdleWait = cmp.Or(o.IdleWait, DefaultIdleWait)
+	o.FloodMessages = cmp.Or(o.FloodMessages, DefaultFloodMessages)
+	o.FloodWindow = cmp.Or(o.FloodWindow, DefaultFloodWindow)
+	o.FloodConns = cmp.Or(o.FloodConns, DefaultFloodConns)
+	o.KeepaliveWait = cmp.Or(o.KeepaliveWait, DefaultKeepaliveWait)
+	o.SlowWait = cmp.Or(o.SlowWait, DefaultSlowWait)
+	o.SlotCycles = cmp.Or(o.SlotCycles, DefaultSlotCycles)
+	o.HeldConns = cmp.Or(o.HeldConns, DefaultHeldConns)
+	o.CertExpiryWarn = cmp.Or(o.CertExpiryWarn, DefaultCertExpiryWarn)
 	return o
 }

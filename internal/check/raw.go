@@ -156,17 +156,7 @@ type rawAnswer struct {
 }
 
 func (a rawAnswer) describe() string {
-	switch {
-	case a.status == http.StatusSwitchingProtocols:
-		return "101 Switching Protocols (connection accepted)"
-	case a.status != 0:
-		s := fmt.Sprintf("%d %s", a.status, http.StatusText(a.status))
-		if b := strings.TrimSpace(a.body); b != "" {
-			s += ": " + clip(b, 120)
-		}
-		return s
-	}
-	return "no HTTP answer: " + clip(errString(a.err), 160)
+	return describeAnswer(a.status == http.StatusSwitchingProtocols, a.status, a.body, a.err)
 }
 
 // rawUpgrade sends a hand-made upgrade request from src and reads the

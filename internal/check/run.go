@@ -36,7 +36,12 @@ type checkDef struct {
 	// crash: the check may take the server down; it runs after everything
 	// else has finished.
 	crash bool
-	run   func(ctx context.Context, e *env) Result
+	// needsCred: the check is skipped without a valid credential.
+	needsCred bool
+	// needsPin: the check is skipped when probes cannot have source
+	// addresses of their own (see env.pinned).
+	needsPin bool
+	run      func(ctx context.Context, e *env) Result
 }
 
 // env is what one check sees: the run's shared state plus its own source
@@ -176,6 +181,10 @@ func Run(ctx context.Context, opts *Options) (*Report, error) {
 		case c.dials && sh.broken() != "":
 			res = Result{Status: Error, Got: "not run: " + sh.broken(),
 				Fix: "pass --cacert FILE with the CA that signed the certificate, or --insecure to probe anyway"}
+		case c.needsCred && ce.tok == "":
+			res = Result{Status: Skip, Got: "needs a credential (--token, --secret or --key)"}
+		case c.needsPin && ce.sh.srcs == nil:
+			res = Result{Status: Skip, Got: "needs distinct loopback source addresses (a loopback IPv4 target on a host that can bind 127/8)"}
 		default:
 			// A safety net over the probes' own bounds: no check outlives
 			// its budget, whatever the server does.

@@ -186,35 +186,43 @@ func (h *Hook) FailOpen() bool { return h.opts.FailOpen }
 
 // Connect calls a connect hook.
 func (h *Hook) Connect(ctx context.Context, ev ConnectEvent) (ConnectReply, error) {
-	var r ConnectReply
-	err := h.call(ctx, &ev, &r)
-	if err == nil {
-		err = r.validate()
-	}
-	return r, err
+	return callFor[ConnectReply](ctx, h, &ev)
 }
 
 // Subscribe calls a subscribe hook.
 func (h *Hook) Subscribe(ctx context.Context, ev SubscribeEvent) (SubscribeReply, error) {
-	var r SubscribeReply
-	err := h.call(ctx, &ev, &r)
-	if err == nil {
-		r.Reason = SanitizeReason(r.Reason)
-	}
-	return r, err
+	return callFor[SubscribeReply](ctx, h, &ev)
 }
 
 // Publish calls a publish hook.
 func (h *Hook) Publish(ctx context.Context, ev PublishEvent) (PublishReply, error) {
-	var r PublishReply
-	err := h.call(ctx, &ev, &r)
+	return callFor[PublishReply](ctx, h, &ev)
+}
+
+// callFor calls the hook with ev and decodes its reply into an R, which then
+// checks and cleans itself (validate).
+func callFor[R any, P interface {
+	*R
+	validate() error
+}](ctx context.Context, h *Hook, ev any) (R, error) {
+	var r R
+	err := h.call(ctx, ev, &r)
 	if err == nil {
-		r.Reason = SanitizeReason(r.Reason)
+		err = P(&r).validate()
 	}
 	return r, err
 }
 
-// call runs one backend call under the breaker, the semaphore and the timeout.
+func (r *SubscribeReply) validate() error {
+	r.Reason = SanitizeReason(r.Reason)
+	return nil
+}
+
+func (r *PublishReply) validate() error {
+	r.Reason = SanitizeReason(r.Reason)
+	return nil
+}
+
 func (h *Hook) call(ctx context.Context, ev, out any) error {
 	trial, err := h.admit(time.Now())
 	if err != nil {

@@ -13,9 +13,15 @@ import (
 // find boundaries and decode strings, never to diagnose syntax. It avoids
 // encoding/json's Decoder, whose token API costs ~150 allocations per
 // envelope, and matches member names exactly (no case folding).
+//
+// The envelope grammar (readOuter, readSig, checkBody) is written once, on
+// scanner. With dec set, the scanner's primitives (object, str, uint, skip)
+// read with encoding/json's Decoder instead: that is the reference
+// FuzzParserAgreement checks the hand-written primitives against.
 type scanner struct {
-	b []byte
-	i int
+	b   []byte
+	i   int
+	dec *json.Decoder // tests only; see above
 }
 
 func (s *scanner) ws() {
@@ -40,6 +46,9 @@ func (s *scanner) peek() byte {
 // str decodes the string at s.i (which must start with '"'), like encoding/json
 // does (invalid surrogates become U+FFFD).
 func (s *scanner) str() (string, error) {
+	if s.dec != nil {
+		return tokString(s.dec)
+	}
 	if s.peek() != '"' {
 		return "", errors.New("want a string")
 	}
@@ -134,6 +143,10 @@ func (s *scanner) hex4() (rune, bool) {
 
 // skip steps over one value (valid JSON assumed).
 func (s *scanner) skip() error {
+	if s.dec != nil {
+		var v json.RawMessage
+		return s.dec.Decode(&v)
+	}
 	switch s.peek() {
 	case '"':
 		s.i++
@@ -185,6 +198,9 @@ func (s *scanner) skip() error {
 
 // uint reads a plain non-negative decimal integer no larger than MaxSafeInteger.
 func (s *scanner) uint() (uint64, error) {
+	if s.dec != nil {
+		return tokUint(s.dec)
+	}
 	c := s.peek()
 	if c != '-' && (c < '0' || c > '9') {
 		return 0, errors.New("want a number")
@@ -212,6 +228,9 @@ func (s *scanner) uint() (uint64, error) {
 
 // object calls fn for each member name of the object at s.i; fn consumes the value.
 func (s *scanner) object(fn func(name string) error) error {
+	if s.dec != nil {
+		return walkObject(s.dec, fn)
+	}
 	if s.peek() != '{' {
 		return errors.New("not a JSON object")
 	}
@@ -245,27 +264,32 @@ func (s *scanner) object(fn func(name string) error) error {
 	}
 }
 
-func (s *scanner) sig(allowed int) (rawSig, error) {
+// readSig reads the "sig" object: each allowed member once, all of them, v = Version.
+func readSig(s *scanner, allowed int) (rawSig, error) {
 	var r rawSig
 	err := s.object(func(name string) error {
-		var f int
+		var (
+			f   int
+			num *uint64 // the member is an integer, read into num
+			str *string // or a string, read into str
+		)
 		switch name {
 		case "v":
-			f = fV
+			f, num = fV, &r.v
 		case "alg":
-			f = fAlg
+			f, str = fAlg, &r.alg
 		case "kid":
-			f = fKid
+			f, str = fKid, &r.kid
 		case "seq":
-			f = fSeq
+			f, num = fSeq, &r.seq
 		case "ts":
-			f = fTS
+			f, num = fTS, &r.ts
 		case "nonce":
-			f = fNonce
+			f, str = fNonce, &r.nonce
 		case "body":
-			f = fBody
+			f, str = fBody, &r.body
 		case "mac":
-			f = fMAC
+			f, str = fMAC, &r.mac
 		}
 		if f == 0 || allowed&f == 0 {
 			return errors.New("unknown sig member " + strconv.Quote(trunc(name)))
@@ -275,23 +299,10 @@ func (s *scanner) sig(allowed int) (rawSig, error) {
 		}
 		r.have |= f
 		var err error
-		switch f {
-		case fV:
-			r.v, err = s.uint()
-		case fSeq:
-			r.seq, err = s.uint()
-		case fTS:
-			r.ts, err = s.uint()
-		case fAlg:
-			r.alg, err = s.str()
-		case fKid:
-			r.kid, err = s.str()
-		case fNonce:
-			r.nonce, err = s.str()
-		case fBody:
-			r.body, err = s.str()
-		case fMAC:
-			r.mac, err = s.str()
+		if num != nil {
+			*num, err = s.uint()
+		} else {
+			*str, err = s.str()
 		}
 		if err != nil {
 			return errors.New("sig." + name + ": " + err.Error())
@@ -314,13 +325,17 @@ func (s *scanner) sig(allowed int) (rawSig, error) {
 // input is a JSON object without "sig", so plain unsigned messages are told
 // apart from broken envelopes.
 func parseOuter(raw []byte, allowed int) (typ string, r rawSig, err error) {
+	return readOuter(&scanner{b: raw}, raw, allowed)
+}
+
+// readOuter is parseOuter reading raw with s (a reader positioned at its start).
+func readOuter(s *scanner, raw []byte, allowed int) (typ string, r rawSig, err error) {
 	if !utf8.Valid(raw) {
 		return "", r, rejectErr(CodeBadEnvelope, "envelope", errors.New("invalid UTF-8"))
 	}
 	if !json.Valid(raw) {
 		return "", r, reject(CodeBadEnvelope, "envelope is not valid JSON")
 	}
-	s := &scanner{b: raw}
 	var haveType, haveSig bool
 	var unknown string
 	werr := s.object(func(name string) error {
@@ -339,7 +354,7 @@ func parseOuter(raw []byte, allowed int) (typ string, r rawSig, err error) {
 			}
 			haveSig = true
 			var err error
-			r, err = s.sig(allowed)
+			r, err = readSig(s, allowed)
 			return err
 		default:
 			if unknown == "" {
@@ -376,13 +391,17 @@ func parseOuter(raw []byte, allowed int) (typ string, r rawSig, err error) {
 // "type" (no case variants such as "Type", which encoding/json would match),
 // and that member a string equal to typ.
 func CheckBody(body []byte, typ string) error {
+	return checkBody(&scanner{b: body}, body, typ)
+}
+
+// checkBody is CheckBody reading body with s (a reader positioned at its start).
+func checkBody(s *scanner, body []byte, typ string) error {
 	if !utf8.Valid(body) {
 		return reject(CodeBadEnvelope, "body is not valid UTF-8")
 	}
 	if !json.Valid(body) {
 		return reject(CodeBadEnvelope, "body is not valid JSON")
 	}
-	s := &scanner{b: body}
 	var (
 		innerType string
 		haveType  bool

@@ -60,6 +60,19 @@ func (f *fixture) hmacSigner(subject string) *client.Signer {
 	return s
 }
 
+// hmacConn is a signer for subject bound to connID and the verifier's state
+// for that connection.
+func (f *fixture) hmacConn(subject, connID string) (*client.Signer, *integrity.ConnIntegrity) {
+	f.t.Helper()
+	s := f.hmacSigner(subject)
+	s.Bind(connID)
+	st, err := f.ver.NewHMACConn(subject, connID)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return s, st
+}
+
 func (f *fixture) seal(s *client.Signer, msg string) []byte {
 	f.t.Helper()
 	b, err := s.Seal([]byte(msg))
@@ -81,9 +94,7 @@ const msgA = `{"type":"chat.send","text":"a"}`
 func TestHMACRoundTripAndReplay(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	s := f.hmacSigner("alice")
-	s.Bind("c1")
-	st, _ := f.ver.NewHMACConn("alice", "c1")
+	s, st := f.hmacConn("alice", "c1")
 	m1 := f.seal(s, msgA)
 	body, typ, err := f.ver.Open(ctx, st, m1)
 	if err != nil || string(body) != msgA || typ != "chat.send" {
@@ -136,9 +147,7 @@ func TestReplayAcrossVerifiersSharingCache(t *testing.T) {
 func TestSeqOrderAndTS(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	s := f.hmacSigner("alice")
-	s.Bind("c1")
-	st, _ := f.ver.NewHMACConn("alice", "c1")
+	s, st := f.hmacConn("alice", "c1")
 	m1, m2, m3 := f.seal(s, msgA), f.seal(s, msgA), f.seal(s, msgA)
 	if _, _, err := f.ver.Open(ctx, st, m2); err != nil {
 		t.Fatal(err)

@@ -247,6 +247,32 @@ func tokString(dec *json.Decoder) (string, error) {
 	return s, nil
 }
 
+// tokUint reads a plain non-negative decimal integer no larger than MaxSafeInteger.
+func tokUint(dec *json.Decoder) (uint64, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return 0, err
+	}
+	n, ok := tok.(json.Number)
+	if !ok {
+		return 0, errors.New("want a number")
+	}
+	s := string(n)
+	if s == "" || len(s) > 16 || (len(s) > 1 && s[0] == '0') {
+		return 0, errors.New("want a canonical integer")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, errors.New("want an integer")
+		}
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || v > MaxSafeInteger {
+		return 0, errors.New("integer out of range")
+	}
+	return v, nil
+}
+
 // sigMember flags, to reject duplicates and find missing members.
 const (
 	fV = 1 << iota

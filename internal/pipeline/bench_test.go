@@ -12,7 +12,13 @@ import (
 )
 
 func BenchmarkProcessChat1K(b *testing.B) {
-	p := newTestPipeline(b, Options{})
+	benchProcessChat1K(b, Options{})
+}
+
+// benchProcessChat1K measures Process on a 1 KiB chat message through a
+// pipeline built with opts.
+func benchProcessChat1K(b *testing.B, opts Options) {
+	p := newTestPipeline(b, opts)
 	st := &ConnState{ConnID: "c1", User: "u1", IP: "192.0.2.1"}
 	msg := []byte(chatMessage(1024))
 	ctx := context.Background()
@@ -28,40 +34,29 @@ func BenchmarkProcessChat1K(b *testing.B) {
 func BenchmarkProcessChat1KRateLimited(b *testing.B) {
 	// Budgets high enough never to refuse: the benchmark measures their cost. (The
 	// default tier's 40-message connection burst used to end it with rate_limited.)
-	big := limit.Limit{Rate: 1e12, Burst: 1 << 40}
-	tier := Tier{Messages: big, Bytes: big, UserMessages: big, UserBytes: big, IPMessages: big, IPBytes: big}
-	p := newTestPipeline(b, Options{Limiter: &fakeLimiter{allow: map[string]int{"pl:": 1 << 62}}, Tiers: map[string]Tier{DefaultTierName: tier}})
-	st := &ConnState{ConnID: "c1", User: "u1", IP: "192.0.2.1"}
-	msg := []byte(chatMessage(1024))
-	ctx := context.Background()
-	b.SetBytes(int64(len(msg)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, rej := p.Process(ctx, st, msg); rej != nil {
-			b.Fatal(rej)
-		}
-	}
+	benchProcessChat1K(b, Options{Limiter: &fakeLimiter{allow: map[string]int{"pl:": 1 << 62}}, Tiers: neverLimited()})
 }
 
-func BenchmarkScanChat1K(b *testing.B) {
-	s := newScanner(testLimits)
-	msg := []byte(chatMessage(1024))
-	b.SetBytes(int64(len(msg)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, f, _ := s.scan(msg); f != scanOK {
-			b.Fatal(f)
-		}
-	}
+// neverLimited is a default tier whose budgets are high enough never to refuse.
+func neverLimited() map[string]Tier {
+	big := limit.Limit{Rate: 1e12, Burst: 1 << 40}
+	return map[string]Tier{DefaultTierName: {Messages: big, Bytes: big, UserMessages: big, UserBytes: big, IPMessages: big, IPBytes: big}}
 }
+
+func BenchmarkScanChat1K(b *testing.B) { benchScan(b, chatMessage(1024)) }
 
 func BenchmarkScanNested(b *testing.B) {
+	benchScan(b, `{"type":"publish","channel":"a","payload":{"items":[`+strings.Repeat(`{"k":"v","n":12.5,"ok":true},`, 30)+`null],"meta":{"a":{"b":{"c":[1,2,3]}}}}}`)
+}
+
+// benchScan measures the structure scan of msg, which must pass.
+func benchScan(b *testing.B, msg string) {
 	s := newScanner(testLimits)
-	msg := []byte(`{"type":"publish","channel":"a","payload":{"items":[` + strings.Repeat(`{"k":"v","n":12.5,"ok":true},`, 30) + `null],"meta":{"a":{"b":{"c":[1,2,3]}}}}}`)
-	b.SetBytes(int64(len(msg)))
+	data := []byte(msg)
+	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, f, _ := s.scan(msg); f != scanOK {
+		if _, f, _ := s.scan(data); f != scanOK {
 			b.Fatal(f)
 		}
 	}

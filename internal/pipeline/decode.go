@@ -114,18 +114,8 @@ func (d *decoder) object() (any, error) {
 			return nil, err
 		}
 		m[k] = v
-		d.ws()
-		if d.i >= len(d.data) {
-			return nil, errDecode
-		}
-		switch d.data[d.i] {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
-			return m, nil
-		default:
-			return nil, errDecode
+		if more, err := d.next('}'); !more {
+			return m, err
 		}
 	}
 }
@@ -144,20 +134,27 @@ func (d *decoder) array() (any, error) {
 			return nil, err
 		}
 		a = append(a, v)
-		d.ws()
-		if d.i >= len(d.data) {
-			return nil, errDecode
+		if more, err := d.next(']'); !more {
+			return a, err
 		}
+	}
+}
+
+// next steps over what follows a member or element: ',' (more to come) or
+// the container's closing byte (done). Anything else is an error.
+func (d *decoder) next(closing byte) (more bool, err error) {
+	d.ws()
+	if d.i < len(d.data) {
 		switch d.data[d.i] {
 		case ',':
 			d.i++
-		case ']':
+			return true, nil
+		case closing:
 			d.i++
-			return a, nil
-		default:
-			return nil, errDecode
+			return false, nil
 		}
 	}
+	return false, errDecode
 }
 
 // str decodes the string at d.i (on '"'), which the scanner has validated.

@@ -47,18 +47,5 @@ func TestFloodWithMemoryLimiter(t *testing.T) {
 func BenchmarkProcessChat1KMemoryLimiter(b *testing.B) {
 	lim := limit.NewMemory(limit.MemoryOptions{SweepInterval: -1})
 	defer lim.Close()
-	big := limit.Limit{Rate: 1e12, Burst: 1 << 40}
-	p := newTestPipeline(b, Options{Limiter: lim, Tiers: map[string]Tier{"default": {
-		Messages: big, Bytes: big, UserMessages: big, UserBytes: big, IPMessages: big, IPBytes: big,
-	}}})
-	st := &ConnState{ConnID: "c1", User: "u1", IP: "192.0.2.1"}
-	msg := []byte(chatMessage(1024))
-	ctx := context.Background()
-	b.SetBytes(int64(len(msg)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, rej := p.Process(ctx, st, msg); rej != nil {
-			b.Fatal(rej)
-		}
-	}
+	benchProcessChat1K(b, Options{Limiter: lim, Tiers: neverLimited()})
 }

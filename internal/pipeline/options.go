@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -102,24 +103,15 @@ type Options struct {
 
 // withDefaults returns a copy of o with defaults filled in, validated.
 func (o Options) withDefaults() (Options, error) {
-	setInt := func(p *int, d int) {
-		if *p == 0 {
-			*p = d
-		}
-	}
-	setInt(&o.MaxBytes, DefaultMaxBytes)
-	setInt(&o.MaxDepth, DefaultMaxDepth)
-	setInt(&o.MaxKeys, DefaultMaxKeys)
-	setInt(&o.MaxArray, DefaultMaxArray)
-	setInt(&o.MaxString, DefaultMaxString)
-	setInt(&o.MaxNumber, DefaultMaxNumber)
-	setInt(&o.AbuseMax, DefaultAbuseMax)
-	if o.AbuseWindow == 0 {
-		o.AbuseWindow = DefaultAbuseWindow
-	}
-	if o.KeyPrefix == "" {
-		o.KeyPrefix = DefaultKeyPrefix
-	}
+	o.MaxBytes = cmp.Or(o.MaxBytes, DefaultMaxBytes)
+	o.MaxDepth = cmp.Or(o.MaxDepth, DefaultMaxDepth)
+	o.MaxKeys = cmp.Or(o.MaxKeys, DefaultMaxKeys)
+	o.MaxArray = cmp.Or(o.MaxArray, DefaultMaxArray)
+	o.MaxString = cmp.Or(o.MaxString, DefaultMaxString)
+	o.MaxNumber = cmp.Or(o.MaxNumber, DefaultMaxNumber)
+	o.AbuseMax = cmp.Or(o.AbuseMax, DefaultAbuseMax)
+	o.AbuseWindow = cmp.Or(o.AbuseWindow, DefaultAbuseWindow)
+	o.KeyPrefix = cmp.Or(o.KeyPrefix, DefaultKeyPrefix)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

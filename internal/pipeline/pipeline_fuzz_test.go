@@ -57,6 +57,35 @@ func checkMember(t *testing.T, m map[string]any, name string, got []byte) {
 	}
 }
 
+// stdDecode decodes data with encoding/json as decodeValue means to (UseNumber).
+func stdDecode(t testing.TB, data []byte) any {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("encoding/json: %q: %v", data, err)
+	}
+	return v
+}
+
+// decodeAgrees checks that decodeValue decodes data (valid JSON) to what
+// encoding/json does, and returns that value.
+func decodeAgrees(t testing.TB, data []byte) any {
+	t.Helper()
+	got, err := decodeValue(data)
+	if err != nil {
+		t.Fatalf("decodeValue %q: %v", data, err)
+	}
+	want := stdDecode(t, data)
+	gb, _ := json.Marshal(got)
+	wb, _ := json.Marshal(want)
+	if !bytes.Equal(gb, wb) {
+		t.Fatalf("decode differs from encoding/json:\n got %s\nwant %s", gb, wb)
+	}
+	return want
+}
+
 // FuzzScan compares the scanner with encoding/json: whatever the scanner accepts must
 // be valid JSON whose decode agrees on "type" and "id"; whatever it calls a syntax
 // error must be invalid JSON (for valid UTF-8 input, which the transport guarantees).
@@ -81,21 +110,7 @@ func FuzzScan(f *testing.F) {
 			if !utf8.Valid(data) {
 				t.Fatalf("accepted invalid UTF-8 %q", data)
 			}
-			v, err := decodeValue(data)
-			if err != nil {
-				t.Fatalf("decode of accepted input failed: %q", data)
-			}
-			dec := json.NewDecoder(bytes.NewReader(data))
-			dec.UseNumber()
-			var want any
-			if err := dec.Decode(&want); err != nil {
-				t.Fatal(err)
-			}
-			gb, _ := json.Marshal(v)
-			wb, _ := json.Marshal(want)
-			if !bytes.Equal(gb, wb) {
-				t.Fatalf("decode differs from encoding/json:\n got %s\nwant %s", gb, wb)
-			}
+			want := decodeAgrees(t, data)
 			if m, ok := want.(map[string]any); ok {
 				typ, isStr := m["type"].(string)
 				_, found := m["type"]
@@ -103,13 +118,7 @@ func FuzzScan(f *testing.F) {
 					t.Fatalf("type: got %q %v %v, want %q %v %v", res.typ, res.typFound, res.typString, typ, found, isStr)
 				}
 				if id, ok := m["id"]; ok {
-					var got any
-					d := json.NewDecoder(bytes.NewReader(res.id))
-					d.UseNumber()
-					if err := d.Decode(&got); err != nil {
-						t.Fatalf("id %q: %v", res.id, err)
-					}
-					a, _ := json.Marshal(got)
+					a, _ := json.Marshal(stdDecode(t, res.id))
 					b, _ := json.Marshal(id)
 					if !bytes.Equal(a, b) {
 						t.Fatalf("id: got %s want %s", a, b)

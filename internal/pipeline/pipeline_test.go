@@ -482,31 +482,14 @@ func TestOptionsValidate(t *testing.T) {
 }
 
 func TestDecodeMatchesEncodingJSON(t *testing.T) {
-	in := `{"a":[1,-2.5e3,"x\"y\\",true,false,null,{}],"b":{"c":[]},"\u00e9":"\ud83d\ude00"}`
-	got, err := decodeValue([]byte(in))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := json.NewDecoder(strings.NewReader(in))
-	dec.UseNumber()
-	var want any
-	if err := dec.Decode(&want); err != nil {
-		t.Fatal(err)
-	}
-	gb, _ := json.Marshal(got)
-	wb, _ := json.Marshal(want)
-	if string(gb) != string(wb) {
-		t.Errorf("got  %s\nwant %s", gb, wb)
-	}
+	decodeAgrees(t, []byte(`{"a":[1,-2.5e3,"x\"y\\",true,false,null,{}],"b":{"c":[]},"\u00e9":"\ud83d\ude00"}`))
 }
 
 func TestConcurrentProcess(t *testing.T) {
 	p := newTestPipeline(t, Options{Limiter: &fakeLimiter{}})
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			st := &ConnState{ConnID: string(rune('a' + g))}
 			for i := 0; i < 50; i++ {
 				in := chatMessage(200)
@@ -515,7 +498,7 @@ func TestConcurrentProcess(t *testing.T) {
 				}
 				_, _ = process(p, st, in)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }

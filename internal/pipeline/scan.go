@@ -106,23 +106,16 @@ type scanner struct {
 	serial uint32
 	data   []byte
 
-	pending  uint8 // the next value is a tracked top-level member (pendType, …)
+	pending  uint8   // the next value is a tracked top-level member (pendType, pendMember)
+	pendDst  *[]byte // pendMember: where its raw value goes (a field of res)
 	pendFrom int
 	res      scanResult
 }
 
 const (
-	pendNone = iota
-	pendType
-	pendID
-	pendSig
-	pendChannel
-	pendPayload
-	pendText
-	pendSince
-	pendToken
-	pendLimit
-	pendName
+	pendNone   = iota
+	pendType   // "type": its string content goes to res.typ
+	pendMember // another tracked member: its raw value goes to *pendDst
 )
 
 func newScanner(lim scanLimits) *scanner {
@@ -171,7 +164,7 @@ func (s *scanner) scan(data []byte) (scanResult, scanFail, int) {
 	s.stack = s.stack[:0]
 	s.keys = s.keys[:0]
 	s.arena = s.arena[:0]
-	s.pending = pendNone
+	s.pending, s.pendDst = pendNone, nil
 	s.res = scanResult{}
 	n := len(data)
 	i := 0
@@ -238,13 +231,7 @@ func (s *scanner) scan(data []byte) (scanResult, scanFail, int) {
 				}
 				if s.pending == pendType && len(s.stack) == 1 {
 					s.res.typString = true
-					if esc {
-						a := len(s.arena)
-						s.arena, _ = jsonbytes.Unescape(s.arena, data[i+1:end-1]) // scanString accepted it
-						s.res.typ = s.arena[a:len(s.arena):len(s.arena)]
-					} else {
-						s.res.typ = data[i+1 : end-1 : end-1]
-					}
+					s.res.typ = s.keyBytes(s.content(i, end, esc))
 				}
 				i = end
 			case c == 't':
@@ -300,41 +287,12 @@ func (s *scanner) scan(data []byte) (scanResult, scanFail, int) {
 			if int(top.n) > s.lim.keys {
 				return s.res, failKeys, i
 			}
-			var k keyRef
-			if esc {
-				a := len(s.arena)
-				s.arena, _ = jsonbytes.Unescape(s.arena, data[i+1:end-1]) // scanString accepted it
-				k = keyRef{start: int32(a), end: int32(len(s.arena)), arena: true}
-			} else {
-				k = keyRef{start: int32(i + 1), end: int32(end - 1)}
-			}
+			k := s.content(i, end, esc)
 			if s.addKey(top, k) {
 				return s.res, failDuplicate, i
 			}
 			if len(s.stack) == 1 {
-				switch kb := s.keyBytes(k); string(kb) {
-				case "type":
-					s.pending = pendType
-					s.res.typFound = true
-				case "id":
-					s.pending = pendID
-				case "sig":
-					s.pending = pendSig
-				case "channel":
-					s.pending = pendChannel
-				case "payload":
-					s.pending = pendPayload
-				case "text":
-					s.pending = pendText
-				case "since":
-					s.pending = pendSince
-				case "token":
-					s.pending = pendToken
-				case "limit":
-					s.pending = pendLimit
-				case "name":
-					s.pending = pendName
-				}
+				s.track(s.keyBytes(k))
 			}
 			i = end
 			for i < n && wsTable[data[i]] {
@@ -385,32 +343,59 @@ var (
 	litNull  = []byte("null")
 )
 
+// track marks the value of the top-level member named name for recording when
+// it is one the pipeline tracks (the fields of scanResult and Members).
+func (s *scanner) track(name []byte) {
+	var dst *[]byte
+	switch string(name) {
+	case "type":
+		s.pending = pendType
+		s.res.typFound = true
+		return
+	case "id":
+		dst = &s.res.id
+	case "sig":
+		dst = &s.res.members.Sig
+	case "channel":
+		dst = &s.res.members.Channel
+	case "payload":
+		dst = &s.res.members.Payload
+	case "text":
+		dst = &s.res.members.Text
+	case "since":
+		dst = &s.res.members.Since
+	case "token":
+		dst = &s.res.members.Token
+	case "limit":
+		dst = &s.res.members.Limit
+	case "name":
+		dst = &s.res.members.Name
+	default:
+		return
+	}
+	s.pending, s.pendDst = pendMember, dst
+}
+
 // valueDone records the end of a value for the top-level member being tracked.
 func (s *scanner) valueDone(end int) {
 	if s.pending != pendNone && len(s.stack) == 1 {
-		v := s.data[s.pendFrom:end:end]
-		switch s.pending {
-		case pendID:
-			s.res.id = v
-		case pendSig:
-			s.res.members.Sig = v
-		case pendChannel:
-			s.res.members.Channel = v
-		case pendPayload:
-			s.res.members.Payload = v
-		case pendText:
-			s.res.members.Text = v
-		case pendSince:
-			s.res.members.Since = v
-		case pendToken:
-			s.res.members.Token = v
-		case pendLimit:
-			s.res.members.Limit = v
-		case pendName:
-			s.res.members.Name = v
+		if s.pending == pendMember {
+			*s.pendDst = s.data[s.pendFrom:end:end]
 		}
-		s.pending = pendNone
+		s.pending, s.pendDst = pendNone, nil
 	}
+}
+
+// content locates the unescaped content of the string data[i:end] (quotes
+// included) that scanString accepted: in the message, or in the arena when it
+// has escapes.
+func (s *scanner) content(i, end int, esc bool) keyRef {
+	if !esc {
+		return keyRef{start: int32(i + 1), end: int32(end - 1)}
+	}
+	a := len(s.arena)
+	s.arena, _ = jsonbytes.Unescape(s.arena, s.data[i+1:end-1]) // scanString accepted it
+	return keyRef{start: int32(a), end: int32(len(s.arena)), arena: true}
 }
 
 func (s *scanner) pop(end int) {
@@ -424,9 +409,9 @@ func (s *scanner) pop(end int) {
 
 func (s *scanner) keyBytes(k keyRef) []byte {
 	if k.arena {
-		return s.arena[k.start:k.end]
+		return s.arena[k.start:k.end:k.end]
 	}
-	return s.data[k.start:k.end]
+	return s.data[k.start:k.end:k.end]
 }
 
 // addKey records k as a key of f and reports whether f already had it. Small objects

@@ -12,19 +12,26 @@ import (
 	"time"
 )
 
-// docCloseTable parses the "Close codes" table of docs/protocol.md into
-// code → backticked reason texts of its row.
-func docCloseTable(t *testing.T) map[CloseCode][]string {
+// docSection returns the body of the "## title" section of docs/protocol.md.
+func docSection(t *testing.T, title string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "protocol.md"))
 	if err != nil {
 		t.Fatalf("read docs/protocol.md: %v", err)
 	}
-	_, sec, ok := strings.Cut(string(b), "\n## Close codes\n")
+	_, sec, ok := strings.Cut(string(b), "\n## "+title+"\n")
 	if !ok {
-		t.Fatal(`docs/protocol.md has no "## Close codes" section`)
+		t.Fatalf("docs/protocol.md has no %q section", "## "+title)
 	}
 	sec, _, _ = strings.Cut(sec, "\n## ")
+	return sec
+}
+
+// docCloseTable parses the "Close codes" table of docs/protocol.md into
+// code → backticked reason texts of its row.
+func docCloseTable(t *testing.T) map[CloseCode][]string {
+	t.Helper()
+	sec := docSection(t, "Close codes")
 	row := regexp.MustCompile(`^\| (\d{4}) \| ([^|]*) \|`)
 	tick := regexp.MustCompile("`([^`]+)`")
 	rows := map[CloseCode][]string{}
@@ -156,15 +163,7 @@ func TestClientTypesHaveBuiltinSchemas(t *testing.T) {
 // TestDocsListErrorCodes: every error code a client can receive is in
 // docs/protocol.md's "Errors" table.
 func TestDocsListErrorCodes(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "protocol.md"))
-	if err != nil {
-		t.Fatalf("read docs/protocol.md: %v", err)
-	}
-	_, sec, ok := strings.Cut(string(b), "\n## Errors\n")
-	if !ok {
-		t.Fatal(`docs/protocol.md has no "## Errors" section`)
-	}
-	sec, _, _ = strings.Cut(sec, "\n## ")
+	sec := docSection(t, "Errors")
 	src, err := os.ReadFile("error.go")
 	if err != nil {
 		t.Fatal(err)
@@ -181,5 +180,19 @@ func TestDocsListErrorCodes(t *testing.T) {
 		if !strings.Contains(sec, "`"+code+"`") {
 			t.Errorf("error code %q is not in docs/protocol.md's Errors table", code)
 		}
+	}
+}
+
+func TestIsToken(t *testing.T) {
+	for s, want := range map[string]bool{
+		"chat.v1": true, "eyJhbGciOi.eyJzdWIiOi.c2ln": true, "a!#$%&'*+-.^_`|~z": true,
+		"": false, "a b": false, "a,b": false, "a\r\nX-Evil: 1": false, `"quoted"`: false, "é": false,
+	} {
+		if got := IsToken(s, 64); got != want {
+			t.Errorf("IsToken(%q) = %v, want %v", s, got, want)
+		}
+	}
+	if IsToken("abcd", 3) {
+		t.Error("IsToken ignores max")
 	}
 }

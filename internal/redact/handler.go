@@ -157,6 +157,19 @@ func (r *Redactor) Value(x any) any {
 	return r.tree("", tree, 0)
 }
 
+// treeMap is tree for a map: keys redacted, values of sensitive keys masked.
+func treeMap[V any](r *Redactor, m map[string]V, depth int) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		if SensitiveKey(k) {
+			out[r.String(k)] = Mask
+			continue
+		}
+		out[r.String(k)] = r.tree(k, v, depth+1)
+	}
+	return out
+}
+
 func (r *Redactor) tree(key string, x any, depth int) any {
 	if depth > maxDepth {
 		return Mask
@@ -169,25 +182,9 @@ func (r *Redactor) tree(key string, x any, depth int) any {
 		}
 		return red
 	case map[string]any:
-		out := make(map[string]any, len(t))
-		for k, v := range t {
-			if SensitiveKey(k) {
-				out[r.String(k)] = Mask
-				continue
-			}
-			out[r.String(k)] = r.tree(k, v, depth+1)
-		}
-		return out
+		return treeMap(r, t, depth)
 	case map[string]string:
-		out := make(map[string]any, len(t))
-		for k, v := range t {
-			if SensitiveKey(k) {
-				out[r.String(k)] = Mask
-				continue
-			}
-			out[r.String(k)] = r.tree(k, v, depth+1)
-		}
-		return out
+		return treeMap(r, t, depth)
 	case []any:
 		out := make([]any, len(t))
 		for i, v := range t {

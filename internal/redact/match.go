@@ -44,8 +44,12 @@ func findJWT(s string, from int) (start, end int, ok bool) {
 	return 0, 0, false
 }
 
-func maskJWTs(s string) string {
-	start, end, ok := findJWT(s, 0)
+func maskJWTs(s string) string { return maskAll(s, findJWT) }
+
+// maskAll replaces with Mask every match that find reports in s: find returns
+// the first match [start, end) that starts at or after from.
+func maskAll(s string, find func(s string, from int) (start, end int, ok bool)) string {
+	start, end, ok := find(s, 0)
 	if !ok {
 		return s
 	}
@@ -56,7 +60,7 @@ func maskJWTs(s string) string {
 		b.WriteString(s[last:start])
 		b.WriteString(Mask)
 		last = end
-		start, end, ok = findJWT(s, last)
+		start, end, ok = find(s, last)
 	}
 	b.WriteString(s[last:])
 	return b.String()

@@ -307,21 +307,10 @@ func MaskQuery(s string) string {
 }
 
 func (r *Redactor) maskSecrets(s string) string {
-	i, n, ok := r.findSecret(s, 0)
-	if !ok {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s))
-	last := 0
-	for ok {
-		b.WriteString(s[last:i])
-		b.WriteString(Mask)
-		last = i + n
-		i, n, ok = r.findSecret(s, last)
-	}
-	b.WriteString(s[last:])
-	return b.String()
+	return maskAll(s, func(s string, from int) (int, int, bool) {
+		i, n, ok := r.findSecret(s, from)
+		return i, i + n, ok
+	})
 }
 
 // findSecret returns the position and length of the registered secret that

@@ -1019,19 +1019,13 @@ func (c *cursor) object(n *fnode, i int) (int, verdict) {
 			if v == vInvalid {
 				return c.skip(start), vInvalid
 			}
-			i = c.ws(end)
-			if i >= len(c.data) {
+			var more bool
+			if i, more = c.next(end, '}'); i < 0 {
 				return -1, vUnknown
 			}
-			if c.data[i] == ',' {
-				i++
-				continue
+			if !more {
+				break
 			}
-			if c.data[i] != '}' {
-				return -1, vUnknown
-			}
-			i++
-			break
 		}
 	}
 	if n.minProps >= 0 && count < n.minProps || n.maxProps >= 0 && count > n.maxProps {
@@ -1046,6 +1040,22 @@ func (c *cursor) object(n *fnode, i int) (int, verdict) {
 		}
 	}
 	return i, v
+}
+
+// next steps over what follows a member or element ending at end: ','
+// (more to come) or the container's closing byte. It returns the index after
+// it, or -1 when something else (or nothing) follows.
+func (c *cursor) next(end int, closing byte) (int, bool) {
+	i := c.ws(end)
+	if i < len(c.data) {
+		switch c.data[i] {
+		case ',':
+			return i + 1, true
+		case closing:
+			return i + 1, false
+		}
+	}
+	return -1, false
 }
 
 func (n *fnode) lookup(key string) int {
@@ -1091,19 +1101,13 @@ func (c *cursor) array(n *fnode, i int) (int, verdict) {
 			if end < 0 {
 				return -1, vUnknown
 			}
-			i = c.ws(end)
-			if i >= len(c.data) {
+			var more bool
+			if i, more = c.next(end, ']'); i < 0 {
 				return -1, vUnknown
 			}
-			if c.data[i] == ',' {
-				i++
-				continue
+			if !more {
+				break
 			}
-			if c.data[i] != ']' {
-				return -1, vUnknown
-			}
-			i++
-			break
 		}
 	}
 	if n.minItems >= 0 && count < n.minItems || n.maxItems >= 0 && count > n.maxItems {

@@ -70,6 +70,14 @@ func violationOf(ve *jsonschema.ValidationError) *Violation {
 	return best
 }
 
+// pointAt extends loc (without writing into its backing array, which other
+// paths share) with the first of names, the property an error is about.
+func pointAt(loc *[]string, names []string) {
+	if len(names) > 0 {
+		*loc = append((*loc)[:len(*loc):len(*loc)], names[0])
+	}
+}
+
 // describe words an error kind. For errors about a named property it extends loc so
 // the path points at that property.
 func describe(k jsonschema.ErrorKind, loc *[]string) string {
@@ -77,25 +85,19 @@ func describe(k jsonschema.ErrorKind, loc *[]string) string {
 	case *kind.Type:
 		return "expected " + strings.Join(k.Want, " or ") + ", got " + k.Got
 	case *kind.Required:
-		if len(k.Missing) > 0 {
-			*loc = append((*loc)[:len(*loc):len(*loc)], k.Missing[0])
-		}
+		pointAt(loc, k.Missing)
 		return "missing required property"
 	case *kind.AdditionalProperties:
 		if len(k.Properties) > 0 {
 			// The list is in map order: name the smallest, for a stable reply.
-			*loc = append((*loc)[:len(*loc):len(*loc)], slices.Min(k.Properties))
+			pointAt(loc, []string{slices.Min(k.Properties)})
 		}
 		return "unexpected property"
 	case *kind.DependentRequired:
-		if len(k.Missing) > 0 {
-			*loc = append((*loc)[:len(*loc):len(*loc)], k.Missing[0])
-		}
+		pointAt(loc, k.Missing)
 		return "missing dependent property"
 	case *kind.Dependency:
-		if len(k.Missing) > 0 {
-			*loc = append((*loc)[:len(*loc):len(*loc)], k.Missing[0])
-		}
+		pointAt(loc, k.Missing)
 		return "missing dependent property"
 	case *kind.PropertyNames:
 		return "property name not allowed"

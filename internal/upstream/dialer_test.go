@@ -2,15 +2,9 @@ package upstream
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,52 +16,37 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/certgen"
 	"github.com/wsgate/wsgate/internal/transport"
 )
 
-type pki struct {
-	ca    *x509.Certificate
-	caKey *ecdsa.PrivateKey
-	caPEM []byte
-}
+type pki struct{ *certgen.Authority }
 
 func newPKI(t *testing.T) *pki {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	ca, err := certgen.NewCA("test CA", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(der)
-	return &pki{ca: ca, caKey: key, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &pki{ca}
 }
 
+// issue makes a server certificate for 127.0.0.1, or a client certificate.
 func (p *pki) issue(t *testing.T, cn string, server bool) (tls.Certificate, []byte, []byte) {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
+	var hosts []string
 	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		hosts = []string{"127.0.0.1"}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
+	pair, err := p.Issue(cn, hosts, !server, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
-	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	c, err := pair.TLS()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, certPEM, keyPEM
+	return *c, pair.CertPEM, pair.KeyPEM
 }
 
 // wsServer is a minimal upstream recording the upgrade requests it served.
@@ -147,13 +126,13 @@ func TestDialMTLS(t *testing.T) {
 		}
 		return f
 	}
-	caFile, certFile, keyFile := write("ca.pem", p.caPEM), write("c.pem", cliPEM), write("k.pem", cliKey)
+	caFile, certFile, keyFile := write("ca.pem", p.PEM), write("c.pem", cliPEM), write("k.pem", cliKey)
 
 	up, _ := transport.NewUpgrader(nil)
 	ws := &wsServer{up: up}
 	srv := httptest.NewUnstartedServer(ws)
 	pool := x509.NewCertPool()
-	pool.AddCert(p.ca)
+	pool.AddCert(p.Cert)
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
 	srv.StartTLS()
 	defer srv.Close()

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -154,25 +155,15 @@ func (o *Options) Validate() error {
 }
 
 func (o Options) withDefaults() Options {
-	def := func(p *time.Duration, d time.Duration) {
-		if *p == 0 {
-			*p = d
-		}
-	}
-	defInt := func(p *int, d int) {
-		if *p == 0 {
-			*p = d
-		}
-	}
-	def(&o.ConnectTimeout, DefaultConnectTimeout)
-	def(&o.PingInterval, DefaultPingInterval)
-	def(&o.PongTimeout, DefaultPongTimeout)
-	def(&o.IdentityJWTTTL, DefaultIdentityJWTTTL)
-	defInt(&o.MaxMessageBytes, DefaultMaxMessageBytes)
-	defInt(&o.MaxClaimsBytes, DefaultMaxClaimsBytes)
-	defInt(&o.HighWaterMessages, DefaultHighWaterMessages)
-	defInt(&o.HighWaterBytes, DefaultHighWaterBytes)
-	defInt(&o.DownAfter, DefaultDownAfter)
+	o.ConnectTimeout = cmp.Or(o.ConnectTimeout, DefaultConnectTimeout)
+	o.PingInterval = cmp.Or(o.PingInterval, DefaultPingInterval)
+	o.PongTimeout = cmp.Or(o.PongTimeout, DefaultPongTimeout)
+	o.IdentityJWTTTL = cmp.Or(o.IdentityJWTTTL, DefaultIdentityJWTTTL)
+	o.MaxMessageBytes = cmp.Or(o.MaxMessageBytes, DefaultMaxMessageBytes)
+	o.MaxClaimsBytes = cmp.Or(o.MaxClaimsBytes, DefaultMaxClaimsBytes)
+	o.HighWaterMessages = cmp.Or(o.HighWaterMessages, DefaultHighWaterMessages)
+	o.HighWaterBytes = cmp.Or(o.HighWaterBytes, DefaultHighWaterBytes)
+	o.DownAfter = cmp.Or(o.DownAfter, DefaultDownAfter)
 	if o.ForwardHeaders == nil {
 		o.ForwardHeaders = DefaultForwardHeaders
 	}

@@ -17,10 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/auth"
-	"github.com/wsgate/wsgate/internal/listener"
+	"github.com/wsgate/wsgate/internal/server"
 	"github.com/wsgate/wsgate/internal/transport"
 )
 
@@ -29,7 +28,7 @@ const Secret = "test-secret-test-secret-test-secret-0123456789"
 
 // Server is a running test server.
 type Server struct {
-	*wsgate.Server
+	*server.Server
 	Cfg       *config.Config
 	URL       string // wss://127.0.0.1:port/ws (or ws:// with plaintext)
 	HTTPURL   string // https://127.0.0.1:port
@@ -91,14 +90,14 @@ func Config() *config.Config {
 }
 
 // Start runs a server with cfg (nil = Config()) until the test ends.
-func Start(t testing.TB, cfg *config.Config, opts ...wsgate.Option) *Server {
+func Start(t testing.TB, cfg *config.Config, opts ...server.Option) *Server {
 	t.Helper()
 	if cfg == nil {
 		cfg = Config()
 	}
 	ts := &Server{Cfg: cfg, Logs: &LogBuffer{}, done: make(chan error, 1)}
 	if !cfg.InsecurePlaintext && cfg.TLS.CertFile == "" {
-		cert, pemBytes, err := listener.DevCertificate()
+		cert, pemBytes, err := devCertificate()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,16 +107,16 @@ func Start(t testing.TB, cfg *config.Config, opts ...wsgate.Option) *Server {
 		ts.RootCAs.AppendCertsFromPEM(pemBytes)
 	}
 	logger := slog.New(slog.NewJSONHandler(io.MultiWriter(ts.Logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts = append([]wsgate.Option{wsgate.WithLogger(logger)}, opts...)
-	srv, err := wsgate.New(cfg, opts...)
+	opts = append([]server.Option{server.WithLogger(logger)}, opts...)
+	srv, err := server.New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts.Server = srv
 	ctx, cancel := context.WithCancel(context.Background())
 	ts.cancel = cancel
-	ready := make(chan wsgate.Listening, 1)
-	go func() { ts.done <- srv.ListenAndServe(ctx, func(l wsgate.Listening) { ready <- l }) }()
+	ready := make(chan server.Listening, 1)
+	go func() { ts.done <- srv.ListenAndServe(ctx, func(l server.Listening) { ready <- l }) }()
 	select {
 	case l := <-ready:
 		ts.Addr = l.Addr

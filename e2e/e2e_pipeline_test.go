@@ -1,0 +1,312 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"compress/flate"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/internal/wsgatetest"
+)
+
+// rawConn is a hand-driven client: it does the HTTP upgrade itself and writes
+// frames byte by byte, so protocol violations can be sent that no library would.
+type rawConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func rawDial(t *testing.T, s *wsgatetest.Server, extraHeaders string) *rawConn {
+	t.Helper()
+	c, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "GET " + s.Cfg.Path + " HTTP/1.1\r\nHost: " + s.Addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+		"Authorization: Bearer " + s.Token(t, "raw", nil) + "\r\n" + extraHeaders + "\r\n"
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %d", resp.StatusCode)
+	}
+	rc := &rawConn{Conn: c, br: br}
+	if op, _ := rc.readFrame(t); op != 1 {
+		t.Fatalf("first frame opcode %d, want the text welcome", op)
+	}
+	return rc
+}
+
+// frame builds one client frame: masked unless noMask.
+func frame(fin bool, rsv, op byte, payload []byte, noMask bool) []byte {
+	var b bytes.Buffer
+	b0 := op | rsv<<4
+	if fin {
+		b0 |= 0x80
+	}
+	b.WriteByte(b0)
+	mask := byte(0x80)
+	if noMask {
+		mask = 0
+	}
+	n := len(payload)
+	switch {
+	case n < 126:
+		b.WriteByte(mask | byte(n))
+	case n < 65536:
+		b.WriteByte(mask | 126)
+		_ = binary.Write(&b, binary.BigEndian, uint16(n))
+	default:
+		b.WriteByte(mask | 127)
+		_ = binary.Write(&b, binary.BigEndian, uint64(n))
+	}
+	if noMask {
+		b.Write(payload)
+		return b.Bytes()
+	}
+	key := []byte{1, 2, 3, 4}
+	b.Write(key)
+	for i, c := range payload {
+		b.WriteByte(c ^ key[i%4])
+	}
+	return b.Bytes()
+}
+
+func (r *rawConn) readFrame(t *testing.T) (byte, []byte) {
+	t.Helper()
+	h := make([]byte, 2)
+	if _, err := io.ReadFull(r.br, h); err != nil {
+		t.Fatalf("read frame: %v", err)
+	}
+	n := int(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var x uint16
+		_ = binary.Read(r.br, binary.BigEndian, &x)
+		n = int(x)
+	case 127:
+		var x uint64
+		_ = binary.Read(r.br, binary.BigEndian, &x)
+		n = int(x)
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(r.br, p); err != nil {
+		t.Fatalf("read payload: %v", err)
+	}
+	return h[0] & 0x0f, p
+}
+
+// expectCloseCode reads frames until a close frame and checks its code.
+func (r *rawConn) expectCloseCode(t *testing.T, want uint16) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		op, p := r.readFrame(t)
+		if op != 8 {
+			continue
+		}
+		if len(p) < 2 {
+			t.Fatalf("close frame without code, want %d", want)
+		}
+		if got := binary.BigEndian.Uint16(p); got != want {
+			t.Fatalf("close code %d (%q), want %d", got, p[2:], want)
+		}
+		return
+	}
+	t.Fatalf("no close frame, want %d", want)
+}
+
+func plainServer(t *testing.T, mutate func(*config.Config)) *wsgatetest.Server {
+	cfg := wsgatetest.Config()
+	cfg.InsecurePlaintext = true
+	cfg.Limits.HandshakeRate.Rate = 0
+	if mutate != nil {
+		mutate(cfg)
+	}
+	return wsgatetest.Start(t, cfg)
+}
+
+func TestProtocolViolationsGetRFCCloseCodes(t *testing.T) {
+	s := plainServer(t, nil)
+	ping := []byte(`{"type":"ping"}`)
+	bigHeader := []byte{0x81, 0x80 | 127, 0x3f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4}
+	cases := []struct {
+		name  string
+		bytes []byte
+		code  uint16
+	}{
+		{"unmasked client frame", frame(true, 0, 1, ping, true), 1002},
+		{"reserved bit without extension", frame(true, 4, 1, ping, false), 1002},
+		{"reserved opcode 3", frame(true, 0, 3, ping, false), 1002},
+		{"reserved control opcode 0xB", frame(true, 0, 0xB, nil, false), 1002},
+		{"continuation without start", frame(true, 0, 0, ping, false), 1002},
+		{"new data frame inside fragmented message", append(frame(false, 0, 1, ping[:5], false), frame(true, 0, 1, ping, false)...), 1002},
+		{"control frame over 125 bytes", frame(true, 0, 9, bytes.Repeat([]byte("x"), 126), false), 1002},
+		{"fragmented control frame", frame(false, 0, 9, []byte("x"), false), 1002},
+		{"invalid UTF-8", frame(true, 0, 1, []byte{'"', 0xff, 0xfe, '"'}, false), 1007},
+		{"binary not allowed", frame(true, 0, 2, []byte{1, 2, 3}, false), 1003},
+		{"64-bit length announcing 4 EiB", bigHeader, 1009},
+		{"20 KB message", frame(true, 0, 1, []byte(`{"type":"chat","text":"`+strings.Repeat("a", 20000)+`"}`), false), 1009},
+		{"too many fragments", func() []byte {
+			var b []byte
+			b = append(b, frame(false, 0, 1, []byte("{"), false)...)
+			for i := 0; i < 100; i++ {
+				b = append(b, frame(false, 0, 0, []byte(" "), false)...)
+			}
+			return b
+		}(), 1009},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := rawDial(t, s, "")
+			if _, err := r.Write(c.bytes); err != nil {
+				t.Fatal(err)
+			}
+			r.expectCloseCode(t, c.code)
+		})
+	}
+	// The server still serves a normal client.
+	cl := s.Connect(t, "after-violations", nil)
+	cl.Send(t, `{"type":"ping"}`)
+	cl.Expect(t, "pong", 5*time.Second)
+}
+
+func TestCompressionBombRefusedWithinCap(t *testing.T) {
+	s := plainServer(t, func(c *config.Config) { c.Compression.Enabled = true })
+	r := rawDial(t, s, "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover\r\n")
+	// 8 MiB of one byte deflates to about 8 KiB... too big for one frame under the
+	// cap, so the bomb is 4 MiB (about 4 KiB compressed): 500x the 8 KiB cap.
+	var buf bytes.Buffer
+	fw, _ := flate.NewWriter(&buf, flate.BestCompression)
+	_, _ = fw.Write(bytes.Repeat([]byte("A"), 4<<20))
+	_ = fw.Flush()
+	small := buf.Bytes()[:buf.Len()-4] // permessage-deflate strips the sync tail
+	if len(small) >= 8192 {
+		t.Fatalf("bomb frame is %d bytes, must fit under the cap", len(small))
+	}
+	if _, err := r.Write(frame(true, 4, 1, small, false)); err != nil {
+		t.Fatal(err)
+	}
+	r.expectCloseCode(t, 1009)
+}
+
+func TestInvalidMessagesGetErrorReplies(t *testing.T) {
+	s := wsgatetest.Start(t, nil)
+	c := s.Connect(t, "val", nil)
+	cases := []struct{ msg, code, path string }{
+		{`{not json`, "invalid_json", ""},
+		{`{"type":"teleport","id":"q1"}`, "unknown_type", ""},
+		{`{"type":"chat","id":"q2","text":42}`, "invalid_message", "/text"},
+		{`[1,2,3]`, "invalid_message", ""},
+		{`{"type":"ping","type":"ping"}`, "invalid_json", ""},
+	}
+	for _, tc := range cases {
+		c.Send(t, tc.msg)
+		e := c.Expect(t, "error", 5*time.Second)
+		if e["code"] != tc.code && !(tc.code == "invalid_json" && e["code"] == "invalid_message") {
+			t.Errorf("%s: code %v, want %s", tc.msg, e["code"], tc.code)
+		}
+		if tc.path != "" && e["path"] != tc.path {
+			t.Errorf("%s: path %v, want %s", tc.msg, e["path"], tc.path)
+		}
+		if strings.Contains(fmt.Sprint(e["message"]), "teleport") {
+			t.Errorf("error echoes the payload: %v", e)
+		}
+	}
+	c.Send(t, `{"type":"chat","id":"q3","text":42}`)
+	if e := c.Expect(t, "error", 5*time.Second); e["ref"] != "q3" {
+		t.Errorf("ref not echoed: %v", e)
+	}
+}
+
+func TestDeepJSONRefusedCheaply(t *testing.T) {
+	cfg := wsgatetest.Config()
+	cfg.Limits.MaxMessageBytes = 32768
+	cfg.Rate.Tiers["default"] = config.Tier{Messages: config.RateLimit{Rate: 100, Burst: 100}, Bytes: config.RateLimit{Rate: 1 << 20, Burst: 1 << 20},
+		UserMessages: config.RateLimit{Rate: 100, Burst: 100}, UserBytes: config.RateLimit{Rate: 1 << 20, Burst: 1 << 20},
+		IPMessages: config.RateLimit{Rate: 100, Burst: 100}, IPBytes: config.RateLimit{Rate: 1 << 20, Burst: 1 << 20}}
+	s := wsgatetest.Start(t, cfg)
+	c := s.Connect(t, "deep", nil)
+	c.Send(t, `{"type":"data","payload":`+strings.Repeat("[", 10000)+strings.Repeat("]", 10000)+`}`)
+	if e := c.Expect(t, "error", 5*time.Second); e["code"] != "limit_exceeded" && e["code"] != "invalid_message" {
+		t.Fatalf("deep JSON: %v", e)
+	}
+	c.Send(t, `{"type":"ping"}`)
+	c.Expect(t, "pong", 5*time.Second)
+}
+
+// The guide's validation: a flood of 2,000 messages is throttled and then closed,
+// while a second user on another connection keeps getting pongs promptly.
+func TestFloodThrottledThenClosedOthersUnaffected(t *testing.T) {
+	s := wsgatetest.Start(t, nil)
+	attacker := s.Connect(t, "flooder", nil)
+	victim := s.Connect(t, "bystander", nil)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		msg := []byte(`{"type":"ping"}`)
+		for i := 0; i < 2000; i++ {
+			if attacker.Conn.WriteMessage(1, msg) != nil {
+				return
+			}
+		}
+	}()
+	// During the flood, the bystander's pings are answered.
+	for i := 0; i < 20; i++ {
+		victim.SendJSON(t, map[string]any{"type": "ping", "id": i})
+		p := victim.Expect(t, "pong", 2*time.Second)
+		if p["ref"] != float64(i) {
+			t.Fatalf("pong %v", p)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	limited := false
+	deadline := time.After(10 * time.Second)
+	for !limited {
+		select {
+		case b := <-attacker.Msgs:
+			if bytes.Contains(b, []byte(`"rate_limited"`)) {
+				limited = true
+			}
+		case <-deadline:
+			t.Fatal("no rate_limited error during the flood")
+		}
+	}
+	attacker.ExpectClose(t, 1008, 10*time.Second)
+}
+
+func TestStrikesBanTheOffender(t *testing.T) {
+	cfg := wsgatetest.Config()
+	cfg.Abuse.MaxStrikes = 5
+	s := wsgatetest.Start(t, cfg)
+	c := s.Connect(t, "striker", nil)
+	for i := 0; i < 5; i++ {
+		c.Send(t, `{"type":"nope"}`)
+	}
+	c.ExpectClose(t, 1008, 5*time.Second)
+	_, resp, err := s.Dial(t, wsgatetest.DialOptions{Header: bearer(s.Token(t, "striker", nil))})
+	if err == nil || resp == nil || resp.StatusCode != 403 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("banned client: err=%v resp=%v", err, resp)
+	}
+}
+
+func init() { _ = rand.Reader }

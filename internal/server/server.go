@@ -1,0 +1,682 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/internal/alert"
+	"github.com/wsgate/wsgate/internal/audit"
+	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/ban"
+	"github.com/wsgate/wsgate/internal/command"
+	"github.com/wsgate/wsgate/internal/encrypt"
+	"github.com/wsgate/wsgate/internal/guard"
+	"github.com/wsgate/wsgate/internal/hook"
+	"github.com/wsgate/wsgate/internal/limit"
+	"github.com/wsgate/wsgate/internal/metrics"
+	"github.com/wsgate/wsgate/internal/pipeline"
+	"github.com/wsgate/wsgate/internal/protocol"
+	"github.com/wsgate/wsgate/internal/quota"
+	"github.com/wsgate/wsgate/internal/redact"
+	"github.com/wsgate/wsgate/internal/room"
+	"github.com/wsgate/wsgate/internal/session"
+	"github.com/wsgate/wsgate/internal/ticket"
+	"github.com/wsgate/wsgate/internal/transport"
+)
+
+// Server is a running wsgate: an http.Handler for the WebSocket endpoint(s) and the
+// small HTTP API beside them (tickets, health, keys), plus Shutdown.
+type Server struct {
+	cfg      atomic.Pointer[config.Config]
+	log      *slog.Logger
+	redactor *redact.Redactor
+
+	guard    *guard.Guard
+	tickets  *ticket.Issuer
+	limiter  limit.Limiter
+	quotas   *quota.Quotas
+	qstore   quota.Store
+	bans     ban.List
+	strikes  *ban.Strikes
+	pipeline atomic.Pointer[pipeline.Pipeline]
+	registry *session.Registry
+	upgrader atomic.Pointer[transport.Upgrader]
+	sopts    atomic.Pointer[session.Options]
+
+	state   *stores
+	enc     *encrypt.Broker // around state.broker: seals at_rest, checks end_to_end namespaces
+	integ   *integrityState
+	room    *room.Service
+	metrics *metrics.Metrics
+	audit   *audit.Logger
+	alerts  *alert.Engine
+
+	mux       *http.ServeMux
+	gateways  []*gatewayRoute // routes with an upstream or a WithRawRoute handler (gateway.go)
+	rawRoutes []rawRoute      // WithRawRoute, built with the gateways
+
+	ctx      context.Context
+	cancel   context.CancelFunc
+	bg       sync.WaitGroup // background work owned by the server
+	closers  []func()
+	shutdown atomic.Bool
+	active   atomic.Int64 // requests in ServeHTTP and sessions served by serveSession
+	draining atomic.Bool
+
+	dev        *DevInfo
+	configPath string                 // the file the admin reload re-reads (WithConfigFile)
+	handlers   map[string]HandlerFunc // WithHandler; read-only after New
+	hooks      *hookSet               // application hooks and per-room limits; nil when none (hooks.go)
+
+	// reloadMu serializes Reload: SIGHUP and the admin API may ask at the same
+	// time, and two reloads swapping their parts one by one would interleave
+	// into a configuration nobody wrote (and leak the loser's verifier).
+	reloadMu sync.Mutex
+	// logLevel is the level of the logger New built from log.level; nil when the
+	// embedding program gave its own logger (WithLogger), which it then owns.
+	logLevel *slog.LevelVar
+	override func(*config.Config) // WithOverride: flags re-applied on every reload
+}
+
+// Option customises New.
+type Option func(*options)
+
+type options struct {
+	log      *slog.Logger
+	redactor *redact.Redactor
+	dev      *DevInfo
+	commands command.Backend
+	config   string
+	// handlers and rawRoutes are the embedder's (options.go).
+	handlers  map[string]HandlerFunc
+	rawRoutes []rawRoute
+	override  func(*config.Config)
+	// hookFuncs and hookOpts are WithHooks' (hooks.go); hookSet says it was given.
+	hookFuncs hook.Funcs
+	hookOpts  hook.Options
+	hookSet   bool
+}
+
+// WithRedactor makes the server log through r (tests inspect what it masks).
+func WithRedactor(r *redact.Redactor) Option { return func(o *options) { o.redactor = r } }
+
+// WithOverride gives a function applied to every configuration a reload reads,
+// before it is validated: the command line's flags (--log-level, …) keep winning
+// over the file after SIGHUP or an admin reload, as they did at start.
+func WithOverride(f func(*config.Config)) Option { return func(o *options) { o.override = f } }
+
+// WithLogger sets the process logger (wsgate wraps it to redact secrets).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// New validates cfg and builds a Server. It starts no listener: serve it with
+// ListenAndServe or mount it in your own http.Server.
+func New(cfg *config.Config, opts ...Option) (*Server, error) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{registry: session.NewRegistry(), dev: o.dev, handlers: o.handlers}
+	s.configPath = o.config
+	s.rawRoutes = o.rawRoutes
+	s.redactor = o.redactor
+	if s.redactor == nil {
+		s.redactor = redact.New(redact.Options{})
+	}
+	if o.log == nil {
+		s.logLevel = new(slog.LevelVar)
+		s.logLevel.Set(logLevel(cfg.Log.Level))
+		o.log = newLogger(cfg.Log.Format, s.logLevel, os.Stderr)
+	}
+	s.override = o.override
+	s.log = slog.New(redact.NewHandler(o.log.Handler(), s.redactor))
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := s.build(cfg); err != nil {
+		s.cancel()
+		for _, c := range s.closers {
+			c()
+		}
+		return nil, err
+	}
+	s.cfg.Store(cfg)
+	err := s.checkHandlers(o.handlers)
+	if err == nil {
+		s.hooks, err = s.buildHooks(cfg, &o)
+	}
+	if err == nil {
+		err = s.buildRealtime(cfg, o.commands)
+	}
+	if err != nil {
+		s.cancel()
+		for _, c := range s.closers {
+			c()
+		}
+		return nil, err
+	}
+	s.routes()
+	return s, nil
+}
+
+func newLogger(format string, lvl slog.Leveler, w *os.File) *slog.Logger {
+	hopts := &slog.HandlerOptions{Level: lvl}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, hopts))
+	}
+	return slog.New(slog.NewJSONHandler(w, hopts))
+}
+
+// logLevel parses a validated log.level.
+func logLevel(s string) slog.Level {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(s))
+	return lvl
+}
+
+func (s *Server) onClose(f func()) { s.closers = append(s.closers, f) }
+
+// build creates every component from cfg.
+func (s *Server) build(cfg *config.Config) error {
+	if err := s.buildVisibility(cfg); err != nil {
+		return err
+	}
+	ver, err := s.newVerifier(cfg)
+	if err != nil {
+		return err
+	}
+	s.onClose(func() {
+		if s.guard != nil {
+			s.guard.Verifier().Close()
+		} else {
+			ver.Close()
+		}
+	})
+	s.pinSecrets(cfg)
+
+	// Before the stores: a bad key fails the start without touching Redis.
+	encPolicy, err := encryptionPolicy(cfg, nil)
+	if err != nil {
+		return err
+	}
+	st, err := s.newStores(cfg)
+	if err != nil {
+		return err
+	}
+	// Always decorated, so that a reload can turn encryption on or rotate keys.
+	s.enc = encrypt.NewBroker(st.broker, encPolicy)
+	s.enc.SetLogger(s.log)
+	st.broker = s.enc
+	s.logEncryption(encPolicy)
+	s.state = st
+	if st.ping != nil {
+		ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
+		s.metrics.RedisUp(st.ping(ctx) == nil) // exported only when Redis is configured
+		cancel()
+	}
+	if err := s.buildIntegrity(cfg, st.replay); err != nil {
+		return err
+	}
+	s.limiter = st.limiter
+	s.qstore = st.quota
+	s.quotas = quota.New(s.qstore, quotaLimits(cfg))
+	s.bans = st.bans
+	s.strikes = ban.NewStrikes(strikePolicy(cfg), s.bans, ban.StrikesOptions{OnBan: s.onBan, Counter: st.strikes, Kick: st.kick})
+	s.onClose(func() { _ = s.strikes.Close() })
+	if cfg.Auth.Tickets.Enabled {
+		s.tickets = ticket.NewIssuer(redactedTickets{st.tickets, s.redactor}, cfg.Auth.Tickets.TTL)
+	}
+	popts, err := pipelineOptions(cfg, s.limiter)
+	if err != nil {
+		return err
+	}
+	popts.Verifier = integrityVerifier{s.integ.verifier}
+	p, err := pipeline.New(popts)
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	s.pipeline.Store(p)
+	s.guard = guard.New(guardPolicy(cfg), guard.Deps{
+		Verifier: ver, Limiter: s.limiter, Bans: s.bans, Quotas: s.quotas, Tickets: s.tickets,
+	})
+	to := transportOptions(cfg)
+	up, err := transport.NewUpgrader(&to)
+	if err != nil {
+		return fmt.Errorf("transport: %w", err)
+	}
+	s.upgrader.Store(up)
+	so := sessionOptions(cfg)
+	s.sopts.Store(&so)
+	return s.buildGateways(cfg)
+}
+
+func (s *Server) newVerifier(cfg *config.Config) (*auth.Verifier, error) {
+	a := cfg.Auth
+	keys := make([]auth.Key, 0, len(a.Keys))
+	for _, k := range a.Keys {
+		keys = append(keys, auth.Key{ID: k.ID, Algorithms: k.Algorithms, Secret: k.Secret, PublicKeyFile: k.PublicKeyFile, PublicKeyPEM: k.PublicKeyPEM})
+	}
+	if a.Mode == "mtls" && len(keys) == 0 && a.JWKSURL == "" {
+		// Client certificates alone use no JWT key, and the verifier wants one: give
+		// it a random secret that exists only in this process and is never printed,
+		// so no token can verify. (Tickets and refresh still go through it and are
+		// refused, as they should be without a JWT key.)
+		keys = append(keys, auth.Key{ID: "mtls-only-unusable", Algorithms: []string{"HS256"}, Secret: auth.NewSecret()})
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
+	defer cancel()
+	v, err := auth.NewVerifier(ctx, auth.Options{
+		Keys: keys, JWKSURL: a.JWKSURL, JWKSRefresh: a.JWKSRefresh, JWKSMinRefresh: a.JWKSMinRefresh,
+		Issuer: a.Issuer, Audience: a.Audience, Leeway: a.Leeway, MaxLifetime: a.MaxLifetime, SubjectClaim: a.SubjectClaim,
+	}, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	return v, nil
+}
+
+func quotaLimits(cfg *config.Config) quota.Limits {
+	c := cfg.Limits.Connections
+	return quota.Limits{PerIP: c.PerIP, PerUser: c.PerUser, Global: c.Global}
+}
+
+func strikePolicy(cfg *config.Config) ban.Policy {
+	a := cfg.Abuse
+	return ban.Policy{Window: a.Window, MaxStrikes: a.MaxStrikes, BanTTL: a.BanTTL, BanIP: a.BanIP, BanUser: a.BanUser,
+		// max_strikes 0, or banning neither IPs nor users, means no bans at all.
+		// --dev listens on loopback only and never bans loopback clients: one
+		// `wsgate check` or `bench` must not lock the developer out of the demo.
+		Off: a.MaxStrikes == 0 || (!a.BanIP && !a.BanUser) || cfg.Dev}
+}
+
+// ipPrefixes is how much of a client address is one client for every per-IP
+// control (limits.ipv4_prefix, limits.ipv6_prefix).
+func ipPrefixes(cfg *config.Config) limit.IPPrefixes {
+	return limit.IPPrefixes{V4: cfg.Limits.IPv4Prefix, V6: cfg.Limits.IPv6Prefix}
+}
+
+func lim(r config.RateLimit) limit.Limit { return limit.Limit{Rate: r.Rate, Burst: r.Burst} }
+
+func guardPolicy(cfg *config.Config) guard.Policy {
+	return guard.Policy{
+		Origins:        guard.OriginPolicy{Allowed: cfg.Origins.Allowed, AllowMissing: cfg.Origins.AllowMissing},
+		HandshakeRate:  lim(cfg.Limits.HandshakeRate),
+		TrustedProxies: cfg.ParseTrustedProxies(),
+		IPPrefixes:     ipPrefixes(cfg),
+		Extract:        auth.ExtractOptions{CookieName: cfg.Auth.CookieName, AllowQueryToken: cfg.Auth.AllowQueryToken},
+		AuthMode:       cfg.Auth.Mode,
+		IdentityFrom:   cfg.TLS.IdentityFrom,
+		Subprotocols:   []string{"wsgate.v1"},
+	}
+}
+
+func transportOptions(cfg *config.Config) transport.Options {
+	c := cfg.Compression
+	return transport.Options{
+		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		MaxFragments:    cfg.Limits.MaxFragments,
+		AllowBinary:     cfg.Limits.AllowBinary,
+		WriteTimeout:    cfg.Timeouts.Write,
+		Compression: transport.Compression{
+			Enabled: c.Enabled, ServerContextTakeover: c.ServerContextTakeover, ClientContextTakeover: c.ClientContextTakeover,
+			ServerMaxWindowBits: c.ServerMaxWindowBits, ClientMaxWindowBits: c.ClientMaxWindowBits, Level: c.Level,
+		},
+	}
+}
+
+func sessionOptions(cfg *config.Config) session.Options {
+	def := cfg.Rate.Tiers["default"]
+	return session.Options{
+		PingInterval: cfg.Timeouts.PingInterval,
+		PongTimeout:  cfg.Timeouts.PongTimeout,
+		Idle:         cfg.Timeouts.Idle,
+		Outbox:       outboxOptions(cfg),
+		WelcomeLimits: map[string]any{
+			"max_message_bytes":   cfg.Limits.MaxMessageBytes,
+			"messages_per_second": def.Messages.Rate,
+			"burst":               def.Messages.Burst,
+			"bytes_per_second":    def.Bytes.Rate,
+		},
+	}
+}
+
+// routes mounts the HTTP endpoints.
+func (s *Server) routes() {
+	cfg := s.cfg.Load()
+	mux := http.NewServeMux()
+	mux.HandleFunc(cfg.Path, s.handleWebSocket)
+	mux.HandleFunc("POST /v1/tickets", s.handleTicket)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	s.mountIntegrity(mux)
+	s.mountGateways(mux)
+	s.mountRealtime(mux)
+	s.mux = mux
+}
+
+// ServeHTTP serves the WebSocket endpoint and the public HTTP API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.active.Add(1)
+	defer s.active.Add(-1)
+	s.mux.ServeHTTP(w, r)
+}
+
+// handleReady is the public readiness probe: the status and its HTTP code, nothing
+// else. Connection counts, route names and upstream errors help an attacker map
+// the deployment, so they are served only on the admin listener (handleReadyDetail).
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	status, body := s.readiness(r.Context())
+	writeJSON(w, status, map[string]any{"status": body["status"]})
+}
+
+// handleReadyDetail is /readyz on the admin listener: the same status with the
+// details behind it.
+func (s *Server) handleReadyDetail(w http.ResponseWriter, r *http.Request) {
+	status, body := s.readiness(r.Context())
+	writeJSON(w, status, body)
+}
+
+// readiness computes the readiness status, its HTTP code and the details.
+func (s *Server) readiness(ctx context.Context) (int, map[string]any) {
+	if s.draining.Load() {
+		return http.StatusServiceUnavailable, map[string]any{"status": "draining"}
+	}
+	body := s.withGatewayReadiness(map[string]any{"status": "ready", "connections": s.registry.Len()})
+	status := http.StatusOK
+	if s.state.ping != nil {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := s.state.ping(ctx)
+		cancel()
+		s.metrics.RedisUp(err == nil)
+		if err != nil {
+			// Tickets and the replay cache fail closed without Redis: send new
+			// clients to a node that can serve them.
+			body["redis"] = "down"
+			body["status"] = "not_ready"
+			status = http.StatusServiceUnavailable
+		} else {
+			body["redis"] = "up"
+		}
+	}
+	return status, body
+}
+
+// handleWebSocket guards and upgrades one connection, then hands the session to a
+// goroutine of the Server's (serveSession) and returns.
+func (s *Server) handleWebSocket(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		(&guard.Rejection{Status: http.StatusServiceUnavailable, Code: "shutting_down", Reason: "draining", RetryAfter: time.Second}).Write(w)
+		return
+	}
+	adm, rej := s.guard.Check(r.Context(), r)
+	if rej != nil {
+		s.observeHandshake(r, s.guard.ClientKey(r), rej)
+		rej.Write(w)
+		return
+	}
+	cfg := s.cfg.Load()
+	tier := adm.Identity.Tier(cfg.Auth.TierClaim)
+	if _, ok := cfg.Rate.Tiers[tier]; !ok {
+		tier = "default"
+	}
+	connID := session.NewID()
+	verify, rej := s.connIntegrity(r, cfg.Integrity.Mode, adm, connID)
+	if rej != nil {
+		adm.Lease.Release()
+		s.observeHandshake(r, adm.IPKey, rej)
+		rej.Write(w)
+		return
+	}
+	sopts := s.sopts.Load()
+	var refuseCode protocol.CloseCode
+	var refuseReason string
+	if s.hooks != nil && s.hooks.connect != nil {
+		// After authentication, before the welcome. A refusal is sent as a close
+		// frame right after the upgrade, so that a browser client can read the
+		// reason (an HTTP refusal's body is invisible to it).
+		adm.Identity, tier, refuseCode, refuseReason = s.connectDecision(r, adm.Identity, connID, adm.IP.String(), tier, cfg)
+		if refuseCode != 0 {
+			so := *sopts
+			so.NoWelcome = true
+			sopts = &so
+		}
+	}
+	sess := session.New(session.Params{
+		ID: connID, IP: adm.IP, IPKey: adm.IPKey, Route: cfg.Path, Subprotocol: adm.Subprotocol,
+		Identity: adm.Identity, Lease: adm.Lease, Tier: tier, Verify: verify,
+	}, *sopts, session.Deps{
+		LivePipeline: &s.pipeline,
+		Router:       roomRouter{s},
+		Strikes:      s.strikes,
+		Refresh:      s.refresh,
+		Log:          s.log,
+		Registry:     s.registry,
+		Observer:     (*observer)(s),
+	})
+	s.observeHandshake(r, adm.IPKey, nil)
+	conn, err := s.upgrader.Load().Upgrade(w, r, adm.Subprotocol, sess)
+	if err != nil {
+		adm.Lease.Release()
+		s.log.Info("upgrade failed", "ip", adm.IP.String(), "err", err)
+		return
+	}
+	sess.Attach(conn)
+	s.metrics.ConnOpened(cfg.Path) // its close is counted too
+	if refuseCode != 0 {
+		s.audit.Log(audit.Event{Event: audit.HandshakeRejected, ConnID: sess.ID(), IP: adm.IP.String(), User: adm.Identity.Subject,
+			Route: cfg.Path, Detail: map[string]any{"reason": "connect_hook", "code": refuseCode}})
+		s.log.Info("connect hook refused", "conn_id", sess.ID(), "ip", adm.IP.String(), "user", adm.Identity.Subject, "code", refuseCode)
+		sess.CloseWith(refuseCode, refuseReason)
+		s.serveSession(sess)
+		return
+	}
+	s.audit.Log(audit.Event{Event: audit.HandshakeAccepted, ConnID: sess.ID(), IP: adm.IP.String(), User: adm.Identity.Subject,
+		Route: cfg.Path, Detail: map[string]any{"credential_source": string(adm.Credential), "subprotocol": adm.Subprotocol}})
+	s.log.Info("connected", "conn_id", sess.ID(), "ip", adm.IP.String(), "user", adm.Identity.Subject,
+		"route", cfg.Path, "subprotocol", adm.Subprotocol, "credential_source", string(adm.Credential))
+	sess.Start()
+	s.serveSession(sess)
+}
+
+// serveSession runs an upgraded session to its end on a new goroutine owned by
+// the Server, so that the net/http handler can return at once: its goroutine,
+// with the stack the handshake grew (token checks, logging), the connection's
+// bufio buffers and the *http.Request are freed for the whole life of the
+// connection instead of being held by every idle one. Nothing the session keeps
+// refers to the request. The caller Starts the session first, so that the
+// welcome is encoded on the handler's stack, not on the new one, which an idle
+// connection keeps. The goroutine counts in s.active, as the handler did, so
+// Shutdown waits for its cleanup (quota release, room leave) before the stores
+// close; registry.CloseAll still ends it.
+func (s *Server) serveSession(sess *session.Session) {
+	s.active.Add(1) // before the handler's own decrement: active never dips to 0 in between
+	go func() {
+		defer s.active.Add(-1)
+		defer func() {
+			// net/http recovered handler panics; this goroutine must too. The
+			// transport already recovers panics in message handling.
+			if v := recover(); v != nil {
+				s.log.Error("session panicked", "conn_id", sess.ID(), "panic", fmt.Sprint(v))
+				if c := sess.Conn(); c != nil {
+					_ = c.Close()
+				}
+			}
+		}()
+		sess.Serve()
+	}()
+}
+
+func (s *Server) refresh(ctx context.Context, token string) (auth.Identity, error) {
+	return s.guard.Verifier().Verify(ctx, token)
+}
+
+// handleTicket exchanges a valid Bearer token for a one-time ticket bound to the
+// same identity, so a browser can open a WebSocket without putting a long-lived
+// token in the URL.
+func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
+	if s.tickets == nil {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": "tickets_disabled"})
+		return
+	}
+	p := s.guard.Policy()
+	ip := guard.ClientIP(r, p.TrustedProxies)
+	if p.HandshakeRate.Rate > 0 {
+		if ok, retry, err := s.limiter.Allow(r.Context(), "hs:"+p.IPPrefixes.Key(ip), p.HandshakeRate, 1); err != nil || !ok {
+			(&guard.Rejection{Status: http.StatusTooManyRequests, Code: "rate_limited", RetryAfter: max(retry, time.Second)}).Write(w)
+			return
+		}
+	}
+	const prefix = "Bearer "
+	h := r.Header.Get("Authorization")
+	if len(h) <= len(prefix) || !equalFoldASCII(h[:len(prefix)], prefix) {
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "unauthorized"})
+		return
+	}
+	id, err := s.guard.Verifier().Verify(r.Context(), h[len(prefix):])
+	if err != nil {
+		s.log.Info("ticket refused", "ip", ip.String(), "reason", auth.Reason(err))
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "unauthorized"})
+		return
+	}
+	t, exp, err := s.tickets.Issue(r.Context(), id)
+	if err != nil {
+		s.log.Warn("ticket not issued", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "unavailable"})
+		return
+	}
+	// Masked in logs while it can be redeemed; redactedTickets forgets it at redemption.
+	s.redactor.AddFor(t, time.Until(exp))
+	out := map[string]any{"ticket": t, "expires_at": exp.UnixMilli()}
+	// For hmac signing (endpoint-wide or per namespace) the client needs its per-user
+	// key; it travels only here, over TLS, to the holder of a valid token for that
+	// subject.
+	if ring := s.integ.keys.Load(); ring != nil {
+		if ck, err := ring.Issue(id.Subject); err == nil {
+			s.redactor.Add(ck.Key)
+			out["integrity"] = ck
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, out)
+}
+
+// pinSecrets registers every secret the configuration holds with the log
+// redactor, pinned: run-time secrets (tokens, tickets) come and go in a bounded
+// set, and no volume of them may evict a signing key or the admin token. A reload
+// pins the new values; values it drops stay masked.
+func (s *Server) pinSecrets(cfg *config.Config) {
+	for _, k := range cfg.Auth.Keys {
+		s.redactor.Pin(k.Secret)
+	}
+	s.redactor.Pin(cfg.Admin.Token)
+	for _, k := range cfg.Channels.PublishAPIKeys {
+		s.redactor.Pin(k)
+	}
+	for _, k := range cfg.Integrity.MasterKeys {
+		s.redactor.Pin(k.Secret)
+	}
+	s.redactor.Pin(cfg.Integrity.ServerSigningKey)
+	for _, k := range cfg.Encryption.Keys {
+		// The whole entry and its secret alone: either may turn up in a log line.
+		s.redactor.Pin(k)
+		if _, secret, ok := config.EncryptionKey(k); ok {
+			s.redactor.Pin(secret)
+		}
+	}
+	for _, r := range cfg.Routes {
+		s.redactor.Pin(r.IdentityKey)
+	}
+	s.redactor.Pin(cfg.State.Redis.Password)
+}
+
+// redactedTickets is the ticket store as the issuer uses it: a ticket taken from
+// it (redeemed, or tried after it expired) leaves the log redactor's set, where the
+// ticket endpoint put it for its lifetime.
+type redactedTickets struct {
+	ticket.Store
+	r *redact.Redactor
+}
+
+func (t redactedTickets) Take(ctx context.Context, tk string) ([]byte, error) {
+	b, err := t.Store.Take(ctx, tk)
+	t.r.Remove(tk)
+	if err != nil {
+		return nil, fmt.Errorf("ticket store: %w", err)
+	}
+	return b, nil
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i]|0x20, b[i]|0x20
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Shutdown stops accepting connections, sends close 1001 to every client and waits
+// for them until ctx is done, then drops what is left. It returns an error when
+// connections had to be dropped.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.shutdown.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.draining.Store(true)
+	left := s.registry.CloseAll(ctx, protocol.ReasonShutdown)
+	// Connections dropped at the deadline and handshakes still in flight finish
+	// their cleanup (quota release, broker leave) before the stores close.
+	grace := time.Now().Add(2 * time.Second)
+	for s.active.Load() > 0 && time.Now().Before(grace) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.cancel()
+	s.bg.Wait()
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	if left > 0 {
+		return fmt.Errorf("shutdown: %d connections did not close within the drain timeout", left)
+	}
+	return nil
+}
+
+// QuotaInUse returns the global connection count held in the quota store (it
+// must equal Connections once connections have settled).
+func (s *Server) QuotaInUse(ctx context.Context) int {
+	n, err := s.qstore.Count(ctx, quota.GlobalKey)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// RangeSessions calls f with the id and user of every open connection.
+func (s *Server) RangeSessions(f func(connID, user string)) {
+	s.registry.Range(func(ss *session.Session) bool { f(ss.ID(), ss.User()); return true })
+}
+
+// Connections returns the number of open WebSocket connections.
+func (s *Server) Connections() int { return s.registry.Len() }
+
+var _ http.Handler = (*Server)(nil)

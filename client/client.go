@@ -19,10 +19,11 @@ import (
 // its token, resubscribes and recovers what it missed. Create one with Dial;
 // it is safe for concurrent use.
 type Client struct {
-	url string
-	o   DialOptions
-	log *slog.Logger
-	e2e *encrypt.Keyring // DialOptions.Encryption's keys; nil without
+	url       string
+	o         DialOptions
+	log       *slog.Logger
+	e2e       atomic.Pointer[encrypt.Keyring] // DialOptions.Encryption's keys (SetEncryptionKeys replaces them); nil without
+	delivered atomic.Pointer[serverKeys]      // keys from the last ticket reply (Encryption.FromServer)
 
 	ctx    context.Context // the client's lifetime; cancelled by Close
 	cancel context.CancelFunc
@@ -107,12 +108,13 @@ func Dial(ctx context.Context, url string, opts *DialOptions) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		url: url, o: o, log: o.Logger, e2e: e2e,
+		url: url, o: o, log: o.Logger,
 		runEnd: make(chan struct{}),
 		events: make(chan func(), o.EventQueue), evStop: make(chan struct{}), evEnd: make(chan struct{}),
 		subs: map[string]*Subscription{}, pending: map[int64]*pending{},
 		first: make(chan error, 1),
 	}
+	c.e2e.Store(e2e)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	go c.eventLoop()
 	go c.run()

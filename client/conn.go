@@ -147,6 +147,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 	}
 	protos := []string{Subprotocol}
 	var hmacKey json.RawMessage
+	var tk *ticketReply // the ticket reply, when one was fetched
 	switch c.o.Credential {
 	case CredentialSubprotocol:
 		// Set directly: the transport caps offered names at 256 bytes, and a JWT
@@ -164,17 +165,22 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		q := u.Query()
 		q.Set("ticket", t.Ticket)
 		u.RawQuery = q.Encode()
-		hmacKey = t.Integrity
+		hmacKey, tk = t.Integrity, t
 	default:
 		header.Set("Authorization", "Bearer "+tok)
 	}
-	if c.o.Integrity == IntegrityHMAC && hmacKey == nil {
-		// The per-user key comes with a ticket; the ticket itself goes unused.
-		t, err := c.ticket(ctx, tok)
-		if err != nil {
+	if tk == nil && (c.o.Integrity == IntegrityHMAC || c.o.Encryption != nil && c.o.Encryption.FromServer) {
+		// The per-user key and the end-to-end keys come with a ticket; the
+		// ticket itself goes unused.
+		if tk, err = c.ticket(ctx, tok); err != nil {
 			return nil, err
 		}
-		hmacKey = t.Integrity
+		hmacKey = tk.Integrity
+	}
+	if c.o.Encryption != nil && c.o.Encryption.FromServer {
+		if err := c.takeServerKeys(tk.Encryption); err != nil {
+			return nil, err
+		}
 	}
 	var popSigner *Signer
 	if c.o.Integrity == IntegrityPop {
@@ -252,6 +258,9 @@ type ticketReply struct {
 	Ticket    string          `json:"ticket"`
 	ExpiresAt int64           `json:"expires_at"`
 	Integrity json.RawMessage `json:"integrity"`
+	// Encryption: {"keys":[encrypt.DeliveredKey…]} for the end_to_end channels
+	// the token grants (docs/encryption.md).
+	Encryption json.RawMessage `json:"encryption"`
 }
 
 // ticket exchanges the token for a one-time ticket (and the hmac key).

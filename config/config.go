@@ -289,6 +289,12 @@ type Encryption struct {
 	// publications; every listed key opens. A list of strings so that it can be
 	// set from the environment: WSGATE_ENCRYPTION__KEYS="k2=base64:…,k1=base64:…".
 	Keys []string `koanf:"keys"`
+	// EndToEndKeys are "<id>=<secret>" master keys (same format as Keys, never
+	// the same secrets) from which the ticket endpoint derives the keys it hands
+	// clients for the end_to_end channels their tokens grant. The first seals,
+	// every listed key is delivered. Empty (default): the application gives its
+	// clients their keys and wsgate holds none. docs/encryption.md.
+	EndToEndKeys []string `koanf:"end_to_end_keys"`
 }
 
 // EncryptionKey splits a "<id>=<secret>" entry of encryption.keys.

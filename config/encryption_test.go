@@ -63,3 +63,30 @@ func TestEncryptionKeysFromEnvironment(t *testing.T) {
 		t.Fatalf("from the environment: %q, %q", c.Encryption.Keys, c.Channels.Namespaces["chat"].Encryption)
 	}
 }
+
+func TestEndToEndKeysChecked(t *testing.T) {
+	c := devValid()
+	c.Encryption.EndToEndKeys = []string{"e1=" + testEncSecret}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		atRest, e2e []string
+		want        string
+	}{
+		{nil, []string{"bad id=" + testEncSecret}, "encryption.end_to_end_keys[0]"},
+		{nil, []string{"e1=short"}, "at least 32"},
+		{nil, []string{"e1=" + testEncSecret, "e1=" + testEncSecret}, "listed twice"},
+		{[]string{"k1=" + testEncSecret}, []string{"e1=" + testEncSecret}, "reuses a secret"},
+	} {
+		c := devValid()
+		c.Encryption.Keys, c.Encryption.EndToEndKeys = tc.atRest, tc.e2e
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error with %q", tc.e2e, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "AAECAwQF") {
+			t.Errorf("%q: the error shows the secret: %v", tc.e2e, err)
+		}
+	}
+}

@@ -422,11 +422,29 @@ var PublishedSecrets = []string{
 
 var keyIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
-// encryptionKeys checks encryption.keys: shape, ids, unique ids, secret length.
+// encryptionKeys checks encryption.keys and encryption.end_to_end_keys: shape,
+// ids, unique ids, secret length, and no secret in both lists (at_rest keys
+// never leave the server; keys derived from end_to_end ones go to clients).
 func (v *validator) encryptionKeys(c *Config) {
+	v.encryptionKeyList(c, "encryption.keys", c.Encryption.Keys)
+	v.encryptionKeyList(c, "encryption.end_to_end_keys", c.Encryption.EndToEndKeys)
+	atRest := map[string]bool{}
+	for _, k := range c.Encryption.Keys {
+		if _, secret, ok := EncryptionKey(k); ok {
+			atRest[secret] = true
+		}
+	}
+	for i, k := range c.Encryption.EndToEndKeys {
+		if _, secret, ok := EncryptionKey(k); ok && atRest[secret] {
+			v.errf(fmt.Sprintf("encryption.end_to_end_keys[%d]", i), "reuses a secret of encryption.keys: give end_to_end its own keys")
+		}
+	}
+}
+
+func (v *validator) encryptionKeyList(c *Config, field string, entries []string) {
 	seen := map[string]bool{}
-	for i, k := range c.Encryption.Keys {
-		f := fmt.Sprintf("encryption.keys[%d]", i)
+	for i, k := range entries {
+		f := fmt.Sprintf("%s[%d]", field, i)
 		id, secret, ok := EncryptionKey(k)
 		if !ok {
 			// Never echo the entry: it holds a secret.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -488,6 +489,157 @@ refused:
 		// its body; any other occurrence is a leak.
 		if strings.Contains(text, plainMarker+"-e2e") {
 			t.Errorf("%s holds the end-to-end plaintext", name)
+		}
+	}
+}
+
+// TestEncryptionTicketKeys: with encryption.end_to_end_keys the ticket endpoint
+// hands each client the keys of exactly the end_to_end channels its token grants
+// (a namespace key for a whole-namespace grant, a channel key for an exact
+// channel, nothing for other patterns or other namespaces); SDK clients with
+// FromServer exchange sealed messages with them; no key reaches logs or audit.
+func TestEncryptionTicketKeys(t *testing.T) {
+	e2eKey1 := "e1=base64:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("1", 32)))
+	e2eKey2 := "e2=base64:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("2", 32)))
+	cfg := wsgatetest.Config()
+	cfg.Channels.Namespaces["vault"] = config.Namespace{ClientPublish: true, HistorySize: 50, HistoryTTL: time.Minute, Encryption: "end_to_end"}
+	cfg.Channels.Namespaces["desk"] = config.Namespace{ClientPublish: true, HistorySize: 50, HistoryTTL: time.Minute, Encryption: "end_to_end"}
+	cfg.Encryption.EndToEndKeys = []string{e2eKey2, e2eKey1}
+	cfg.Audit.Path = filepath.Join(t.TempDir(), "audit.log")
+	cfg.Audit.MessageSampleRate = 1
+	s := wsgatetest.Start(t, cfg)
+	grant := func(pats ...string) map[string]any {
+		return map[string]any{"channels": map[string]any{"sub": pats, "pub": pats}}
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: s.TLSConfig}, Timeout: 10 * time.Second}
+	type delivered struct {
+		ID, Namespace, Channel, Key string
+	}
+	var seen []string // every key handed out, to look for in logs and audit
+	ticket := func(pats ...string) []delivered {
+		t.Helper()
+		req, _ := http.NewRequest("POST", s.HTTPURL+"/v1/tickets", nil)
+		req.Header.Set("Authorization", "Bearer "+s.Token(t, "u", grant(pats...)))
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("ticket: %d %q", resp.StatusCode, resp.Header.Get("Cache-Control"))
+		}
+		var r struct {
+			Encryption *struct{ Keys []delivered } `json:"encryption"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Encryption == nil {
+			return nil
+		}
+		for _, k := range r.Encryption.Keys {
+			seen = append(seen, k.Key)
+		}
+		return r.Encryption.Keys
+	}
+	str := func(ks []delivered) string {
+		var out []string
+		for _, k := range ks {
+			out = append(out, k.ID+"/"+k.Namespace+k.Channel)
+		}
+		return strings.Join(out, " ")
+	}
+	for _, tc := range []struct {
+		pats []string
+		want string
+	}{
+		{[]string{"vault:*"}, "e2/vault e1/vault"},
+		{[]string{"*:*"}, "e2/desk e1/desk e2/vault e1/vault"},
+		{[]string{"vault:a", "chat:*"}, "e2/vault:a e1/vault:a"},
+		{[]string{"vault:a*", "desk:*", "vault:*x"}, "e2/desk e1/desk"},
+		{[]string{"chat:*", "trades:x"}, ""},
+	} {
+		if got := str(ticket(tc.pats...)); got != tc.want {
+			t.Errorf("%v: delivered %q, want %q", tc.pats, got, tc.want)
+		}
+	}
+	// The namespace key works as an application master key for its channels.
+	nsKey, _ := base64.RawURLEncoding.DecodeString(ticket("vault:*")[0].Key)
+	holder := []client.EncryptionKey{{ID: "e2", Secret: nsKey}}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dialFS := func(sub string, enc *client.Encryption, pats ...string) (*client.Client, chan client.Message, chan error) {
+		msgs, errs := make(chan client.Message, 16), make(chan error, 16)
+		c, err := client.Dial(ctx, s.URL, &client.DialOptions{RootCAs: s.RootCAs, Encryption: enc,
+			Token: func(context.Context) (string, error) { return s.Token(t, sub, grant(pats...)), nil },
+			OnEvent: func(e client.Event) {
+				if e.Kind == client.EventError {
+					errs <- e.Err
+				}
+			}})
+		if err != nil {
+			t.Fatalf("dial %s: %v", sub, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, msgs, errs
+	}
+	fromServer := &client.Encryption{FromServer: true}
+	alice, aMsgs, aErrs := dialFS("alice", fromServer, "vault:*")
+	bob, bMsgs, bErrs := dialFS("bob", fromServer, "vault:a")
+	app, appMsgs, _ := dialFS("app", &client.Encryption{Keys: holder, Channels: func(ch string) bool { return strings.HasPrefix(ch, "vault:") }}, "vault:*")
+	for _, c := range []struct {
+		c  *client.Client
+		ch chan client.Message
+	}{{alice, aMsgs}, {bob, bMsgs}, {app, appMsgs}} {
+		ch := c.ch
+		if _, err := c.c.Subscribe(ctx, "vault:a", &client.SubscribeOptions{OnMessage: func(m client.Message) { ch <- m }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := alice.Publish(ctx, "vault:a", map[string]any{"from": "alice", "m": plainMarker}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Publish(ctx, "vault:a", map[string]any{"from": "bob", "m": plainMarker}); err != nil {
+		t.Fatal(err)
+	}
+	for name, ch := range map[string]chan client.Message{"alice": aMsgs, "bob": bMsgs, "app (namespace key as master key)": appMsgs} {
+		var got []string
+		for len(got) < 2 {
+			select {
+			case m := <-ch:
+				var p struct{ From string }
+				if err := json.Unmarshal(m.Payload, &p); err != nil || p.From == "" {
+					t.Fatalf("%s got %s", name, m.Payload)
+				}
+				got = append(got, p.From)
+			case <-ctx.Done():
+				t.Fatalf("%s got %v", name, got)
+			}
+		}
+		if strings.Join(got, ",") != "alice,bob" {
+			t.Fatalf("%s got %v", name, got)
+		}
+	}
+	// bob's channel key does not open another channel of the namespace.
+	if _, err := bob.Subscribe(ctx, "vault:b", nil); err == nil {
+		t.Fatal("bob subscribed to vault:b")
+	}
+	if _, err := app.Publish(ctx, "vault:b", map[string]any{"from": "app"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-aErrs:
+		t.Fatalf("alice: %v", err)
+	case err := <-bErrs:
+		t.Fatalf("bob: %v", err)
+	default:
+	}
+	// No delivered key and no master secret in the logs or the audit log.
+	audit, _ := os.ReadFile(cfg.Audit.Path)
+	for _, k := range append(seen, "MTExMTExMTEx", "MjIyMjIyMjIy", plainMarker) {
+		if strings.Contains(s.Logs.String(), k) || strings.Contains(string(audit), k) {
+			t.Errorf("%.12s… is in the logs or the audit log", k)
 		}
 	}
 }

@@ -83,6 +83,21 @@ export interface ClientOptions {
   verifyServer?: boolean;
   /** Third argument for the WebSocket constructor (ws: {ca}, ...). */
   wsOptions?: Record<string, unknown>;
+  /** Seal and open the payloads of end_to_end channels (docs/encryption.md). */
+  encryption?: EncryptionOptions | null;
+}
+
+/** An application master key: id (1-64 of [A-Za-z0-9._-]) and secret (>= 32 bytes, or "base64:…"). */
+export interface EncryptionKey { id: string; secret: Uint8Array | ArrayBuffer | string; }
+
+export interface EncryptionOptions {
+  /** Application keys: the first seals, every key opens. */
+  keys?: EncryptionKey[];
+  /** Whether a channel is sealed with keys (its namespace has encryption: end_to_end). Required with keys. */
+  channels?: (channel: string) => boolean;
+  /** Fetch, at every connection, the keys the ticket endpoint delivers for the end_to_end
+   *  channels the token grants; channels with delivered keys use those. */
+  fromServer?: boolean;
 }
 
 export interface RequestOptions { timeout?: number; }
@@ -115,6 +130,8 @@ export class Client {
   ping(options?: RequestOptions): Promise<void>;
   request(type: string, fields?: Record<string, unknown>, options?: RequestOptions): Promise<Record<string, unknown>>;
   send(type: string, fields?: Record<string, unknown>): void;
+  /** Replaces the end-to-end keys (rotation): the first seals from now on, all open. */
+  setEncryptionKeys(keys: EncryptionKey[]): void;
 }
 
 export class Subscription {
@@ -148,6 +165,26 @@ export class ClosedError extends WsgateError {}
 export class QueueFullError extends WsgateError {}
 export class DisconnectedError extends WsgateError {}
 export class RecoveryFailedError extends WsgateError { recovery: RecoveryFailed; }
+/** A payload of an end-to-end channel did not open; the message was dropped. */
+export class NotEncryptedError extends WsgateError { channel: string; offset: number; epoch: string; keyId: string; reason: string; }
+
+// ---- end-to-end encryption -------------------------------------------------------------
+
+/** Standard padded base64 (strict decoding). */
+export function b64Encode(bytes: Uint8Array | ArrayBuffer): string;
+export function b64Decode(str: string): Uint8Array;
+/** HKDF-SHA256(secret, salt = keyId, info = "wsgate-enc-v1|" + channel), 32 bytes. */
+export function channelKey(secret: Uint8Array | ArrayBuffer | string, keyId: string, channel: string): Promise<Uint8Array>;
+export function parseEnvelope(env: Uint8Array): { keyId: string; header: Uint8Array; nonce: Uint8Array; ciphertext: Uint8Array };
+export function sealEnvelope(key: Uint8Array | CryptoKey, keyId: string, channel: string, plaintext: Uint8Array, nonce?: Uint8Array): Promise<Uint8Array>;
+export function openEnvelope(key: Uint8Array | CryptoKey, channel: string, env: Uint8Array): Promise<Uint8Array>;
+export class Keyring {
+  constructor(keys: EncryptionKey[]);
+  readonly sealingKeyId: string;
+  readonly keyIds: string[];
+  seal(channel: string, plaintext: Uint8Array, nonce?: Uint8Array): Promise<Uint8Array>;
+  open(channel: string, env: Uint8Array): Promise<{ plaintext: Uint8Array; keyId: string }>;
+}
 
 // ---- integrity layer -----------------------------------------------------------------
 

@@ -411,6 +411,219 @@ export class RecoveryFailedError extends WsgateError {
   constructor(rf) { super(`wsgate: recovery failed on ${rf.channel}`); this.recovery = rf; }
 }
 
+// NotEncryptedError: a payload of an end-to-end channel did not open (sealed
+// under a key this client lacks, tampered, or not an envelope at all). The
+// message is dropped and this reaches "error" listeners; history() rejects with it.
+export class NotEncryptedError extends WsgateError {
+  constructor({ channel = "", offset = 0, epoch = "", keyId = "", reason = "" } = {}) {
+    super(`wsgate: end-to-end payload does not open: ${channel} offset ${offset}${reason ? ": " + reason : ""}`);
+    Object.assign(this, { channel, offset, epoch, keyId, reason });
+  }
+}
+
+// ---- end-to-end encryption (docs/encryption.md, "End to end") --------------------
+//
+// Envelope: 0x01 | len(key id) | key id | 12-byte nonce | AES-256-GCM ciphertext+tag,
+// AAD = the header (version, len, key id) followed by the channel name. Channel key:
+// HKDF-SHA256(ikm = master secret, salt = key id, info = "wsgate-enc-v1|" + channel).
+// The publication's payload is the envelope in standard padded base64, a JSON string.
+
+const E2E_VERSION = 0x01;
+const E2E_NONCE = 12;
+const E2E_TAG = 16;
+const E2E_INFO = "wsgate-enc-v1|";
+const E2E_MIN_SECRET = 32;
+const E2E_CACHE = 4096;
+const KEY_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
+const B64STD = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const B64STDREV = new Map([...B64STD].map((c, i) => [c, i]));
+
+// b64Encode: standard alphabet, padded (the end-to-end payload's encoding).
+export function b64Encode(bytes) {
+  const b = toBytes(bytes);
+  let out = "";
+  for (let i = 0; i < b.length; i += 3) {
+    const n = (b[i] << 16) | ((b[i + 1] || 0) << 8) | (b[i + 2] || 0);
+    out += B64STD[n >> 18] + B64STD[(n >> 12) & 63] + (i + 1 < b.length ? B64STD[(n >> 6) & 63] : "=") + (i + 2 < b.length ? B64STD[n & 63] : "=");
+  }
+  return out;
+}
+
+// b64Decode: strict standard padded base64 (one spelling per value, as the server checks).
+export function b64Decode(str) {
+  if (typeof str !== "string" || str.length % 4 !== 0) throw new Error("wsgate: bad base64");
+  const pad = str.endsWith("==") ? 2 : str.endsWith("=") ? 1 : 0;
+  const out = new Uint8Array((str.length / 4) * 3 - pad);
+  let acc = 0, bits = 0, o = 0;
+  for (let i = 0; i < str.length - pad; i++) {
+    const v = B64STDREV.get(str[i]);
+    if (v === undefined) throw new Error("wsgate: bad base64");
+    acc = ((acc << 6) | v) & 0xffffff;
+    bits += 6;
+    if (bits >= 8) { bits -= 8; out[o++] = (acc >> bits) & 0xff; }
+  }
+  if (bits > 0 && (acc & ((1 << bits) - 1)) !== 0) throw new Error("wsgate: non-canonical base64");
+  return out;
+}
+
+// encryptionSecret accepts bytes or "base64:…" (the configuration's spelling).
+function encryptionSecret(s) {
+  if (typeof s === "string") {
+    if (!s.startsWith("base64:")) throw new TypeError("wsgate: an encryption secret is bytes or \"base64:…\"");
+    return b64Decode(s.slice(7));
+  }
+  return new Uint8Array(toBytes(s)); // a copy: later changes by the caller do not apply
+}
+
+function checkKeyId(id) {
+  if (typeof id !== "string" || !KEY_ID_RE.test(id)) throw new TypeError(`wsgate: key id ${JSON.stringify(id)}: 1-64 of [A-Za-z0-9._-]`);
+}
+
+// channelKey(secret, keyId, channel) -> the channel's 32-byte data key.
+export async function channelKey(secret, keyId, channel) {
+  checkKeyId(keyId);
+  const ikm = await crypto.subtle.importKey("raw", encryptionSecret(secret), "HKDF", false, ["deriveBits"]);
+  const bits = await crypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt: enc.encode(keyId), info: enc.encode(E2E_INFO + channel) }, ikm, 256);
+  return new Uint8Array(bits);
+}
+
+function e2eHeader(keyId) {
+  const id = enc.encode(keyId);
+  const h = new Uint8Array(2 + id.length);
+  h[0] = E2E_VERSION;
+  h[1] = id.length;
+  h.set(id, 2);
+  return h;
+}
+
+function concatBytes(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) { out.set(p, o); o += p.length; }
+  return out;
+}
+
+// parseEnvelope(env) -> {keyId, header, nonce, ciphertext}; throws on anything else.
+export function parseEnvelope(env) {
+  const b = toBytes(env);
+  const n = b[1];
+  if (b.length < 2 || b[0] !== E2E_VERSION || !(n >= 1 && n <= 64) || b.length < 2 + n + E2E_NONCE + E2E_TAG) {
+    throw new Error("malformed envelope");
+  }
+  let keyId = "";
+  for (let i = 2; i < 2 + n; i++) keyId += String.fromCharCode(b[i]);
+  if (!KEY_ID_RE.test(keyId)) throw new Error("malformed envelope");
+  return { keyId, header: b.subarray(0, 2 + n), nonce: b.subarray(2 + n, 2 + n + E2E_NONCE), ciphertext: b.subarray(2 + n + E2E_NONCE) };
+}
+
+async function aesKey(raw) {
+  return crypto.subtle.importKey("raw", raw, { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
+}
+
+// sealEnvelope(key, keyId, channel, plaintext, nonce?) -> envelope bytes. key is
+// the channel key (bytes or an AES-GCM CryptoKey); nonce defaults to 12 random bytes.
+export async function sealEnvelope(key, keyId, channel, plaintext, nonce = randomBytes(E2E_NONCE)) {
+  checkKeyId(keyId);
+  if (toBytes(nonce).length !== E2E_NONCE) throw new TypeError("wsgate: nonce must be 12 bytes");
+  const k = key instanceof Uint8Array || key instanceof ArrayBuffer ? await aesKey(toBytes(key)) : key;
+  const h = e2eHeader(keyId);
+  const ct = await crypto.subtle.encrypt({ name: "AES-GCM", iv: toBytes(nonce), additionalData: concatBytes(h, enc.encode(channel)), tagLength: 128 }, k, toBytes(plaintext));
+  return concatBytes(h, toBytes(nonce), new Uint8Array(ct));
+}
+
+// openEnvelope(key, channel, env) -> plaintext bytes; throws when it does not open.
+export async function openEnvelope(key, channel, env) {
+  const p = parseEnvelope(env);
+  const k = key instanceof Uint8Array || key instanceof ArrayBuffer ? await aesKey(toBytes(key)) : key;
+  try {
+    return new Uint8Array(await crypto.subtle.decrypt({ name: "AES-GCM", iv: p.nonce, additionalData: concatBytes(p.header, enc.encode(channel)), tagLength: 128 }, k, p.ciphertext));
+  } catch {
+    throw new Error("message authentication failed");
+  }
+}
+
+// Keyring: master keys [{id, secret}], the first seals, every one opens. Derived
+// channel keys are cached (at most 4096; the cache starts over past that).
+export class Keyring {
+  constructor(keys) {
+    if (!Array.isArray(keys) || keys.length === 0) throw new TypeError("wsgate: encryption needs at least one key");
+    this._secrets = new Map();
+    this._ids = [];
+    for (const k of keys) {
+      checkKeyId(k && k.id);
+      const s = encryptionSecret(k.secret);
+      if (s.length < E2E_MIN_SECRET) throw new TypeError(`wsgate: key ${k.id}: secret has ${s.length} bytes, needs at least ${E2E_MIN_SECRET}`);
+      if (this._secrets.has(k.id)) throw new TypeError(`wsgate: key id ${k.id} listed twice`);
+      this._secrets.set(k.id, s);
+      this._ids.push(k.id);
+    }
+    this._cache = new Map();
+  }
+
+  get sealingKeyId() { return this._ids[0]; }
+  get keyIds() { return [...this._ids]; }
+
+  _key(id, channel) {
+    const ck = id + "\u0000" + channel;
+    let p = this._cache.get(ck);
+    if (!p) {
+      const s = this._secrets.get(id);
+      if (!s) throw new Error(`unknown key id ${id}`);
+      p = channelKey(s, id, channel).then(aesKey);
+      if (this._cache.size >= E2E_CACHE) this._cache.clear();
+      this._cache.set(ck, p);
+    }
+    return p;
+  }
+
+  // seal(channel, plaintext, nonce?) -> envelope bytes under the first key.
+  async seal(channel, plaintext, nonce) {
+    const id = this._ids[0];
+    return sealEnvelope(await this._key(id, channel), id, channel, plaintext, nonce);
+  }
+
+  // open(channel, env) -> {plaintext, keyId}; throws when it does not open.
+  async open(channel, env) {
+    const { keyId } = parseEnvelope(env);
+    return { plaintext: await openEnvelope(await this._key(keyId, channel), channel, env), keyId };
+  }
+}
+
+// ChannelKeyring: the keys the ticket endpoint delivers for one channel, used
+// as that channel's data keys without derivation; no other channel opens.
+class ChannelKeyring extends Keyring {
+  constructor(channel, keys) {
+    super(keys);
+    for (const [id, s] of this._secrets) if (s.length !== 32) throw new TypeError(`wsgate: channel key ${id} must be 32 bytes`);
+    this._channel = channel;
+  }
+
+  _key(id, channel) {
+    const s = this._secrets.get(id);
+    if (!s || channel !== this._channel) return Promise.reject(new Error(`unknown key id ${id}`));
+    if (!this._cache.has(id)) this._cache.set(id, aesKey(s));
+    return this._cache.get(id);
+  }
+}
+
+// deliveredKeyrings(reply.encryption) -> {namespaces, channels}: Maps of
+// keyrings from a ticket reply's {"keys":[{id, namespace|channel, key}]}.
+function deliveredKeyrings(e) {
+  const ns = new Map();
+  const ch = new Map();
+  for (const k of (e && Array.isArray(e.keys) ? e.keys : [])) {
+    const entry = { id: k.id, secret: b64urlDecode(k.key) };
+    const [m, scope] = k.namespace && !k.channel ? [ns, k.namespace] : [ch, k.channel];
+    if (typeof scope !== "string" || !scope) throw new WsgateError("wsgate: bad encryption key in the ticket reply");
+    if (!m.has(scope)) m.set(scope, []);
+    m.get(scope).push(entry);
+  }
+  return {
+    namespaces: new Map([...ns].map(([n, keys]) => [n, new Keyring(keys)])),
+    channels: new Map([...ch].map(([c, keys]) => [c, new ChannelKeyring(c, keys)])),
+  };
+}
+
 const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HANDSHAKE_TIMEOUT = 10000;
 
@@ -440,7 +653,7 @@ export class Client {
   constructor(url, {
     token, credential = "ticket", WebSocket: WS = globalThis.WebSocket, fetch: fetchImpl = globalThis.fetch,
     ticketUrl = "", minBackoff = 250, maxBackoff = 30000, requestTimeout = 10000, queueSize = 256,
-    integrity = "", popKey = null, verifyServer: verify = false, wsOptions = {},
+    integrity = "", popKey = null, verifyServer: verify = false, wsOptions = {}, encryption = null,
   } = {}) {
     if (typeof token !== "function") throw new TypeError("wsgate: options.token (async () => jwt) is required");
     if (!["ticket", "subprotocol", "header"].includes(credential)) throw new TypeError("wsgate: credential must be ticket, subprotocol or header");
@@ -449,6 +662,13 @@ export class Client {
     const u = new URL(url);
     if (u.searchParams.has("token") || u.searchParams.has("access_token")) throw new TypeError("wsgate: never put a token in the URL");
     Object.assign(this, { url, credential, integrity, popKey });
+    const appKeys = encryption && (encryption.keys || !encryption.fromServer);
+    if (appKeys && typeof encryption.channels !== "function") throw new TypeError("wsgate: encryption.channels (channel => boolean) is required with encryption.keys");
+    // _e2e: the application's end-to-end keys and which channels they seal, and
+    // the keys the ticket endpoint delivered at the last connection (fromServer).
+    this._e2e = encryption ? {
+      keyring: appKeys ? new Keyring(encryption.keys) : null, channels: encryption.channels, fromServer: !!encryption.fromServer, delivered: null,
+    } : null;
     // fetch is called unbound: the browser's refuses to run with another `this`.
     this._o = { token, WS, fetch: typeof fetchImpl === "function" ? (...a) => fetchImpl(...a) : null, ticketUrl: ticketUrl || `${u.protocol === "ws:" ? "http:" : "https:"}//${u.host}/v1/tickets`,
       origin: `${u.protocol === "ws:" ? "http:" : "https:"}//${u.host}`, minBackoff, maxBackoff: Math.max(maxBackoff, minBackoff),
@@ -562,10 +782,13 @@ export class Client {
     let protocols = [SUBPROTOCOL];
     const wsOpts = { ...o.wsOptions };
     let hmacKey = null;
-    if (this.credential === "ticket" || this.integrity === "hmac") {
+    const e2eKeys = !!(this._e2e && this._e2e.fromServer);
+    if (this.credential === "ticket" || this.integrity === "hmac" || e2eKeys) {
       const t = await this._ticket(tok);
       if (this.credential === "ticket") u.searchParams.set("ticket", t.ticket);
       hmacKey = t.integrity || null;
+      // No keys in the reply clears them: the token grants none (any more).
+      if (e2eKeys) this._e2e.delivered = deliveredKeyrings(t.encryption);
     }
     if (this.credential === "subprotocol") protocols = [SUBPROTOCOL, "bearer", tok];
     if (this.credential === "header") wsOpts.headers = { ...(wsOpts.headers || {}), Authorization: `Bearer ${tok}` };
@@ -771,7 +994,15 @@ export class Client {
       }
     }
     switch (m.type) {
-      case "message": this._deliver(m); return;
+      case "message":
+        try {
+          await this._openPayload(m);
+        } catch (e) {
+          this._emit("error", { error: e }); // dropped: nothing undecryptable is delivered
+          return;
+        }
+        this._deliver(m);
+        return;
       case "joined": case "left": {
         const s = this._subs.get(m.channel);
         const h = s && (m.type === "joined" ? s._o.onJoin : s._o.onLeave);
@@ -852,7 +1083,56 @@ export class Client {
     return p;
   }
 
+  // setEncryptionKeys(keys) replaces the end-to-end keys (rotation): the first
+  // seals from now on, every listed key opens.
+  setEncryptionKeys(keys) {
+    if (!this._e2e || typeof this._e2e.channels !== "function") throw new WsgateError("wsgate: the client was made without encryption.channels");
+    this._e2e.keyring = new Keyring(keys);
+  }
+
+  // _keyring(channel): the keys sealing channel, null when it is not end-to-end:
+  // the server's for the channel or its namespace first, then the application's.
+  _keyring(channel) {
+    const e = this._e2e;
+    if (!e) return null;
+    if (e.delivered) {
+      const i = channel.indexOf(":");
+      const r = e.delivered.channels.get(channel) || (i > 0 ? e.delivered.namespaces.get(channel.slice(0, i)) : null);
+      if (r) return r;
+    }
+    return e.keyring && e.channels(channel) ? e.keyring : null;
+  }
+
+  // _sealPayload: the payload to publish; for an end-to-end channel, its JSON
+  // text sealed into an envelope (a base64 string).
+  async _sealPayload(channel, payload) {
+    const ring = this._keyring(channel);
+    if (!ring) return payload;
+    const text = JSON.stringify(payload);
+    if (text === undefined) throw new TypeError("wsgate: payload must be a JSON value");
+    return b64Encode(await ring.seal(channel, enc.encode(text)));
+  }
+
+  // _openPayload replaces m.payload with its plaintext when m's channel is
+  // end-to-end; throws NotEncryptedError when it does not open.
+  async _openPayload(m) {
+    const ring = typeof m.channel === "string" ? this._keyring(m.channel) : null;
+    if (!ring) return;
+    const where = { channel: m.channel, offset: m.offset, epoch: m.epoch };
+    let keyId = "";
+    try {
+      if (typeof m.payload !== "string") throw new Error("not an envelope");
+      const env = b64Decode(m.payload);
+      keyId = parseEnvelope(env).keyId;
+      const r = await ring.open(m.channel, env);
+      m.payload = JSON.parse(dec.decode(r.plaintext));
+    } catch (e) {
+      throw new NotEncryptedError({ ...where, keyId, reason: e.message });
+    }
+  }
+
   async publish(channel, payload, opts) {
+    payload = await this._sealPayload(channel, payload);
     const r = await this._request("publish", { channel, payload }, opts);
     return { offset: r.offset, epoch: r.epoch };
   }
@@ -862,7 +1142,12 @@ export class Client {
     if (since) f.since = since;
     if (limit) f.limit = limit;
     const r = await this._request("history", f, opts);
-    return { publications: r.publications || [], offset: r.offset, epoch: r.epoch, truncated: !!r.truncated };
+    const publications = r.publications || [];
+    for (const p of publications) {
+      if (!p.channel) p.channel = channel;
+      await this._openPayload(p); // never a mix of opened and unopened payloads
+    }
+    return { publications, offset: r.offset, epoch: r.epoch, truncated: !!r.truncated };
   }
 
   async presence(channel, opts) { return (await this._request("presence", { channel }, opts)).users || []; }

@@ -27,6 +27,23 @@ type Policy struct {
 	// EndToEnd holds the namespaces whose clients seal: payloads must be
 	// end-to-end envelopes (CheckEndToEnd); they are stored and relayed as is.
 	EndToEnd map[string]bool
+	// ClientKeys are encryption.end_to_end_keys: the ticket endpoint hands
+	// clients keys derived from them for the end_to_end channels their tokens
+	// grant (KeysFor). Nil: the application supplies its clients' keys.
+	ClientKeys []Key
+}
+
+// KeysFor returns the end-to-end keys for a client whose token grants patterns
+// (ClientKeys); nil without client keys or end_to_end namespaces.
+func (p *Policy) KeysFor(patterns []string, match func(pattern, s string) bool) ([]DeliveredKey, error) {
+	if p == nil || len(p.ClientKeys) == 0 || len(p.EndToEnd) == 0 || len(patterns) == 0 {
+		return nil, nil
+	}
+	ns := make([]string, 0, len(p.EndToEnd))
+	for n := range p.EndToEnd {
+		ns = append(ns, n)
+	}
+	return ClientKeys(p.ClientKeys, ns, patterns, match)
 }
 
 func namespaceOf(channel string) string {

@@ -87,3 +87,27 @@ func BenchmarkCheckEndToEnd(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEndToEndClient: what an SDK client pays per publication in an
+// end_to_end channel: the publisher seals once, every subscriber opens.
+func BenchmarkEndToEndClient(b *testing.B) {
+	r, _ := NewKeyring(key("app1", 7))
+	pt := []byte(`{"symbol":"EURUSD","price":1.08421,"qty":250000,"side":"buy","trader":"t-1029","ts":1765000000000}`)
+	p, _, _ := r.SealEndToEnd("vault:a", pt)
+	b.Run("seal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := r.SealEndToEnd("vault:a", pt); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("open", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := r.OpenEndToEnd("vault:a", p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

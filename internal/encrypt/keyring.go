@@ -47,6 +47,9 @@ type Key struct {
 type Keyring struct {
 	keys []Key
 	byID map[string][]byte
+	// channel is set for a keyring of channel keys (NewChannelKeyring): the
+	// secrets are that channel's AES keys, used as they are, and no other channel opens.
+	channel string
 
 	mu    sync.Mutex
 	aeads map[aeadKey]cipher.AEAD
@@ -75,6 +78,23 @@ func NewKeyring(keys ...Key) (*Keyring, error) {
 		r.byID[k.ID] = sec
 		r.keys = append(r.keys, Key{ID: k.ID, Secret: sec})
 	}
+	return r, nil
+}
+
+// NewChannelKeyring returns a keyring of channel keys for channel (keys the
+// ticket endpoint delivers for one channel, DeliveredKey.Channel): each secret
+// is that channel's 32-byte data key, used without derivation.
+func NewChannelKeyring(channel string, keys ...Key) (*Keyring, error) {
+	for _, k := range keys {
+		if len(k.Secret) != 32 {
+			return nil, fmt.Errorf("encrypt: channel key %q has %d bytes, needs 32", k.ID, len(k.Secret))
+		}
+	}
+	r, err := NewKeyring(keys...)
+	if err != nil {
+		return nil, err
+	}
+	r.channel = channel
 	return r, nil
 }
 
@@ -127,9 +147,17 @@ func (r *Keyring) aead(id, channel string) (cipher.AEAD, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %q", ErrUnknownKey, id)
 	}
-	k, err := ChannelKey(secret, id, channel)
-	if err != nil {
-		return nil, err
+	var k []byte
+	switch {
+	case r.channel == "":
+		var err error
+		if k, err = ChannelKey(secret, id, channel); err != nil {
+			return nil, err
+		}
+	case channel == r.channel:
+		k = secret
+	default:
+		return nil, fmt.Errorf("%w %q for channel %s", ErrUnknownKey, id, channel)
 	}
 	block, err := aes.NewCipher(k)
 	if err != nil {

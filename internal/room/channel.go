@@ -95,6 +95,13 @@ const (
 // Claims come from a verified token; the shape expected is
 // {claim: {"sub": ["chat:*"], "pub": ["chat:lobby"]}}; anything else grants nothing.
 func allowed(claims map[string]any, claim, action, ch string) bool {
+	return eachPattern(claims, claim, action, func(p string) bool { return matchPattern(p, ch) })
+}
+
+// eachPattern calls fn with the claims' patterns for action (the first
+// maxPatterns, those up to maxPatternLen) until fn returns true, and reports
+// whether it did.
+func eachPattern(claims map[string]any, claim, action string, fn func(pattern string) bool) bool {
 	perms, ok := claims[claim].(map[string]any)
 	if !ok {
 		return false
@@ -105,7 +112,7 @@ func allowed(claims map[string]any, claim, action, ch string) bool {
 			if i >= maxPatterns {
 				return false
 			}
-			if p, ok := v.(string); ok && len(p) <= maxPatternLen && matchPattern(p, ch) {
+			if p, ok := v.(string); ok && len(p) <= maxPatternLen && fn(p) {
 				return true
 			}
 		}
@@ -114,12 +121,25 @@ func allowed(claims map[string]any, claim, action, ch string) bool {
 			if i >= maxPatterns {
 				return false
 			}
-			if len(p) <= maxPatternLen && matchPattern(p, ch) {
+			if len(p) <= maxPatternLen && fn(p) {
 				return true
 			}
 		}
 	case string:
-		return len(list) <= maxPatternLen && matchPattern(list, ch)
+		return len(list) <= maxPatternLen && fn(list)
 	}
 	return false
 }
+
+// Patterns returns the channel patterns the claims grant for action ("sub" or
+// "pub"), read exactly as permission checks read them: the end-to-end key
+// delivery (internal/encrypt.ClientKeys) hands out keys only for these.
+func Patterns(claims map[string]any, claim, action string) []string {
+	var out []string
+	eachPattern(claims, claim, action, func(p string) bool { out = append(out, p); return false })
+	return out
+}
+
+// MatchPattern reports whether permission pattern p matches s (the pattern
+// language above).
+func MatchPattern(p, s string) bool { return len(p) <= maxPatternLen && matchPattern(p, s) }

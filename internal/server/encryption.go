@@ -10,14 +10,16 @@ import (
 	"github.com/wsgate/wsgate/internal/auth"
 	"github.com/wsgate/wsgate/internal/encrypt"
 	"github.com/wsgate/wsgate/internal/protocol"
+	"github.com/wsgate/wsgate/internal/room"
 	"github.com/wsgate/wsgate/internal/session"
 )
 
 // devKeyID names the random key a --dev server makes when none is configured.
 const devKeyID = "dev-ephemeral"
 
-// encryptionPolicy builds the at_rest policy of cfg: the keyring of
-// encryption.keys and the namespaces that seal. A dev server without keys gets
+// encryptionPolicy builds the encryption policy of cfg: the keyring of
+// encryption.keys and the namespaces that seal, the end_to_end namespaces and
+// the keys delivered to their clients (encryption.end_to_end_keys). A dev server without keys gets
 // one random key per process (prev's, on reload), so dev history is readable
 // only while it runs.
 func encryptionPolicy(cfg *config.Config, prev *encrypt.Policy) (*encrypt.Policy, error) {
@@ -30,17 +32,18 @@ func encryptionPolicy(cfg *config.Config, prev *encrypt.Policy) (*encrypt.Policy
 			p.EndToEnd[name] = true
 		}
 	}
-	var keys []encrypt.Key
-	for i, entry := range cfg.Encryption.Keys {
-		id, secret, ok := config.EncryptionKey(entry)
-		if !ok {
-			return nil, fmt.Errorf("encryption.keys[%d]: must be \"<id>=<secret>\"", i)
+	keys, err := parseEncryptionKeys("encryption.keys", cfg.Encryption.Keys)
+	if err != nil {
+		return nil, err
+	}
+	if p.ClientKeys, err = parseEncryptionKeys("encryption.end_to_end_keys", cfg.Encryption.EndToEndKeys); err != nil {
+		return nil, err
+	}
+	if len(p.ClientKeys) > 0 {
+		// The same checks as a keyring's (ids, lengths, duplicates).
+		if _, err := encrypt.NewKeyring(p.ClientKeys...); err != nil {
+			return nil, fmt.Errorf("encryption.end_to_end_keys: %w", err)
 		}
-		sec, err := auth.ParseSecret(secret)
-		if err != nil {
-			return nil, fmt.Errorf("encryption.keys[%d] (%s): %w", i, id, err)
-		}
-		keys = append(keys, encrypt.Key{ID: id, Secret: sec})
 	}
 	switch {
 	case len(keys) > 0:
@@ -64,21 +67,77 @@ func encryptionPolicy(cfg *config.Config, prev *encrypt.Policy) (*encrypt.Policy
 	return p, nil
 }
 
+// parseEncryptionKeys reads "<id>=<secret>" entries of field. Errors name the
+// entry by index and id, never its secret.
+func parseEncryptionKeys(field string, entries []string) ([]encrypt.Key, error) {
+	var keys []encrypt.Key
+	for i, entry := range entries {
+		id, secret, ok := config.EncryptionKey(entry)
+		if !ok {
+			return nil, fmt.Errorf("%s[%d]: must be \"<id>=<secret>\"", field, i)
+		}
+		sec, err := auth.ParseSecret(secret)
+		if err != nil {
+			return nil, fmt.Errorf("%s[%d] (%s): %w", field, i, id, err)
+		}
+		keys = append(keys, encrypt.Key{ID: id, Secret: sec})
+	}
+	return keys, nil
+}
+
 // logEncryption says at start and reload what is sealed and under which key id
 // (never a key). The attribute names avoid "key": the redactor masks those.
 func (s *Server) logEncryption(p *encrypt.Policy) {
+	if len(p.EndToEnd) > 0 {
+		ids := make([]string, len(p.ClientKeys))
+		for i, k := range p.ClientKeys {
+			ids[i] = k.ID
+		}
+		s.log.Info("encryption end_to_end", "namespaces", sortedNames(p.EndToEnd), "ticket_delivers", ids)
+	}
 	if len(p.Namespaces) == 0 {
 		return
 	}
-	ns := make([]string, 0, len(p.Namespaces))
-	for n := range p.Namespaces {
-		ns = append(ns, n)
-	}
-	slices.Sort(ns)
-	s.log.Info("encryption at_rest", "namespaces", ns, "seals_with", p.Keyring.SealingKeyID(), "opens_with", p.Keyring.KeyIDs())
+	s.log.Info("encryption at_rest", "namespaces", sortedNames(p.Namespaces), "seals_with", p.Keyring.SealingKeyID(), "opens_with", p.Keyring.KeyIDs())
 	if p.Keyring.SealingKeyID() == devKeyID {
 		s.log.Warn("encryption at_rest uses a random --dev key: history sealed by this process cannot be read after it exits")
 	}
+}
+
+func sortedNames(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ticketEncryptionKeys returns the end-to-end keys the ticket endpoint hands the
+// holder of id's token: derived from encryption.end_to_end_keys for exactly the
+// end_to_end channels its channel claim grants (sub or pub), read by the room's
+// own pattern matcher. Nil without end_to_end_keys. The keys are never logged:
+// nothing here passes them to a logger, and they are not added to the redactor
+// either (up to 256 per ticket would churn its bounded set of run-time secrets).
+func (s *Server) ticketEncryptionKeys(id auth.Identity) []encrypt.DeliveredKey {
+	if s.enc == nil {
+		return nil
+	}
+	p := s.enc.Policy()
+	if len(p.ClientKeys) == 0 {
+		return nil
+	}
+	claim := s.cfg.Load().Channels.Claim
+	if claim == "" {
+		claim = room.DefaultChannelClaim
+	}
+	patterns := append(room.Patterns(id.Claims, claim, "sub"), room.Patterns(id.Claims, claim, "pub")...)
+	keys, err := p.KeysFor(patterns, room.MatchPattern)
+	if err != nil {
+		s.log.Warn("end-to-end keys not delivered", "err", err)
+		return nil
+	}
+	return keys
 }
 
 // auditMessage records a sampled client message. A publication into an encrypted

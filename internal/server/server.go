@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -391,6 +392,11 @@ func (s *Server) handleTicket(w http.ResponseWriter, r *http.Request) {
 			out["integrity"] = ck
 		}
 	}
+	// The end_to_end channels' keys the token grants (encryption.end_to_end_keys),
+	// on the same terms: only here, over TLS, to the holder of a valid token.
+	if keys := s.ticketEncryptionKeys(id); len(keys) > 0 {
+		out["encryption"] = map[string]any{"keys": keys}
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, out)
 }
@@ -411,7 +417,7 @@ func (s *Server) pinSecrets(cfg *config.Config) {
 		s.redactor.Pin(k.Secret)
 	}
 	s.redactor.Pin(cfg.Integrity.ServerSigningKey)
-	for _, k := range cfg.Encryption.Keys {
+	for _, k := range slices.Concat(cfg.Encryption.Keys, cfg.Encryption.EndToEndKeys) {
 		// The whole entry and its secret alone: either may turn up in a log line.
 		s.redactor.Pin(k)
 		if _, secret, ok := config.EncryptionKey(k); ok {

@@ -26,7 +26,8 @@ export const MASTER_KEY = "base64:" + Buffer.alloc(32, 7).toString("base64");
 export const TOKEN_KEY = "base64:" + Buffer.alloc(32, 9).toString("base64");
 
 // The test config: plaintext on loopback (so Node's fetch needs no CA), the
-// chat namespace, a small-history namespace and an hmac-signed one.
+// chat namespace, a small-history namespace, an hmac-signed one, a server-signed
+// one and an end-to-end encrypted one (vault).
 export function baseConfig(extra = "", { integrityMode = "off" } = {}) {
   return `insecure_plaintext: true
 abuse: {max_strikes: 1000}
@@ -38,6 +39,7 @@ channels:
     small: {client_publish: true, history_size: 3, history_ttl: 10m}
     secure: {client_publish: true, history_size: 10, history_ttl: 10m, integrity: hmac}
     signed: {client_publish: true, history_size: 10, history_ttl: 10m, sign_output: true}
+    vault: {client_publish: true, history_size: 100, history_ttl: 10m, encryption: end_to_end}
 integrity:
   mode: ${integrityMode}
   master_keys: [{id: k1, secret: "${MASTER_KEY}"}]
@@ -78,7 +80,7 @@ export async function start({ config = baseConfig(), listen = "127.0.0.1:0" } = 
     clearTimeout(t);
     return r;
   };
-  srv.token = (sub, { ttl = 3600, claims = { channels: { sub: ["chat:*", "small:*", "secure:*", "signed:*"], pub: ["chat:*", "small:*", "secure:*", "signed:*"] } } } = {}) =>
+  srv.token = (sub, { ttl = 3600, claims = { channels: { sub: ["chat:*", "small:*", "secure:*", "signed:*", "vault:*"], pub: ["chat:*", "small:*", "secure:*", "signed:*", "vault:*"] } } } = {}) =>
     mint(TOKEN_KEY, sub, ttl, claims);
   srv.kick = async (connId) => {
     const r = await fetch(`${srv.admin}/api/v1/connections/${connId}/kick`, { method: "POST", headers: { Authorization: `Bearer ${srv.adminToken}` } });

@@ -40,11 +40,13 @@ channels:
     small: {{client_publish: true, history_size: 3, history_ttl: 10m}}
     secure: {{client_publish: true, history_size: 10, history_ttl: 10m, integrity: hmac}}
     signed: {{client_publish: true, history_size: 10, history_ttl: 10m, sign_output: true}}
+    vault: {{client_publish: true, history_size: 100, history_ttl: 10m, encryption: end_to_end}}
 integrity:
   master_keys: [{{id: k1, secret: "{MASTER_KEY}"}}]
 """
 
-CLAIMS = {"channels": {"sub": ["chat:*", "small:*", "secure:*", "signed:*"], "pub": ["chat:*", "small:*", "secure:*", "signed:*"]}}
+_ALL = ["chat:*", "small:*", "secure:*", "signed:*", "vault:*"]
+CLAIMS = {"channels": {"sub": _ALL, "pub": _ALL}}
 
 
 def _b64u(b: bytes) -> str:

@@ -15,11 +15,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Union
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode
 
+from .encryption import (Encryption, EncryptionKey, EnvelopeError, Keyring, KeyLike, decode_payload, delivered_keyrings,
+                         encode_payload)
 from .integrity import Signer, verify_server, unb64
 
 log = logging.getLogger("wsgate")
@@ -94,6 +96,16 @@ class RecoveryFailedError(WsgateError):
     def __init__(self, rf: "RecoveryFailed") -> None:
         super().__init__(f"wsgate: recovery failed on {rf.channel}")
         self.recovery = rf
+
+
+class NotEncryptedError(WsgateError):
+    """A payload of an end-to-end channel did not open (sealed under a key this
+    client lacks, tampered, or not an envelope at all). The message is dropped and
+    this reaches "error" listeners; history() raises it."""
+
+    def __init__(self, channel: str, offset: int, epoch: str, key_id: str = "", reason: str = "") -> None:
+        super().__init__(f"wsgate: end-to-end payload does not open: {channel} offset {offset}" + (f": {reason}" if reason else ""))
+        self.channel, self.offset, self.epoch, self.key_id, self.reason = channel, offset, epoch, key_id, reason
 
 
 # ---- values ----------------------------------------------------------------------
@@ -213,7 +225,7 @@ class Client:
                  min_backoff: float = 0.25, max_backoff: float = 30.0, request_timeout: float = 10.0,
                  queue_size: int = 256, integrity: str = "", pop_key: Any = None, verify_server: bool = False,
                  ticket_url: str = "", extra_headers: Optional[Dict[str, str]] = None,
-                 max_size: int = 1 << 20) -> None:
+                 max_size: int = 1 << 20, encryption: Optional[Encryption] = None) -> None:
         if credential not in ("header", "subprotocol", "ticket"):
             raise ValueError("wsgate: credential must be header, subprotocol or ticket")
         if integrity not in ("", "hmac", "pop"):
@@ -227,6 +239,15 @@ class Client:
         if u.scheme not in ("ws", "wss"):
             raise ValueError("wsgate: url scheme must be ws or wss")
         self.url, self.credential, self.integrity = url, credential, integrity
+        app_keys = encryption is not None and (bool(encryption.keys) or not encryption.from_server)
+        if app_keys and not callable(encryption.channels):  # type: ignore[union-attr]
+            raise ValueError("wsgate: Encryption.channels (channel -> bool) is required with keys")
+        # The application's end-to-end keys and which channels they seal, and the
+        # keys the ticket endpoint delivered at the last connection (from_server).
+        self._e2e: Optional[Keyring] = Keyring(encryption.keys) if app_keys else None  # type: ignore[union-attr]
+        self._e2e_channels = encryption.channels if encryption is not None else None
+        self._e2e_from_server = encryption is not None and encryption.from_server
+        self._delivered: Optional[Tuple[Dict[str, Keyring], Dict[str, Keyring]]] = None
         self._token, self._pop_key, self._verify = token, pop_key, verify_server
         if ssl_context is None and u.scheme == "wss":
             ssl_context = ssl.create_default_context(cafile=cafile)  # verification on
@@ -415,11 +436,14 @@ class Client:
         headers = dict(self._headers)
         protocols = [SUBPROTOCOL]
         hmac_key = None
-        if self.credential == "ticket" or self.integrity == "hmac":
+        if self.credential == "ticket" or self.integrity == "hmac" or self._e2e_from_server:
             t = await self._ticket(tok)
             if self.credential == "ticket":
                 query.append(("ticket", t["ticket"]))
             hmac_key = t.get("integrity")
+            if self._e2e_from_server:
+                # No keys in the reply clears them: the token grants none (any more).
+                self._delivered = delivered_keyrings(t.get("encryption"))
         if self.credential == "subprotocol":
             protocols = [SUBPROTOCOL, "bearer", tok]
         elif self.credential == "header":
@@ -550,6 +574,11 @@ class Client:
                 return
         typ = m.get("type")
         if typ == "message":
+            try:
+                self._open_payload(m)
+            except NotEncryptedError as e:
+                self._emit(Event("error", error=e))  # dropped: nothing undecryptable is delivered
+                return
             self._deliver(m)
             return
         if typ in ("joined", "left"):
@@ -699,7 +728,53 @@ class Client:
         t.add_done_callback(self._bg.discard)
         return t
 
+    # -- end-to-end encryption -------------------------------------------------------
+
+    def set_encryption_keys(self, keys: Sequence[KeyLike]) -> None:
+        """Replaces the end-to-end keys (rotation): the first seals from now on, every key opens."""
+        if self._e2e_channels is None:
+            raise WsgateError("wsgate: the client was made without Encryption.channels")
+        self._e2e = Keyring(keys)
+
+    def _keyring(self, channel: str) -> Optional[Keyring]:
+        """The keys sealing channel, None when it is not end-to-end: the server's
+        for the channel or its namespace first, then the application's."""
+        if self._delivered is not None:
+            ns, ch = self._delivered
+            r = ch.get(channel)
+            if r is None and ":" in channel:
+                r = ns.get(channel.split(":", 1)[0])
+            if r is not None:
+                return r
+        if self._e2e is not None and self._e2e_channels is not None and self._e2e_channels(channel):
+            return self._e2e
+        return None
+
+    def _seal_payload(self, channel: str, payload: Any) -> Any:
+        ring = self._keyring(channel)
+        if ring is None:
+            return payload
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        return encode_payload(ring.seal(channel, text))
+
+    def _open_payload(self, m: Dict[str, Any]) -> None:
+        """Replaces m["payload"] with its plaintext when m's channel is end-to-end;
+        raises NotEncryptedError when it does not open."""
+        channel = m.get("channel", "")
+        ring = self._keyring(channel) if isinstance(channel, str) else None
+        if ring is None:
+            return
+        key_id = ""
+        try:
+            env = decode_payload(m.get("payload"))
+            pt, key_id = ring.open(channel, env)
+            m["payload"] = json.loads(pt)
+        except (EnvelopeError, ValueError) as e:
+            key_id = key_id or getattr(e, "key_id", "")
+            raise NotEncryptedError(channel, m.get("offset", 0), m.get("epoch", ""), key_id, str(e)) from None
+
     async def publish(self, channel: str, payload: Any, timeout: Optional[float] = None) -> Position:
+        payload = self._seal_payload(channel, payload)
         r = await self.request("publish", timeout=timeout, channel=channel, payload=payload)
         return Position(r.get("offset", 0), r.get("epoch", ""))
 
@@ -710,7 +785,12 @@ class Client:
             f["since"] = {"offset": since.offset, "epoch": since.epoch}
         if limit:
             f["limit"] = limit
-        return await self.request("history", timeout=timeout, **f)
+        h = await self.request("history", timeout=timeout, **f)
+        for p in h.get("publications") or []:
+            if isinstance(p, dict):
+                p.setdefault("channel", channel)
+                self._open_payload(p)  # never a mix of opened and unopened payloads
+        return h
 
     async def presence(self, channel: str, timeout: Optional[float] = None) -> List[Dict[str, Any]]:
         return list((await self.request("presence", timeout=timeout, channel=channel)).get("users", []))
@@ -737,5 +817,5 @@ def _retry_after(headers: Dict[str, str], body: Any) -> float:
 
 __all__ = ["Client", "Subscription", "Event", "Position", "RecoveryFailed", "WsgateError", "HandshakeError",
            "ServerError", "CloseError", "TimeoutError", "ClosedError", "QueueFullError", "DisconnectedError",
-           "RecoveryFailedError", "SUBPROTOCOL"]
+           "RecoveryFailedError", "NotEncryptedError", "Encryption", "EncryptionKey", "SUBPROTOCOL"]
 

@@ -127,7 +127,7 @@ func (s *Server) ticketEncryptionKeys(id auth.Identity) []encrypt.DeliveredKey {
 	if len(p.ClientKeys) == 0 {
 		return nil
 	}
-	claim := s.cfg.Load().Channels.Claim
+	claim := s.config().Channels.Claim
 	if claim == "" {
 		claim = room.DefaultChannelClaim
 	}

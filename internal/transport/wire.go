@@ -52,7 +52,8 @@ type wireConn struct {
 	closeTimeout time.Duration
 
 	// Read side: only the goroutine that reads (gws's handshake, then Serve).
-	prefix  []byte // bytes net/http had buffered before the hijack
+	prefix  []byte        // bytes net/http had buffered before the hijack
+	pooled  *pooledReader // server on plain TCP: reads through a pooled buffer; nil otherwise
 	phase   readPhase
 	head    headScanner
 	obs     frameObserver
@@ -111,7 +112,11 @@ func (w *wireConn) Read(p []byte) (int, error) {
 		n = copy(p, w.prefix)
 		w.prefix = w.prefix[n:]
 	} else {
-		n, err = w.raw.Read(p)
+		if w.pooled != nil {
+			n, err = w.pooled.Read(p)
+		} else {
+			n, err = w.raw.Read(p)
+		}
 		if err == io.EOF {
 			w.eof = true
 		}
@@ -330,6 +335,9 @@ func (w *wireConn) drain() {
 	}
 	if _, _, sent := w.sentClose(); !sent {
 		return
+	}
+	if w.pooled != nil {
+		w.pooled.release()
 	}
 	buf := make([]byte, 2048)
 	for total := 0; total < drainLimit; {

@@ -1,0 +1,130 @@
+package transport
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// gwsReadBufferSize is the size of the bufio.Reader handed to gws for a
+// connection whose socket reads go through a pooled buffer (bufio's minimum):
+// gws reads frame headers through it, payloads of 16 bytes and more bypass it.
+const gwsReadBufferSize = 16
+
+// readPool lends read buffers to server connections on plain TCP sockets. A
+// connection takes one only when the socket has bytes ready (it waits for
+// readability through syscall.RawConn without a buffer) and gives it back as
+// soon as gws has taken every byte, so an idle connection holds no read
+// buffer: 4 KiB less per connection, and no page of it resident.
+type readPool struct {
+	size int
+	pool sync.Pool
+}
+
+func newReadPool(size int) *readPool {
+	p := &readPool{size: size}
+	p.pool.New = func() any {
+		b := make([]byte, size)
+		return &b
+	}
+	return p
+}
+
+// pooledReader is the read side of one connection on a pooled buffer. It is
+// used only by the goroutine that reads the connection.
+type pooledReader struct {
+	pool *readPool
+	rc   syscall.RawConn
+	raw  net.Conn
+	buf  *[]byte // lent by pool while bytes remain in buf[pos:end]
+	pos  int
+	end  int
+}
+
+// newPooledReader returns nil when raw is not a socket it can wait on
+// without a buffer (TLS, test pipes): those read through their own buffers.
+func newPooledReader(raw net.Conn, pool *readPool) *pooledReader {
+	if pool == nil {
+		return nil
+	}
+	tc, ok := raw.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return &pooledReader{pool: pool, rc: rc, raw: raw}
+}
+
+// Read returns what the socket has, as net.Conn.Read would (io.EOF at the
+// end, the socket's deadline honoured), holding a pooled buffer only between
+// the moment bytes are ready and the moment they are all handed out.
+func (r *pooledReader) Read(p []byte) (int, error) {
+	if r.buf != nil {
+		n := copy(p, (*r.buf)[r.pos:r.end])
+		r.pos += n
+		if r.pos == r.end {
+			r.release()
+		}
+		return n, nil
+	}
+	if len(p) >= r.pool.size {
+		// A large payload read goes straight into gws's message buffer.
+		return r.raw.Read(p)
+	}
+	var (
+		buf  *[]byte
+		n    int
+		rerr error
+	)
+	err := r.rc.Read(func(fd uintptr) bool {
+		if buf == nil {
+			buf = r.pool.pool.Get().(*[]byte)
+		}
+		for {
+			n, rerr = syscall.Read(int(fd), *buf)
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		if rerr == syscall.EAGAIN {
+			// Nothing yet: give the buffer back while the goroutine waits.
+			r.pool.pool.Put(buf)
+			buf = nil
+			return false
+		}
+		return true
+	})
+	if err == nil && rerr != nil {
+		err = &net.OpError{Op: "read", Net: "tcp", Source: r.raw.LocalAddr(), Addr: r.raw.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+	}
+	if err == nil && n <= 0 {
+		err = io.EOF
+	}
+	if err != nil {
+		if buf != nil {
+			r.pool.pool.Put(buf)
+		}
+		return 0, err
+	}
+	k := copy(p, (*buf)[:n])
+	if k == n {
+		r.pool.pool.Put(buf)
+		return k, nil
+	}
+	r.buf, r.pos, r.end = buf, k, n
+	return k, nil
+}
+
+// release gives the lent buffer back (the bytes still in it are dropped: only
+// called when they are all consumed, or when the connection is finished).
+func (r *pooledReader) release() {
+	if r.buf != nil {
+		r.pool.pool.Put(r.buf)
+		r.buf = nil
+	}
+}

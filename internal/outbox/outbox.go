@@ -88,7 +88,28 @@ type Queue struct {
 	closed  bool          // no more pushes; drainer must stop
 	exited  chan struct{} // lazily made by Wait, closed when the drainer exits
 	stats   Stats
+	direct  Direct // optional non-blocking writer for Push (SetDirect)
 }
+
+// Direct is a connection's non-blocking writer (transport.Conn.TryWriteMessage
+// and Flush, wrapped by the session for its counters). With it, a Push that
+// finds the queue idle writes the message at once on the pushing goroutine
+// without ever blocking it, sparing the drainer goroutine's start, wake-up and
+// hand-off (what a fan-out to thousands of idle subscribers pays per message);
+// a message the socket cannot take at once is queued as before.
+type Direct struct {
+	// Try writes b without blocking: all of it, nothing (TryBlocked: the
+	// message is queued), or a part whose rest the connection keeps
+	// (TryPartial: the drainer then calls Flush). An error fails the queue
+	// like a failed write.
+	Try func(op transport.Opcode, b []byte) (transport.TryResult, error)
+	// Flush writes what a TryPartial left; it may block (write deadline).
+	Flush func() error
+}
+
+// opFlush marks a queue entry that writes nothing but the rest of a partial
+// direct write (Direct.Flush).
+const opFlush transport.Opcode = 0xff
 
 // entry is one queued message and the opcode it is written with.
 type entry struct {
@@ -127,12 +148,26 @@ func NewOp(opts Options, write func(op transport.Opcode, b []byte) error, onFail
 // ErrClosed after Close or a write error.
 func (q *Queue) Push(b []byte) error { return q.PushOp(transport.Text, b) }
 
+// SetDirect installs a non-blocking writer used by Push and PushOp when the
+// queue is idle. Call it before the queue is used.
+func (q *Queue) SetDirect(d Direct) {
+	if d.Try == nil || d.Flush == nil {
+		return
+	}
+	q.mu.Lock()
+	q.direct = d
+	q.mu.Unlock()
+}
+
 // PushOp is Push for a message written with opcode op.
 func (q *Queue) PushOp(op transport.Opcode, b []byte) error {
 	q.mu.Lock()
 	if err := q.admitLocked(b); err != nil {
 		q.mu.Unlock()
 		return err
+	}
+	if q.direct.Try != nil && !q.running && q.n == 0 {
+		return q.tryDirectLocked(op, b)
 	}
 	q.appendLocked(op, b)
 	start := !q.running
@@ -196,6 +231,49 @@ func (q *Queue) PushOrWriteOp(op transport.Opcode, b []byte) error {
 	return nil
 }
 
+// tryDirectLocked writes an admitted b with Direct.Try while holding the
+// writer's role, so nothing else is written meanwhile; what the socket did not
+// take goes to a drainer. Called with mu held; returns with it released.
+func (q *Queue) tryDirectLocked(op transport.Opcode, b []byte) error {
+	q.running = true
+	q.mu.Unlock()
+	res, err := q.direct.Try(op, b)
+	q.mu.Lock()
+	if q.closed {
+		q.exitLocked()
+		q.mu.Unlock()
+		return nil
+	}
+	if err != nil {
+		q.failLocked(err)
+		return nil
+	}
+	switch res {
+	case transport.TryWritten:
+		q.stats.Written++
+		q.exitLocked()
+		q.mu.Unlock()
+		return nil
+	case transport.TryPartial:
+		// Counted as written when the flush succeeds.
+		q.appendLocked(opFlush, nil)
+	default:
+		q.appendLocked(op, b)
+	}
+	// The role passes to a drainer (running stays true).
+	q.mu.Unlock()
+	go q.drain()
+	return nil
+}
+
+// writeEntry writes one queued entry.
+func (q *Queue) writeEntry(e entry) error {
+	if e.op == opFlush {
+		return q.direct.Flush()
+	}
+	return q.write(e.op, e.b)
+}
+
 // admitLocked checks b against the state and bounds, counting refusals. Called
 // with mu held.
 func (q *Queue) admitLocked(b []byte) error {
@@ -245,7 +323,7 @@ func (q *Queue) drain() {
 	for !q.closed && q.n > 0 {
 		e := q.ring[q.head]
 		q.mu.Unlock()
-		err := q.write(e.op, e.b)
+		err := q.writeEntry(e)
 		q.mu.Lock()
 		if !q.finishLocked(e.b, err) {
 			return
@@ -272,17 +350,23 @@ func (q *Queue) finishLocked(b []byte, err error) bool {
 	q.n--
 	q.bytes -= len(b)
 	if err != nil {
-		q.closed = true
-		q.dropLocked()
-		q.exitLocked()
-		q.mu.Unlock()
-		if q.onFail != nil {
-			q.onFail(fmt.Errorf("outbox: write: %w", err))
-		}
+		q.failLocked(err)
 		return false
 	}
 	q.stats.Written++
 	return true
+}
+
+// failLocked stops the queue after the write error err, gives up the writer's
+// role, releases mu and reports to onFail. Called with mu held.
+func (q *Queue) failLocked(err error) {
+	q.closed = true
+	q.dropLocked()
+	q.exitLocked()
+	q.mu.Unlock()
+	if q.onFail != nil {
+		q.onFail(fmt.Errorf("outbox: write: %w", err))
+	}
 }
 
 // exitLocked marks the drainer gone and wakes waiters. Called with mu held.

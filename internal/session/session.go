@@ -182,11 +182,7 @@ func (s *Session) Attach(c *transport.Conn) {
 		if err := c.WriteMessage(op, b); err != nil {
 			return err
 		}
-		s.msgsOut.Add(1)
-		s.bytesOut.Add(uint64(len(b)))
-		if s.deps.Observer != nil {
-			s.deps.Observer.Sent(s, len(b))
-		}
+		s.sent(len(b))
 		return nil
 	}, func(err error) {
 		// The write failed (peer gone or write deadline passed): nothing more can
@@ -198,6 +194,29 @@ func (s *Session) Attach(c *transport.Conn) {
 			_ = c.Close()
 		}
 	})
+	if c.DirectWrites() {
+		// Broadcasts to an idle connection are written by the broadcaster
+		// without blocking it (no drainer goroutine per delivery).
+		s.out.SetDirect(outbox.Direct{
+			Try: func(op transport.Opcode, b []byte) (transport.TryResult, error) {
+				res, err := c.TryWriteMessage(op, b)
+				if res != transport.TryBlocked {
+					s.sent(len(b))
+				}
+				return res, err
+			},
+			Flush: c.Flush,
+		})
+	}
+}
+
+// sent counts one message written (or handed whole to the socket).
+func (s *Session) sent(n int) {
+	s.msgsOut.Add(1)
+	s.bytesOut.Add(uint64(n))
+	if s.deps.Observer != nil {
+		s.deps.Observer.Sent(s, n)
+	}
 }
 
 // Accessors.

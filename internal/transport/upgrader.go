@@ -105,6 +105,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 		_ = wire.closeNow()
 		return nil, fmt.Errorf("transport: upgrade: %w", err)
 	}
+	wire.direct = newDirectWriter(raw, wire.extensions)
 	c := &Conn{ws: ws, wire: wire, h: h, log: u.opts.Logger, subprotocol: subprotocol}
 	wire.owner = c
 	wire.handshaking.Store(false)

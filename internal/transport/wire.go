@@ -69,6 +69,14 @@ type wireConn struct {
 	extensions  string // server: the negotiated extensions ("" for none)
 	closing     atomic.Bool
 
+	// Write side: wmu serializes every frame written after the handshake
+	// (gws's and TryWriteMessage's), so that the rest of a partially written
+	// direct frame (tail) goes out before anything else.
+	direct    *directWriter // server on plain TCP without compression; nil otherwise
+	wmu       sync.Mutex
+	tail      []byte
+	closeSent bool // a close frame went out: no direct writes after it
+
 	mu         sync.Mutex // guards the fields below and deadline changes
 	sentOK     bool
 	sentCode   uint16
@@ -174,7 +182,13 @@ func (w *wireConn) Write(b []byte) (int, error) {
 		}
 		return w.writeDeadlined(b)
 	}
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	if err := w.flushTailLocked(); err != nil {
+		return 0, err
+	}
 	if len(b) >= 2 && b[0]&0x0f == 0x8 {
+		w.closeSent = true
 		if out, ok := w.observeClose(b); ok {
 			if _, err := w.writeDeadlined(out); err != nil {
 				return 0, err

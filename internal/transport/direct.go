@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"syscall"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -79,10 +81,18 @@ func (c *Conn) TryWriteMessage(op Opcode, data []byte) (TryResult, error) {
 		n    int
 		werr error
 	)
-	err := d.rc.Write(func(fd uintptr) bool {
+	write := func(fd uintptr) bool {
 		n, werr = writev2(fd, hdr[:hl], data)
 		return true // never wait for writability
-	})
+	}
+	err := d.rc.Write(write)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The deadline the last blocking write set has passed since. It
+		// bounds that write only (every blocking write sets its own, under
+		// wmu, which is held here): clear it rather than refuse.
+		_ = w.raw.SetWriteDeadline(time.Time{})
+		err = d.rc.Write(write)
+	}
 	if err != nil {
 		if errors.Is(err, net.ErrClosed) {
 			return TryBlocked, ErrClosed

@@ -88,6 +88,26 @@ func TestTryWriteMessagePartialAndBlocked(t *testing.T) {
 	}
 }
 
+// The deadline a blocking write left on the socket has no say over a later
+// direct write, which never blocks.
+func TestTryWriteMessageAfterStaleDeadline(t *testing.T) {
+	ts := startServer(t, nil, false, "")
+	rc := dialRaw(t, ts)
+	c := ts.conn(t)
+	if err := c.WriteMessage(Text, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.NetConn().SetWriteDeadline(time.Now().Add(-time.Second))
+	if res, err := c.TryWriteMessage(Text, []byte("late")); res != TryWritten || err != nil {
+		t.Fatalf("direct write after a stale deadline: %v %v", res, err)
+	}
+	for _, want := range []string{"first", "late"} {
+		if _, p, err := rc.readFrame(); err != nil || string(p) != want {
+			t.Fatalf("got %q %v, want %q", p, err, want)
+		}
+	}
+}
+
 // No direct write after a close frame.
 func TestTryWriteMessageAfterClose(t *testing.T) {
 	ts := startServer(t, nil, false, "")

@@ -115,10 +115,13 @@ type Session struct {
 	pingSent                           atomic.Int64 // unix nanos of the unanswered ping, 0 if none
 	lastPing                           atomic.Int64
 	pongAt                             atomic.Int64
+	expiresAt                          atomic.Int64 // unix nanos when the token expires, 0 if never
 
-	mu          sync.Mutex // guards timers and closing
-	keepalive   *time.Timer
-	expiry      *time.Timer
+	mu sync.Mutex // guards the timer and closing
+	// timer is the session's one timer: keepalive ping, pong deadline, idle
+	// timeout and token expiry all fire through it (tick), at the earliest
+	// of their times, so a connection holds one runtime timer, not two.
+	timer       *time.Timer
 	closing     bool
 	closed      atomic.Bool // mirrors closing, for lock-free reads
 	closeCode   protocol.CloseCode
@@ -338,9 +341,6 @@ func (s *Session) Start() {
 		s.sendWelcome()
 	}
 	s.mu.Lock()
-	if s.opts.PingInterval > 0 || s.opts.Idle > 0 {
-		s.keepalive = time.AfterFunc(s.nextTick(time.Now()), s.tick)
-	}
 	s.armExpiryLocked(s.Identity().ExpiresAt)
 	s.mu.Unlock()
 }
@@ -356,11 +356,8 @@ func (s *Session) Serve() {
 	s.mu.Lock()
 	s.closing = true
 	s.closed.Store(true)
-	if s.keepalive != nil {
-		s.keepalive.Stop()
-	}
-	if s.expiry != nil {
-		s.expiry.Stop()
+	if s.timer != nil {
+		s.timer.Stop()
 	}
 	s.mu.Unlock()
 	s.cancel()
@@ -473,6 +470,9 @@ func (s *Session) isClosing() bool { return s.closed.Load() }
 func (s *Session) nextTick(now time.Time) time.Duration {
 	next := time.Duration(1<<63 - 1)
 	n := now.UnixNano()
+	if exp := s.expiresAt.Load(); exp != 0 {
+		next = min(next, time.Duration(exp-n))
+	}
 	if s.opts.Idle > 0 {
 		next = min(next, time.Duration(s.lastMsg.Load()+int64(s.opts.Idle)-n))
 	}
@@ -489,6 +489,10 @@ func (s *Session) nextTick(now time.Time) time.Duration {
 func (s *Session) tick() {
 	now := time.Now()
 	n := now.UnixNano()
+	if exp := s.expiresAt.Load(); exp != 0 && n >= exp {
+		s.Close(protocol.ReasonTokenExpired)
+		return
+	}
 	if s.opts.Idle > 0 && n-s.lastMsg.Load() >= int64(s.opts.Idle) {
 		s.Close(protocol.ReasonIdle)
 		return
@@ -513,21 +517,30 @@ func (s *Session) tick() {
 		}
 	}
 	s.mu.Lock()
-	if !s.closing && s.keepalive != nil {
-		s.keepalive.Reset(s.nextTick(time.Now()))
+	if !s.closing && s.timer != nil {
+		s.timer.Reset(s.nextTick(time.Now()))
 	}
 	s.mu.Unlock()
 }
 
+// armExpiryLocked sets the token expiry (zero: none) and (re)arms the timer
+// for the earliest of expiry, keepalive and idle times. Called with mu held.
 func (s *Session) armExpiryLocked(exp time.Time) {
-	if s.expiry != nil {
-		s.expiry.Stop()
-		s.expiry = nil
-	}
 	if exp.IsZero() {
+		s.expiresAt.Store(0)
+	} else {
+		s.expiresAt.Store(exp.UnixNano())
+	}
+	if s.opts.PingInterval <= 0 && s.opts.Idle <= 0 && exp.IsZero() {
+		// Nothing to time; a timer armed for an earlier expiry finds nothing
+		// due and re-arms for never (nextTick's maximum).
 		return
 	}
-	s.expiry = time.AfterFunc(time.Until(exp), func() { s.Close(protocol.ReasonTokenExpired) })
+	if s.timer == nil {
+		s.timer = time.AfterFunc(s.nextTick(time.Now()), s.tick)
+		return
+	}
+	s.timer.Reset(s.nextTick(time.Now()))
 }
 
 // --- transport.Handler ---

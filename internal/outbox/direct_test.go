@@ -133,3 +133,31 @@ func TestPushDirectError(t *testing.T) {
 		t.Fatalf("push after failure: %v", err)
 	}
 }
+
+// PushOrWriteReuse frees the buffer when it wrote it inline, not when it had
+// to queue it behind a writer.
+func TestPushOrWriteReuse(t *testing.T) {
+	checkNoLeak(t)
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	q := New(Options{}, func(b []byte) error {
+		if string(b) == "slow" {
+			started <- struct{}{}
+			<-release
+		}
+		return nil
+	}, nil)
+	if ok, err := q.PushOrWriteReuse([]byte("a")); !ok || err != nil {
+		t.Fatalf("idle queue: reusable %v, %v", ok, err)
+	}
+	if err := q.Push([]byte("slow")); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if ok, err := q.PushOrWriteReuse([]byte("b")); ok || err != nil {
+		t.Fatalf("busy queue: reusable %v, %v", ok, err)
+	}
+	close(release)
+	waitIdle(t, q)
+	q.Close()
+}

@@ -198,16 +198,29 @@ func (q *Queue) PushOrWrite(b []byte) error { return q.PushOrWriteOp(transport.T
 // upstream leg of a gateway connection) may call it: blocking it for one write
 // is backpressure on that upstream alone.
 func (q *Queue) PushOrWriteOp(op transport.Opcode, b []byte) error {
+	_, err := q.pushOrWrite(op, b)
+	return err
+}
+
+// PushOrWriteReuse is PushOrWrite for a caller that reuses its buffer: it
+// also reports whether the queue is done with b (written, or refused), so
+// that b may be overwritten, or still holds it (queued behind other
+// messages), so that it must not be.
+func (q *Queue) PushOrWriteReuse(b []byte) (reusable bool, err error) {
+	return q.pushOrWrite(transport.Text, b)
+}
+
+func (q *Queue) pushOrWrite(op transport.Opcode, b []byte) (bool, error) {
 	q.mu.Lock()
 	if err := q.admitLocked(b); err != nil {
 		q.mu.Unlock()
-		return err
+		return true, err
 	}
 	q.appendLocked(op, b)
 	if q.running {
 		// A drainer or another writer holds the role: b waits its turn.
 		q.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	q.running = true
 	q.mu.Unlock()
@@ -215,20 +228,20 @@ func (q *Queue) PushOrWriteOp(op transport.Opcode, b []byte) error {
 	q.mu.Lock()
 	if !q.finishLocked(b, err) {
 		if err != nil {
-			return fmt.Errorf("outbox: write: %w", err)
+			return true, fmt.Errorf("outbox: write: %w", err)
 		}
-		return nil // written; Close came meanwhile
+		return true, nil // written; Close came meanwhile
 	}
 	if q.n > 0 {
 		// Pushes arrived during the write; a drainer takes over the role
 		// (running stays true) so that this reader goes back to reading.
 		q.mu.Unlock()
 		go q.drain()
-		return nil
+		return true, nil
 	}
 	q.exitLocked()
 	q.mu.Unlock()
-	return nil
+	return true, nil
 }
 
 // tryDirectLocked writes an admitted b with Direct.Try while holding the

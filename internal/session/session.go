@@ -109,6 +109,8 @@ type Session struct {
 	cancel context.CancelFunc
 	begun  bool             // Start ran; owner-only, before Serve
 	msgOp  transport.Opcode // opcode of the message being handled; reader-only
+	// pongBuf is the last pong, reused when it was written inline; reader-only.
+	pongBuf []byte
 
 	msgsIn, bytesIn, msgsOut, bytesOut atomic.Uint64
 	lastMsg                            atomic.Int64 // unix nanos of the last client message
@@ -617,8 +619,12 @@ func (s *Session) Strike(reason string) {
 	}
 }
 
+// maxPongBuf bounds the pong buffer a session keeps between pings (a long
+// message id makes a one-off larger pong, not a larger buffer kept).
+const maxPongBuf = 128
+
 func (s *Session) pong(m pipeline.Message, now time.Time) {
-	b := make([]byte, 0, 64+len(m.ID))
+	b := s.pongBuf[:0]
 	b = append(b, `{"type":"pong","timestamp":`...)
 	b = strconv.AppendInt(b, now.UnixMilli(), 10)
 	if m.ID != nil {
@@ -626,7 +632,16 @@ func (s *Session) pong(m pipeline.Message, now time.Time) {
 		b = append(b, m.ID...)
 	}
 	b = append(b, '}')
-	_ = s.Reply(b)
+	// Written inline (the usual case) the buffer is free again: the next pong
+	// reuses it instead of allocating. Queued, it belongs to the queue.
+	reusable, err := s.out.PushOrWriteReuse(b)
+	s.pongBuf = nil
+	if reusable && cap(b) <= maxPongBuf {
+		s.pongBuf = b
+	}
+	if errors.Is(err, outbox.ErrFull) {
+		s.CloseAsync(protocol.ReasonSlowConsumer)
+	}
 }
 
 func (s *Session) refresh(m pipeline.Message) {

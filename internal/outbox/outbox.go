@@ -80,15 +80,18 @@ type Queue struct {
 	mu sync.Mutex
 	// ring holds queued messages; the message being written stays at ring[head]
 	// until its write returns, so the bounds count it and Len reports it.
-	ring    []entry
-	head    int
-	n       int
-	bytes   int
-	running bool          // the writer's role is taken: a drainer goroutine, or an inline PushOrWrite
-	closed  bool          // no more pushes; drainer must stop
-	exited  chan struct{} // lazily made by Wait, closed when the drainer exits
-	stats   Stats
-	direct  Direct // optional non-blocking writer for Push (SetDirect)
+	ring  []entry
+	head  int
+	n     int
+	bytes int
+	// inl and inlBytes count a message PushOrWrite is writing inline: it is
+	// in the bounds and in Len but not in the ring.
+	inl, inlBytes int
+	running       bool          // the writer's role is taken: a drainer goroutine, or an inline PushOrWrite
+	closed        bool          // no more pushes; drainer must stop
+	exited        chan struct{} // lazily made by Wait, closed when the drainer exits
+	stats         Stats
+	direct        Direct // optional non-blocking writer for Push (SetDirect)
 }
 
 // Direct is a connection's non-blocking writer (transport.Conn.TryWriteMessage
@@ -216,17 +219,21 @@ func (q *Queue) pushOrWrite(op transport.Opcode, b []byte) (bool, error) {
 		q.mu.Unlock()
 		return true, err
 	}
-	q.appendLocked(op, b)
 	if q.running {
 		// A drainer or another writer holds the role: b waits its turn.
+		q.appendLocked(op, b)
 		q.mu.Unlock()
 		return false, nil
 	}
+	// Idle (nothing queued): b is written at once, counted in the bounds
+	// while it is, but never put in the ring, so that a connection that only
+	// ever gets inline replies never allocates one.
 	q.running = true
+	q.inl, q.inlBytes = 1, len(b)
 	q.mu.Unlock()
 	err := q.write(op, b)
 	q.mu.Lock()
-	if !q.finishLocked(b, err) {
+	if !q.finishInlineLocked(err) {
 		if err != nil {
 			return true, fmt.Errorf("outbox: write: %w", err)
 		}
@@ -249,28 +256,27 @@ func (q *Queue) pushOrWrite(op transport.Opcode, b []byte) (bool, error) {
 // take goes to a drainer. Called with mu held; returns with it released.
 func (q *Queue) tryDirectLocked(op transport.Opcode, b []byte) error {
 	q.running = true
+	q.inl, q.inlBytes = 1, len(b)
 	q.mu.Unlock()
 	res, err := q.direct.Try(op, b)
 	q.mu.Lock()
+	if err != nil || res == transport.TryWritten {
+		if q.finishInlineLocked(err) {
+			q.exitLocked()
+			q.mu.Unlock()
+		}
+		return nil
+	}
+	q.inl, q.inlBytes = 0, 0
 	if q.closed {
 		q.exitLocked()
 		q.mu.Unlock()
 		return nil
 	}
-	if err != nil {
-		q.failLocked(err)
-		return nil
-	}
-	switch res {
-	case transport.TryWritten:
-		q.stats.Written++
-		q.exitLocked()
-		q.mu.Unlock()
-		return nil
-	case transport.TryPartial:
+	if res == transport.TryPartial {
 		// Counted as written when the flush succeeds.
 		q.appendLocked(opFlush, nil)
-	default:
+	} else {
 		q.appendLocked(op, b)
 	}
 	// The role passes to a drainer (running stays true).
@@ -297,7 +303,7 @@ func (q *Queue) admitLocked(b []byte) error {
 		q.stats.Rejected++
 		return ErrTooLarge
 	}
-	if q.n+1 > q.opts.MaxMessages || q.bytes+len(b) > q.opts.MaxBytes {
+	if q.n+q.inl+1 > q.opts.MaxMessages || q.bytes+q.inlBytes+len(b) > q.opts.MaxBytes {
 		q.stats.Rejected++
 		return ErrFull
 	}
@@ -370,6 +376,23 @@ func (q *Queue) finishLocked(b []byte, err error) bool {
 	return true
 }
 
+// finishInlineLocked is finishLocked for a b written inline (not in the
+// ring).
+func (q *Queue) finishInlineLocked(err error) bool {
+	q.inl, q.inlBytes = 0, 0
+	if q.closed {
+		q.exitLocked()
+		q.mu.Unlock()
+		return false
+	}
+	if err != nil {
+		q.failLocked(err)
+		return false
+	}
+	q.stats.Written++
+	return true
+}
+
 // failLocked stops the queue after the write error err, gives up the writer's
 // role, releases mu and reports to onFail. Called with mu held.
 func (q *Queue) failLocked(err error) {
@@ -396,8 +419,9 @@ func (q *Queue) exitLocked() {
 
 // dropLocked discards every queued message, releasing their memory. Called with mu held.
 func (q *Queue) dropLocked() {
-	q.stats.Dropped += uint64(q.n)
+	q.stats.Dropped += uint64(q.n + q.inl)
 	q.ring, q.head, q.n, q.bytes = nil, 0, 0, 0
+	q.inl, q.inlBytes = 0, 0
 }
 
 // Close stops accepting pushes and drops queued messages. It returns promptly,
@@ -440,7 +464,7 @@ func (q *Queue) Wait(ctx context.Context) error {
 func (q *Queue) Len() (msgs, bytes int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.n, q.bytes
+	return q.n + q.inl, q.bytes + q.inlBytes
 }
 
 // Closed reports whether the queue no longer accepts pushes (Close or write error).

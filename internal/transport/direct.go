@@ -31,6 +31,20 @@ const (
 // serialized with gws's writes by wireConn.wmu.
 type directWriter struct {
 	rc syscall.RawConn
+	// The write in progress (wmu held), for ready: a method value made once,
+	// so that a direct write allocates nothing.
+	ready func(fd uintptr) bool
+	hbuf  [10]byte
+	hdr   []byte
+	data  []byte
+	n     int
+	err   error
+}
+
+// writeReady is rc.Write's callback: one writev, never a wait.
+func (d *directWriter) writeReady(fd uintptr) bool {
+	d.n, d.err = writev2(fd, d.hdr, d.data)
+	return true
 }
 
 // newDirectWriter returns nil when the connection's frames cannot be written
@@ -45,7 +59,9 @@ func newDirectWriter(raw net.Conn, extensions string) *directWriter {
 	if err != nil {
 		return nil
 	}
-	return &directWriter{rc: rc}
+	d := &directWriter{rc: rc}
+	d.ready = d.writeReady
+	return d
 }
 
 // DirectWrites reports whether TryWriteMessage can write this connection
@@ -67,8 +83,6 @@ func (c *Conn) TryWriteMessage(op Opcode, data []byte) (TryResult, error) {
 	if op == Text && !utf8.Valid(data) {
 		return TryBlocked, ErrInvalidUTF8
 	}
-	var hdr [10]byte
-	hl := frameHeader(hdr[:], op, len(data))
 	w := c.wire
 	if !w.wmu.TryLock() {
 		return TryBlocked, nil
@@ -77,22 +91,19 @@ func (c *Conn) TryWriteMessage(op Opcode, data []byte) (TryResult, error) {
 	if w.tail != nil || w.closeSent || w.closing.Load() {
 		return TryBlocked, nil
 	}
-	var (
-		n    int
-		werr error
-	)
-	write := func(fd uintptr) bool {
-		n, werr = writev2(fd, hdr[:hl], data)
-		return true // never wait for writability
-	}
-	err := d.rc.Write(write)
+	hl := frameHeader(d.hbuf[:], op, len(data))
+	hdr := d.hbuf[:hl]
+	d.hdr, d.data, d.n, d.err = hdr, data, 0, nil
+	err := d.rc.Write(d.ready)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		// The deadline the last blocking write set has passed since. It
 		// bounds that write only (every blocking write sets its own, under
 		// wmu, which is held here): clear it rather than refuse.
 		_ = w.raw.SetWriteDeadline(time.Time{})
-		err = d.rc.Write(write)
+		err = d.rc.Write(d.ready)
 	}
+	n, werr := d.n, d.err
+	d.hdr, d.data, d.err = nil, nil, nil
 	if err != nil {
 		if errors.Is(err, net.ErrClosed) {
 			return TryBlocked, ErrClosed

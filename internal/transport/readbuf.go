@@ -41,6 +41,13 @@ type pooledReader struct {
 	buf  *[]byte // lent by pool while bytes remain in buf[pos:end]
 	pos  int
 	end  int
+
+	// State of the read in progress, for ready: a method value made once,
+	// so that waiting allocates nothing per read.
+	ready func(fd uintptr) bool
+	got   *[]byte
+	n     int
+	rerr  error
 }
 
 // newPooledReader returns nil when raw is not a socket it can wait on
@@ -57,7 +64,31 @@ func newPooledReader(raw net.Conn, pool *readPool) *pooledReader {
 	if err != nil {
 		return nil
 	}
-	return &pooledReader{pool: pool, rc: rc, raw: raw}
+	r := &pooledReader{pool: pool, rc: rc, raw: raw}
+	r.ready = r.readReady
+	return r
+}
+
+// readReady is rc.Read's callback: it reads what the socket has into a
+// pooled buffer, or gives the buffer back and asks to wait when there is
+// nothing yet.
+func (r *pooledReader) readReady(fd uintptr) bool {
+	if r.got == nil {
+		r.got = r.pool.pool.Get().(*[]byte)
+	}
+	for {
+		r.n, r.rerr = syscall.Read(int(fd), *r.got)
+		if r.rerr != syscall.EINTR {
+			break
+		}
+	}
+	if r.rerr == syscall.EAGAIN {
+		// Nothing yet: give the buffer back while the goroutine waits.
+		r.pool.pool.Put(r.got)
+		r.got = nil
+		return false
+	}
+	return true
 }
 
 // Read returns what the socket has, as net.Conn.Read would (io.EOF at the
@@ -76,29 +107,9 @@ func (r *pooledReader) Read(p []byte) (int, error) {
 		// A large payload read goes straight into gws's message buffer.
 		return r.raw.Read(p)
 	}
-	var (
-		buf  *[]byte
-		n    int
-		rerr error
-	)
-	err := r.rc.Read(func(fd uintptr) bool {
-		if buf == nil {
-			buf = r.pool.pool.Get().(*[]byte)
-		}
-		for {
-			n, rerr = syscall.Read(int(fd), *buf)
-			if rerr != syscall.EINTR {
-				break
-			}
-		}
-		if rerr == syscall.EAGAIN {
-			// Nothing yet: give the buffer back while the goroutine waits.
-			r.pool.pool.Put(buf)
-			buf = nil
-			return false
-		}
-		return true
-	})
+	err := r.rc.Read(r.ready)
+	buf, n, rerr := r.got, r.n, r.rerr
+	r.got, r.rerr = nil, nil
 	if err == nil && rerr != nil {
 		err = &net.OpError{Op: "read", Net: "tcp", Source: r.raw.LocalAddr(), Addr: r.raw.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
 	}

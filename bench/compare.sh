@@ -35,9 +35,10 @@ IDLE_HOLD=${IDLE_HOLD:-5s}
 FAN_SUBS=${FAN_SUBS:-1000}
 FAN_RATE=${FAN_RATE:-20}
 SECRET=bench-secret-bench-secret-bench-secret-0123456789 # also in bench/wsgate-bench.yaml
-# Ports: wsgate's is in bench/wsgate-bench.yaml; the others are picked to stay
+# Ports: wsgate's defaults to the one in bench/wsgate-bench.yaml (WSGATE_PORT
+# overrides it, e.g. when another run holds it); the others are picked to stay
 # clear of the usual development ports (another server there spoils a run).
-WSGATE_PORT=9102 BARE_PORT=${BARE_PORT:-19101} NODE_PORT=${NODE_PORT:-19180} NBIO_PORT=${NBIO_PORT:-19102}
+WSGATE_PORT=${WSGATE_PORT:-9102} BARE_PORT=${BARE_PORT:-19101} NODE_PORT=${NODE_PORT:-19180} NBIO_PORT=${NBIO_PORT:-19102}
 REPORT_ONLY=${REPORT_ONLY:-0} # 1: print the table from the JSON already in $OUT
 
 mkdir -p "$OUT"
@@ -90,10 +91,10 @@ start() { # start SERVER: fresh process, PID set, waits for its port
 	fi
 	case $1 in
 	wsgate)
-		"$OUT/wsgate" serve -c "$ROOT/bench/wsgate-bench.yaml" >"$OUT/wsgate.log" 2>&1 &
+		"$OUT/wsgate" serve -c "$ROOT/bench/wsgate-bench.yaml" --listen "127.0.0.1:$WSGATE_PORT" >"$OUT/wsgate.log" 2>&1 &
 		port=$WSGATE_PORT ;;
 	base)
-		"$BASE_WSGATE" serve -c "$ROOT/bench/wsgate-bench.yaml" >"$OUT/base.log" 2>&1 &
+		"$BASE_WSGATE" serve -c "$ROOT/bench/wsgate-bench.yaml" --listen "127.0.0.1:$WSGATE_PORT" >"$OUT/base.log" 2>&1 &
 		port=$WSGATE_PORT ;;
 	bare)
 		"$OUT/bareecho" -addr "127.0.0.1:$BARE_PORT" >"$OUT/bare.log" 2>&1 &

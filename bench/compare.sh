@@ -35,10 +35,11 @@ IDLE_HOLD=${IDLE_HOLD:-5s}
 FAN_SUBS=${FAN_SUBS:-1000}
 FAN_RATE=${FAN_RATE:-20}
 SECRET=bench-secret-bench-secret-bench-secret-0123456789 # also in bench/wsgate-bench.yaml
-# Ports: wsgate's defaults to the one in bench/wsgate-bench.yaml (WSGATE_PORT
-# overrides it, e.g. when another run holds it); the others are picked to stay
+# Ports: wsgate's defaults to the one in bench/wsgate-bench.yaml; PORT_WSGATE
+# overrides it, e.g. when another run holds it (not WSGATE_*: wsgate reads
+# every WSGATE_* variable as configuration). The others are picked to stay
 # clear of the usual development ports (another server there spoils a run).
-WSGATE_PORT=${WSGATE_PORT:-9102} BARE_PORT=${BARE_PORT:-19101} NODE_PORT=${NODE_PORT:-19180} NBIO_PORT=${NBIO_PORT:-19102}
+PORT_WSGATE=${PORT_WSGATE:-9102} BARE_PORT=${BARE_PORT:-19101} NODE_PORT=${NODE_PORT:-19180} NBIO_PORT=${NBIO_PORT:-19102}
 REPORT_ONLY=${REPORT_ONLY:-0} # 1: print the table from the JSON already in $OUT
 
 mkdir -p "$OUT"
@@ -76,7 +77,7 @@ trap cleanup EXIT INT TERM
 
 url() {
 	case $1 in
-	wsgate | base) echo "ws://127.0.0.1:$WSGATE_PORT/ws" ;;
+	wsgate | base) echo "ws://127.0.0.1:$PORT_WSGATE/ws" ;;
 	bare) echo "ws://127.0.0.1:$BARE_PORT/" ;;
 	nbio) echo "ws://127.0.0.1:$NBIO_PORT/" ;;
 	node) echo "ws://127.0.0.1:$NODE_PORT/" ;;
@@ -85,17 +86,17 @@ url() {
 
 start() { # start SERVER: fresh process, PID set, waits for its port
 	local port
-	case $1 in wsgate | base) port=$WSGATE_PORT ;; bare) port=$BARE_PORT ;; nbio) port=$NBIO_PORT ;; node) port=$NODE_PORT ;; esac
+	case $1 in wsgate | base) port=$PORT_WSGATE ;; bare) port=$BARE_PORT ;; nbio) port=$NBIO_PORT ;; node) port=$NODE_PORT ;; esac
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		log "port $port is already in use by another process: set BARE_PORT/NODE_PORT or free it"; exit 1
 	fi
 	case $1 in
 	wsgate)
-		"$OUT/wsgate" serve -c "$ROOT/bench/wsgate-bench.yaml" --listen "127.0.0.1:$WSGATE_PORT" >"$OUT/wsgate.log" 2>&1 &
-		port=$WSGATE_PORT ;;
+		"$OUT/wsgate" serve -c "$ROOT/bench/wsgate-bench.yaml" --listen "127.0.0.1:$PORT_WSGATE" >"$OUT/wsgate.log" 2>&1 &
+		port=$PORT_WSGATE ;;
 	base)
-		"$BASE_WSGATE" serve -c "$ROOT/bench/wsgate-bench.yaml" --listen "127.0.0.1:$WSGATE_PORT" >"$OUT/base.log" 2>&1 &
-		port=$WSGATE_PORT ;;
+		"$BASE_WSGATE" serve -c "$ROOT/bench/wsgate-bench.yaml" --listen "127.0.0.1:$PORT_WSGATE" >"$OUT/base.log" 2>&1 &
+		port=$PORT_WSGATE ;;
 	bare)
 		"$OUT/bareecho" -addr "127.0.0.1:$BARE_PORT" >"$OUT/bare.log" 2>&1 &
 		port=$BARE_PORT ;;

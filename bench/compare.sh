@@ -15,6 +15,11 @@
 #   fanout  wsgate: FAN_SUBS (1,000) subscribers on chat:bench, one publisher at
 #           FAN_RATE (20/s): delivery latency. Node: the same over its
 #           broadcast-to-everyone relay (it has no channels). bareecho: none.
+# BASE_WSGATE=/path/to/wsgate adds a fourth server, "base": that binary with the
+# same configuration, interleaved with the others (a same-run baseline for a
+# change to wsgate). NBIO=1 adds bench/nbioecho (bareecho on lesismal/nbio's
+# epoll loop, a module of its own) to the echo and idle runs. SKIP_FANOUT=1
+# skips the fan-out runs.
 # Prints a markdown table; raw JSON results stay in $OUT.
 # Bounded: every bench run has --duration and an outer `timeout`; servers are
 # killed on exit. Nothing is pinned (2 shared cores): client and server compete.
@@ -30,9 +35,11 @@ IDLE_HOLD=${IDLE_HOLD:-5s}
 FAN_SUBS=${FAN_SUBS:-1000}
 FAN_RATE=${FAN_RATE:-20}
 SECRET=bench-secret-bench-secret-bench-secret-0123456789 # also in bench/wsgate-bench.yaml
-# Ports: wsgate's is in bench/wsgate-bench.yaml; the others are picked to stay
+# Ports: wsgate's defaults to the one in bench/wsgate-bench.yaml; PORT_WSGATE
+# overrides it, e.g. when another run holds it (not WSGATE_*: wsgate reads
+# every WSGATE_* variable as configuration). The others are picked to stay
 # clear of the usual development ports (another server there spoils a run).
-WSGATE_PORT=9102 BARE_PORT=${BARE_PORT:-19101} NODE_PORT=${NODE_PORT:-19180}
+PORT_WSGATE=${PORT_WSGATE:-9102} BARE_PORT=${BARE_PORT:-19101} NODE_PORT=${NODE_PORT:-19180} NBIO_PORT=${NBIO_PORT:-19102}
 REPORT_ONLY=${REPORT_ONLY:-0} # 1: print the table from the JSON already in $OUT
 
 mkdir -p "$OUT"
@@ -42,6 +49,7 @@ log() { echo "compare: $*" >&2; }
 if [ "$REPORT_ONLY" != 1 ]; then
 log "building wsgate and bareecho"
 (cd "$ROOT" && go build -o "$OUT/wsgate" ./cmd/wsgate && go build -o "$OUT/bareecho" ./bench/bareecho)
+if [ "${NBIO:-0}" = 1 ]; then (cd "$ROOT/bench/nbioecho" && go build -o "$OUT/nbioecho" .); fi
 
 NODE_OK=0
 if command -v node >/dev/null && command -v npm >/dev/null; then
@@ -58,6 +66,9 @@ fi
 fi
 [ "$REPORT_ONLY" = 1 ] && ls "$OUT"/echo-node-*.json >/dev/null 2>&1 && NODE_OK=1
 SERVERS="wsgate bare"
+BASE_WSGATE=${BASE_WSGATE:-}
+if [ -n "$BASE_WSGATE" ]; then SERVERS="wsgate base bare"; fi
+if [ "${NBIO:-0}" = 1 ]; then SERVERS="$SERVERS nbio"; fi
 if [ "$NODE_OK" = 1 ]; then SERVERS="$SERVERS node"; fi
 
 PID=""
@@ -66,25 +77,32 @@ trap cleanup EXIT INT TERM
 
 url() {
 	case $1 in
-	wsgate) echo "ws://127.0.0.1:$WSGATE_PORT/ws" ;;
+	wsgate | base) echo "ws://127.0.0.1:$PORT_WSGATE/ws" ;;
 	bare) echo "ws://127.0.0.1:$BARE_PORT/" ;;
+	nbio) echo "ws://127.0.0.1:$NBIO_PORT/" ;;
 	node) echo "ws://127.0.0.1:$NODE_PORT/" ;;
 	esac
 }
 
 start() { # start SERVER: fresh process, PID set, waits for its port
 	local port
-	case $1 in wsgate) port=$WSGATE_PORT ;; bare) port=$BARE_PORT ;; node) port=$NODE_PORT ;; esac
+	case $1 in wsgate | base) port=$PORT_WSGATE ;; bare) port=$BARE_PORT ;; nbio) port=$NBIO_PORT ;; node) port=$NODE_PORT ;; esac
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		log "port $port is already in use by another process: set BARE_PORT/NODE_PORT or free it"; exit 1
 	fi
 	case $1 in
 	wsgate)
-		"$OUT/wsgate" serve -c "$ROOT/bench/wsgate-bench.yaml" >"$OUT/wsgate.log" 2>&1 &
-		port=$WSGATE_PORT ;;
+		"$OUT/wsgate" serve -c "$ROOT/bench/wsgate-bench.yaml" --listen "127.0.0.1:$PORT_WSGATE" >"$OUT/wsgate.log" 2>&1 &
+		port=$PORT_WSGATE ;;
+	base)
+		"$BASE_WSGATE" serve -c "$ROOT/bench/wsgate-bench.yaml" --listen "127.0.0.1:$PORT_WSGATE" >"$OUT/base.log" 2>&1 &
+		port=$PORT_WSGATE ;;
 	bare)
 		"$OUT/bareecho" -addr "127.0.0.1:$BARE_PORT" >"$OUT/bare.log" 2>&1 &
 		port=$BARE_PORT ;;
+	nbio)
+		"$OUT/nbioecho" -addr "127.0.0.1:$NBIO_PORT" >"$OUT/nbio.log" 2>&1 &
+		port=$NBIO_PORT ;;
 	node)
 		# The guide's server logs every connection to stdout: kept (it is part of
 		# what it does), sent to /dev/null. Its two limits are lifted as its
@@ -124,6 +142,7 @@ for s in $SERVERS; do
 	bench "idle-$s" "$s" --mode idle --conns "$IDLE_CONNS" --duration "$IDLE_HOLD" --procs 1
 	stop
 done
+if [ "${SKIP_FANOUT:-0}" != 1 ]; then
 start wsgate
 bench fanout-wsgate wsgate --mode fanout --conns "$FAN_SUBS" --rate "$FAN_RATE" --duration "$DUR"
 stop
@@ -133,13 +152,14 @@ if [ "$NODE_OK" = 1 ]; then
 	stop
 fi
 fi
+fi
 
 # --- report ---
 med() { sort -g | awk '{a[NR]=$1} END{if(NR==0){print "n/a"} else if(NR%2){print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
 field() { # field SERVER JQ: median over the echo reps
 	for f in "$OUT"/echo-"$1"-*.json; do [ -s "$f" ] && jq -r "$2" "$f"; done | med
 }
-name() { case $1 in wsgate) echo "wsgate (full pipeline)" ;; bare) echo "bareecho (gws, no checks)" ;; node) echo "guide's Node server (ws 8)" ;; esac; }
+name() { case $1 in wsgate) echo "wsgate (full pipeline)" ;; base) echo "wsgate baseline ($BASE_WSGATE)" ;; bare) echo "bareecho (gws, no checks)" ;; nbio) echo "nbioecho (nbio epoll, no checks)" ;; node) echo "guide's Node server (ws 8)" ;; esac; }
 BARE_CPU=$(field bare '.server.cpu_us_per_op')
 echo
 echo "### Echo, $ECHO_CONNS connections, $DUR × $ECHO_REPS per server (medians)"

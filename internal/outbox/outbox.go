@@ -80,15 +80,39 @@ type Queue struct {
 	mu sync.Mutex
 	// ring holds queued messages; the message being written stays at ring[head]
 	// until its write returns, so the bounds count it and Len reports it.
-	ring    []entry
-	head    int
-	n       int
-	bytes   int
-	running bool          // the writer's role is taken: a drainer goroutine, or an inline PushOrWrite
-	closed  bool          // no more pushes; drainer must stop
-	exited  chan struct{} // lazily made by Wait, closed when the drainer exits
-	stats   Stats
+	ring  []entry
+	head  int
+	n     int
+	bytes int
+	// inl and inlBytes count a message PushOrWrite is writing inline: it is
+	// in the bounds and in Len but not in the ring.
+	inl, inlBytes int
+	running       bool          // the writer's role is taken: a drainer goroutine, or an inline PushOrWrite
+	closed        bool          // no more pushes; drainer must stop
+	exited        chan struct{} // lazily made by Wait, closed when the drainer exits
+	stats         Stats
+	direct        Direct // optional non-blocking writer for Push (SetDirect)
 }
+
+// Direct is a connection's non-blocking writer (transport.Conn.TryWriteMessage
+// and Flush, wrapped by the session for its counters). With it, a Push that
+// finds the queue idle writes the message at once on the pushing goroutine
+// without ever blocking it, sparing the drainer goroutine's start, wake-up and
+// hand-off (what a fan-out to thousands of idle subscribers pays per message);
+// a message the socket cannot take at once is queued as before.
+type Direct struct {
+	// Try writes b without blocking: all of it, nothing (TryBlocked: the
+	// message is queued), or a part whose rest the connection keeps
+	// (TryPartial: the drainer then calls Flush). An error fails the queue
+	// like a failed write.
+	Try func(op transport.Opcode, b []byte) (transport.TryResult, error)
+	// Flush writes what a TryPartial left; it may block (write deadline).
+	Flush func() error
+}
+
+// opFlush marks a queue entry that writes nothing but the rest of a partial
+// direct write (Direct.Flush).
+const opFlush transport.Opcode = 0xff
 
 // entry is one queued message and the opcode it is written with.
 type entry struct {
@@ -127,12 +151,26 @@ func NewOp(opts Options, write func(op transport.Opcode, b []byte) error, onFail
 // ErrClosed after Close or a write error.
 func (q *Queue) Push(b []byte) error { return q.PushOp(transport.Text, b) }
 
+// SetDirect installs a non-blocking writer used by Push and PushOp when the
+// queue is idle. Call it before the queue is used.
+func (q *Queue) SetDirect(d Direct) {
+	if d.Try == nil || d.Flush == nil {
+		return
+	}
+	q.mu.Lock()
+	q.direct = d
+	q.mu.Unlock()
+}
+
 // PushOp is Push for a message written with opcode op.
 func (q *Queue) PushOp(op transport.Opcode, b []byte) error {
 	q.mu.Lock()
 	if err := q.admitLocked(b); err != nil {
 		q.mu.Unlock()
 		return err
+	}
+	if q.direct.Try != nil && !q.running && q.n == 0 {
+		return q.tryDirectLocked(op, b)
 	}
 	q.appendLocked(op, b)
 	start := !q.running
@@ -163,37 +201,96 @@ func (q *Queue) PushOrWrite(b []byte) error { return q.PushOrWriteOp(transport.T
 // upstream leg of a gateway connection) may call it: blocking it for one write
 // is backpressure on that upstream alone.
 func (q *Queue) PushOrWriteOp(op transport.Opcode, b []byte) error {
+	_, err := q.pushOrWrite(op, b)
+	return err
+}
+
+// PushOrWriteReuse is PushOrWrite for a caller that reuses its buffer: it
+// also reports whether the queue is done with b (written, or refused), so
+// that b may be overwritten, or still holds it (queued behind other
+// messages), so that it must not be.
+func (q *Queue) PushOrWriteReuse(b []byte) (reusable bool, err error) {
+	return q.pushOrWrite(transport.Text, b)
+}
+
+func (q *Queue) pushOrWrite(op transport.Opcode, b []byte) (bool, error) {
 	q.mu.Lock()
 	if err := q.admitLocked(b); err != nil {
 		q.mu.Unlock()
-		return err
+		return true, err
 	}
-	q.appendLocked(op, b)
 	if q.running {
 		// A drainer or another writer holds the role: b waits its turn.
+		q.appendLocked(op, b)
 		q.mu.Unlock()
-		return nil
+		return false, nil
 	}
+	// Idle (nothing queued): b is written at once, counted in the bounds
+	// while it is, but never put in the ring, so that a connection that only
+	// ever gets inline replies never allocates one.
 	q.running = true
+	q.inl, q.inlBytes = 1, len(b)
 	q.mu.Unlock()
 	err := q.write(op, b)
 	q.mu.Lock()
-	if !q.finishLocked(b, err) {
+	if !q.finishInlineLocked(err) {
 		if err != nil {
-			return fmt.Errorf("outbox: write: %w", err)
+			return true, fmt.Errorf("outbox: write: %w", err)
 		}
-		return nil // written; Close came meanwhile
+		return true, nil // written; Close came meanwhile
 	}
 	if q.n > 0 {
 		// Pushes arrived during the write; a drainer takes over the role
 		// (running stays true) so that this reader goes back to reading.
 		q.mu.Unlock()
 		go q.drain()
-		return nil
+		return true, nil
 	}
 	q.exitLocked()
 	q.mu.Unlock()
+	return true, nil
+}
+
+// tryDirectLocked writes an admitted b with Direct.Try while holding the
+// writer's role, so nothing else is written meanwhile; what the socket did not
+// take goes to a drainer. Called with mu held; returns with it released.
+func (q *Queue) tryDirectLocked(op transport.Opcode, b []byte) error {
+	q.running = true
+	q.inl, q.inlBytes = 1, len(b)
+	q.mu.Unlock()
+	res, err := q.direct.Try(op, b)
+	q.mu.Lock()
+	if err != nil || res == transport.TryWritten {
+		if q.finishInlineLocked(err) {
+			q.exitLocked()
+			q.mu.Unlock()
+		}
+		return nil
+	}
+	q.inl, q.inlBytes = 0, 0
+	if q.closed {
+		q.exitLocked()
+		q.mu.Unlock()
+		return nil
+	}
+	if res == transport.TryPartial {
+		// Counted as written when the flush succeeds.
+		q.appendLocked(opFlush, nil)
+	} else {
+		q.appendLocked(op, b)
+	}
+	// The role passes to a drainer (running stays true).
+	q.mu.Unlock()
+	go q.drain()
 	return nil
+}
+
+// writeEntry writes one queued entry.
+func (q *Queue) writeEntry(e entry) error {
+	if e.op == opFlush {
+		return q.direct.Flush()
+	}
+	return q.write(e.op, e.b)
 }
 
 // admitLocked checks b against the state and bounds, counting refusals. Called
@@ -206,7 +303,7 @@ func (q *Queue) admitLocked(b []byte) error {
 		q.stats.Rejected++
 		return ErrTooLarge
 	}
-	if q.n+1 > q.opts.MaxMessages || q.bytes+len(b) > q.opts.MaxBytes {
+	if q.n+q.inl+1 > q.opts.MaxMessages || q.bytes+q.inlBytes+len(b) > q.opts.MaxBytes {
 		q.stats.Rejected++
 		return ErrFull
 	}
@@ -245,7 +342,7 @@ func (q *Queue) drain() {
 	for !q.closed && q.n > 0 {
 		e := q.ring[q.head]
 		q.mu.Unlock()
-		err := q.write(e.op, e.b)
+		err := q.writeEntry(e)
 		q.mu.Lock()
 		if !q.finishLocked(e.b, err) {
 			return
@@ -272,17 +369,40 @@ func (q *Queue) finishLocked(b []byte, err error) bool {
 	q.n--
 	q.bytes -= len(b)
 	if err != nil {
-		q.closed = true
-		q.dropLocked()
-		q.exitLocked()
-		q.mu.Unlock()
-		if q.onFail != nil {
-			q.onFail(fmt.Errorf("outbox: write: %w", err))
-		}
+		q.failLocked(err)
 		return false
 	}
 	q.stats.Written++
 	return true
+}
+
+// finishInlineLocked is finishLocked for a b written inline (not in the
+// ring).
+func (q *Queue) finishInlineLocked(err error) bool {
+	q.inl, q.inlBytes = 0, 0
+	if q.closed {
+		q.exitLocked()
+		q.mu.Unlock()
+		return false
+	}
+	if err != nil {
+		q.failLocked(err)
+		return false
+	}
+	q.stats.Written++
+	return true
+}
+
+// failLocked stops the queue after the write error err, gives up the writer's
+// role, releases mu and reports to onFail. Called with mu held.
+func (q *Queue) failLocked(err error) {
+	q.closed = true
+	q.dropLocked()
+	q.exitLocked()
+	q.mu.Unlock()
+	if q.onFail != nil {
+		q.onFail(fmt.Errorf("outbox: write: %w", err))
+	}
 }
 
 // exitLocked marks the drainer gone and wakes waiters. Called with mu held.
@@ -299,8 +419,9 @@ func (q *Queue) exitLocked() {
 
 // dropLocked discards every queued message, releasing their memory. Called with mu held.
 func (q *Queue) dropLocked() {
-	q.stats.Dropped += uint64(q.n)
+	q.stats.Dropped += uint64(q.n + q.inl)
 	q.ring, q.head, q.n, q.bytes = nil, 0, 0, 0
+	q.inl, q.inlBytes = 0, 0
 }
 
 // Close stops accepting pushes and drops queued messages. It returns promptly,
@@ -343,7 +464,7 @@ func (q *Queue) Wait(ctx context.Context) error {
 func (q *Queue) Len() (msgs, bytes int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.n, q.bytes
+	return q.n + q.inl, q.bytes + q.inlBytes
 }
 
 // Closed reports whether the queue no longer accepts pushes (Close or write error).

@@ -2,8 +2,65 @@ package room
 
 import (
 	"hash/maphash"
+	"runtime"
 	"sync"
+	"sync/atomic"
 )
+
+// parallelFanout is the subscriber count from which one publication is
+// delivered by several goroutines (one per core, the caller's included): each
+// delivery is a write system call when the subscriber is idle, so a
+// channel of 10,000 would otherwise keep one core busy for the whole
+// publication while the others wait.
+const parallelFanout = 1024
+
+// snapshots recycles the subscriber lists of large fan-outs.
+var snapshots = sync.Pool{New: func() any { return new([]*subscription) }}
+
+// fanout calls fn for every subscription of ch, split over the cores when
+// there are many, and returns once every call has returned (so that the next
+// publication of the channel starts after this one: per-channel order holds).
+// fn must not block. It returns how many calls reported true.
+func (h *hub) fanout(ch string, fn func(*subscription) bool) int {
+	workers := runtime.GOMAXPROCS(0)
+	if workers < 2 || h.count(ch) < parallelFanout {
+		n := 0
+		h.each(ch, func(sub *subscription) {
+			if fn(sub) {
+				n++
+			}
+		})
+		return n
+	}
+	bp := snapshots.Get().(*[]*subscription)
+	subs := h.snapshot(ch, (*bp)[:0])
+	var hits atomic.Int64
+	run := func(part []*subscription) {
+		n := int64(0)
+		for _, sub := range part {
+			if fn(sub) {
+				n++
+			}
+		}
+		hits.Add(n)
+	}
+	chunk := (len(subs) + workers - 1) / workers
+	var wg sync.WaitGroup
+	for lo := chunk; lo < len(subs); lo += chunk {
+		part := subs[lo:min(lo+chunk, len(subs))]
+		wg.Add(1)
+		go func() { // owned here: waited for below
+			defer wg.Done()
+			run(part)
+		}()
+	}
+	run(subs[:min(chunk, len(subs))])
+	wg.Wait()
+	clear(subs)
+	*bp = subs[:0]
+	snapshots.Put(bp)
+	return int(hits.Load())
+}
 
 const (
 	hubShards   = 64
@@ -81,6 +138,18 @@ func (h *hub) each(ch string, fn func(*subscription)) {
 		fn(sub)
 	}
 	s.mu.RUnlock()
+}
+
+// snapshot appends the subscriptions of ch to buf under the shard's read lock,
+// so that they can be delivered to without holding it (in parallel).
+func (h *hub) snapshot(ch string, buf []*subscription) []*subscription {
+	s := h.shard(ch)
+	s.mu.RLock()
+	for _, sub := range s.channels[ch] {
+		buf = append(buf, sub)
+	}
+	s.mu.RUnlock()
+	return buf
 }
 
 // subscription is one client in one channel. Until live, deliveries are buffered

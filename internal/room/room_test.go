@@ -375,3 +375,28 @@ func TestIntegrityNamespaceGuardsReads(t *testing.T) {
 	}
 	c.expect(t, "ack")
 }
+
+// A channel large enough to be delivered by several goroutines still gives
+// every subscriber every publication once, in order.
+func TestLargeFanoutInOrder(t *testing.T) {
+	e := start(t, room.Options{Namespaces: map[string]room.Namespace{"chat": {HistorySize: 10}}})
+	const subs, pubs = 2500, 5
+	clients := make([]*fakeClient, subs)
+	for i := range clients {
+		clients[i] = newClient(fmt.Sprint("c", i), fmt.Sprint("u", i), []string{"chat:big"}, nil)
+		e.subscribe(clients[i], "chat:big")
+	}
+	for k := 1; k <= pubs; k++ {
+		if _, err := e.s.Publish(context.Background(), "chat:big", json.RawMessage(fmt.Sprint(k)), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range clients {
+		for k := 1; k <= pubs; k++ {
+			m := c.expect(t, "message")
+			if m.num("offset") != uint64(k) {
+				t.Fatalf("%s: publication %d has offset %d", c.id, k, m.num("offset"))
+			}
+		}
+	}
+}

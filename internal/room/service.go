@@ -759,11 +759,8 @@ func (ev events) HandlePublication(pub broker.Publication) {
 		return
 	}
 	limit := ev.s.opts.RecoveryBuffer
-	gaps := 0
-	ev.s.hub.each(pub.Channel, func(sub *subscription) {
-		if sub.deliver(pub.Offset, pub.Epoch, msg, limit) {
-			gaps++
-		}
+	gaps := ev.s.hub.fanout(pub.Channel, func(sub *subscription) bool {
+		return sub.deliver(pub.Offset, pub.Epoch, msg, limit)
 	})
 	if gaps > 0 {
 		// Rare (Redis lost data, history too short for a reconnect, a new epoch):

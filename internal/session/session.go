@@ -109,16 +109,21 @@ type Session struct {
 	cancel context.CancelFunc
 	begun  bool             // Start ran; owner-only, before Serve
 	msgOp  transport.Opcode // opcode of the message being handled; reader-only
+	// pongBuf is the last pong, reused when it was written inline; reader-only.
+	pongBuf []byte
 
 	msgsIn, bytesIn, msgsOut, bytesOut atomic.Uint64
 	lastMsg                            atomic.Int64 // unix nanos of the last client message
 	pingSent                           atomic.Int64 // unix nanos of the unanswered ping, 0 if none
 	lastPing                           atomic.Int64
 	pongAt                             atomic.Int64
+	expiresAt                          atomic.Int64 // unix nanos when the token expires, 0 if never
 
-	mu          sync.Mutex // guards timers and closing
-	keepalive   *time.Timer
-	expiry      *time.Timer
+	mu sync.Mutex // guards the timer and closing
+	// timer is the session's one timer: keepalive ping, pong deadline, idle
+	// timeout and token expiry all fire through it (tick), at the earliest
+	// of their times, so a connection holds one runtime timer, not two.
+	timer       *time.Timer
 	closing     bool
 	closed      atomic.Bool // mirrors closing, for lock-free reads
 	closeCode   protocol.CloseCode
@@ -183,11 +188,7 @@ func (s *Session) Attach(c *transport.Conn) {
 		if err := c.WriteMessage(op, b); err != nil {
 			return err
 		}
-		s.msgsOut.Add(1)
-		s.bytesOut.Add(uint64(len(b)))
-		if s.deps.Observer != nil {
-			s.deps.Observer.Sent(s, len(b))
-		}
+		s.sent(len(b))
 		return nil
 	}, func(err error) {
 		// The write failed (peer gone or write deadline passed): nothing more can
@@ -199,6 +200,29 @@ func (s *Session) Attach(c *transport.Conn) {
 			_ = c.Close()
 		}
 	})
+	if c.DirectWrites() {
+		// Broadcasts to an idle connection are written by the broadcaster
+		// without blocking it (no drainer goroutine per delivery).
+		s.out.SetDirect(outbox.Direct{
+			Try: func(op transport.Opcode, b []byte) (transport.TryResult, error) {
+				res, err := c.TryWriteMessage(op, b)
+				if res != transport.TryBlocked {
+					s.sent(len(b))
+				}
+				return res, err
+			},
+			Flush: c.Flush,
+		})
+	}
+}
+
+// sent counts one message written (or handed whole to the socket).
+func (s *Session) sent(n int) {
+	s.msgsOut.Add(1)
+	s.bytesOut.Add(uint64(n))
+	if s.deps.Observer != nil {
+		s.deps.Observer.Sent(s, n)
+	}
 }
 
 // Accessors.
@@ -320,9 +344,6 @@ func (s *Session) Start() {
 		s.sendWelcome()
 	}
 	s.mu.Lock()
-	if s.opts.PingInterval > 0 || s.opts.Idle > 0 {
-		s.keepalive = time.AfterFunc(s.nextTick(time.Now()), s.tick)
-	}
 	s.armExpiryLocked(s.Identity().ExpiresAt)
 	s.mu.Unlock()
 }
@@ -338,11 +359,8 @@ func (s *Session) Serve() {
 	s.mu.Lock()
 	s.closing = true
 	s.closed.Store(true)
-	if s.keepalive != nil {
-		s.keepalive.Stop()
-	}
-	if s.expiry != nil {
-		s.expiry.Stop()
+	if s.timer != nil {
+		s.timer.Stop()
 	}
 	s.mu.Unlock()
 	s.cancel()
@@ -455,6 +473,9 @@ func (s *Session) isClosing() bool { return s.closed.Load() }
 func (s *Session) nextTick(now time.Time) time.Duration {
 	next := time.Duration(1<<63 - 1)
 	n := now.UnixNano()
+	if exp := s.expiresAt.Load(); exp != 0 {
+		next = min(next, time.Duration(exp-n))
+	}
 	if s.opts.Idle > 0 {
 		next = min(next, time.Duration(s.lastMsg.Load()+int64(s.opts.Idle)-n))
 	}
@@ -471,6 +492,10 @@ func (s *Session) nextTick(now time.Time) time.Duration {
 func (s *Session) tick() {
 	now := time.Now()
 	n := now.UnixNano()
+	if exp := s.expiresAt.Load(); exp != 0 && n >= exp {
+		s.Close(protocol.ReasonTokenExpired)
+		return
+	}
 	if s.opts.Idle > 0 && n-s.lastMsg.Load() >= int64(s.opts.Idle) {
 		s.Close(protocol.ReasonIdle)
 		return
@@ -495,21 +520,30 @@ func (s *Session) tick() {
 		}
 	}
 	s.mu.Lock()
-	if !s.closing && s.keepalive != nil {
-		s.keepalive.Reset(s.nextTick(time.Now()))
+	if !s.closing && s.timer != nil {
+		s.timer.Reset(s.nextTick(time.Now()))
 	}
 	s.mu.Unlock()
 }
 
+// armExpiryLocked sets the token expiry (zero: none) and (re)arms the timer
+// for the earliest of expiry, keepalive and idle times. Called with mu held.
 func (s *Session) armExpiryLocked(exp time.Time) {
-	if s.expiry != nil {
-		s.expiry.Stop()
-		s.expiry = nil
-	}
 	if exp.IsZero() {
+		s.expiresAt.Store(0)
+	} else {
+		s.expiresAt.Store(exp.UnixNano())
+	}
+	if s.opts.PingInterval <= 0 && s.opts.Idle <= 0 && exp.IsZero() {
+		// Nothing to time; a timer armed for an earlier expiry finds nothing
+		// due and re-arms for never (nextTick's maximum).
 		return
 	}
-	s.expiry = time.AfterFunc(time.Until(exp), func() { s.Close(protocol.ReasonTokenExpired) })
+	if s.timer == nil {
+		s.timer = time.AfterFunc(s.nextTick(time.Now()), s.tick)
+		return
+	}
+	s.timer.Reset(s.nextTick(time.Now()))
 }
 
 // --- transport.Handler ---
@@ -586,8 +620,12 @@ func (s *Session) Strike(reason string) {
 	}
 }
 
+// maxPongBuf bounds the pong buffer a session keeps between pings (a long
+// message id makes a one-off larger pong, not a larger buffer kept).
+const maxPongBuf = 128
+
 func (s *Session) pong(m pipeline.Message, now time.Time) {
-	b := make([]byte, 0, 64+len(m.ID))
+	b := s.pongBuf[:0]
 	b = append(b, `{"type":"pong","timestamp":`...)
 	b = strconv.AppendInt(b, now.UnixMilli(), 10)
 	if m.ID != nil {
@@ -595,7 +633,16 @@ func (s *Session) pong(m pipeline.Message, now time.Time) {
 		b = append(b, m.ID...)
 	}
 	b = append(b, '}')
-	_ = s.Reply(b)
+	// Written inline (the usual case) the buffer is free again: the next pong
+	// reuses it instead of allocating. Queued, it belongs to the queue.
+	reusable, err := s.out.PushOrWriteReuse(b)
+	s.pongBuf = nil
+	if reusable && cap(b) <= maxPongBuf {
+		s.pongBuf = b
+	}
+	if errors.Is(err, outbox.ErrFull) {
+		s.CloseAsync(protocol.ReasonSlowConsumer)
+	}
 }
 
 func (s *Session) refresh(m pipeline.Message) {

@@ -150,6 +150,9 @@ func (c *Conn) finish(ev error) {
 	if !c.abrupt.Load() {
 		c.wire.drain()
 	}
+	if c.wire.pooled != nil {
+		c.wire.pooled.release()
+	}
 	_ = c.wire.closeNow()
 	err := c.closeError(ev)
 	defer c.recoverHandler("OnClose")

@@ -119,12 +119,25 @@ func (ts *testServer) wsURL() string { return "ws" + strings.TrimPrefix(ts.URL, 
 
 func (ts *testServer) handler(t *testing.T) *recordingHandler {
 	t.Helper()
+	return within(t, ts.handlers)
+}
+
+// conn is the server side of the next connection.
+func (ts *testServer) conn(t *testing.T) *Conn {
+	t.Helper()
+	return within(t, ts.conns)
+}
+
+// within receives from ch, failing the test after 5 s.
+func within[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
 	select {
-	case h := <-ts.handlers:
-		return h
+	case v := <-ch:
+		return v
 	case <-time.After(5 * time.Second):
 		t.Fatal("no server connection")
-		return nil
+		var zero T
+		return zero
 	}
 }
 

@@ -44,8 +44,10 @@ type Options struct {
 	AllowBinary bool
 	// Compression configures permessage-deflate (RFC 7692). Off by default.
 	Compression Compression
-	// ReadBufferSize is the size of the per-connection read buffer. It is held
-	// for the whole life of the connection. Default 4096.
+	// ReadBufferSize is the size of the read buffer. A server connection on a
+	// plain TCP socket borrows one from a pool only while bytes it has read
+	// wait to be parsed, so an idle connection holds none; other connections
+	// (TLS, clients) hold theirs for their whole life. Default 4096.
 	ReadBufferSize int
 	// WriteBufferSize is accepted for symmetry but has no effect: gws v1.8.9
 	// builds every frame in a pooled buffer and writes it in one call.

@@ -17,6 +17,7 @@ type Upgrader struct {
 	opts    Options
 	deflate deflateConfig
 	up      *gws.Upgrader
+	reads   *readPool
 }
 
 // NewUpgrader validates opts (nil means defaults) and builds an Upgrader.
@@ -42,7 +43,7 @@ func NewUpgrader(opts *Options) (*Upgrader, error) {
 		NewSession:          newNoSession,
 		PermessageDeflate:   gwsDeflate(o.Compression, dc),
 	}
-	return &Upgrader{opts: o, deflate: dc, up: gws.NewUpgrader(eventAdapter{}, so)}, nil
+	return &Upgrader{opts: o, deflate: dc, up: gws.NewUpgrader(eventAdapter{}, so), reads: newReadPool(o.ReadBufferSize)}, nil
 }
 
 // Upgrade answers r with 101 Switching Protocols and returns the connection
@@ -92,12 +93,19 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 		b, _ := brw.Reader.Peek(n)
 		wire.prefix = append([]byte(nil), b...)
 	}
-	br := bufio.NewReaderSize(wire, u.opts.ReadBufferSize)
+	size := u.opts.ReadBufferSize
+	if wire.pooled = newPooledReader(raw, u.reads); wire.pooled != nil {
+		// The socket's bytes wait in a pooled buffer only while gws reads
+		// them; gws's own reader just assembles frame headers.
+		size = gwsReadBufferSize
+	}
+	br := bufio.NewReaderSize(wire, size)
 	ws, err := u.up.UpgradeFromConn(wire, br, r)
 	if err != nil {
 		_ = wire.closeNow()
 		return nil, fmt.Errorf("transport: upgrade: %w", err)
 	}
+	wire.direct = newDirectWriter(raw, wire.extensions)
 	c := &Conn{ws: ws, wire: wire, h: h, log: u.opts.Logger, subprotocol: subprotocol}
 	wire.owner = c
 	wire.handshaking.Store(false)

@@ -52,7 +52,8 @@ type wireConn struct {
 	closeTimeout time.Duration
 
 	// Read side: only the goroutine that reads (gws's handshake, then Serve).
-	prefix  []byte // bytes net/http had buffered before the hijack
+	prefix  []byte        // bytes net/http had buffered before the hijack
+	pooled  *pooledReader // server on plain TCP: reads through a pooled buffer; nil otherwise
 	phase   readPhase
 	head    headScanner
 	obs     frameObserver
@@ -67,6 +68,14 @@ type wireConn struct {
 	rewriteExt  bool   // server: replace gws's Sec-WebSocket-Extensions in the 101
 	extensions  string // server: the negotiated extensions ("" for none)
 	closing     atomic.Bool
+
+	// Write side: wmu serializes every frame written after the handshake
+	// (gws's and TryWriteMessage's), so that the rest of a partially written
+	// direct frame (tail) goes out before anything else.
+	direct    *directWriter // server on plain TCP without compression; nil otherwise
+	wmu       sync.Mutex
+	tail      []byte
+	closeSent bool // a close frame went out: no direct writes after it
 
 	mu         sync.Mutex // guards the fields below and deadline changes
 	sentOK     bool
@@ -111,7 +120,11 @@ func (w *wireConn) Read(p []byte) (int, error) {
 		n = copy(p, w.prefix)
 		w.prefix = w.prefix[n:]
 	} else {
-		n, err = w.raw.Read(p)
+		if w.pooled != nil {
+			n, err = w.pooled.Read(p)
+		} else {
+			n, err = w.raw.Read(p)
+		}
 		if err == io.EOF {
 			w.eof = true
 		}
@@ -169,7 +182,13 @@ func (w *wireConn) Write(b []byte) (int, error) {
 		}
 		return w.writeDeadlined(b)
 	}
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	if err := w.flushTailLocked(); err != nil {
+		return 0, err
+	}
 	if len(b) >= 2 && b[0]&0x0f == 0x8 {
+		w.closeSent = true
 		if out, ok := w.observeClose(b); ok {
 			if _, err := w.writeDeadlined(out); err != nil {
 				return 0, err
@@ -330,6 +349,9 @@ func (w *wireConn) drain() {
 	}
 	if _, _, sent := w.sentClose(); !sent {
 		return
+	}
+	if w.pooled != nil {
+		w.pooled.release()
 	}
 	buf := make([]byte, 2048)
 	for total := 0; total < drainLimit; {

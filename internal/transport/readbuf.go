@@ -1,0 +1,141 @@
+package transport
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// gwsReadBufferSize is the size of the bufio.Reader handed to gws for a
+// connection whose socket reads go through a pooled buffer (bufio's minimum):
+// gws reads frame headers through it, payloads of 16 bytes and more bypass it.
+const gwsReadBufferSize = 16
+
+// readPool lends read buffers to server connections on plain TCP sockets. A
+// connection takes one only when the socket has bytes ready (it waits for
+// readability through syscall.RawConn without a buffer) and gives it back as
+// soon as gws has taken every byte, so an idle connection holds no read
+// buffer: 4 KiB less per connection, and no page of it resident.
+type readPool struct {
+	size int
+	pool sync.Pool
+}
+
+func newReadPool(size int) *readPool {
+	p := &readPool{size: size}
+	p.pool.New = func() any {
+		b := make([]byte, size)
+		return &b
+	}
+	return p
+}
+
+// pooledReader is the read side of one connection on a pooled buffer. It is
+// used only by the goroutine that reads the connection.
+type pooledReader struct {
+	pool *readPool
+	rc   syscall.RawConn
+	raw  net.Conn
+	buf  *[]byte // lent by pool while bytes remain in buf[pos:end]
+	pos  int
+	end  int
+
+	// State of the read in progress, for ready: a method value made once,
+	// so that waiting allocates nothing per read.
+	ready func(fd uintptr) bool
+	got   *[]byte
+	n     int
+	rerr  error
+}
+
+// newPooledReader returns nil when raw is not a socket it can wait on
+// without a buffer (TLS, test pipes): those read through their own buffers.
+func newPooledReader(raw net.Conn, pool *readPool) *pooledReader {
+	if pool == nil {
+		return nil
+	}
+	tc, ok := raw.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	r := &pooledReader{pool: pool, rc: rc, raw: raw}
+	r.ready = r.readReady
+	return r
+}
+
+// readReady is rc.Read's callback: it reads what the socket has into a
+// pooled buffer, or gives the buffer back and asks to wait when there is
+// nothing yet.
+func (r *pooledReader) readReady(fd uintptr) bool {
+	if r.got == nil {
+		r.got = r.pool.pool.Get().(*[]byte)
+	}
+	for {
+		r.n, r.rerr = syscall.Read(int(fd), *r.got)
+		if r.rerr != syscall.EINTR {
+			break
+		}
+	}
+	if r.rerr == syscall.EAGAIN {
+		// Nothing yet: give the buffer back while the goroutine waits.
+		r.pool.pool.Put(r.got)
+		r.got = nil
+		return false
+	}
+	return true
+}
+
+// Read returns what the socket has, as net.Conn.Read would (io.EOF at the
+// end, the socket's deadline honoured), holding a pooled buffer only between
+// the moment bytes are ready and the moment they are all handed out.
+func (r *pooledReader) Read(p []byte) (int, error) {
+	if r.buf != nil {
+		n := copy(p, (*r.buf)[r.pos:r.end])
+		r.pos += n
+		if r.pos == r.end {
+			r.release()
+		}
+		return n, nil
+	}
+	if len(p) >= r.pool.size {
+		// A large payload read goes straight into gws's message buffer.
+		return r.raw.Read(p)
+	}
+	err := r.rc.Read(r.ready)
+	buf, n, rerr := r.got, r.n, r.rerr
+	r.got, r.rerr = nil, nil
+	if err == nil && rerr != nil {
+		err = &net.OpError{Op: "read", Net: "tcp", Source: r.raw.LocalAddr(), Addr: r.raw.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+	}
+	if err == nil && n <= 0 {
+		err = io.EOF
+	}
+	if err != nil {
+		if buf != nil {
+			r.pool.pool.Put(buf)
+		}
+		return 0, err
+	}
+	k := copy(p, (*buf)[:n])
+	if k == n {
+		r.pool.pool.Put(buf)
+		return k, nil
+	}
+	r.buf, r.pos, r.end = buf, k, n
+	return k, nil
+}
+
+// release gives the lent buffer back (the bytes still in it are dropped: only
+// called when they are all consumed, or when the connection is finished).
+func (r *pooledReader) release() {
+	if r.buf != nil {
+		r.pool.pool.Put(r.buf)
+		r.buf = nil
+	}
+}

@@ -2,7 +2,6 @@ package redis_test
 
 import (
 	"context"
-	"io"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -27,7 +26,7 @@ func startGateProxy(t *testing.T, target string) *gateProxy {
 	t.Helper()
 	p := &gateProxy{}
 	p.tcpProxy = startProxy(t, target, func() bool { return !p.paused.Load() }, func(c, s net.Conn) {
-		pipeBoth(c, s, func(c, s net.Conn) { _, _ = io.Copy(c, s) })
+		pipeBoth(c, s, nil, nil)
 	})
 	return p
 }

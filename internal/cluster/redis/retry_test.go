@@ -82,10 +82,12 @@ func (p *tcpProxy) close() {
 // slowProxy forwards TCP to a Redis server. Once armed, it holds back the next
 // reply chunk from the server by delay: Redis has executed the command, the
 // client only hears about it late. That is what a loaded machine does to a
-// client with a short read timeout.
+// client with a short read timeout. With when set, it holds the next reply on
+// the connection of the first request chunk, once armed, that when accepts.
 type slowProxy struct {
 	*tcpProxy
 	delay time.Duration
+	when  func(request []byte) bool
 	armed atomic.Bool
 	held  atomic.Int32 // replies held back so far
 }
@@ -93,31 +95,53 @@ type slowProxy struct {
 func startSlowProxy(t *testing.T, target string, delay time.Duration) *slowProxy {
 	t.Helper()
 	p := &slowProxy{delay: delay}
-	p.tcpProxy = startProxy(t, target, nil, func(c, s net.Conn) { pipeBoth(c, s, p.replies) })
+	p.tcpProxy = startProxy(t, target, nil, func(c, s net.Conn) {
+		var hold atomic.Bool // this connection's next reply is held
+		pipeBoth(c, s,
+			func(dst, src net.Conn) {
+				copyChunks(dst, src, func(b []byte) {
+					if p.when != nil && p.armed.Load() && p.when(b) && p.armed.CompareAndSwap(true, false) {
+						hold.Store(true)
+					}
+				})
+			},
+			func(dst, src net.Conn) {
+				copyChunks(dst, src, func([]byte) {
+					if (p.when == nil && p.armed.CompareAndSwap(true, false)) || hold.CompareAndSwap(true, false) {
+						p.held.Add(1)
+						time.Sleep(p.delay)
+					}
+				})
+			})
+	})
 	return p
 }
 
-// pipeBoth copies client to server in a goroutine of its own and server to
-// client with toClient, until either side closes.
-func pipeBoth(c, s net.Conn, toClient func(c, s net.Conn)) {
+// pipeBoth copies client to server (toServer) in a goroutine of its own and
+// server to client (toClient), until either side closes; nil copies as is.
+func pipeBoth(c, s net.Conn, toServer, toClient func(dst, src net.Conn)) {
+	if toServer == nil {
+		toServer = func(dst, src net.Conn) { _, _ = io.Copy(dst, src) }
+	}
+	if toClient == nil {
+		toClient = func(dst, src net.Conn) { _, _ = io.Copy(dst, src) }
+	}
 	var wg sync.WaitGroup
-	wg.Go(func() { _, _ = io.Copy(s, c); _ = s.Close() })
+	wg.Go(func() { toServer(s, c); _ = s.Close() })
 	toClient(c, s)
 	_ = c.Close()
 	wg.Wait()
 }
 
-// replies copies server to client, holding back the first chunk after arming.
-func (p *slowProxy) replies(c, s net.Conn) {
+// copyChunks copies src to dst, calling before for each chunk before it is
+// written.
+func copyChunks(dst, src net.Conn, before func([]byte)) {
 	buf := make([]byte, 32<<10)
 	for {
-		n, err := s.Read(buf)
+		n, err := src.Read(buf)
 		if n > 0 {
-			if p.armed.CompareAndSwap(true, false) {
-				p.held.Add(1)
-				time.Sleep(p.delay)
-			}
-			if _, werr := c.Write(buf[:n]); werr != nil {
+			before(buf[:n])
+			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
 		}
@@ -127,15 +151,15 @@ func (p *slowProxy) replies(c, s net.Conn) {
 	}
 }
 
-// A publish whose reply arrives after the client's read timeout is retried by
-// go-redis on a fresh connection. Redis ran the script the first time already,
-// so before the fix the retry assigned a second offset and published the same
-// payload again: the "1203 deliveries, want 1200" of the conformance suite
-// under load (issue 12). Publish must be idempotent across such retries.
-func TestPublishRetriedAfterReadTimeoutDeliversOnce(t *testing.T) {
+// slowPublisher starts Redis, a publishing broker whose node reaches it
+// through a slowProxy (read timeout 200 ms, an armed reply held 600 ms, when
+// as the proxy's), and a subscribing broker on another node.
+func slowPublisher(t *testing.T, when func([]byte) bool) (*slowProxy, *redis.Broker, *redis.Broker, *recorder) {
+	t.Helper()
 	srv := redistest.Start(t)
 	const readTimeout = 200 * time.Millisecond
 	proxy := startSlowProxy(t, srv.Addr(), 3*readTimeout)
+	proxy.when = when
 	pubNode := node(t, srv, "pub", func(o *redis.Options) {
 		o.Addrs = []string{proxy.Addr()}
 		o.ReadTimeout = readTimeout
@@ -143,6 +167,16 @@ func TestPublishRetriedAfterReadTimeoutDeliversOnce(t *testing.T) {
 	pub, err := pubNode.Broker(redis.BrokerOptions{})
 	must(t, err)
 	sub, rec := runBroker(t, node(t, srv, "sub"), redis.BrokerOptions{})
+	return proxy, pub, sub, rec
+}
+
+// A publish whose reply arrives after the client's read timeout is retried by
+// go-redis on a fresh connection. Redis ran the script the first time already,
+// so before the fix the retry assigned a second offset and published the same
+// payload again: the "1203 deliveries, want 1200" of the conformance suite
+// under load (issue 12). Publish must be idempotent across such retries.
+func TestPublishRetriedAfterReadTimeoutDeliversOnce(t *testing.T) {
+	proxy, pub, sub, rec := slowPublisher(t, nil)
 	ctx := context.Background()
 	keep := broker.PublishOptions{HistorySize: 10, HistoryTTL: time.Minute}
 	const ch = "retried"

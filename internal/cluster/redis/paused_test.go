@@ -98,3 +98,35 @@ func TestQuotaNodePausedPastLeaseTTLBound(t *testing.T) {
 		t.Fatalf("B refused with %d counted for a quota of %d: %v %v", max-1, max, ok, err)
 	}
 }
+
+// Issue 16: a heartbeat that reaches Redis only after the node gave up on it
+// renews a lapsed lease without the node learning it had lapsed (its answer,
+// "missing", is lost). The node's peers had dropped its counts meanwhile; the
+// next beat must rewrite them, or the quota under-counts until they change.
+func TestQuotaLateHeartbeatRewritesCounts(t *testing.T) {
+	srv := redistest.Start(t)
+	a := node(t, srv, "A", func(o *redis.Options) { o.LeaseTTL = time.Minute })
+	b := node(t, srv, "B", func(o *redis.Options) { o.LeaseTTL = time.Minute })
+	ctx := context.Background()
+	qa, qb := a.QuotaStore(), b.QuotaStore()
+	const key, max = "user:alice", 2
+	for range max {
+		if ok, err := qa.Acquire(ctx, key, max); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	must(t, qa.LapseLease(ctx, key)) // A's lease ended; a peer dropped its count
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := qa.Beat(gone); err == nil { // the beat A gave up on …
+		t.Fatal("a beat with a cancelled context succeeded")
+	}
+	must(t, qa.LateBeat(ctx)) // … reaches Redis late and renews the lease
+	must(t, qa.Beat(ctx))     // the next beat finds the lease live
+	if n, err := qb.Count(ctx, key); err != nil || n != max {
+		t.Fatalf("count after a late heartbeat = %d, %v; want %d (A's counts rewritten)", n, err, max)
+	}
+	if ok, _ := qb.Acquire(ctx, key, max); ok {
+		t.Fatal("B admitted over the quota after A's late heartbeat")
+	}
+}

@@ -120,7 +120,13 @@ type QuotaStore struct {
 	// registered is set once Redis held this node's lease: a node set missing
 	// after that means Redis lost data (see quotaLost).
 	registered atomic.Bool
-	rebuild    string // key of the rebuild marker
+	// unsure is set when a heartbeat failed on this side: Redis may still
+	// have run it late (a partition that delivers after the timeout), renewing
+	// a lease that had lapsed — its peers then dropped this node's counts, and
+	// the late beat's "missing" answer never reached us. The next beat that
+	// succeeds rewrites every count, as after a lapse it saw.
+	unsure  atomic.Bool
+	rebuild string // key of the rebuild marker
 
 	stop chan struct{}
 	done chan struct{}
@@ -259,7 +265,11 @@ func (q *QuotaStore) beat(ctx context.Context) error {
 	missing, err := quotaBeatScript.Run(ctx, q.rdb, []string{q.nodes, q.rebuild}, q.node, q.ttlMS, 0,
 		q.registeredArg(), q.rebuildWindow()).Int()
 	if err != nil {
+		q.unsure.Store(true)
 		return fmt.Errorf("redis quota: heartbeat: %w", err)
+	}
+	if q.unsure.Swap(false) {
+		missing = 1
 	}
 	if missing == 1 && q.registered.Load() {
 		q.c.opts.Logger.Warn("redis quota: this node's lease was gone (Redis lost data, or the node was paused past its lease); rewriting its counts",
@@ -297,6 +307,9 @@ func (q *QuotaStore) beat(ctx context.Context) error {
 		return nil
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
+		if missing == 1 {
+			q.unsure.Store(true)
+		}
 		q.mu.Lock()
 		for k := range dirty {
 			q.dirty[k] = true

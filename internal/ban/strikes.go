@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/shardmap"
-	"github.com/wsgate/wsgate/internal/sweep"
 )
 
 // Policy defaults.
@@ -134,8 +133,6 @@ type Strikes struct {
 	now      func() time.Time
 	base     time.Time
 	subjects *shardmap.Map[string, *window]
-
-	sweeper *sweep.Sweeper
 }
 
 type strikeShard = shardmap.Shard[string, *window]
@@ -169,7 +166,7 @@ func NewStrikes(policy Policy, list List, opts StrikesOptions) *Strikes {
 		subjects: shardmap.New[string, *window](shardmap.Options{MaxKeys: opts.MaxKeys, Shards: strikesShards, MinPerShard: 64}),
 	}
 	s.SetPolicy(policy)
-	s.sweeper = sweep.Start(opts.SweepInterval, s.Sweep)
+	s.subjects.StartSweeper(opts.SweepInterval, s.idle)
 	return s
 }
 
@@ -350,14 +347,17 @@ func (s *Strikes) evictLocked(sh *strikeShard, now int64) {
 
 // Sweep drops idle subjects. The sweeper calls it; it is exported for callers that
 // disable the sweeper.
-func (s *Strikes) Sweep() {
+func (s *Strikes) Sweep() { s.subjects.Sweep(s.idle()) }
+
+// idle reports subjects all of whose strikes have left the window.
+func (s *Strikes) idle() func(string, *window) bool {
 	now := int64(s.now().Sub(s.base))
-	s.subjects.Sweep(func(_ string, w *window) bool { return w.idle(now) })
+	return func(_ string, w *window) bool { return w.idle(now) }
 }
 
 // Close stops the sweeper and waits for it; Record keeps working. It is idempotent
 // and always returns nil.
 func (s *Strikes) Close() error {
-	s.sweeper.Stop()
+	s.subjects.Close()
 	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/shardmap"
-	"github.com/wsgate/wsgate/internal/sweep"
 )
 
 // Defaults for MemoryOptions.
@@ -52,8 +51,6 @@ type Memory struct {
 	base time.Time
 
 	evictions atomic.Uint64
-
-	sweeper *sweep.Sweeper
 }
 
 // NewMemory returns a Memory. If opts.SweepInterval is not negative, it starts a
@@ -73,7 +70,7 @@ func NewMemory(opts MemoryOptions) *Memory {
 		now:  opts.Now,
 		base: opts.Now(),
 	}
-	m.sweeper = sweep.Start(opts.SweepInterval, m.Sweep)
+	m.keys.StartSweeper(opts.SweepInterval, m.stale)
 	return m
 }
 
@@ -141,15 +138,19 @@ func (m *Memory) Evictions() uint64 { return m.evictions.Load() }
 
 // Sweep drops every key whose theoretical arrival time has passed. The sweeper
 // calls it; it is exported for callers that disable the sweeper.
-func (m *Memory) Sweep() {
+func (m *Memory) Sweep() { m.keys.Sweep(m.stale()) }
+
+// stale reports keys whose theoretical arrival time has passed: their bucket
+// is full again, so forgetting them changes no answer.
+func (m *Memory) stale() func(uint64, int64) bool {
 	now := int64(m.now().Sub(m.base))
-	m.keys.Sweep(func(_ uint64, tat int64) bool { return tat <= now })
+	return func(_ uint64, tat int64) bool { return tat <= now }
 }
 
 // Close stops the sweeper and waits for it. Allow keeps working afterwards (without
 // background sweeping). Close is idempotent and always returns nil.
 func (m *Memory) Close() error {
-	m.sweeper.Stop()
+	m.keys.Close()
 	return nil
 }
 

@@ -4,6 +4,9 @@ import (
 	"hash/maphash"
 	"iter"
 	"sync"
+	"time"
+
+	"github.com/wsgate/wsgate/internal/sweep"
 )
 
 // Options configures New. The zero value is an unbounded map with one shard.
@@ -26,9 +29,10 @@ type Options struct {
 // Its methods are safe for concurrent use; a [Shard]'s are not, its caller
 // holds the shard's lock.
 type Map[K comparable, V any] struct {
-	seed   maphash.Seed
-	shards []Shard[K, V]
-	mask   uint64
+	seed    maphash.Seed
+	shards  []Shard[K, V]
+	mask    uint64
+	sweeper *sweep.Sweeper
 }
 
 // Shard is one part of a Map: a plain map, its lock and its bound.
@@ -101,8 +105,8 @@ func (m *Map[K, V]) Each(f func(*Shard[K, V])) {
 
 // Sweep deletes every entry drop reports true for, shard by shard, and gives
 // memory back after a spike: a shard whose map has fallen below a quarter of
-// its peak (above 1024 entries) is rebuilt. Stores call it from their
-// sweeper (internal/sweep).
+// its peak (above 1024 entries) is rebuilt. StartSweeper calls it
+// periodically.
 func (m *Map[K, V]) Sweep(drop func(K, V) bool) {
 	m.Each(func(s *Shard[K, V]) {
 		s.DeleteFunc(drop)
@@ -115,6 +119,18 @@ func (m *Map[K, V]) Sweep(drop func(K, V) bool) {
 		}
 	})
 }
+
+// StartSweeper runs Sweep every interval on a goroutine the map owns until
+// Close; each round sweeps with the predicate stale returns for it (which
+// typically closes over the time of the round). A non-positive interval
+// starts nothing. Call it once, before the map is shared.
+func (m *Map[K, V]) StartSweeper(every time.Duration, stale func() func(K, V) bool) {
+	m.sweeper = sweep.Start(every, func() { m.Sweep(stale()) })
+}
+
+// Close stops the sweeper, if any, and waits for it; the map keeps working
+// without it. Close is idempotent.
+func (m *Map[K, V]) Close() { m.sweeper.Stop() }
 
 // Clear deletes every entry.
 func (m *Map[K, V]) Clear() {

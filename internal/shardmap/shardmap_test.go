@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -127,4 +128,22 @@ func TestConcurrent(t *testing.T) {
 	if m.Len() != 8000 {
 		t.Fatalf("Len = %d, want 8000", m.Len())
 	}
+}
+
+func TestSweeperOwnedAndClosed(t *testing.T) {
+	m := shardmap.New[int, int](shardmap.Options{})
+	s := m.Shard(0)
+	s.Lock()
+	s.Set(1, 1)
+	s.Unlock()
+	m.StartSweeper(time.Millisecond, func() func(int, int) bool { return func(int, int) bool { return true } })
+	for deadline := time.Now().Add(5 * time.Second); m.Len() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("sweeper did not sweep")
+		}
+	}
+	m.Close()
+	m.Close()
+	goleak.VerifyNone(t)
+	shardmap.New[int, int](shardmap.Options{}).Close() // no sweeper: Close is a no-op
 }

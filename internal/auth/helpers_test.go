@@ -68,11 +68,7 @@ func pubPEM(t testing.TB, pub any) string {
 }
 
 // newClock returns a settable clock for Options.Now.
-func newClock() *statetest.Clock {
-	c := statetest.New()
-	c.Set(time.Unix(1_800_000_000, 0))
-	return c
-}
+func newClock() *statetest.Clock { return statetest.At(time.Unix(1_800_000_000, 0)) }
 
 func mustSigner(t testing.TB, alg string, key any, kid string, clk *statetest.Clock) *Signer {
 	t.Helper()

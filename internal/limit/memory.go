@@ -2,7 +2,6 @@ package limit
 
 import (
 	"context"
-	"math"
 	"sync/atomic"
 	"time"
 
@@ -92,40 +91,14 @@ func (m *Memory) Allow(_ context.Context, key string, l Limit, cost int) (bool, 
 		s.Unlock()
 		return false, retry, nil
 	}
-	if !found && s.Full() {
-		m.evictLocked(s, now)
+	// A full shard drops expired keys from a sample, else the sampled key
+	// with the earliest TAT: the one whose state is worth least.
+	if !found && s.Full() && s.EvictSample(evictSample, stale(now), tatRank) {
+		m.evictions.Add(1)
 	}
 	s.Set(h, next)
 	s.Unlock()
 	return true, 0, nil
-}
-
-// evictLocked frees one slot in a full shard: any expired entries among a small
-// random sample (map iteration starts at a random position), else the sampled
-// entry with the earliest TAT, i.e. the one whose state is worth least.
-func (m *Memory) evictLocked(s *shardmap.Shard[uint64, int64], now int64) {
-	var (
-		victim  uint64
-		minTAT  int64 = math.MaxInt64
-		seen    int
-		expired int
-	)
-	for k, tat := range s.All() {
-		if tat <= now {
-			s.Delete(k)
-			expired++
-		} else if tat < minTAT {
-			victim, minTAT = k, tat
-		}
-		seen++
-		if seen >= evictSample {
-			break
-		}
-	}
-	if expired == 0 && minTAT != math.MaxInt64 {
-		s.Delete(victim)
-		m.evictions.Add(1)
-	}
 }
 
 // Len returns the number of keys currently held.
@@ -140,12 +113,15 @@ func (m *Memory) Evictions() uint64 { return m.evictions.Load() }
 // calls it; it is exported for callers that disable the sweeper.
 func (m *Memory) Sweep() { m.keys.Sweep(m.stale()) }
 
-// stale reports keys whose theoretical arrival time has passed: their bucket
-// is full again, so forgetting them changes no answer.
-func (m *Memory) stale() func(uint64, int64) bool {
-	now := int64(m.now().Sub(m.base))
+// stale reports, for the sweeper, keys whose theoretical arrival time has
+// passed: their bucket is full again, so forgetting them changes no answer.
+func (m *Memory) stale() func(uint64, int64) bool { return stale(int64(m.now().Sub(m.base))) }
+
+func stale(now int64) func(uint64, int64) bool {
 	return func(_ uint64, tat int64) bool { return tat <= now }
 }
+
+func tatRank(tat int64) int64 { return tat }
 
 // Close stops the sweeper and waits for it. Allow keeps working afterwards (without
 // background sweeping). Close is idempotent and always returns nil.

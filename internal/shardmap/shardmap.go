@@ -3,6 +3,7 @@ package shardmap
 import (
 	"hash/maphash"
 	"iter"
+	"math"
 	"sync"
 	"time"
 
@@ -183,6 +184,37 @@ func (s *Shard[K, V]) All() iter.Seq2[K, V] {
 			}
 		}
 	}
+}
+
+// EvictSample frees room in a full shard by the rule the bounded stores share:
+// among a random sample of n entries (map iteration starts at a random
+// position, so no scan of the shard), every stale one is deleted; if none was,
+// the sampled entry with the lowest rank (the least worth keeping: the oldest,
+// the soonest to expire) is. It reports whether it deleted a live entry, which
+// stores count as an eviction.
+func (s *Shard[K, V]) EvictSample(n int, stale func(K, V) bool, rank func(V) int64) bool {
+	var (
+		victim  K
+		lowest  int64 = math.MaxInt64
+		seen    int
+		dropped bool
+	)
+	for k, v := range s.m {
+		if stale(k, v) {
+			delete(s.m, k)
+			dropped = true
+		} else if r := rank(v); r < lowest {
+			victim, lowest = k, r
+		}
+		if seen++; seen >= n {
+			break
+		}
+	}
+	if dropped || lowest == math.MaxInt64 {
+		return false
+	}
+	delete(s.m, victim)
+	return true
 }
 
 // DeleteFunc deletes every entry drop reports true for and returns how many.

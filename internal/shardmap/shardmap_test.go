@@ -147,3 +147,28 @@ func TestSweeperOwnedAndClosed(t *testing.T) {
 	goleak.VerifyNone(t)
 	shardmap.New[int, int](shardmap.Options{}).Close() // no sweeper: Close is a no-op
 }
+
+func TestEvictSample(t *testing.T) {
+	m := shardmap.New[string, int](shardmap.Options{MaxKeys: 4})
+	s := m.Shard(0)
+	s.Lock()
+	defer s.Unlock()
+	for k, v := range map[string]int{"a": 5, "b": 2, "c": 9, "d": 7} {
+		s.Set(k, v)
+	}
+	rank := func(v int) int64 { return int64(v) }
+	// Nothing stale in a sample of the whole shard: the lowest rank goes.
+	if !s.EvictSample(4, func(string, int) bool { return false }, rank) {
+		t.Fatal("no live entry evicted")
+	}
+	if _, ok := s.Get("b"); ok || s.Len() != 3 {
+		t.Fatalf("evicted the wrong entry: b present %v, Len %d", ok, s.Len())
+	}
+	// Stale entries go first, and then no live one does.
+	if s.EvictSample(4, func(_ string, v int) bool { return v > 6 }, rank) {
+		t.Fatal("a live entry evicted although stale ones were found")
+	}
+	if _, ok := s.Get("a"); !ok || s.Len() != 1 {
+		t.Fatalf("after dropping stale entries: a present %v, Len %d", ok, s.Len())
+	}
+}

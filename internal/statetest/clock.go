@@ -25,7 +25,10 @@ type Clock struct {
 }
 
 // New returns a clock at Start.
-func New() *Clock { return &Clock{t: Start} }
+func New() *Clock { return At(Start) }
+
+// At returns a clock at t.
+func At(t time.Time) *Clock { return &Clock{t: t} }
 
 // Now returns the clock's time; pass c.Now as a store's clock.
 func (c *Clock) Now() time.Time {

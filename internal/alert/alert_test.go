@@ -21,11 +21,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func newClock() *statetest.Clock {
-	c := statetest.New()
-	c.Set(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
-	return c
-}
+func newClock() *statetest.Clock { return statetest.At(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)) }
 
 // hook is a webhook receiver on a real socket recording what it got.
 type hook struct {

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/wsgate/wsgate/internal/statetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -87,27 +89,10 @@ func algCases(t testing.TB) []algCase {
 	}
 }
 
-// fixedClock is a settable clock for Options.Now.
-type fixedClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// newClock returns a settable clock for Options.Now.
+func newClock() *statetest.Clock { return statetest.At(time.Unix(1_800_000_000, 0)) }
 
-func newClock() *fixedClock { return &fixedClock{t: time.Unix(1_800_000_000, 0)} }
-
-func (c *fixedClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fixedClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func mustSigner(t testing.TB, alg string, key any, kid string, clk *fixedClock) *Signer {
+func mustSigner(t testing.TB, alg string, key any, kid string, clk *statetest.Clock) *Signer {
 	t.Helper()
 	s, err := NewSigner(alg, key, kid)
 	if err != nil {

@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"github.com/wsgate/wsgate/internal/statetest"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -91,7 +93,7 @@ func jwkOf(t *testing.T, pub any, kid, alg string) map[string]any {
 
 // startJWKS serves the test RSA key as kid (RS256) from a JWKS endpoint and
 // returns a verifier on it (o with JWKSURL and a settable clock).
-func startJWKS(t *testing.T, kid string, o Options) (testKeys, *fixedClock, *jwksServer, *Verifier) {
+func startJWKS(t *testing.T, kid string, o Options) (testKeys, *statetest.Clock, *jwksServer, *Verifier) {
 	t.Helper()
 	k := keys(t)
 	clk := newClock()

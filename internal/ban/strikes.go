@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sync/atomic"
 	"time"
 
 	"github.com/wsgate/wsgate/internal/shardmap"
-	"github.com/wsgate/wsgate/internal/sweep"
 )
 
 // Policy defaults.
@@ -134,11 +132,7 @@ type Strikes struct {
 	now      func() time.Time
 	base     time.Time
 	subjects *shardmap.Map[string, *window]
-
-	sweeper *sweep.Sweeper
 }
-
-type strikeShard = shardmap.Shard[string, *window]
 
 // window is a ring of per-bucket strike counts.
 type window struct {
@@ -169,7 +163,7 @@ func NewStrikes(policy Policy, list List, opts StrikesOptions) *Strikes {
 		subjects: shardmap.New[string, *window](shardmap.Options{MaxKeys: opts.MaxKeys, Shards: strikesShards, MinPerShard: 64}),
 	}
 	s.SetPolicy(policy)
-	s.sweeper = sweep.Start(opts.SweepInterval, s.Sweep)
+	s.subjects.StartSweeper(opts.SweepInterval, s.idle)
 	return s
 }
 
@@ -277,7 +271,9 @@ func (s *Strikes) strike(subject string, p *Policy, now int64) bool {
 	}
 	if !ok {
 		if sh.Full() {
-			s.evictLocked(sh, now)
+			// Idle subjects among a sample, else the sampled subject struck
+			// least recently.
+			sh.EvictSample(evictSample, idleAt(now), lastStrike)
 		}
 		w = &window{}
 		sh.Set(subject, w)
@@ -323,41 +319,22 @@ func (w *window) idle(now int64) bool {
 	return w.width == 0 || max(now, 0)/w.width-w.last >= buckets
 }
 
-// evictLocked frees a slot in a full shard: idle subjects among a random sample,
-// else the sampled subject struck least recently.
-func (s *Strikes) evictLocked(sh *strikeShard, now int64) {
-	var (
-		victim  string
-		oldest  int64 = math.MaxInt64
-		seen    int
-		evicted bool
-	)
-	for k, w := range sh.All() {
-		if w.idle(now) {
-			sh.Delete(k)
-			evicted = true
-		} else if t := w.last * w.width; t < oldest {
-			victim, oldest = k, t
-		}
-		if seen++; seen >= evictSample {
-			break
-		}
-	}
-	if !evicted && oldest != math.MaxInt64 {
-		sh.Delete(victim)
-	}
-}
-
 // Sweep drops idle subjects. The sweeper calls it; it is exported for callers that
 // disable the sweeper.
-func (s *Strikes) Sweep() {
-	now := int64(s.now().Sub(s.base))
-	s.subjects.Sweep(func(_ string, w *window) bool { return w.idle(now) })
+func (s *Strikes) Sweep() { s.subjects.Sweep(s.idle()) }
+
+// idle reports subjects all of whose strikes have left the window.
+func (s *Strikes) idle() func(string, *window) bool { return idleAt(int64(s.now().Sub(s.base))) }
+
+func idleAt(now int64) func(string, *window) bool {
+	return func(_ string, w *window) bool { return w.idle(now) }
 }
+
+func lastStrike(w *window) int64 { return w.last * w.width }
 
 // Close stops the sweeper and waits for it; Record keeps working. It is idempotent
 // and always returns nil.
 func (s *Strikes) Close() error {
-	s.sweeper.Stop()
+	s.subjects.Close()
 	return nil
 }

@@ -2,12 +2,10 @@ package limit
 
 import (
 	"context"
-	"math"
 	"sync/atomic"
 	"time"
 
 	"github.com/wsgate/wsgate/internal/shardmap"
-	"github.com/wsgate/wsgate/internal/sweep"
 )
 
 // Defaults for MemoryOptions.
@@ -52,8 +50,6 @@ type Memory struct {
 	base time.Time
 
 	evictions atomic.Uint64
-
-	sweeper *sweep.Sweeper
 }
 
 // NewMemory returns a Memory. If opts.SweepInterval is not negative, it starts a
@@ -73,7 +69,7 @@ func NewMemory(opts MemoryOptions) *Memory {
 		now:  opts.Now,
 		base: opts.Now(),
 	}
-	m.sweeper = sweep.Start(opts.SweepInterval, m.Sweep)
+	m.keys.StartSweeper(opts.SweepInterval, m.stale)
 	return m
 }
 
@@ -95,40 +91,14 @@ func (m *Memory) Allow(_ context.Context, key string, l Limit, cost int) (bool, 
 		s.Unlock()
 		return false, retry, nil
 	}
-	if !found && s.Full() {
-		m.evictLocked(s, now)
+	// A full shard drops expired keys from a sample, else the sampled key
+	// with the earliest TAT: the one whose state is worth least.
+	if !found && s.Full() && s.EvictSample(evictSample, stale(now), tatRank) {
+		m.evictions.Add(1)
 	}
 	s.Set(h, next)
 	s.Unlock()
 	return true, 0, nil
-}
-
-// evictLocked frees one slot in a full shard: any expired entries among a small
-// random sample (map iteration starts at a random position), else the sampled
-// entry with the earliest TAT, i.e. the one whose state is worth least.
-func (m *Memory) evictLocked(s *shardmap.Shard[uint64, int64], now int64) {
-	var (
-		victim  uint64
-		minTAT  int64 = math.MaxInt64
-		seen    int
-		expired int
-	)
-	for k, tat := range s.All() {
-		if tat <= now {
-			s.Delete(k)
-			expired++
-		} else if tat < minTAT {
-			victim, minTAT = k, tat
-		}
-		seen++
-		if seen >= evictSample {
-			break
-		}
-	}
-	if expired == 0 && minTAT != math.MaxInt64 {
-		s.Delete(victim)
-		m.evictions.Add(1)
-	}
 }
 
 // Len returns the number of keys currently held.
@@ -141,15 +111,22 @@ func (m *Memory) Evictions() uint64 { return m.evictions.Load() }
 
 // Sweep drops every key whose theoretical arrival time has passed. The sweeper
 // calls it; it is exported for callers that disable the sweeper.
-func (m *Memory) Sweep() {
-	now := int64(m.now().Sub(m.base))
-	m.keys.Sweep(func(_ uint64, tat int64) bool { return tat <= now })
+func (m *Memory) Sweep() { m.keys.Sweep(m.stale()) }
+
+// stale reports, for the sweeper, keys whose theoretical arrival time has
+// passed: their bucket is full again, so forgetting them changes no answer.
+func (m *Memory) stale() func(uint64, int64) bool { return stale(int64(m.now().Sub(m.base))) }
+
+func stale(now int64) func(uint64, int64) bool {
+	return func(_ uint64, tat int64) bool { return tat <= now }
 }
+
+func tatRank(tat int64) int64 { return tat }
 
 // Close stops the sweeper and waits for it. Allow keeps working afterwards (without
 // background sweeping). Close is idempotent and always returns nil.
 func (m *Memory) Close() error {
-	m.sweeper.Stop()
+	m.keys.Close()
 	return nil
 }
 

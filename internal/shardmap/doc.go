@@ -17,6 +17,6 @@
 //	s.Set(key, update(v))
 //	s.Unlock()
 //
-// Stores run [Map.Sweep] from their own sweeper (internal/sweep), which they
-// stop in Close.
+// [Map.StartSweeper] runs [Map.Sweep] on a goroutine the map owns
+// (internal/sweep); the store's Close calls [Map.Close], which stops it.
 package shardmap

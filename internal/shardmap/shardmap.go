@@ -3,7 +3,11 @@ package shardmap
 import (
 	"hash/maphash"
 	"iter"
+	"math"
 	"sync"
+	"time"
+
+	"github.com/wsgate/wsgate/internal/sweep"
 )
 
 // Options configures New. The zero value is an unbounded map with one shard.
@@ -26,9 +30,10 @@ type Options struct {
 // Its methods are safe for concurrent use; a [Shard]'s are not, its caller
 // holds the shard's lock.
 type Map[K comparable, V any] struct {
-	seed   maphash.Seed
-	shards []Shard[K, V]
-	mask   uint64
+	seed    maphash.Seed
+	shards  []Shard[K, V]
+	mask    uint64
+	sweeper *sweep.Sweeper
 }
 
 // Shard is one part of a Map: a plain map, its lock and its bound.
@@ -101,8 +106,8 @@ func (m *Map[K, V]) Each(f func(*Shard[K, V])) {
 
 // Sweep deletes every entry drop reports true for, shard by shard, and gives
 // memory back after a spike: a shard whose map has fallen below a quarter of
-// its peak (above 1024 entries) is rebuilt. Stores call it from their
-// sweeper (internal/sweep).
+// its peak (above 1024 entries) is rebuilt. StartSweeper calls it
+// periodically.
 func (m *Map[K, V]) Sweep(drop func(K, V) bool) {
 	m.Each(func(s *Shard[K, V]) {
 		s.DeleteFunc(drop)
@@ -115,6 +120,18 @@ func (m *Map[K, V]) Sweep(drop func(K, V) bool) {
 		}
 	})
 }
+
+// StartSweeper runs Sweep every interval on a goroutine the map owns until
+// Close; each round sweeps with the predicate stale returns for it (which
+// typically closes over the time of the round). A non-positive interval
+// starts nothing. Call it once, before the map is shared.
+func (m *Map[K, V]) StartSweeper(every time.Duration, stale func() func(K, V) bool) {
+	m.sweeper = sweep.Start(every, func() { m.Sweep(stale()) })
+}
+
+// Close stops the sweeper, if any, and waits for it; the map keeps working
+// without it. Close is idempotent.
+func (m *Map[K, V]) Close() { m.sweeper.Stop() }
 
 // Clear deletes every entry.
 func (m *Map[K, V]) Clear() {
@@ -167,6 +184,37 @@ func (s *Shard[K, V]) All() iter.Seq2[K, V] {
 			}
 		}
 	}
+}
+
+// EvictSample frees room in a full shard by the rule the bounded stores share:
+// among a random sample of n entries (map iteration starts at a random
+// position, so no scan of the shard), every stale one is deleted; if none was,
+// the sampled entry with the lowest rank (the least worth keeping: the oldest,
+// the soonest to expire) is. It reports whether it deleted a live entry, which
+// stores count as an eviction.
+func (s *Shard[K, V]) EvictSample(n int, stale func(K, V) bool, rank func(V) int64) bool {
+	var (
+		victim  K
+		lowest  int64 = math.MaxInt64
+		seen    int
+		dropped bool
+	)
+	for k, v := range s.m {
+		if stale(k, v) {
+			delete(s.m, k)
+			dropped = true
+		} else if r := rank(v); r < lowest {
+			victim, lowest = k, r
+		}
+		if seen++; seen >= n {
+			break
+		}
+	}
+	if dropped || lowest == math.MaxInt64 {
+		return false
+	}
+	delete(s.m, victim)
+	return true
 }
 
 // DeleteFunc deletes every entry drop reports true for and returns how many.

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -126,5 +127,48 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	if m.Len() != 8000 {
 		t.Fatalf("Len = %d, want 8000", m.Len())
+	}
+}
+
+func TestSweeperOwnedAndClosed(t *testing.T) {
+	m := shardmap.New[int, int](shardmap.Options{})
+	s := m.Shard(0)
+	s.Lock()
+	s.Set(1, 1)
+	s.Unlock()
+	m.StartSweeper(time.Millisecond, func() func(int, int) bool { return func(int, int) bool { return true } })
+	for deadline := time.Now().Add(5 * time.Second); m.Len() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("sweeper did not sweep")
+		}
+	}
+	m.Close()
+	m.Close()
+	goleak.VerifyNone(t)
+	shardmap.New[int, int](shardmap.Options{}).Close() // no sweeper: Close is a no-op
+}
+
+func TestEvictSample(t *testing.T) {
+	m := shardmap.New[string, int](shardmap.Options{MaxKeys: 4})
+	s := m.Shard(0)
+	s.Lock()
+	defer s.Unlock()
+	for k, v := range map[string]int{"a": 5, "b": 2, "c": 9, "d": 7} {
+		s.Set(k, v)
+	}
+	rank := func(v int) int64 { return int64(v) }
+	// Nothing stale in a sample of the whole shard: the lowest rank goes.
+	if !s.EvictSample(4, func(string, int) bool { return false }, rank) {
+		t.Fatal("no live entry evicted")
+	}
+	if _, ok := s.Get("b"); ok || s.Len() != 3 {
+		t.Fatalf("evicted the wrong entry: b present %v, Len %d", ok, s.Len())
+	}
+	// Stale entries go first, and then no live one does.
+	if s.EvictSample(4, func(_ string, v int) bool { return v > 6 }, rank) {
+		t.Fatal("a live entry evicted although stale ones were found")
+	}
+	if _, ok := s.Get("a"); !ok || s.Len() != 1 {
+		t.Fatalf("after dropping stale entries: a present %v, Len %d", ok, s.Len())
 	}
 }

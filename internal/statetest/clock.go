@@ -1,7 +1,8 @@
 // Package statetest holds what the state stores' tests share: the manual
-// [Clock] they inject as their Now function, so that expiry, refill and sliding
-// windows are tested without sleeping, and [Run], the runner of the
-// conformance suites (limittest, quotatest, bantest, tickettest, replaytest).
+// [Clock] they (and other tests that need one) inject as their Now function,
+// so that expiry, refill and sliding windows are tested without sleeping, and
+// [Run], the runner of the conformance suites (limittest, quotatest, bantest,
+// tickettest, replaytest).
 //
 // A nil *Clock is the real clock: Now is time.Now and Pass sleeps. So one
 // suite runs against a memory store on a manual clock and against a Redis
@@ -24,7 +25,10 @@ type Clock struct {
 }
 
 // New returns a clock at Start.
-func New() *Clock { return &Clock{t: Start} }
+func New() *Clock { return At(Start) }
+
+// At returns a clock at t.
+func At(t time.Time) *Clock { return &Clock{t: t} }
 
 // Now returns the clock's time; pass c.Now as a store's clock.
 func (c *Clock) Now() time.Time {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/shardmap"
-	"github.com/wsgate/wsgate/internal/sweep"
 )
 
 var (
@@ -59,8 +58,6 @@ type MemoryOptions struct {
 type MemoryStore struct {
 	tickets *shardmap.Map[string, entry]
 	now     func() time.Time
-
-	sweeper *sweep.Sweeper
 }
 
 type entry struct {
@@ -89,17 +86,14 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 		tickets: shardmap.New[string, entry](shardmap.Options{MaxKeys: opts.MaxEntries, Shards: n}),
 		now:     opts.Now,
 	}
-	s.sweeper = sweep.Start(opts.SweepInterval, func() {
-		now := s.now()
-		s.tickets.Sweep(func(_ string, e entry) bool { return e.expired(now) })
-	})
+	s.tickets.StartSweeper(opts.SweepInterval, s.expired)
 	return s
 }
 
 // Close stops the sweeper and waits for it. It is idempotent; the store
 // keeps working without the sweeper.
 func (s *MemoryStore) Close() {
-	s.sweeper.Stop()
+	s.tickets.Close()
 }
 
 func checkKey(key string) error {
@@ -128,7 +122,7 @@ func (s *MemoryStore) Put(ctx context.Context, ticket string, payload []byte, tt
 		return ErrExists
 	}
 	if sh.Full() {
-		sh.DeleteFunc(func(_ string, e entry) bool { return e.expired(now) })
+		sh.DeleteFunc(s.expiredAt(now))
 		if sh.Full() {
 			return ErrFull
 		}
@@ -164,3 +158,10 @@ func (s *MemoryStore) Take(ctx context.Context, ticket string) ([]byte, error) {
 func (s *MemoryStore) Len() int { return s.tickets.Len() }
 
 func (e entry) expired(now time.Time) bool { return !now.Before(e.expires) }
+
+// expired reports the tickets expired now (the sweeper's predicate).
+func (s *MemoryStore) expired() func(string, entry) bool { return s.expiredAt(s.now()) }
+
+func (s *MemoryStore) expiredAt(now time.Time) func(string, entry) bool {
+	return func(_ string, e entry) bool { return e.expired(now) }
+}

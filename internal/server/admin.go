@@ -48,7 +48,7 @@ func (s *Server) reloadFrom(path string) error {
 		s.override(cfg)
 	}
 	if s.dev != nil {
-		if cfg, err = PrepareDevReload(cfg, s.dev); err != nil {
+		if cfg, err = prepareDevReload(cfg, s.dev); err != nil {
 			return err
 		}
 	}

@@ -35,7 +35,7 @@ type DevInfo struct {
 }
 
 // PrepareDev turns cfg into a development configuration: a random HMAC key, a
-// self-signed localhost certificate (cached, see DevCertDir), loopback-only
+// self-signed localhost certificate (cached, see devCertDir), loopback-only
 // listeners, random admin and publish keys. It never loosens anything that was
 // not already unset.
 func PrepareDev(cfg *config.Config) (*DevInfo, error) {
@@ -63,7 +63,7 @@ func PrepareDev(cfg *config.Config) (*DevInfo, error) {
 		}
 	}
 	if !cfg.InsecurePlaintext && cfg.TLS.CertFile == "" {
-		cert, file, err := certgen.DevCertificate(DevCertDir())
+		cert, file, err := certgen.DevCertificate(devCertDir())
 		if err != nil {
 			// A read-only home (CI, containers) must not stop a dev server: fall
 			// back to a per-user directory under the temporary directory.
@@ -79,10 +79,10 @@ func PrepareDev(cfg *config.Config) (*DevInfo, error) {
 	return info, nil
 }
 
-// DevCertDir is where --dev keeps its certificate: the user cache directory
+// devCertDir is where --dev keeps its certificate: the user cache directory
 // (os.UserCacheDir, e.g. ~/.cache/wsgate), or a per-user directory in the
 // temporary directory when there is none.
-func DevCertDir() string {
+func devCertDir() string {
 	if d, err := os.UserCacheDir(); err == nil {
 		return filepath.Join(d, "wsgate")
 	}

@@ -96,7 +96,7 @@ func (s *Server) ReloadFile(path string, environ []string) {
 		s.override(cfg)
 	}
 	if err == nil && dev != nil {
-		_, err = PrepareDevReload(cfg, dev)
+		_, err = prepareDevReload(cfg, dev)
 	}
 	if err == nil {
 		err = s.Reload(cfg)
@@ -108,8 +108,8 @@ func (s *Server) ReloadFile(path string, environ []string) {
 	}
 }
 
-// PrepareDevReload re-applies the dev key material of a running dev server.
-func PrepareDevReload(cfg *config.Config, info *DevInfo) (*config.Config, error) {
+// prepareDevReload re-applies the dev key material of a running dev server.
+func prepareDevReload(cfg *config.Config, info *DevInfo) (*config.Config, error) {
 	cfg.Dev = true
 	cfg.Auth.Keys = append([]config.Key{{ID: "dev", Algorithms: []string{"HS256"}, Secret: info.Secret}}, cfg.Auth.Keys...)
 	if cfg.Admin.Token == "" {

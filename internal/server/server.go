@@ -94,7 +94,7 @@ type options struct {
 	dev      *DevInfo
 	commands command.Backend
 	config   string
-	// handlers and rawRoutes are the embedder's (options.go).
+	// handlers and rawRoutes are the embedder's (handlers.go).
 	handlers  map[string]HandlerFunc
 	rawRoutes []rawRoute
 	override  func(*config.Config)
@@ -194,7 +194,8 @@ func logLevel(s string) slog.Level {
 
 func (s *Server) onClose(f func()) { s.closers = append(s.closers, f) }
 
-// build creates every component from cfg.
+// build creates the parts that outlive a runtime (stores, observability,
+// integrity verifier, strikes, tickets); compile builds the rest.
 func (s *Server) build(cfg *config.Config) error {
 	if err := s.buildVisibility(cfg); err != nil {
 		return err

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/wsgatetest/fakeclock"
 )
 
 // testKeys are generated once per test binary: RSA generation is slow.
@@ -83,27 +85,10 @@ func algCases(t testing.TB) []algCase {
 	}
 }
 
-// fixedClock is a settable clock for Options.Now.
-type fixedClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// newClock is the settable clock of the tests (Options.Now, signers).
+func newClock() *fakeclock.Clock { return fakeclock.New(time.Unix(1_800_000_000, 0)) }
 
-func newClock() *fixedClock { return &fixedClock{t: time.Unix(1_800_000_000, 0)} }
-
-func (c *fixedClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fixedClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func mustSigner(t testing.TB, alg string, key any, kid string, clk *fixedClock) *Signer {
+func mustSigner(t testing.TB, alg string, key any, kid string, clk *fakeclock.Clock) *Signer {
 	t.Helper()
 	s, err := NewSigner(alg, key, kid)
 	if err != nil {

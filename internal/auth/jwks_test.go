@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/wsgate/wsgate/internal/wsgatetest/fakeclock"
 )
 
 // jwksServer serves a mutable JWK set and counts fetches.
@@ -91,7 +92,7 @@ func jwkOf(t *testing.T, pub any, kid, alg string) map[string]any {
 
 // startJWKS serves the test RSA key as kid (RS256) from a JWKS endpoint and
 // returns a verifier on it (o with JWKSURL and a settable clock).
-func startJWKS(t *testing.T, kid string, o Options) (testKeys, *fixedClock, *jwksServer, *Verifier) {
+func startJWKS(t *testing.T, kid string, o Options) (testKeys, *fakeclock.Clock, *jwksServer, *Verifier) {
 	t.Helper()
 	k := keys(t)
 	clk := newClock()

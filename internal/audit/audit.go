@@ -16,9 +16,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/wsgate/wsgate/internal/redact"
+	"github.com/wsgate/wsgate/internal/truncate"
 )
 
 // Defaults applied by New to zero Options fields.
@@ -261,7 +261,7 @@ func (l *Logger) LogSampledMessage(connID, user, typ string, data []byte) {
 	body := l.redactBody(data)
 	truncated := false
 	if len(body) > l.opts.MessageMaxBytes {
-		body = truncateUTF8(body, l.opts.MessageMaxBytes)
+		body = truncate.UTF8(body, l.opts.MessageMaxBytes)
 		truncated = true
 	}
 	l.Log(Event{
@@ -311,17 +311,6 @@ func plainNumbers(x any, depth int) any {
 		}
 	}
 	return x
-}
-
-// truncateUTF8 cuts s to at most n bytes without splitting a rune.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 func (l *Logger) encode(e Event) ([]byte, error) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/wsgate/wsgate/internal/truncate"
 )
 
 // Bounds on a fetched JWKS.
@@ -151,11 +152,11 @@ func parseJWKS(body []byte, log *slog.Logger) (*keyring, error) {
 		kid, _ := key.KeyID()
 		vk, err := jwkToVKey(key)
 		if err != nil {
-			log.Warn("jwks: skipping key", "index", i, "kid", truncate(kid, 64), "err", err)
+			log.Warn("jwks: skipping key", "index", i, "kid", shorten(kid, 64), "err", err)
 			continue
 		}
 		if !ring.add(vk) {
-			log.Warn("jwks: skipping key with duplicate kid", "index", i, "kid", truncate(kid, 64))
+			log.Warn("jwks: skipping key with duplicate kid", "index", i, "kid", shorten(kid, 64))
 		}
 	}
 	if len(ring.all) == 0 {
@@ -192,9 +193,10 @@ func jwkToVKey(key jwk.Key) (*vkey, error) {
 	return newVKey(kid, pub, algs)
 }
 
-func truncate(s string, n int) string {
+// shorten cuts s to n bytes (at a rune boundary) and marks the cut.
+func shorten(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n] + "..."
+	return truncate.UTF8(s, n) + "..."
 }

@@ -5,10 +5,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"github.com/wsgate/wsgate/internal/truncate"
 )
 
 // Bounds on what a Violation may carry from the instance: key names appear in Path
@@ -163,7 +163,7 @@ func pointer(tokens []string) string {
 	}
 	var b strings.Builder
 	for _, t := range tokens {
-		t = truncate(t, MaxSegment)
+		t = truncate.UTF8(t, MaxSegment)
 		escaped := len(t) + strings.Count(t, "~") + strings.Count(t, "/")
 		if b.Len()+1+escaped > MaxPath-len("/…") {
 			b.WriteString("/…")
@@ -182,14 +182,4 @@ func pointer(tokens []string) string {
 		}
 	}
 	return b.String()
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

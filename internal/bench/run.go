@@ -47,6 +47,22 @@ func newRunner(o Options) (*runner, error) {
 	return &runner{o: o, d: d, errs: errCounts{}, closeCodes: errCounts{}, fdFull: -1, perTarget: make([]int, 1+len(o.Nodes))}, nil
 }
 
+// await receives from ch (a closed ch counts as received), failing with
+// errClosed when the server closes c, late when t fires, or ctx's error.
+func await[T any](ctx context.Context, t *time.Timer, c *client, ch <-chan T, late error) (T, error) {
+	var zero T
+	select {
+	case v := <-ch:
+		return v, nil
+	case <-c.done:
+		return zero, errClosed
+	case <-t.C:
+		return zero, late
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
+
 // open dials connection n, starts its reader, waits for the welcome and, for
 // fan-out subscribers, subscribes.
 func (r *runner) open(ctx context.Context, n int, subscriber bool) (*client, error) {
@@ -65,11 +81,7 @@ func (r *runner) open(ctx context.Context, n int, subscriber bool) (*client, err
 		return nil, err
 	}
 	c.conn = conn
-	r.serving.Add(1)
-	go func() {
-		defer r.serving.Done()
-		conn.Serve()
-	}()
+	r.serving.Go(conn.Serve)
 	fail := func(err error) (*client, error) {
 		_ = conn.Close()
 		<-c.done
@@ -78,14 +90,8 @@ func (r *runner) open(ctx context.Context, n int, subscriber bool) (*client, err
 	t := time.NewTimer(r.o.Timeout)
 	defer t.Stop()
 	if !r.o.NoWelcome {
-		select {
-		case <-c.first:
-		case <-c.done:
-			return fail(errClosed)
-		case <-t.C:
-			return fail(errNoWelcome)
-		case <-ctx.Done():
-			return fail(ctx.Err())
+		if _, err := await(ctx, t, c, c.first, errNoWelcome); err != nil {
+			return fail(err)
 		}
 	}
 	if r.o.Sign != "" {
@@ -100,20 +106,14 @@ func (r *runner) open(ctx context.Context, n int, subscriber bool) (*client, err
 		}
 		t.Reset(r.o.Timeout)
 		for {
-			select {
-			case rep := <-c.replies:
-				if rep.typ == "ack" {
-					return c, nil
-				}
-				if rep.typ == "error" {
-					return fail(errSubscribe)
-				}
-			case <-c.done:
-				return fail(errClosed)
-			case <-t.C:
+			rep, err := await(ctx, t, c, c.replies, errSubscribe)
+			switch {
+			case err != nil:
+				return fail(err)
+			case rep.typ == "ack":
+				return c, nil
+			case rep.typ == "error":
 				return fail(errSubscribe)
-			case <-ctx.Done():
-				return fail(ctx.Err())
 			}
 		}
 	}

@@ -9,13 +9,13 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/wsgate/wsgate/internal/transport"
+	"github.com/wsgate/wsgate/internal/wsgatetest/wsserve"
 )
 
 const testSecret = "unit-test-secret-unit-test-secret-0123"
@@ -149,55 +149,8 @@ func TestLeakPatterns(t *testing.T) {
 // echoServer is a plaintext naive server: no auth, echoes everything.
 func echoServer(t *testing.T) string {
 	t.Helper()
-	return serveWS(t, &transport.Options{MaxMessageBytes: 4 << 20}, echoHandler{}, nil) + "/ws"
+	return wsserve.Start(t, wsserve.Echo{}, wsserve.Options{Transport: &transport.Options{MaxMessageBytes: 4 << 20}}).URL + "/ws"
 }
-
-// serveWS serves WebSocket connections on a plaintext test server until the
-// test ends, each handled by h after onOpen (when not nil) ran, and returns
-// its ws:// URL. The cleanup closes the server and every connection and waits
-// for their goroutines.
-func serveWS(t *testing.T, o *transport.Options, h transport.Handler, onOpen func(*transport.Conn)) string {
-	t.Helper()
-	up, err := transport.NewUpgrader(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []*transport.Conn
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := up.Upgrade(w, r, "", h)
-		if err != nil {
-			return
-		}
-		mu.Lock()
-		conns = append(conns, c)
-		mu.Unlock()
-		if onOpen != nil {
-			onOpen(c)
-		}
-		wg.Go(c.Serve)
-	}))
-	t.Cleanup(func() {
-		srv.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return "ws" + strings.TrimPrefix(srv.URL, "http")
-}
-
-type echoHandler struct{}
-
-func (echoHandler) OnMessage(c *transport.Conn, op transport.Opcode, data []byte) {
-	_ = c.WriteMessage(op, data)
-}
-func (echoHandler) OnPing(*transport.Conn, []byte) {}
-func (echoHandler) OnPong(*transport.Conn, []byte) {}
-func (echoHandler) OnClose(*transport.Conn, error) {}
 
 func TestRunAgainstEchoServer(t *testing.T) {
 	before := runtime.NumGoroutine()

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/transport"
+	"github.com/wsgate/wsgate/internal/truncate"
 )
 
 // clientMaxMessage lets a probe read back the largest thing it sends, so an
@@ -390,10 +391,7 @@ func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && (s[n]&0xC0) == 0x80 {
-		n--
-	}
-	return s[:n] + fmt.Sprintf("… (%d bytes)", len(s))
+	return truncate.UTF8(s, n) + fmt.Sprintf("… (%d bytes)", len(s))
 }
 
 // --- information leaks ---

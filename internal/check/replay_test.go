@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/transport"
+	"github.com/wsgate/wsgate/internal/wsgatetest/wsserve"
 )
 
 // replayServer welcomes with a conn_id and answers every message with ok,
@@ -37,9 +38,9 @@ func TestReplayCheck(t *testing.T) {
 	for _, strict := range []bool{true, false} {
 		t.Run(map[bool]string{true: "strict", false: "lenient"}[strict], func(t *testing.T) {
 			h := &replayServer{strict: strict, seen: map[string]bool{}}
-			u := serveWS(t, nil, h, func(c *transport.Conn) {
+			u := wsserve.Start(t, h, wsserve.Options{OnOpen: func(c *transport.Conn) {
 				_ = c.WriteMessage(transport.Text, []byte(`{"type":"welcome","conn_id":"c_1"}`))
-			})
+			}}).URL
 			rep, err := Run(context.Background(), &Options{
 				URL: u, Secret: testSecret, SigningKey: []byte(key),
 				Only: []string{"replay"}, ReplyWait: 500 * time.Millisecond,

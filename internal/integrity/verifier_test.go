@@ -15,15 +15,12 @@ import (
 
 	"github.com/wsgate/wsgate/client"
 	"github.com/wsgate/wsgate/internal/integrity"
+	"github.com/wsgate/wsgate/internal/wsgatetest/fakeclock"
 )
-
-type clock struct{ t time.Time }
-
-func (c *clock) now() time.Time { return c.t }
 
 type fixture struct {
 	t     *testing.T
-	clk   *clock
+	clk   *fakeclock.Clock
 	ring  *integrity.KeyRing
 	cache *integrity.MemoryReplayCache
 	ver   *integrity.Verifier
@@ -31,7 +28,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{t: t, clk: &clock{t: time.UnixMilli(vecTS)}}
+	f := &fixture{t: t, clk: fakeclock.New(time.UnixMilli(vecTS))}
 	var err error
 	f.ring, err = integrity.NewKeyRing(integrity.MasterKey{ID: "k2", Secret: []byte(strings.Repeat("B", 32))},
 		integrity.MasterKey{ID: "k1", Secret: []byte(strings.Repeat("A", 32))})
@@ -39,7 +36,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f.cache = integrity.NewMemoryReplayCache(10000)
-	f.ver, err = integrity.NewVerifier(integrity.Options{Keys: f.ring, Replay: f.cache, Now: f.clk.now})
+	f.ver, err = integrity.NewVerifier(integrity.Options{Keys: f.ring, Replay: f.cache, Now: f.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +50,7 @@ func (f *fixture) hmacSigner(subject string) *client.Signer {
 		f.t.Fatal(err)
 	}
 	key, _ := integrity.UnB64(ck.Key)
-	s, err := client.NewHMACSigner(ck.Kid, key, subject, &client.Options{Now: f.clk.now})
+	s, err := client.NewHMACSigner(ck.Kid, key, subject, &client.Options{Now: f.clk.Now})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -131,7 +128,7 @@ func TestHMACRoundTripAndReplay(t *testing.T) {
 func TestReplayAcrossVerifiersSharingCache(t *testing.T) {
 	f := newFixture(t)
 	// A second "node" with its own Verifier but the same cache.
-	ver2, _ := integrity.NewVerifier(integrity.Options{Keys: f.ring, Replay: f.cache, Now: f.clk.now})
+	ver2, _ := integrity.NewVerifier(integrity.Options{Keys: f.ring, Replay: f.cache, Now: f.clk.Now})
 	s := f.hmacSigner("alice")
 	s.Bind("c1")
 	m := f.seal(s, msgA)
@@ -163,19 +160,19 @@ func TestSeqOrderAndTS(t *testing.T) {
 
 	// Stale: signed now, delivered 31 s later.
 	old := f.seal(s, msgA)
-	f.clk.t = f.clk.t.Add(31 * time.Second)
+	f.clk.Advance(31 * time.Second)
 	_, _, err = f.ver.Open(ctx, st, old)
 	wantCode(t, err, integrity.CodeStale)
 	// Future: signer clock 31 s ahead.
 	s2, _ := client.NewHMACSigner(f.ring.CurrentID(), mustKey(f.ring, "alice"), "alice",
-		&client.Options{Now: func() time.Time { return f.clk.t.Add(31 * time.Second) }})
+		&client.Options{Now: func() time.Time { return f.clk.Now().Add(31 * time.Second) }})
 	s2.Bind("c1")
 	fut, _ := s2.Seal([]byte(msgA))
 	_, _, err = f.ver.Open(ctx, st, fut)
 	wantCode(t, err, integrity.CodeStale)
 	// Within the window is fine.
 	s3, _ := client.NewHMACSigner(f.ring.CurrentID(), mustKey(f.ring, "alice"), "alice",
-		&client.Options{Now: func() time.Time { return f.clk.t.Add(29 * time.Second) }})
+		&client.Options{Now: func() time.Time { return f.clk.Now().Add(29 * time.Second) }})
 	s3.Bind("c1")
 	for range 10 { // seq restarts at 1 in s3: skip past the connection's last seq
 		_, _ = s3.Seal([]byte(msgA))
@@ -249,7 +246,7 @@ func TestKeyRotation(t *testing.T) {
 	ctx := context.Background()
 	// Client got a key under k1 before the rotation.
 	oldRing, _ := integrity.NewKeyRing(integrity.MasterKey{ID: "k1", Secret: []byte(strings.Repeat("A", 32))})
-	s, _ := client.NewHMACSigner("k1", mustKey(oldRing, "alice"), "alice", &client.Options{Now: f.clk.now})
+	s, _ := client.NewHMACSigner("k1", mustKey(oldRing, "alice"), "alice", &client.Options{Now: f.clk.Now})
 	s.Bind("c1")
 	st, _ := f.ver.NewHMACConn("alice", "c1")
 	if _, _, err := f.ver.Open(ctx, st, f.seal(s, msgA)); err != nil {
@@ -262,9 +259,9 @@ func TestKeyRotation(t *testing.T) {
 	wantCode(t, err, integrity.CodeBadSignature)
 }
 
-func popSigner(t *testing.T, priv crypto.Signer, clk *clock) *client.Signer {
+func popSigner(t *testing.T, priv crypto.Signer, clk *fakeclock.Clock) *client.Signer {
 	t.Helper()
-	s, err := client.NewPopSigner(priv, "alice", &client.Options{Now: clk.now})
+	s, err := client.NewPopSigner(priv, "alice", &client.Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,9 +327,9 @@ func TestPop(t *testing.T) {
 			_, _, err = f.ver.Open(ctx, st, f.seal(as, msgA))
 			wantCode(t, err, integrity.CodeBadSignature)
 			// Stale handshake.
-			f.clk.t = f.clk.t.Add(time.Minute)
+			f.clk.Advance(time.Minute)
 			q3, _ := s.HandshakeParams("ws.example.com", "/ws")
-			f.clk.t = f.clk.t.Add(time.Minute)
+			f.clk.Advance(time.Minute)
 			p3, _ := integrity.PopParamsFromRequest(httptest.NewRequest("GET", "http://ws.example.com/ws?"+q3.Encode(), nil))
 			_, err = f.ver.VerifyPopHandshake(ctx, p3, jkt, "ws.example.com", "/ws")
 			wantCode(t, err, integrity.CodeStale)
@@ -401,7 +398,7 @@ func (failingCache) Seen(context.Context, string, time.Duration) (bool, error) {
 
 func TestReplayCacheFailsClosed(t *testing.T) {
 	f := newFixture(t)
-	ver, _ := integrity.NewVerifier(integrity.Options{Keys: f.ring, Replay: failingCache{}, Now: f.clk.now})
+	ver, _ := integrity.NewVerifier(integrity.Options{Keys: f.ring, Replay: failingCache{}, Now: f.clk.Now})
 	s := f.hmacSigner("alice")
 	s.Bind("c1")
 	st, _ := ver.NewHMACConn("alice", "c1")
@@ -412,7 +409,7 @@ func TestReplayCacheFailsClosed(t *testing.T) {
 	}
 	// Full cache.
 	small := integrity.NewMemoryReplayCache(1)
-	ver2, _ := integrity.NewVerifier(integrity.Options{Keys: f.ring, Replay: small, Now: f.clk.now})
+	ver2, _ := integrity.NewVerifier(integrity.Options{Keys: f.ring, Replay: small, Now: f.clk.Now})
 	st2, _ := ver2.NewHMACConn("alice", "c1")
 	var full bool
 	for range 100 {

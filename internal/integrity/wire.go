@@ -9,6 +9,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/wsgate/wsgate/internal/truncate"
 )
 
 // Version is the only envelope version this package speaks.
@@ -293,9 +295,10 @@ const (
 	fMAC
 )
 
+// trunc shortens a member name quoted in an error (at a rune boundary).
 func trunc(s string) string {
 	if len(s) > 32 {
-		return s[:32] + "…"
+		return truncate.UTF8(s, 32) + "…"
 	}
 	return s
 }

@@ -7,24 +7,21 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/metrics"
+	"github.com/wsgate/wsgate/internal/wsgatetest/fakeclock"
 )
 
-type clock struct{ t time.Time }
-
-func (c *clock) now() time.Time { return c.t }
-
 func TestSeriesPerSecond(t *testing.T) {
-	c := &clock{t: time.Unix(1_700_000_000, 0)}
-	s := metrics.NewSeries(c.now)
+	c := fakeclock.New(time.Unix(1_700_000_000, 0))
+	s := metrics.NewSeries(c.Now)
 	s.ConnOpened()
 	s.ConnOpened()
 	s.Handshake(true, "")
 	s.Handshake(false, "origin")
-	c.t = c.t.Add(2 * time.Second)
+	c.Advance(2 * time.Second)
 	s.ConnClosed()
 	s.Handshake(false, "rate")
 	s.Handshake(false, "rate")
-	c.t = c.t.Add(time.Second)
+	c.Advance(time.Second)
 
 	snap := s.Last(5 * time.Second)
 	if len(snap.Points) != 5 || snap.Now != 1_700_000_003 || snap.Connections != 1 {
@@ -49,8 +46,8 @@ func TestSeriesPerSecond(t *testing.T) {
 }
 
 func TestSeriesForgetsOldAndBoundsReasons(t *testing.T) {
-	c := &clock{t: time.Unix(1_700_000_000, 0)}
-	s := metrics.NewSeries(c.now)
+	c := fakeclock.New(time.Unix(1_700_000_000, 0))
+	s := metrics.NewSeries(c.Now)
 	for i := range 100 {
 		s.Handshake(false, fmt.Sprintf("r%d", i))
 	}
@@ -58,7 +55,7 @@ func TestSeriesForgetsOldAndBoundsReasons(t *testing.T) {
 	if len(snap.Points[0].Reasons) > 17 || snap.Points[0].Reasons["other"] == 0 {
 		t.Fatalf("reasons not bounded: %d", len(snap.Points[0].Reasons))
 	}
-	c.t = c.t.Add(16 * time.Minute)
+	c.Advance(16 * time.Minute)
 	s.Handshake(true, "")
 	snap = s.Snapshot()
 	var rejected uint32

@@ -172,6 +172,17 @@ func TestConcurrentCyclesReturnToZero(t *testing.T) {
 	var acquired, refused atomic.Int64
 	var wg sync.WaitGroup
 	const workers, cycles = 50, 200
+	// 10.0.0.0 is held at its per-IP limit throughout, so the refusal path runs
+	// however the scheduler interleaves the workers (on a fast machine they may
+	// otherwise never overlap).
+	var held []*quota.Lease
+	for range 3 {
+		l, err := q.Acquire(ctx, "10.0.0.0", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, l)
+	}
 	for w := range workers {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 1))
@@ -206,6 +217,9 @@ func TestConcurrentCyclesReturnToZero(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	for _, l := range held {
+		l.Release()
+	}
 	if s.Len() != 0 {
 		t.Fatalf("%d keys left non-zero after all releases", s.Len())
 	}

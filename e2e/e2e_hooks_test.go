@@ -92,9 +92,15 @@ func hookConfig(mutate func(c *config.Config, game *config.Namespace)) *config.C
 
 var gameClaims = map[string]any{"channels": map[string]any{"sub": []string{"game:*", "chat:*"}, "pub": []string{"game:*", "chat:*"}}}
 
+// replyWait bounds the wait for a reply. Generous: in cluster mode a reply may
+// wait on Redis, which a loaded CI machine can starve for a few seconds (each
+// call is bounded by the client's 1 s timeout and retried); a bound only decides
+// how long a failing test takes.
+const replyWait = 15 * time.Second
+
 func hookExpectError(t *testing.T, c *wsgatetest.Client, code string) map[string]any {
 	t.Helper()
-	e := c.Expect(t, "error", 5*time.Second)
+	e := c.Expect(t, "error", replyWait)
 	if e["code"] != code {
 		t.Fatalf("error %v (%v), want code %s", e["code"], e["message"], code)
 	}
@@ -392,24 +398,24 @@ func checkRoomLimits(t *testing.T, a, b, c *wsgatetest.Server) {
 	// Member rate: alice gets 2 in game:g1.
 	for i := 3; i <= 4; i++ {
 		hookPublish(t, alice, i, "game:g1", map[string]any{"cell": i})
-		alice.Expect(t, "ack", 5*time.Second)
+		alice.Expect(t, "ack", replyWait)
 	}
 	hookPublish(t, alice, 5, "game:g1", map[string]any{"cell": 5})
 	hookExpectError(t, alice, "room_rate_limited")
 	// Channel rate: 3 in all; bob (another node) gets the third, then no more.
 	hookPublish(t, bob, 1, "game:g1", map[string]any{"cell": 1})
-	bob.Expect(t, "ack", 5*time.Second)
+	bob.Expect(t, "ack", replyWait)
 	hookPublish(t, bob, 2, "game:g1", map[string]any{"cell": 2})
 	hookExpectError(t, bob, "room_rate_limited")
 	// Another room is untouched.
 	hookPublish(t, bob, 3, "game:g2", map[string]any{"cell": 3})
-	bob.Expect(t, "ack", 5*time.Second)
+	bob.Expect(t, "ack", replyWait)
 
 	// Max members: two across the nodes, the third is refused.
 	hookSubscribe(t, alice, "game:g3")
-	alice.Expect(t, "ack", 5*time.Second)
+	alice.Expect(t, "ack", replyWait)
 	hookSubscribe(t, bob, "game:g3")
-	bob.Expect(t, "ack", 5*time.Second)
+	bob.Expect(t, "ack", replyWait)
 	hookSubscribe(t, carol, "game:g3")
 	hookExpectError(t, carol, "channel_full")
 }

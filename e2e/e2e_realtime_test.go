@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/wsgatetest/wsframe"
 )
 
 var chatPerms = map[string]any{"channels": map[string]any{"sub": []string{"chat:*"}, "pub": []string{"chat:*"}}}
@@ -254,31 +253,19 @@ func TestSlowConsumerClosed(t *testing.T) {
 }
 
 // rawDialPerms is rawDial with a small receive buffer and channel permissions.
-func rawDialPerms(t *testing.T, s *wsgatetest.Server, claims map[string]any) *rawConn {
+func rawDialPerms(t *testing.T, s *wsgatetest.Server, claims map[string]any) *wsgatetest.RawConn {
 	t.Helper()
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		_ = c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 		return serr
 	}}
-	c, err := d.Dial("tcp", s.Addr)
-	if err != nil {
-		t.Fatal(err)
+	r := wsgatetest.RawHandshake(t, &d, s.Addr, wsframe.Request(s.Addr, s.Cfg.Path, "Authorization: Bearer "+s.Token(t, "slowpoke", claims)))
+	if r.Resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %d", r.Resp.StatusCode)
 	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	req := "GET " + s.Cfg.Path + " HTTP/1.1\r\nHost: " + s.Addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
-		"Authorization: Bearer " + s.Token(t, "slowpoke", claims) + "\r\n\r\n"
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 101 {
-		t.Fatalf("upgrade: %v", err)
-	}
-	return &rawConn{Conn: c, br: br}
+	_ = r.SetDeadline(time.Now().Add(30 * time.Second))
+	return r
 }
 
 func TestServerSidePublishAPI(t *testing.T) {

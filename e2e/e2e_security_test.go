@@ -27,6 +27,7 @@ import (
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/wsgatetest/wsframe"
 )
 
 // slowJWKS is a real HTTP JWKS server that answers after a delay and whose key set
@@ -112,13 +113,6 @@ func rawUpgrade(t *testing.T, addr string, tc *tls.Config, req string) (int, str
 	return resp.StatusCode, string(body)
 }
 
-// secUpgradeHead is the start of a valid upgrade request to /ws, without the
-// final blank line.
-func secUpgradeHead(host string) string {
-	return "GET /ws HTTP/1.1\r\nHost: " + host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-}
-
 // 13.1: an attacker who aborts unknown-kid handshakes cannot cancel the JWKS
 // refresh and so cannot keep a freshly rotated key refused.
 func TestSec01JWKSRefreshNotCancellable(t *testing.T) {
@@ -154,7 +148,7 @@ func TestSec01JWKSRefreshNotCancellable(t *testing.T) {
 		defer conn.Close()
 		before := idp.hits.Load()
 		tok := esToken(t, newKey, fmt.Sprintf("made-up-%d", i), "mallory")
-		_, _ = io.WriteString(conn, secUpgradeHead("127.0.0.1")+"Authorization: Bearer "+tok+"\r\n\r\n")
+		_, _ = io.WriteString(conn, wsframe.Head("HTTP/1.1", "127.0.0.1", "/ws")+"Authorization: Bearer "+tok+"\r\n\r\n")
 		for range 10 {
 			if idp.hits.Load() > before {
 				break
@@ -241,7 +235,7 @@ func TestSec10OriginSchemeHostPort(t *testing.T) {
 	ps := wsgatetest.Start(t, pcfg)
 	ptok := ps.Token(t, "olga", nil)
 	req := func(origin, proto string) int {
-		r := secUpgradeHead("gate.example") + "Authorization: Bearer " + ptok + "\r\nOrigin: " + origin + "\r\n"
+		r := wsframe.Head("HTTP/1.1", "gate.example", "/ws") + "Authorization: Bearer " + ptok + "\r\nOrigin: " + origin + "\r\n"
 		if proto != "" {
 			r += "X-Forwarded-For: 198.51.100.7\r\nX-Forwarded-Proto: " + proto + "\r\n"
 		}
@@ -267,7 +261,7 @@ func TestSec12AuthorizationAndTokenSubprotocol(t *testing.T) {
 	for _, protos := range [][]string{{"wsgate.v1", "bearer", bob}, {"wsgate.v1", "token." + bob}} {
 		expectRefused(t, s, wsgatetest.DialOptions{Header: bearer(alice), Subprotocols: protos}, http.StatusBadRequest, "ambiguous_credential")
 	}
-	code, body := rawUpgrade(t, s.Addr, s.TLSConfig, secUpgradeHead("127.0.0.1")+
+	code, body := rawUpgrade(t, s.Addr, s.TLSConfig, wsframe.Head("HTTP/1.1", "127.0.0.1", "/ws")+
 		"Authorization: Bearer "+alice+"\r\nAuthorization: Bearer "+bob+"\r\n\r\n")
 	if code != http.StatusBadRequest || !strings.Contains(body, "one credential") {
 		t.Fatalf("two Authorization headers: %d %s", code, body)
@@ -278,7 +272,7 @@ func TestSec12AuthorizationAndTokenSubprotocol(t *testing.T) {
 // WebSocket frames.
 func TestSec13UpgradeWithBody(t *testing.T) {
 	s := wsgatetest.Start(t, nil)
-	head := secUpgradeHead("127.0.0.1") + "Authorization: Bearer " + s.Token(t, "carl", nil) + "\r\n"
+	head := wsframe.Head("HTTP/1.1", "127.0.0.1", "/ws") + "Authorization: Bearer " + s.Token(t, "carl", nil) + "\r\n"
 	// A masked text frame {"type":"ping"} smuggled as the "body".
 	frame := "\x81\x8f\x00\x00\x00\x00" + `{"type":"ping"}`
 	for name, req := range map[string]string{
@@ -305,7 +299,7 @@ func TestSec13UpgradeWithBody(t *testing.T) {
 func TestUX04TokenSubprotocolAlone(t *testing.T) {
 	s := wsgatetest.Start(t, nil)
 	tok := s.Token(t, "tess", nil)
-	code, body := rawUpgrade(t, s.Addr, s.TLSConfig, secUpgradeHead("127.0.0.1")+"Sec-WebSocket-Protocol: token."+tok+"\r\n\r\n")
+	code, body := rawUpgrade(t, s.Addr, s.TLSConfig, wsframe.Head("HTTP/1.1", "127.0.0.1", "/ws")+"Sec-WebSocket-Protocol: token."+tok+"\r\n\r\n")
 	if code != http.StatusBadRequest || !strings.Contains(body, "application subprotocol") || !strings.Contains(body, "bearer, <jwt>") {
 		t.Fatalf("token.<jwt> alone: %d %s", code, body)
 	}

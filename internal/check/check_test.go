@@ -9,13 +9,13 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/wsgate/wsgate/internal/transport"
+	"github.com/wsgate/wsgate/internal/wsgatetest/echoserver"
 )
 
 const testSecret = "unit-test-secret-unit-test-secret-0123"
@@ -149,43 +149,9 @@ func TestLeakPatterns(t *testing.T) {
 // echoServer is a plaintext naive server: no auth, echoes everything.
 func echoServer(t *testing.T) string {
 	t.Helper()
-	up, err := transport.NewUpgrader(&transport.Options{MaxMessageBytes: 4 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []*transport.Conn
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := up.Upgrade(w, r, "", echoHandler{})
-		if err != nil {
-			return
-		}
-		mu.Lock()
-		conns = append(conns, c)
-		mu.Unlock()
-		wg.Go(c.Serve)
-	}))
-	t.Cleanup(func() {
-		srv.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	srv := echoserver.Start(t, &transport.Options{MaxMessageBytes: 4 << 20}, echoserver.Echo{}, nil)
 	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
 }
-
-type echoHandler struct{}
-
-func (echoHandler) OnMessage(c *transport.Conn, op transport.Opcode, data []byte) {
-	_ = c.WriteMessage(op, data)
-}
-func (echoHandler) OnPing(*transport.Conn, []byte) {}
-func (echoHandler) OnPong(*transport.Conn, []byte) {}
-func (echoHandler) OnClose(*transport.Conn, error) {}
 
 func TestRunAgainstEchoServer(t *testing.T) {
 	before := runtime.NumGoroutine()

@@ -12,8 +12,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -244,24 +242,14 @@ func TestAttackPingFloodClosed(t *testing.T) {
 // forged entries pushed the proxy's own entry out and chose its IP per request:
 // per-IP quotas, rates and bans were bypassed.
 func TestAttackXFFLongForgedChain(t *testing.T) {
-	cfg := wsgatetest.Config()
-	cfg.TrustedProxies = []string{"127.0.0.1/32"}
-	cfg.Limits.Connections.PerIP = 1
-	s := wsgatetest.Start(t, cfg)
-	h1 := bearer(s.Token(t, "u1", nil))
-	h1.Set("X-Forwarded-For", "198.51.100.1")
-	c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: h1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Expect(t, "welcome", 5*time.Second)
+	s := proxiedServer(t)
+	connectVia(t, s, "u1", "198.51.100.1")
 	// What the proxy forwards: the client's forged list, then the real address.
 	var forged []string
 	for i := 0; i < 40; i++ {
 		forged = append(forged, "203.0.113."+itoa(i+1))
 	}
-	h2 := bearer(s.Token(t, "u2", nil))
-	h2.Set("X-Forwarded-For", strings.Join(forged, ", ")+", 198.51.100.1")
+	h2 := xff(s.Token(t, "u2", nil), strings.Join(forged, ", ")+", 198.51.100.1")
 	expectRefused(t, s, wsgatetest.DialOptions{Header: h2}, 429, "ip_quota")
 }
 
@@ -553,14 +541,7 @@ func TestAttackIdleAndKeepaliveNotBypassed(t *testing.T) {
 // both, and the refresh message skipped them.
 func TestAttackRefreshKeepsCertificateBinding(t *testing.T) {
 	ca := newCA(t, "test client CA")
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, ca.pem, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := wsgatetest.Config()
-	cfg.TLS.ClientCAFile = caFile
-	cfg.TLS.ClientAuth = "require"
-	cfg.Auth.Mode = "jwt_and_mtls"
+	cfg := mtlsConfig(t, ca, "require", "jwt_and_mtls")
 	cfg.Abuse.MaxStrikes = 100
 	s := wsgatetest.Start(t, cfg)
 	mine, other := ca.client(t, "dev", "spiffe://test/dev"), ca.client(t, "dev2", "spiffe://test/dev2")
@@ -574,9 +555,7 @@ func TestAttackRefreshKeepsCertificateBinding(t *testing.T) {
 	bound := func(c tls.Certificate, ttl time.Duration) string {
 		return s.TokenTTL(t, "dev", ttl, map[string]any{"cnf": map[string]any{"x5t#S256": thumb(c)}})
 	}
-	tc := s.TLSConfig.Clone()
-	tc.Certificates = []tls.Certificate{mine}
-	c, _, err := s.Dial(t, wsgatetest.DialOptions{TLSConfig: tc, Header: bearer(bound(mine, 30*time.Minute))})
+	c, _, err := s.Dial(t, wsgatetest.DialOptions{TLSConfig: withCert(s, mine), Header: bearer(bound(mine, 30*time.Minute))})
 	if err != nil {
 		t.Fatal(err)
 	}

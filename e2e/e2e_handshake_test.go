@@ -270,24 +270,11 @@ func TestHandshakeFloodAndSpoofedXFF(t *testing.T) {
 }
 
 func TestTrustedProxyXFF(t *testing.T) {
-	cfg := wsgatetest.Config()
-	cfg.TrustedProxies = []string{"127.0.0.1/32"}
-	cfg.Limits.Connections.PerIP = 1
-	s := wsgatetest.Start(t, cfg)
-	h1 := bearer(s.Token(t, "u1", nil))
-	h1.Set("X-Forwarded-For", "198.51.100.1")
-	h2 := bearer(s.Token(t, "u2", nil))
-	h2.Set("X-Forwarded-For", "198.51.100.2")
-	for _, h := range []http.Header{h1, h2} {
-		c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: h})
-		if err != nil {
-			t.Fatalf("behind a trusted proxy, distinct clients must get distinct per-IP quotas: %v", err)
-		}
-		c.Expect(t, "welcome", 5*time.Second)
-	}
-	h3 := bearer(s.Token(t, "u3", nil))
-	h3.Set("X-Forwarded-For", "198.51.100.1")
-	expectRefused(t, s, wsgatetest.DialOptions{Header: h3}, 429, "ip_quota")
+	s := proxiedServer(t)
+	// Behind a trusted proxy, distinct clients get distinct per-IP quotas.
+	connectVia(t, s, "u1", "198.51.100.1")
+	connectVia(t, s, "u2", "198.51.100.2")
+	expectRefused(t, s, wsgatetest.DialOptions{Header: xff(s.Token(t, "u3", nil), "198.51.100.1")}, 429, "ip_quota")
 }
 
 func TestQuotas(t *testing.T) {

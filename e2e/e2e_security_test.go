@@ -319,17 +319,29 @@ func TestUX04TokenSubprotocolAlone(t *testing.T) {
 	}
 }
 
-// xff returns a bearer header for tok arriving through the trusted proxy on
-// behalf of client.
-func xff(tok, client string) http.Header {
-	h := bearer(tok)
-	h.Set("X-Forwarded-For", client)
-	return h
-}
-
 // v6 returns the i-th address of the /64 2001:db8:1:2::/64 (i > 0) or, with
 // another /64, 2001:db8:1:3::i.
 func v6(net64, i int) string { return fmt.Sprintf("2001:db8:1:%x:%x::%x", net64, (i*7919)&0xffff, i) }
+
+// handshakesFromOne64 opens 60 connections for tok from 60 addresses of the
+// /64 2001:db8:1:2::/64 through the trusted proxy, the i-th on node(i), and
+// returns how many were accepted; a refusal other than 429 fails the test.
+func handshakesFromOne64(t *testing.T, tok string, node func(i int) *wsgatetest.Server) int {
+	t.Helper()
+	accepted := 0
+	for i := 1; i <= 60; i++ {
+		c, resp, err := node(i).Dial(t, wsgatetest.DialOptions{Header: xff(tok, v6(2, i))})
+		if err == nil {
+			accepted++
+			_ = c.Conn.Close()
+			continue
+		}
+		if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("handshake %d: %v", i, err)
+		}
+	}
+	return accepted
+}
 
 // 13.3: every per-IP control keys an IPv6 client by its /64 (configurable), so 60
 // addresses of one /64 are one client: handshake rate, connection caps, IP
@@ -348,19 +360,7 @@ func TestSec03IPv6PrefixKeys(t *testing.T) {
 		cfg.Limits.HandshakeRate = config.RateLimit{Rate: 0.01, Burst: 20}
 		s := wsgatetest.Start(t, cfg)
 		tok := s.Token(t, "hs", nil)
-		accepted := 0
-		for i := 1; i <= 60; i++ {
-			c, resp, err := s.Dial(t, wsgatetest.DialOptions{Header: xff(tok, v6(2, i))})
-			if err == nil {
-				accepted++
-				_ = c.Conn.Close()
-				continue
-			}
-			if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
-				t.Fatalf("handshake %d: %v", i, err)
-			}
-		}
-		if accepted > 21 {
+		if accepted := handshakesFromOne64(t, tok, func(int) *wsgatetest.Server { return s }); accepted > 21 {
 			t.Fatalf("60 handshakes from 60 addresses of one /64: %d accepted, want at most the burst (20)", accepted)
 		}
 		// Another /64 has its own bucket; an IPv4 client is still keyed by its address.
@@ -562,20 +562,7 @@ func TestSec03IPv6PrefixKeysRedis(t *testing.T) {
 	})
 	a, b := nodes[0], nodes[1]
 	tok := a.Token(t, "hs", nil)
-	accepted := 0
-	for i := 1; i <= 60; i++ {
-		n := nodes[i%2]
-		c, resp, err := n.Dial(t, wsgatetest.DialOptions{Header: xff(tok, v6(2, i))})
-		if err == nil {
-			accepted++
-			_ = c.Conn.Close()
-			continue
-		}
-		if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
-			t.Fatalf("handshake %d: %v", i, err)
-		}
-	}
-	if accepted > 21 {
+	if accepted := handshakesFromOne64(t, tok, func(i int) *wsgatetest.Server { return nodes[i%2] }); accepted > 21 {
 		t.Fatalf("60 handshakes from one /64 over two nodes: %d accepted, want at most the burst (20)", accepted)
 	}
 	st, out := adminCall(t, a, "POST", "/api/v1/bans", a.Cfg.Admin.Token, map[string]any{"ip": v6(4, 1), "ttl": "1h"})

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/wsgate/wsgate/internal/wsgatetest"
 )
@@ -30,4 +31,34 @@ func ticketFor(t *testing.T, s *wsgatetest.Server, sub string, claims map[string
 		t.Fatalf("ticket endpoint: %d %s", resp.StatusCode, body)
 	}
 	return out.Ticket, out.Integrity
+}
+
+// xff returns a bearer header for tok arriving through the trusted proxy on
+// behalf of client.
+func xff(tok, client string) http.Header {
+	h := bearer(tok)
+	h.Set("X-Forwarded-For", client)
+	return h
+}
+
+// proxiedServer trusts a reverse proxy on loopback and allows one connection
+// per client IP, so the address it believes is visible in the quota.
+func proxiedServer(t *testing.T) *wsgatetest.Server {
+	t.Helper()
+	cfg := wsgatetest.Config()
+	cfg.TrustedProxies = []string{"127.0.0.1/32"}
+	cfg.Limits.Connections.PerIP = 1
+	return wsgatetest.Start(t, cfg)
+}
+
+// connectVia connects sub through the trusted proxy with X-Forwarded-For
+// forwarded and reads the welcome.
+func connectVia(t *testing.T, s *wsgatetest.Server, sub, forwarded string) *wsgatetest.Client {
+	t.Helper()
+	c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: xff(s.Token(t, sub, nil), forwarded)})
+	if err != nil {
+		t.Fatalf("%s via %s: %v", sub, forwarded, err)
+	}
+	c.Expect(t, "welcome", 5*time.Second)
+	return c
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -11,34 +9,30 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/wsgate/wsgate/internal/audit"
-	"github.com/wsgate/wsgate/internal/transport"
 )
 
 // runBin runs the built binary and returns its output and exit status.
-func runBin(t *testing.T, bin string, args ...string) (string, int) {
+func runBin(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	out, err := run(t, nil, args...)
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
-		return string(out), 0
+		return out, 0
 	case errors.As(err, &ee):
-		return string(out), ee.ExitCode()
+		return out, ee.ExitCode()
 	}
 	t.Fatalf("%v: %v\n%s", args, err, out)
 	return "", -1
 }
 
-func keygen(t *testing.T, bin, path string) {
+func keygen(t *testing.T, path string) {
 	t.Helper()
-	out, code := runBin(t, bin, "audit", "keygen", path)
+	out, code := runBin(t, "audit", "keygen", path)
 	if code != 0 || !regexp.MustCompile(`key id [0-9a-f]{16}`).MatchString(out) {
 		t.Fatalf("keygen: %d %s", code, out)
 	}
@@ -46,7 +40,7 @@ func keygen(t *testing.T, bin, path string) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("private key mode: %v %v", st, err)
 	}
-	if _, code := runBin(t, bin, "audit", "keygen", path); code == 0 {
+	if _, code := runBin(t, "audit", "keygen", path); code == 0 {
 		t.Fatal("keygen overwrote an existing key")
 	}
 }
@@ -87,10 +81,9 @@ func editLines(t *testing.T, path string, fn func(lines []string) []string) {
 // directory, a glob or files in any order) and reports an edited, a deleted
 // and a reordered record by file:line with exit status 1.
 func TestAuditVerifyBinary(t *testing.T) {
-	bin := buildBinary(t)
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "checkpoint.pem")
-	keygen(t, bin, keyFile)
+	keygen(t, keyFile)
 	key, err := audit.LoadSigningKey(keyFile, "")
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +118,7 @@ func TestAuditVerifyBinary(t *testing.T) {
 		listed = append(listed, filepath.Join(logs, e.Name()))
 	}
 	for _, args := range [][]string{{logs}, {filepath.Join(logs, "audit.log*")}, listed} {
-		out, code := runBin(t, bin, append([]string{"audit", "verify", "--pubkey", pub, "--from-genesis", "--max-unsigned", "0"}, args...)...)
+		out, code := runBin(t, append([]string{"audit", "verify", "--pubkey", pub, "--from-genesis", "--max-unsigned", "0"}, args...)...)
 		if code != 0 || !strings.HasPrefix(out, "OK ") || !strings.Contains(out, "signatures verified") {
 			t.Fatalf("untouched log (%v): status %d\n%s", args, code, out)
 		}
@@ -169,7 +162,7 @@ func TestAuditVerifyBinary(t *testing.T) {
 				ls, at = tc.do(ls)
 				return ls
 			})
-			out, code := runBin(t, bin, "audit", "verify", "--pubkey", pub, cp)
+			out, code := runBin(t, "audit", "verify", "--pubkey", pub, cp)
 			want := fmt.Sprintf("FAIL %s:%d: ", filepath.Join(cp, "audit.log.2"), at)
 			if code != 1 || !strings.Contains(out, want) || !strings.Contains(out, tc.want) {
 				t.Fatalf("status %d, want 1 and %q…%q in:\n%s", code, want, tc.want, out)
@@ -178,12 +171,12 @@ func TestAuditVerifyBinary(t *testing.T) {
 	}
 
 	// Another key's public half: the checkpoints are not its.
-	keygen(t, bin, filepath.Join(dir, "other.pem"))
-	if out, code := runBin(t, bin, "audit", "verify", "--pubkey", filepath.Join(dir, "other.pem.pub"), logs); code != 1 || !strings.Contains(out, "key id") {
+	keygen(t, filepath.Join(dir, "other.pem"))
+	if out, code := runBin(t, "audit", "verify", "--pubkey", filepath.Join(dir, "other.pem.pub"), logs); code != 1 || !strings.Contains(out, "key id") {
 		t.Fatalf("other key: %d %s", code, out)
 	}
 	// Unreadable input is status 2, not a verdict.
-	if out, code := runBin(t, bin, "audit", "verify", filepath.Join(dir, "missing.log")); code != 2 {
+	if out, code := runBin(t, "audit", "verify", filepath.Join(dir, "missing.log")); code != 2 {
 		t.Fatalf("missing file: %d %s", code, out)
 	}
 }
@@ -192,7 +185,6 @@ func TestAuditVerifyBinary(t *testing.T) {
 // continues the chain in the same file, and each checkpoint — the one
 // written on shutdown included — is shipped to syslog.
 func TestServeAuditChainAcrossRestart(t *testing.T) {
-	bin := buildBinary(t)
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +206,7 @@ func TestServeAuditChainAcrossRestart(t *testing.T) {
 	}()
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "checkpoint.pem")
-	keygen(t, bin, keyFile)
+	keygen(t, keyFile)
 	logPath := filepath.Join(dir, "audit.log")
 	cfg := filepath.Join(dir, "wsgate.yaml")
 	yaml := fmt.Sprintf(`listen: 127.0.0.1:0
@@ -240,8 +232,8 @@ audit:
 	total := 0
 	for run, n := range []int{3, 2} {
 		total += n
-		serveAndReject(t, bin, cfg, logPath, n, total)
-		out, code := runBin(t, bin, "audit", "verify", "--pubkey", keyFile+".pub", "--from-genesis", logPath)
+		serveAndReject(t, cfg, logPath, n, total)
+		out, code := runBin(t, "audit", "verify", "--pubkey", keyFile+".pub", "--from-genesis", logPath)
 		if code != 0 || !strings.Contains(out, "signatures verified") || strings.Contains(out, "not yet covered") {
 			t.Fatalf("after run %d: status %d\n%s", run+1, code, out)
 		}
@@ -275,43 +267,12 @@ audit:
 
 // serveAndReject starts the server, makes n refused handshakes, waits until
 // the log holds want refusals, and stops the server with SIGTERM.
-func serveAndReject(t *testing.T, bin, cfg, logPath string, n, want int) {
+func serveAndReject(t *testing.T, cfg, logPath string, n, want int) {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--config", cfg)
-	cmd.Env = append(os.Environ(), "WSGATE_ADMIN__LISTEN=")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }()
-	addrs := make(chan string, 1)
-	go func() {
-		re := regexp.MustCompile(`"msg":"listening".*?"addr":"([^"]+)"`)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addrs <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	var addr string
-	select {
-	case addr = <-addrs:
-	case <-time.After(45 * time.Second):
-		t.Fatal("server did not log that it is listening within 45s")
-	}
+	p := startProc(t, []string{"WSGATE_ADMIN__LISTEN="}, "serve", "--config", cfg)
+	addr := p.wait(t, regexp.MustCompile(`"msg":"listening".*?"addr":"([^"]+)"`), 45*time.Second)[1]
 	for range n {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		c, _, err := transport.Dial(ctx, "ws://"+addr+"/ws", nil, &closeRecorder{done: make(chan struct{}), msgs: make(chan []byte, 1)})
-		cancel()
-		if err == nil {
-			_ = c.Close()
+		if _, _, err := dial(t, "ws://"+addr+"/ws", "", nil); err == nil {
 			t.Fatal("handshake without a token accepted")
 		}
 	}
@@ -326,17 +287,7 @@ func serveAndReject(t *testing.T, bin, cfg, logPath string, n, want int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	select {
-	case err := <-waited:
-		if err != nil {
-			t.Fatalf("server exit: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("server did not exit within 30s of SIGTERM")
+	if err := p.stop(t); err != nil {
+		t.Fatalf("server exit: %v", err)
 	}
 }

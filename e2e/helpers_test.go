@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/server"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
 )
 
@@ -61,4 +62,17 @@ func connectVia(t *testing.T, s *wsgatetest.Server, sub, forwarded string) *wsga
 	}
 	c.Expect(t, "welcome", 5*time.Second)
 	return c
+}
+
+// startDevServer runs the test configuration as `serve --dev` sets it up (dev
+// keys, demo pages, the cached development certificate) and returns the
+// server and what the dev banner would print.
+func startDevServer(t *testing.T) (*wsgatetest.Server, *server.DevInfo) {
+	t.Helper()
+	cfg := wsgatetest.Config()
+	info, err := server.PrepareDev(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wsgatetest.Start(t, cfg, server.WithDev(info)), info
 }

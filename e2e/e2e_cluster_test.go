@@ -53,11 +53,7 @@ func TestClusterSharedQuotaTicketBan(t *testing.T) {
 	expectRefused(t, a, wsgatetest.DialOptions{URL: a.URL + "?ticket=" + ticket}, 401, "bad_ticket")
 
 	// A ban placed on A (by strikes) is in force on B within a second.
-	striker := a.Connect(t, "cluster-striker", nil)
-	for i := 0; i < 3; i++ {
-		striker.Send(t, `{"type":"nope"}`)
-	}
-	striker.ExpectClose(t, 1008, 5*time.Second)
+	strikeOut(t, a, "cluster-striker", 3)
 	deadline := time.Now().Add(time.Second)
 	for {
 		_, resp, err := b.Dial(t, wsgatetest.DialOptions{Header: bearer(b.Token(t, "cluster-striker", nil))})
@@ -104,10 +100,8 @@ func TestClusterSharedMessageRate(t *testing.T) {
 func TestClusterBroadcastAndRecoveryAcrossNodes(t *testing.T) {
 	_, nodes := cluster(t, 3, nil)
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	subB := b.Connect(t, "sub-b", chatPerms)
-	subC := c.Connect(t, "sub-c", chatPerms)
-	subscribe(t, subB, "chat:x", nil)
-	subscribe(t, subC, "chat:x", nil)
+	subB := subscriber(t, b, "sub-b", chatPerms, "chat:x")
+	subC := subscriber(t, c, "sub-c", chatPerms, "chat:x")
 	pub := a.Connect(t, "pub-a", chatPerms)
 	for i := 0; i < 20; i++ {
 		pub.SendJSON(t, map[string]any{"type": "publish", "channel": "chat:x", "payload": map[string]any{"n": i}})
@@ -162,8 +156,7 @@ func TestClusterReplayCaughtOnAnotherNode(t *testing.T) {
 func TestClusterSurvivesRedisRestart(t *testing.T) {
 	rs, nodes := cluster(t, 2, nil)
 	a := nodes[0]
-	c := a.Connect(t, "survivor", chatPerms)
-	subscribe(t, c, "chat:r", nil)
+	c := subscriber(t, a, "survivor", chatPerms, "chat:r")
 	tk, _ := ticketFor(t, a, "ticket-while-down", nil)
 	rs.Stop()
 	// A ticket cannot be checked: 503 (retry later), not 401 (bad ticket).

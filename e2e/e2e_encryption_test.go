@@ -201,10 +201,8 @@ func TestEncryptionAtRestCluster(t *testing.T) {
 	waitContains(t, "the MONITOR capture", mon.String, "+OK")
 	waitContains(t, "the PSUBSCRIBE capture", psub.String, "psubscribe")
 
-	subA := a.Connect(t, "sub-a", tradePerms)
-	subB := b.Connect(t, "sub-b", tradePerms)
-	subscribe(t, subA, "trades:eurusd", nil)
-	subscribe(t, subB, "trades:eurusd", nil)
+	subA := subscriber(t, a, "sub-a", tradePerms, "trades:eurusd")
+	subB := subscriber(t, b, "sub-b", tradePerms, "trades:eurusd")
 	pub := a.Connect(t, "pub-a", tradePerms)
 
 	// 0..19 under k1; then k2 is added everywhere (opens only); 20..39 still

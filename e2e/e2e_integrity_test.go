@@ -231,21 +231,7 @@ func TestNamespaceIntegrityAndSignedOutput(t *testing.T) {
 		t.Fatalf("signed subscribe: %v", a)
 	}
 
-	ticket, ikey := ticketFor(t, s, "writer", perms)
-	kid, key, err := client.ParseHMACKey(ikey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := client.NewHMACSigner(kid, key, "writer", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, _, err := s.Dial(t, wsgatetest.DialOptions{URL: s.URL + "?ticket=" + ticket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	welcome := w.Expect(t, "welcome", 5*time.Second)
-	signer.Bind(welcome["conn_id"].(string))
+	w, signer := signedClientWith(t, s, "writer", perms)
 
 	w.SendJSON(t, map[string]any{"type": "publish", "id": 1, "channel": "secure:vault", "payload": map[string]any{"v": 1}})
 	expectErrCode(t, w, "integrity_unsigned")

@@ -195,11 +195,7 @@ func TestStrikesBanTheOffender(t *testing.T) {
 	cfg := wsgatetest.Config()
 	cfg.Abuse.MaxStrikes = 5
 	s := wsgatetest.Start(t, cfg)
-	c := s.Connect(t, "striker", nil)
-	for i := 0; i < 5; i++ {
-		c.Send(t, `{"type":"nope"}`)
-	}
-	c.ExpectClose(t, 1008, 5*time.Second)
+	strikeOut(t, s, "striker", 5)
 	_, resp, err := s.Dial(t, wsgatetest.DialOptions{Header: bearer(s.Token(t, "striker", nil))})
 	if err == nil || resp == nil || resp.StatusCode != 403 || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("banned client: err=%v resp=%v", err, resp)

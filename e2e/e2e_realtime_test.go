@@ -40,6 +40,14 @@ func subscribe(t *testing.T, c *wsgatetest.Client, ch string, since map[string]a
 	}
 }
 
+// subscriber connects sub with claims to s and subscribes it to ch.
+func subscriber(t *testing.T, s *wsgatetest.Server, sub string, claims map[string]any, ch string) *wsgatetest.Client {
+	t.Helper()
+	c := s.Connect(t, sub, claims)
+	subscribe(t, c, ch, nil)
+	return c
+}
+
 func realtimeServer(t *testing.T, mutate func(*config.Config)) *wsgatetest.Server {
 	cfg := wsgatetest.Config()
 	cfg.Rate.Tiers["default"] = config.Tier{Messages: config.RateLimit{Rate: 1000, Burst: 1000}, Bytes: config.RateLimit{Rate: 1 << 24, Burst: 1 << 24},
@@ -53,10 +61,8 @@ func realtimeServer(t *testing.T, mutate func(*config.Config)) *wsgatetest.Serve
 
 func TestTwoClientsChat(t *testing.T) {
 	s := realtimeServer(t, nil)
-	alice := s.Connect(t, "alice", chatPerms)
-	bob := s.Connect(t, "bob", chatPerms)
-	subscribe(t, alice, "chat:room1", nil)
-	subscribe(t, bob, "chat:room1", nil)
+	alice := subscriber(t, s, "alice", chatPerms, "chat:room1")
+	bob := subscriber(t, s, "bob", chatPerms, "chat:room1")
 	alice.SendJSON(t, map[string]any{"type": "publish", "id": 1, "channel": "chat:room1", "payload": map[string]any{"text": "hi bob"}})
 	m := bob.Expect(t, "message", 5*time.Second)
 	if m["from"] != "alice" || m["channel"] != "chat:room1" || m["payload"].(map[string]any)["text"] != "hi bob" {
@@ -208,8 +214,7 @@ func TestSlowConsumerClosed(t *testing.T) {
 		c.Rate.Tiers["default"] = d
 	})
 	pub := s.Connect(t, "pub", chatPerms)
-	fast := s.Connect(t, "fast", chatPerms)
-	subscribe(t, fast, "chat:busy", nil)
+	fast := subscriber(t, s, "fast", chatPerms, "chat:busy")
 	// The slow client is a raw socket with a tiny receive buffer that subscribes
 	// and then never reads again.
 	slow := rawDialPerms(t, s, chatPerms)
@@ -271,8 +276,7 @@ func rawDialPerms(t *testing.T, s *wsgatetest.Server, claims map[string]any) *ws
 func TestServerSidePublishAPI(t *testing.T) {
 	key := "publish-key-publish-key-publish-key-0001"
 	s := realtimeServer(t, func(c *config.Config) { c.Channels.PublishAPIKeys = []string{key} })
-	sub := s.Connect(t, "listener", chatPerms)
-	subscribe(t, sub, "chat:news", nil)
+	sub := subscriber(t, s, "listener", chatPerms, "chat:news")
 	post := func(auth string) int {
 		req, _ := http.NewRequest("POST", s.AdminURL+"/v1/publish", strings.NewReader(`{"channel":"chat:news","payload":{"headline":"hello"}}`))
 		if auth != "" {
@@ -307,8 +311,7 @@ func TestServerSidePublishAPI(t *testing.T) {
 // bytes and say so.
 func TestHistoryReplyBounded(t *testing.T) {
 	s := realtimeServer(t, nil)
-	c := s.Connect(t, "historian", chatPerms)
-	subscribe(t, c, "chat:big", nil)
+	c := subscriber(t, s, "historian", chatPerms, "chat:big")
 	blob := strings.Repeat("x", 3000)
 	for i := 0; i < 40; i++ {
 		c.SendJSON(t, map[string]any{"type": "publish", "id": i, "channel": "chat:big", "payload": map[string]any{"b": blob}})

@@ -54,8 +54,7 @@ func TestSec05SigTextAccepted(t *testing.T) {
 				cfg.Integrity.MasterKeys = []config.IntegrityKey{{ID: "k1", Secret: strings.Repeat("m", 40)}}
 			}
 			s := wsgatetest.Start(t, cfg)
-			c := s.Connect(t, "sigfan", chatPerms)
-			subscribe(t, c, "chat:sig", nil)
+			c := subscriber(t, s, "sigfan", chatPerms, "chat:sig")
 			c.Send(t, `{"type":"chat","id":1,"channel":"chat:sig","text":"sig"}`)
 			if a := ackOrError(t, c, float64(1)); a["type"] != "ack" {
 				t.Fatalf("chat with text \"sig\": %v", a)

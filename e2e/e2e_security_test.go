@@ -495,11 +495,7 @@ func TestUX07StrikesBanUserNotIP(t *testing.T) {
 	cfg := wsgatetest.Config()
 	cfg.Abuse.MaxStrikes = 3
 	s := wsgatetest.Start(t, cfg)
-	c := s.Connect(t, "striker", nil)
-	for range 3 {
-		c.Send(t, `{"type":"nope"}`)
-	}
-	c.ExpectClose(t, 1008, 5*time.Second)
+	strikeOut(t, s, "striker", 3)
 	expectRefused(t, s, wsgatetest.DialOptions{Header: bearer(s.Token(t, "striker", nil))}, http.StatusForbidden, "banned")
 	colleague := s.Connect(t, "colleague", nil)
 	colleague.Send(t, `{"type":"ping","id":1}`)
@@ -513,11 +509,7 @@ func TestUX07StrikesBanUserNotIP(t *testing.T) {
 	cfg2.Abuse.MaxStrikes = 3
 	cfg2.Abuse.BanIP = true
 	s2 := wsgatetest.Start(t, cfg2)
-	c2 := s2.Connect(t, "striker", nil)
-	for range 3 {
-		c2.Send(t, `{"type":"nope"}`)
-	}
-	c2.ExpectClose(t, 1008, 5*time.Second)
+	strikeOut(t, s2, "striker", 3)
 	expectRefused(t, s2, wsgatetest.DialOptions{Header: bearer(s2.Token(t, "colleague", nil))}, http.StatusForbidden, "banned")
 }
 

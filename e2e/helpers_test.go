@@ -76,3 +76,15 @@ func startDevServer(t *testing.T) (*wsgatetest.Server, *server.DevInfo) {
 	}
 	return wsgatetest.Start(t, cfg, server.WithDev(info)), info
 }
+
+// strikeOut connects sub to s and sends n messages that strike (unknown type)
+// without waiting for the replies; with abuse.max_strikes n the server closes
+// the connection 1008.
+func strikeOut(t *testing.T, s *wsgatetest.Server, sub string, n int) {
+	t.Helper()
+	c := s.Connect(t, sub, nil)
+	for range n {
+		c.Send(t, `{"type":"nope"}`)
+	}
+	c.ExpectClose(t, 1008, 5*time.Second)
+}

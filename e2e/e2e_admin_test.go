@@ -153,7 +153,7 @@ func TestAdminAPI(t *testing.T) {
 	if r := alice.ExpectClose(t, 1008, 5*time.Second); r != "kicked" {
 		t.Fatalf("kick reason %q", r)
 	}
-	waitFor(t, "kicked session gone", func() bool {
+	eventually(t, 10*time.Second, "kicked session gone", func() bool {
 		st, _ := adminCall(t, s, "POST", "/api/v1/connections/"+id+"/kick", tok, nil)
 		return st == 404
 	})
@@ -541,7 +541,7 @@ func TestMetricsMove(t *testing.T) {
 		{"wsgate_closes_total", []string{`code="1008"`}},
 		{"wsgate_pipeline_duration_seconds_count", nil},
 	}
-	waitFor(t, "metrics to move", func() bool {
+	eventually(t, 10*time.Second, "metrics to move", func() bool {
 		after = scrape(t, s)
 		for _, ck := range checks {
 			if metricSum(after, ck.name, ck.labels...) <= metricSum(before, ck.name, ck.labels...) {
@@ -567,17 +567,6 @@ func grepLines(text, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-func waitFor(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 // reloadYAML is a configuration file for the hot-reload tests.

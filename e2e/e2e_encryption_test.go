@@ -85,13 +85,7 @@ func (c *redisCapture) String() string {
 // waitContains waits until get() contains s.
 func waitContains(t *testing.T, what string, get func() string, s string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(get(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after 10s waiting for %s to contain %q", what, s)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, 10*time.Second, fmt.Sprintf("%s to contain %q", what, s), func() bool { return strings.Contains(get(), s) })
 }
 
 // dumpRedis returns the names and contents of every key under prefix, read with

@@ -288,18 +288,14 @@ func TestQuotas(t *testing.T) {
 	expectRefused(t, s, wsgatetest.DialOptions{Header: bearer(s.Token(t, "gina", nil))}, 429, "ip_quota")
 	// Closing one frees its slot.
 	a1.Conn.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	eventually(t, 5*time.Second, "slot released after close", func() bool {
 		c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: bearer(s.Token(t, "erin", nil))})
-		if err == nil {
-			c.Expect(t, "welcome", 5*time.Second)
-			break
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("slot not released after close")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		c.Expect(t, "welcome", 5*time.Second)
+		return true
+	})
 
 	cfg2 := wsgatetest.Config()
 	cfg2.Limits.Connections = config.Connections{PerIP: 10, PerUser: 10, Global: 1}

@@ -88,3 +88,13 @@ func strikeOut(t *testing.T, s *wsgatetest.Server, sub string, n int) {
 	}
 	c.ExpectClose(t, 1008, 5*time.Second)
 }
+
+// refusedWithin dials s with header h until the handshake is refused with
+// status (a ban or a quota reaching another node), for at most within.
+func refusedWithin(t *testing.T, s *wsgatetest.Server, h http.Header, status int, within time.Duration, what string) {
+	t.Helper()
+	eventually(t, within, what, func() bool {
+		_, resp, err := s.Dial(t, wsgatetest.DialOptions{Header: h})
+		return err != nil && resp != nil && resp.StatusCode == status
+	})
+}

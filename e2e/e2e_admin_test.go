@@ -96,16 +96,7 @@ func TestAdminAPI(t *testing.T) {
 
 	// Without the token, with a wrong one, or another scheme: 401, and nothing leaks.
 	for _, h := range []string{"", "Bearer wrong-token-wrong-token-wrong-token-00", "Basic " + tok, tok} {
-		req, _ := http.NewRequest("GET", s.AdminURL+"/api/v1/connections", nil)
-		if h != "" {
-			req.Header.Set("Authorization", h)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 401 {
+		if resp, _ := httpDo(t, nil, "GET", s.AdminURL+"/api/v1/connections", h, ""); resp.StatusCode != 401 {
 			t.Fatalf("Authorization %q: status %d, want 401", h, resp.StatusCode)
 		}
 	}
@@ -242,12 +233,7 @@ func TestAdminWithoutTokenRefusesEverything(t *testing.T) {
 		}
 	}
 	// The dashboard page itself loads (and tells the operator).
-	resp, err := http.Get(s.AdminURL + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body := httpDo(t, nil, "GET", s.AdminURL+"/", "", "")
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "wsgate") || resp.Header.Get("Content-Security-Policy") == "" {
 		t.Fatalf("dashboard: %d %s", resp.StatusCode, resp.Header)
 	}

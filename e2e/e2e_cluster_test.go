@@ -152,12 +152,7 @@ func TestClusterSurvivesRedisRestart(t *testing.T) {
 	// A ticket cannot be checked: 503 (retry later), not 401 (bad ticket).
 	expectRefused(t, a, wsgatetest.DialOptions{URL: a.URL + "?ticket=" + tk}, 503, "ticket_store_error")
 	// Readiness reports Redis down.
-	resp, err := a.HTTPClient().Get(a.HTTPURL + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 503 {
+	if resp, _ := httpDo(t, a.HTTPClient(), "GET", a.HTTPURL+"/readyz", "", ""); resp.StatusCode != 503 {
 		t.Fatalf("/readyz with Redis down: %d", resp.StatusCode)
 	}
 	// Tickets fail closed.

@@ -91,17 +91,7 @@ func TestDemoPageTwoBrowsersChat(t *testing.T) {
 	if err := chromedp.Do(bob, blockTickets(true)); err != nil {
 		t.Fatalf("block tickets: %v", err)
 	}
-	req, err := http.NewRequest(http.MethodPost, s.AdminURL+"/api/v1/connections/"+connID+"/kick", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+s.Cfg.Admin.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("kick: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	if resp, _ := httpDo(t, nil, http.MethodPost, s.AdminURL+"/api/v1/connections/"+connID+"/kick", "Bearer "+s.Cfg.Admin.Token, ""); resp.StatusCode != http.StatusOK {
 		t.Fatalf("kick: %s", resp.Status)
 	}
 	if err := chromedp.Do(bob, waitText("#messages", "disconnected (1008"), waitText("#status", "disconnected")); err != nil {

@@ -8,7 +8,6 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -197,28 +196,11 @@ func TestTickets(t *testing.T) {
 	s := wsgatetest.Start(t, cfg)
 	hc := s.HTTPClient()
 	issue := func() string {
-		req, _ := http.NewRequest("POST", s.HTTPURL+"/v1/tickets", nil)
-		req.Header.Set("Authorization", "Bearer "+s.Token(t, "carol", nil))
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out struct {
-			Ticket string `json:"ticket"`
-		}
-		if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&out) != nil || out.Ticket == "" {
-			t.Fatalf("ticket endpoint: %d", resp.StatusCode)
-		}
-		return out.Ticket
+		tk, _ := ticketFor(t, s, "carol", nil)
+		return tk
 	}
 	// Without a valid bearer token: 401.
-	resp, err := hc.Post(s.HTTPURL+"/v1/tickets", "application/json", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 401 {
+	if resp, _ := httpDo(t, hc, "POST", s.HTTPURL+"/v1/tickets", "", ""); resp.StatusCode != 401 {
 		t.Fatalf("ticket without token: %d", resp.StatusCode)
 	}
 	tk := issue()

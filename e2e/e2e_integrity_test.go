@@ -200,12 +200,7 @@ func TestServerKeysAndClientModule(t *testing.T) {
 	s := wsgatetest.Start(t, nil)
 	hc := s.HTTPClient()
 	for path, ctype := range map[string]string{"/.well-known/wsgate-keys.json": "json", "/client/wsgate.js": "javascript"} {
-		resp, err := hc.Get(s.HTTPURL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, b := httpDo(t, hc, "GET", s.HTTPURL+path, "", "")
 		if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Type"), ctype) || len(b) == 0 {
 			t.Fatalf("%s: %d %s", path, resp.StatusCode, resp.Header.Get("Content-Type"))
 		}

@@ -278,15 +278,10 @@ func TestServerSidePublishAPI(t *testing.T) {
 	s := realtimeServer(t, func(c *config.Config) { c.Channels.PublishAPIKeys = []string{key} })
 	sub := subscriber(t, s, "listener", chatPerms, "chat:news")
 	post := func(auth string) int {
-		req, _ := http.NewRequest("POST", s.AdminURL+"/v1/publish", strings.NewReader(`{"channel":"chat:news","payload":{"headline":"hello"}}`))
 		if auth != "" {
-			req.Header.Set("Authorization", "Bearer "+auth)
+			auth = "Bearer " + auth
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp, _ := httpDo(t, nil, "POST", s.AdminURL+"/v1/publish", auth, `{"channel":"chat:news","payload":{"headline":"hello"}}`)
 		return resp.StatusCode
 	}
 	if code := post(""); code != 401 {

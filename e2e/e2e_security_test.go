@@ -531,14 +531,7 @@ func TestSec16SubscriptionTokenType(t *testing.T) {
 	}
 	// A subscription grant is no access token: not for the handshake, not for a ticket.
 	expectRefused(t, s, wsgatetest.DialOptions{Header: bearer(grant)}, http.StatusUnauthorized, "wrong_token_type")
-	req, _ := http.NewRequest("POST", s.HTTPURL+"/v1/tickets", nil)
-	req.Header.Set("Authorization", "Bearer "+grant)
-	resp, err := s.HTTPClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
+	if resp, _ := httpDo(t, s.HTTPClient(), "POST", s.HTTPURL+"/v1/tickets", "Bearer "+grant, ""); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("ticket for a subscription token: %d", resp.StatusCode)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,14 +17,7 @@ import (
 // per-user signing key object.
 func ticketFor(t *testing.T, s *wsgatetest.Server, sub string, claims map[string]any) (string, json.RawMessage) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", s.HTTPURL+"/v1/tickets", nil)
-	req.Header.Set("Authorization", "Bearer "+s.Token(t, sub, claims))
-	resp, err := s.HTTPClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	resp, body := httpDo(t, s.HTTPClient(), "POST", s.HTTPURL+"/v1/tickets", "Bearer "+s.Token(t, sub, claims), "")
 	var out struct {
 		Ticket    string          `json:"ticket"`
 		Integrity json.RawMessage `json:"integrity"`
@@ -97,4 +91,39 @@ func refusedWithin(t *testing.T, s *wsgatetest.Server, h http.Header, status int
 		_, resp, err := s.Dial(t, wsgatetest.DialOptions{Header: h})
 		return err != nil && resp != nil && resp.StatusCode == status
 	})
+}
+
+// httpDo sends a request with the Authorization header value authorization
+// (none when empty) and body (a JSON document; none when empty) with c (nil:
+// http.DefaultClient), and returns the response, its body already read and
+// closed, and the body.
+func httpDo(t *testing.T, c *http.Client, method, url, authorization, body string) (*http.Response, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		t.Fatalf("%s %s: body: %v", method, url, err)
+	}
+	return resp, b
 }

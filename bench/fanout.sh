@@ -44,8 +44,7 @@ echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for rate in $RATES; do
 	f="$OUT/fanout-$rate.json"
 	[ -s "$f" ] || { echo "| $rate | failed (see $OUT/fanout-$rate.err) |||||||||| "; continue; }
-	jq -r --arg r "$rate" '
-		def ms: if . == null then "n/a" elif . >= 1000 then "\(./100|round/10) ms" else "\(.|round) µs" end;
+	jq -r --arg r "$rate" "$JQ_MS"'
 		"| \($r) | \(.ops) / \(.expected_deliveries) | \(.ops_per_sec|round) | \(.latency.p50_us|ms) | \(.latency.p90_us|ms) | \(.latency.p99_us|ms) | \(.latency.max_us|ms) | \(.server.cpu_us_per_op*100|round/100) | \(.server.cpu_util*100|round/100) | \(.server.rss_per_conn_kib*10|round/10) | \(.closed_by_server) |"' "$f"
 done
 echo

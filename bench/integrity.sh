@@ -41,7 +41,6 @@ if [ "$REPORT_ONLY" != 1 ]; then
 	done
 fi
 
-field() { for f in "$OUT"/echo-"$1"-*.json; do [ -s "$f" ] && jq -r "$2" "$f"; done | med; }
 OFF_OPS=$(field off .ops_per_sec) OFF_CPU=$(field off .server.cpu_us_per_op)
 echo
 echo "### Integrity: echo, $ECHO_CONNS connections, closed loop, $DUR × $REPS per mode (medians)"
@@ -50,8 +49,8 @@ echo "| integrity | round trips/s | × off | server CPU µs per round trip | + �
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
 for m in $MODES; do
 	ops=$(field "$m" .ops_per_sec) cpu=$(field "$m" .server.cpu_us_per_op)
-	runs=$(for f in "$OUT"/echo-"$m"-*.json; do [ -s "$f" ] && jq -r '.server.cpu_us_per_op*100|round/100' "$f"; done | paste -sd, -)
-	errs=$(for f in "$OUT"/echo-"$m"-*.json; do [ -s "$f" ] && jq -r '.reply_errors + .timeouts' "$f"; done | paste -sd+ - | bc)
+	runs=$(rep_values "$m" '.server.cpu_us_per_op*100|round/100' | paste -sd, -)
+	errs=$(rep_values "$m" '.reply_errors + .timeouts' | paste -sd+ - | bc)
 	printf '| %s | %.0f | %.2f | %.2f | %+.2f | %.0f µs | %.0f µs | %s | %s |\n' "$m" "$ops" "$(echo "$ops / $OFF_OPS" | bc -l)" \
 		"$cpu" "$(echo "$cpu - $OFF_CPU" | bc -l)" "$(field "$m" .latency.p50_us)" "$(field "$m" .latency.p99_us)" "$errs" "$runs"
 done

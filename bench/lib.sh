@@ -141,3 +141,20 @@ loads() { cat "$OUT"/*.load 2>/dev/null | sort -g | sed -n '1p;$p' | paste -sd/ 
 
 # med: median of numbers on stdin.
 med() { sort -g | awk '{a[NR]=$1} END{if(NR==0){print "nan"} else if(NR%2){print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
+
+# rep_values NAME JQ: JQ's value in each non-empty $OUT/echo-NAME-*.json (one
+# file per repetition), a line each.
+rep_values() {
+	local f
+	for f in "$OUT"/echo-"$1"-*.json; do
+		[ -s "$f" ] && jq -r "$2" "$f"
+	done
+	return 0
+}
+
+# field NAME JQ: the median of JQ over NAME's echo repetitions.
+field() { rep_values "$1" "$2" | med; }
+
+# JQ_MS defines the jq filter ms: microseconds as "N µs", or "N.N ms" from a
+# millisecond on ("n/a" for a missing value). Use: jq -r "$JQ_MS"' ...|ms ...'.
+JQ_MS='def ms: if . == null then "n/a" elif . >= 1000 then "\(./100|round/10) ms" else "\(.|round) µs" end;'

@@ -78,7 +78,6 @@ if [ "$REPORT_ONLY" != 1 ]; then
 	done
 fi
 
-field() { for f in "$OUT"/echo-"$1"-*.json; do [ -s "$f" ] && jq -r "$2" "$f"; done | med; }
 redis_cpu() { # µs of redis-server CPU per round trip, median over reps
 	for f in "$OUT"/echo-"$1"-*.json; do
 		[ -s "$f" ] || continue
@@ -94,7 +93,7 @@ echo "| state | round trips/s | × memory | wsgate CPU µs per round trip | × m
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
 for be in $BACKENDS; do
 	ops=$(field "$be" .ops_per_sec) cpu=$(field "$be" .server.cpu_us_per_op)
-	runs=$(for f in "$OUT"/echo-"$be"-*.json; do [ -s "$f" ] && jq -r '.ops_per_sec|round' "$f"; done | paste -sd, -)
+	runs=$(rep_values "$be" '.ops_per_sec|round' | paste -sd, -)
 	printf '| %s | %.0f | %.2f | %.2f | %.2f | %.2f | %.0f µs | %.0f µs | %s |\n' "$be" "$ops" "$(echo "$ops / $MEM_OPS" | bc -l)" \
 		"$cpu" "$(echo "$cpu / $MEM_CPU" | bc -l)" "$(redis_cpu "$be")" \
 		"$(field "$be" .latency.p50_us)" "$(field "$be" .latency.p99_us)" "$runs"
@@ -107,8 +106,7 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for be in $BACKENDS; do
 	f="$OUT/fanout-$be.json"
 	[ -s "$f" ] || { echo "| $be | failed |||||||"; continue; }
-	jq -r --arg b "$be" --arg rc "$(cat "$OUT/fanout-$be.redis-cpu")" '
-		def ms: if . >= 1000 then "\(./100|round/10) ms" else "\(.|round) µs" end;
+	jq -r --arg b "$be" --arg rc "$(cat "$OUT/fanout-$be.redis-cpu")" "$JQ_MS"'
 		"| \($b) | \(.ops) / \(.expected_deliveries) | \(.ops_per_sec|round) | \(.latency.p50_us|ms) | \(.latency.p99_us|ms) | \(.latency.max_us|ms) | \(.server.cpu_us_per_op*100|round/100) | \($rc) |"' "$f"
 done
 echo
@@ -120,8 +118,7 @@ for rate in $PUB_RATES; do
 	for be in $BACKENDS; do
 		f="$OUT/publish-$be-$rate.json"
 		[ -s "$f" ] || { echo "| $be | $rate | failed ||||||||"; continue; }
-		jq -r --arg b "$be" --arg r "$rate" --arg rc "$(cat "$OUT/publish-$be-$rate.redis-cpu")" '
-			def ms: if . >= 1000 then "\(./100|round/10) ms" else "\(.|round) µs" end;
+		jq -r --arg b "$be" --arg r "$rate" --arg rc "$(cat "$OUT/publish-$be-$rate.redis-cpu")" "$JQ_MS"'
 			"| \($b) | \($r) | \(.published) | \(.ops) / \(.expected_deliveries) | \(.reply_errors) | \(.latency.p50_us|ms) | \(.latency.p99_us|ms) | \(.latency.max_us|ms) | \(.server.cpu_seconds*1e6/.published*100|round/100) | \(($rc|tonumber)*1e6/.published*100|round/100) |"' "$f"
 	done
 done

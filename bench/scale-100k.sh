@@ -89,7 +89,7 @@ echo "### One broadcast to all of them"
 echo
 echo "| published | delivered / expected | p50 | p90 | p99 | max | nodes' CPU for it (s) |"
 echo "|---:|---:|---:|---:|---:|---:|---:|"
-jq -r 'def ms: if . == null then "n/a" elif . >= 1000 then "\(./100|round/10) ms" else "\(.|round) µs" end;
+jq -r "$JQ_MS"'
 	"| \(.published) | \(.ops) / \(.expected_deliveries) | \(.latency.p50_us|ms) | \(.latency.p90_us|ms) | \(.latency.p99_us|ms) | \(.latency.max_us|ms) | \(.server.cpu_seconds*100|round/100) |"' "$f"
 echo
 if [ -s "$OUT/mem.log" ]; then

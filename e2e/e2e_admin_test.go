@@ -96,16 +96,7 @@ func TestAdminAPI(t *testing.T) {
 
 	// Without the token, with a wrong one, or another scheme: 401, and nothing leaks.
 	for _, h := range []string{"", "Bearer wrong-token-wrong-token-wrong-token-00", "Basic " + tok, tok} {
-		req, _ := http.NewRequest("GET", s.AdminURL+"/api/v1/connections", nil)
-		if h != "" {
-			req.Header.Set("Authorization", h)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 401 {
+		if resp, _ := httpDo(t, nil, "GET", s.AdminURL+"/api/v1/connections", h, ""); resp.StatusCode != 401 {
 			t.Fatalf("Authorization %q: status %d, want 401", h, resp.StatusCode)
 		}
 	}
@@ -153,7 +144,7 @@ func TestAdminAPI(t *testing.T) {
 	if r := alice.ExpectClose(t, 1008, 5*time.Second); r != "kicked" {
 		t.Fatalf("kick reason %q", r)
 	}
-	waitFor(t, "kicked session gone", func() bool {
+	eventually(t, 10*time.Second, "kicked session gone", func() bool {
 		st, _ := adminCall(t, s, "POST", "/api/v1/connections/"+id+"/kick", tok, nil)
 		return st == 404
 	})
@@ -242,12 +233,7 @@ func TestAdminWithoutTokenRefusesEverything(t *testing.T) {
 		}
 	}
 	// The dashboard page itself loads (and tells the operator).
-	resp, err := http.Get(s.AdminURL + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body := httpDo(t, nil, "GET", s.AdminURL+"/", "", "")
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "wsgate") || resp.Header.Get("Content-Security-Policy") == "" {
 		t.Fatalf("dashboard: %d %s", resp.StatusCode, resp.Header)
 	}
@@ -541,7 +527,7 @@ func TestMetricsMove(t *testing.T) {
 		{"wsgate_closes_total", []string{`code="1008"`}},
 		{"wsgate_pipeline_duration_seconds_count", nil},
 	}
-	waitFor(t, "metrics to move", func() bool {
+	eventually(t, 10*time.Second, "metrics to move", func() bool {
 		after = scrape(t, s)
 		for _, ck := range checks {
 			if metricSum(after, ck.name, ck.labels...) <= metricSum(before, ck.name, ck.labels...) {
@@ -567,17 +553,6 @@ func grepLines(text, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-func waitFor(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 // reloadYAML is a configuration file for the hot-reload tests.

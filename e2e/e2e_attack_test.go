@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -13,8 +12,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -24,55 +21,17 @@ import (
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/wsgatetest/wsframe"
 )
-
-// expectJSON reads frames until a text frame whose JSON type is typ.
-func (r *rawConn) expectJSON(t *testing.T, typ string) map[string]any {
-	t.Helper()
-	for i := 0; i < 100; i++ {
-		op, p := r.readFrame(t)
-		if op == 8 {
-			t.Fatalf("close frame %v while waiting for %q", p, typ)
-		}
-		if op != 1 {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal(p, &m); err != nil {
-			t.Fatalf("not JSON: %q", p)
-		}
-		if m["type"] == typ {
-			return m
-		}
-		t.Logf("skipping %s", p)
-	}
-	t.Fatalf("no %q", typ)
-	return nil
-}
-
-// expectEOF checks the server closed the TCP connection.
-func (r *rawConn) expectEOF(t *testing.T) {
-	t.Helper()
-	_ = r.SetReadDeadline(time.Now().Add(3 * time.Second))
-	b, err := io.ReadAll(r.br)
-	if err != nil {
-		t.Fatalf("after close: %v (read %d bytes)", err, len(b))
-	}
-}
-
-func closePayload(code uint16, reason string) []byte {
-	b := binary.BigEndian.AppendUint16(nil, code)
-	return append(b, reason...)
-}
 
 func TestRFCPingPongPayload(t *testing.T) {
 	s := plainServer(t, nil)
-	r := rawDial(t, s, "")
+	r := rawDial(t, s)
 	for _, p := range [][]byte{nil, []byte("hello"), bytes.Repeat([]byte{0xfe}, 125)} {
 		if _, err := r.Write(frame(true, 0, 9, p, false)); err != nil {
 			t.Fatal(err)
 		}
-		op, got := r.readFrame(t)
+		op, got := r.Next()
 		if op != 0xA || !bytes.Equal(got, p) {
 			t.Fatalf("ping %q: got op %d %q", p, op, got)
 		}
@@ -81,7 +40,7 @@ func TestRFCPingPongPayload(t *testing.T) {
 
 func TestRFCFragmentsWithInterleavedControl(t *testing.T) {
 	s := plainServer(t, nil)
-	r := rawDial(t, s, "")
+	r := rawDial(t, s)
 	msg := []byte(`{"type":"ping","id":"é€😀"}`)
 	// split inside multi-byte code points
 	i1 := bytes.Index(msg, []byte("é")) + 1
@@ -97,11 +56,11 @@ func TestRFCFragmentsWithInterleavedControl(t *testing.T) {
 	if _, err := r.Write(b); err != nil {
 		t.Fatal(err)
 	}
-	op, p := r.readFrame(t)
+	op, p := r.Next()
 	if op != 0xA || string(p) != "p1" {
 		t.Fatalf("want pong p1, got %d %q", op, p)
 	}
-	m := r.expectJSON(t, "pong")
+	m := r.ExpectJSON("pong")
 	if m["ref"] != "é€😀" {
 		t.Fatalf("ref %v", m["ref"])
 	}
@@ -109,26 +68,26 @@ func TestRFCFragmentsWithInterleavedControl(t *testing.T) {
 
 func TestRFCCloseNormal(t *testing.T) {
 	s := plainServer(t, nil)
-	r := rawDial(t, s, "")
-	if _, err := r.Write(frame(true, 0, 8, closePayload(1000, "bye"), false)); err != nil {
+	r := rawDial(t, s)
+	if _, err := r.Write(frame(true, 0, 8, wsframe.ClosePayload(1000, "bye"), false)); err != nil {
 		t.Fatal(err)
 	}
-	r.expectCloseCode(t, 1000)
-	r.expectEOF(t)
+	r.ExpectClose(1000)
+	r.ExpectEOF()
 }
 
 func TestRFCCloseEmpty(t *testing.T) {
 	s := plainServer(t, nil)
-	r := rawDial(t, s, "")
+	r := rawDial(t, s)
 	if _, err := r.Write(frame(true, 0, 8, nil, false)); err != nil {
 		t.Fatal(err)
 	}
-	op, p := r.readFrame(t)
+	op, p := r.Next()
 	if op != 8 {
 		t.Fatalf("op %d", op)
 	}
 	t.Logf("close payload for empty close: %v", p)
-	r.expectEOF(t)
+	r.ExpectEOF()
 }
 
 // Close frames: invalid codes, a 1-byte payload and invalid UTF-8 reasons are
@@ -138,14 +97,14 @@ func TestRFCCloseInvalid(t *testing.T) {
 	s := plainServer(t, nil)
 	cases := map[string][]byte{
 		"1-byte": {0x03},
-		"utf8":   closePayload(1000, "\xff\xfe"),
+		"utf8":   wsframe.ClosePayload(1000, "\xff\xfe"),
 	}
 	for _, c := range []uint16{0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535} {
-		cases["code"+itoa(int(c))] = closePayload(c, "")
+		cases["code"+itoa(int(c))] = wsframe.ClosePayload(c, "")
 	}
 	for name, p := range cases {
 		t.Run(name, func(t *testing.T) {
-			r := rawDial(t, s, "")
+			r := rawDial(t, s)
 			if _, err := r.Write(frame(true, 0, 8, p, false)); err != nil {
 				t.Fatal(err)
 			}
@@ -153,16 +112,16 @@ func TestRFCCloseInvalid(t *testing.T) {
 			if name == "utf8" {
 				want = 1007
 			}
-			r.expectCloseCode(t, want)
+			r.ExpectClose(want)
 		})
 	}
 	for _, c := range []uint16{1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 3000, 3999, 4000, 4999} {
 		t.Run("valid"+itoa(int(c)), func(t *testing.T) {
-			r := rawDial(t, s, "")
-			if _, err := r.Write(frame(true, 0, 8, closePayload(c, "ok"), false)); err != nil {
+			r := rawDial(t, s)
+			if _, err := r.Write(frame(true, 0, 8, wsframe.ClosePayload(c, "ok"), false)); err != nil {
 				t.Fatal(err)
 			}
-			op, p := r.readFrame(t)
+			op, p := r.Next()
 			if op != 8 || len(p) < 2 {
 				t.Fatalf("op %d p %v", op, p)
 			}
@@ -179,27 +138,27 @@ func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 func TestRFCDataAfterClose(t *testing.T) {
 	s := plainServer(t, nil)
-	r := rawDial(t, s, "")
+	r := rawDial(t, s)
 	var b []byte
-	b = append(b, frame(true, 0, 8, closePayload(1000, ""), false)...)
+	b = append(b, frame(true, 0, 8, wsframe.ClosePayload(1000, ""), false)...)
 	b = append(b, frame(true, 0, 1, []byte(`{"type":"ping","id":1}`), false)...)
 	b = append(b, frame(true, 0, 9, []byte(`x`), false)...)
 	if _, err := r.Write(b); err != nil {
 		t.Fatal(err)
 	}
-	op, _ := r.readFrame(t)
+	op, _ := r.Next()
 	if op != 8 {
 		t.Fatalf("first after close: op %d", op)
 	}
-	r.expectEOF(t)
+	r.ExpectEOF()
 }
 
 func TestRFCZeroLengthAndNonMinimal(t *testing.T) {
 	s := plainServer(t, nil)
-	r := rawDial(t, s, "")
+	r := rawDial(t, s)
 	// empty text message: an error reply, not a close
 	_, _ = r.Write(frame(true, 0, 1, nil, false))
-	m := r.expectJSON(t, "error")
+	m := r.ExpectJSON("error")
 	t.Logf("empty text: %v", m)
 	// non-minimal 16-bit length
 	p := []byte(`{"type":"ping","id":2}`)
@@ -209,7 +168,7 @@ func TestRFCZeroLengthAndNonMinimal(t *testing.T) {
 	b.Write([]byte{0, 0, 0, 0})
 	b.Write(p)
 	_, _ = r.Write(b.Bytes())
-	m = r.expectJSON(t, "pong")
+	m = r.ExpectJSON("pong")
 	t.Logf("non-minimal 16: %v", m)
 	b.Reset()
 	b.Write([]byte{0x81, 0x80 | 127})
@@ -219,13 +178,13 @@ func TestRFCZeroLengthAndNonMinimal(t *testing.T) {
 		b.WriteByte(c ^ 0xff)
 	}
 	_, _ = r.Write(b.Bytes())
-	m = r.expectJSON(t, "pong")
+	m = r.ExpectJSON("pong")
 	t.Logf("non-minimal 64: %v", m)
 }
 
 func TestRFCMaxSizeExactAndOver(t *testing.T) {
 	s := plainServer(t, func(c *config.Config) { c.Limits.MaxMessageBytes = 8192 })
-	r := rawDial(t, s, "")
+	r := rawDial(t, s)
 	base := `{"type":"ping","id":3}`
 	msg := []byte(base + strings.Repeat(" ", 8192-len(base)))
 	fr := frame(true, 0, 1, msg, false)
@@ -235,7 +194,7 @@ func TestRFCMaxSizeExactAndOver(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r.expectJSON(t, "pong")
+	r.ExpectJSON("pong")
 	// fragmented at exactly max
 	var b []byte
 	for i := 0; i < len(msg); i += 1024 {
@@ -246,27 +205,10 @@ func TestRFCMaxSizeExactAndOver(t *testing.T) {
 		b = append(b, frame(i+1024 >= len(msg), 0, op, msg[i:min(i+1024, len(msg))], false)...)
 	}
 	_, _ = r.Write(b)
-	r.expectJSON(t, "pong")
+	r.ExpectJSON("pong")
 	msg = append(msg, ' ')
 	_, _ = r.Write(frame(true, 0, 1, msg, false))
-	r.expectCloseCode(t, 1009)
-}
-
-// expectCloseAfter reads up to maxFrames frames until a close frame and checks
-// its code (floods answer many frames before the close).
-func (r *rawConn) expectCloseAfter(t *testing.T, want uint16, maxFrames int) {
-	t.Helper()
-	for i := 0; i < maxFrames; i++ {
-		op, p := r.readFrame(t)
-		if op != 8 {
-			continue
-		}
-		if len(p) < 2 || binary.BigEndian.Uint16(p) != want {
-			t.Fatalf("close payload %q, want code %d", p, want)
-		}
-		return
-	}
-	t.Fatalf("no close frame within %d frames, want %d", maxFrames, want)
+	r.ExpectClose(1009)
 }
 
 // Ping control frames bypass every message rate limit (the transport answers
@@ -275,22 +217,24 @@ func (r *rawConn) expectCloseAfter(t *testing.T, want uint16, maxFrames int) {
 // is now refused with 1008 after a burst; a normal client's pings still work.
 func TestAttackPingFloodClosed(t *testing.T) {
 	s := plainServer(t, nil)
-	r := rawDial(t, s, "")
+	r := rawDial(t, s)
 	flood := bytes.Repeat(frame(true, 0, 9, []byte("x"), false), 2000)
 	if _, err := r.Write(flood); err != nil {
 		t.Fatal(err)
 	}
-	r.expectCloseAfter(t, 1008, 3000)
+	if code := r.CloseCode(3000); code != 1008 {
+		t.Fatalf("flood closed with %d, want 1008", code)
+	}
 
-	ok := rawDial(t, s, "")
+	ok := rawDial(t, s)
 	for i := 0; i < 20; i++ {
 		_, _ = ok.Write(frame(true, 0, 9, []byte("keepalive"), false))
-		if op, p := ok.readFrame(t); op != 0xA || string(p) != "keepalive" {
+		if op, p := ok.Next(); op != 0xA || string(p) != "keepalive" {
 			t.Fatalf("pong %d: op %d %q", i, op, p)
 		}
 	}
 	_, _ = ok.Write(frame(true, 0, 1, []byte(`{"type":"ping","id":1}`), false))
-	ok.expectJSON(t, "pong")
+	ok.ExpectJSON("pong")
 }
 
 // Behind a trusted proxy the client IP is the rightmost untrusted hop. The
@@ -298,24 +242,14 @@ func TestAttackPingFloodClosed(t *testing.T) {
 // forged entries pushed the proxy's own entry out and chose its IP per request:
 // per-IP quotas, rates and bans were bypassed.
 func TestAttackXFFLongForgedChain(t *testing.T) {
-	cfg := wsgatetest.Config()
-	cfg.TrustedProxies = []string{"127.0.0.1/32"}
-	cfg.Limits.Connections.PerIP = 1
-	s := wsgatetest.Start(t, cfg)
-	h1 := bearer(s.Token(t, "u1", nil))
-	h1.Set("X-Forwarded-For", "198.51.100.1")
-	c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: h1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Expect(t, "welcome", 5*time.Second)
+	s := proxiedServer(t)
+	connectVia(t, s, "u1", "198.51.100.1")
 	// What the proxy forwards: the client's forged list, then the real address.
 	var forged []string
 	for i := 0; i < 40; i++ {
 		forged = append(forged, "203.0.113."+itoa(i+1))
 	}
-	h2 := bearer(s.Token(t, "u2", nil))
-	h2.Set("X-Forwarded-For", strings.Join(forged, ", ")+", 198.51.100.1")
+	h2 := xff(s.Token(t, "u2", nil), strings.Join(forged, ", ")+", 198.51.100.1")
 	expectRefused(t, s, wsgatetest.DialOptions{Header: h2}, 429, "ip_quota")
 }
 
@@ -348,11 +282,11 @@ func TestAttackAbruptClientsReleaseQuota(t *testing.T) {
 		{0x81, 0x80 | 126, 0x10}, // half an extended length
 		frame(true, 0, 1, []byte(`{"type":"ping","id":1}`), false)[:12], // half a payload
 		frame(false, 0, 1, []byte(`{"type":`), false),                   // half a message
-		frame(true, 0, 8, closePayload(1000, ""), false)[:4],            // half a close frame
+		frame(true, 0, 8, wsframe.ClosePayload(1000, ""), false)[:4],    // half a close frame
 	}
 	for round := 0; round < 4; round++ {
 		for i, cut := range cuts {
-			r := rawDial(t, s, "")
+			r := rawDial(t, s)
 			if _, err := r.Write(cut); err != nil {
 				t.Fatal(err)
 			}
@@ -369,29 +303,14 @@ func TestAttackAbruptClientsReleaseQuota(t *testing.T) {
 
 // rawHandshake sends req (a full HTTP request head, plus anything after it) and
 // returns the response and a reader positioned after its head.
-func rawHandshake(t *testing.T, s *wsgatetest.Server, req string) (*http.Response, *rawConn) {
+func rawHandshake(t *testing.T, s *wsgatetest.Server, req string) (*http.Response, *wsgatetest.RawConn) {
 	t.Helper()
-	c, err := net.Dial("tcp", s.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("no response: %v", err)
-	}
-	return resp, &rawConn{Conn: c, br: br}
+	r := wsgatetest.RawHandshake(t, nil, s.Addr, req)
+	return r.Resp, r
 }
 
 func upgradeHead(s *wsgatetest.Server, proto, tok, extra string) string {
-	return "GET " + s.Cfg.Path + " " + proto + "\r\nHost: " + s.Addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
-		"Authorization: Bearer " + tok + "\r\n" + extra + "\r\n"
+	return wsframe.Head(proto, s.Addr, s.Cfg.Path) + "Authorization: Bearer " + tok + "\r\n" + extra + "\r\n"
 }
 
 // Frames a client sends in the same write as its upgrade request are not lost.
@@ -408,7 +327,7 @@ func TestAttackFramesPipelinedBehindUpgrade(t *testing.T) {
 	// welcome; data messages keep their order.
 	var got []string
 	for len(got) < 3 {
-		op, p := r.readFrame(t)
+		op, p := r.Next()
 		switch {
 		case op == 0xA:
 			got = append(got, "pong:"+string(p))
@@ -428,7 +347,7 @@ func TestAttackFramesPipelinedBehindUpgrade(t *testing.T) {
 	if resp.StatusCode != 101 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	r.expectCloseCode(t, 1002)
+	r.ExpectClose(1002)
 }
 
 // Ambiguous or malformed handshakes are refused before any credential is used.
@@ -538,7 +457,7 @@ func TestAttackHostileTokens(t *testing.T) {
 		if resp.StatusCode != 101 {
 			t.Fatalf("sub %q: status %d", sub, resp.StatusCode)
 		}
-		if w := r.expectJSON(t, "welcome"); w["user"] != sub {
+		if w := r.ExpectJSON("welcome"); w["user"] != sub {
 			t.Fatalf("welcome user %q, want %q", w["user"], sub)
 		}
 	}
@@ -563,7 +482,7 @@ func TestAttackIdleAndKeepaliveNotBypassed(t *testing.T) {
 		c.Timeouts.PingInterval = 300 * time.Millisecond
 		c.Timeouts.PongTimeout = 300 * time.Millisecond
 	})
-	pinger := rawDial(t, s, "")
+	pinger := rawDial(t, s)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -580,7 +499,7 @@ func TestAttackIdleAndKeepaliveNotBypassed(t *testing.T) {
 	}()
 	// Answer the server's keepalive pings: only the idle timeout may close it.
 	for i := 0; i < 500; i++ {
-		op, p := pinger.readFrame(t)
+		op, p := pinger.Next()
 		if op == 9 {
 			_, _ = pinger.Write(frame(true, 0, 0xA, p, false))
 		}
@@ -592,20 +511,20 @@ func TestAttackIdleAndKeepaliveNotBypassed(t *testing.T) {
 		}
 	}
 
-	staller := rawDial(t, s, "")
+	staller := rawDial(t, s)
 	_, _ = staller.Write([]byte{0x81, 0x80 | 100, 1, 2, 3, 4, '{'}) // 1 of 100 payload bytes
 	start := time.Now()
 	_ = staller.SetReadDeadline(time.Now().Add(4 * time.Second))
 	for {
 		h := make([]byte, 2)
-		if _, err := io.ReadFull(staller.br, h); err != nil {
+		if _, err := io.ReadFull(staller.BR, h); err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				t.Fatal("stalled client still open after 4s")
 			}
 			break // socket closed
 		}
 		p := make([]byte, h[1]&0x7f)
-		_, _ = io.ReadFull(staller.br, p)
+		_, _ = io.ReadFull(staller.BR, p)
 		if h[0]&0xf == 8 {
 			if code := binary.BigEndian.Uint16(p); code != 4003 && code != 4002 {
 				t.Fatalf("stalled client closed with %d", code)
@@ -622,14 +541,7 @@ func TestAttackIdleAndKeepaliveNotBypassed(t *testing.T) {
 // both, and the refresh message skipped them.
 func TestAttackRefreshKeepsCertificateBinding(t *testing.T) {
 	ca := newCA(t, "test client CA")
-	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, ca.pem, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := wsgatetest.Config()
-	cfg.TLS.ClientCAFile = caFile
-	cfg.TLS.ClientAuth = "require"
-	cfg.Auth.Mode = "jwt_and_mtls"
+	cfg := mtlsConfig(t, ca, "require", "jwt_and_mtls")
 	cfg.Abuse.MaxStrikes = 100
 	s := wsgatetest.Start(t, cfg)
 	mine, other := ca.client(t, "dev", "spiffe://test/dev"), ca.client(t, "dev2", "spiffe://test/dev2")
@@ -643,9 +555,7 @@ func TestAttackRefreshKeepsCertificateBinding(t *testing.T) {
 	bound := func(c tls.Certificate, ttl time.Duration) string {
 		return s.TokenTTL(t, "dev", ttl, map[string]any{"cnf": map[string]any{"x5t#S256": thumb(c)}})
 	}
-	tc := s.TLSConfig.Clone()
-	tc.Certificates = []tls.Certificate{mine}
-	c, _, err := s.Dial(t, wsgatetest.DialOptions{TLSConfig: tc, Header: bearer(bound(mine, 30*time.Minute))})
+	c, _, err := s.Dial(t, wsgatetest.DialOptions{TLSConfig: withCert(s, mine), Header: bearer(bound(mine, 30*time.Minute))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/wsgate/wsgate/internal/check"
-	"github.com/wsgate/wsgate/internal/server"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
 )
 
@@ -269,13 +268,8 @@ func TestCheckPythonSeed(t *testing.T) {
 // (timeouts longer than the waits), nothing FAILs or ERRORs, and a browser
 // on 127.0.0.1 still gets in right after the run (no lockout).
 func TestCheckDevServerNoLockout(t *testing.T) {
-	cfg := wsgatetest.Config()
-	info, err := server.PrepareDev(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, info := startDevServer(t)
 	t.Cleanup(func() { _ = os.Remove(info.CertFile) })
-	s := wsgatetest.Start(t, cfg, server.WithDev(info))
 	rep := runCheck(t, check.Options{URL: s.URL, Secret: info.Secret, Kid: "dev", CACertPEM: s.CertPEM,
 		Amplification: true, CertExpiryWarn: 24 * time.Hour})
 	if rep.Summary.Fail != 0 || rep.Summary.Error != 0 || rep.ExitCode != check.ExitOK {

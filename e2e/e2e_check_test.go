@@ -5,15 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
-	"log"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +17,7 @@ import (
 	"github.com/wsgate/wsgate/internal/check"
 	"github.com/wsgate/wsgate/internal/transport"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/wsgatetest/wsserve"
 )
 
 // runCheck audits url and returns the report, logging it for failures.
@@ -131,52 +128,23 @@ func TestCheckInsecureWsgate(t *testing.T) {
 // trace for invalid JSON.
 func naiveServer(t *testing.T) (*httptest.Server, []byte) {
 	t.Helper()
-	up, err := transport.NewUpgrader(&transport.Options{MaxMessageBytes: 8 << 20, AllowBinary: true,
-		Compression: transport.Compression{Enabled: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []*transport.Conn
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := up.Upgrade(w, r, "", echo{})
-		if err != nil {
-			return
-		}
-		mu.Lock()
-		conns = append(conns, c)
-		mu.Unlock()
-		wg.Go(c.Serve)
-	}))
-	srv.TLS = &tls.Config{MinVersion: tls.VersionTLS10}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	t.Cleanup(func() {
-		srv.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
+	srv := wsserve.Start(t, naiveEcho{}, wsserve.Options{
+		Transport: &transport.Options{MaxMessageBytes: 8 << 20, AllowBinary: true, Compression: transport.Compression{Enabled: true}},
+		TLS:       &tls.Config{MinVersion: tls.VersionTLS10},
 	})
-	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	return srv, ca
+	return srv.Server, srv.CertPEM
 }
 
-type echo struct{}
+// naiveEcho echoes, but answers invalid JSON with a stack trace.
+type naiveEcho struct{ wsserve.Echo }
 
-func (echo) OnMessage(c *transport.Conn, op transport.Opcode, data []byte) {
+func (e naiveEcho) OnMessage(c *transport.Conn, op transport.Opcode, data []byte) {
 	if op == transport.Text && len(data) > 0 && data[0] == '{' && !json.Valid(data) {
 		_ = c.WriteMessage(transport.Text, []byte(`{"error":"panic: unexpected end of JSON input\ngoroutine 7 [running]:\nmain.handle(0xc0001)\n\t/srv/naive/main.go:42 +0x1d"}`))
 		return
 	}
-	_ = c.WriteMessage(op, data)
+	e.Echo.OnMessage(c, op, data)
 }
-func (echo) OnPing(*transport.Conn, []byte) {}
-func (echo) OnPong(*transport.Conn, []byte) {}
-func (echo) OnClose(*transport.Conn, error) {}
 
 func TestCheckNaiveServer(t *testing.T) {
 	srv, ca := naiveServer(t)

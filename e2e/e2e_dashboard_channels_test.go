@@ -15,11 +15,9 @@ import (
 // headless Chromium).
 func TestDashboardChannelsColumnAndSearch(t *testing.T) {
 	s := wsgatetest.Start(t, adminTestConfig())
-	alice := s.Connect(t, "alice", chatPerms)
-	subscribe(t, alice, "chat:lobby", nil)
+	alice := subscriber(t, s, "alice", chatPerms, "chat:lobby")
 	subscribe(t, alice, "chat:ops", nil)
-	bob := s.Connect(t, "bob", chatPerms)
-	subscribe(t, bob, "chat:random", nil)
+	subscriber(t, s, "bob", chatPerms, "chat:random")
 
 	aliceID, conn := adminConnID(t, s, "alice")
 	if got := conn["channels"]; len(asList(got)) != 2 || asList(got)[0] != "chat:lobby" || asList(got)[1] != "chat:ops" {

@@ -14,7 +14,6 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/wsgate/wsgate/internal/server"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
 )
 
@@ -25,12 +24,7 @@ import (
 // disconnect code and recovers exactly the missed messages. No URL either page
 // requests carries a token or the dev secret: the WebSocket URL carries a ticket.
 func TestDemoPageTwoBrowsersChat(t *testing.T) {
-	cfg := wsgatetest.Config()
-	info, err := server.PrepareDev(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := wsgatetest.Start(t, cfg, server.WithDev(info))
+	s, info := startDevServer(t)
 	root := wsgatetest.Browser(t, 60*time.Second)
 	var urls requestedURLs
 	alice, cancelA := chromedp.NewContext(root, chromedp.WithNewBrowserContext(), chromedp.WithListener(urls.record))
@@ -39,13 +33,7 @@ func TestDemoPageTwoBrowsersChat(t *testing.T) {
 	defer cancelB()
 
 	login := func(name string) chromedp.Action[chromedp.Void] {
-		return chromedp.Steps(
-			chromedp.Navigate(s.HTTPURL+"/#dev="+info.PageSecret),
-			chromedp.WaitVisible("#name"),
-			chromedp.SendKeys("#name", name),
-			chromedp.Click("#joinbtn"),
-			waitText("#status", "connected as "+name),
-		)
+		return joinPage(s.HTTPURL+"/#dev="+info.PageSecret, name)
 	}
 	say := func(text string) chromedp.Action[chromedp.Void] {
 		return chromedp.Steps(
@@ -103,17 +91,7 @@ func TestDemoPageTwoBrowsersChat(t *testing.T) {
 	if err := chromedp.Do(bob, blockTickets(true)); err != nil {
 		t.Fatalf("block tickets: %v", err)
 	}
-	req, err := http.NewRequest(http.MethodPost, s.AdminURL+"/api/v1/connections/"+connID+"/kick", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+s.Cfg.Admin.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("kick: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	if resp, _ := httpDo(t, nil, http.MethodPost, s.AdminURL+"/api/v1/connections/"+connID+"/kick", "Bearer "+s.Cfg.Admin.Token, ""); resp.StatusCode != http.StatusOK {
 		t.Fatalf("kick: %s", resp.Status)
 	}
 	if err := chromedp.Do(bob, waitText("#messages", "disconnected (1008"), waitText("#status", "disconnected")); err != nil {
@@ -173,6 +151,18 @@ func TestDemoPageTwoBrowsersChat(t *testing.T) {
 }
 
 // waitText polls until the element's text contains want.
+// joinPage opens a dev demo page at u, joins as name and waits until the page
+// says it is connected.
+func joinPage(u, name string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.Navigate(u),
+		chromedp.WaitVisible("#name"),
+		chromedp.SendKeys("#name", name),
+		chromedp.Click("#joinbtn"),
+		waitText("#status", "connected as "+name),
+	)
+}
+
 func waitText(sel, want string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		deadline := time.Now().Add(15 * time.Second)

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsgate/wsgate/internal/server"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
 )
 
@@ -21,12 +20,7 @@ import (
 // loopback Host, a same-origin Origin and a JSON body. Real sockets throughout,
 // including a real reverse proxy on the same host.
 func TestSec04DevTokenEndpoint(t *testing.T) {
-	cfg := wsgatetest.Config()
-	info, err := server.PrepareDev(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := wsgatetest.Start(t, cfg, server.WithDev(info))
+	s, info := startDevServer(t)
 	client := s.HTTPClient()
 
 	post := func(t *testing.T, c *http.Client, base string, mod func(*http.Request)) (int, string) {

@@ -86,13 +86,7 @@ func (c *redisCapture) String() string {
 // waitContains waits until get() contains s.
 func waitContains(t *testing.T, what string, get func() string, s string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(get(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after 10s waiting for %s to contain %q", what, s)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, 10*time.Second, fmt.Sprintf("%s to contain %q", what, s), func() bool { return strings.Contains(get(), s) })
 }
 
 // dumpRedis returns the names and contents of every key under prefix, read with
@@ -202,10 +196,8 @@ func TestEncryptionAtRestCluster(t *testing.T) {
 	waitContains(t, "the MONITOR capture", mon.String, "+OK")
 	waitContains(t, "the PSUBSCRIBE capture", psub.String, "psubscribe")
 
-	subA := a.Connect(t, "sub-a", tradePerms)
-	subB := b.Connect(t, "sub-b", tradePerms)
-	subscribe(t, subA, "trades:eurusd", nil)
-	subscribe(t, subB, "trades:eurusd", nil)
+	subA := subscriber(t, a, "sub-a", tradePerms, "trades:eurusd")
+	subB := subscriber(t, b, "sub-b", tradePerms, "trades:eurusd")
 	pub := a.Connect(t, "pub-a", tradePerms)
 
 	// 0..19 under k1; then k2 is added everywhere (opens only); 20..39 still

@@ -245,7 +245,7 @@ func TestClusterFaultsAckedMeansDeliveredOrReported(t *testing.T) {
 			subscribeFault(s, n, nil)
 		}
 	}
-	waitUntil(t, 10*time.Second, "every subscribe ack", func() bool {
+	eventually(t, 10*time.Second, "every subscribe ack", func() bool {
 		for _, s := range subs {
 			if len(s.events()) == 0 {
 				return false
@@ -266,7 +266,7 @@ func TestClusterFaultsAckedMeansDeliveredOrReported(t *testing.T) {
 		for i, p := range pubs {
 			base[i] = p.ackCount()
 		}
-		waitUntil(t, 30*time.Second, fmt.Sprintf("%d more acks per publisher (%s)", n, what), func() bool {
+		eventually(t, 30*time.Second, fmt.Sprintf("%d more acks per publisher (%s)", n, what), func() bool {
 			for i, p := range pubs {
 				if p.ackCount() < base[i]+n {
 					return false
@@ -453,16 +453,4 @@ func checkFaultSubscriber(t *testing.T, s *faultSub, acked map[string]pos) {
 		missing++
 	}
 	t.Logf("%s: %d delivered, %d acked but reported lost, %d recovery_failed, %d recovered resubscribes", s.name, len(got), missing, rfs, recovered)
-}
-
-// waitUntil polls cond every 10 ms for at most d.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

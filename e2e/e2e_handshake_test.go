@@ -8,7 +8,6 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -197,28 +196,11 @@ func TestTickets(t *testing.T) {
 	s := wsgatetest.Start(t, cfg)
 	hc := s.HTTPClient()
 	issue := func() string {
-		req, _ := http.NewRequest("POST", s.HTTPURL+"/v1/tickets", nil)
-		req.Header.Set("Authorization", "Bearer "+s.Token(t, "carol", nil))
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out struct {
-			Ticket string `json:"ticket"`
-		}
-		if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&out) != nil || out.Ticket == "" {
-			t.Fatalf("ticket endpoint: %d", resp.StatusCode)
-		}
-		return out.Ticket
+		tk, _ := ticketFor(t, s, "carol", nil)
+		return tk
 	}
 	// Without a valid bearer token: 401.
-	resp, err := hc.Post(s.HTTPURL+"/v1/tickets", "application/json", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 401 {
+	if resp, _ := httpDo(t, hc, "POST", s.HTTPURL+"/v1/tickets", "", ""); resp.StatusCode != 401 {
 		t.Fatalf("ticket without token: %d", resp.StatusCode)
 	}
 	tk := issue()
@@ -270,24 +252,11 @@ func TestHandshakeFloodAndSpoofedXFF(t *testing.T) {
 }
 
 func TestTrustedProxyXFF(t *testing.T) {
-	cfg := wsgatetest.Config()
-	cfg.TrustedProxies = []string{"127.0.0.1/32"}
-	cfg.Limits.Connections.PerIP = 1
-	s := wsgatetest.Start(t, cfg)
-	h1 := bearer(s.Token(t, "u1", nil))
-	h1.Set("X-Forwarded-For", "198.51.100.1")
-	h2 := bearer(s.Token(t, "u2", nil))
-	h2.Set("X-Forwarded-For", "198.51.100.2")
-	for _, h := range []http.Header{h1, h2} {
-		c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: h})
-		if err != nil {
-			t.Fatalf("behind a trusted proxy, distinct clients must get distinct per-IP quotas: %v", err)
-		}
-		c.Expect(t, "welcome", 5*time.Second)
-	}
-	h3 := bearer(s.Token(t, "u3", nil))
-	h3.Set("X-Forwarded-For", "198.51.100.1")
-	expectRefused(t, s, wsgatetest.DialOptions{Header: h3}, 429, "ip_quota")
+	s := proxiedServer(t)
+	// Behind a trusted proxy, distinct clients get distinct per-IP quotas.
+	connectVia(t, s, "u1", "198.51.100.1")
+	connectVia(t, s, "u2", "198.51.100.2")
+	expectRefused(t, s, wsgatetest.DialOptions{Header: xff(s.Token(t, "u3", nil), "198.51.100.1")}, 429, "ip_quota")
 }
 
 func TestQuotas(t *testing.T) {
@@ -301,18 +270,14 @@ func TestQuotas(t *testing.T) {
 	expectRefused(t, s, wsgatetest.DialOptions{Header: bearer(s.Token(t, "gina", nil))}, 429, "ip_quota")
 	// Closing one frees its slot.
 	a1.Conn.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	eventually(t, 5*time.Second, "slot released after close", func() bool {
 		c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: bearer(s.Token(t, "erin", nil))})
-		if err == nil {
-			c.Expect(t, "welcome", 5*time.Second)
-			break
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("slot not released after close")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		c.Expect(t, "welcome", 5*time.Second)
+		return true
+	})
 
 	cfg2 := wsgatetest.Config()
 	cfg2.Limits.Connections = config.Connections{PerIP: 10, PerUser: 10, Global: 1}

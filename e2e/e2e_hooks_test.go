@@ -18,7 +18,6 @@ import (
 	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/hook"
-	"github.com/wsgate/wsgate/internal/server"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
 )
 
@@ -463,26 +462,15 @@ func TestHookGoFuncs(t *testing.T) {
 // players; the referee (a publish hook) refuses a move on a taken cell and
 // moves out of turn, and a burst of moves hits the per-game rate limit.
 func TestDemoGameAntiCheat(t *testing.T) {
-	cfg := wsgatetest.Config()
-	info, err := server.PrepareDev(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, info := startDevServer(t)
 	t.Cleanup(func() { _ = os.Remove(info.CertFile) })
-	s := wsgatetest.Start(t, cfg, server.WithDev(info))
 	root := wsgatetest.Browser(t, 60*time.Second)
 	alice, cancelA := chromedp.NewContext(root, chromedp.WithNewBrowserContext())
 	defer cancelA()
 	bob, cancelB := chromedp.NewContext(root, chromedp.WithNewBrowserContext())
 	defer cancelB()
 	play := func(name string) chromedp.Action[chromedp.Void] {
-		return chromedp.Steps(
-			chromedp.Navigate(s.HTTPURL+"/game#dev="+info.PageSecret),
-			chromedp.WaitVisible("#name"),
-			chromedp.SendKeys("#name", name),
-			chromedp.Click("#joinbtn"),
-			waitText("#status", "connected as "+name),
-		)
+		return joinPage(s.HTTPURL+"/game#dev="+info.PageSecret, name)
 	}
 	if err := chromedp.Do(alice, play("alice")); err != nil {
 		t.Fatalf("alice: %v", err)

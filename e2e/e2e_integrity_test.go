@@ -200,12 +200,7 @@ func TestServerKeysAndClientModule(t *testing.T) {
 	s := wsgatetest.Start(t, nil)
 	hc := s.HTTPClient()
 	for path, ctype := range map[string]string{"/.well-known/wsgate-keys.json": "json", "/client/wsgate.js": "javascript"} {
-		resp, err := hc.Get(s.HTTPURL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, b := httpDo(t, hc, "GET", s.HTTPURL+path, "", "")
 		if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Type"), ctype) || len(b) == 0 {
 			t.Fatalf("%s: %d %s", path, resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
@@ -231,21 +226,7 @@ func TestNamespaceIntegrityAndSignedOutput(t *testing.T) {
 		t.Fatalf("signed subscribe: %v", a)
 	}
 
-	ticket, ikey := ticketFor(t, s, "writer", perms)
-	kid, key, err := client.ParseHMACKey(ikey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := client.NewHMACSigner(kid, key, "writer", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, _, err := s.Dial(t, wsgatetest.DialOptions{URL: s.URL + "?ticket=" + ticket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	welcome := w.Expect(t, "welcome", 5*time.Second)
-	signer.Bind(welcome["conn_id"].(string))
+	w, signer := signedClientWith(t, s, "writer", perms)
 
 	w.SendJSON(t, map[string]any{"type": "publish", "id": 1, "channel": "secure:vault", "payload": map[string]any{"v": 1}})
 	expectErrCode(t, w, "integrity_unsigned")

@@ -1,15 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"compress/flate"
-	"crypto/rand"
-	"encoding/binary"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -17,120 +11,23 @@ import (
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/wsgatetest/wsframe"
 )
 
-// rawConn is a hand-driven client: it does the HTTP upgrade itself and writes
-// frames byte by byte, so protocol violations can be sent that no library would.
-type rawConn struct {
-	net.Conn
-	br *bufio.Reader
-}
-
-func rawDial(t *testing.T, s *wsgatetest.Server, extraHeaders string) *rawConn {
+// rawDial is a hand-driven client (wsgatetest.RawConn) upgraded on s as user
+// "raw" with the extra header lines, past its welcome.
+func rawDial(t *testing.T, s *wsgatetest.Server, extra ...string) *wsgatetest.RawConn {
 	t.Helper()
-	c, err := net.Dial("tcp", s.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	req := "GET " + s.Cfg.Path + " HTTP/1.1\r\nHost: " + s.Addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
-		"Authorization: Bearer " + s.Token(t, "raw", nil) + "\r\n" + extraHeaders + "\r\n"
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 101 {
-		t.Fatalf("upgrade: %d", resp.StatusCode)
-	}
-	rc := &rawConn{Conn: c, br: br}
-	if op, _ := rc.readFrame(t); op != 1 {
+	r := wsgatetest.DialRaw(t, s.Addr, s.Cfg.Path, append([]string{"Authorization: Bearer " + s.Token(t, "raw", nil)}, extra...)...)
+	if op, _ := r.Next(); op != 1 {
 		t.Fatalf("first frame opcode %d, want the text welcome", op)
 	}
-	return rc
+	return r
 }
 
 // frame builds one client frame: masked unless noMask.
 func frame(fin bool, rsv, op byte, payload []byte, noMask bool) []byte {
-	var b bytes.Buffer
-	b0 := op | rsv<<4
-	if fin {
-		b0 |= 0x80
-	}
-	b.WriteByte(b0)
-	mask := byte(0x80)
-	if noMask {
-		mask = 0
-	}
-	n := len(payload)
-	switch {
-	case n < 126:
-		b.WriteByte(mask | byte(n))
-	case n < 65536:
-		b.WriteByte(mask | 126)
-		_ = binary.Write(&b, binary.BigEndian, uint16(n))
-	default:
-		b.WriteByte(mask | 127)
-		_ = binary.Write(&b, binary.BigEndian, uint64(n))
-	}
-	if noMask {
-		b.Write(payload)
-		return b.Bytes()
-	}
-	key := []byte{1, 2, 3, 4}
-	b.Write(key)
-	for i, c := range payload {
-		b.WriteByte(c ^ key[i%4])
-	}
-	return b.Bytes()
-}
-
-func (r *rawConn) readFrame(t *testing.T) (byte, []byte) {
-	t.Helper()
-	h := make([]byte, 2)
-	if _, err := io.ReadFull(r.br, h); err != nil {
-		t.Fatalf("read frame: %v", err)
-	}
-	n := int(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var x uint16
-		_ = binary.Read(r.br, binary.BigEndian, &x)
-		n = int(x)
-	case 127:
-		var x uint64
-		_ = binary.Read(r.br, binary.BigEndian, &x)
-		n = int(x)
-	}
-	p := make([]byte, n)
-	if _, err := io.ReadFull(r.br, p); err != nil {
-		t.Fatalf("read payload: %v", err)
-	}
-	return h[0] & 0x0f, p
-}
-
-// expectCloseCode reads frames until a close frame and checks its code.
-func (r *rawConn) expectCloseCode(t *testing.T, want uint16) {
-	t.Helper()
-	for i := 0; i < 100; i++ {
-		op, p := r.readFrame(t)
-		if op != 8 {
-			continue
-		}
-		if len(p) < 2 {
-			t.Fatalf("close frame without code, want %d", want)
-		}
-		if got := binary.BigEndian.Uint16(p); got != want {
-			t.Fatalf("close code %d (%q), want %d", got, p[2:], want)
-		}
-		return
-	}
-	t.Fatalf("no close frame, want %d", want)
+	return wsframe.Build(wsframe.B0(fin, rsv, op), uint64(len(payload)), payload, !noMask)
 }
 
 func plainServer(t *testing.T, mutate func(*config.Config)) *wsgatetest.Server {
@@ -175,11 +72,11 @@ func TestProtocolViolationsGetRFCCloseCodes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := rawDial(t, s, "")
+			r := rawDial(t, s)
 			if _, err := r.Write(c.bytes); err != nil {
 				t.Fatal(err)
 			}
-			r.expectCloseCode(t, c.code)
+			r.ExpectClose(c.code)
 		})
 	}
 	// The server still serves a normal client.
@@ -190,7 +87,7 @@ func TestProtocolViolationsGetRFCCloseCodes(t *testing.T) {
 
 func TestCompressionBombRefusedWithinCap(t *testing.T) {
 	s := plainServer(t, func(c *config.Config) { c.Compression.Enabled = true })
-	r := rawDial(t, s, "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover\r\n")
+	r := rawDial(t, s, "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover")
 	// 8 MiB of one byte deflates to about 8 KiB... too big for one frame under the
 	// cap, so the bomb is 4 MiB (about 4 KiB compressed): 500x the 8 KiB cap.
 	var buf bytes.Buffer
@@ -204,7 +101,7 @@ func TestCompressionBombRefusedWithinCap(t *testing.T) {
 	if _, err := r.Write(frame(true, 4, 1, small, false)); err != nil {
 		t.Fatal(err)
 	}
-	r.expectCloseCode(t, 1009)
+	r.ExpectClose(1009)
 }
 
 func TestInvalidMessagesGetErrorReplies(t *testing.T) {
@@ -298,15 +195,9 @@ func TestStrikesBanTheOffender(t *testing.T) {
 	cfg := wsgatetest.Config()
 	cfg.Abuse.MaxStrikes = 5
 	s := wsgatetest.Start(t, cfg)
-	c := s.Connect(t, "striker", nil)
-	for i := 0; i < 5; i++ {
-		c.Send(t, `{"type":"nope"}`)
-	}
-	c.ExpectClose(t, 1008, 5*time.Second)
+	strikeOut(t, s, "striker", 5)
 	_, resp, err := s.Dial(t, wsgatetest.DialOptions{Header: bearer(s.Token(t, "striker", nil))})
 	if err == nil || resp == nil || resp.StatusCode != 403 || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("banned client: err=%v resp=%v", err, resp)
 	}
 }
-
-func init() { _ = rand.Reader }

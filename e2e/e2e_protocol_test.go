@@ -1,16 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -22,127 +16,8 @@ import (
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/transport"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/wsgatetest/wsframe"
 )
-
-// --- a raw WebSocket client: hand-built frames over plain TCP ---
-
-type rawWS struct {
-	t    testing.TB
-	conn net.Conn
-	br   *bufio.Reader
-	resp *http.Response
-}
-
-// dialRawWS does the opening handshake on addr+path with extra header lines.
-func dialRawWS(t testing.TB, addr, path string, h http.Header) *rawWS {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	var key [16]byte
-	_, _ = rand.Read(key[:])
-	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(key[:]) + "\r\nSec-WebSocket-Version: 13\r\n"
-	for k, vs := range h {
-		for _, v := range vs {
-			req += k + ": " + v + "\r\n"
-		}
-	}
-	if _, err := io.WriteString(conn, req+"\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("handshake status %d", resp.StatusCode)
-	}
-	return &rawWS{t: t, conn: conn, br: br, resp: resp}
-}
-
-// maskedFrame builds a client frame; b0 is FIN|RSV|opcode.
-func maskedFrame(b0 byte, payload []byte) []byte {
-	out := []byte{b0}
-	switch n := len(payload); {
-	case n <= 125:
-		out = append(out, 0x80|byte(n))
-	case n <= 0xffff:
-		out = append(out, 0x80|126)
-		out = binary.BigEndian.AppendUint16(out, uint16(n))
-	default:
-		out = append(out, 0x80|127)
-		out = binary.BigEndian.AppendUint64(out, uint64(n))
-	}
-	key := [4]byte{0xa1, 0xb2, 0xc3, 0xd4}
-	out = append(out, key[:]...)
-	for i, c := range payload {
-		out = append(out, c^key[i%4])
-	}
-	return out
-}
-
-func (r *rawWS) write(b ...[]byte) {
-	r.t.Helper()
-	for _, f := range b {
-		if _, err := r.conn.Write(f); err != nil {
-			r.t.Fatalf("write: %v", err)
-		}
-	}
-}
-
-// read returns the next server frame's first byte and payload.
-func (r *rawWS) read() (byte, []byte, error) {
-	var h [2]byte
-	if _, err := io.ReadFull(r.br, h[:]); err != nil {
-		return 0, nil, err
-	}
-	n := uint64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var b [2]byte
-		if _, err := io.ReadFull(r.br, b[:]); err != nil {
-			return 0, nil, err
-		}
-		n = uint64(binary.BigEndian.Uint16(b[:]))
-	case 127:
-		var b [8]byte
-		if _, err := io.ReadFull(r.br, b[:]); err != nil {
-			return 0, nil, err
-		}
-		n = binary.BigEndian.Uint64(b[:])
-	}
-	if n > 1<<24 {
-		return 0, nil, fmt.Errorf("frame of %d bytes", n)
-	}
-	p := make([]byte, n)
-	_, err := io.ReadFull(r.br, p)
-	return h[0], p, err
-}
-
-// expectClose skips data frames until a close frame and returns its code
-// (1005 for an empty one), then answers it.
-func (r *rawWS) expectClose() uint16 {
-	r.t.Helper()
-	for {
-		b0, p, err := r.read()
-		if err != nil {
-			r.t.Fatalf("waiting for a close frame: %v", err)
-		}
-		if b0&0x0f != 0x8 {
-			continue
-		}
-		_, _ = r.conn.Write(maskedFrame(0x88, p[:min(len(p), 2)]))
-		if len(p) < 2 {
-			return transport.StatusNoStatus
-		}
-		return binary.BigEndian.Uint16(p)
-	}
-}
 
 // plainGateway starts wsgate in plaintext in front of upURL with generous
 // rate limits.
@@ -167,7 +42,7 @@ func TestGatewayKeepsOpcode(t *testing.T) {
 		t.Run(validation, func(t *testing.T) {
 			up := newEchoUpstream(t)
 			s := plainGateway(t, up.URL, validation, true)
-			c := dialRawWS(t, s.Addr, "/gw", bearer(s.Token(t, "alice", nil)))
+			c := wsgatetest.DialRaw(t, s.Addr, "/gw", "Authorization: Bearer "+s.Token(t, "alice", nil))
 			msgs := []struct {
 				op   byte
 				data string
@@ -177,10 +52,10 @@ func TestGatewayKeepsOpcode(t *testing.T) {
 				{0x2, `{"type":"data","payload":3}`},
 			}
 			for _, m := range msgs {
-				c.write(maskedFrame(0x80|m.op, []byte(m.data)))
+				c.Send(wsframe.Client(0x80|m.op, []byte(m.data)))
 			}
 			for i, m := range msgs {
-				b0, p, err := c.read()
+				b0, p, err := c.ReadFrame()
 				if err != nil {
 					t.Fatalf("echo %d: %v", i, err)
 				}
@@ -261,13 +136,14 @@ func TestGatewayCloseCodeSentWins(t *testing.T) {
 	s := plainGateway(t, up.URL, "raw", false)
 	const rounds = 50
 	for i := range rounds {
-		c := dialRawWS(t, s.Addr, "/gw", bearer(s.Token(t, fmt.Sprint("user", i), nil)))
+		c := wsgatetest.DialRaw(t, s.Addr, "/gw", "Authorization: Bearer "+s.Token(t, fmt.Sprint("user", i), nil))
 		// Let upstream traffic flow to the client, then break the protocol.
-		if _, _, err := c.read(); err != nil {
+		if _, _, err := c.ReadFrame(); err != nil {
 			t.Fatalf("round %d: no upstream traffic: %v", i, err)
 		}
-		c.write(maskedFrame(0x83, nil)) // reserved opcode
-		if code := c.expectClose(); code != transport.StatusProtocolError {
+		c.Send(wsframe.Client(0x83, nil)) // reserved opcode
+		// The flood's frames come before the close frame.
+		if code := c.CloseCode(1 << 20); code != transport.StatusProtocolError {
 			t.Fatalf("round %d: client got close %d, want 1002", i, code)
 		}
 		select {
@@ -278,7 +154,7 @@ func TestGatewayCloseCodeSentWins(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("round %d: upstream leg did not close", i)
 		}
-		_ = c.conn.Close()
+		_ = c.Close()
 	}
 	eventually(t, 10*time.Second, "every session to end", func() bool { return s.Connections() == 0 })
 	var disconnects, wrong int
@@ -370,10 +246,10 @@ func TestWithRawRouteGuardAndLimits(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("unauthenticated plain GET: %d", resp.StatusCode)
 	}
-	c := dialRawWS(t, s.Addr, "/raw", bearer(s.Token(t, "carol", nil)))
-	c.write(maskedFrame(0x81, []byte("one")), maskedFrame(0x81, []byte("two")))
+	c := wsgatetest.DialRaw(t, s.Addr, "/raw", "Authorization: Bearer "+s.Token(t, "carol", nil))
+	c.Send(wsframe.Client(0x81, []byte("one")), wsframe.Client(0x81, []byte("two")))
 	for _, want := range []string{"one", "two"} {
-		b0, p, err := c.read()
+		b0, p, err := c.ReadFrame()
 		if err != nil || b0 != 0x81 || string(p) != want {
 			t.Fatalf("echo %#x %q %v, want %q", b0, p, err, want)
 		}
@@ -381,13 +257,13 @@ func TestWithRawRouteGuardAndLimits(t *testing.T) {
 			t.Fatalf("handler saw %q", h)
 		}
 	}
-	c.write(maskedFrame(0x81, []byte("three: over the budget")))
-	if code := c.expectClose(); code != transport.StatusPolicyViolation {
+	c.Send(wsframe.Client(0x81, []byte("three: over the budget")))
+	if code := c.CloseCode(100); code != transport.StatusPolicyViolation {
 		t.Fatalf("rate limit close %d, want 1008", code)
 	}
-	c2 := dialRawWS(t, s.Addr, "/raw", bearer(s.Token(t, "dave", nil)))
-	c2.write(maskedFrame(0x82, []byte{1}))
-	if code := c2.expectClose(); code != transport.StatusUnsupportedData {
+	c2 := wsgatetest.DialRaw(t, s.Addr, "/raw", "Authorization: Bearer "+s.Token(t, "dave", nil))
+	c2.Send(wsframe.Client(0x82, []byte{1}))
+	if code := c2.CloseCode(100); code != transport.StatusUnsupportedData {
 		t.Fatalf("binary close %d, want 1003", code)
 	}
 	cfg2 := wsgatetest.Config()

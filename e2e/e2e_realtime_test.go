@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/wsgatetest/wsframe"
 )
 
 var chatPerms = map[string]any{"channels": map[string]any{"sub": []string{"chat:*"}, "pub": []string{"chat:*"}}}
@@ -41,6 +40,14 @@ func subscribe(t *testing.T, c *wsgatetest.Client, ch string, since map[string]a
 	}
 }
 
+// subscriber connects sub with claims to s and subscribes it to ch.
+func subscriber(t *testing.T, s *wsgatetest.Server, sub string, claims map[string]any, ch string) *wsgatetest.Client {
+	t.Helper()
+	c := s.Connect(t, sub, claims)
+	subscribe(t, c, ch, nil)
+	return c
+}
+
 func realtimeServer(t *testing.T, mutate func(*config.Config)) *wsgatetest.Server {
 	cfg := wsgatetest.Config()
 	cfg.Rate.Tiers["default"] = config.Tier{Messages: config.RateLimit{Rate: 1000, Burst: 1000}, Bytes: config.RateLimit{Rate: 1 << 24, Burst: 1 << 24},
@@ -54,10 +61,8 @@ func realtimeServer(t *testing.T, mutate func(*config.Config)) *wsgatetest.Serve
 
 func TestTwoClientsChat(t *testing.T) {
 	s := realtimeServer(t, nil)
-	alice := s.Connect(t, "alice", chatPerms)
-	bob := s.Connect(t, "bob", chatPerms)
-	subscribe(t, alice, "chat:room1", nil)
-	subscribe(t, bob, "chat:room1", nil)
+	alice := subscriber(t, s, "alice", chatPerms, "chat:room1")
+	bob := subscriber(t, s, "bob", chatPerms, "chat:room1")
 	alice.SendJSON(t, map[string]any{"type": "publish", "id": 1, "channel": "chat:room1", "payload": map[string]any{"text": "hi bob"}})
 	m := bob.Expect(t, "message", 5*time.Second)
 	if m["from"] != "alice" || m["channel"] != "chat:room1" || m["payload"].(map[string]any)["text"] != "hi bob" {
@@ -209,8 +214,7 @@ func TestSlowConsumerClosed(t *testing.T) {
 		c.Rate.Tiers["default"] = d
 	})
 	pub := s.Connect(t, "pub", chatPerms)
-	fast := s.Connect(t, "fast", chatPerms)
-	subscribe(t, fast, "chat:busy", nil)
+	fast := subscriber(t, s, "fast", chatPerms, "chat:busy")
 	// The slow client is a raw socket with a tiny receive buffer that subscribes
 	// and then never reads again.
 	slow := rawDialPerms(t, s, chatPerms)
@@ -254,48 +258,30 @@ func TestSlowConsumerClosed(t *testing.T) {
 }
 
 // rawDialPerms is rawDial with a small receive buffer and channel permissions.
-func rawDialPerms(t *testing.T, s *wsgatetest.Server, claims map[string]any) *rawConn {
+func rawDialPerms(t *testing.T, s *wsgatetest.Server, claims map[string]any) *wsgatetest.RawConn {
 	t.Helper()
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		_ = c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 		return serr
 	}}
-	c, err := d.Dial("tcp", s.Addr)
-	if err != nil {
-		t.Fatal(err)
+	r := wsgatetest.RawHandshake(t, &d, s.Addr, wsframe.Request(s.Addr, s.Cfg.Path, "Authorization: Bearer "+s.Token(t, "slowpoke", claims)))
+	if r.Resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %d", r.Resp.StatusCode)
 	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	req := "GET " + s.Cfg.Path + " HTTP/1.1\r\nHost: " + s.Addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
-		"Authorization: Bearer " + s.Token(t, "slowpoke", claims) + "\r\n\r\n"
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 101 {
-		t.Fatalf("upgrade: %v", err)
-	}
-	return &rawConn{Conn: c, br: br}
+	_ = r.SetDeadline(time.Now().Add(30 * time.Second))
+	return r
 }
 
 func TestServerSidePublishAPI(t *testing.T) {
 	key := "publish-key-publish-key-publish-key-0001"
 	s := realtimeServer(t, func(c *config.Config) { c.Channels.PublishAPIKeys = []string{key} })
-	sub := s.Connect(t, "listener", chatPerms)
-	subscribe(t, sub, "chat:news", nil)
+	sub := subscriber(t, s, "listener", chatPerms, "chat:news")
 	post := func(auth string) int {
-		req, _ := http.NewRequest("POST", s.AdminURL+"/v1/publish", strings.NewReader(`{"channel":"chat:news","payload":{"headline":"hello"}}`))
 		if auth != "" {
-			req.Header.Set("Authorization", "Bearer "+auth)
+			auth = "Bearer " + auth
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp, _ := httpDo(t, nil, "POST", s.AdminURL+"/v1/publish", auth, `{"channel":"chat:news","payload":{"headline":"hello"}}`)
 		return resp.StatusCode
 	}
 	if code := post(""); code != 401 {
@@ -320,8 +306,7 @@ func TestServerSidePublishAPI(t *testing.T) {
 // bytes and say so.
 func TestHistoryReplyBounded(t *testing.T) {
 	s := realtimeServer(t, nil)
-	c := s.Connect(t, "historian", chatPerms)
-	subscribe(t, c, "chat:big", nil)
+	c := subscriber(t, s, "historian", chatPerms, "chat:big")
 	blob := strings.Repeat("x", 3000)
 	for i := 0; i < 40; i++ {
 		c.SendJSON(t, map[string]any{"type": "publish", "id": i, "channel": "chat:big", "payload": map[string]any{"b": blob}})

@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -54,8 +53,7 @@ func TestSec05SigTextAccepted(t *testing.T) {
 				cfg.Integrity.MasterKeys = []config.IntegrityKey{{ID: "k1", Secret: strings.Repeat("m", 40)}}
 			}
 			s := wsgatetest.Start(t, cfg)
-			c := s.Connect(t, "sigfan", chatPerms)
-			subscribe(t, c, "chat:sig", nil)
+			c := subscriber(t, s, "sigfan", chatPerms, "chat:sig")
 			c.Send(t, `{"type":"chat","id":1,"channel":"chat:sig","text":"sig"}`)
 			if a := ackOrError(t, c, float64(1)); a["type"] != "ack" {
 				t.Fatalf("chat with text \"sig\": %v", a)
@@ -136,16 +134,7 @@ func TestSec02PopNamespaceReadsProtected(t *testing.T) {
 	owner.Expect(t, "presence", 5*time.Second)
 
 	// A backend publish reaches the key holder and not the thief.
-	req, _ := http.NewRequest("POST", s.AdminURL+"/v1/publish", strings.NewReader(`{"channel":"vault:a","payload":{"secret":1}}`))
-	req.Header.Set("Authorization", "Bearer "+pubKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
+	if resp, b := httpDo(t, nil, "POST", s.AdminURL+"/v1/publish", "Bearer "+pubKey, `{"channel":"vault:a","payload":{"secret":1}}`); resp.StatusCode != 200 {
 		t.Fatalf("publish API: %d %s", resp.StatusCode, b)
 	}
 	owner.Expect(t, "message", 5*time.Second)

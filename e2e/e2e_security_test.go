@@ -27,6 +27,7 @@ import (
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/wsgatetest/wsframe"
 )
 
 // slowJWKS is a real HTTP JWKS server that answers after a delay and whose key set
@@ -112,13 +113,6 @@ func rawUpgrade(t *testing.T, addr string, tc *tls.Config, req string) (int, str
 	return resp.StatusCode, string(body)
 }
 
-// secUpgradeHead is the start of a valid upgrade request to /ws, without the
-// final blank line.
-func secUpgradeHead(host string) string {
-	return "GET /ws HTTP/1.1\r\nHost: " + host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-}
-
 // 13.1: an attacker who aborts unknown-kid handshakes cannot cancel the JWKS
 // refresh and so cannot keep a freshly rotated key refused.
 func TestSec01JWKSRefreshNotCancellable(t *testing.T) {
@@ -154,7 +148,7 @@ func TestSec01JWKSRefreshNotCancellable(t *testing.T) {
 		defer conn.Close()
 		before := idp.hits.Load()
 		tok := esToken(t, newKey, fmt.Sprintf("made-up-%d", i), "mallory")
-		_, _ = io.WriteString(conn, secUpgradeHead("127.0.0.1")+"Authorization: Bearer "+tok+"\r\n\r\n")
+		_, _ = io.WriteString(conn, wsframe.Head("HTTP/1.1", "127.0.0.1", "/ws")+"Authorization: Bearer "+tok+"\r\n\r\n")
 		for range 10 {
 			if idp.hits.Load() > before {
 				break
@@ -241,7 +235,7 @@ func TestSec10OriginSchemeHostPort(t *testing.T) {
 	ps := wsgatetest.Start(t, pcfg)
 	ptok := ps.Token(t, "olga", nil)
 	req := func(origin, proto string) int {
-		r := secUpgradeHead("gate.example") + "Authorization: Bearer " + ptok + "\r\nOrigin: " + origin + "\r\n"
+		r := wsframe.Head("HTTP/1.1", "gate.example", "/ws") + "Authorization: Bearer " + ptok + "\r\nOrigin: " + origin + "\r\n"
 		if proto != "" {
 			r += "X-Forwarded-For: 198.51.100.7\r\nX-Forwarded-Proto: " + proto + "\r\n"
 		}
@@ -267,7 +261,7 @@ func TestSec12AuthorizationAndTokenSubprotocol(t *testing.T) {
 	for _, protos := range [][]string{{"wsgate.v1", "bearer", bob}, {"wsgate.v1", "token." + bob}} {
 		expectRefused(t, s, wsgatetest.DialOptions{Header: bearer(alice), Subprotocols: protos}, http.StatusBadRequest, "ambiguous_credential")
 	}
-	code, body := rawUpgrade(t, s.Addr, s.TLSConfig, secUpgradeHead("127.0.0.1")+
+	code, body := rawUpgrade(t, s.Addr, s.TLSConfig, wsframe.Head("HTTP/1.1", "127.0.0.1", "/ws")+
 		"Authorization: Bearer "+alice+"\r\nAuthorization: Bearer "+bob+"\r\n\r\n")
 	if code != http.StatusBadRequest || !strings.Contains(body, "one credential") {
 		t.Fatalf("two Authorization headers: %d %s", code, body)
@@ -278,7 +272,7 @@ func TestSec12AuthorizationAndTokenSubprotocol(t *testing.T) {
 // WebSocket frames.
 func TestSec13UpgradeWithBody(t *testing.T) {
 	s := wsgatetest.Start(t, nil)
-	head := secUpgradeHead("127.0.0.1") + "Authorization: Bearer " + s.Token(t, "carl", nil) + "\r\n"
+	head := wsframe.Head("HTTP/1.1", "127.0.0.1", "/ws") + "Authorization: Bearer " + s.Token(t, "carl", nil) + "\r\n"
 	// A masked text frame {"type":"ping"} smuggled as the "body".
 	frame := "\x81\x8f\x00\x00\x00\x00" + `{"type":"ping"}`
 	for name, req := range map[string]string{
@@ -305,7 +299,7 @@ func TestSec13UpgradeWithBody(t *testing.T) {
 func TestUX04TokenSubprotocolAlone(t *testing.T) {
 	s := wsgatetest.Start(t, nil)
 	tok := s.Token(t, "tess", nil)
-	code, body := rawUpgrade(t, s.Addr, s.TLSConfig, secUpgradeHead("127.0.0.1")+"Sec-WebSocket-Protocol: token."+tok+"\r\n\r\n")
+	code, body := rawUpgrade(t, s.Addr, s.TLSConfig, wsframe.Head("HTTP/1.1", "127.0.0.1", "/ws")+"Sec-WebSocket-Protocol: token."+tok+"\r\n\r\n")
 	if code != http.StatusBadRequest || !strings.Contains(body, "application subprotocol") || !strings.Contains(body, "bearer, <jwt>") {
 		t.Fatalf("token.<jwt> alone: %d %s", code, body)
 	}
@@ -325,17 +319,29 @@ func TestUX04TokenSubprotocolAlone(t *testing.T) {
 	}
 }
 
-// xff returns a bearer header for tok arriving through the trusted proxy on
-// behalf of client.
-func xff(tok, client string) http.Header {
-	h := bearer(tok)
-	h.Set("X-Forwarded-For", client)
-	return h
-}
-
 // v6 returns the i-th address of the /64 2001:db8:1:2::/64 (i > 0) or, with
 // another /64, 2001:db8:1:3::i.
 func v6(net64, i int) string { return fmt.Sprintf("2001:db8:1:%x:%x::%x", net64, (i*7919)&0xffff, i) }
+
+// handshakesFromOne64 opens 60 connections for tok from 60 addresses of the
+// /64 2001:db8:1:2::/64 through the trusted proxy, the i-th on node(i), and
+// returns how many were accepted; a refusal other than 429 fails the test.
+func handshakesFromOne64(t *testing.T, tok string, node func(i int) *wsgatetest.Server) int {
+	t.Helper()
+	accepted := 0
+	for i := 1; i <= 60; i++ {
+		c, resp, err := node(i).Dial(t, wsgatetest.DialOptions{Header: xff(tok, v6(2, i))})
+		if err == nil {
+			accepted++
+			_ = c.Conn.Close()
+			continue
+		}
+		if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("handshake %d: %v", i, err)
+		}
+	}
+	return accepted
+}
 
 // 13.3: every per-IP control keys an IPv6 client by its /64 (configurable), so 60
 // addresses of one /64 are one client: handshake rate, connection caps, IP
@@ -354,19 +360,7 @@ func TestSec03IPv6PrefixKeys(t *testing.T) {
 		cfg.Limits.HandshakeRate = config.RateLimit{Rate: 0.01, Burst: 20}
 		s := wsgatetest.Start(t, cfg)
 		tok := s.Token(t, "hs", nil)
-		accepted := 0
-		for i := 1; i <= 60; i++ {
-			c, resp, err := s.Dial(t, wsgatetest.DialOptions{Header: xff(tok, v6(2, i))})
-			if err == nil {
-				accepted++
-				_ = c.Conn.Close()
-				continue
-			}
-			if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
-				t.Fatalf("handshake %d: %v", i, err)
-			}
-		}
-		if accepted > 21 {
+		if accepted := handshakesFromOne64(t, tok, func(int) *wsgatetest.Server { return s }); accepted > 21 {
 			t.Fatalf("60 handshakes from 60 addresses of one /64: %d accepted, want at most the burst (20)", accepted)
 		}
 		// Another /64 has its own bucket; an IPv4 client is still keyed by its address.
@@ -501,11 +495,7 @@ func TestUX07StrikesBanUserNotIP(t *testing.T) {
 	cfg := wsgatetest.Config()
 	cfg.Abuse.MaxStrikes = 3
 	s := wsgatetest.Start(t, cfg)
-	c := s.Connect(t, "striker", nil)
-	for range 3 {
-		c.Send(t, `{"type":"nope"}`)
-	}
-	c.ExpectClose(t, 1008, 5*time.Second)
+	strikeOut(t, s, "striker", 3)
 	expectRefused(t, s, wsgatetest.DialOptions{Header: bearer(s.Token(t, "striker", nil))}, http.StatusForbidden, "banned")
 	colleague := s.Connect(t, "colleague", nil)
 	colleague.Send(t, `{"type":"ping","id":1}`)
@@ -519,11 +509,7 @@ func TestUX07StrikesBanUserNotIP(t *testing.T) {
 	cfg2.Abuse.MaxStrikes = 3
 	cfg2.Abuse.BanIP = true
 	s2 := wsgatetest.Start(t, cfg2)
-	c2 := s2.Connect(t, "striker", nil)
-	for range 3 {
-		c2.Send(t, `{"type":"nope"}`)
-	}
-	c2.ExpectClose(t, 1008, 5*time.Second)
+	strikeOut(t, s2, "striker", 3)
 	expectRefused(t, s2, wsgatetest.DialOptions{Header: bearer(s2.Token(t, "colleague", nil))}, http.StatusForbidden, "banned")
 }
 
@@ -545,14 +531,7 @@ func TestSec16SubscriptionTokenType(t *testing.T) {
 	}
 	// A subscription grant is no access token: not for the handshake, not for a ticket.
 	expectRefused(t, s, wsgatetest.DialOptions{Header: bearer(grant)}, http.StatusUnauthorized, "wrong_token_type")
-	req, _ := http.NewRequest("POST", s.HTTPURL+"/v1/tickets", nil)
-	req.Header.Set("Authorization", "Bearer "+grant)
-	resp, err := s.HTTPClient().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized {
+	if resp, _ := httpDo(t, s.HTTPClient(), "POST", s.HTTPURL+"/v1/tickets", "Bearer "+grant, ""); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("ticket for a subscription token: %d", resp.StatusCode)
 	}
 }
@@ -568,35 +547,12 @@ func TestSec03IPv6PrefixKeysRedis(t *testing.T) {
 	})
 	a, b := nodes[0], nodes[1]
 	tok := a.Token(t, "hs", nil)
-	accepted := 0
-	for i := 1; i <= 60; i++ {
-		n := nodes[i%2]
-		c, resp, err := n.Dial(t, wsgatetest.DialOptions{Header: xff(tok, v6(2, i))})
-		if err == nil {
-			accepted++
-			_ = c.Conn.Close()
-			continue
-		}
-		if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
-			t.Fatalf("handshake %d: %v", i, err)
-		}
-	}
-	if accepted > 21 {
+	if accepted := handshakesFromOne64(t, tok, func(i int) *wsgatetest.Server { return nodes[i%2] }); accepted > 21 {
 		t.Fatalf("60 handshakes from one /64 over two nodes: %d accepted, want at most the burst (20)", accepted)
 	}
 	st, out := adminCall(t, a, "POST", "/api/v1/bans", a.Cfg.Admin.Token, map[string]any{"ip": v6(4, 1), "ttl": "1h"})
 	if bn, _ := out["ban"].(map[string]any); st != 200 || bn["subject"] != "ip:2001:db8:1:4::/64" {
 		t.Fatalf("admin ban: %d %v", st, out)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, resp, err := b.Dial(t, wsgatetest.DialOptions{Header: xff(b.Token(t, "n", nil), v6(4, 33))})
-		if err != nil && resp != nil && resp.StatusCode == http.StatusForbidden {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prefix ban from node A not in force on node B within 5s (err=%v)", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	refusedWithin(t, b, xff(b.Token(t, "n", nil), v6(4, 33)), http.StatusForbidden, 5*time.Second, "prefix ban from node A in force on node B")
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
 )
 
@@ -60,26 +61,34 @@ func (ca *testCA) client(t *testing.T, cn, uri string) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-func TestMTLS(t *testing.T) {
-	ca := newCA(t, "test client CA")
-	other := newCA(t, "untrusted CA")
-	dir := t.TempDir()
-	caFile := filepath.Join(dir, "ca.pem")
+// mtlsConfig is the base test configuration trusting ca for client
+// certificates, with tls.client_auth clientAuth and auth.mode mode.
+func mtlsConfig(t *testing.T, ca *testCA, clientAuth, mode string) *config.Config {
+	t.Helper()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(caFile, ca.pem, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := wsgatetest.Config()
 	cfg.TLS.ClientCAFile = caFile
-	cfg.TLS.ClientAuth = "verify_if_given"
-	cfg.Auth.Mode = "jwt_or_mtls"
-	s := wsgatetest.Start(t, cfg)
-	withCert := func(c tls.Certificate) *tls.Config {
-		tc := s.TLSConfig.Clone()
-		tc.Certificates = []tls.Certificate{c}
-		return tc
-	}
+	cfg.TLS.ClientAuth = clientAuth
+	cfg.Auth.Mode = mode
+	return cfg
+}
+
+// withCert is s's client TLS configuration presenting cert.
+func withCert(s *wsgatetest.Server, cert tls.Certificate) *tls.Config {
+	tc := s.TLSConfig.Clone()
+	tc.Certificates = []tls.Certificate{cert}
+	return tc
+}
+
+func TestMTLS(t *testing.T) {
+	ca := newCA(t, "test client CA")
+	other := newCA(t, "untrusted CA")
+	s := wsgatetest.Start(t, mtlsConfig(t, ca, "verify_if_given", "jwt_or_mtls"))
 	// A good client certificate alone is a credential; identity from the URI SAN.
-	c, _, err := s.Dial(t, wsgatetest.DialOptions{TLSConfig: withCert(ca.client(t, "svc", "spiffe://test/svc-a"))})
+	c, _, err := s.Dial(t, wsgatetest.DialOptions{TLSConfig: withCert(s, ca.client(t, "svc", "spiffe://test/svc-a"))})
 	if err != nil {
 		t.Fatalf("good client cert refused: %v", err)
 	}
@@ -89,24 +98,19 @@ func TestMTLS(t *testing.T) {
 	// No certificate and no token: 401.
 	expectRefused(t, s, wsgatetest.DialOptions{}, 401, "no_credential")
 	// A certificate from another CA fails the TLS handshake itself.
-	if _, _, err := s.Dial(t, wsgatetest.DialOptions{TLSConfig: withCert(other.client(t, "evil", "spiffe://test/evil"))}); err == nil {
+	if _, _, err := s.Dial(t, wsgatetest.DialOptions{TLSConfig: withCert(s, other.client(t, "evil", "spiffe://test/evil"))}); err == nil {
 		t.Fatal("untrusted client certificate accepted")
 	}
 	s.Connect(t, "token-user", nil)
 
 	// require: no certificate fails at TLS.
-	cfg2 := wsgatetest.Config()
-	cfg2.TLS.ClientCAFile = caFile
-	cfg2.TLS.ClientAuth = "require"
-	cfg2.Auth.Mode = "mtls"
+	cfg2 := mtlsConfig(t, ca, "require", "mtls")
 	cfg2.TLS.IdentityFrom = "cn"
 	s2 := wsgatetest.Start(t, cfg2)
 	if _, _, err := s2.Dial(t, wsgatetest.DialOptions{Header: bearer(s2.Token(t, "x", nil))}); err == nil {
 		t.Fatal("require: connection without a client certificate accepted")
 	}
-	tc := s2.TLSConfig.Clone()
-	tc.Certificates = []tls.Certificate{ca.client(t, "device-42", "spiffe://x/y")}
-	c2, _, err := s2.Dial(t, wsgatetest.DialOptions{TLSConfig: tc})
+	c2, _, err := s2.Dial(t, wsgatetest.DialOptions{TLSConfig: withCert(s2, ca.client(t, "device-42", "spiffe://x/y"))})
 	if err != nil {
 		t.Fatalf("require with good cert: %v", err)
 	}

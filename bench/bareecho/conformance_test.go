@@ -16,8 +16,6 @@ import (
 	"bufio"
 	"bytes"
 	"compress/flate"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -35,6 +33,7 @@ import (
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/transport"
 	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/wsgatetest/wsframe"
 )
 
 // msg is a message or control frame the server sends: op 1, 2 or 0xA (pong).
@@ -62,30 +61,13 @@ func group(id string) string { return strings.SplitN(id, ".", 2)[0] }
 
 // --- frame builders ---
 
-var maskKey = [4]byte{0x37, 0xfa, 0x21, 0x3d}
-
-func fr(b0 byte, p []byte) []byte {
-	out := []byte{b0}
-	switch n := len(p); {
-	case n <= 125:
-		out = append(out, 0x80|byte(n))
-	case n <= 0xffff:
-		out = append(out, 0x80|126)
-		out = binary.BigEndian.AppendUint16(out, uint16(n))
-	default:
-		out = append(out, 0x80|127)
-		out = binary.BigEndian.AppendUint64(out, uint64(n))
-	}
-	out = append(out, maskKey[:]...)
-	for i, c := range p {
-		out = append(out, c^maskKey[i%4])
-	}
-	return out
-}
+// fr is a masked client frame with first byte b0 (FIN|RSV|opcode); the table
+// uses it on nearly every line.
+var fr = wsframe.Client
 
 func text(s string) []byte { return fr(0x81, []byte(s)) }
 func closeCode(code uint16, reason string) []byte {
-	return fr(0x88, append(binary.BigEndian.AppendUint16(nil, code), reason...))
+	return fr(0x88, wsframe.ClosePayload(code, reason))
 }
 
 // chunks splits b into pieces of n bytes, each written on its own.
@@ -311,19 +293,16 @@ func dialTarget(tg target, offer string) (*conn, error) {
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	var key [16]byte
-	_, _ = rand.Read(key[:])
-	req := "GET " + tg.path + " HTTP/1.1\r\nHost: " + tg.addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(key[:]) + "\r\nSec-WebSocket-Version: 13\r\n"
+	var extra []string
 	if offer != "" {
-		req += "Sec-WebSocket-Extensions: " + offer + "\r\n"
+		extra = append(extra, "Sec-WebSocket-Extensions: "+offer)
 	}
 	for k, vs := range tg.header {
 		for _, v := range vs {
-			req += k + ": " + v + "\r\n"
+			extra = append(extra, k+": "+v)
 		}
 	}
-	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
+	if _, err := io.WriteString(c, wsframe.Request(tg.addr, tg.path, extra...)); err != nil {
 		_ = c.Close()
 		return nil, err
 	}
@@ -354,45 +333,23 @@ func (c *conn) next(within time.Duration) (msg, error) {
 	var data []byte
 	compressed := false
 	for {
-		var h [2]byte
-		if _, err := io.ReadFull(c.br, h[:]); err != nil {
+		b0, p, err := wsframe.Read(c.br, 64<<20)
+		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				return msg{}, errTimeout
 			}
 			return msg{}, err
 		}
-		n := uint64(h[1] & 0x7f)
-		switch n {
-		case 126:
-			var b [2]byte
-			if _, err := io.ReadFull(c.br, b[:]); err != nil {
-				return msg{}, err
-			}
-			n = uint64(binary.BigEndian.Uint16(b[:]))
-		case 127:
-			var b [8]byte
-			if _, err := io.ReadFull(c.br, b[:]); err != nil {
-				return msg{}, err
-			}
-			n = binary.BigEndian.Uint64(b[:])
-		}
-		if n > 64<<20 {
-			return msg{}, fmt.Errorf("frame of %d bytes", n)
-		}
-		p := make([]byte, n)
-		if _, err := io.ReadFull(c.br, p); err != nil {
-			return msg{}, err
-		}
-		fop := h[0] & 0x0f
+		fop := b0 & 0x0f
 		if fop >= 8 {
 			return msg{fop, string(p)}, nil
 		}
 		if fop != 0 {
-			op, compressed = fop, h[0]&0x40 != 0
+			op, compressed = fop, b0&0x40 != 0
 		}
 		data = append(data, p...)
-		if h[0]&0x80 != 0 {
+		if b0&0x80 != 0 {
 			break
 		}
 	}

@@ -1,21 +1,16 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/wsgate/wsgate/internal/audit"
-	"github.com/wsgate/wsgate/internal/transport"
 )
 
 func keygen(t *testing.T, path string) {
@@ -173,7 +168,6 @@ func TestAuditVerifyBinary(t *testing.T) {
 // continues the chain in the same file, and each checkpoint — the one
 // written on shutdown included — is shipped to syslog.
 func TestServeAuditChainAcrossRestart(t *testing.T) {
-	bin := buildBinary(t)
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -221,7 +215,7 @@ audit:
 	total := 0
 	for run, n := range []int{3, 2} {
 		total += n
-		serveAndReject(t, bin, cfg, logPath, n, total)
+		serveAndReject(t, cfg, logPath, n, total)
 		out, code := runCode(t, "audit", "verify", "--pubkey", keyFile+".pub", "--from-genesis", logPath)
 		if code != 0 || !strings.Contains(out, "signatures verified") || strings.Contains(out, "not yet covered") {
 			t.Fatalf("after run %d: status %d\n%s", run+1, code, out)
@@ -256,43 +250,12 @@ audit:
 
 // serveAndReject starts the server, makes n refused handshakes, waits until
 // the log holds want refusals, and stops the server with SIGTERM.
-func serveAndReject(t *testing.T, bin, cfg, logPath string, n, want int) {
+func serveAndReject(t *testing.T, cfg, logPath string, n, want int) {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--config", cfg)
-	cmd.Env = append(os.Environ(), "WSGATE_ADMIN__LISTEN=")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }()
-	addrs := make(chan string, 1)
-	go func() {
-		re := regexp.MustCompile(`"msg":"listening".*?"addr":"([^"]+)"`)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addrs <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	var addr string
-	select {
-	case addr = <-addrs:
-	case <-time.After(45 * time.Second):
-		t.Fatal("server did not log that it is listening within 45s")
-	}
+	p := startProc(t, []string{"WSGATE_ADMIN__LISTEN="}, "serve", "--config", cfg)
+	addr := p.wait(t, regexp.MustCompile(`"msg":"listening".*?"addr":"([^"]+)"`), 45*time.Second)[1]
 	for range n {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		c, _, err := transport.Dial(ctx, "ws://"+addr+"/ws", nil, &closeRecorder{done: make(chan struct{}), msgs: make(chan []byte, 1)})
-		cancel()
-		if err == nil {
-			_ = c.Close()
+		if _, _, err := dial(t, "ws://"+addr+"/ws", "", nil); err == nil {
 			t.Fatal("handshake without a token accepted")
 		}
 	}
@@ -307,17 +270,7 @@ func serveAndReject(t *testing.T, bin, cfg, logPath string, n, want int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	select {
-	case err := <-waited:
-		if err != nil {
-			t.Fatalf("server exit: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("server did not exit within 30s of SIGTERM")
+	if err := p.stop(t); err != nil {
+		t.Fatalf("server exit: %v", err)
 	}
 }

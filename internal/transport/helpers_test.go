@@ -2,10 +2,7 @@ package transport
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/binary"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/wsgatetest/wsframe"
 )
 
 // event is what a recordingHandler saw.
@@ -150,12 +149,6 @@ type rawClient struct {
 	resp *http.Response
 }
 
-func newKey() string {
-	var k [16]byte
-	_, _ = rand.Read(k[:])
-	return base64.StdEncoding.EncodeToString(k[:])
-}
-
 // dialRaw performs the opening handshake with extra header lines and expects
 // 101.
 func dialRaw(t *testing.T, ts *testServer, extra ...string) *rawClient {
@@ -181,12 +174,7 @@ func dialRawWith(t *testing.T, ts *testServer, trailer []byte, extra ...string) 
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	req := "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: " + newKey() + "\r\nSec-WebSocket-Version: 13\r\n"
-	for _, e := range extra {
-		req += e + "\r\n"
-	}
-	req += "\r\n" + string(trailer)
+	req := wsframe.Request("x", "/", extra...) + string(trailer)
 	if _, err := io.WriteString(conn, req); err != nil {
 		t.Fatal(err)
 	}
@@ -204,32 +192,8 @@ func frame(b0 byte, payload []byte, masked bool) []byte {
 	return frameLen(b0, uint64(len(payload)), payload, masked)
 }
 
-func frameLen(b0 byte, length uint64, payload []byte, masked bool) []byte {
-	out := []byte{b0}
-	var mbit byte
-	if masked {
-		mbit = 0x80
-	}
-	switch {
-	case length <= 125:
-		out = append(out, mbit|byte(length))
-	case length <= 0xffff:
-		out = append(out, mbit|126)
-		out = binary.BigEndian.AppendUint16(out, uint16(length))
-	default:
-		out = append(out, mbit|127)
-		out = binary.BigEndian.AppendUint64(out, length)
-	}
-	if masked {
-		key := []byte{0x12, 0x34, 0x56, 0x78}
-		out = append(out, key...)
-		for i, c := range payload {
-			out = append(out, c^key[i%4])
-		}
-		return out
-	}
-	return append(out, payload...)
-}
+// frameLen is frame announcing length bytes.
+var frameLen = wsframe.Build
 
 func (rc *rawClient) write(b []byte) {
 	rc.t.Helper()
@@ -240,36 +204,7 @@ func (rc *rawClient) write(b []byte) {
 
 // readFrame reads one server frame (unmasked).
 func (rc *rawClient) readFrame() (byte, []byte, error) {
-	var h [2]byte
-	if _, err := io.ReadFull(rc.br, h[:]); err != nil {
-		return 0, nil, err
-	}
-	if h[1]&0x80 != 0 {
-		return 0, nil, fmt.Errorf("server frame is masked")
-	}
-	n := uint64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var b [2]byte
-		if _, err := io.ReadFull(rc.br, b[:]); err != nil {
-			return 0, nil, err
-		}
-		n = uint64(binary.BigEndian.Uint16(b[:]))
-	case 127:
-		var b [8]byte
-		if _, err := io.ReadFull(rc.br, b[:]); err != nil {
-			return 0, nil, err
-		}
-		n = binary.BigEndian.Uint64(b[:])
-	}
-	if n > 1<<20 {
-		return 0, nil, fmt.Errorf("server frame too long: %d", n)
-	}
-	p := make([]byte, n)
-	if _, err := io.ReadFull(rc.br, p); err != nil {
-		return 0, nil, err
-	}
-	return h[0], p, nil
+	return wsframe.Read(rc.br, 1<<20)
 }
 
 // expectClose reads frames until a close frame and checks its code; then it

@@ -212,69 +212,25 @@ func TestClusterFaultsAckedMeansDeliveredOrReported(t *testing.T) {
 		c.Rate.Tiers["default"] = config.Tier{Messages: lots, Bytes: lots, UserMessages: lots, UserBytes: lots, IPMessages: lots, IPBytes: lots}
 		c.Log.Level = "warn"
 	})
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	stopped := false
-	halt := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			wg.Wait()
-		}
-	}
-	t.Cleanup(halt)
-
-	var subs []*faultSub
+	f := newFaultTrial(t)
+	readers := map[*faultSub]<-chan struct{}{}
 	subscribeFault := func(s *faultSub, n *wsgatetest.Server, since *pos) {
 		t.Helper()
-		c := connectRetrying(t, n, s.name)
-		req := map[string]any{"type": "subscribe", "id": "sub", "channel": "chat:faults"}
-		if since != nil {
-			req["since"] = map[string]any{"offset": since.Offset, "epoch": since.Epoch}
-		}
-		c.SendJSON(t, req)
-		s.mu.Lock()
-		s.conn = c
-		s.mu.Unlock()
-		wg.Go(func() { s.read(c, stop) })
+		readers[s] = f.subscribe(s, connectRetrying(t, n, s.name), since)
 	}
 	for i, n := range nodes {
 		for j := range 2 {
-			s := &faultSub{name: fmt.Sprintf("sub-%d-%d", i, j)}
-			subs = append(subs, s)
-			subscribeFault(s, n, nil)
+			subscribeFault(&faultSub{name: fmt.Sprintf("sub-%d-%d", i, j)}, n, nil)
 		}
 	}
-	eventually(t, 10*time.Second, "every subscribe ack", func() bool {
-		for _, s := range subs {
-			if len(s.events()) == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	f.subscribed()
 	var pubs []*faultPublisher
 	for i := range 2 {
 		p := &faultPublisher{name: fmt.Sprintf("pub%d", i), c: nodes[i].Connect(t, fmt.Sprintf("pub%d", i), chatPerms), acked: map[string]pos{}}
 		pubs = append(pubs, p)
-		wg.Go(func() { p.run(stop) })
+		f.publish(p)
 	}
-	// progress waits until each publisher has n more acks than now.
-	progress := func(what string, n int) {
-		t.Helper()
-		base := make([]int, len(pubs))
-		for i, p := range pubs {
-			base[i] = p.ackCount()
-		}
-		eventually(t, 30*time.Second, fmt.Sprintf("%d more acks per publisher (%s)", n, what), func() bool {
-			for i, p := range pubs {
-				if p.ackCount() < base[i]+n {
-					return false
-				}
-			}
-			return true
-		})
-	}
+	progress := f.progress
 	progress("steady", 50)
 	for r := range rounds {
 		// Redis restarted empty.
@@ -302,15 +258,14 @@ func TestClusterFaultsAckedMeansDeliveredOrReported(t *testing.T) {
 	// A node stops; its subscribers reconnect to node 0 with since.
 	victim := nodes[2]
 	_ = victim.Stop(t)
-	for _, s := range subs {
-		s.mu.Lock()
-		c := s.conn
-		s.mu.Unlock()
+	for _, s := range f.subs {
 		if s.name[4] != '2' {
 			continue
 		}
+		// The reader returns once the connection closed and what it had
+		// received is recorded: only then is last() the client's position.
 		select {
-		case <-c.Closed():
+		case <-readers[s]:
 		case <-time.After(15 * time.Second):
 			t.Fatalf("%s: connection not closed within 15s of its node stopping", s.name)
 		}
@@ -319,49 +274,15 @@ func TestClusterFaultsAckedMeansDeliveredOrReported(t *testing.T) {
 		subscribeFault(s, nodes[0], &since)
 	}
 	progress("after the node loss", 50)
-	halt()
-
+	acked, total := f.finish(nodes[0], pubs)
+	errs := 0
 	for _, p := range pubs {
-		if p.fatal != "" {
-			t.Fatalf("publisher %s stopped: %s", p.name, p.fatal)
-		}
-	}
-	// A final marker, published once every loop has stopped, that every subscriber
-	// must receive: after it, whatever a subscriber did not get is missing for good.
-	final := connectRetrying(t, nodes[0], "final")
-	final.SendJSON(t, map[string]any{"type": "publish", "id": "final", "channel": "chat:faults", "payload": map[string]any{"id": "final"}})
-	ack := final.Expect(t, "ack", 10*time.Second)
-	finalPos := pos{ack["epoch"].(string), uint64(ack["offset"].(float64))}
-	for _, s := range subs {
-		s.mu.Lock()
-		c := s.conn
-		s.mu.Unlock()
-		deadline := time.After(20 * time.Second)
-		for done := false; !done; {
-			select {
-			case b := <-c.Msgs:
-				s.record(b)
-				evs := s.events()
-				done = evs[len(evs)-1].id == "final"
-			case <-deadline:
-				t.Fatalf("%s: final marker not received within 20s; last events %v", s.name, tail(s.events(), 5))
-			}
-		}
-	}
-
-	acked := map[string]pos{"final": finalPos}
-	total, errs := 1, 0
-	for _, p := range pubs {
-		for id, ps := range p.acked {
-			acked[id] = ps
-		}
-		total += len(p.order)
 		errs += p.errs
 	}
-	for _, s := range subs {
+	for _, s := range f.subs {
 		checkFaultSubscriber(t, s, acked)
 	}
-	t.Logf("%d publications acked, %d refused while Redis was away, %d subscribers checked, %d rounds", total, errs, len(subs), rounds)
+	t.Logf("%d publications acked, %d refused while Redis was away, %d subscribers checked, %d rounds", total, errs, len(f.subs), rounds)
 }
 
 // connectRetrying connects like a client that honours 503 + Retry-After: after

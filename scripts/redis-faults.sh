@@ -6,7 +6,10 @@
 # Redis restarts empty and from an older RDB snapshot ROUNDS times per run, then a
 # node stops and its subscribers recover on another node. It asserts that every
 # acked publication reached every subscriber once, in order, at its acked
-# position, or that the subscriber got recovery_failed covering it.
+# position, or that the subscriber got recovery_failed covering it. Each run
+# also SIGKILLs a wsgate process mid-traffic (TestClusterNodeKilledAckedMeansDeliveredOrReported,
+# e2e/e2e_node_kill_test.go): same assertion, plus its quota leases lapsing
+# within lease_ttl and its strikes and bans kept.
 #
 # Then the broker-level trials of internal/cluster/redis (guarantee_test.go):
 # three nodes, six publishers and a subscriber per node on one real
@@ -33,13 +36,13 @@ status=0
 WSGATETEST_REQUIRE_EXTERNAL=1 WSGATETEST_FAULT_ROUNDS="$ROUNDS" \
 	timeout $((RUNS * ROUNDS * 60 + 300)) \
 	go test -race -count="$RUNS" -timeout $((RUNS * ROUNDS * 60 + 240))s \
-	-run '^TestClusterFaultsAckedMeansDeliveredOrReported$' -v ./e2e >"$log" 2>&1 || status=$?
+	-run '^(TestClusterFaultsAckedMeansDeliveredOrReported|TestClusterNodeKilledAckedMeansDeliveredOrReported)$' -v ./e2e >"$log" 2>&1 || status=$?
 WSGATETEST_REQUIRE_EXTERNAL=1 WSGATETEST_FAULT_ROUNDS="$ROUNDS" \
 	timeout $((RUNS * ROUNDS * 60 + 300)) \
 	go test -race -count="$RUNS" -timeout $((RUNS * ROUNDS * 60 + 240))s \
 	-run '^(TestBrokerAckedMeansDeliveredOrReported|TestBrokerNodeKilledAckedMeansDeliveredOrReported)$' -v \
 	./internal/cluster/redis/ >>"$log" 2>&1 || status=$?
 # The nodes' JSON logs are noise here; the test's own lines and warnings are not.
-grep -E '^(=== RUN|--- |\s+(e2e_faults|guarantee)_test.go|PASS|FAIL|ok|panic)|WARN' "$log" || true
+grep -E '^(=== RUN|--- |\s+(e2e_faults|e2e_node_kill|guarantee)_test.go|PASS|FAIL|ok|panic)|WARN' "$log" || true
 echo "redis-faults: ${RUNS} runs x ${ROUNDS} rounds, exit ${status}, $(( $(date +%s) - start )) s"
 exit "$status"

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/wsgate/wsgate/internal/wsgatetest"
+
 	"bufio"
 	"context"
 	"crypto/tls"
@@ -30,7 +32,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	restore := wsgatetest.IsolateUserCache()
 	code := m.Run()
+	restore()
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)
 	}

@@ -96,7 +96,26 @@ func freePort(t *testing.T) int {
 
 // startSeed runs cmd (in dir, with PORT and JWT_SECRET) and waits until the
 // port accepts connections. It returns the URL and the process's output.
+//
+// The port is picked free and then handed to the process, so another process
+// can take it in between — or this test's own readiness dial can, when it
+// connects to itself (Linux TCP simultaneous open on a free loopback port in
+// the ephemeral range). A process that exits with "address already in use" is
+// therefore started again on another port, up to three times.
 func startSeed(t *testing.T, dir string, name string, args ...string) (string, *exec.Cmd, *wsgatetest.LogBuffer) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		url, cmd, logs, inUse := startSeedOnce(t, dir, name, args...)
+		if !inUse {
+			return url, cmd, logs
+		}
+		if attempt == 3 {
+			t.Fatalf("%s: port in use three times: %s", name, logs.String())
+		}
+	}
+}
+
+func startSeedOnce(t *testing.T, dir string, name string, args ...string) (string, *exec.Cmd, *wsgatetest.LogBuffer, bool) {
 	t.Helper()
 	port := freePort(t)
 	logs := &wsgatetest.LogBuffer{}
@@ -121,11 +140,17 @@ func startSeed(t *testing.T, dir string, name string, args ...string) (string, *
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
+			self := c.LocalAddr().String() == c.RemoteAddr().String()
 			_ = c.Close()
-			break
+			if !self {
+				break
+			}
 		}
 		select {
 		case <-exited:
+			if out := logs.String(); strings.Contains(out, "EADDRINUSE") || strings.Contains(out, "ddress already in use") {
+				return "", nil, logs, true
+			}
 			t.Fatalf("%s exited before listening: %s", name, logs.String())
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -133,7 +158,7 @@ func startSeed(t *testing.T, dir string, name string, args ...string) (string, *
 			t.Fatalf("%s not listening on %s within 45s: %s", name, addr, logs.String())
 		}
 	}
-	return "ws://" + addr + "/", cmd, logs
+	return "ws://" + addr + "/", cmd, logs, false
 }
 
 // auditSeed runs the whole catalogue (with the opt-in amplification probe)

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/command"
-	"github.com/wsgate/wsgate/internal/hook"
-	"github.com/wsgate/wsgate/internal/protocol"
+	"github.com/wsgate/wsgate/internal/conn/protocol"
+	"github.com/wsgate/wsgate/internal/conn/session"
+	"github.com/wsgate/wsgate/internal/conn/transport"
+	"github.com/wsgate/wsgate/internal/route/command"
+	"github.com/wsgate/wsgate/internal/route/hook"
 	"github.com/wsgate/wsgate/internal/server"
-	"github.com/wsgate/wsgate/internal/session"
-	"github.com/wsgate/wsgate/internal/transport"
 )
 
 // Opcode is the type of a WebSocket data message: Text or Binary.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/transport"
+	"github.com/wsgate/wsgate/internal/conn/transport"
 )
 
 // exampleSecret is the HMAC key the example servers trust (>= 32 bytes).

@@ -11,8 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/wsgate/wsgate/internal/encrypt"
-	"github.com/wsgate/wsgate/internal/protocol"
+	"github.com/wsgate/wsgate/internal/conn/protocol"
+	"github.com/wsgate/wsgate/internal/state/encrypt"
 )
 
 // Client is a connection to wsgate that stays up: it reconnects, refreshes

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/wsgate/wsgate/client"
-	"github.com/wsgate/wsgate/internal/integrity"
+	"github.com/wsgate/wsgate/internal/conn/integrity"
 )
 
 func TestParseHMACKey(t *testing.T) {

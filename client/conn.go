@@ -13,8 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wsgate/wsgate/internal/protocol"
-	"github.com/wsgate/wsgate/internal/transport"
+	"github.com/wsgate/wsgate/internal/conn/protocol"
+	"github.com/wsgate/wsgate/internal/conn/transport"
 )
 
 // Subprotocol is the application protocol the client offers.

@@ -1,7 +1,7 @@
 package client_test
 
 // End-to-end tests of the reconnecting client against real wsgate servers
-// started in-process on loopback (internal/wsgatetest), with real TLS,
+// started in-process on loopback (internal/tools/wsgatetest), with real TLS,
 // the real admin API and, for restarts, a real redis-server.
 
 import (
@@ -24,9 +24,9 @@ import (
 
 	"github.com/wsgate/wsgate/client"
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/cluster/redis/redistest"
-	"github.com/wsgate/wsgate/internal/integrity"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/conn/integrity"
+	"github.com/wsgate/wsgate/internal/state/redis/redistest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 const wait = 15 * time.Second

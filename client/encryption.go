@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/wsgate/wsgate/internal/encrypt"
+	"github.com/wsgate/wsgate/internal/state/encrypt"
 )
 
 // Encryption seals and opens the payloads of channels in `encryption: end_to_end`

@@ -11,8 +11,8 @@ import (
 
 	"github.com/wsgate/wsgate/client"
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/encrypt"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/state/encrypt"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 var vaultClaims = map[string]any{"channels": map[string]any{"sub": []string{"vault:*"}, "pub": []string{"vault:*"}}}

@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wsgate/wsgate/internal/integrity"
+	"github.com/wsgate/wsgate/internal/conn/integrity"
 )
 
 // Options tune a Signer. The zero value is right for real use.

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/wsgate/wsgate/internal/integrity"
+	"github.com/wsgate/wsgate/internal/conn/integrity"
 )
 
 func b64Decode(s string) ([]byte, error) { return integrity.UnB64(s) }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/edge/auth"
 )
 
 // Validate checks the whole configuration and returns every problem at once, each

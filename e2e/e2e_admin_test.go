@@ -22,7 +22,7 @@ import (
 
 	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 // adminCall makes one admin API request and decodes the JSON answer.

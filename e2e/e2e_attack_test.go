@@ -17,11 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/edge/auth"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
-	"github.com/wsgate/wsgate/internal/wsgatetest/wsframe"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wsframe"
 )
 
 func TestRFCPingPongPayload(t *testing.T) {
@@ -254,7 +254,7 @@ func TestAttackXFFLongForgedChain(t *testing.T) {
 }
 
 // examples/wsgate.yaml and config say abuse.max_strikes: 0 disables bans, but
-// internal/ban treats 0 as "default" (10): an operator who turned bans off still
+// internal/state/ban treats 0 as "default" (10): an operator who turned bans off still
 // gets clients banned.
 func TestAttackMaxStrikesZeroDisablesBans(t *testing.T) {
 	cfg := wsgatetest.Config()

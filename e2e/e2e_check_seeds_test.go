@@ -16,8 +16,8 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
-	"github.com/wsgate/wsgate/internal/check"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/check"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 // The guide's own Node and Python servers (../shared/peers), started fresh
@@ -187,7 +187,7 @@ func checkOutputs(t *testing.T, rep *check.Report) {
 			t.Fatal(err)
 		}
 	}
-	sf, err := os.Open("../internal/check/testdata/sarif-schema-2.1.0.json")
+	sf, err := os.Open("../internal/tools/check/testdata/sarif-schema-2.1.0.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 // strikeOnce sends a message that strikes (unknown type) and waits for its error

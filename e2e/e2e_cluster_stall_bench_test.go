@@ -10,8 +10,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/cluster/redis/redistest"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/state/redis/redistest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 // BenchmarkClusterPingDuringRedisStall measures ping round trips on a node with

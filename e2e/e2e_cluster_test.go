@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/cluster/redis/redistest"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/state/redis/redistest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 // cluster starts n wsgate nodes sharing one real redis-server.

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 // Issue 13 item 4: the --dev token endpoint is an authentication bypass unless it

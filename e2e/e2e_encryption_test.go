@@ -20,7 +20,7 @@ import (
 
 	"github.com/wsgate/wsgate/client"
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 // Plaintext markers: every published payload carries this; no byte of Redis, of

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/transport"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/conn/transport"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 // faultRoundsEnv repeats the fault rounds (scripts/redis-faults.sh sets it);

@@ -26,15 +26,15 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/transport"
-	"github.com/wsgate/wsgate/internal/upstream"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/conn/transport"
+	"github.com/wsgate/wsgate/internal/route/upstream"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 // identityKey is the routes' identity key (and the Node seed's JWT_SECRET).
 const identityKey = "gateway-identity-key-0123456789-abcdefghij"
 
-// --- an upstream echo server written with internal/transport ---
+// --- an upstream echo server written with internal/conn/transport ---
 
 type upClose struct {
 	code   uint16

@@ -17,8 +17,8 @@ import (
 
 	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/hook"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/route/hook"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 const hookKey = "hook-signing-key-0123456789abcdef-0123456789"

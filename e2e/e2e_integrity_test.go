@@ -13,8 +13,8 @@ import (
 
 	"github.com/wsgate/wsgate/client"
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/integrity"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/conn/integrity"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 func integrityServer(t *testing.T, mode string) *wsgatetest.Server {

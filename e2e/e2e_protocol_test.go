@@ -14,9 +14,9 @@ import (
 
 	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/transport"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
-	"github.com/wsgate/wsgate/internal/wsgatetest/wsframe"
+	"github.com/wsgate/wsgate/internal/conn/transport"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wsframe"
 )
 
 // plainGateway starts wsgate in plaintext in front of upURL with generous

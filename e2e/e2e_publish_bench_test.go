@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/cluster/redis/redistest"
-	"github.com/wsgate/wsgate/internal/transport"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/conn/transport"
+	"github.com/wsgate/wsgate/internal/state/redis/redistest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 // BenchmarkPublishPathRedisVsMemory measures the client publish path (publish

@@ -21,10 +21,10 @@ import (
 
 	"github.com/wsgate/wsgate/client"
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/redact"
+	"github.com/wsgate/wsgate/internal/observe/redact"
+	"github.com/wsgate/wsgate/internal/route/upstream"
 	"github.com/wsgate/wsgate/internal/server"
-	"github.com/wsgate/wsgate/internal/upstream"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 // ackOrError reads until the ack or error answering ref and returns it.

@@ -26,8 +26,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
-	"github.com/wsgate/wsgate/internal/wsgatetest/wsframe"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wsframe"
 )
 
 // slowJWKS is a real HTTP JWKS server that answers after a delay and whose key set

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 // faultTrial is the bookkeeping the fault tests share: the loops it runs (its

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/server"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 // ticketFor asks s for a one-time ticket for sub (a token with claims is minted for

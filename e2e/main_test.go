@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/wsgate/wsgate/internal/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 // TestMain gives the package its own user cache directory: dev-mode tests

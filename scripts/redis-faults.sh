@@ -11,7 +11,7 @@
 # e2e/e2e_node_kill_test.go): same assertion, plus its quota leases lapsing
 # within lease_ttl and its strikes and bans kept.
 #
-# Then the broker-level trials of internal/cluster/redis (guarantee_test.go):
+# Then the broker-level trials of internal/state/redis (guarantee_test.go):
 # three nodes, six publishers and a subscriber per node on one real
 # redis-server, ROUNDS times: Redis restarted empty, from an older RDB
 # snapshot, from an AOF (appendfsync always) with a burst larger than history
@@ -41,7 +41,7 @@ WSGATETEST_REQUIRE_EXTERNAL=1 WSGATETEST_FAULT_ROUNDS="$ROUNDS" \
 	timeout $((RUNS * ROUNDS * 60 + 300)) \
 	go test -race -count="$RUNS" -timeout $((RUNS * ROUNDS * 60 + 240))s \
 	-run '^(TestBrokerAckedMeansDeliveredOrReported|TestBrokerNodeKilledAckedMeansDeliveredOrReported)$' -v \
-	./internal/cluster/redis/ >>"$log" 2>&1 || status=$?
+	./internal/state/redis/ >>"$log" 2>&1 || status=$?
 # The nodes' JSON logs are noise here; the test's own lines and warnings are not.
 grep -E '^(=== RUN|--- |\s+(e2e_faults|e2e_node_kill|guarantee)_test.go|PASS|FAIL|ok|panic)|WARN' "$log" || true
 echo "redis-faults: ${RUNS} runs x ${ROUNDS} rounds, exit ${status}, $(( $(date +%s) - start )) s"

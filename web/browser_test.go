@@ -13,13 +13,13 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/wsgate/wsgate/internal/integrity"
+	"github.com/wsgate/wsgate/internal/conn/integrity"
 	"github.com/wsgate/wsgate/web"
 )
 
 const chromiumPath = "/usr/bin/chromium"
 
-const vectorsFile = "../internal/integrity/testdata/vectors.json"
+const vectorsFile = "../internal/conn/integrity/testdata/vectors.json"
 
 const page = `<!doctype html><meta charset="utf-8"><title>wsgate vectors</title>
 <script type="module">

@@ -6,5 +6,5 @@
 // module, embedded from there (package jsclient). wsgate serves it at
 // /client/wsgate.js; embedding keeps the served file identical to the one
 // tested in headless Chromium against the shared vectors
-// (internal/integrity/testdata) and against a real server.
+// (internal/conn/integrity/testdata) and against a real server.
 package web

@@ -31,9 +31,9 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/transport"
-	"github.com/wsgate/wsgate/internal/wsgatetest"
-	"github.com/wsgate/wsgate/internal/wsgatetest/wsframe"
+	"github.com/wsgate/wsgate/internal/conn/transport"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wsframe"
 )
 
 // msg is a message or control frame the server sends: op 1, 2 or 0xA (pong).

@@ -1,5 +1,5 @@
 // Command bareecho is the floor for wsgate benchmarks: a plain ws:// server
-// on internal/transport with no authentication, no pipeline and no limits
+// on internal/conn/transport with no authentication, no pipeline and no limits
 // beyond the transport's defaults. It sends a welcome message, answers
 // messages starting with {"type":"ping" with {"type":"pong"} and echoes
 // everything else.
@@ -8,7 +8,7 @@
 // client, scripts/conformance.sh): it echoes every message unchanged, sends
 // nothing of its own, accepts binary and permessage-deflate, and lifts the
 // size and fragment caps (16 MiB, one million fragments) so that only the
-// protocol rules of internal/transport decide.
+// protocol rules of internal/conn/transport decide.
 //
 //	go run ./bench/bareecho -addr 127.0.0.1:9001
 //	go run ./bench/bareecho -pure -addr 127.0.0.1:9001
@@ -29,7 +29,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wsgate/wsgate/internal/transport"
+	"github.com/wsgate/wsgate/internal/conn/transport"
 )
 
 var (

@@ -37,7 +37,7 @@ import (
 
 	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/edge/auth"
 )
 
 // Set before anything allocates, so that the profiles sample the server's

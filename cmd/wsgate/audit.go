@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/wsgate/wsgate/internal/audit"
+	"github.com/wsgate/wsgate/internal/observe/audit"
 )
 
 func init() { extraCommands = append(extraCommands, auditCmd) }

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsgate/wsgate/internal/audit"
+	"github.com/wsgate/wsgate/internal/observe/audit"
 )
 
 func keygen(t *testing.T, path string) {

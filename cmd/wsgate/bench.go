@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/wsgate/wsgate/internal/bench"
+	"github.com/wsgate/wsgate/internal/tools/bench"
 )
 
 func init() { extraCommands = append(extraCommands, benchCmd) }

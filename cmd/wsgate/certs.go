@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/wsgate/wsgate/internal/certgen"
+	"github.com/wsgate/wsgate/internal/tools/certgen"
 )
 
 func certsCmd() *cobra.Command {

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/wsgate/wsgate/internal/check"
+	"github.com/wsgate/wsgate/internal/tools/check"
 )
 
 func init() { extraCommands = append(extraCommands, checkCmd) }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/examples"
-	"github.com/wsgate/wsgate/internal/auth"
+	"github.com/wsgate/wsgate/internal/edge/auth"
 )
 
 func configCmd() *cobra.Command {

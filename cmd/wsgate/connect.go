@@ -16,7 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/wsgate/wsgate/internal/transport"
+	"github.com/wsgate/wsgate/internal/conn/transport"
 )
 
 func connectCmd() *cobra.Command {

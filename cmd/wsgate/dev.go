@@ -12,9 +12,9 @@ import (
 
 	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/auth"
-	"github.com/wsgate/wsgate/internal/demo"
+	"github.com/wsgate/wsgate/internal/edge/auth"
 	"github.com/wsgate/wsgate/internal/server"
+	"github.com/wsgate/wsgate/internal/tools/demo"
 )
 
 // devCommand guesses how the user ran this binary, so the banner's commands work

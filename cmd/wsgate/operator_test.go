@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsgate/wsgate/internal/transport"
+	"github.com/wsgate/wsgate/internal/conn/transport"
 )
 
 const prodYAML = `listen: 127.0.0.1:0

@@ -10,10 +10,10 @@ import (
 	"strings"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/admin"
-	"github.com/wsgate/wsgate/internal/ban"
-	"github.com/wsgate/wsgate/internal/protocol"
-	"github.com/wsgate/wsgate/internal/session"
+	"github.com/wsgate/wsgate/internal/conn/protocol"
+	"github.com/wsgate/wsgate/internal/conn/session"
+	"github.com/wsgate/wsgate/internal/observe/admin"
+	"github.com/wsgate/wsgate/internal/state/ban"
 )
 
 // WithConfigFile names the configuration file the server was started from, so the

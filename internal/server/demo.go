@@ -4,8 +4,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/wsgate/wsgate/internal/auth"
-	"github.com/wsgate/wsgate/internal/demo"
+	"github.com/wsgate/wsgate/internal/edge/auth"
+	"github.com/wsgate/wsgate/internal/tools/demo"
 )
 
 // mountDemo serves the development demo page and its token endpoint (dev mode

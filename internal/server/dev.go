@@ -12,9 +12,9 @@ import (
 	"strconv"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/auth"
-	"github.com/wsgate/wsgate/internal/certgen"
-	"github.com/wsgate/wsgate/internal/demo"
+	"github.com/wsgate/wsgate/internal/edge/auth"
+	"github.com/wsgate/wsgate/internal/tools/certgen"
+	"github.com/wsgate/wsgate/internal/tools/demo"
 )
 
 // DevInfo is what `wsgate serve --dev` generated: the keys are random per start

@@ -7,11 +7,11 @@ import (
 	"strings"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/auth"
-	"github.com/wsgate/wsgate/internal/encrypt"
-	"github.com/wsgate/wsgate/internal/protocol"
-	"github.com/wsgate/wsgate/internal/room"
-	"github.com/wsgate/wsgate/internal/session"
+	"github.com/wsgate/wsgate/internal/conn/protocol"
+	"github.com/wsgate/wsgate/internal/conn/session"
+	"github.com/wsgate/wsgate/internal/edge/auth"
+	"github.com/wsgate/wsgate/internal/route/room"
+	"github.com/wsgate/wsgate/internal/state/encrypt"
 )
 
 // devKeyID names the random key a --dev server makes when none is configured.

@@ -6,12 +6,12 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/audit"
-	"github.com/wsgate/wsgate/internal/guard"
-	"github.com/wsgate/wsgate/internal/pipeline"
-	"github.com/wsgate/wsgate/internal/protocol"
-	"github.com/wsgate/wsgate/internal/session"
-	"github.com/wsgate/wsgate/internal/transport"
+	"github.com/wsgate/wsgate/internal/conn/pipeline"
+	"github.com/wsgate/wsgate/internal/conn/protocol"
+	"github.com/wsgate/wsgate/internal/conn/session"
+	"github.com/wsgate/wsgate/internal/conn/transport"
+	"github.com/wsgate/wsgate/internal/edge/guard"
+	"github.com/wsgate/wsgate/internal/observe/audit"
 )
 
 // endpoint is one WebSocket path and everything that serves a connection on

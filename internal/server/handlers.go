@@ -6,11 +6,11 @@ import (
 	"fmt"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/pipeline"
-	"github.com/wsgate/wsgate/internal/protocol"
-	"github.com/wsgate/wsgate/internal/room"
-	"github.com/wsgate/wsgate/internal/session"
-	"github.com/wsgate/wsgate/internal/transport"
+	"github.com/wsgate/wsgate/internal/conn/pipeline"
+	"github.com/wsgate/wsgate/internal/conn/protocol"
+	"github.com/wsgate/wsgate/internal/conn/session"
+	"github.com/wsgate/wsgate/internal/conn/transport"
+	"github.com/wsgate/wsgate/internal/route/room"
 )
 
 // Message is the root package's Message (a client message of a type handled

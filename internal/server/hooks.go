@@ -10,14 +10,14 @@ import (
 	"strings"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/auth"
-	"github.com/wsgate/wsgate/internal/demo"
-	"github.com/wsgate/wsgate/internal/hook"
-	"github.com/wsgate/wsgate/internal/limit"
-	"github.com/wsgate/wsgate/internal/metrics"
-	"github.com/wsgate/wsgate/internal/protocol"
-	"github.com/wsgate/wsgate/internal/room"
-	"github.com/wsgate/wsgate/internal/schema"
+	"github.com/wsgate/wsgate/internal/conn/protocol"
+	"github.com/wsgate/wsgate/internal/conn/schema"
+	"github.com/wsgate/wsgate/internal/edge/auth"
+	"github.com/wsgate/wsgate/internal/observe/metrics"
+	"github.com/wsgate/wsgate/internal/route/hook"
+	"github.com/wsgate/wsgate/internal/route/room"
+	"github.com/wsgate/wsgate/internal/state/limit"
+	"github.com/wsgate/wsgate/internal/tools/demo"
 )
 
 // WithHooks makes Go functions the connect, subscribe and publish hooks of

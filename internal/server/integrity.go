@@ -9,11 +9,11 @@ import (
 	"sync/atomic"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/auth"
-	"github.com/wsgate/wsgate/internal/guard"
-	"github.com/wsgate/wsgate/internal/integrity"
-	"github.com/wsgate/wsgate/internal/pipeline"
-	"github.com/wsgate/wsgate/internal/protocol"
+	"github.com/wsgate/wsgate/internal/conn/integrity"
+	"github.com/wsgate/wsgate/internal/conn/pipeline"
+	"github.com/wsgate/wsgate/internal/conn/protocol"
+	"github.com/wsgate/wsgate/internal/edge/auth"
+	"github.com/wsgate/wsgate/internal/edge/guard"
 	"github.com/wsgate/wsgate/web"
 )
 

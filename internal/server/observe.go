@@ -4,11 +4,11 @@ import (
 	"slices"
 	"time"
 
-	"github.com/wsgate/wsgate/internal/alert"
-	"github.com/wsgate/wsgate/internal/audit"
-	"github.com/wsgate/wsgate/internal/metrics"
-	"github.com/wsgate/wsgate/internal/protocol"
-	"github.com/wsgate/wsgate/internal/session"
+	"github.com/wsgate/wsgate/internal/conn/protocol"
+	"github.com/wsgate/wsgate/internal/conn/session"
+	"github.com/wsgate/wsgate/internal/observe/alert"
+	"github.com/wsgate/wsgate/internal/observe/audit"
+	"github.com/wsgate/wsgate/internal/observe/metrics"
 )
 
 func newMetrics() *metrics.Metrics {

@@ -6,11 +6,11 @@ import (
 	"net/http"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/command"
-	"github.com/wsgate/wsgate/internal/pipeline"
-	"github.com/wsgate/wsgate/internal/protocol"
-	"github.com/wsgate/wsgate/internal/room"
-	"github.com/wsgate/wsgate/internal/session"
+	"github.com/wsgate/wsgate/internal/conn/pipeline"
+	"github.com/wsgate/wsgate/internal/conn/protocol"
+	"github.com/wsgate/wsgate/internal/conn/session"
+	"github.com/wsgate/wsgate/internal/route/command"
+	"github.com/wsgate/wsgate/internal/route/room"
 )
 
 // WithCommands answers `command` messages with b instead of the configured

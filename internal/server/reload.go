@@ -3,7 +3,7 @@ package server
 import (
 	"fmt"
 
-	"github.com/wsgate/wsgate/internal/audit"
+	"github.com/wsgate/wsgate/internal/observe/audit"
 
 	"github.com/wsgate/wsgate/config"
 )

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/listener"
+	"github.com/wsgate/wsgate/internal/edge/listener"
 )
 
 // Listening reports where a server listens, once ListenAndServe has bound its sockets.

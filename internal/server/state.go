@@ -4,14 +4,14 @@ import (
 	"context"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/ban"
-	"github.com/wsgate/wsgate/internal/broker"
-	"github.com/wsgate/wsgate/internal/integrity"
-	"github.com/wsgate/wsgate/internal/limit"
-	"github.com/wsgate/wsgate/internal/protocol"
-	"github.com/wsgate/wsgate/internal/quota"
-	"github.com/wsgate/wsgate/internal/session"
-	"github.com/wsgate/wsgate/internal/ticket"
+	"github.com/wsgate/wsgate/internal/conn/integrity"
+	"github.com/wsgate/wsgate/internal/conn/protocol"
+	"github.com/wsgate/wsgate/internal/conn/session"
+	"github.com/wsgate/wsgate/internal/state/ban"
+	"github.com/wsgate/wsgate/internal/state/broker"
+	"github.com/wsgate/wsgate/internal/state/limit"
+	"github.com/wsgate/wsgate/internal/state/quota"
+	"github.com/wsgate/wsgate/internal/state/ticket"
 )
 
 // stores is the state a node shares with other nodes: in memory by default, in

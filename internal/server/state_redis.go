@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/config"
-	clusterredis "github.com/wsgate/wsgate/internal/cluster/redis"
+	clusterredis "github.com/wsgate/wsgate/internal/state/redis"
 )
 
 // redisConnectTimeout bounds the startup PING: a misconfigured address fails
@@ -17,7 +17,7 @@ import (
 const redisConnectTimeout = 10 * time.Second
 
 // newRedisStores builds the Redis implementations of every shared store
-// (internal/cluster/redis; failure policies in docs/scaling.md).
+// (internal/state/redis; failure policies in docs/scaling.md).
 func (s *Server) newRedisStores(cfg *config.Config) (*stores, error) {
 	rc := cfg.State.Redis
 	var tlsCfg *tls.Config

@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/internal/alert"
-	"github.com/wsgate/wsgate/internal/audit"
-	"github.com/wsgate/wsgate/internal/ban"
-	"github.com/wsgate/wsgate/internal/guard"
+	"github.com/wsgate/wsgate/internal/edge/guard"
+	"github.com/wsgate/wsgate/internal/observe/alert"
+	"github.com/wsgate/wsgate/internal/observe/audit"
+	"github.com/wsgate/wsgate/internal/state/ban"
 )
 
 // buildVisibility creates metrics, the audit log and the alert engine.

@@ -1,0 +1,150 @@
+package pipeline
+
+import (
+	"time"
+
+	"github.com/wsgate/wsgate/internal/conn/integrity"
+	"github.com/wsgate/wsgate/internal/state/limit"
+)
+
+// ConnState is the pipeline's view of one connection. The session that owns the
+// connection creates it, fills the identity fields, and passes it to every Process
+// call for that connection. It is not safe for concurrent use: Process must not run
+// concurrently for the same ConnState (one reader per connection). Reading the
+// counters from another goroutine needs the owner's synchronisation.
+type ConnState struct {
+	// ConnID identifies the connection (unique per node; used as a limiter key).
+	ConnID string
+	// User is the authenticated subject, "" for anonymous (no per-user limits).
+	User string
+	// IP is the client address as the guard determined it, "" to skip per-IP limits.
+	IP string
+	// Tier names the rate-limit tier (e.g. from a JWT claim); "" or unknown → "default".
+	Tier string
+
+	// Integrity is the connection's message-integrity state from its handshake
+	// (keys, last sequence number), for the Verifier; nil when it has none.
+	Integrity *Integrity
+
+	// Now, when set by the owner before Process, is the time the message arrived:
+	// the rate stage uses it instead of reading Options.Now, so that one clock read
+	// per message serves the owner and the pipeline. Zero means Options.Now.
+	Now time.Time
+
+	// Accepted and Rejected count this connection's outcomes; RateLimited counts the
+	// rate_limited rejects among them.
+	Accepted, Rejected, RateLimited uint64
+
+	keys   connKeys
+	abuse  abuseWindow
+	budget connBudgets
+	tier   tierCache
+}
+
+// Integrity is one connection's message-integrity state as the handshake left
+// it: the keys that open its envelopes, and whether every message must be one.
+type Integrity struct {
+	Conn *integrity.ConnIntegrity
+	// Required: every message but ping must be a valid signed envelope (the
+	// endpoint's integrity mode). Otherwise signed envelopes are verified and
+	// unsigned messages pass, and namespaces that require signatures refuse them.
+	Required bool
+}
+
+// tierCache remembers which Tier of which Pipeline st.Tier resolved to, sparing a
+// map lookup per message; a reload (another Pipeline) or another tier name
+// resolves it again.
+type tierCache struct {
+	p    *Pipeline
+	name string
+	t    *Tier
+}
+
+func (st *ConnState) tierOf(p *Pipeline) *Tier {
+	c := &st.tier
+	if c.p == p && c.name == st.Tier && c.t != nil {
+		return c.t
+	}
+	t, ok := p.tiers[st.Tier]
+	if !ok {
+		t = p.tiers[DefaultTierName]
+	}
+	*c = tierCache{p: p, name: st.Tier, t: t}
+	return t
+}
+
+// connKeys caches the shared limiter's keys derived from the identity, rebuilt if
+// it changes. The connection's own budgets need no key: they live in connBudgets.
+type connKeys struct {
+	prefix, user, ip string
+	built            bool
+	um, ub, im, ib   string
+}
+
+func (st *ConnState) limiterKeys(prefix string) *connKeys {
+	k := &st.keys
+	if k.built && k.prefix == prefix && k.user == st.User && k.ip == st.IP {
+		return k
+	}
+	*k = connKeys{prefix: prefix, user: st.User, ip: st.IP, built: true}
+	if st.User != "" {
+		k.um, k.ub = prefix+"u:m:"+st.User, prefix+"u:b:"+st.User
+	}
+	if st.IP != "" {
+		k.im, k.ib = prefix+"i:m:"+st.IP, prefix+"i:b:"+st.IP
+	}
+	return k
+}
+
+// abuseWindow estimates events in a sliding window from two fixed buckets (the
+// current and the previous one, weighted by overlap): constant memory per connection
+// however many events arrive.
+type abuseWindow struct {
+	start     time.Time
+	cur, prev int
+}
+
+// hit records an event at now and returns the estimated count within window.
+func (w *abuseWindow) hit(now time.Time, window time.Duration) float64 {
+	if w.start.IsZero() || now.Before(w.start) {
+		w.start, w.cur, w.prev = now, 0, 0
+	}
+	el := now.Sub(w.start)
+	switch {
+	case el >= 2*window:
+		w.start, w.cur, w.prev, el = now, 0, 0, 0
+	case el >= window:
+		w.start, w.prev, w.cur = w.start.Add(window), w.cur, 0
+		el -= window
+	}
+	w.cur++
+	return float64(w.prev)*(1-float64(el)/float64(window)) + float64(w.cur)
+}
+
+// connBudgets are the connection's own message and byte budgets. Only the
+// connection's reader charges them (one Process at a time), so they need no lock
+// and no shared store: a connection lives on one node, and a budget in the shared
+// Limiter would cost a map lookup, a lock and, with Redis, a round trip per
+// message for a key nobody else reads. The user's and the IP's budgets must be
+// shared across connections and nodes and stay in the Limiter.
+type connBudgets struct {
+	base          time.Time // clock origin, the first charge
+	msgTAT, byTAT int64     // GCRA theoretical arrival times, ns since base
+}
+
+// since returns now in ns since the clock origin, setting it on first use.
+func (b *connBudgets) since(now time.Time) int64 {
+	if b.base.IsZero() {
+		b.base = now
+	}
+	return int64(now.Sub(b.base))
+}
+
+// allowGCRA charges the local budget whose theoretical arrival time is *tat at
+// now (ns on the same clock), with limit.GCRA: the Limiter's rule and
+// semantics, without a store.
+func allowGCRA(tat *int64, l limit.Limit, cost int, now int64) (bool, time.Duration) {
+	ok, retry, next := limit.GCRA(*tat, now, l, cost)
+	*tat = next
+	return ok, retry
+}

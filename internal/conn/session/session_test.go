@@ -1,0 +1,265 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/internal/conn/outbox"
+	"github.com/wsgate/wsgate/internal/conn/pipeline"
+	"github.com/wsgate/wsgate/internal/conn/protocol"
+	"github.com/wsgate/wsgate/internal/conn/transport"
+	"github.com/wsgate/wsgate/internal/edge/auth"
+)
+
+// client collects what a test client receives.
+type client struct {
+	mu     sync.Mutex
+	msgs   []string
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newClient() *client { return &client{closed: make(chan struct{})} }
+
+func (c *client) OnMessage(_ *transport.Conn, _ transport.Opcode, data []byte) {
+	c.mu.Lock()
+	c.msgs = append(c.msgs, string(data))
+	c.mu.Unlock()
+}
+func (c *client) OnPing(*transport.Conn, []byte) {}
+func (c *client) OnPong(*transport.Conn, []byte) {}
+func (c *client) OnClose(*transport.Conn, error) { c.once.Do(func() { close(c.closed) }) }
+
+func (c *client) received() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.msgs...)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	// Generous: a loaded 2-core machine under -race is slow; the bound only
+	// keeps a lost message from hanging the test.
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// serve starts an httptest server whose handler upgrades into a session served
+// on a goroutine of the test (as wsgate's Server does) and returns at once.
+func serve(t *testing.T, deps Deps) (url string, sessions chan *Session) {
+	t.Helper()
+	up, err := transport.NewUpgrader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions = make(chan *Session, 4)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var all []*Session
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := New(Params{ID: NewID(), IP: netip.MustParseAddr("192.0.2.1"), Route: "/ws",
+			Identity: auth.Identity{Subject: "alice"}}, Options{Outbox: outbox.Options{MaxMessages: 4096, MaxBytes: 4 << 20}}, deps)
+		c, err := up.Upgrade(w, r, "", s)
+		if err != nil {
+			t.Errorf("upgrade: %v", err)
+			return
+		}
+		s.Attach(c)
+		mu.Lock()
+		all = append(all, s)
+		mu.Unlock()
+		wg.Go(s.Serve)
+		sessions <- s
+	}))
+	t.Cleanup(func() {
+		srv.Close()
+		// srv.Close does not close hijacked connections: close the sessions, so a
+		// test that failed half-way (its client still open) cannot hang here.
+		mu.Lock()
+		open := append([]*Session(nil), all...)
+		mu.Unlock()
+		for _, s := range open {
+			s.CloseWith(1001, "test over")
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("sessions still serving 10 s after they were closed")
+		}
+	})
+	return "ws" + strings.TrimPrefix(srv.URL, "http"), sessions
+}
+
+// TestRepliesAndBroadcastsKeepOrder: the session's own replies (welcome, pongs,
+// error replies; written inline when nothing is queued) and broadcasts pushed
+// from another goroutine at the same time each arrive complete and in order,
+// the welcome first.
+func TestRepliesAndBroadcastsKeepOrder(t *testing.T) {
+	base := runtime.NumGoroutine()
+	p, err := pipeline.New(pipeline.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, sessions := serve(t, Deps{Pipeline: p})
+	cl := newClient()
+	conn, _, err := transport.Dial(context.Background(), url, nil, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go conn.Serve()
+	s := <-sessions
+	// Broadcasts only ever reach a session that asked for them after its welcome
+	// (subscribe), so the test starts them once the welcome has arrived.
+	waitFor(t, "the welcome", func() bool { return len(cl.received()) >= 1 })
+
+	const n = 300
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range n {
+			if err := s.Send(fmt.Appendf(nil, `{"type":"data","seq":%d}`, i)); err != nil {
+				t.Errorf("broadcast %d: %v", i, err)
+				return
+			}
+			if i%16 == 0 {
+				runtime.Gosched()
+			}
+		}
+	})
+	for i := range n {
+		msg := fmt.Sprintf(`{"type":"ping","id":%d}`, i)
+		if i%10 == 9 {
+			msg = fmt.Sprintf(`{"type":"ping","id":%d,"x":}`, i) // invalid JSON: an error reply
+		}
+		if err := conn.WriteMessage(transport.Text, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	waitFor(t, fmt.Sprintf("all %d messages", 1+2*n), func() bool { return len(cl.received()) >= 1+2*n })
+
+	got := cl.received()
+	if !strings.Contains(got[0], `"welcome"`) {
+		t.Fatalf("first message %s, want the welcome", got[0])
+	}
+	nextRef, nextSeq := 0, 0
+	for _, m := range got[1:] {
+		var v struct {
+			Type string `json:"type"`
+			Ref  *int   `json:"ref"`
+			Seq  *int   `json:"seq"`
+		}
+		if err := json.Unmarshal([]byte(m), &v); err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+		switch {
+		case v.Type == "data" && v.Seq != nil:
+			if *v.Seq != nextSeq {
+				t.Fatalf("broadcast %d arrived when %d was due", *v.Seq, nextSeq)
+			}
+			nextSeq++
+		case v.Type == "pong" || v.Type == "error":
+			if v.Ref == nil || *v.Ref != nextRef {
+				t.Fatalf("reply %s arrived when ref %d was due", m, nextRef)
+			}
+			if (nextRef%10 == 9) != (v.Type == "error") {
+				t.Fatalf("reply %s to message %d", m, nextRef)
+			}
+			nextRef++
+		default:
+			t.Fatalf("unexpected %s", m)
+		}
+	}
+	if nextRef != n || nextSeq != n {
+		t.Fatalf("replies %d, broadcasts %d; want %d each", nextRef, nextSeq, n)
+	}
+	st := s.Stats()
+	if st.MessagesIn != n || st.MessagesOut != 1+2*n {
+		t.Fatalf("stats %+v", st)
+	}
+
+	s.Close(protocol.ReasonShutdown)
+	<-s.Done()
+	<-cl.closed
+	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= base+2 })
+}
+
+// TestReplyToSlowClientNeverBlocksBroadcaster: while a reply is being written
+// inline to a client that does not read (the writer stuck on a full socket),
+// Send from another goroutine still returns at once: it queues, and a full
+// queue closes the session as a slow consumer.
+func TestReplyToSlowClientNeverBlocksBroadcaster(t *testing.T) {
+	p, err := pipeline.New(pipeline.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, sessions := serve(t, Deps{Pipeline: p})
+	cl := newClient()
+	conn, _, err := transport.Dial(context.Background(), url, nil, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The client never runs its read loop, so the server's writes fill the
+	// socket buffers and then block.
+	s := <-sessions
+	big := []byte(`{"type":"data","pad":"` + strings.Repeat("x", 60<<10) + `"}`)
+	// Stand-in for the reader answering its client: replies are written inline
+	// until one blocks.
+	replies := make(chan struct{})
+	go func() {
+		defer close(replies)
+		for range 2000 {
+			if s.Reply(big) != nil {
+				return
+			}
+		}
+	}()
+	waitFor(t, "an inline reply to block", func() bool {
+		m, _ := s.Pending()
+		select {
+		case <-replies:
+			t.Fatal("2000 replies of 60 KiB written to a client that does not read")
+		default:
+		}
+		if m != 1 {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond) // still the same write?
+		m2, _ := s.Pending()
+		return m2 == 1
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			_ = s.Send(big) // queued behind the blocked reply, then refused
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Send blocked behind an inline reply to a client that does not read")
+	}
+	select {
+	case <-s.Done():
+	case <-time.After(15 * time.Second):
+		t.Fatal("slow consumer not closed")
+	}
+	<-replies
+}

@@ -1,0 +1,49 @@
+package redis_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/wsgate/wsgate/internal/state/redis"
+	"github.com/wsgate/wsgate/internal/state/redis/redistest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// node connects a Client named id to srv and closes it when t ends.
+func node(t testing.TB, srv *redistest.Server, id string, mod ...func(*redis.Options)) *redis.Client {
+	t.Helper()
+	opts := redis.Options{Addrs: []string{srv.Addr()}, NodeID: id, Prefix: "test:" + t.Name() + ":"}
+	for _, f := range mod {
+		f(&opts)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := redis.New(ctx, opts)
+	if err != nil {
+		t.Fatalf("redis.New: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

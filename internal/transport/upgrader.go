@@ -94,6 +94,11 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 		wire.prefix = append([]byte(nil), b...)
 	}
 	size := u.opts.ReadBufferSize
+	if u.opts.Reader == ReaderEvent {
+		// gws only writes: its reader is never started, bufio's minimum
+		// will do.
+		size = gwsReadBufferSize
+	}
 	if wire.pooled = newPooledReader(raw, u.reads); wire.pooled != nil {
 		// The socket's bytes wait in a pooled buffer only while gws reads
 		// them; gws's own reader just assembles frame headers.
@@ -107,6 +112,9 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 	}
 	wire.direct = newDirectWriter(raw, wire.extensions)
 	c := &Conn{ws: ws, wire: wire, h: h, log: u.opts.Logger, subprotocol: subprotocol}
+	if u.opts.Reader == ReaderEvent {
+		c.rd = newFrameReader(c, u.opts.MaxMessageBytes, wire.extensions)
+	}
 	wire.owner = c
 	wire.handshaking.Store(false)
 	return c, nil

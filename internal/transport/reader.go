@@ -53,6 +53,8 @@ type frameReader struct {
 	window      int    // window size in bytes with takeover
 	dict        []byte // the last window bytes of inflated messages
 
+	hdr [14]byte // the frame header being read (here: a local array would escape)
+
 	op         Opcode // opcode of the message being assembled
 	compressed bool   //
 	msg        []byte // payload so far; nil between messages
@@ -102,8 +104,7 @@ func (r *frameReader) readFull(p []byte) error {
 // gws's ReadLoop hands it to OnClose: a *gws.CloseError for the peer's close
 // frame, else the read error.
 func (r *frameReader) run() error {
-	var hdr [14]byte
-	var ctl [125]byte
+	hdr := &r.hdr
 	for {
 		if err := r.readFull(hdr[:2]); err != nil {
 			return r.readFailed(err)
@@ -138,7 +139,12 @@ func (r *frameReader) run() error {
 		fin, rsv1, op := hdr[0]&0x80 != 0, hdr[0]&0x40 != 0, Opcode(hdr[0]&0x0f)
 
 		if op >= 0x8 { // control: the observer checked fin, length <= 125, no RSV1
-			p := ctl[:length]
+			// The payload is handed to the handler: one allocation per
+			// control frame (nothing for an empty one), none while idle.
+			var p []byte
+			if length > 0 {
+				p = make([]byte, length)
+			}
 			if err := r.readFull(p); err != nil {
 				return r.readFailed(err)
 			}
@@ -214,18 +220,16 @@ func (r *frameReader) control(op Opcode, p []byte) (ev error, done bool) {
 		if c.wire.closing.Load() {
 			return nil, false
 		}
-		payload := append([]byte(nil), p...) // the handler may keep it
-		_ = c.ws.WritePong(payload)
+		_ = c.ws.WritePong(p)
 		defer c.recoverHandler("OnPing")
-		c.h.OnPing(c, payload)
+		c.h.OnPing(c, p)
 		return nil, false
 	case 0xA: // pong
 		if c.wire.closing.Load() {
 			return nil, false
 		}
-		payload := append([]byte(nil), p...)
 		defer c.recoverHandler("OnPong")
-		c.h.OnPong(c, payload)
+		c.h.OnPong(c, p)
 		return nil, false
 	case 0x8:
 		return r.peerClose(p), true
@@ -247,7 +251,7 @@ func (r *frameReader) peerClose(p []byte) error {
 		code = uint16(p[0])
 		answer, answerReason = StatusProtocolError, errReadProtocol.reason
 	case len(p) >= 2:
-		code, reason = binary.BigEndian.Uint16(p), append([]byte(nil), p[2:]...)
+		code, reason = binary.BigEndian.Uint16(p), p[2:]
 		switch {
 		case !validReceivedCode(code):
 			answer, answerReason = StatusProtocolError, errReadProtocol.reason

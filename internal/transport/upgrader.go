@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -83,6 +84,12 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 		r2 := *r
 		r2.Header = r.Header.Clone()
 		r2.Header.Del("Sec-WebSocket-Extensions")
+		if offer != "" && u.opts.Reader == ReaderEvent && !strings.Contains(offer, extClientNoCT) {
+			// gws only compresses here: without this it would take a
+			// decompression window (up to 32 KiB) from its pool for a
+			// reader that never runs to give it back.
+			offer += "; " + extClientNoCT
+		}
 		if offer != "" {
 			r2.Header.Set("Sec-WebSocket-Extensions", offer)
 		}

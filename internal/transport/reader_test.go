@@ -141,9 +141,9 @@ func TestPeerCloseAnswers(t *testing.T) {
 // serverEvents writes stream to a fresh connection of ts, half-closes, and
 // returns what the server's handler saw: messages, pings, pongs and the
 // close code, in order.
-func serverEvents(t *testing.T, ts *testServer, stream []byte) []string {
+func serverEvents(t *testing.T, ts *testServer, stream []byte, extra ...string) []string {
 	t.Helper()
-	rc := dialRaw(t, ts)
+	rc := dialRaw(t, ts, extra...)
 	h := ts.handler(t)
 	_, _ = rc.conn.Write(stream)
 	if cw, ok := rc.conn.(interface{ CloseWrite() error }); ok {
@@ -167,30 +167,49 @@ func serverEvents(t *testing.T, ts *testServer, stream []byte) []string {
 
 // FuzzEventReader sends the same client byte stream to a server reading
 // with gws and to one reading with the event reader: the handler must see
-// the same messages, pings and pongs and the same close code.
+// the same messages, pings and pongs and the same close code. With compress
+// both negotiate permessage-deflate without context takeover.
 func FuzzEventReader(f *testing.F) {
-	f.Add(frame(0x81, []byte("hello"), true))
-	f.Add(append(frame(0x01, []byte("a"), true), append(frame(0x89, []byte("p"), true), frame(0x80, []byte("b"), true)...)...))
-	f.Add(append(frame(0x82, []byte{0, 1, 2}, true), frame(0x88, binary.BigEndian.AppendUint16(nil, 1000), true)...))
-	f.Add(frame(0x88, []byte{1}, true))
-	f.Add(frame(0x88, append(binary.BigEndian.AppendUint16(nil, 4000), 0xff), true))
-	f.Add(frame(0x8A, []byte("pong"), true))
-	f.Add(frame(0x81, []byte{0xe2, 0x82}, true))
-	f.Add(append(frame(0x01, []byte{0xe2}, true), frame(0x80, []byte{0x82, 0xac}, true)...))
-	f.Add(frameLen(0x81, 1<<40, nil, true))
-	f.Add(frame(0x81, bytes.Repeat([]byte("x"), 300), true)[:100])
-	f.Add(frame(0xC1, []byte("x"), true))
-	opts := &Options{MaxMessageBytes: 1024, MaxFragments: 4, AllowBinary: true}
+	f.Add(frame(0x81, []byte("hello"), true), false)
+	f.Add(append(frame(0x01, []byte("a"), true), append(frame(0x89, []byte("p"), true), frame(0x80, []byte("b"), true)...)...), false)
+	f.Add(append(frame(0x82, []byte{0, 1, 2}, true), frame(0x88, binary.BigEndian.AppendUint16(nil, 1000), true)...), false)
+	f.Add(frame(0x88, []byte{1}, true), false)
+	f.Add(frame(0x88, append(binary.BigEndian.AppendUint16(nil, 4000), 0xff), true), false)
+	f.Add(frame(0x8A, []byte("pong"), true), false)
+	f.Add(frame(0x81, []byte{0xe2, 0x82}, true), false)
+	f.Add(append(frame(0x01, []byte{0xe2}, true), frame(0x80, []byte{0x82, 0xac}, true)...), false)
+	f.Add(frameLen(0x81, 1<<40, nil, true), false)
+	f.Add(frame(0x81, bytes.Repeat([]byte("x"), 300), true)[:100], false)
+	f.Add(frame(0xC1, []byte("x"), true), false)
+	f.Add(frame(0xC1, deflateRaw([]byte("hello hello hello")), true), true)
+	f.Add(frame(0xC1, deflateRaw(make([]byte, 4096)), true), true)
+	f.Add(append(frame(0x41, deflateRaw([]byte("frag"))[:2], true), frame(0x80, deflateRaw([]byte("frag"))[2:], true)...), true)
+	f.Add(frame(0xC1, []byte{0xff, 0xff}, true), true)
+	f.Add(frame(0xC1, deflateRaw([]byte{0xc3, 0x28}), true), true)
+	opts := &Options{MaxMessageBytes: 1024, MaxFragments: 4, AllowBinary: true, Compression: Compression{Enabled: true}}
 	gwsOpts, eventOpts := *opts, *opts
 	gwsOpts.Reader, eventOpts.Reader = ReaderGws, ReaderEvent
-	f.Fuzz(func(t *testing.T, stream []byte) {
+	f.Fuzz(func(t *testing.T, stream []byte, compress bool) {
+		var ext []string
+		if compress {
+			ext = []string{"Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover"}
+		}
 		// Servers per input keep cleanup simple; an input costs a few ms.
-		g := serverEvents(t, startServer(t, &gwsOpts, false, ""), stream)
-		e := serverEvents(t, startServer(t, &eventOpts, false, ""), stream)
+		g := serverEvents(t, startServer(t, &gwsOpts, false, ""), stream, ext...)
+		e := serverEvents(t, startServer(t, &eventOpts, false, ""), stream, ext...)
 		if fmt.Sprint(g) != fmt.Sprint(e) {
 			t.Fatalf("stream %x\n gws:   %q\n event: %q", stream, g, e)
 		}
 	})
+}
+
+// deflateRaw is deflate without a testing.T (for fuzz seeds).
+func deflateRaw(p []byte) []byte {
+	var buf bytes.Buffer
+	fw, _ := flate.NewWriter(&buf, flate.BestSpeed)
+	_, _ = fw.Write(p)
+	_ = fw.Flush()
+	return bytes.TrimSuffix(buf.Bytes(), []byte{0, 0, 0xff, 0xff})
 }
 
 func TestMaskBytesOffsets(t *testing.T) {

@@ -36,6 +36,7 @@ type Config struct {
 	Rate        Rate        `koanf:"rate"`
 	Abuse       Abuse       `koanf:"abuse"`
 	Compression Compression `koanf:"compression"`
+	Transport   Transport   `koanf:"transport"`
 	Schemas     Schemas     `koanf:"schemas"`
 	Channels    Channels    `koanf:"channels"`
 	Command     Command     `koanf:"command"`
@@ -234,6 +235,14 @@ type Compression struct {
 	ServerMaxWindowBits   int  `koanf:"server_max_window_bits"` // 8..15, default 15
 	ClientMaxWindowBits   int  `koanf:"client_max_window_bits"` // 8..15, default 15
 	Level                 int  `koanf:"level"`                  // 1..9, default 1
+}
+
+// Transport chooses the WebSocket transport's implementation (ADR 0002).
+type Transport struct {
+	// Reader is "gws" (the default: gws's read loop) or "event" (wsgate's own
+	// frame reader over the frame observer, the first step of the
+	// event-driven transport; same guarantees, not yet the default).
+	Reader string `koanf:"reader"`
 }
 
 // Schemas add or override JSON Schemas (draft 2020-12) per message type.
@@ -512,7 +521,8 @@ func Default() *Config {
 			Leeway: 5 * time.Second, MaxLifetime: 24 * time.Hour, SubjectClaim: "sub", TierClaim: "tier",
 			Tickets: Tickets{Enabled: true, TTL: 30 * time.Second, MaxEntries: 100000},
 		},
-		Origins: Origins{AllowMissing: true},
+		Origins:   Origins{AllowMissing: true},
+		Transport: Transport{Reader: "gws"},
 		Limits: Limits{
 			MaxHeaderBytes: 8192, MaxMessageBytes: 8192, MaxFragments: 64,
 			JSON:          JSONLimits{MaxDepth: 32, MaxKeys: 128, MaxArrayLen: 1024, MaxStringLen: 4096},

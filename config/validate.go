@@ -153,6 +153,8 @@ func (c *Config) Validate() error {
 	v.dur("abuse.window", c.Abuse.Window, time.Second, 24*time.Hour)
 	v.between("abuse.max_strikes", c.Abuse.MaxStrikes, 0, 1_000_000)
 	v.dur("abuse.ban_ttl", c.Abuse.BanTTL, time.Second, 30*24*time.Hour)
+	v.oneOf("transport.reader", c.Transport.Reader, "gws", "event")
+
 	// Compression
 	if c.Compression.Enabled {
 		v.between("compression.server_max_window_bits", c.Compression.ServerMaxWindowBits, 8, 15)

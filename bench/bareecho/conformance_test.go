@@ -483,6 +483,7 @@ var closeCode1000 = closeCode(1000, "")
 func startPureEcho(t *testing.T) string {
 	t.Helper()
 	opts := pureOptions(0)
+	opts.Reader = os.Getenv("WSGATETEST_READER") // "event": the table on the event reader
 	up, err := transport.NewUpgrader(&opts)
 	if err != nil {
 		t.Fatal(err)

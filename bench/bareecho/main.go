@@ -114,6 +114,7 @@ func run() error {
 	binary := flag.Bool("allow-binary", false, "accept binary messages")
 	deflate := flag.Bool("compression", false, "enable permessage-deflate")
 	pure := flag.Bool("pure", false, "pure echo for conformance testing: no welcome, no pong reply, binary and permessage-deflate on, 16 MiB messages, no practical fragment cap")
+	reader := flag.String("reader", "gws", "transport read side: gws or event (ADR 0002)")
 	flag.Parse()
 
 	opts := transport.Options{
@@ -124,6 +125,7 @@ func run() error {
 	if *pure {
 		opts = pureOptions(*maxBytes)
 	}
+	opts.Reader = *reader
 	up, err := transport.NewUpgrader(&opts)
 	if err != nil {
 		return err

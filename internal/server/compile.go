@@ -229,6 +229,7 @@ func transportOptions(cfg *config.Config) transport.Options {
 		MaxFragments:    cfg.Limits.MaxFragments,
 		AllowBinary:     cfg.Limits.AllowBinary,
 		WriteTimeout:    cfg.Timeouts.Write,
+		Reader:          cfg.Transport.Reader,
 		Compression: transport.Compression{
 			Enabled: c.Enabled, ServerContextTakeover: c.ServerContextTakeover, ClientContextTakeover: c.ClientContextTakeover,
 			ServerMaxWindowBits: c.ServerMaxWindowBits, ClientMaxWindowBits: c.ClientMaxWindowBits, Level: c.Level,

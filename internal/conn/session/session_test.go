@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -62,7 +63,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // on a goroutine of the test (as wsgate's Server does) and returns at once.
 func serve(t *testing.T, deps Deps) (url string, sessions chan *Session) {
 	t.Helper()
-	up, err := transport.NewUpgrader(nil)
+	// WSGATETEST_READER=event runs the sessions on the event reader.
+	up, err := transport.NewUpgrader(&transport.Options{Reader: os.Getenv("WSGATETEST_READER")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func benchTarget(tb testing.TB) (string, int) {
 		pid, _ := strconv.Atoi(os.Getenv("WSGATETEST_BENCH_PID"))
 		return "ws://" + addr + "/", pid
 	}
-	up, err := NewUpgrader(nil)
+	up, err := newTestUpgrader(nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -37,6 +37,7 @@ type Handler interface {
 type Conn struct {
 	ws          *gws.Conn
 	wire        *wireConn
+	rd          *frameReader // the event reader; nil when gws reads
 	h           Handler
 	log         *slog.Logger
 	subprotocol string
@@ -52,6 +53,10 @@ type Conn struct {
 // returns at once.
 func (c *Conn) Serve() {
 	if c.serving.Swap(true) {
+		return
+	}
+	if c.rd != nil {
+		c.finish(c.rd.run())
 		return
 	}
 	c.ws.ReadLoop()

@@ -158,7 +158,7 @@ type panicHandler struct{ *recordingHandler }
 func (p panicHandler) OnMessage(*Conn, Opcode, []byte) { panic("boom") }
 
 func TestHandlerPanicClosesWith1011(t *testing.T) {
-	up, err := NewUpgrader(&Options{Logger: slog.New(slog.DiscardHandler)})
+	up, err := newTestUpgrader(&Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func selfSignedTLS(t *testing.T) (*tls.Config, *x509.CertPool) {
 }
 
 func TestTLSRoundTrip(t *testing.T) {
-	up, err := NewUpgrader(nil)
+	up, err := newTestUpgrader(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +317,7 @@ func waitGoroutines(t *testing.T, want int) {
 }
 
 func TestNoGoroutineLeak(t *testing.T) {
-	up, err := NewUpgrader(nil)
+	up, err := newTestUpgrader(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

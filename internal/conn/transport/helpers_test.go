@@ -79,7 +79,7 @@ type testServer struct {
 
 func startServer(t *testing.T, opts *Options, echo bool, subprotocol string) *testServer {
 	t.Helper()
-	up, err := NewUpgrader(opts)
+	up, err := newTestUpgrader(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

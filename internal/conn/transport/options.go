@@ -62,6 +62,10 @@ type Options struct {
 	CloseTimeout time.Duration
 	// Logger receives recovered handler panics. Default slog.Default().
 	Logger *slog.Logger
+	// Reader chooses the read side of server connections: ReaderGws ("" is
+	// the same) or ReaderEvent, wsgate's own frame reader (ADR 0002). Client
+	// connections (Dial) always read with gws.
+	Reader string
 }
 
 // Compression configures permessage-deflate. All fields but Enabled may be
@@ -127,6 +131,9 @@ func (o *Options) Validate() error {
 	}
 	if o.WriteTimeout < 0 || o.CloseTimeout < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
+	}
+	if o.Reader != "" && o.Reader != ReaderGws && o.Reader != ReaderEvent {
+		errs = append(errs, fmt.Errorf("reader %q is not %q or %q", o.Reader, ReaderGws, ReaderEvent))
 	}
 	c := o.Compression
 	for _, bits := range []int{c.ServerMaxWindowBits, c.ClientMaxWindowBits} {

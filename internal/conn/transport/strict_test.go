@@ -117,7 +117,7 @@ func dialRawPipelined(t *testing.T, ts *testServer, frames []byte) *rawClient {
 	return dialRawWith(t, ts, frames)
 }
 
-func deflate(t *testing.T, p []byte) []byte {
+func deflate(t testing.TB, p []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	fw, _ := flate.NewWriter(&buf, flate.BestCompression)

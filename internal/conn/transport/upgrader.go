@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -83,6 +84,12 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 		r2 := *r
 		r2.Header = r.Header.Clone()
 		r2.Header.Del("Sec-WebSocket-Extensions")
+		if offer != "" && u.opts.Reader == ReaderEvent && !strings.Contains(offer, extClientNoCT) {
+			// gws only compresses here: without this it would take a
+			// decompression window (up to 32 KiB) from its pool for a
+			// reader that never runs to give it back.
+			offer += "; " + extClientNoCT
+		}
 		if offer != "" {
 			r2.Header.Set("Sec-WebSocket-Extensions", offer)
 		}
@@ -94,6 +101,11 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 		wire.prefix = append([]byte(nil), b...)
 	}
 	size := u.opts.ReadBufferSize
+	if u.opts.Reader == ReaderEvent {
+		// gws only writes: its reader is never started, bufio's minimum
+		// will do.
+		size = gwsReadBufferSize
+	}
 	if wire.pooled = newPooledReader(raw, u.reads); wire.pooled != nil {
 		// The socket's bytes wait in a pooled buffer only while gws reads
 		// them; gws's own reader just assembles frame headers.
@@ -107,6 +119,9 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 	}
 	wire.direct = newDirectWriter(raw, wire.extensions)
 	c := &Conn{ws: ws, wire: wire, h: h, log: u.opts.Logger, subprotocol: subprotocol}
+	if u.opts.Reader == ReaderEvent {
+		c.rd = newFrameReader(c, u.opts.MaxMessageBytes, wire.extensions)
+	}
 	wire.owner = c
 	wire.handshaking.Store(false)
 	return c, nil

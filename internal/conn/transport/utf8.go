@@ -67,19 +67,10 @@ func (u *utf8Stream) feed(p []byte) int {
 // It returns the index of the first invalid byte, or -1.
 func maskedUTF8(u *utf8Stream, p []byte, key [4]byte, pos int) int {
 	var buf [512]byte // a multiple of 4: every chunk starts at the same key offset
-	k := [4]byte{key[pos&3], key[(pos+1)&3], key[(pos+2)&3], key[(pos+3)&3]}
-	m := uint64(binary.LittleEndian.Uint32(k[:]))
-	m |= m << 32
 	done := 0
 	for done < len(p) {
 		n := copy(buf[:], p[done:])
-		j := 0
-		for ; j+8 <= n; j += 8 {
-			binary.LittleEndian.PutUint64(buf[j:], binary.LittleEndian.Uint64(buf[j:])^m)
-		}
-		for ; j < n; j++ {
-			buf[j] ^= k[j&3]
-		}
+		maskBytes(buf[:n], key, pos)
 		if k := u.feed(buf[:n]); k >= 0 {
 			return done + k
 		}

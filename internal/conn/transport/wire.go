@@ -187,6 +187,11 @@ func (w *wireConn) Write(b []byte) (int, error) {
 	if err := w.flushTailLocked(); err != nil {
 		return 0, err
 	}
+	if w.closeSent {
+		// Nothing follows a close frame (RFC 6455 §5.5.1). gws never
+		// tries; the event reader's empty close answer needs the guard.
+		return 0, net.ErrClosed
+	}
 	if len(b) >= 2 && b[0]&0x0f == 0x8 {
 		w.closeSent = true
 		if out, ok := w.observeClose(b); ok {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -94,6 +95,9 @@ func Start(t testing.TB, cfg *config.Config, opts ...server.Option) *Server {
 	t.Helper()
 	if cfg == nil {
 		cfg = Config()
+	}
+	if r := os.Getenv("WSGATETEST_READER"); r != "" {
+		cfg.Transport.Reader = r // run the suite on the event reader (ADR 0002)
 	}
 	ts := &Server{Cfg: cfg, Logs: &LogBuffer{}, done: make(chan error, 1)}
 	if !cfg.InsecurePlaintext && cfg.TLS.CertFile == "" {

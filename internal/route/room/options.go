@@ -76,7 +76,7 @@ type Options struct {
 	OpTimeout time.Duration
 	// CheckSubscribe, when set, is asked after the built-in checks pass
 	// (namespace, integrity, token claims) and before the subscription is made:
-	// application hooks and per-room limits (the root package). A non-nil
+	// application hooks and per-room limits (internal/server). A non-nil
 	// *protocol.Error refuses the subscribe and is sent as the reply. nil costs nothing.
 	CheckSubscribe func(ctx context.Context, c Client, ch string) *protocol.Error
 	// CheckPublish, when set, is asked after the built-in checks of a client

@@ -20,6 +20,6 @@
 //     where the JSON pipeline does not run.
 //   - [ClientCloseCode] and [UpstreamCloseCode]: the close-code mapping in one place.
 //
-// The package knows nothing of wsgate's configuration: the root package builds
+// The package knows nothing of wsgate's configuration: internal/server builds
 // Options from a config.Route.
 package upstream

@@ -10,7 +10,7 @@ import (
 )
 
 // Client is the client side of a gateway connection, as the Link needs it. The
-// wsgate session implements it through a small adapter in the root package.
+// wsgate session implements it through a small adapter in internal/server.
 type Client interface {
 	// Send queues or writes one message for the client, keeping its opcode;
 	// it blocks for one write at most (bounded by the client's write

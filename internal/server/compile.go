@@ -146,8 +146,8 @@ func outboxOptions(cfg *config.Config) outbox.Options {
 	return outbox.Options{MaxMessages: cfg.Limits.Outbox.MaxMessages, MaxBytes: cfg.Limits.Outbox.MaxBytes}
 }
 
-// rateTiers are rate.tiers as the pipeline and the raw routes' limiter
-// (upstream.RawTier, the same fields) take them.
+// rateTiers are rate.tiers as the pipeline takes them (raw gateway routes run
+// the same pipeline's rate stage).
 func rateTiers(cfg *config.Config) map[string]pipeline.Tier {
 	tiers := make(map[string]pipeline.Tier, len(cfg.Rate.Tiers))
 	for name, t := range cfg.Rate.Tiers {

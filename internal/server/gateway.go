@@ -29,8 +29,8 @@ const gatewayProbeInterval = 5 * time.Second
 type upstreamRoute struct {
 	srv          *Server
 	name         string
-	subprotocols []string             // the route's; nil lets the upstream pick among all offered
-	raw          *upstream.RawLimiter // raw mode's rate limits; nil in JSON mode
+	subprotocols []string           // the route's; nil lets the upstream pick among all offered
+	raw          *pipeline.Pipeline // raw mode: only its rate stage runs; nil in JSON mode
 	dialer       *upstream.Dialer
 	linkWait     time.Duration
 }
@@ -39,7 +39,7 @@ type upstreamRoute struct {
 // handler, in process.
 type handlerRoute struct {
 	srv *Server
-	raw *upstream.RawLimiter
+	raw *pipeline.Pipeline
 	h   RawHandler
 }
 
@@ -95,25 +95,25 @@ func (s *Server) newRoute(rt *runtime, r config.Route, h RawHandler) (*endpoint,
 	}
 	e.upgrader = up
 
-	var raw *upstream.RawLimiter
+	var raw *pipeline.Pipeline
+	popts, err := pipelineOptions(cfg, s.limiter)
+	if err != nil {
+		return nil, err
+	}
 	if r.Validation == "raw" {
 		// Signed envelopes are JSON: a raw route cannot check them.
 		if r.Integrity != "" && r.Integrity != "off" {
 			return nil, fmt.Errorf("integrity %q needs validation: json", r.Integrity)
 		}
-		tiers := make(map[string]upstream.RawTier, len(cfg.Rate.Tiers))
-		for name, t := range rateTiers(cfg) {
-			tiers[name] = upstream.RawTier(t)
+		// Raw messages are not JSON: of the pipeline only the rate stage runs
+		// (Pipeline.Rate), with the same budgets and keys as everywhere.
+		if raw, err = pipeline.New(popts); err != nil {
+			return nil, fmt.Errorf("pipeline: %w", err)
 		}
-		raw = &upstream.RawLimiter{Limiter: s.limiter, Tiers: tiers, FailOpen: cfg.Rate.FailOpen}
 	} else {
 		e.integrity = integrityMode(r.Integrity)
 		if r.Integrity == "" {
 			e.integrity = integrityMode(cfg.Integrity.Mode)
-		}
-		popts, err := pipelineOptions(cfg, s.limiter)
-		if err != nil {
-			return nil, err
 		}
 		popts.MaxBytes = maxBytes
 		popts.Verifier = integrityVerifier{s.integ.verifier}
@@ -331,19 +331,21 @@ func (g *gatewayLink) HandleRaw(ctx context.Context, s *session.Session, op tran
 
 // allowRaw applies a raw route's rate limits to one message and observes it;
 // a refused message closes the connection and returns false.
-func (srv *Server) allowRaw(ctx context.Context, raw *upstream.RawLimiter, s *session.Session, data []byte) bool {
+func (srv *Server) allowRaw(ctx context.Context, raw *pipeline.Pipeline, s *session.Session, data []byte) bool {
 	start := time.Now()
 	st := s.ConnState()
-	ok, retry, err := raw.Allow(ctx, upstream.RawConn{ConnID: st.ConnID, User: st.User, IP: st.IP, Tier: st.Tier}, len(data))
-	if ok {
+	st.Now = start
+	rej := raw.Rate(ctx, st, len(data))
+	if rej == nil {
 		(*observer)(srv).Message(s, "raw", data, nil, time.Since(start))
 		return true
 	}
-	rej := &protocol.Error{Code: protocol.CodeRateLimited, Message: "rate limit exceeded", RetryAfter: retry,
-		Close: protocol.ReasonRateLimit, Strike: true}
-	if err != nil {
-		rej = &protocol.Error{Code: protocol.CodeUnavailable, Message: "rate limiter unavailable", RetryAfter: time.Second,
-			Close: protocol.ReasonTryAgainLater}
+	// A raw route has no error reply: every refusal closes the connection.
+	if rej.Close == 0 {
+		rej.Close = protocol.ReasonRateLimit
+		if rej.Code == protocol.CodeUnavailable {
+			rej.Close = protocol.ReasonTryAgainLater
+		}
 	}
 	(*observer)(srv).Message(s, "raw", data, rej, time.Since(start))
 	s.Close(rej.Close)

@@ -90,7 +90,7 @@ func (s *Server) buildHooks(cfg *config.Config, o *options) (*hookSet, error) {
 		}
 		return hk, nil
 	}
-	hs := &hookSet{ns: map[string]*nsRules{}, limiter: s.limiter, limitOpen: cfg.Rate.FailOpen, log: s.log.With("component", "hooks"), metrics: s.metrics}
+	hs := &hookSet{ns: map[string]*nsRules{}, limiter: s.roomLimiter, limitOpen: cfg.Rate.FailOpen, log: s.log.With("component", "hooks"), metrics: s.metrics}
 	var err error
 	if hs.connect, err = mk("hooks.connect", hook.KindConnect, cfg.Hooks.Connect); err != nil {
 		return nil, err

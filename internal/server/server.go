@@ -43,10 +43,12 @@ type Server struct {
 
 	tickets *ticket.Issuer
 	limiter limit.Limiter
-	quotas  *quota.Quotas
-	qstore  quota.Store
-	bans    ban.List
-	strikes *ban.Strikes
+	// roomLimiter answers per-room limits exactly across nodes (stores.roomLimiter).
+	roomLimiter limit.Limiter
+	quotas      *quota.Quotas
+	qstore      quota.Store
+	bans        ban.List
+	strikes     *ban.Strikes
 	// pipeline is rt's pipeline, which the built-in endpoint's sessions follow
 	// live (session.Deps.LivePipeline): a reload's limits apply to them too.
 	pipeline atomic.Pointer[pipeline.Pipeline]
@@ -230,6 +232,10 @@ func (s *Server) build(cfg *config.Config) error {
 		return err
 	}
 	s.limiter = st.limiter
+	s.roomLimiter = st.roomLimiter
+	if s.roomLimiter == nil {
+		s.roomLimiter = st.limiter
+	}
 	s.qstore = st.quota
 	s.quotas = quota.New(s.qstore, quotaLimits(cfg))
 	s.bans = st.bans

@@ -18,8 +18,12 @@ import (
 // Redis with state.backend: redis. Everything else in the server is per node.
 type stores struct {
 	limiter limit.Limiter
-	quota   quota.Store
-	bans    ban.List
+	// roomLimiter answers the per-room limits (hooks.go): exact across nodes
+	// (a game's "2 moves per member" must not admit a third on another node),
+	// at one Redis round trip per publication in a limited room. Nil: limiter.
+	roomLimiter limit.Limiter
+	quota       quota.Store
+	bans        ban.List
 	// strikes counts strikes cluster-wide (nil: each node counts its own).
 	strikes ban.Counter
 	// kick closes a banned subject's connections on every node (this one

@@ -68,9 +68,13 @@ func (s *Server) newRedisStores(cfg *config.Config) (*stores, error) {
 	bans := c.BanList(clusterredis.BanOptions{OnKick: s.kickLocal})
 	return &stores{
 		limiter: c.Limiter(clusterredis.LimiterOptions{FailOpen: rc.LimitsFailOpen}),
-		quota:   c.QuotaStore(),
-		bans:    bans,
-		strikes: c.StrikeCounter(),
+		// Room limits are small budgets (a few publications per member or
+		// channel) that leases would over-admit by up to one local burst per
+		// node: no leases, one synchronous call (bounded by its timeout).
+		roomLimiter: c.Limiter(clusterredis.LimiterOptions{FailOpen: rc.LimitsFailOpen, LeaseFraction: -1}),
+		quota:       c.QuotaStore(),
+		bans:        bans,
+		strikes:     c.StrikeCounter(),
 		// Published to every node, this one included.
 		kick:        bans.Kick,
 		kickCluster: bans.Kick,

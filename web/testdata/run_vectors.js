@@ -157,7 +157,7 @@ export async function run(v) {
 // node entry point
 if (typeof process !== "undefined" && process.argv && import.meta.url === `file://${process.argv[1]}`) {
   const fs = await import("node:fs");
-  const v = JSON.parse(fs.readFileSync(new URL("../../internal/integrity/testdata/vectors.json", import.meta.url), "utf8"));
+  const v = JSON.parse(fs.readFileSync(new URL("../../internal/conn/integrity/testdata/vectors.json", import.meta.url), "utf8"));
   const r = await run(v);
   console.log(JSON.stringify({ ...r, produced: undefined }, null, 1));
   console.log(`${r.passed} passed, ${r.failed} failed, ${r.skipped} skipped`);

@@ -12,7 +12,7 @@ import { start, baseConfig, Inbox, waitFor } from "./server.js";
 
 const hex = (b) => Buffer.from(b).toString("hex");
 const unhex = (s) => new Uint8Array(Buffer.from(s, "hex"));
-const vector = JSON.parse(readFileSync(new URL("../../../internal/encrypt/testdata/vector.json", import.meta.url), "utf8"));
+const vector = JSON.parse(readFileSync(new URL("../../../internal/state/encrypt/testdata/vector.json", import.meta.url), "utf8"));
 
 test("test vector: channel key and envelope byte for byte, and back", async () => {
   const secret = unhex(vector.master_secret_hex);

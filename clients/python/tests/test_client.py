@@ -321,7 +321,7 @@ def test_restart_1001_new_epoch(binary: str) -> None:
 
 def test_vectors_hmac() -> None:
     import json
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "internal", "integrity", "testdata", "vectors.json")
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "internal", "conn", "integrity", "testdata", "vectors.json")
     with open(path) as f:
         v = json.load(f)
     for h in v["hmac"]:
@@ -361,7 +361,7 @@ def test_pop_ed25519(binary: str) -> None:
 def test_vectors_pop_ed25519() -> None:
     import json
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "internal", "integrity", "testdata", "vectors.json")
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "internal", "conn", "integrity", "testdata", "vectors.json")
     with open(path) as f:
         v = json.load(f)
     p = next(x for x in v["pop"] if x["alg"] == "EdDSA")

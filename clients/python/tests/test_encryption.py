@@ -19,7 +19,7 @@ from wsgate import encryption as e2e
 from conftest import REPO, Server
 from test_client import Inbox, events, run
 
-VECTOR = json.load(open(os.path.join(REPO, "internal", "encrypt", "testdata", "vector.json")))
+VECTOR = json.load(open(os.path.join(REPO, "internal", "state", "encrypt", "testdata", "vector.json")))
 K1 = wsgate.EncryptionKey("app1", b"a" * 32)
 K2 = wsgate.EncryptionKey("app2", b"b" * 32)
 

@@ -267,6 +267,14 @@ func scanReject(f scanFail, off int, lim scanLimits) *protocol.Error {
 	return r
 }
 
+// Rate is the rate stage alone, for routes whose messages are not JSON (gateway
+// routes in raw validation mode): the same budgets, keys, tiers and fail-open
+// policy as Process, so a user's and an IP's budgets are shared between the
+// built-in service, JSON routes and raw routes.
+func (p *Pipeline) Rate(ctx context.Context, st *ConnState, size int) *protocol.Error {
+	return p.rate(ctx, st, size)
+}
+
 // rate charges the message to the connection's, user's and IP's budgets, stopping at
 // the first refusal (budgets charged before it stay charged: a refused message still
 // cost the server its read). The connection's budgets are local to st (see

@@ -16,8 +16,6 @@
 //   - [SignIdentity] and [VerifyIdentity]: the X-Wsgate-* identity headers and
 //     their HMAC-SHA256 signature. Upstream authors written in Go call
 //     VerifyIdentity; docs/gateway.md gives the algorithm for other languages.
-//   - [RawLimiter]: message and byte rate limits for routes in raw validation mode,
-//     where the JSON pipeline does not run.
 //   - [ClientCloseCode] and [UpstreamCloseCode]: the close-code mapping in one place.
 //
 // The package knows nothing of wsgate's configuration: internal/server builds

@@ -70,27 +70,48 @@ func allow(t *testing.T, l limit.Limiter, key string, lim limit.Limit, cost int)
 func key(t *testing.T, k string) string { return t.Name() + "/" + k }
 
 func (x suite) Table(t *testing.T) {
-	l, clk := x.Store, x.Clock
+	clk := x.Clock
 	for _, c := range GCRACases {
 		if !clk.Fake() && !c.Timeless() {
 			continue
 		}
-		start := clk.Now()
-		for i, s := range c.Steps {
-			if clk.Fake() {
-				clk.Set(start.Add(s.At))
-			}
-			ok, retry := allow(t, l, key(t, c.Name), c.Limit, s.Cost)
-			slack := time.Duration(0)
-			if !clk.Fake() {
-				slack = realClockSlack
-			}
-			if err := s.check(ok, retry, slack); err != nil {
-				t.Errorf("%s, step %d (at %v, cost %d): %v", c.Name, i, s.At, s.Cost, err)
+		// On a real clock a starved machine can stretch the gap between two
+		// calls past the slack; a case is run again on a fresh key before its
+		// failure counts (a wrong answer fails every attempt).
+		attempts := 1
+		if !clk.Fake() {
+			attempts = 3
+		}
+		var err error
+		for a := range attempts {
+			if err = x.runCase(t, c, fmt.Sprintf("%s#%d", c.Name, a)); err == nil {
 				break
 			}
 		}
+		if err != nil {
+			t.Error(err)
+		}
 	}
+}
+
+// runCase runs the steps of c on the key name.
+func (x suite) runCase(t *testing.T, c Case, name string) error {
+	l, clk := x.Store, x.Clock
+	start := clk.Now()
+	for i, s := range c.Steps {
+		if clk.Fake() {
+			clk.Set(start.Add(s.At))
+		}
+		ok, retry := allow(t, l, key(t, name), c.Limit, s.Cost)
+		slack := time.Duration(0)
+		if !clk.Fake() {
+			slack = realClockSlack
+		}
+		if err := s.check(ok, retry, slack); err != nil {
+			return fmt.Errorf("%s, step %d (at %v, cost %d): %w", c.Name, i, s.At, s.Cost, err)
+		}
+	}
+	return nil
 }
 
 func (x suite) Unlimited(t *testing.T) {

@@ -100,8 +100,12 @@ func TestLimiterSemantics(t *testing.T) {
 // more than the burst across two nodes.
 func TestLimiterLeasesBoundedAcrossNodes(t *testing.T) {
 	srv := redistest.Start(t)
-	a := node(t, srv, "a").Limiter(redis.LimiterOptions{})
-	b := node(t, srv, "b", func(o *redis.Options) { o.Prefix = "test:" + t.Name() + ":" }).Limiter(redis.LimiterOptions{})
+	// This test is about the bound, not about stalls: on a loaded machine a
+	// refill can be later than the default 50 ms, which would (rightly) turn
+	// the limiter to its outage answer; give refills a generous deadline.
+	opts := redis.LimiterOptions{CallTimeout: 5 * time.Second, SlowRefill: 5 * time.Second}
+	a := node(t, srv, "a").Limiter(opts)
+	b := node(t, srv, "b", func(o *redis.Options) { o.Prefix = "test:" + t.Name() + ":" }).Limiter(opts)
 	ctx := context.Background()
 	lim := limit.Limit{Rate: 0.001, Burst: 200} // no refill during the test
 	var allowed atomic.Int64

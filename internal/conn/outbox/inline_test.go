@@ -54,17 +54,8 @@ func TestPushOrWriteWritesInlineWhenIdle(t *testing.T) {
 func TestPushOrWriteQueuesBehindDrainer(t *testing.T) {
 	checkNoLeak(t)
 	g := newGate()
-	var mu sync.Mutex
-	var got []string
-	q := New(Options{}, func(b []byte) error {
-		if string(b) == "first" {
-			_ = g.write(b)
-		}
-		mu.Lock()
-		got = append(got, string(b))
-		mu.Unlock()
-		return nil
-	}, nil)
+	var r recorder
+	q := New(Options{}, r.gatedOn(g, "first"), nil)
 	if err := q.Push([]byte("first")); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +73,7 @@ func TestPushOrWriteQueuesBehindDrainer(t *testing.T) {
 	if err := q.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(got) != "[first second reply]" {
+	if got := r.order(); got != "[first second reply]" {
 		t.Fatalf("order %v", got)
 	}
 }
@@ -93,17 +84,8 @@ func TestPushOrWriteQueuesBehindDrainer(t *testing.T) {
 func TestPushDuringInlineWrite(t *testing.T) {
 	checkNoLeak(t)
 	g := newGate()
-	var mu sync.Mutex
-	var got []string
-	q := New(Options{}, func(b []byte) error {
-		if string(b) == "reply" {
-			_ = g.write(b)
-		}
-		mu.Lock()
-		got = append(got, string(b))
-		mu.Unlock()
-		return nil
-	}, nil)
+	var r recorder
+	q := New(Options{}, r.gatedOn(g, "reply"), nil)
 	done := make(chan error, 1)
 	go func() { done <- q.PushOrWrite([]byte("reply")) }()
 	<-g.entered
@@ -135,7 +117,7 @@ func TestPushDuringInlineWrite(t *testing.T) {
 	if err := q.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(got) != "[reply b0 b1 b2 reply2]" {
+	if got := r.order(); got != "[reply b0 b1 b2 reply2]" {
 		t.Fatalf("order %v", got)
 	}
 	if s := q.Stats(); s.Written != 5 {

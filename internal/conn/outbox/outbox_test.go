@@ -46,6 +46,27 @@ func (r *recorder) write(b []byte) error {
 	return nil
 }
 
+// gatedOn records every write, blocking the one of msg on g first.
+func (r *recorder) gatedOn(g *gate, msg string) func([]byte) error {
+	return func(b []byte) error {
+		if string(b) == msg {
+			_ = g.write(b)
+		}
+		return r.write(b)
+	}
+}
+
+// order is what was written, as text.
+func (r *recorder) order() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, len(r.msgs))
+	for i, m := range r.msgs {
+		out[i] = string(m)
+	}
+	return fmt.Sprint(out)
+}
+
 func (r *recorder) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -161,3 +161,58 @@ func TestPushOrWriteReuse(t *testing.T) {
 	waitIdle(t, q)
 	q.Close()
 }
+
+// A push queued while a direct write holds the role is written when that
+// write completes, by a drainer, before anything pushed later: it neither
+// waits for the next push nor is overtaken by an inline reply.
+func TestPushDirectHandsQueuedToDrainer(t *testing.T) {
+	checkNoLeak(t)
+	var mu sync.Mutex
+	var log []string
+	add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }
+	inTry := make(chan struct{})
+	release := make(chan struct{})
+	q := NewOp(Options{}, func(_ transport.Opcode, b []byte) error { add("w:" + string(b)); return nil }, nil)
+	q.SetDirect(Direct{
+		Try: func(_ transport.Opcode, b []byte) (transport.TryResult, error) {
+			close(inTry)
+			<-release
+			add("d:" + string(b))
+			return transport.TryWritten, nil
+		},
+		Flush: func() error { return nil },
+	})
+	done := make(chan error, 1)
+	go func() { done <- q.Push([]byte("broadcast")) }()
+	<-inTry
+	// The reader's reply finds the role taken: queued behind the direct write.
+	if ok, err := q.PushOrWriteReuse([]byte("reply1")); ok || err != nil {
+		t.Fatalf("reply during a direct write: reusable %v, %v", ok, err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, q)
+	// Nothing else was pushed: reply1 must be out already.
+	mu.Lock()
+	got := strings.Join(log, ",")
+	mu.Unlock()
+	if got != "d:broadcast,w:reply1" {
+		t.Fatalf("after the direct write: %s, want d:broadcast,w:reply1", got)
+	}
+	if _, err := q.PushOrWriteReuse([]byte("reply2")); err != nil {
+		t.Fatal(err)
+	}
+	waitIdle(t, q)
+	mu.Lock()
+	got = strings.Join(log, ",")
+	mu.Unlock()
+	if got != "d:broadcast,w:reply1,w:reply2" {
+		t.Fatalf("order %s", got)
+	}
+	if n, _ := q.Len(); n != 0 {
+		t.Fatalf("len %d after all written", n)
+	}
+	q.Close()
+}

@@ -261,10 +261,20 @@ func (q *Queue) tryDirectLocked(op transport.Opcode, b []byte) error {
 	res, err := q.direct.Try(op, b)
 	q.mu.Lock()
 	if err != nil || res == transport.TryWritten {
-		if q.finishInlineLocked(err) {
-			q.exitLocked()
-			q.mu.Unlock()
+		if !q.finishInlineLocked(err) {
+			return nil
 		}
+		if q.n > 0 {
+			// Pushes arrived during the write and were queued behind it
+			// (the role was taken): a drainer takes the role over, or they
+			// would wait for the next push, and a reply pushed inline
+			// would overtake them.
+			q.mu.Unlock()
+			go q.drain()
+			return nil
+		}
+		q.exitLocked()
+		q.mu.Unlock()
 		return nil
 	}
 	q.inl, q.inlBytes = 0, 0

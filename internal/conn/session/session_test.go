@@ -160,7 +160,7 @@ func TestRepliesAndBroadcastsKeepOrder(t *testing.T) {
 		t.Fatalf("first message %s, want the welcome", got[0])
 	}
 	nextRef, nextSeq := 0, 0
-	for _, m := range got[1:] {
+	for mi, m := range got[1:] {
 		var v struct {
 			Type string `json:"type"`
 			Ref  *int   `json:"ref"`
@@ -177,7 +177,10 @@ func TestRepliesAndBroadcastsKeepOrder(t *testing.T) {
 			nextSeq++
 		case v.Type == "pong" || v.Type == "error":
 			if v.Ref == nil || *v.Ref != nextRef {
-				t.Fatalf("reply %s arrived when ref %d was due", m, nextRef)
+				// The neighbourhood shows which hand-over let it through.
+				lo := max(mi-15, 0)
+				hi := min(mi+15, len(got)-1)
+				t.Fatalf("reply %s arrived when ref %d was due\n%s", m, nextRef, strings.Join(got[1+lo:1+hi], "\n"))
 			}
 			if (nextRef%10 == 9) != (v.Type == "error") {
 				t.Fatalf("reply %s to message %d", m, nextRef)

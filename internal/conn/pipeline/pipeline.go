@@ -301,27 +301,15 @@ func (p *Pipeline) rate(ctx context.Context, st *ConnState, size int) *protocol.
 		}
 	}
 	k := st.limiterKeys(p.opts.KeyPrefix)
-	for _, c := range [...]struct {
-		key  string
-		l    limit.Limit
-		cost int
-	}{
-		{k.um, tier.UserMessages, 1}, {k.ub, tier.UserBytes, size},
-		{k.im, tier.IPMessages, 1}, {k.ib, tier.IPBytes, size},
-	} {
-		if c.key == "" || c.l.Rate <= 0 {
-			continue
-		}
-		ok, retry, err := lim.Allow(ctx, c.key, c.l, c.cost)
-		if err != nil {
-			if p.opts.FailOpen {
-				continue
-			}
-			return &protocol.Error{Code: protocol.CodeUnavailable, Message: "rate limiter unavailable", RetryAfter: time.Second}
-		}
-		if ok {
-			continue
-		}
+	charges := [...]limit.Charge{
+		{Key: k.um, Limit: tier.UserMessages, Cost: 1}, {Key: k.ub, Limit: tier.UserBytes, Cost: size},
+		{Key: k.im, Limit: tier.IPMessages, Cost: 1}, {Key: k.ib, Limit: tier.IPBytes, Cost: size},
+	}
+	refused, retry, err := limit.AllowEach(ctx, lim, charges[:], p.opts.FailOpen)
+	switch {
+	case err != nil:
+		return &protocol.Error{Code: protocol.CodeUnavailable, Message: "rate limiter unavailable", RetryAfter: time.Second}
+	case refused >= 0:
 		if now.IsZero() {
 			now = p.opts.Now()
 		}

@@ -20,3 +20,44 @@ type Limit struct {
 type Limiter interface {
 	Allow(ctx context.Context, key string, l Limit, cost int) (ok bool, retryAfter time.Duration, err error)
 }
+
+// Charge is one budget's share of one message: Cost tokens of Key's budget
+// Limit. A charge with an empty Key or a Limit without a Rate is skipped.
+type Charge struct {
+	Key   string
+	Limit Limit
+	Cost  int
+}
+
+// AllowEach charges cs in order with l, stopping at the first refusal:
+// the charges before it stay spent (a refused message still cost its read).
+// It returns the index of the refused charge, or -1 when every charge was
+// allowed, with the refusal's retryAfter. When the store cannot answer for a
+// charge, failOpen skips that charge; otherwise AllowEach stops there and
+// returns its index with the store's error.
+func AllowEach(ctx context.Context, l Limiter, cs []Charge, failOpen bool) (refused int, retryAfter time.Duration, err error) {
+	if m, ok := l.(*Memory); ok {
+		// The memory store always answers: every charge at one clock read
+		// (the pipeline charges up to four shared budgets per message). A
+		// concrete call, so that cs does not escape: no allocation per
+		// message.
+		refused, retryAfter = m.allowEach(cs)
+		return refused, retryAfter, nil
+	}
+	for i, c := range cs {
+		if c.Key == "" || c.Limit.Rate <= 0 {
+			continue
+		}
+		ok, retry, err := l.Allow(ctx, c.Key, c.Limit, c.Cost)
+		if err != nil {
+			if failOpen {
+				continue
+			}
+			return i, 0, err
+		}
+		if !ok {
+			return i, retry, nil
+		}
+	}
+	return -1, 0, nil
+}

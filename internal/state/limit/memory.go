@@ -80,16 +80,39 @@ func (m *Memory) Allow(_ context.Context, key string, l Limit, cost int) (bool, 
 	if l.Free(cost) {
 		return true, 0, nil
 	}
+	ok, retry := m.allow(key, l, cost, int64(m.now().Sub(m.base)))
+	return ok, retry, nil
+}
+
+// allowEach implements AllowEach's fast path: every charge at one clock
+// read.
+func (m *Memory) allowEach(cs []Charge) (int, time.Duration) {
+	var now int64
+	read := false
+	for i, c := range cs {
+		if c.Key == "" || c.Limit.Rate <= 0 || c.Limit.Free(c.Cost) {
+			continue
+		}
+		if !read {
+			now, read = int64(m.now().Sub(m.base)), true
+		}
+		if ok, retry := m.allow(c.Key, c.Limit, c.Cost, now); !ok {
+			return i, retry
+		}
+	}
+	return -1, 0
+}
+
+// allow is Allow at the clock reading now (ns since base).
+func (m *Memory) allow(key string, l Limit, cost int, now int64) (bool, time.Duration) {
 	h := m.keys.Hash(key)
 	s := m.keys.Shard(h)
-	now := int64(m.now().Sub(m.base))
-
 	s.Lock()
 	tat, found := s.Get(h)
 	ok, retry, next := GCRA(tat, now, l, cost)
 	if !ok {
 		s.Unlock()
-		return false, retry, nil
+		return false, retry
 	}
 	// A full shard drops expired keys from a sample, else the sampled key
 	// with the earliest TAT: the one whose state is worth least.
@@ -98,7 +121,7 @@ func (m *Memory) Allow(_ context.Context, key string, l Limit, cost int) (bool, 
 	}
 	s.Set(h, next)
 	s.Unlock()
-	return true, 0, nil
+	return true, 0
 }
 
 // Len returns the number of keys currently held.

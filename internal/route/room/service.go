@@ -307,8 +307,8 @@ func (s *Service) handleSubscribe(ctx context.Context, c Client, id []byte, r Re
 	if e := s.authorizeSubscribe(ctx, c, req.Channel, req.Token); e != nil {
 		return e
 	}
-	if s.opts.CheckSubscribe != nil {
-		if e := s.opts.CheckSubscribe(ctx, c, req.Channel); e != nil {
+	if ns.Checks != nil {
+		if e := ns.Checks.CheckSubscribe(ctx, c, req.Channel); e != nil {
 			return e
 		}
 	}
@@ -511,8 +511,8 @@ func (s *Service) handlePublish(ctx context.Context, c Client, typ string, id []
 	if e := requireIntegrity(c, ns); e != nil {
 		return e
 	}
-	if s.opts.CheckPublish != nil {
-		if payload, e = s.opts.CheckPublish(ctx, c, ch, payload); e != nil {
+	if ns.Checks != nil {
+		if payload, e = ns.Checks.CheckPublish(ctx, c, ch, payload); e != nil {
 			return e
 		}
 	}

@@ -433,6 +433,7 @@ func (s *Server) pinSecrets(cfg *config.Config) {
 		s.redactor.Pin(k.Secret)
 	}
 	s.redactor.Pin(cfg.Integrity.ServerSigningKey)
+	s.redactor.Pin(cfg.Hooks.SigningKey)
 	for _, k := range slices.Concat(cfg.Encryption.Keys, cfg.Encryption.EndToEndKeys) {
 		// The whole entry and its secret alone: either may turn up in a log line.
 		s.redactor.Pin(k)

@@ -67,8 +67,8 @@ func (s *Server) ListenAndServe(ctx context.Context, ready func(Listening)) erro
 func (s *Server) Shutdown(ctx context.Context) error { return s.s.Shutdown(ctx) }
 
 // Reload applies a new configuration without dropping connections: limits,
-// origins, keys/JWKS, schemas, tiers, strike policy and quotas change for what
-// happens next. Listener addresses, TLS files and the state backend need a restart;
+// origins, keys/JWKS, schemas, tiers, strike policy, quotas, hooks and per-room
+// limits change for what happens next. Listener addresses, TLS files and the state backend need a restart;
 // a change to them is refused. An invalid configuration is refused whole and the
 // running one stays in force.
 //

@@ -857,6 +857,26 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 }
 
+// reloadBothWays reloads s from path as SIGHUP does (ReloadFile) and, at the
+// same time, through the admin API (which re-reads WithConfigFile's file); it
+// returns when both are done.
+func reloadBothWays(t *testing.T, s *wsgatetest.Server, path, tok string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		s.ReloadFile(path, nil)
+	}()
+	go func() {
+		defer wg.Done()
+		if st, out := adminCall(t, s, "POST", "/api/v1/reload", tok, nil); st != 200 {
+			t.Errorf("admin reload: %d %v", st, out)
+		}
+	}()
+	wg.Wait()
+}
+
 // Issue 14/12: SIGHUP (ReloadFile) and the admin API reloading at the same time,
 // in a loop, always leave one configuration that was loaded whole: what a new
 // connection is told in its welcome (session options) and what its pipeline
@@ -874,19 +894,7 @@ func TestConcurrentReloadsLeaveOneConfig(t *testing.T) {
 	tok := s.Cfg.Admin.Token
 	big := `{"type":"ping","id":1,"pad":"` + strings.Repeat("x", 1000) + `"}`
 	for round := 0; round < 10; round++ {
-		var wg sync.WaitGroup
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			s.ReloadFile(pathA, nil)
-		}()
-		go func() {
-			defer wg.Done()
-			if st, out := adminCall(t, s, "POST", "/api/v1/reload", tok, nil); st != 200 {
-				t.Errorf("admin reload: %d %v", st, out)
-			}
-		}()
-		wg.Wait()
+		reloadBothWays(t, s, pathA, tok)
 		c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: bearer(s.Token(t, fmt.Sprintf("r%d", round), nil))})
 		if err != nil {
 			t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -36,16 +37,18 @@ type hookRequest struct {
 
 // hookBackend is a real HTTP hook backend: it verifies every request's
 // signature (refusing and failing the test on a bad one) and answers with f.
-// calls counts the requests that reached it.
+// calls counts the requests that reached it, open the connections wsgate
+// holds to it.
 type hookBackend struct {
 	*httptest.Server
 	calls atomic.Int64
+	open  atomic.Int64
 }
 
 func startHookBackend(t *testing.T, f func(w http.ResponseWriter, req hookRequest)) *hookBackend {
 	t.Helper()
 	b := &hookBackend{}
-	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.calls.Add(1)
 		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		if err != nil {
@@ -67,6 +70,15 @@ func startHookBackend(t *testing.T, f func(w http.ResponseWriter, req hookReques
 		req.r = r
 		f(w, req)
 	}))
+	b.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			b.open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			b.open.Add(-1)
+		}
+	}
+	b.Start()
 	t.Cleanup(b.Close)
 	return b
 }

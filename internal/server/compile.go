@@ -34,10 +34,14 @@ type runtime struct {
 	sopts    session.Options
 	ring     *integrity.KeyRing // nil without master keys
 	enc      *encrypt.Policy
-	ns       map[string]room.Namespace
-	alerts   []alert.Rule
-	quota    quota.Limits
-	strikes  ban.Policy
+	ns       map[string]room.Namespace // with their hooks' Checks
+	// hooks are the application hooks and per-room limits (hooks.go); nil
+	// when none. Its HTTP hooks are closed with the runtime, except those the
+	// next runtime reuses.
+	hooks   *hookSet
+	alerts  []alert.Rule
+	quota   quota.Limits
+	strikes ban.Policy
 	// endpoints are the WebSocket paths: the built-in service first, then
 	// routes[] with an upstream, then WithRawRoute routes. mux serves them
 	// with the public HTTP API.
@@ -50,7 +54,7 @@ type runtime struct {
 // its generated integrity and encryption keys across reloads.
 func (s *Server) compile(cfg *config.Config, prev *runtime) (_ *runtime, err error) {
 	rt := &runtime{
-		cfg: cfg, policy: guardPolicy(cfg), sopts: sessionOptions(cfg), ns: roomNamespaces(cfg),
+		cfg: cfg, policy: guardPolicy(cfg), sopts: sessionOptions(cfg),
 		alerts: alertRules(cfg), quota: quotaLimits(cfg), strikes: strikePolicy(cfg),
 	}
 	if err := alert.ValidateRules(rt.alerts); err != nil {
@@ -83,13 +87,23 @@ func (s *Server) compile(cfg *config.Config, prev *runtime) (_ *runtime, err err
 	if rt.verifier, err = s.newVerifier(cfg); err != nil {
 		return nil, err
 	}
-	// Until the runtime is installed its verifier is ours: a refusal below
-	// must close it, or its JWKS refresher would outlive the refusal.
+	// Until the runtime is installed its verifier and new hooks are ours: a
+	// refusal below must close them, or a JWKS refresher or a hook's
+	// connections would outlive the refusal. prev's hooks, which rt may
+	// share, stay open.
 	defer func() {
 		if err != nil {
-			rt.close()
+			rt.closeExcept(prev)
 		}
 	}()
+	var prevHooks *hookSet
+	if prev != nil {
+		prevHooks = prev.hooks
+	}
+	if rt.hooks, err = s.compileHooks(cfg, rt.pipeline.Registry(), prevHooks); err != nil {
+		return nil, err
+	}
+	rt.ns = roomNamespaces(cfg, rt.hooks)
 	if err := s.compileEndpoints(rt); err != nil {
 		return nil, err
 	}
@@ -128,13 +142,25 @@ func (s *Server) install(rt *runtime) error {
 	return nil
 }
 
-// close releases what the runtime owns once no new handshake can reach it:
-// the verifier's JWKS refresher. Sessions it admitted keep running; token
-// refresh goes through the runtime in force.
-func (rt *runtime) close() {
+// close releases what the runtime owns once no new handshake or request can
+// reach it: the verifier's JWKS refresher and its HTTP hooks' connections.
+// Sessions it admitted keep running; token refresh goes through the runtime in
+// force, and so do their next subscriptions and publications (the room reads
+// the namespaces, and their hooks, in force).
+func (rt *runtime) close() { rt.closeExcept(nil) }
+
+// closeExcept is close, except for the HTTP hooks keep shares with rt: a
+// reload closes the old runtime except what the new one reused, and a refused
+// one closes its own runtime except what it took from the one in force.
+func (rt *runtime) closeExcept(keep *runtime) {
 	if rt.verifier != nil {
 		rt.verifier.Close()
 	}
+	var kept *hookSet
+	if keep != nil {
+		kept = keep.hooks
+	}
+	rt.hooks.closeExcept(kept)
 }
 
 // config is the configuration in force.
@@ -262,12 +288,15 @@ func alertRules(cfg *config.Config) []alert.Rule {
 	return out
 }
 
-func roomNamespaces(cfg *config.Config) map[string]room.Namespace {
+// roomNamespaces are cfg's namespaces as the room takes them, each with the
+// hooks and per-room limits hs compiled for it (nil Checks when none: a
+// namespace without rules costs the room nothing).
+func roomNamespaces(cfg *config.Config, hs *hookSet) map[string]room.Namespace {
 	ns := make(map[string]room.Namespace, len(cfg.Channels.Namespaces))
 	for name, n := range cfg.Channels.Namespaces {
 		ns[name] = room.Namespace{ClientPublish: n.ClientPublish, MaxSubscribers: n.MaxSubscribers,
 			HistorySize: n.HistorySize, HistoryTTL: n.HistoryTTL, Presence: n.Presence, JoinLeave: n.JoinLeave && n.Presence,
-			Integrity: n.Integrity, SignOutput: n.SignOutput}
+			Integrity: n.Integrity, SignOutput: n.SignOutput, Checks: hs.checks(name)}
 	}
 	return ns
 }

@@ -8,12 +8,13 @@
 //	endpoint.go    endpoint.ServeHTTP: guard → integrity handshake → route.admit → upgrade → session
 //	integrity.go   the handshake's integrity step and the pipeline's integrity stage
 //	realtime.go    the room route's router (channels, history, presence, commands)
-//	hooks.go       application hooks and per-room limits consulted by the room route
+//	hooks.go       application hooks and per-room limits (compiled with the runtime;
+//	               the room reaches them through its namespaces' Checks)
 //	gateway.go     the upstream route (gateway) and the in-process raw route
 //	observe.go     session events → metrics, audit, alerts
 //
 // compile.go builds a runtime (everything derived from one configuration:
-// endpoints, routes, pipelines, guard policy, verifier, keys) that the Server
+// endpoints, routes, pipelines, guard policy, verifier, keys, hooks) that the Server
 // holds in one atomic pointer; reload.go compiles a new one under a mutex and
 // swaps it. Around them: server.go (New, the parts that outlive a runtime),
 // state.go and state_redis.go (stores shared between nodes), visibility.go

@@ -12,6 +12,7 @@ import (
 	"github.com/wsgate/wsgate/internal/conn/transport"
 	"github.com/wsgate/wsgate/internal/edge/guard"
 	"github.com/wsgate/wsgate/internal/observe/audit"
+	"github.com/wsgate/wsgate/internal/route/hook"
 )
 
 // endpoint is one WebSocket path and everything that serves a connection on
@@ -149,24 +150,28 @@ func (e *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.serveSession(sess)
 }
 
-// roomRoute is the built-in service's route: the connect hook decides at
-// admission, then accepted messages go to the room (roomRouter).
-type roomRoute struct{ s *Server }
+// roomRoute is the built-in service's route: the connect hook of its
+// runtime decides at admission, then accepted messages go to the room
+// (roomRouter).
+type roomRoute struct {
+	s       *Server
+	connect *hook.Hook // nil without a connect hook
+}
 
 func (rr roomRoute) admit(r *http.Request, h *handshake) (binding, *guard.Rejection) {
 	s := rr.s
-	if s.hooks != nil && s.hooks.connect != nil {
+	if rr.connect != nil {
 		// After authentication, before the welcome. A refusal is sent as a close
 		// frame right after the upgrade, so that a browser client can read the
 		// reason (an HTTP refusal's body is invisible to it).
-		h.adm.Identity, h.tier, h.refuse, h.refuseReason = s.connectDecision(r, h.adm.Identity, h.connID, h.adm.IP.String(), h.tier, h.cfg)
+		h.adm.Identity, h.tier, h.refuse, h.refuseReason = s.connectDecision(rr.connect, r, h.adm.Identity, h.connID, h.adm.IP.String(), h.tier, h.cfg)
 		if h.refuse != 0 {
 			so := *h.sopts
 			so.NoWelcome = true
 			h.sopts = &so
 		}
 	}
-	return roomRouter(rr), nil
+	return roomRouter{s}, nil
 }
 
 func (rr roomRouter) deps(d *session.Deps)   { d.Router = rr }
@@ -178,7 +183,10 @@ func (roomRouter) abort()                    {}
 func (s *Server) compileEndpoints(rt *runtime) error {
 	cfg := rt.cfg
 	core := &endpoint{srv: s, cfg: cfg, name: cfg.Path, pattern: cfg.Path, guard: s.newGuard(rt, rt.policy),
-		integrity: integrityMode(cfg.Integrity.Mode), upgrader: rt.upgrader, sopts: &rt.sopts, live: true, route: roomRoute{s}}
+		integrity: integrityMode(cfg.Integrity.Mode), upgrader: rt.upgrader, sopts: &rt.sopts, live: true, route: roomRoute{s: s}}
+	if rt.hooks != nil {
+		core.route = roomRoute{s: s, connect: rt.hooks.connect}
+	}
 	rt.endpoints = []*endpoint{core}
 	scratch := http.NewServeMux()
 	scratch.Handle(core.pattern, core)

@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/netip"
-	"reflect"
-	"strings"
+	"net/url"
+	"slices"
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/conn/protocol"
@@ -32,12 +33,18 @@ func WithHooks(f hook.Funcs, opts hook.Options) Option {
 }
 
 // hookSet is everything the connect, subscribe and publish decisions consult
-// beyond the built-in checks. It is built at start; a reload keeps it.
+// beyond the built-in checks, compiled with the runtime that holds it (nil
+// when nothing is configured, so that hooks cost nothing when off). The room
+// reaches a namespace's rules through room.Namespace.Checks, the connect hook
+// through the built-in endpoint's route: both belong to the runtime in force,
+// so a reload swaps them with everything else.
 type hookSet struct {
-	connect   *hook.Hook
-	subscribe *hook.Hook // global; a namespace's own replaces it
-	publish   *hook.Hook
-	ns        map[string]*nsRules
+	connect *hook.Hook
+	ns      map[string]*nsRules // namespaces with rules
+	// http are the HTTP hooks of this set by where they are configured. A
+	// reload reuses an unchanged one, circuit state and connections included,
+	// and closes those it dropped once the new set is in force (closeExcept).
+	http      map[hookSite]httpHook
 	limiter   limit.Limiter
 	limitOpen bool // rate.fail_open: the limiter's errors let publishes through
 	log       *slog.Logger
@@ -45,8 +52,26 @@ type hookSet struct {
 	presence  func(ctx context.Context, ch string) (int, error)
 }
 
-// nsRules are one namespace's hooks and per-room limits.
+// hookSite is one configured HTTP hook: the field that configures it, its
+// settings and the signing key. Two runtimes with the same site share the hook.
+type hookSite struct {
+	field, key string
+	cfg        config.Hook
+}
+
+type httpHook struct {
+	hook    *hook.Hook
+	backend *hook.HTTP
+}
+
+// goHooks are WithHooks' functions, wrapped once at New: they are the
+// embedder's, not the file's, so every runtime shares them (and their circuit
+// state).
+type goHooks struct{ connect, subscribe, publish *hook.Hook }
+
+// nsRules are one namespace's hooks and per-room limits: its room.Checks.
 type nsRules struct {
+	hs                 *hookSet
 	subscribe, publish *hook.Hook
 	limits             config.RoomLimits
 	schema             *schema.Schema
@@ -58,68 +83,95 @@ func (r *nsRules) empty() bool {
 		l.MaxMessageBytes == 0 && r.schema == nil && l.MaxMembers == 0
 }
 
-// buildHooks builds the hook set from cfg and the embedder's functions; nil
-// when nothing is configured, so that hooks cost nothing when off.
-func (s *Server) buildHooks(cfg *config.Config, o *options) (*hookSet, error) {
+// newGoHooks wraps the embedder's functions (nil fields when none).
+func (s *Server) newGoHooks(o *options) (goHooks, error) {
+	var g goHooks
+	if !o.hookSet {
+		return g, nil
+	}
+	if o.hookOpts.FailOpen {
+		s.log.Warn("Go hooks fail open: requests pass unchecked when they cannot answer (a loosening)")
+	}
+	for _, k := range []struct {
+		kind string
+		dst  **hook.Hook
+	}{{hook.KindConnect, &g.connect}, {hook.KindSubscribe, &g.subscribe}, {hook.KindPublish, &g.publish}} {
+		if b := hook.NewFunc(k.kind, o.hookFuncs); b != nil {
+			h, err := hook.New(k.kind, b, o.hookOpts)
+			if err != nil {
+				return g, fmt.Errorf("WithHooks: %w", err)
+			}
+			*k.dst = h
+		}
+	}
+	return g, nil
+}
+
+// compileHooks builds the hook set of cfg: reg holds the schemas the
+// namespaces' limits name, prev is the set in force (nil at New), whose
+// unchanged HTTP hooks are reused. On error the hooks built here are closed
+// and prev is untouched.
+func (s *Server) compileHooks(cfg *config.Config, reg *schema.Registry, prev *hookSet) (_ *hookSet, err error) {
 	var key []byte
 	if cfg.Hooks.SigningKey != "" {
-		k, err := auth.ParseSecret(cfg.Hooks.SigningKey)
-		if err != nil {
+		if key, err = auth.ParseSecret(cfg.Hooks.SigningKey); err != nil {
 			return nil, fmt.Errorf("hooks.signing_key: %w", err)
 		}
-		key = k
-		s.redactor.Pin(cfg.Hooks.SigningKey)
 	}
+	hs := &hookSet{ns: map[string]*nsRules{}, http: map[hookSite]httpHook{}, limiter: s.roomLimiter, limitOpen: cfg.Rate.FailOpen,
+		log: s.log.With("component", "hooks"), metrics: s.metrics, presence: s.presenceCount}
+	defer func() {
+		if err != nil {
+			hs.closeExcept(prev)
+		}
+	}()
 	mk := func(field, kind string, h config.Hook) (*hook.Hook, error) {
 		if h.URL == "" {
 			return nil, nil
+		}
+		site := hookSite{field: field, key: cfg.Hooks.SigningKey, cfg: h}
+		if old, ok := prev.site(site); ok {
+			hs.http[site] = old
+			return old.hook, nil
 		}
 		b, err := hook.NewHTTP(hook.HTTPOptions{URL: h.URL, Key: key, MaxResponseBytes: int64(h.MaxResponseBytes)})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", field, err)
 		}
-		s.onClose(b.Close)
 		failOpen := h.FailurePolicy == "fail_open"
-		if failOpen {
-			s.log.Warn("hook fails open: requests pass unchecked when it cannot answer (a loosening)", "hook", field)
-		}
 		hk, err := hook.New(kind, b, hook.Options{Timeout: h.Timeout, MaxConcurrency: h.MaxConcurrency, FailOpen: failOpen,
 			Breaker: hook.Breaker{Failures: h.Breaker.Failures, Cooldown: h.Breaker.Cooldown}})
 		if err != nil {
+			b.Close()
 			return nil, fmt.Errorf("%s: %w", field, err)
 		}
+		if failOpen {
+			s.log.Warn("hook fails open: requests pass unchecked when it cannot answer (a loosening)", "hook", field)
+		}
+		hs.http[site] = httpHook{hook: hk, backend: b}
 		return hk, nil
 	}
-	hs := &hookSet{ns: map[string]*nsRules{}, limiter: s.roomLimiter, limitOpen: cfg.Rate.FailOpen, log: s.log.With("component", "hooks"), metrics: s.metrics}
-	var err error
+	var subscribe, publish *hook.Hook // global; a namespace's own replaces them
 	if hs.connect, err = mk("hooks.connect", hook.KindConnect, cfg.Hooks.Connect); err != nil {
 		return nil, err
 	}
-	if hs.subscribe, err = mk("hooks.subscribe", hook.KindSubscribe, cfg.Hooks.Subscribe); err != nil {
+	if subscribe, err = mk("hooks.subscribe", hook.KindSubscribe, cfg.Hooks.Subscribe); err != nil {
 		return nil, err
 	}
-	if hs.publish, err = mk("hooks.publish", hook.KindPublish, cfg.Hooks.Publish); err != nil {
+	if publish, err = mk("hooks.publish", hook.KindPublish, cfg.Hooks.Publish); err != nil {
 		return nil, err
 	}
-	if o.hookSet {
-		if o.hookOpts.FailOpen {
-			s.log.Warn("Go hooks fail open: requests pass unchecked when they cannot answer (a loosening)")
-		}
-		for _, k := range []struct {
-			kind string
-			dst  **hook.Hook
-		}{{hook.KindConnect, &hs.connect}, {hook.KindSubscribe, &hs.subscribe}, {hook.KindPublish, &hs.publish}} {
-			if b := hook.NewFunc(k.kind, o.hookFuncs); b != nil {
-				if *k.dst, err = hook.New(k.kind, b, o.hookOpts); err != nil {
-					return nil, fmt.Errorf("WithHooks: %w", err)
-				}
-			}
+	for _, g := range []struct {
+		dst **hook.Hook
+		h   *hook.Hook
+	}{{&hs.connect, s.goHooks.connect}, {&subscribe, s.goHooks.subscribe}, {&publish, s.goHooks.publish}} {
+		if g.h != nil {
+			*g.dst = g.h
 		}
 	}
-	reg := s.pipeline.Load().Registry()
 	for name, n := range cfg.Channels.Namespaces {
 		f := "channels.namespaces." + name + ".hooks"
-		r := &nsRules{limits: n.Limits}
+		r := &nsRules{hs: hs, limits: n.Limits}
 		if r.subscribe, err = mk(f+".subscribe", hook.KindSubscribe, n.Hooks.Subscribe); err != nil {
 			return nil, err
 		}
@@ -134,33 +186,62 @@ func (s *Server) buildHooks(cfg *config.Config, o *options) (*hookSet, error) {
 			r.schema = sc
 		}
 		if r.subscribe == nil {
-			r.subscribe = hs.subscribe
+			r.subscribe = subscribe
 		}
 		if r.publish == nil {
-			r.publish = hs.publish
+			r.publish = publish
 		}
 		if !r.empty() {
 			hs.ns[name] = r
 		}
 	}
-	if s.dev != nil {
-		if err := devGameHook(hs, cfg); err != nil {
-			return nil, err
-		}
+	if s.devGame != nil {
+		devGameHook(hs, cfg, s.devGame)
 	}
 	if hs.connect == nil && len(hs.ns) == 0 {
+		hs.closeExcept(prev) // global hooks with no namespace to apply to
 		return nil, nil
 	}
 	return hs, nil
 }
 
-// rules returns the namespace's rules for channel ch, nil when it has none.
-func (hs *hookSet) rules(ch string) *nsRules {
-	ns, _, ok := strings.Cut(ch, ":")
-	if !ok {
-		ns = ""
+// site returns the HTTP hook hs built for site; none on a nil set.
+func (hs *hookSet) site(site hookSite) (httpHook, bool) {
+	if hs == nil {
+		return httpHook{}, false
 	}
-	return hs.ns[ns]
+	h, ok := hs.http[site]
+	return h, ok
+}
+
+// closeExcept closes the HTTP hooks of hs that keep does not share (all of
+// them when keep is nil): after a reload's swap, the old set's dropped hooks;
+// after a refused reload, the hooks the refused set built.
+func (hs *hookSet) closeExcept(keep *hookSet) {
+	if hs == nil {
+		return
+	}
+	for site, h := range hs.http {
+		if k, ok := keep.site(site); !ok || k.backend != h.backend {
+			h.backend.Close()
+		}
+	}
+}
+
+// checks returns the room.Checks of namespace name, nil when it has no rules.
+func (hs *hookSet) checks(name string) room.Checks {
+	if hs == nil {
+		return nil
+	}
+	if r := hs.ns[name]; r != nil {
+		return r
+	}
+	return nil
+}
+
+func (s *Server) presenceCount(ctx context.Context, ch string) (int, error) {
+	p, err := s.state.broker.Presence(ctx, ch)
+	return len(p), err
 }
 
 func hookIdentity(c room.Client) hook.Identity {
@@ -190,13 +271,10 @@ func refusal(reason, def string, strike bool) *protocol.Error {
 	return &protocol.Error{Code: protocol.CodeHookRefused, Message: reason, Strike: strike}
 }
 
-// checkSubscribe is room.Options.CheckSubscribe: max members, then the
+// CheckSubscribe is room.Checks.CheckSubscribe: max members, then the
 // subscribe hook.
-func (hs *hookSet) checkSubscribe(ctx context.Context, c room.Client, ch string) *protocol.Error {
-	r := hs.rules(ch)
-	if r == nil {
-		return nil
-	}
+func (r *nsRules) CheckSubscribe(ctx context.Context, c room.Client, ch string) *protocol.Error {
+	hs := r.hs
 	if r.limits.MaxMembers > 0 && hs.presence != nil {
 		// Approximate under concurrent subscribes on several nodes: the count
 		// and the join are not one atomic step.
@@ -222,13 +300,10 @@ func (hs *hookSet) checkSubscribe(ctx context.Context, c room.Client, ch string)
 	return nil
 }
 
-// checkPublish is room.Options.CheckPublish: size, schema, the channel's and
+// CheckPublish is room.Checks.CheckPublish: size, schema, the channel's and
 // the member's publish rate, then the publish hook (which may rewrite).
-func (hs *hookSet) checkPublish(ctx context.Context, c room.Client, ch string, payload []byte) ([]byte, *protocol.Error) {
-	r := hs.rules(ch)
-	if r == nil {
-		return payload, nil
-	}
+func (r *nsRules) CheckPublish(ctx context.Context, c room.Client, ch string, payload []byte) ([]byte, *protocol.Error) {
+	hs := r.hs
 	l := r.limits
 	if l.MaxMessageBytes > 0 && len(payload) > l.MaxMessageBytes {
 		return nil, &protocol.Error{Code: protocol.CodeRoomMessageLarge, Message: "payload too large for this channel", Strike: true}
@@ -291,8 +366,7 @@ func (hs *hookSet) allow(ctx context.Context, key string, l limit.Limit) *protoc
 // connectDecision runs the connect hook for an authenticated handshake. It
 // returns the identity and tier to use, or a close code and reason when the
 // connection must be refused right after the upgrade.
-func (s *Server) connectDecision(r *http.Request, id auth.Identity, connID, ip, tier string, cfg *config.Config) (auth.Identity, string, protocol.CloseCode, string) {
-	h := s.hooks.connect
+func (s *Server) connectDecision(h *hook.Hook, r *http.Request, id auth.Identity, connID, ip, tier string, cfg *config.Config) (auth.Identity, string, protocol.CloseCode, string) {
 	rep, err := h.Connect(r.Context(), hook.ConnectEvent{Identity: hook.Identity{User: id.Subject, ConnID: connID, ClientIP: ip, Claims: id.Claims}, Tier: tier})
 	if err == nil && rep.Allow && rep.Tier != "" {
 		if _, ok := cfg.Rate.Tiers[rep.Tier]; !ok {
@@ -369,44 +443,105 @@ func withChannels(claims map[string]any, name string, add *hook.Channels) map[st
 	return out
 }
 
-// devGameHook referees the dev tic-tac-toe demo (addDevGame): an in-process
-// publish hook on its namespace, unless the configuration set one there.
-func devGameHook(hs *hookSet, cfg *config.Config) error {
+// devGameHook referees the dev tic-tac-toe demo (addDevGame) with h, an
+// in-process publish hook on its namespace made once at New (its games outlive
+// reloads), unless the configuration set a publish hook there.
+func devGameHook(hs *hookSet, cfg *config.Config, h *hook.Hook) {
 	n, ok := cfg.Channels.Namespaces[demo.GameNamespace]
 	if !ok || n.Hooks.Publish.URL != "" || n.Limits.Schema != demo.MoveSchema {
-		return nil // not the namespace addDevGame made
-	}
-	h, err := hook.New(hook.KindPublish, hook.NewFunc(hook.KindPublish, hook.Funcs{Publish: demo.NewGames().Publish}), hook.Options{})
-	if err != nil {
-		return fmt.Errorf("dev game: %w", err)
+		return // not the namespace addDevGame made
 	}
 	r := hs.ns[demo.GameNamespace]
 	if r == nil {
-		r = &nsRules{limits: n.Limits}
+		r = &nsRules{hs: hs, limits: n.Limits}
 		hs.ns[demo.GameNamespace] = r
 	}
 	r.publish = h
-	return nil
 }
 
-// hooksEqual reports whether a and b configure the same hooks and per-room
-// limits (what buildHooks reads).
-func hooksEqual(a, b *config.Config) bool {
-	if !reflect.DeepEqual(a.Hooks, b.Hooks) {
-		return false
+// logHookChanges logs at info what a reload changed in the hooks and the
+// per-room limits. Loosening them is the operator's call (it is their file),
+// but the log says what changed; a hook that now fails open was also warned
+// about when it was built.
+func (s *Server) logHookChanges(old, cfg *config.Config) {
+	if old.Hooks.SigningKey != cfg.Hooks.SigningKey {
+		s.log.Info("hooks.signing_key changed: every HTTP hook signs with the new key")
 	}
-	type nsPart struct {
-		h config.NamespaceHooks
-		l config.RoomLimits
+	before, after := hookSites(old), hookSites(cfg)
+	for _, field := range slices.Sorted(maps.Keys(union(before, after))) {
+		if a, b := before[field], after[field]; a != b {
+			s.log.Info("hook changed", "hook", field, "from", describeHook(a), "to", describeHook(b))
+		}
 	}
-	parts := func(c *config.Config) map[string]nsPart {
-		m := map[string]nsPart{}
+	limits := func(c *config.Config) map[string]config.RoomLimits {
+		m := map[string]config.RoomLimits{}
 		for name, n := range c.Channels.Namespaces {
-			if p := (nsPart{n.Hooks, n.Limits}); p != (nsPart{}) {
-				m[name] = p
+			if n.Limits != (config.RoomLimits{}) {
+				m[name] = n.Limits
 			}
 		}
 		return m
 	}
-	return reflect.DeepEqual(parts(a), parts(b))
+	lb, la := limits(old), limits(cfg)
+	for _, name := range slices.Sorted(maps.Keys(union(lb, la))) {
+		if a, b := lb[name], la[name]; a != b {
+			s.log.Info("room limits changed", "namespace", name, "from", describeLimits(a), "to", describeLimits(b))
+		}
+	}
+}
+
+// hookSites are cfg's hooks with a url, by field.
+func hookSites(cfg *config.Config) map[string]config.Hook {
+	m := map[string]config.Hook{}
+	add := func(field string, h config.Hook) {
+		if h.URL != "" {
+			m[field] = h
+		}
+	}
+	add("hooks.connect", cfg.Hooks.Connect)
+	add("hooks.subscribe", cfg.Hooks.Subscribe)
+	add("hooks.publish", cfg.Hooks.Publish)
+	for name, n := range cfg.Channels.Namespaces {
+		add("channels.namespaces."+name+".hooks.subscribe", n.Hooks.Subscribe)
+		add("channels.namespaces."+name+".hooks.publish", n.Hooks.Publish)
+	}
+	return m
+}
+
+func union[V any](a, b map[string]V) map[string]struct{} {
+	u := make(map[string]struct{}, len(a)+len(b))
+	for k := range a {
+		u[k] = struct{}{}
+	}
+	for k := range b {
+		u[k] = struct{}{}
+	}
+	return u
+}
+
+// describeHook is a hook's settings for the log: its URL without user info,
+// query or fragment (they may hold credentials), and its protections.
+func describeHook(h config.Hook) string {
+	if h.URL == "" {
+		return "none"
+	}
+	where := "(unparsable url)"
+	if u, err := url.Parse(h.URL); err == nil {
+		where = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	}
+	policy := h.FailurePolicy
+	if policy == "" {
+		policy = "fail_closed"
+	}
+	return fmt.Sprintf("%s %s timeout=%v max_concurrency=%d max_response_bytes=%d breaker=%d/%v",
+		where, policy, h.Timeout, h.MaxConcurrency, h.MaxResponseBytes, h.Breaker.Failures, h.Breaker.Cooldown)
+}
+
+func describeLimits(l config.RoomLimits) string {
+	if l == (config.RoomLimits{}) {
+		return "none"
+	}
+	return fmt.Sprintf("publish_rate=%v/s burst %d, member_publish_rate=%v/s burst %d, max_message_bytes=%d, schema=%q, max_members=%d",
+		l.PublishRate.Rate, l.PublishRate.Burst, l.MemberPublishRate.Rate, l.MemberPublishRate.Burst,
+		l.MaxMessageBytes, l.Schema, l.MaxMembers)
 }

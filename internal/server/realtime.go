@@ -19,7 +19,8 @@ func WithCommands(b command.Backend) Option { return func(o *options) { o.comman
 
 // buildRealtime creates the real-time core (channels, history, presence, commands)
 // over the node's broker, and starts delivering broker events.
-func (s *Server) buildRealtime(cfg *config.Config, commands command.Backend) error {
+func (s *Server) buildRealtime(rt *runtime, commands command.Backend) error {
+	cfg := rt.cfg
 	if commands == nil && cfg.Command.URL != "" {
 		h, err := command.NewHTTP(command.HTTPOptions{URL: cfg.Command.URL, Timeout: cfg.Command.Timeout, MaxResponseBytes: int64(cfg.Command.MaxResponseBytes)})
 		if err != nil {
@@ -27,7 +28,7 @@ func (s *Server) buildRealtime(cfg *config.Config, commands command.Backend) err
 		}
 		commands = h
 	}
-	svc, err := room.New(roomOptions(cfg, commands, s), s.state.broker)
+	svc, err := room.New(roomOptions(cfg, rt.ns, commands, s), s.state.broker)
 	if err != nil {
 		return fmt.Errorf("channels: %w", err)
 	}
@@ -43,9 +44,11 @@ func (s *Server) buildRealtime(cfg *config.Config, commands command.Backend) err
 	return nil
 }
 
-func roomOptions(cfg *config.Config, commands command.Backend, s *Server) room.Options {
+// roomOptions are the room's settings; ns are the runtime's namespaces (with
+// their hooks), which every reload replaces (install).
+func roomOptions(cfg *config.Config, ns map[string]room.Namespace, commands command.Backend, s *Server) room.Options {
 	o := room.Options{
-		Namespaces:           roomNamespaces(cfg),
+		Namespaces:           ns,
 		DefaultChannel:       cfg.Channels.DefaultChannel,
 		ChannelClaim:         cfg.Channels.Claim,
 		MaxChannelsPerClient: cfg.Channels.MaxPerClient,
@@ -54,14 +57,6 @@ func roomOptions(cfg *config.Config, commands command.Backend, s *Server) room.O
 	}
 	if s != nil && s.integ != nil {
 		o.SignOutput = s.integ.signer.Sign
-	}
-	if s != nil && s.hooks != nil {
-		hs := s.hooks
-		hs.presence = func(ctx context.Context, ch string) (int, error) {
-			p, err := s.state.broker.Presence(ctx, ch)
-			return len(p), err
-		}
-		o.CheckSubscribe, o.CheckPublish = hs.checkSubscribe, hs.checkPublish
 	}
 	if s != nil {
 		o.SubscriptionTokenVerify = func(ctx context.Context, token string) (map[string]any, error) {

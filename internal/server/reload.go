@@ -9,10 +9,11 @@ import (
 )
 
 // Reload applies a new configuration without dropping connections: limits,
-// origins, keys/JWKS, schemas, tiers, strike policy, quotas and gateway routes
-// change for what happens next; connections already open keep their route. Listener addresses, TLS files and the state backend need a restart;
-// a change to them is refused. An invalid configuration is refused whole and the
-// running one stays in force.
+// origins, keys/JWKS, schemas, tiers, strike policy, quotas, gateway routes,
+// hooks and per-room limits change for what happens next; connections already
+// open keep their route. Listener addresses, TLS files and the state backend
+// need a restart; a change to them is refused. An invalid configuration is
+// refused whole and the running one stays in force.
 //
 // Reloads are serialized: a second Reload waits for the first to finish, so the
 // running configuration is always one that was loaded whole.
@@ -60,11 +61,6 @@ func (s *Server) reload(cfg *config.Config) error {
 	if ipPrefixes(cfg) != ipPrefixes(old) {
 		return fmt.Errorf("reload: limits.ipv4_prefix and limits.ipv6_prefix need a restart")
 	}
-	// Hooks and per-room limits are built once (hooks.go): refusing a change
-	// beats silently keeping the old hooks in force.
-	if !hooksEqual(cfg, old) {
-		return fmt.Errorf("reload: hooks and channels.namespaces.*.hooks/limits need a restart")
-	}
 	// Everything derived from the file is built before anything changes; a
 	// refusal leaves the running configuration whole.
 	rt, err := s.compile(cfg, prev)
@@ -73,12 +69,16 @@ func (s *Server) reload(cfg *config.Config) error {
 	}
 	s.pinSecrets(cfg)
 	if err := s.install(rt); err != nil {
-		rt.close()
+		rt.closeExcept(prev)
 		return fmt.Errorf("reload: %w", err)
 	}
-	// Handshakes already past the old runtime's guard finish with it; new ones
-	// reach the new one. Only its verifier's refresher is left to stop.
-	prev.close()
+	// Handshakes already past the old runtime's guard finish with it, and so
+	// do hook calls already under way; new ones reach the new one. Left to
+	// release: the old verifier's refresher and the HTTP hooks the new runtime
+	// did not reuse (a call still in flight on one finishes, then its
+	// connection is dropped: hook.HTTP.Close).
+	prev.closeExcept(rt)
+	s.logHookChanges(old, cfg)
 	if s.logLevel != nil && cfg.Log.Level != old.Log.Level {
 		s.logLevel.Set(logLevel(cfg.Log.Level))
 		s.log.Warn("log level changed", "from", old.Log.Level, "to", cfg.Log.Level)

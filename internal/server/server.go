@@ -30,6 +30,7 @@ import (
 	"github.com/wsgate/wsgate/internal/state/limit"
 	"github.com/wsgate/wsgate/internal/state/quota"
 	"github.com/wsgate/wsgate/internal/state/ticket"
+	"github.com/wsgate/wsgate/internal/tools/demo"
 )
 
 // Server is a running wsgate: an http.Handler for the WebSocket endpoint(s) and the
@@ -75,7 +76,10 @@ type Server struct {
 	dev        *DevInfo
 	configPath string                 // the file the admin reload re-reads (WithConfigFile)
 	handlers   map[string]HandlerFunc // WithHandler; read-only after New
-	hooks      *hookSet               // application hooks and per-room limits; nil when none (hooks.go)
+	// goHooks are WithHooks' functions and devGame the dev demo's referee,
+	// made once at New: every runtime's hooks (hooks.go) share them.
+	goHooks goHooks
+	devGame *hook.Hook
 
 	// reloadMu serializes Reload: SIGHUP and the admin API may ask at the same
 	// time, and two reloads swapping their parts one by one would interleave
@@ -149,17 +153,22 @@ func New(cfg *config.Config, opts ...Option) (*Server, error) {
 		}
 		return nil, err
 	}
-	rt, err := s.compile(cfg, nil)
+	var err error
+	s.goHooks, err = s.newGoHooks(&o)
+	if err == nil && s.dev != nil {
+		s.devGame, err = hook.New(hook.KindPublish, hook.NewFunc(hook.KindPublish, hook.Funcs{Publish: demo.NewGames().Publish}), hook.Options{})
+	}
+	var rt *runtime
+	if err == nil {
+		rt, err = s.compile(cfg, nil)
+	}
 	if err == nil {
 		s.rt.Store(rt) // closed by the closer build registered
 		s.pipeline.Store(rt.pipeline)
 		err = s.checkHandlers(o.handlers)
 	}
 	if err == nil {
-		s.hooks, err = s.buildHooks(cfg, &o)
-	}
-	if err == nil {
-		err = s.buildRealtime(cfg, o.commands)
+		err = s.buildRealtime(rt, o.commands)
 	}
 	if err == nil {
 		err = s.install(rt)
@@ -424,6 +433,7 @@ func (s *Server) pinSecrets(cfg *config.Config) {
 		s.redactor.Pin(k.Secret)
 	}
 	s.redactor.Pin(cfg.Integrity.ServerSigningKey)
+	s.redactor.Pin(cfg.Hooks.SigningKey)
 	for _, k := range slices.Concat(cfg.Encryption.Keys, cfg.Encryption.EndToEndKeys) {
 		// The whole entry and its secret alone: either may turn up in a log line.
 		s.redactor.Pin(k)

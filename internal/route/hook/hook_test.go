@@ -5,11 +5,15 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 var testKey = []byte("0123456789abcdef0123456789abcdef")
@@ -181,4 +185,73 @@ func TestSanitizeReason(t *testing.T) {
 	if got := SanitizeReason(strings.Repeat("x", 500)); len(got) != MaxReasonLen {
 		t.Fatalf("len %d", len(got))
 	}
+}
+
+// A backend closed while a call is in flight (a reload replaced its hook)
+// lets the call finish, and a late call made through it after Close (a check
+// that read the old configuration just before the swap) still works; once the
+// last of them ends, their connections are dropped: none, and no connection
+// goroutine, outlives a closed backend.
+func TestHTTPCloseDuringCall(t *testing.T) {
+	leaks := goleak.IgnoreCurrent()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var requests, open atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if requests.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+		_, _ = io.WriteString(w, `{"allow":true}`)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	b, err := NewHTTP(HTTPOptions{URL: srv.URL, Key: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(KindSubscribe, b, Options{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func() error {
+		_, err := h.Subscribe(context.Background(), SubscribeEvent{Identity: Identity{User: "u", ConnID: "c"}, Channel: "x"})
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- call() }()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call did not reach the backend")
+	}
+	b.Close()
+	if err := call(); err != nil { // on a second connection, the first is busy
+		t.Fatalf("a call after Close failed: %v", err)
+	}
+	close(release)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("a call in flight at Close failed: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call in flight did not finish")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for open.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections left open after the last call of a closed backend", open.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	srv.Close()
+	goleak.VerifyNone(t, leaks)
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/wsgate/wsgate/internal/route/upstream"
@@ -48,6 +49,10 @@ type HTTP struct {
 	key    []byte
 	max    int64
 	client *http.Client
+
+	mu     sync.Mutex
+	calls  int  // in flight
+	closed bool // Close was called: the last call to end drops the idle connections again
 }
 
 // NewHTTP checks o and returns the backend.
@@ -93,8 +98,37 @@ type wireReply struct {
 	Payload  json.RawMessage `json:"payload"`
 }
 
-// Close drops the backend's idle connections (at shutdown).
-func (b *HTTP) Close() { b.client.CloseIdleConnections() }
+// Close drops the backend's idle connections, at shutdown or when a reload
+// replaced the hook. Calls still in flight (they started under the old
+// configuration) finish; the connections they used are dropped when the last
+// of them ends, so a closed backend keeps no connection, and no connection
+// goroutine, alive. A call made after Close still works and is cleaned up the
+// same way.
+func (b *HTTP) Close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.client.CloseIdleConnections()
+}
+
+func (b *HTTP) begin() {
+	b.mu.Lock()
+	b.calls++
+	b.mu.Unlock()
+}
+
+// end runs after the call's response body is closed. Its connection may reach
+// the idle pool a moment later; CloseIdleConnections also makes the transport
+// close connections that become idle until its next request, which covers that.
+func (b *HTTP) end() {
+	b.mu.Lock()
+	b.calls--
+	last := b.closed && b.calls == 0
+	b.mu.Unlock()
+	if last {
+		b.client.CloseIdleConnections()
+	}
+}
 
 // Call implements Backend.
 func (b *HTTP) Call(ctx context.Context, kind string, ev, out any) error {
@@ -125,6 +159,8 @@ func (b *HTTP) Call(ctx context.Context, kind string, ev, out any) error {
 	}
 	req.Header.Set(HeaderKind, kind)
 	req.Header.Set(HeaderBodySignature, "v1="+hex.EncodeToString(bodyMAC(b.key, kind, req.Header.Get(upstream.HeaderSignature), body)))
+	b.begin()
+	defer b.end() // after the body's Close below
 	resp, err := b.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrBackend, kind, err)

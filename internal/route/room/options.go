@@ -34,6 +34,23 @@ type Namespace struct {
 	// SignOutput signs every message pushed from this namespace with
 	// Options.SignOutput, so clients can verify it came from the server.
 	SignOutput bool
+	// Checks, when set, are the namespace's application checks (hooks and
+	// per-room limits, internal/server). They travel with the namespace, so a
+	// request is checked by the rules of the same SetNamespaces it was
+	// resolved under: a reload swaps both at once. nil costs nothing.
+	Checks Checks
+}
+
+// Checks are asked after the built-in checks of a request pass. A non-nil
+// *protocol.Error refuses the request and is sent as the reply.
+type Checks interface {
+	// CheckSubscribe runs after the namespace, integrity and token-claim
+	// checks, before the subscription is made.
+	CheckSubscribe(ctx context.Context, c Client, ch string) *protocol.Error
+	// CheckPublish runs after the built-in checks of a client publish, before
+	// it reaches the broker; it returns the payload to publish (the same, or a
+	// rewrite).
+	CheckPublish(ctx context.Context, c Client, ch string, payload []byte) ([]byte, *protocol.Error)
 }
 
 // Options configures a Service. The zero value is usable: it gets DefaultNamespaces
@@ -74,15 +91,6 @@ type Options struct {
 	MaxPublishBody int64
 	// OpTimeout bounds broker calls made on behalf of Leave. Default 5s.
 	OpTimeout time.Duration
-	// CheckSubscribe, when set, is asked after the built-in checks pass
-	// (namespace, integrity, token claims) and before the subscription is made:
-	// application hooks and per-room limits (internal/server). A non-nil
-	// *protocol.Error refuses the subscribe and is sent as the reply. nil costs nothing.
-	CheckSubscribe func(ctx context.Context, c Client, ch string) *protocol.Error
-	// CheckPublish, when set, is asked after the built-in checks of a client
-	// publish pass and before it reaches the broker; it returns the payload to
-	// publish (the same, or a rewrite) or an *protocol.Error sent as the reply.
-	CheckPublish func(ctx context.Context, c Client, ch string, payload []byte) ([]byte, *protocol.Error)
 	// SignOutput wraps an encoded push in the server's signature, for namespaces
 	// with SignOutput; nil disables signing.
 	SignOutput func(msg []byte) []byte

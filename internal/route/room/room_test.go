@@ -400,3 +400,59 @@ func TestLargeFanoutInOrder(t *testing.T) {
 		}
 	}
 }
+
+// testChecks refuses every subscribe and publish with refuse when set, else
+// rewrites publications to rewrite when set.
+type testChecks struct{ refuse, rewrite string }
+
+func (r testChecks) CheckSubscribe(context.Context, room.Client, string) *protocol.Error {
+	if r.refuse != "" {
+		return &protocol.Error{Code: r.refuse, Message: "refused by the namespace's checks"}
+	}
+	return nil
+}
+
+func (r testChecks) CheckPublish(_ context.Context, _ room.Client, _ string, p []byte) ([]byte, *protocol.Error) {
+	switch {
+	case r.refuse != "":
+		return nil, &protocol.Error{Code: r.refuse, Message: "refused by the namespace's checks"}
+	case r.rewrite != "":
+		return []byte(r.rewrite), nil
+	}
+	return p, nil
+}
+
+// A namespace's Checks apply to its channels only, and travel with it: the
+// namespaces SetNamespaces installs (a reload) bring theirs, for clients
+// already connected.
+func TestNamespaceChecksFollowSetNamespaces(t *testing.T) {
+	ns := func(game room.Checks) map[string]room.Namespace {
+		return map[string]room.Namespace{"chat": {ClientPublish: true}, "game": {ClientPublish: true, Checks: game}}
+	}
+	e := start(t, room.Options{Namespaces: ns(testChecks{refuse: protocol.CodeHookRefused})})
+	c := newClient("c1", "alice", []string{"chat:*", "game:*"}, []string{"chat:*", "game:*"})
+	w := newClient("w", "watcher", []string{"game:*"}, nil)
+	e.subscribe(c, "chat:x") // no checks in chat
+	for i, req := range []string{"subscribe", "publish"} {
+		if err := e.handle(c, req, 2+i, `{"channel":"game:g1","payload":1}`); err == nil || err.Code != protocol.CodeHookRefused {
+			t.Fatalf("%s in game: %v, want %s", req, err, protocol.CodeHookRefused)
+		}
+		c.expect(t, "error")
+	}
+
+	if err := e.s.SetNamespaces(ns(testChecks{rewrite: `{"checked":true}`})); err != nil {
+		t.Fatal(err)
+	}
+	e.subscribe(w, "game:g1")
+	e.mustHandle(c, "publish", 4, `{"channel":"game:g1","payload":1}`)
+	if m := w.expect(t, "message"); fmt.Sprint(m["payload"]) != "map[checked:true]" {
+		t.Fatalf("the new checks' rewrite was not published: %v", m["payload"])
+	}
+	if err := e.s.SetNamespaces(ns(nil)); err != nil {
+		t.Fatal(err)
+	}
+	e.mustHandle(c, "publish", 5, `{"channel":"game:g1","payload":1}`)
+	if m := w.expect(t, "message"); fmt.Sprint(m["payload"]) != "1" {
+		t.Fatalf("without checks the payload is %v, want 1", m["payload"])
+	}
+}

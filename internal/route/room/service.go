@@ -202,6 +202,17 @@ func requireIntegrity(c Client, ns Namespace) *protocol.Error {
 	return nil
 }
 
+// requestNS is the namespace of a request by c that reads or writes ch: ch
+// must be a valid channel of a configured namespace, and the request signed as
+// that namespace requires.
+func (s *Service) requestNS(c Client, ch string) (Namespace, *protocol.Error) {
+	ns, e := s.channelNS(ch)
+	if e == nil {
+		e = requireIntegrity(c, ns)
+	}
+	return ns, e
+}
+
 func (s *Service) channelNS(ch string) (Namespace, *protocol.Error) {
 	nsName, _, ok := parseChannel(ch)
 	if !ok {
@@ -297,18 +308,15 @@ func (s *Service) handleSubscribe(ctx context.Context, c Client, id []byte, r Re
 	if err := decodeAll(decodeString(r.Channel, &req.Channel), decode(r.Since, &req.Since), decodeString(r.Token, &req.Token)); err != nil {
 		return badRequest(err)
 	}
-	ns, e := s.channelNS(req.Channel)
+	ns, e := s.requestNS(c, req.Channel)
 	if e != nil {
-		return e
-	}
-	if e := requireIntegrity(c, ns); e != nil {
 		return e
 	}
 	if e := s.authorizeSubscribe(ctx, c, req.Channel, req.Token); e != nil {
 		return e
 	}
-	if s.opts.CheckSubscribe != nil {
-		if e := s.opts.CheckSubscribe(ctx, c, req.Channel); e != nil {
+	if ns.Checks != nil {
+		if e := ns.Checks.CheckSubscribe(ctx, c, req.Channel); e != nil {
 			return e
 		}
 	}
@@ -511,8 +519,8 @@ func (s *Service) handlePublish(ctx context.Context, c Client, typ string, id []
 	if e := requireIntegrity(c, ns); e != nil {
 		return e
 	}
-	if s.opts.CheckPublish != nil {
-		if payload, e = s.opts.CheckPublish(ctx, c, ch, payload); e != nil {
+	if ns.Checks != nil {
+		if payload, e = ns.Checks.CheckPublish(ctx, c, ch, payload); e != nil {
 			return e
 		}
 	}
@@ -545,11 +553,8 @@ func (s *Service) handlePresence(ctx context.Context, c Client, id []byte, r Req
 	if err := decodeString(r.Channel, &req.Channel); err != nil {
 		return badRequest(err)
 	}
-	ns, e := s.channelNS(req.Channel)
+	ns, e := s.requestNS(c, req.Channel)
 	if e != nil {
-		return e
-	}
-	if e := requireIntegrity(c, ns); e != nil {
 		return e
 	}
 	if !ns.Presence {
@@ -589,11 +594,7 @@ func (s *Service) handleHistory(ctx context.Context, c Client, id []byte, r Requ
 	if err := decodeAll(decodeString(r.Channel, &req.Channel), decode(r.Since, &req.Since), decode(r.Limit, &req.Limit)); err != nil {
 		return badRequest(err)
 	}
-	ns, e := s.channelNS(req.Channel)
-	if e != nil {
-		return e
-	}
-	if e := requireIntegrity(c, ns); e != nil {
+	if _, e := s.requestNS(c, req.Channel); e != nil {
 		return e
 	}
 	if e := s.subscribed(c, req.Channel); e != nil {

@@ -68,8 +68,8 @@ func TestPublishBatchedInOrderAcrossNodes(t *testing.T) {
 	const total = perChannel * each
 	for ch := range channels {
 		channel := "batch" + strconv.Itoa(ch)
-		waitFor(t, 10*time.Second, "every publication of "+channel, func() bool { return len(rec.got(channel)) >= total })
-		got := rec.got(channel)
+		waitFor(t, 10*time.Second, "every publication of "+channel, func() bool { return len(rec.Pubs(channel)) >= total })
+		got := rec.Pubs(channel)
 		if len(got) != total {
 			t.Fatalf("%s: %d deliveries, want %d", channel, len(got), total)
 		}
@@ -129,7 +129,7 @@ func TestPublishBatchRetriedAfterReadTimeoutDeliversOnce(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the warm-up deliveries", func() bool {
 		for _, ch := range channels {
-			if len(rec.got(ch)) != 1 {
+			if len(rec.Pubs(ch)) != 1 {
 				return false
 			}
 		}
@@ -160,11 +160,7 @@ func TestPublishBatchRetriedAfterReadTimeoutDeliversOnce(t *testing.T) {
 	for _, ch := range channels {
 		marker, err := pub.Publish(ctx, ch, []byte(`"marker"`), "", keep)
 		must(t, err)
-		waitFor(t, 5*time.Second, "the marker of "+ch, func() bool {
-			got := rec.got(ch)
-			return len(got) > 0 && string(got[len(got)-1].Data) == `"marker"`
-		})
-		got := rec.got(ch)
+		got := waitLast(t, 5*time.Second, rec, ch, `"marker"`)
 		seen := map[string]bool{}
 		for i, p := range got {
 			if p.Offset != uint64(i+1) {
@@ -228,11 +224,7 @@ func TestPublishQueuedCallCancelled(t *testing.T) {
 	wg.Wait()
 	pos, err := pub.Publish(ctx, ch, []byte(`"after"`), "", keep)
 	must(t, err)
-	waitFor(t, 5*time.Second, "the publication after the stall", func() bool {
-		got := rec.got(ch)
-		return len(got) > 0 && string(got[len(got)-1].Data) == `"after"`
-	})
-	got := rec.got(ch)
+	got := waitLast(t, 5*time.Second, rec, ch, `"after"`)
 	for i, p := range got {
 		if p.Offset != uint64(i+1) || strings.HasPrefix(string(p.Data), `"queued`) {
 			t.Fatalf("delivery %d: %s at %d", i, p.Data, p.Offset)

@@ -26,11 +26,12 @@ const (
 	DefaultSubscribeTimeout = 5 * time.Second
 	DefaultMaxPublishing    = 1024
 
-	// publishDedupWindow is how long Redis remembers that a publish id ran. A
-	// retry by go-redis follows its failed attempt within one read timeout and
-	// a backoff (well under a second); the window is generous for a paused
-	// node, and cheap: one small key per publication.
-	publishDedupWindow = 30 * time.Second
+	// publishDedupWindow is how long Redis keeps a stopped broker's done
+	// field in a channel's meta (see publishScript; a live broker's field is
+	// replaced by each of its batches). A retry by go-redis follows its failed
+	// attempt within one read timeout and a backoff (well under a second); the
+	// window is generous for a paused node.
+	publishDedupWindow = time.Minute
 
 	// maxResubscribeWait caps the pub/sub reconnect backoff.
 	maxResubscribeWait = 500 * time.Millisecond
@@ -90,7 +91,7 @@ type Broker struct {
 	inflight  chan struct{} // one token per Publish waiting for Redis
 	capWarned atomic.Bool   // a publication asked for more history than the caps
 	pubSeq    atomic.Uint64 // numbers this broker's publish batches (batch ids)
-	pubPrefix string        // random, per broker: see publishBatch
+	doneField string        // "d:" and a random id per broker: see scriptArgs
 
 	qmu    sync.Mutex
 	queues map[string]*pubQueue // channels with a batch in flight (see Publish)
@@ -159,7 +160,7 @@ func (c *Client) Broker(opts BrokerOptions) (*Broker, error) {
 		queues:    make(map[string]*pubQueue),
 		presence:  make(map[string]map[string]string),
 		inflight:  make(chan struct{}, opts.MaxPublishing),
-		pubPrefix: rand.Text() + ":",
+		doneField: "d:" + rand.Text(),
 		stop:      make(chan struct{}),
 		loopDone:  make(chan struct{}),
 		beatDone:  make(chan struct{}),
@@ -467,17 +468,17 @@ func (b *Broker) publishBatches(ctx context.Context, batches []*pubBatch) {
 
 // scriptArgs returns publishScript's keys and arguments for pb.
 func (b *Broker) scriptArgs(pb *pubBatch) ([]string, []any) {
-	// id names this batch: go-redis may send the script twice (see publishScript).
-	// A random per-broker prefix (not the node id: a restarted node may reuse a
-	// configured one within the dedup window) and a counter keep it unique.
-	id := b.pubPrefix + strconv.FormatUint(b.pubSeq.Add(1), 36)
-	args := make([]any, 0, 6+2*len(pb.reqs))
+	// The done field (random per broker, not the node id: a restarted node may
+	// reuse a configured one within the dedup window) and a counter name this
+	// batch: go-redis may send the script twice (see publishScript).
+	args := make([]any, 0, 7+2*len(pb.reqs))
 	args = append(args, pb.reqs[0].size, pb.reqs[0].ttlMS, b.opts.MetaTTL.Milliseconds(), rand.Text()[:8],
-		b.topic+pb.channel, publishDedupWindow.Milliseconds())
+		b.topic+pb.channel, b.doneField)
 	for _, r := range pb.reqs {
 		args = append(args, r.data, r.from)
 	}
-	return []string{b.key(pb.channel, "m"), b.key(pb.channel, "h"), b.key(pb.channel, "d:"+id)}, args
+	args = append(args, strconv.FormatUint(b.pubSeq.Add(1), 36))
+	return []string{b.key(pb.channel, "m"), b.key(pb.channel, "h")}, args
 }
 
 // finish sets the results of pb's calls from the script's reply.

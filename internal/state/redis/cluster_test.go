@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/wsgate/wsgate/internal/edge/auth"
 	"github.com/wsgate/wsgate/internal/state/ban"
 	"github.com/wsgate/wsgate/internal/state/broker"
+	"github.com/wsgate/wsgate/internal/state/broker/brokertest"
 	"github.com/wsgate/wsgate/internal/state/limit"
 	"github.com/wsgate/wsgate/internal/state/quota"
 	"github.com/wsgate/wsgate/internal/state/redis"
@@ -174,54 +174,12 @@ func TestClusterBanInForceWithinOneSecond(t *testing.T) {
 	})
 }
 
-// recorder collects what a node's broker delivers.
-type recorder struct {
-	mu     sync.Mutex
-	pubs   map[string][]broker.Publication
-	joins  map[string][]broker.ClientInfo
-	leaves map[string][]broker.ClientInfo
-}
-
-func newRecorder() *recorder {
-	return &recorder{pubs: map[string][]broker.Publication{}, joins: map[string][]broker.ClientInfo{}, leaves: map[string][]broker.ClientInfo{}}
-}
-
-func (r *recorder) HandlePublication(p broker.Publication) {
-	r.mu.Lock()
-	r.pubs[p.Channel] = append(r.pubs[p.Channel], p)
-	r.mu.Unlock()
-}
-
-func (r *recorder) HandleJoin(ch string, i broker.ClientInfo) {
-	r.mu.Lock()
-	r.joins[ch] = append(r.joins[ch], i)
-	r.mu.Unlock()
-}
-
-func (r *recorder) HandleLeave(ch string, i broker.ClientInfo) {
-	r.mu.Lock()
-	r.leaves[ch] = append(r.leaves[ch], i)
-	r.mu.Unlock()
-}
-
-func (r *recorder) got(ch string) []broker.Publication {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.pubs[ch])
-}
-
-func (r *recorder) left(ch string) []broker.ClientInfo {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.leaves[ch])
-}
-
 // runBroker starts n's broker with a recorder until t ends.
-func runBroker(t *testing.T, n *redis.Client, opts redis.BrokerOptions) (*redis.Broker, *recorder) {
+func runBroker(t *testing.T, n *redis.Client, opts redis.BrokerOptions) (*redis.Broker, *brokertest.Recorder) {
 	t.Helper()
 	b, err := n.Broker(opts)
 	must(t, err)
-	rec := newRecorder()
+	rec := brokertest.NewRecorder()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx, rec) }()
@@ -259,16 +217,16 @@ func TestClusterPublishReachesOtherNodesInOrder(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	for name, r := range map[string]*recorder{"B": rb, "C": rc} {
-		waitFor(t, 5*time.Second, "deliveries on "+name, func() bool { return len(r.got(ch)) >= n })
-		for i, p := range r.got(ch) {
+	for name, r := range map[string]*brokertest.Recorder{"B": rb, "C": rc} {
+		waitFor(t, 5*time.Second, "deliveries on "+name, func() bool { return len(r.Pubs(ch)) >= n })
+		for i, p := range r.Pubs(ch) {
 			if p.Offset != uint64(i+1) {
 				t.Fatalf("node %s: delivery %d has offset %d", name, i, p.Offset)
 			}
 		}
 	}
 	// A client of B that saw offset 150 reconnects to C and recovers the rest.
-	seen := rb.got(ch)[149]
+	seen := rb.Pubs(ch)[149]
 	pubs, cur, err := bc.History(ctx, ch, &broker.StreamPosition{Offset: seen.Offset, Epoch: seen.Epoch}, 0)
 	must(t, err)
 	if len(pubs) != 50 || pubs[0].Offset != 151 || cur.Offset != n {
@@ -286,5 +244,5 @@ func TestClusterPublishReachesOtherNodesInOrder(t *testing.T) {
 		must(t, err)
 		return len(got) == 0
 	})
-	waitFor(t, time.Second, "leave announced on C", func() bool { return len(rc.left(ch)) == 1 })
+	waitFor(t, time.Second, "leave announced on C", func() bool { return len(rc.Leaves(ch)) == 1 })
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/wsgate/wsgate/internal/state/ban"
 	"github.com/wsgate/wsgate/internal/state/broker"
+	"github.com/wsgate/wsgate/internal/state/broker/brokertest"
 	"github.com/wsgate/wsgate/internal/state/limit"
 	"github.com/wsgate/wsgate/internal/state/redis"
 	"github.com/wsgate/wsgate/internal/state/redis/redistest"
@@ -34,7 +35,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	must(t, bb.Subscribe(ctx, ch))
 	before, err := ba.Publish(ctx, ch, []byte(`"before"`), "", keep)
 	must(t, err)
-	waitFor(t, 2*time.Second, "delivery before the outage", func() bool { return len(rb.got(ch)) == 1 })
+	waitFor(t, 2*time.Second, "delivery before the outage", func() bool { return len(rb.Pubs(ch)) == 1 })
 	qa := a.QuotaStore()
 	if ok, err := qa.Acquire(ctx, "user:alice", 5); !ok || err != nil {
 		t.Fatal(ok, err)
@@ -109,7 +110,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 		if err == nil {
 			after = p
 		}
-		n := rb.got(ch)
+		n := rb.Pubs(ch)
 		return len(n) > 1 && n[len(n)-1].Epoch != before.Epoch
 	})
 	if after.Epoch == before.Epoch {
@@ -145,7 +146,7 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	}
 	c.Limiter(redis.LimiterOptions{})
 	done := make(chan error, 1)
-	go func() { done <- b.Run(context.Background(), newRecorder()) }()
+	go func() { done <- b.Run(context.Background(), brokertest.NewRecorder()) }()
 	must(t, c.Close())
 	must(t, <-done) // Run ends with the client
 	if _, err := c.Broker(redis.BrokerOptions{}); err == nil {
@@ -201,7 +202,7 @@ func TestBrokerRedisRestartedFromOlderSnapshot(t *testing.T) {
 	for range 5 {
 		pub("after-save")
 	}
-	waitFor(t, 5*time.Second, "10 deliveries", func() bool { return len(rb.got(ch)) == 10 })
+	waitFor(t, 5*time.Second, "10 deliveries", func() bool { return len(rb.Pubs(ch)) == 10 })
 	srv.Stop()
 	srv.RestartFromSnapshot()
 	waitFor(t, 5*time.Second, "a publish after the restart", func() bool {
@@ -224,10 +225,10 @@ func TestBrokerRedisRestartedFromOlderSnapshot(t *testing.T) {
 		t.Fatalf("recovery from a position in the rewound epoch: %v, want ErrRecoveryFailed", err)
 	}
 	waitFor(t, 5*time.Second, "the new epoch to reach B", func() bool {
-		got := rb.got(ch)
+		got := rb.Pubs(ch)
 		return got[len(got)-1].Epoch == last.Epoch
 	})
-	checkContiguous(t, rb.got(ch))
+	checkContiguous(t, rb.Pubs(ch))
 }
 
 // Redis restarted empty while a node publishes at once and another node
@@ -245,7 +246,7 @@ func TestBrokerRedisRestartedEmptyNewEpochFilled(t *testing.T) {
 	must(t, bb.Subscribe(ctx, ch))
 	first, err := ba.Publish(ctx, ch, []byte(`"before"`), "", keep)
 	must(t, err)
-	waitFor(t, 5*time.Second, "the first delivery on both", func() bool { return len(ra.got(ch)) == 1 && len(rb.got(ch)) == 1 })
+	waitFor(t, 5*time.Second, "the first delivery on both", func() bool { return len(ra.Pubs(ch)) == 1 && len(rb.Pubs(ch)) == 1 })
 	srv.Stop()
 	srv.Restart()
 	// Publish as fast as Redis answers: most of these precede B's (and A's own)
@@ -263,12 +264,12 @@ func TestBrokerRedisRestartedEmptyNewEpochFilled(t *testing.T) {
 	if lastPos.Epoch == first.Epoch || lastPos.Offset != 200 {
 		t.Fatalf("after an empty restart: %+v (first %+v)", lastPos, first)
 	}
-	for name, r := range map[string]*recorder{"A": ra, "B": rb} {
+	for name, r := range map[string]*brokertest.Recorder{"A": ra, "B": rb} {
 		waitFor(t, 10*time.Second, "node "+name+" to deliver all 200", func() bool {
-			got := r.got(ch)
+			got := r.Pubs(ch)
 			return got[len(got)-1].Epoch == lastPos.Epoch && got[len(got)-1].Offset == 200
 		})
-		got := r.got(ch)
+		got := r.Pubs(ch)
 		checkContiguous(t, got)
 		if len(got) != 201 {
 			t.Fatalf("node %s delivered %d, want 201", name, len(got))

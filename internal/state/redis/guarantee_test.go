@@ -12,6 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/wsgate/wsgate/internal/state/broker"
+	"github.com/wsgate/wsgate/internal/state/broker/brokertest"
 	"github.com/wsgate/wsgate/internal/state/redis"
 	"github.com/wsgate/wsgate/internal/state/redis/redistest"
 )
@@ -32,7 +33,7 @@ type trial struct {
 	srv     *redistest.Server
 	nodes   []*redis.Client
 	brokers []*redis.Broker
-	recs    []*recorder
+	recs    []*brokertest.Recorder
 	keep    broker.PublishOptions
 
 	mu    sync.Mutex
@@ -139,10 +140,7 @@ func (tr *trial) finish(from int, live []int) {
 	})
 	tr.acked[`"final"`] = final
 	for _, i := range live {
-		waitFor(tr.t, 10*time.Second, fmt.Sprintf("node %d to deliver the final marker", i), func() bool {
-			got := tr.recs[i].got(trialChannel)
-			return len(got) > 0 && string(got[len(got)-1].Data) == `"final"`
-		})
+		waitLast(tr.t, 10*time.Second, tr.recs[i], trialChannel, `"final"`)
 	}
 }
 
@@ -198,7 +196,7 @@ func (tr *trial) check(name string, got []broker.Publication) {
 func (tr *trial) checkAll(live []int) {
 	tr.t.Helper()
 	for _, i := range live {
-		tr.check("node "+strconv.Itoa(i), tr.recs[i].got(trialChannel))
+		tr.check("node "+strconv.Itoa(i), tr.recs[i].Pubs(trialChannel))
 	}
 	tr.t.Logf("%d publications acked, %d refused", len(tr.acked), tr.errs)
 }
@@ -276,7 +274,7 @@ func TestBrokerNodeKilledAckedMeansDeliveredOrReported(t *testing.T) {
 	}
 	victim := 2
 	must(t, tr.nodes[victim].Close())
-	before := tr.recs[victim].got(trialChannel)
+	before := tr.recs[victim].Pubs(trialChannel)
 	tr.progress("after the kill", 50, victim, victim+3)
 	tr.finish(0, []int{0, 1})
 	tr.checkAll([]int{0, 1})

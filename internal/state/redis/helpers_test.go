@@ -7,6 +7,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/wsgate/wsgate/internal/state/broker"
+	"github.com/wsgate/wsgate/internal/state/broker/brokertest"
 	"github.com/wsgate/wsgate/internal/state/redis"
 	"github.com/wsgate/wsgate/internal/state/redis/redistest"
 )
@@ -39,6 +41,18 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// waitLast waits up to d until the last publication rec got on ch carries data
+// (a marker published after what a test checks: once it is in, everything
+// before it is) and returns every publication rec got on ch.
+func waitLast(t testing.TB, d time.Duration, rec *brokertest.Recorder, ch, data string) []broker.Publication {
+	t.Helper()
+	waitFor(t, d, data+" last on "+ch, func() bool {
+		got := rec.Pubs(ch)
+		return len(got) > 0 && string(got[len(got)-1].Data) == data
+	})
+	return rec.Pubs(ch)
 }
 
 func must(t testing.TB, err error) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/state/broker"
+	"github.com/wsgate/wsgate/internal/state/broker/brokertest"
 	"github.com/wsgate/wsgate/internal/state/redis"
 	"github.com/wsgate/wsgate/internal/state/redis/redistest"
 )
@@ -154,7 +155,7 @@ func copyChunks(dst, src net.Conn, before func([]byte)) {
 // slowPublisher starts Redis, a publishing broker whose node reaches it
 // through a slowProxy (read timeout 200 ms, an armed reply held 600 ms, when
 // as the proxy's), and a subscribing broker on another node.
-func slowPublisher(t *testing.T, when func([]byte) bool) (*slowProxy, *redis.Broker, *redis.Broker, *recorder) {
+func slowPublisher(t *testing.T, when func([]byte) bool) (*slowProxy, *redis.Broker, *redis.Broker, *brokertest.Recorder) {
 	t.Helper()
 	srv := redistest.Start(t)
 	const readTimeout = 200 * time.Millisecond
@@ -184,7 +185,7 @@ func TestPublishRetriedAfterReadTimeoutDeliversOnce(t *testing.T) {
 	// Load the script first so the held reply is the script's, not NOSCRIPT.
 	first, err := pub.Publish(ctx, ch, []byte(`"warm"`), "", keep)
 	must(t, err)
-	waitFor(t, 5*time.Second, "the warm-up delivery", func() bool { return len(rec.got(ch)) == 1 })
+	waitFor(t, 5*time.Second, "the warm-up delivery", func() bool { return len(rec.Pubs(ch)) == 1 })
 
 	proxy.armed.Store(true)
 	pos, err := pub.Publish(ctx, ch, []byte(`"slow"`), "", keep)
@@ -199,11 +200,7 @@ func TestPublishRetriedAfterReadTimeoutDeliversOnce(t *testing.T) {
 	// A marker published after it: once it arrives, every copy of "slow" has too.
 	marker, err := pub.Publish(ctx, ch, []byte(`"marker"`), "", keep)
 	must(t, err)
-	waitFor(t, 5*time.Second, "the marker", func() bool {
-		got := rec.got(ch)
-		return len(got) > 0 && string(got[len(got)-1].Data) == `"marker"`
-	})
-	got := rec.got(ch)
+	got := waitLast(t, 5*time.Second, rec, ch, `"marker"`)
 	slow := 0
 	for i, p := range got {
 		if p.Offset != first.Offset+uint64(i) {

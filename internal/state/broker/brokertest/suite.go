@@ -24,7 +24,7 @@ func Run(t *testing.T, newBroker func(t *testing.T) broker.Broker) {
 	t.Helper()
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, b broker.Broker, rec *recorder)
+		fn   func(t *testing.T, b broker.Broker, rec *Recorder)
 	}{
 		{"OffsetsAndEpoch", testOffsetsAndEpoch},
 		{"HistoryLatest", testHistoryLatest},
@@ -48,9 +48,9 @@ func Run(t *testing.T, newBroker func(t *testing.T) broker.Broker) {
 }
 
 // start runs b with a recorder and waits until deliveries flow.
-func start(t *testing.T, b broker.Broker) *recorder {
+func start(t *testing.T, b broker.Broker) *Recorder {
 	t.Helper()
-	rec := newRecorder()
+	rec := NewRecorder()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx, rec) }()
@@ -72,7 +72,7 @@ func start(t *testing.T, b broker.Broker) *recorder {
 		if _, err := b.Publish(context.Background(), probe, []byte(`"probe"`), "", broker.PublishOptions{}); err != nil {
 			t.Fatalf("probe publish: %v", err)
 		}
-		return len(rec.pubs(probe)) > 0
+		return len(rec.Pubs(probe)) > 0
 	})
 	must(t, b.Unsubscribe(context.Background(), probe))
 	return rec
@@ -137,7 +137,7 @@ func checkRun(t *testing.T, pubs []broker.Publication, ch, epoch string, first u
 	}
 }
 
-func testOffsetsAndEpoch(t *testing.T, b broker.Broker, _ *recorder) {
+func testOffsetsAndEpoch(t *testing.T, b broker.Broker, _ *Recorder) {
 	ch := channelName("offsets")
 	pos := publish(t, b, ch, 3, keep)
 	epoch := pos[0].Epoch
@@ -167,7 +167,7 @@ func testOffsetsAndEpoch(t *testing.T, b broker.Broker, _ *recorder) {
 	}
 }
 
-func testHistoryLatest(t *testing.T, b broker.Broker, _ *recorder) {
+func testHistoryLatest(t *testing.T, b broker.Broker, _ *Recorder) {
 	ch := channelName("latest")
 	pos := publish(t, b, ch, 10, keep)
 	epoch := pos[0].Epoch
@@ -188,7 +188,7 @@ func testHistoryLatest(t *testing.T, b broker.Broker, _ *recorder) {
 	}
 }
 
-func testHistorySizeBound(t *testing.T, b broker.Broker, _ *recorder) {
+func testHistorySizeBound(t *testing.T, b broker.Broker, _ *Recorder) {
 	ch := channelName("bound")
 	opts := broker.PublishOptions{HistorySize: 5, HistoryTTL: time.Hour}
 	pos := publish(t, b, ch, 12, opts)
@@ -199,7 +199,7 @@ func testHistorySizeBound(t *testing.T, b broker.Broker, _ *recorder) {
 	checkRun(t, pubs, ch, pos[0].Epoch, 8)
 }
 
-func testRecoveryFromEveryOffset(t *testing.T, b broker.Broker, _ *recorder) {
+func testRecoveryFromEveryOffset(t *testing.T, b broker.Broker, _ *Recorder) {
 	ch := channelName("recovery")
 	opts := broker.PublishOptions{HistorySize: 10, HistoryTTL: time.Hour}
 	pos := publish(t, b, ch, 20, opts)
@@ -243,7 +243,7 @@ func testRecoveryFromEveryOffset(t *testing.T, b broker.Broker, _ *recorder) {
 	checkRun(t, pubs, full, fp[0].Epoch, 1)
 }
 
-func testRecoveryRejectsForeignPositions(t *testing.T, b broker.Broker, _ *recorder) {
+func testRecoveryRejectsForeignPositions(t *testing.T, b broker.Broker, _ *Recorder) {
 	ch := channelName("foreign")
 	pos := publish(t, b, ch, 5, keep)
 	cases := map[string]broker.StreamPosition{
@@ -263,7 +263,7 @@ func testRecoveryRejectsForeignPositions(t *testing.T, b broker.Broker, _ *recor
 	}
 }
 
-func testNoHistoryKept(t *testing.T, b broker.Broker, rec *recorder) {
+func testNoHistoryKept(t *testing.T, b broker.Broker, rec *Recorder) {
 	ch := channelName("nohistory")
 	must(t, b.Subscribe(context.Background(), ch)) // keeps the stream alive
 	pos := publish(t, b, ch, 3, broker.PublishOptions{})
@@ -272,7 +272,7 @@ func testNoHistoryKept(t *testing.T, b broker.Broker, rec *recorder) {
 			t.Fatalf("publish %d returned %+v", i, p)
 		}
 	}
-	waitFor(t, "3 deliveries", func() bool { return len(rec.pubs(ch)) == 3 })
+	waitFor(t, "3 deliveries", func() bool { return len(rec.Pubs(ch)) == 3 })
 	pubs, cur := history(t, b, ch, nil, 0)
 	if len(pubs) != 0 || cur != pos[2] {
 		t.Fatalf("got %d publications at %+v, want none at %+v", len(pubs), cur, pos[2])
@@ -286,7 +286,7 @@ func testNoHistoryKept(t *testing.T, b broker.Broker, rec *recorder) {
 	must(t, b.Unsubscribe(context.Background(), ch))
 }
 
-func testHistoryTTL(t *testing.T, b broker.Broker, _ *recorder) {
+func testHistoryTTL(t *testing.T, b broker.Broker, _ *Recorder) {
 	ch := channelName("ttl")
 	short := broker.PublishOptions{HistorySize: 10, HistoryTTL: 200 * time.Millisecond}
 	pos := publish(t, b, ch, 2, short)
@@ -326,7 +326,7 @@ func testHistoryTTL(t *testing.T, b broker.Broker, _ *recorder) {
 	}
 }
 
-func testConcurrentPublishersOrdered(t *testing.T, b broker.Broker, rec *recorder) {
+func testConcurrentPublishersOrdered(t *testing.T, b broker.Broker, rec *Recorder) {
 	chans := []string{channelName("race-a"), channelName("race-b")}
 	for _, ch := range chans {
 		must(t, b.Subscribe(context.Background(), ch))
@@ -356,8 +356,8 @@ func testConcurrentPublishersOrdered(t *testing.T, b broker.Broker, rec *recorde
 	wg.Wait()
 	const total = publishers * per
 	for _, ch := range chans {
-		waitFor(t, "all deliveries on "+ch, func() bool { return len(rec.pubs(ch)) >= total })
-		got := rec.pubs(ch)
+		waitFor(t, "all deliveries on "+ch, func() bool { return len(rec.Pubs(ch)) >= total })
+		got := rec.Pubs(ch)
 		if len(got) != total {
 			t.Fatalf("%s: %d deliveries, want %d", ch, len(got), total)
 		}
@@ -397,7 +397,7 @@ func testConcurrentPublishersOrdered(t *testing.T, b broker.Broker, rec *recorde
 // published one after another from one goroutine reach this node in that order, so
 // once the marker on a subscribed channel arrives, anything published before it on
 // another channel would have arrived too.
-func testDeliversOnlySubscribed(t *testing.T, b broker.Broker, rec *recorder) {
+func testDeliversOnlySubscribed(t *testing.T, b broker.Broker, rec *Recorder) {
 	ctx := context.Background()
 	ch, other, marker := channelName("sub"), channelName("unsub"), channelName("marker")
 	must(t, b.Subscribe(ctx, marker))
@@ -408,27 +408,27 @@ func testDeliversOnlySubscribed(t *testing.T, b broker.Broker, rec *recorder) {
 		t.Helper()
 		markers++
 		publish(t, b, marker, 1, broker.PublishOptions{})
-		waitFor(t, "marker", func() bool { return len(rec.pubs(marker)) == markers })
+		waitFor(t, "marker", func() bool { return len(rec.Pubs(marker)) == markers })
 	}
 	publish(t, b, other, 1, keep)
 	publish(t, b, ch, 1, keep)
 	mark()
-	if n := len(rec.pubs(other)); n != 0 {
+	if n := len(rec.Pubs(other)); n != 0 {
 		t.Fatalf("unsubscribed channel delivered %d publications", n)
 	}
-	if n := len(rec.pubs(ch)); n != 1 {
+	if n := len(rec.Pubs(ch)); n != 1 {
 		t.Fatalf("subscribed channel delivered %d publications, want 1", n)
 	}
 	must(t, b.Unsubscribe(ctx, ch))
 	publish(t, b, ch, 1, keep)
 	mark()
-	if n := len(rec.pubs(ch)); n != 2 {
+	if n := len(rec.Pubs(ch)); n != 2 {
 		t.Fatalf("after one of two Unsubscribes: %d deliveries, want 2", n)
 	}
 	must(t, b.Unsubscribe(ctx, ch))
 	publish(t, b, ch, 1, keep)
 	mark()
-	if n := len(rec.pubs(ch)); n != 2 {
+	if n := len(rec.Pubs(ch)); n != 2 {
 		t.Fatalf("after the last Unsubscribe: %d deliveries, want 2", n)
 	}
 	must(t, b.Unsubscribe(ctx, ch)) // extra Unsubscribe is harmless
@@ -438,7 +438,7 @@ func testDeliversOnlySubscribed(t *testing.T, b broker.Broker, rec *recorder) {
 	}
 }
 
-func testPresence(t *testing.T, b broker.Broker, rec *recorder) {
+func testPresence(t *testing.T, b broker.Broker, rec *Recorder) {
 	ctx := context.Background()
 	ch := channelName("presence")
 	must(t, b.Subscribe(ctx, ch))
@@ -446,8 +446,8 @@ func testPresence(t *testing.T, b broker.Broker, rec *recorder) {
 	bob := broker.ClientInfo{ConnID: "c2", User: "bob"}
 	must(t, b.AddPresence(ctx, ch, alice))
 	must(t, b.AddPresence(ctx, ch, bob))
-	waitFor(t, "two joins", func() bool { return len(rec.joins(ch)) >= 2 })
-	if got := sorted(rec.joins(ch)); !slices.Equal(got, []broker.ClientInfo{alice, bob}) {
+	waitFor(t, "two joins", func() bool { return len(rec.Joins(ch)) >= 2 })
+	if got := sorted(rec.Joins(ch)); !slices.Equal(got, []broker.ClientInfo{alice, bob}) {
 		t.Fatalf("joins %+v", got)
 	}
 	got, err := b.Presence(ctx, ch)
@@ -457,8 +457,8 @@ func testPresence(t *testing.T, b broker.Broker, rec *recorder) {
 	}
 	must(t, b.RemovePresence(ctx, ch, alice.ConnID))
 	must(t, b.RemovePresence(ctx, ch, "unknown"))
-	waitFor(t, "a leave", func() bool { return len(rec.leaves(ch)) >= 1 })
-	if l := rec.leaves(ch); len(l) != 1 || l[0].ConnID != alice.ConnID {
+	waitFor(t, "a leave", func() bool { return len(rec.Leaves(ch)) >= 1 })
+	if l := rec.Leaves(ch); len(l) != 1 || l[0].ConnID != alice.ConnID {
 		t.Fatalf("leaves %+v", l)
 	}
 	got, err = b.Presence(ctx, ch)
@@ -489,7 +489,7 @@ func sorted(in []broker.ClientInfo) []broker.ClientInfo {
 	return out
 }
 
-func testInvalidArguments(t *testing.T, b broker.Broker, _ *recorder) {
+func testInvalidArguments(t *testing.T, b broker.Broker, _ *Recorder) {
 	ctx := context.Background()
 	if _, err := b.Publish(ctx, "", []byte("1"), "", keep); err == nil {
 		t.Error("Publish to an empty channel name succeeded")
@@ -507,53 +507,58 @@ func testInvalidArguments(t *testing.T, b broker.Broker, _ *recorder) {
 	}
 }
 
-// recorder is the EventHandler the suite runs brokers with.
-type recorder struct {
+// Recorder is the EventHandler the suite runs brokers with; brokers' own tests
+// use it too. It keeps every event, per channel, in the order delivered.
+type Recorder struct {
 	mu      sync.Mutex
 	pubByCh map[string][]broker.Publication
 	joinCh  map[string][]broker.ClientInfo
 	leaveCh map[string][]broker.ClientInfo
 }
 
-func newRecorder() *recorder {
-	return &recorder{
+// NewRecorder returns an empty Recorder.
+func NewRecorder() *Recorder {
+	return &Recorder{
 		pubByCh: map[string][]broker.Publication{},
 		joinCh:  map[string][]broker.ClientInfo{},
 		leaveCh: map[string][]broker.ClientInfo{},
 	}
 }
 
-func (r *recorder) HandlePublication(p broker.Publication) {
+func (r *Recorder) HandlePublication(p broker.Publication) {
 	r.mu.Lock()
 	r.pubByCh[p.Channel] = append(r.pubByCh[p.Channel], p)
 	r.mu.Unlock()
 }
 
-func (r *recorder) HandleJoin(ch string, info broker.ClientInfo) {
+func (r *Recorder) HandleJoin(ch string, info broker.ClientInfo) {
 	r.mu.Lock()
 	r.joinCh[ch] = append(r.joinCh[ch], info)
 	r.mu.Unlock()
 }
 
-func (r *recorder) HandleLeave(ch string, info broker.ClientInfo) {
+func (r *Recorder) HandleLeave(ch string, info broker.ClientInfo) {
 	r.mu.Lock()
 	r.leaveCh[ch] = append(r.leaveCh[ch], info)
 	r.mu.Unlock()
 }
 
-func (r *recorder) pubs(ch string) []broker.Publication {
+// Pubs returns a copy of the publications delivered on ch so far.
+func (r *Recorder) Pubs(ch string) []broker.Publication {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.pubByCh[ch])
 }
 
-func (r *recorder) joins(ch string) []broker.ClientInfo {
+// Joins returns a copy of the joins delivered on ch so far.
+func (r *Recorder) Joins(ch string) []broker.ClientInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.joinCh[ch])
 }
 
-func (r *recorder) leaves(ch string) []broker.ClientInfo {
+// Leaves returns a copy of the leaves delivered on ch so far.
+func (r *Recorder) Leaves(ch string) []broker.ClientInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.leaveCh[ch])

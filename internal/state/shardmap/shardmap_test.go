@@ -5,6 +5,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.uber.org/goleak"
 
@@ -170,5 +171,56 @@ func TestEvictSample(t *testing.T) {
 	}
 	if _, ok := s.Get("a"); !ok || s.Len() != 1 {
 		t.Fatalf("after dropping stale entries: a present %v, Len %d", ok, s.Len())
+	}
+}
+
+func TestRangeAndReadLock(t *testing.T) {
+	m := shardmap.New[string, int](shardmap.Options{Shards: 4})
+	for i := range 100 {
+		k := strconv.Itoa(i)
+		s := m.For(k)
+		s.Lock()
+		s.Set(k, i)
+		s.Unlock()
+	}
+	s := m.For("7")
+	s.RLock()
+	if v, ok := s.Get("7"); !ok || v != 7 {
+		t.Fatalf("Get(7) under RLock = %v, %v", v, ok)
+	}
+	s.RUnlock()
+	sum, seen := 0, 0
+	m.Range(func(k string, v int) bool {
+		// f runs unlocked: it may lock the entry's shard.
+		sh := m.For(k)
+		sh.Lock()
+		sh.Delete(k)
+		sh.Unlock()
+		sum += v
+		seen++
+		return true
+	})
+	if seen != 100 || sum != 99*100/2 || m.Len() != 0 {
+		t.Fatalf("Range saw %d entries summing to %d, Len after %d", seen, sum, m.Len())
+	}
+	m.Clear()
+	for _, k := range []string{"a", "b", "c"} {
+		s := m.For(k)
+		s.Lock()
+		s.Set(k, 1)
+		s.Unlock()
+	}
+	seen = 0
+	m.Range(func(string, int) bool { seen++; return false })
+	if seen != 1 {
+		t.Fatalf("Range went on after f returned false: %d calls", seen)
+	}
+}
+
+func TestShardSize(t *testing.T) {
+	// Shards sit in a slice: one shard a cache line keeps shards' locks from
+	// sharing one.
+	if n := unsafe.Sizeof(shardmap.Shard[string, int]{}); n != 64 {
+		t.Fatalf("Shard is %d bytes, want 64", n)
 	}
 }

@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/conn/transport"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
 )
 
 // Binary and text messages pushed in any mix, inline or queued, are written in
 // push order, each with its own opcode.
 func TestOpcodeKeptInOrder(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	type rec struct {
 		op transport.Opcode
 		b  string

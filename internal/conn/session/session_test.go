@@ -19,6 +19,7 @@ import (
 	"github.com/wsgate/wsgate/internal/conn/protocol"
 	"github.com/wsgate/wsgate/internal/conn/transport"
 	"github.com/wsgate/wsgate/internal/edge/auth"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
 )
 
 // client collects what a test client receives.
@@ -113,7 +114,7 @@ func serve(t *testing.T, deps Deps) (url string, sessions chan *Session) {
 // from another goroutine at the same time each arrive complete and in order,
 // the welcome first.
 func TestRepliesAndBroadcastsKeepOrder(t *testing.T) {
-	base := runtime.NumGoroutine()
+	leak.Check(t)
 	p, err := pipeline.New(pipeline.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +202,6 @@ func TestRepliesAndBroadcastsKeepOrder(t *testing.T) {
 	s.Close(protocol.ReasonShutdown)
 	<-s.Done()
 	<-cl.closed
-	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= base+2 })
 }
 
 // TestReplyToSlowClientNeverBlocksBroadcaster: while a reply is being written

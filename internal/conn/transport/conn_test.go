@@ -15,10 +15,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
 )
 
 func dial(t *testing.T, url string, opts *DialOptions) (*Conn, *recordingHandler, chan struct{}) {
@@ -198,12 +199,12 @@ func TestSubprotocol(t *testing.T) {
 }
 
 func TestDialRefusedKeepsResponse(t *testing.T) {
+	leak.Check(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "7")
 		http.Error(w, "slow down", http.StatusTooManyRequests)
 	}))
 	defer srv.Close()
-	before := runtime.NumGoroutine()
 	_, resp, err := Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/?token=secret", nil, newRecorder(false))
 	if !errors.Is(err, ErrUnexpectedStatus) || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("err %v resp %v", err, resp)
@@ -215,7 +216,6 @@ func TestDialRefusedKeepsResponse(t *testing.T) {
 	if resp.Header.Get("Retry-After") != "7" || !strings.Contains(string(body), "slow down") {
 		t.Fatalf("headers %v body %q", resp.Header, body)
 	}
-	waitGoroutines(t, before)
 }
 
 func TestDialContextCanceled(t *testing.T) {
@@ -300,23 +300,8 @@ func TestTLSRoundTrip(t *testing.T) {
 	}
 }
 
-func waitGoroutines(t *testing.T, want int) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines, want <= %d\n%s", n, want, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestNoGoroutineLeak(t *testing.T) {
+	leak.Check(t)
 	up, err := newTestUpgrader(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -327,7 +312,6 @@ func TestNoGoroutineLeak(t *testing.T) {
 		}
 	}))
 	url := "ws" + strings.TrimPrefix(srv.URL, "http")
-	before := runtime.NumGoroutine()
 	for i := range 20 {
 		h := newRecorder(false)
 		c, _, err := Dial(context.Background(), url, nil, h)
@@ -347,7 +331,6 @@ func TestNoGoroutineLeak(t *testing.T) {
 	}
 	srv.CloseClientConnections()
 	srv.Close()
-	waitGoroutines(t, before)
 }
 
 func TestUpgradeRejectsBadRequests(t *testing.T) {

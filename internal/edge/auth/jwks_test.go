@@ -1,8 +1,6 @@
 package auth
 
 import (
-	"github.com/wsgate/wsgate/internal/state/statetest"
-
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +14,9 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"go.uber.org/goleak"
+
+	"github.com/wsgate/wsgate/internal/state/statetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
 )
 
 // jwksServer serves a mutable JWK set and counts fetches.
@@ -245,10 +246,7 @@ func TestJWKSPeriodicRefreshAndClose(t *testing.T) {
 	v.Close()
 	v.Close() // idempotent
 	// No refresher left; the fetches' keep-alive connections to srv end with it.
-	goleak.VerifyNone(t, before,
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*conn).serve"))
+	goleak.VerifyNone(t, append([]goleak.Option{before}, leak.HTTPKeepAlive...)...)
 	after := srv.hits.Load()
 	time.Sleep(50 * time.Millisecond)
 	if srv.hits.Load() != after {

@@ -11,20 +11,8 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
-
-// waitFor polls cond until it holds or a generous deadline passes; it never
-// asserts on elapsed time, only on eventual state.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 // recorder is a write func that records what it was given.
 type recorder struct {
@@ -133,7 +121,7 @@ func TestConcurrentPushersKeepPerPusherOrder(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor(t, "all written", func() bool { return r.count() == pushers*per })
+	wait.For(t, "all written", 10*time.Second, func() bool { return r.count() == pushers*per })
 	next := make([]int, pushers)
 	for _, m := range r.msgs {
 		p, i := int(m[0]), int(m[1])<<8|int(m[2])

@@ -17,6 +17,7 @@ import (
 
 	"github.com/wsgate/wsgate/internal/state/statetest"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // jwksServer serves a mutable JWK set and counts fetches.
@@ -236,13 +237,7 @@ func TestJWKSPeriodicRefreshAndClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for srv.hits.Load() < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("refresher did not run: %d fetches", srv.hits.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.For(t, "three fetches by the refresher", 5*time.Second, func() bool { return srv.hits.Load() >= 3 })
 	v.Close()
 	v.Close() // idempotent
 	// No refresher left; the fetches' keep-alive connections to srv end with it.
@@ -268,13 +263,7 @@ func TestJWKSRefreshSurvivesAbortedWaiter(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	aborted := make(chan error, 1)
 	go func() { _, err := v.Verify(ctx, tok); aborted <- err }()
-	deadline := time.Now().Add(5 * time.Second)
-	for srv.hits.Load() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("unknown kid did not start a JWKS fetch within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.For(t, "the unknown kid to start a JWKS fetch", 5*time.Second, func() bool { return srv.hits.Load() >= 2 })
 	cancel()
 	select {
 	case err := <-aborted:

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wsgate/wsgate/internal/state/shardmap"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -138,11 +139,7 @@ func TestSweeperOwnedAndClosed(t *testing.T) {
 	s.Set(1, 1)
 	s.Unlock()
 	m.StartSweeper(time.Millisecond, func() func(int, int) bool { return func(int, int) bool { return true } })
-	for deadline := time.Now().Add(5 * time.Second); m.Len() != 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("sweeper did not sweep")
-		}
-	}
+	wait.For(t, "the sweeper to sweep", 5*time.Second, func() bool { return m.Len() == 0 })
 	m.Close()
 	m.Close()
 	goleak.VerifyNone(t)

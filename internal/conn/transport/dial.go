@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/lxzan/gws"
+
+	"github.com/wsgate/wsgate/internal/defaults"
 )
 
 // maxRefusalBody is how much of a refused handshake's body Dial keeps.
@@ -36,9 +38,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions, h Handler) (*Co
 		return nil, nil, err
 	}
 	o := do.Options.withDefaults()
-	if do.HandshakeTimeout <= 0 {
-		do.HandshakeTimeout = DefaultHandshakeTimeout
-	}
+	defaults.Positive(&do.HandshakeTimeout, DefaultHandshakeTimeout)
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("transport: dial: parse url: %w", err)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/defaults"
 )
 
 // LogSink writes every alert to l at Warn level.
@@ -88,23 +90,15 @@ func WebhookSink(rawURL string, opts WebhookOptions) (*Webhook, error) {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("alert: webhook url must be http(s)://host/..., got scheme %q", u.Scheme)
 	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultWebhookTimeout
-	}
+	defaults.Positive(&opts.Timeout, DefaultWebhookTimeout)
 	if opts.MaxRetries == 0 {
 		opts.MaxRetries = DefaultWebhookRetries
 	} else if opts.MaxRetries < 0 {
 		opts.MaxRetries = 0
 	}
-	if opts.Backoff <= 0 {
-		opts.Backoff = DefaultWebhookBackoff
-	}
-	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = DefaultWebhookMaxBackoff
-	}
-	if opts.QueueSize <= 0 {
-		opts.QueueSize = DefaultWebhookQueue
-	}
+	defaults.Positive(&opts.Backoff, DefaultWebhookBackoff)
+	defaults.Positive(&opts.MaxBackoff, DefaultWebhookMaxBackoff)
+	defaults.Positive(&opts.QueueSize, DefaultWebhookQueue)
 	if opts.Client == nil {
 		opts.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/defaults"
 	"github.com/wsgate/wsgate/internal/observe/redact"
 	"github.com/wsgate/wsgate/internal/truncate"
 )
@@ -102,9 +103,7 @@ func (o *Options) defaults() {
 	o.MaxFiles = cmp.Or(o.MaxFiles, DefaultMaxFiles)
 	o.QueueSize = cmp.Or(o.QueueSize, DefaultQueueSize)
 	o.MessageMaxBytes = cmp.Or(o.MessageMaxBytes, DefaultMessageMaxBytes)
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	defaults.Now(&o.Now)
 	o.CheckpointInterval = cmp.Or(o.CheckpointInterval, DefaultCheckpointInterval)
 	o.CheckpointEvery = cmp.Or(o.CheckpointEvery, DefaultCheckpointEvery)
 }

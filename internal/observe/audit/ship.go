@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/defaults"
 )
 
 // CheckpointInfo is a checkpoint as shipped off the host: enough to pin the
@@ -106,24 +108,16 @@ func NewShipper(o ShipOptions) (*Shipper, error) {
 	if s.host == "" {
 		s.host = "-"
 	}
-	if s.o.QueueSize <= 0 {
-		s.o.QueueSize = DefaultShipQueue
-	}
-	if s.o.Timeout <= 0 {
-		s.o.Timeout = DefaultShipTimeout
-	}
+	defaults.Positive(&s.o.QueueSize, DefaultShipQueue)
+	defaults.Positive(&s.o.Timeout, DefaultShipTimeout)
 	switch {
 	case s.o.Retries == 0:
 		s.o.Retries = DefaultShipRetries
 	case s.o.Retries < 0:
 		s.o.Retries = 0
 	}
-	if s.o.Backoff <= 0 {
-		s.o.Backoff = 500 * time.Millisecond
-	}
-	if s.o.DrainTimeout <= 0 {
-		s.o.DrainTimeout = DefaultShipDrainTimeout
-	}
+	defaults.Positive(&s.o.Backoff, 500*time.Millisecond)
+	defaults.Positive(&s.o.DrainTimeout, DefaultShipDrainTimeout)
 	if s.o.Client == nil {
 		s.o.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}

@@ -71,9 +71,7 @@ func TestDialUpgradeRoundTrip(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return after WriteClose")
 	}
-	if code, _ := CloseCode(h.next(t, "close").err); code != StatusNormal {
-		t.Fatalf("client close code %d", code)
-	}
+	h.closedWith(t, StatusNormal)
 	ce := sh.next(t, "close").err
 	if code, _ := CloseCode(ce); code != StatusNormal || !strings.Contains(ce.Error(), "bye") {
 		t.Fatalf("server close %v", ce)
@@ -99,9 +97,7 @@ func TestServerWriteCloseEndsServe(t *testing.T) {
 	if code, _ := CloseCode(ce); code != StatusTryAgainLater {
 		t.Fatalf("client saw %v", ce)
 	}
-	if code, _ := CloseCode(sh.next(t, "close").err); code != StatusTryAgainLater {
-		t.Fatal("server code")
-	}
+	sh.closedWith(t, StatusTryAgainLater)
 	<-done
 }
 
@@ -115,9 +111,7 @@ func TestWriteCloseTimeout(t *testing.T) {
 	if err := sc.WriteClose(StatusGoingAway, "shutdown"); err != nil {
 		t.Fatal(err)
 	}
-	if code, _ := CloseCode(sh.next(t, "close").err); code != StatusGoingAway {
-		t.Fatal("code")
-	}
+	sh.closedWith(t, StatusGoingAway)
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("close took %v", d)
 	}
@@ -130,12 +124,8 @@ func TestAbruptCloseAndPeerVanish(t *testing.T) {
 	sh := ts.handler(t)
 	_ = c.Close()
 	<-done
-	if code, _ := CloseCode(h.next(t, "close").err); code != StatusAbnormal {
-		t.Fatalf("client code %d", code)
-	}
-	if code, _ := CloseCode(sh.next(t, "close").err); code != StatusAbnormal {
-		t.Fatalf("server code %d", code)
-	}
+	h.closedWith(t, StatusAbnormal)
+	sh.closedWith(t, StatusAbnormal)
 }
 
 func TestReadDeadline(t *testing.T) {
@@ -144,9 +134,7 @@ func TestReadDeadline(t *testing.T) {
 	sc := <-ts.conns
 	sh := ts.handler(t)
 	_ = sc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	if code, _ := CloseCode(sh.next(t, "close").err); code != StatusAbnormal {
-		t.Fatalf("server code %d", code)
-	}
+	sh.closedWith(t, StatusAbnormal)
 	h.next(t, "close")
 }
 
@@ -168,12 +156,8 @@ func TestHandlerPanicClosesWith1011(t *testing.T) {
 	defer srv.Close()
 	c, h, _ := dial(t, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 	_ = c.WriteMessage(Text, []byte("x"))
-	if code, _ := CloseCode(h.next(t, "close").err); code != StatusInternalError {
-		t.Fatalf("client code %d", code)
-	}
-	if code, _ := CloseCode(sh.next(t, "close").err); code != StatusInternalError {
-		t.Fatalf("server code %d", code)
-	}
+	h.closedWith(t, StatusInternalError)
+	sh.closedWith(t, StatusInternalError)
 }
 
 func TestSubprotocol(t *testing.T) {
@@ -283,9 +267,7 @@ func TestTLSRoundTrip(t *testing.T) {
 	}
 	_ = c.WriteClose(StatusNormal, "")
 	<-done
-	if code, _ := CloseCode(sh.next(t, "close").err); code != StatusNormal {
-		t.Fatalf("server code %d", code)
-	}
+	sh.closedWith(t, StatusNormal)
 }
 
 func TestNoGoroutineLeak(t *testing.T) {

@@ -15,6 +15,14 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// set stores v under the string key k, as a store does: under the shard's lock.
+func set(m *shardmap.Map[string, int], k string, v int) {
+	s := m.For(k)
+	s.Lock()
+	s.Set(k, v)
+	s.Unlock()
+}
+
 func TestShardCountAndBound(t *testing.T) {
 	for _, tc := range []struct {
 		opts        shardmap.Options
@@ -113,11 +121,7 @@ func TestConcurrent(t *testing.T) {
 	for g := range 8 {
 		wg.Go(func() {
 			for i := range 1000 {
-				k := strconv.Itoa(g*1000 + i)
-				s := m.For(k)
-				s.Lock()
-				s.Set(k, i)
-				s.Unlock()
+				set(m, strconv.Itoa(g*1000+i), i)
 			}
 		})
 	}
@@ -174,11 +178,7 @@ func TestEvictSample(t *testing.T) {
 func TestRangeAndReadLock(t *testing.T) {
 	m := shardmap.New[string, int](shardmap.Options{Shards: 4})
 	for i := range 100 {
-		k := strconv.Itoa(i)
-		s := m.For(k)
-		s.Lock()
-		s.Set(k, i)
-		s.Unlock()
+		set(m, strconv.Itoa(i), i)
 	}
 	s := m.For("7")
 	s.RLock()
@@ -202,10 +202,7 @@ func TestRangeAndReadLock(t *testing.T) {
 	}
 	m.Clear()
 	for _, k := range []string{"a", "b", "c"} {
-		s := m.For(k)
-		s.Lock()
-		s.Set(k, 1)
-		s.Unlock()
+		set(m, k, 1)
 	}
 	seen = 0
 	m.Range(func(string, int) bool { seen++; return false })

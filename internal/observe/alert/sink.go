@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/defaults"
+	"github.com/wsgate/wsgate/internal/observe/offer"
 )
 
 // LogSink writes every alert to l at Warn level.
@@ -110,17 +111,7 @@ func WebhookSink(rawURL string, opts WebhookOptions) (*Webhook, error) {
 }
 
 // Send queues a for delivery, or drops and counts it if the queue is full.
-func (w *Webhook) Send(a Alert) {
-	if w.closed.Load() {
-		w.dropped.Add(1)
-		return
-	}
-	select {
-	case w.ch <- a:
-	default:
-		w.dropped.Add(1)
-	}
-}
+func (w *Webhook) Send(a Alert) { offer.Send(w.ch, a, w.closed.Load(), &w.dropped) }
 
 // Stats returns the delivery counters.
 func (w *Webhook) Stats() WebhookStats {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/defaults"
+	"github.com/wsgate/wsgate/internal/observe/offer"
 	"github.com/wsgate/wsgate/internal/observe/redact"
 	"github.com/wsgate/wsgate/internal/truncate"
 )
@@ -217,11 +218,7 @@ func (l *Logger) Log(e Event) {
 		l.errs.Add(1)
 		return
 	}
-	select {
-	case l.ch <- b:
-	default:
-		l.dropped.Add(1)
-	}
+	offer.Send(l.ch, b, false, &l.dropped) // closed was checked before the encoding
 }
 
 // LogMessage records a client message if it falls in the sample. The body is

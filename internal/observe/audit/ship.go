@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/defaults"
+	"github.com/wsgate/wsgate/internal/observe/offer"
 )
 
 // CheckpointInfo is a checkpoint as shipped off the host: enough to pin the
@@ -133,15 +134,7 @@ func NewShipper(o ShipOptions) (*Shipper, error) {
 func (s *Shipper) Send(c CheckpointInfo) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		s.dropped.Add(1)
-		return
-	}
-	select {
-	case s.ch <- c:
-	default:
-		s.dropped.Add(1)
-	}
+	offer.Send(s.ch, c, s.closed, &s.dropped) // Close closes s.ch under s.mu
 }
 
 // Stats returns the delivery counters.

@@ -68,9 +68,15 @@ func PublicKeyFromECDSA(pub *ecdsa.PublicKey) (PublicKey, error) {
 	if err != nil {
 		return PublicKey{}, errors.New("integrity: invalid P-256 public key")
 	}
+	return es256Key(raw, "integrity: invalid P-256 public key")
+}
+
+// es256Key parses raw, an uncompressed P-256 point, into a key with its
+// thumbprint; notOnCurve is the error text when raw is not a valid point.
+func es256Key(raw []byte, notOnCurve string) (PublicKey, error) {
 	ec, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
 	if err != nil {
-		return PublicKey{}, errors.New("integrity: invalid P-256 public key")
+		return PublicKey{}, errors.New(notOnCurve)
 	}
 	k := PublicKey{alg: AlgES256, ec: ec}
 	k.jkt = B64(thumbprintSum(k.canonicalJWK()))
@@ -181,14 +187,7 @@ func ParseJWK(b []byte) (PublicKey, error) {
 		if err != nil || len(x) != 32 || len(y) != 32 {
 			return PublicKey{}, errors.New("integrity: JWK: P-256 coordinates must be 32 bytes of base64url")
 		}
-		raw := append(append([]byte{4}, x...), y...)
-		ec, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
-		if err != nil {
-			return PublicKey{}, errors.New("integrity: JWK: point not on P-256")
-		}
-		k := PublicKey{alg: AlgES256, ec: ec}
-		k.jkt = B64(thumbprintSum(k.canonicalJWK()))
-		return k, nil
+		return es256Key(append(append([]byte{4}, x...), y...), "integrity: JWK: point not on P-256")
 	}
 	return PublicKey{}, errors.New("integrity: JWK: only OKP/Ed25519 and EC/P-256 keys are supported")
 }

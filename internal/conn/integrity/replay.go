@@ -1,6 +1,7 @@
 package integrity
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -54,9 +55,7 @@ type ring struct {
 func (r *ring) push(e fifoEntry) {
 	if r.size == len(r.buf) {
 		n := 2 * len(r.buf)
-		if n == 0 {
-			n = 16
-		}
+		n = cmp.Or(n, 16)
 		nb := make([]fifoEntry, n)
 		for i := 0; i < r.size; i++ {
 			nb[i] = r.buf[(r.head+i)%len(r.buf)]

@@ -1,6 +1,7 @@
 package integrity
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/defaults"
 )
 
 // Mode is the integrity mode of a namespace or route.
@@ -68,12 +71,8 @@ func NewVerifier(opts Options) (*Verifier, error) {
 	if opts.Window < 0 {
 		return nil, errors.New("integrity: Options.Window must not be negative")
 	}
-	if opts.Window == 0 {
-		opts.Window = DefaultWindow
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	opts.Window = cmp.Or(opts.Window, DefaultWindow)
+	defaults.Now(&opts.Now)
 	v := &Verifier{replay: opts.Replay, window: opts.Window, now: opts.Now}
 	v.keys.Store(opts.Keys)
 	return v, nil

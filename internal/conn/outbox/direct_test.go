@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/conn/transport"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
 )
 
 // directLog is a fake connection: Try answers from script, every write and
@@ -70,7 +71,7 @@ func waitIdle(t *testing.T, q *Queue) {
 // An idle queue's push is written by the pusher; a blocked one is queued and
 // written by a drainer; a partial one is flushed before anything after it.
 func TestPushDirect(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	d := &directLog{script: []transport.TryResult{transport.TryWritten, transport.TryBlocked, transport.TryPartial}}
 	q := d.queue()
 	for _, m := range []string{"a", "b"} {
@@ -95,7 +96,7 @@ func TestPushDirect(t *testing.T) {
 // While a drainer holds the role, pushes queue behind it (no direct write
 // overtakes queued messages).
 func TestPushDirectKeepsOrderBehindQueue(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	d := &directLog{script: []transport.TryResult{transport.TryBlocked}}
 	q := d.queue()
 	for _, m := range []string{"1", "2", "3"} {
@@ -115,7 +116,7 @@ func TestPushDirectKeepsOrderBehindQueue(t *testing.T) {
 
 // A failed direct write stops the queue and reports through onFail.
 func TestPushDirectError(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	boom := errors.New("boom")
 	var failed error
 	q := NewOp(Options{}, func(transport.Opcode, []byte) error { return nil }, func(err error) { failed = err })
@@ -137,7 +138,7 @@ func TestPushDirectError(t *testing.T) {
 // PushOrWriteReuse frees the buffer when it wrote it inline, not when it had
 // to queue it behind a writer.
 func TestPushOrWriteReuse(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
 	q := New(Options{}, func(b []byte) error {
@@ -166,7 +167,7 @@ func TestPushOrWriteReuse(t *testing.T) {
 // write completes, by a drainer, before anything pushed later: it neither
 // waits for the next push nor is overtaken by an inline reply.
 func TestPushDirectHandsQueuedToDrainer(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	var mu sync.Mutex
 	var log []string
 	add := func(s string) { mu.Lock(); log = append(log, s); mu.Unlock() }

@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/conn/transport"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // Binary and text messages pushed in any mix, inline or queued, are written in
 // push order, each with its own opcode.
 func TestOpcodeKeptInOrder(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	type rec struct {
 		op transport.Opcode
 		b  string
@@ -35,7 +37,7 @@ func TestOpcodeKeptInOrder(t *testing.T) {
 	}, nil)
 	done := make(chan error, 1)
 	go func() { done <- q.PushOrWriteOp(transport.Binary, []byte("0")) }()
-	waitFor(t, "the first write to start", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 })
+	wait.For(t, "the first write to start", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 })
 	var want []rec
 	want = append(want, rec{transport.Binary, "0"})
 	for i := 1; i < 20; i++ {

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/wsgate/wsgate/internal/conn/transport"
+	"github.com/wsgate/wsgate/internal/defaults"
 )
 
 // Defaults applied by New for zero Options fields.
@@ -54,12 +55,8 @@ func (o Options) Validate() error {
 }
 
 func (o Options) withDefaults() Options {
-	if o.MaxMessages <= 0 {
-		o.MaxMessages = DefaultMaxMessages
-	}
-	if o.MaxBytes <= 0 {
-		o.MaxBytes = DefaultMaxBytes
-	}
+	defaults.Positive(&o.MaxMessages, DefaultMaxMessages)
+	defaults.Positive(&o.MaxBytes, DefaultMaxBytes)
 	return o
 }
 

@@ -10,28 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
-
-// waitFor polls cond until it holds or a generous deadline passes; it never
-// asserts on elapsed time, only on eventual state.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// checkNoLeak fails the test if goroutines started during it are still running.
-func checkNoLeak(t *testing.T) {
-	t.Helper()
-	before := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, before) })
-}
 
 // recorder is a write func that records what it was given.
 type recorder struct {
@@ -95,7 +76,7 @@ func (g *gate) write([]byte) error {
 }
 
 func TestOrdering(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	var r recorder
 	q := New(Options{MaxMessages: 10000}, r.write, nil)
 	const n = 5000
@@ -124,7 +105,7 @@ func TestOrdering(t *testing.T) {
 }
 
 func TestConcurrentPushersKeepPerPusherOrder(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	var r recorder
 	q := New(Options{MaxMessages: 100000, MaxBytes: 1 << 30}, r.write, nil)
 	const pushers, per = 8, 1000
@@ -140,7 +121,7 @@ func TestConcurrentPushersKeepPerPusherOrder(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor(t, "all written", func() bool { return r.count() == pushers*per })
+	wait.For(t, "all written", 10*time.Second, func() bool { return r.count() == pushers*per })
 	next := make([]int, pushers)
 	for _, m := range r.msgs {
 		p, i := int(m[0]), int(m[1])<<8|int(m[2])
@@ -152,7 +133,7 @@ func TestConcurrentPushersKeepPerPusherOrder(t *testing.T) {
 }
 
 func TestMessageBound(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	g := newGate()
 	q := New(Options{MaxMessages: 3}, g.write, nil)
 	defer close(g.release)
@@ -178,7 +159,7 @@ func TestMessageBound(t *testing.T) {
 }
 
 func TestByteBound(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	g := newGate()
 	q := New(Options{MaxBytes: 10}, g.write, nil)
 	defer close(g.release)
@@ -204,7 +185,7 @@ func TestByteBound(t *testing.T) {
 }
 
 func TestBoundFreesAsWritten(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	var r recorder
 	q := New(Options{MaxMessages: 2}, r.write, nil)
 	for i := range 100 {
@@ -222,7 +203,7 @@ func TestBoundFreesAsWritten(t *testing.T) {
 }
 
 func TestBlockedWriterNeverBlocksPush(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	g := newGate()
 	q := New(Options{MaxMessages: 8}, g.write, nil)
 	done := make(chan int)
@@ -267,7 +248,7 @@ func TestBlockedWriterNeverBlocksPush(t *testing.T) {
 }
 
 func TestCloseReleasesAndIsIdempotent(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	g := newGate()
 	q := New(Options{}, g.write, func(error) { t.Error("onFail called by Close") })
 	for range 10 {
@@ -310,7 +291,7 @@ func TestCloseReleasesAndIsIdempotent(t *testing.T) {
 }
 
 func TestWriteErrorStopsQueue(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	boom := errors.New("boom")
 	g := newGate()
 	var calls atomic.Int64
@@ -353,7 +334,7 @@ func TestWriteErrorStopsQueue(t *testing.T) {
 }
 
 func TestIdleQueueHoldsNoGoroutineOrBigRing(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	var r recorder
 	q := New(Options{}, r.write, nil)
 	for range 200 {
@@ -373,7 +354,7 @@ func TestIdleQueueHoldsNoGoroutineOrBigRing(t *testing.T) {
 }
 
 func TestNilWriteFailsInsteadOfPanicking(t *testing.T) {
-	checkNoLeak(t)
+	leak.Check(t)
 	failed := make(chan error, 1)
 	q := New(Options{}, nil, func(err error) { failed <- err })
 	if err := q.Push([]byte("x")); err != nil {

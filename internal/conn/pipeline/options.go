@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/conn/schema"
+	"github.com/wsgate/wsgate/internal/defaults"
 	"github.com/wsgate/wsgate/internal/state/limit"
 )
 
@@ -112,9 +113,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.AbuseMax = cmp.Or(o.AbuseMax, DefaultAbuseMax)
 	o.AbuseWindow = cmp.Or(o.AbuseWindow, DefaultAbuseWindow)
 	o.KeyPrefix = cmp.Or(o.KeyPrefix, DefaultKeyPrefix)
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	defaults.Now(&o.Now)
 	tiers := make(map[string]Tier, len(o.Tiers)+1)
 	for k, v := range o.Tiers {
 		tiers[k] = v

@@ -30,16 +30,13 @@ func TestFastKnowsEveryKeyword(t *testing.T) {
 }
 
 func TestFastCoverage(t *testing.T) {
-	r, err := New(Options{Inline: map[string]string{
+	r := mustNew(t, Options{Inline: map[string]string{
 		"d7":    `{"$schema":"http://json-schema.org/draft-07/schema#","type":"object"}`,
 		"fmt":   `{"properties":{"e":{"format":"email"}}}`,
 		"mult":  `{"properties":{"n":{"multipleOf":2}}}`,
 		"cycle": `{"$defs":{"a":{"allOf":[{"$ref":"#/$defs/a"}]}},"$ref":"#/$defs/a"}`,
 		"rec":   `{"$defs":{"n":{"properties":{"k":{"$ref":"#/$defs/n"}}}},"$ref":"#/$defs/n"}`,
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, typ := range r.Types() {
 		s, _ := r.Lookup(typ)
 		want := !slices.Contains([]string{"d7", "mult", "cycle"}, typ)
@@ -70,10 +67,7 @@ func mustLookup(t *testing.T, r *Registry, typ string) *Schema {
 // TestFastTable: the verdicts of the fast validator on the built-ins, next to
 // jsonschema's (an "unknown" verdict shows as not accepted).
 func TestFastTable(t *testing.T) {
-	r, err := New(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := mustNew(t, Options{})
 	cases := []struct {
 		typ, in string
 		accept  bool
@@ -129,7 +123,7 @@ func trunc(s string) string {
 }
 
 func TestAcceptsMalformed(t *testing.T) {
-	r, _ := New(Options{})
+	r := mustNew(t, Options{})
 	s := mustLookup(t, r, "publish")
 	for _, in := range []string{``, `{`, `{"type"`, `{"type":"publish","channel":"a","payload":[`, `{"type":"publish","channel":"a","payload":1}}`,
 		`{"type":"publish","channel":"a","payload":"\`, `[`, `"`, `{"type":"publish","channel":"a\u12","payload":1}`} {
@@ -144,12 +138,9 @@ type jsonschemaSchema = jsonschema.Schema
 // TestFastEscapedKey: an escaped key is unescaped into a buffer that validating its
 // value may reuse; patternProperties must still see the key.
 func TestFastEscapedKey(t *testing.T) {
-	r, err := New(Options{NoBuiltins: true, Inline: map[string]string{
+	r := mustNew(t, Options{NoBuiltins: true, Inline: map[string]string{
 		"k": `{"properties":{"p_a":{"const":"x"}},"patternProperties":{"^p_":{"type":"integer"}}}`,
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := mustLookup(t, r, "k")
 	in := `{"p_\u0061":"\u0078"}`
 	if s.Accepts([]byte(in)) {

@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/wsgate/wsgate/internal/readfile"
 )
 
 //go:embed builtin/*.json
@@ -180,29 +181,13 @@ func readDir(dir string, docs map[string][]byte, origin map[string]string) error
 		if !typeName.MatchString(typ) {
 			return fmt.Errorf("schema: %s: invalid type name %q", filepath.Join(dir, name), typ)
 		}
-		b, err := readLimited(filepath.Join(dir, name))
+		b, err := readfile.Bounded(filepath.Join(dir, name), maxSchemaFile)
 		if err != nil {
-			return err
+			return fmt.Errorf("schema: %w", err)
 		}
 		docs[typ], origin[typ] = b, "file"
 	}
 	return nil
-}
-
-func readLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("schema: open: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxSchemaFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("schema: read %s: %w", path, err)
-	}
-	if len(b) > maxSchemaFile {
-		return nil, fmt.Errorf("schema: %s: larger than %d bytes", path, maxSchemaFile)
-	}
-	return b, nil
 }
 
 // Lookup returns the schema of typ.

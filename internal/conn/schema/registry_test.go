@@ -11,6 +11,16 @@ import (
 	"testing"
 )
 
+// mustNew builds a registry from o or fails the test.
+func mustNew(t testing.TB, o Options) *Registry {
+	t.Helper()
+	r, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func decode(t *testing.T, s string) any {
 	t.Helper()
 	d := json.NewDecoder(strings.NewReader(s))
@@ -23,10 +33,7 @@ func decode(t *testing.T, s string) any {
 }
 
 func TestBuiltins(t *testing.T) {
-	r, err := New(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := mustNew(t, Options{})
 	want := []string{"chat", "command", "data", "history", "ping", "pong", "presence", "publish", "refresh", "subscribe", "unsubscribe"}
 	if !slices.Equal(r.Types(), want) {
 		t.Errorf("types %v", r.Types())
@@ -49,10 +56,7 @@ func TestBuiltins(t *testing.T) {
 }
 
 func TestViolations(t *testing.T) {
-	r, err := New(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := mustNew(t, Options{})
 	cases := []struct{ typ, in, path, msg string }{
 		{"chat", `{"type":"chat"}`, "/text", "missing required property"},
 		{"chat", `{"type":"chat","text":[]}`, "/text", "expected string, got array"},
@@ -103,12 +107,9 @@ func TestDirAndInlineOverride(t *testing.T) {
 	write("chat.json", `{"type":"object","properties":{"text":{"type":"string","maxLength":3}},"required":["text"]}`)
 	write("vote.json", `{"type":"object","properties":{"channel":{"$ref":"defs.json#/$defs/channel"}},"required":["channel"]}`)
 	write("README.md", `not a schema`)
-	r, err := New(Options{Dir: dir, Inline: map[string]string{
+	r := mustNew(t, Options{Dir: dir, Inline: map[string]string{
 		"vote": `{"type":"object","required":["choice"]}`,
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := r.Validate("chat", decode(t, `{"type":"chat","text":"abcd"}`)); err == nil {
 		t.Error("dir chat schema not applied")
 	}
@@ -122,10 +123,7 @@ func TestDirAndInlineOverride(t *testing.T) {
 		t.Errorf("built-in ping kept: %v", err)
 	}
 
-	r, err = New(Options{Dir: dir, NoBuiltins: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r = mustNew(t, Options{Dir: dir, NoBuiltins: true})
 	if !slices.Equal(r.Types(), []string{"chat", "vote"}) {
 		t.Errorf("NoBuiltins types %v", r.Types())
 	}

@@ -22,10 +22,7 @@ func FuzzDispatch(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	reg, err := New(Options{})
-	if err != nil {
-		f.Fatal(err)
-	}
+	reg := mustNew(f, Options{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 4096 {
 			return

@@ -2,84 +2,56 @@ package session
 
 import (
 	"context"
-	"hash/maphash"
-	"sync"
 
 	"github.com/wsgate/wsgate/internal/conn/protocol"
+	"github.com/wsgate/wsgate/internal/state/shardmap"
 )
 
+// registryShards spreads sessions over shards so that connects and
+// disconnects on many cores do not all take one lock.
 const registryShards = 64
 
 // Registry tracks live sessions for the admin API, kicks and graceful shutdown
-// (http.Server.Shutdown does not know about hijacked connections).
+// (http.Server.Shutdown does not know about hijacked connections). It is
+// unbounded: the listener's connection limits bound it.
 type Registry struct {
-	seed   maphash.Seed
-	shards [registryShards]struct {
-		sync.RWMutex
-		m map[string]*Session
-	}
+	m *shardmap.Map[string, *Session]
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	r := &Registry{seed: maphash.MakeSeed()}
-	for i := range r.shards {
-		r.shards[i].m = make(map[string]*Session)
-	}
-	return r
+	return &Registry{m: shardmap.New[string, *Session](shardmap.Options{Shards: registryShards})}
 }
 
-func (r *Registry) shard(id string) int { return int(maphash.String(r.seed, id) % registryShards) }
-
 func (r *Registry) add(s *Session) {
-	sh := &r.shards[r.shard(s.id)]
+	sh := r.m.For(s.id)
 	sh.Lock()
-	sh.m[s.id] = s
+	sh.Set(s.id, s)
 	sh.Unlock()
 }
 
 func (r *Registry) remove(s *Session) {
-	sh := &r.shards[r.shard(s.id)]
+	sh := r.m.For(s.id)
 	sh.Lock()
-	delete(sh.m, s.id)
+	sh.Delete(s.id)
 	sh.Unlock()
 }
 
 // Get returns the live session with id.
 func (r *Registry) Get(id string) (*Session, bool) {
-	sh := &r.shards[r.shard(id)]
+	sh := r.m.For(id)
 	sh.RLock()
-	s, ok := sh.m[id]
+	s, ok := sh.Get(id)
 	sh.RUnlock()
 	return s, ok
 }
 
 // Len counts live sessions.
-func (r *Registry) Len() int {
-	n := 0
-	for i := range r.shards {
-		r.shards[i].RLock()
-		n += len(r.shards[i].m)
-		r.shards[i].RUnlock()
-	}
-	return n
-}
+func (r *Registry) Len() int { return r.m.Len() }
 
 // Range calls f for each live session until f returns false. f must not block.
 func (r *Registry) Range(f func(*Session) bool) {
-	for i := range r.shards {
-		r.shards[i].RLock()
-		list := make([]*Session, 0, len(r.shards[i].m))
-		for _, s := range r.shards[i].m {
-			list = append(list, s)
-		}
-		r.shards[i].RUnlock()
-		for _, s := range list {
-			if !f(s) {
-				return
-			}
-		}
-	}
+	r.m.Range(func(_ string, s *Session) bool { return f(s) })
 }
 
 // CloseAll sends reason to every session and waits until all have ended or ctx is

@@ -256,29 +256,11 @@ var ErrClosed = errors.New("session closed")
 // Send queues b for the client without blocking. A full queue closes the session as
 // a slow consumer: one client that stops reading never delays the others and never
 // grows server memory. b is shared and must not be modified afterwards.
-func (s *Session) Send(b []byte) error {
-	err := s.out.Push(b)
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, outbox.ErrFull) {
-		s.CloseAsync(protocol.ReasonSlowConsumer)
-	}
-	return err
-}
+func (s *Session) Send(b []byte) error { return s.queued(s.out.Push(b)) }
 
 // SendOp is Send for a message of either opcode (binary needs the transport's
 // AllowBinary, or the write fails and the connection closes).
-func (s *Session) SendOp(op transport.Opcode, b []byte) error {
-	err := s.out.PushOp(op, b)
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, outbox.ErrFull) {
-		s.CloseAsync(protocol.ReasonSlowConsumer)
-	}
-	return err
-}
+func (s *Session) SendOp(op transport.Opcode, b []byte) error { return s.queued(s.out.PushOp(op, b)) }
 
 // Relay queues a message of either opcode for the client, in order with
 // everything else sent to it. It is for a goroutine that serves this one
@@ -287,14 +269,7 @@ func (s *Session) SendOp(op transport.Opcode, b []byte) error {
 // may block it for one write (backpressure on that upstream only); otherwise the
 // message is batched behind what is queued. Errors are Send's.
 func (s *Session) Relay(op transport.Opcode, b []byte) error {
-	err := s.out.PushOrWriteOp(op, b)
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, outbox.ErrFull) {
-		s.CloseAsync(protocol.ReasonSlowConsumer)
-	}
-	return err
+	return s.queued(s.out.PushOrWriteOp(op, b))
 }
 
 // MessageOpcode is the opcode of the client message being handled. It is valid
@@ -311,11 +286,11 @@ func (s *Session) MessageOpcode() transport.Opcode { return s.msgOp }
 // queued behind what is there, in order. Messages for this client from anywhere
 // else (broadcasts, the upstream of a gateway route) must use Send, which never
 // blocks. Errors are Send's.
-func (s *Session) Reply(b []byte) error {
-	err := s.out.PushOrWrite(b)
-	if err == nil {
-		return nil
-	}
+func (s *Session) Reply(b []byte) error { return s.queued(s.out.PushOrWrite(b)) }
+
+// queued passes on the outbox's answer to Send, SendOp, Relay, Reply or a
+// pong; a full queue closes the session as a slow consumer.
+func (s *Session) queued(err error) error {
 	if errors.Is(err, outbox.ErrFull) {
 		s.CloseAsync(protocol.ReasonSlowConsumer)
 	}
@@ -640,9 +615,7 @@ func (s *Session) pong(m pipeline.Message, now time.Time) {
 	if reusable && cap(b) <= maxPongBuf {
 		s.pongBuf = b
 	}
-	if errors.Is(err, outbox.ErrFull) {
-		s.CloseAsync(protocol.ReasonSlowConsumer)
-	}
+	_ = s.queued(err) // a pong that cannot be queued needs nothing more
 }
 
 func (s *Session) refresh(m pipeline.Message) {

@@ -19,6 +19,8 @@ import (
 	"github.com/wsgate/wsgate/internal/conn/protocol"
 	"github.com/wsgate/wsgate/internal/conn/transport"
 	"github.com/wsgate/wsgate/internal/edge/auth"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // client collects what a test client receives.
@@ -44,19 +46,6 @@ func (c *client) received() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]string(nil), c.msgs...)
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	// Generous: a loaded 2-core machine under -race is slow; the bound only
-	// keeps a lost message from hanging the test.
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // serve starts an httptest server whose handler upgrades into a session served
@@ -108,12 +97,10 @@ func serve(t *testing.T, deps Deps) (url string, sessions chan *Session) {
 	return "ws" + strings.TrimPrefix(srv.URL, "http"), sessions
 }
 
-// TestRepliesAndBroadcastsKeepOrder: the session's own replies (welcome, pongs,
-// error replies; written inline when nothing is queued) and broadcasts pushed
-// from another goroutine at the same time each arrive complete and in order,
-// the welcome first.
-func TestRepliesAndBroadcastsKeepOrder(t *testing.T) {
-	base := runtime.NumGoroutine()
+// dialSession serves sessions on the default pipeline and dials one with a
+// new client. Running the client's read loop (or not) is the caller's part.
+func dialSession(t *testing.T) (*transport.Conn, *client, chan *Session) {
+	t.Helper()
 	p, err := pipeline.New(pipeline.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -124,11 +111,21 @@ func TestRepliesAndBroadcastsKeepOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return conn, cl, sessions
+}
+
+// TestRepliesAndBroadcastsKeepOrder: the session's own replies (welcome, pongs,
+// error replies; written inline when nothing is queued) and broadcasts pushed
+// from another goroutine at the same time each arrive complete and in order,
+// the welcome first.
+func TestRepliesAndBroadcastsKeepOrder(t *testing.T) {
+	leak.Check(t)
+	conn, cl, sessions := dialSession(t)
 	go conn.Serve()
 	s := <-sessions
 	// Broadcasts only ever reach a session that asked for them after its welcome
 	// (subscribe), so the test starts them once the welcome has arrived.
-	waitFor(t, "the welcome", func() bool { return len(cl.received()) >= 1 })
+	wait.For(t, "the welcome", 30*time.Second, func() bool { return len(cl.received()) >= 1 })
 
 	const n = 300
 	var wg sync.WaitGroup
@@ -153,7 +150,7 @@ func TestRepliesAndBroadcastsKeepOrder(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	waitFor(t, fmt.Sprintf("all %d messages", 1+2*n), func() bool { return len(cl.received()) >= 1+2*n })
+	wait.For(t, fmt.Sprintf("all %d messages", 1+2*n), 30*time.Second, func() bool { return len(cl.received()) >= 1+2*n })
 
 	got := cl.received()
 	if !strings.Contains(got[0], `"welcome"`) {
@@ -201,7 +198,6 @@ func TestRepliesAndBroadcastsKeepOrder(t *testing.T) {
 	s.Close(protocol.ReasonShutdown)
 	<-s.Done()
 	<-cl.closed
-	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= base+2 })
 }
 
 // TestReplyToSlowClientNeverBlocksBroadcaster: while a reply is being written
@@ -209,16 +205,7 @@ func TestRepliesAndBroadcastsKeepOrder(t *testing.T) {
 // Send from another goroutine still returns at once: it queues, and a full
 // queue closes the session as a slow consumer.
 func TestReplyToSlowClientNeverBlocksBroadcaster(t *testing.T) {
-	p, err := pipeline.New(pipeline.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	url, sessions := serve(t, Deps{Pipeline: p})
-	cl := newClient()
-	conn, _, err := transport.Dial(context.Background(), url, nil, cl)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, _, sessions := dialSession(t)
 	defer conn.Close()
 	// The client never runs its read loop, so the server's writes fill the
 	// socket buffers and then block.
@@ -235,7 +222,7 @@ func TestReplyToSlowClientNeverBlocksBroadcaster(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, "an inline reply to block", func() bool {
+	wait.For(t, "an inline reply to block", 30*time.Second, func() bool {
 		m, _ := s.Pending()
 		select {
 		case <-replies:

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -182,9 +183,7 @@ func (c *Conn) closeError(ev error) error {
 			return &CloseError{Code: sent, Reason: sentReason}
 		}
 		code := peer.Code
-		if code == 0 {
-			code = StatusNoStatus
-		}
+		code = cmp.Or(code, StatusNoStatus)
 		return &CloseError{Code: code, Reason: string(peer.Reason)}
 	case sentOK && sent != StatusNormal && sent != StatusGoingAway && sent != StatusNoStatus:
 		// gws detected a protocol error (1002, 1007, 1009 after rewrite).

@@ -2,23 +2,20 @@ package transport
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/tools/certgen"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
 )
 
 func dial(t *testing.T, url string, opts *DialOptions) (*Conn, *recordingHandler, chan struct{}) {
@@ -74,9 +71,7 @@ func TestDialUpgradeRoundTrip(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return after WriteClose")
 	}
-	if code, _ := CloseCode(h.next(t, "close").err); code != StatusNormal {
-		t.Fatalf("client close code %d", code)
-	}
+	h.closedWith(t, StatusNormal)
 	ce := sh.next(t, "close").err
 	if code, _ := CloseCode(ce); code != StatusNormal || !strings.Contains(ce.Error(), "bye") {
 		t.Fatalf("server close %v", ce)
@@ -102,9 +97,7 @@ func TestServerWriteCloseEndsServe(t *testing.T) {
 	if code, _ := CloseCode(ce); code != StatusTryAgainLater {
 		t.Fatalf("client saw %v", ce)
 	}
-	if code, _ := CloseCode(sh.next(t, "close").err); code != StatusTryAgainLater {
-		t.Fatal("server code")
-	}
+	sh.closedWith(t, StatusTryAgainLater)
 	<-done
 }
 
@@ -118,9 +111,7 @@ func TestWriteCloseTimeout(t *testing.T) {
 	if err := sc.WriteClose(StatusGoingAway, "shutdown"); err != nil {
 		t.Fatal(err)
 	}
-	if code, _ := CloseCode(sh.next(t, "close").err); code != StatusGoingAway {
-		t.Fatal("code")
-	}
+	sh.closedWith(t, StatusGoingAway)
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("close took %v", d)
 	}
@@ -133,12 +124,8 @@ func TestAbruptCloseAndPeerVanish(t *testing.T) {
 	sh := ts.handler(t)
 	_ = c.Close()
 	<-done
-	if code, _ := CloseCode(h.next(t, "close").err); code != StatusAbnormal {
-		t.Fatalf("client code %d", code)
-	}
-	if code, _ := CloseCode(sh.next(t, "close").err); code != StatusAbnormal {
-		t.Fatalf("server code %d", code)
-	}
+	h.closedWith(t, StatusAbnormal)
+	sh.closedWith(t, StatusAbnormal)
 }
 
 func TestReadDeadline(t *testing.T) {
@@ -147,9 +134,7 @@ func TestReadDeadline(t *testing.T) {
 	sc := <-ts.conns
 	sh := ts.handler(t)
 	_ = sc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	if code, _ := CloseCode(sh.next(t, "close").err); code != StatusAbnormal {
-		t.Fatalf("server code %d", code)
-	}
+	sh.closedWith(t, StatusAbnormal)
 	h.next(t, "close")
 }
 
@@ -171,12 +156,8 @@ func TestHandlerPanicClosesWith1011(t *testing.T) {
 	defer srv.Close()
 	c, h, _ := dial(t, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 	_ = c.WriteMessage(Text, []byte("x"))
-	if code, _ := CloseCode(h.next(t, "close").err); code != StatusInternalError {
-		t.Fatalf("client code %d", code)
-	}
-	if code, _ := CloseCode(sh.next(t, "close").err); code != StatusInternalError {
-		t.Fatalf("server code %d", code)
-	}
+	h.closedWith(t, StatusInternalError)
+	sh.closedWith(t, StatusInternalError)
 }
 
 func TestSubprotocol(t *testing.T) {
@@ -198,12 +179,12 @@ func TestSubprotocol(t *testing.T) {
 }
 
 func TestDialRefusedKeepsResponse(t *testing.T) {
+	leak.Check(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "7")
 		http.Error(w, "slow down", http.StatusTooManyRequests)
 	}))
 	defer srv.Close()
-	before := runtime.NumGoroutine()
 	_, resp, err := Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/?token=secret", nil, newRecorder(false))
 	if !errors.Is(err, ErrUnexpectedStatus) || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("err %v resp %v", err, resp)
@@ -215,7 +196,6 @@ func TestDialRefusedKeepsResponse(t *testing.T) {
 	if resp.Header.Get("Retry-After") != "7" || !strings.Contains(string(body), "slow down") {
 		t.Fatalf("headers %v body %q", resp.Header, body)
 	}
-	waitGoroutines(t, before)
 }
 
 func TestDialContextCanceled(t *testing.T) {
@@ -243,29 +223,21 @@ func TestDialContextCanceled(t *testing.T) {
 	}
 }
 
+// selfSignedTLS is a server config with certgen's self-signed development
+// certificate (valid for 127.0.0.1) and a pool that trusts it.
 func selfSignedTLS(t *testing.T) (*tls.Config, *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p, err := certgen.SelfSigned(time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	cert, err := p.TLS()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, _ := x509.ParseCertificate(der)
 	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, pool
+	pool.AppendCertsFromPEM(p.CertPEM)
+	return &tls.Config{Certificates: []tls.Certificate{*cert}}, pool
 }
 
 func TestTLSRoundTrip(t *testing.T) {
@@ -295,28 +267,11 @@ func TestTLSRoundTrip(t *testing.T) {
 	}
 	_ = c.WriteClose(StatusNormal, "")
 	<-done
-	if code, _ := CloseCode(sh.next(t, "close").err); code != StatusNormal {
-		t.Fatalf("server code %d", code)
-	}
-}
-
-func waitGoroutines(t *testing.T, want int) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines, want <= %d\n%s", n, want, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	sh.closedWith(t, StatusNormal)
 }
 
 func TestNoGoroutineLeak(t *testing.T) {
+	leak.Check(t)
 	up, err := newTestUpgrader(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -327,7 +282,6 @@ func TestNoGoroutineLeak(t *testing.T) {
 		}
 	}))
 	url := "ws" + strings.TrimPrefix(srv.URL, "http")
-	before := runtime.NumGoroutine()
 	for i := range 20 {
 		h := newRecorder(false)
 		c, _, err := Dial(context.Background(), url, nil, h)
@@ -347,7 +301,6 @@ func TestNoGoroutineLeak(t *testing.T) {
 	}
 	srv.CloseClientConnections()
 	srv.Close()
-	waitGoroutines(t, before)
 }
 
 func TestUpgradeRejectsBadRequests(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/lxzan/gws"
+
+	"github.com/wsgate/wsgate/internal/defaults"
 )
 
 // maxRefusalBody is how much of a refused handshake's body Dial keeps.
@@ -36,9 +38,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions, h Handler) (*Co
 		return nil, nil, err
 	}
 	o := do.Options.withDefaults()
-	if do.HandshakeTimeout <= 0 {
-		do.HandshakeTimeout = DefaultHandshakeTimeout
-	}
+	defaults.Positive(&do.HandshakeTimeout, DefaultHandshakeTimeout)
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("transport: dial: parse url: %w", err)
@@ -159,4 +159,23 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions, h Handler) (*Co
 	wire.owner = c
 	wire.handshaking.Store(false)
 	return c, resp, nil
+}
+
+// ParseURL parses raw as a URL Dial can reach: ws:// or wss:// with a host.
+// Tools that take a target URL (check, bench) validate it with this before
+// they dial, so they agree with Dial on what a target is.
+func ParseURL(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, errors.New("a URL is required")
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return nil, err
+	case u.Scheme != "ws" && u.Scheme != "wss":
+		return nil, fmt.Errorf("scheme %q: want ws or wss", u.Scheme)
+	case u.Hostname() == "":
+		return nil, errors.New("no host")
+	}
+	return u, nil
 }

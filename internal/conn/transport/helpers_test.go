@@ -66,6 +66,15 @@ func (h *recordingHandler) next(t *testing.T, kind string) event {
 	}
 }
 
+// closedWith waits for h's close event and fails t unless it carries the
+// close code want.
+func (h *recordingHandler) closedWith(t *testing.T, want uint16) {
+	t.Helper()
+	if code, _ := CloseCode(h.next(t, "close").err); code != want {
+		t.Fatalf("close code %d, want %d", code, want)
+	}
+}
+
 // testServer upgrades every request with opts and serves it with a fresh
 // handler from newHandler; server handlers are sent on handlers.
 type testServer struct {

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -155,21 +156,11 @@ func (o *Options) Validate() error {
 
 // withDefaults returns a copy with zero fields defaulted.
 func (o Options) withDefaults() Options {
-	if o.MaxMessageBytes == 0 {
-		o.MaxMessageBytes = DefaultMaxMessageBytes
-	}
-	if o.MaxFragments == 0 {
-		o.MaxFragments = DefaultMaxFragments
-	}
-	if o.ReadBufferSize == 0 {
-		o.ReadBufferSize = DefaultReadBufferSize
-	}
-	if o.WriteTimeout == 0 {
-		o.WriteTimeout = DefaultWriteTimeout
-	}
-	if o.CloseTimeout == 0 {
-		o.CloseTimeout = DefaultCloseTimeout
-	}
+	o.MaxMessageBytes = cmp.Or(o.MaxMessageBytes, DefaultMaxMessageBytes)
+	o.MaxFragments = cmp.Or(o.MaxFragments, DefaultMaxFragments)
+	o.ReadBufferSize = cmp.Or(o.ReadBufferSize, DefaultReadBufferSize)
+	o.WriteTimeout = cmp.Or(o.WriteTimeout, DefaultWriteTimeout)
+	o.CloseTimeout = cmp.Or(o.CloseTimeout, DefaultCloseTimeout)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

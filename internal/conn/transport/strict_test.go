@@ -146,9 +146,7 @@ func TestCompressionBomb(t *testing.T) {
 	}
 	rc.write(frame(0xC1, bomb, true))
 	rc.expectClose(StatusMessageTooBig)
-	if code, _ := CloseCode(h.next(t, "close").err); code != StatusMessageTooBig {
-		t.Fatalf("OnClose code %d", code)
-	}
+	h.closedWith(t, StatusMessageTooBig)
 }
 
 func TestCompressionRSV1OnContinuation(t *testing.T) {
@@ -228,9 +226,7 @@ func TestClientStrictness(t *testing.T) {
 			if got := h.next(t, "message"); string(got.data) != "welcome" {
 				t.Fatalf("first message %q", got.data)
 			}
-			if code, _ := CloseCode(h.next(t, "close").err); code != tc.code {
-				t.Fatalf("client close code %d, want %d", code, tc.code)
-			}
+			h.closedWith(t, tc.code)
 			<-done
 		})
 	}
@@ -261,9 +257,7 @@ func TestUTF8FailFast(t *testing.T) {
 			}
 			// No final fragment was sent: the close must come anyway.
 			rc.expectClose(StatusInvalidPayload)
-			if code, _ := CloseCode(h.next(t, "close").err); code != StatusInvalidPayload {
-				t.Fatalf("OnClose code %d, want 1007", code)
-			}
+			h.closedWith(t, StatusInvalidPayload)
 		})
 	}
 }

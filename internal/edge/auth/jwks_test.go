@@ -1,8 +1,6 @@
 package auth
 
 import (
-	"github.com/wsgate/wsgate/internal/state/statetest"
-
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +14,10 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"go.uber.org/goleak"
+
+	"github.com/wsgate/wsgate/internal/state/statetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // jwksServer serves a mutable JWK set and counts fetches.
@@ -235,20 +237,11 @@ func TestJWKSPeriodicRefreshAndClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for srv.hits.Load() < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("refresher did not run: %d fetches", srv.hits.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.For(t, "three fetches by the refresher", 5*time.Second, func() bool { return srv.hits.Load() >= 3 })
 	v.Close()
 	v.Close() // idempotent
 	// No refresher left; the fetches' keep-alive connections to srv end with it.
-	goleak.VerifyNone(t, before,
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*conn).serve"))
+	goleak.VerifyNone(t, append([]goleak.Option{before}, leak.HTTPKeepAlive...)...)
 	after := srv.hits.Load()
 	time.Sleep(50 * time.Millisecond)
 	if srv.hits.Load() != after {
@@ -270,13 +263,7 @@ func TestJWKSRefreshSurvivesAbortedWaiter(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	aborted := make(chan error, 1)
 	go func() { _, err := v.Verify(ctx, tok); aborted <- err }()
-	deadline := time.Now().Add(5 * time.Second)
-	for srv.hits.Load() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("unknown kid did not start a JWKS fetch within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.For(t, "the unknown kid to start a JWKS fetch", 5*time.Second, func() bool { return srv.hits.Load() >= 2 })
 	cancel()
 	select {
 	case err := <-aborted:

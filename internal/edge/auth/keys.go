@@ -11,10 +11,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"strings"
+
+	"github.com/wsgate/wsgate/internal/readfile"
 )
 
 // MinSecretBytes is the shortest HMAC secret accepted (for HS256; HS384 and
@@ -233,9 +233,9 @@ func loadKey(i int, k Key) (*vkey, error) {
 		raw = pk
 	default:
 		field = path + ".public_key_file"
-		data, err := readBounded(k.PublicKeyFile, maxKeyFileBytes)
+		data, err := readfile.Bounded(k.PublicKeyFile, maxKeyFileBytes)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", field, err)
+			return nil, fmt.Errorf("%s: key file: %w", field, err)
 		}
 		pk, err := ParsePublicKeyPEM(data)
 		if err != nil {
@@ -248,22 +248,6 @@ func loadKey(i int, k Key) (*vkey, error) {
 		return nil, fmt.Errorf("%s.algorithms: %w", path, err)
 	}
 	return vk, nil
-}
-
-func readBounded(name string, limit int64) ([]byte, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, fmt.Errorf("open key file: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read key file: %w", err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("key file larger than %d bytes", limit)
-	}
-	return data, nil
 }
 
 // ParsePublicKeyPEM reads the first PEM block of data as a verification key:

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/wsgate/wsgate/internal/defaults"
 )
 
 // Defaults for Options.
@@ -94,9 +96,7 @@ func (o Options) withDefaults() (Options, error) {
 	o.Leeway = cmp.Or(o.Leeway, DefaultLeeway)
 	o.MaxLifetime = cmp.Or(o.MaxLifetime, DefaultMaxLifetime)
 	o.SubjectClaim = cmp.Or(o.SubjectClaim, DefaultSubjectClaim)
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	defaults.Now(&o.Now)
 	if len(o.Keys) == 0 && o.JWKSURL == "" {
 		return o, errors.New("auth: no verification keys: set auth.keys or auth.jwks_url")
 	}

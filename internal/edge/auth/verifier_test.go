@@ -299,7 +299,7 @@ func TestKeyLoadErrors(t *testing.T) {
 		{"not pem", Options{Keys: []Key{{PublicKeyPEM: "hello"}}}, "auth.keys[0].public_key_pem: no PEM block"},
 		{"private pem", Options{Keys: []Key{{PublicKeyPEM: pemBlock("PRIVATE KEY", privDER)}}}, "private key"},
 		{"small rsa", Options{Keys: []Key{{PublicKeyPEM: pubPEM(t, &small.PublicKey)}}}, "RSA key has 1024 bits"},
-		{"missing file", Options{Keys: []Key{{PublicKeyFile: "/nonexistent/key.pem"}}}, "auth.keys[0].public_key_file: open key file"},
+		{"missing file", Options{Keys: []Key{{PublicKeyFile: "/nonexistent/key.pem"}}}, "auth.keys[0].public_key_file: key file: open /nonexistent/key.pem"},
 		{"negative leeway", Options{Keys: []Key{{Secret: string(k.secret)}}, Leeway: -1}, "auth.leeway: must not be negative"},
 		{"empty audience", Options{Keys: []Key{{Secret: string(k.secret)}}, Audience: []string{""}}, "auth.audience[0]"},
 		{"http jwks", Options{JWKSURL: "http://idp.example/jwks"}, "auth.jwks_url: must be https"},

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/defaults"
 	"github.com/wsgate/wsgate/internal/observe/alert"
 	"github.com/wsgate/wsgate/internal/observe/audit"
 	"github.com/wsgate/wsgate/internal/observe/metrics"
@@ -147,30 +148,16 @@ func New(opts Options) (*Handler, error) {
 	if o.Token == nil {
 		o.Token = func() string { return "" }
 	}
-	if o.MaxStreams <= 0 {
-		o.MaxStreams = DefaultMaxStreams
-	}
-	if o.StreamInterval <= 0 {
-		o.StreamInterval = DefaultStreamInterval
-	}
-	if o.MaxBodyBytes <= 0 {
-		o.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if o.MaxListed <= 0 {
-		o.MaxListed = DefaultMaxListed
-	}
-	if o.MaxTracked <= 0 {
-		o.MaxTracked = DefaultMaxTracked
-	}
+	defaults.Positive(&o.MaxStreams, DefaultMaxStreams)
+	defaults.Positive(&o.StreamInterval, DefaultStreamInterval)
+	defaults.Positive(&o.MaxBodyBytes, DefaultMaxBodyBytes)
+	defaults.Positive(&o.MaxListed, DefaultMaxListed)
+	defaults.Positive(&o.MaxTracked, DefaultMaxTracked)
 	if o.StatsWindow <= 0 || o.StatsWindow > metrics.SeriesWindow {
 		o.StatsWindow = DefaultStatsWindow
 	}
-	if o.DefaultBanTTL <= 0 {
-		o.DefaultBanTTL = DefaultBanTTL
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	defaults.Positive(&o.DefaultBanTTL, DefaultBanTTL)
+	defaults.Now(&o.Now)
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wsgate/wsgate/internal/state/statetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -57,17 +58,6 @@ func (h *hook) requests() [][]byte {
 	return append([][]byte(nil), h.bodies...)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func TestTwentyFailedHandshakesFireOneAlertToWebhook(t *testing.T) {
 	h := newHook(t)
 	wh, err := WebhookSink(h.srv.URL, WebhookOptions{})
@@ -96,7 +86,7 @@ func TestTwentyFailedHandshakesFireOneAlertToWebhook(t *testing.T) {
 		e.Observe(EventHandshake, "203.0.113.7") // no rule watches it
 		clk.Advance(time.Second)
 	}
-	waitFor(t, "webhook delivery", func() bool { return wh.Stats().Delivered == 1 })
+	wait.For(t, "webhook delivery", 5*time.Second, func() bool { return wh.Stats().Delivered == 1 })
 	time.Sleep(20 * time.Millisecond) // a second delivery, if any, would show now
 	got := h.requests()
 	if len(got) != 1 {
@@ -212,7 +202,7 @@ func TestWebhookRetriesWithBackoff(t *testing.T) {
 		return sleepCtx(ctx, time.Millisecond)
 	}
 	wh.Send(Alert{ID: "a1", Rule: "r"})
-	waitFor(t, "delivery", func() bool { return wh.Stats().Delivered == 1 })
+	wait.For(t, "delivery", 5*time.Second, func() bool { return wh.Stats().Delivered == 1 })
 	mu.Lock()
 	if fmt.Sprint(waits) != "[10ms 20ms]" {
 		t.Errorf("backoff waits = %v, want [10ms 20ms]", waits)
@@ -229,7 +219,7 @@ func TestWebhookRetriesWithBackoff(t *testing.T) {
 	waits = nil
 	wh2.sleep = wh.sleep
 	wh2.Send(Alert{ID: "a2"})
-	waitFor(t, "failure", func() bool { return wh2.Stats().Failed == 1 })
+	wait.For(t, "failure", 5*time.Second, func() bool { return wh2.Stats().Failed == 1 })
 	if s := wh2.Stats(); s.Attempts != 4 {
 		t.Errorf("attempts = %d, want 4", s.Attempts)
 	}
@@ -244,7 +234,7 @@ func TestWebhookRetriesWithBackoff(t *testing.T) {
 	h3 := newHook(t, 400)
 	wh3, _ := WebhookSink(h3.srv.URL, WebhookOptions{})
 	wh3.Send(Alert{ID: "a3"})
-	waitFor(t, "refusal", func() bool { return wh3.Stats().Failed == 1 })
+	wait.For(t, "refusal", 5*time.Second, func() bool { return wh3.Stats().Failed == 1 })
 	if s := wh3.Stats(); s.Attempts != 1 {
 		t.Errorf("4xx retried: %+v", s)
 	}

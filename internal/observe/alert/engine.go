@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/defaults"
 	"github.com/wsgate/wsgate/internal/state/shardmap"
 )
 
@@ -151,15 +152,9 @@ type ipEntry struct {
 
 // New returns an Engine with opts.Rules, delivering to sinks.
 func New(opts Options, sinks ...Sink) (*Engine, error) {
-	if opts.MaxIPs <= 0 {
-		opts.MaxIPs = DefaultMaxIPs
-	}
-	if opts.RecentSize <= 0 {
-		opts.RecentSize = DefaultRecentSize
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	defaults.Positive(&opts.MaxIPs, DefaultMaxIPs)
+	defaults.Positive(&opts.RecentSize, DefaultRecentSize)
+	defaults.Now(&opts.Now)
 	e := &Engine{
 		now:     opts.Now,
 		maxIPs:  opts.MaxIPs,

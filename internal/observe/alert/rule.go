@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -40,12 +41,8 @@ type Rule struct {
 }
 
 func (r Rule) withDefaults() Rule {
-	if r.Window == 0 {
-		r.Window = DefaultWindow
-	}
-	if r.Cooldown == 0 {
-		r.Cooldown = DefaultCooldown
-	}
+	r.Window = cmp.Or(r.Window, DefaultWindow)
+	r.Cooldown = cmp.Or(r.Cooldown, DefaultCooldown)
 	if r.AutoBan && r.BanTTL == 0 {
 		r.BanTTL = DefaultBanTTL
 	}

@@ -13,6 +13,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/defaults"
+	"github.com/wsgate/wsgate/internal/observe/offer"
 )
 
 // LogSink writes every alert to l at Warn level.
@@ -88,23 +91,15 @@ func WebhookSink(rawURL string, opts WebhookOptions) (*Webhook, error) {
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("alert: webhook url must be http(s)://host/..., got scheme %q", u.Scheme)
 	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultWebhookTimeout
-	}
+	defaults.Positive(&opts.Timeout, DefaultWebhookTimeout)
 	if opts.MaxRetries == 0 {
 		opts.MaxRetries = DefaultWebhookRetries
 	} else if opts.MaxRetries < 0 {
 		opts.MaxRetries = 0
 	}
-	if opts.Backoff <= 0 {
-		opts.Backoff = DefaultWebhookBackoff
-	}
-	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = DefaultWebhookMaxBackoff
-	}
-	if opts.QueueSize <= 0 {
-		opts.QueueSize = DefaultWebhookQueue
-	}
+	defaults.Positive(&opts.Backoff, DefaultWebhookBackoff)
+	defaults.Positive(&opts.MaxBackoff, DefaultWebhookMaxBackoff)
+	defaults.Positive(&opts.QueueSize, DefaultWebhookQueue)
 	if opts.Client == nil {
 		opts.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
@@ -116,17 +111,7 @@ func WebhookSink(rawURL string, opts WebhookOptions) (*Webhook, error) {
 }
 
 // Send queues a for delivery, or drops and counts it if the queue is full.
-func (w *Webhook) Send(a Alert) {
-	if w.closed.Load() {
-		w.dropped.Add(1)
-		return
-	}
-	select {
-	case w.ch <- a:
-	default:
-		w.dropped.Add(1)
-	}
-}
+func (w *Webhook) Send(a Alert) { offer.Send(w.ch, a, w.closed.Load(), &w.dropped) }
 
 // Stats returns the delivery counters.
 func (w *Webhook) Stats() WebhookStats {

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/defaults"
+	"github.com/wsgate/wsgate/internal/observe/offer"
 	"github.com/wsgate/wsgate/internal/observe/redact"
 	"github.com/wsgate/wsgate/internal/truncate"
 )
@@ -102,9 +104,7 @@ func (o *Options) defaults() {
 	o.MaxFiles = cmp.Or(o.MaxFiles, DefaultMaxFiles)
 	o.QueueSize = cmp.Or(o.QueueSize, DefaultQueueSize)
 	o.MessageMaxBytes = cmp.Or(o.MessageMaxBytes, DefaultMessageMaxBytes)
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	defaults.Now(&o.Now)
 	o.CheckpointInterval = cmp.Or(o.CheckpointInterval, DefaultCheckpointInterval)
 	o.CheckpointEvery = cmp.Or(o.CheckpointEvery, DefaultCheckpointEvery)
 }
@@ -218,11 +218,7 @@ func (l *Logger) Log(e Event) {
 		l.errs.Add(1)
 		return
 	}
-	select {
-	case l.ch <- b:
-	default:
-		l.dropped.Add(1)
-	}
+	offer.Send(l.ch, b, false, &l.dropped) // closed was checked before the encoding
 }
 
 // LogMessage records a client message if it falls in the sample. The body is

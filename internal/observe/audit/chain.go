@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/readfile"
 )
 
 // Chain record event names. They are written by the logger itself, never by
@@ -227,9 +229,9 @@ func readTail(path string) (st tailState, ok bool, err error) {
 func LoadSigningKey(file, inline string) (ed25519.PrivateKey, error) {
 	text := inline
 	if file != "" {
-		b, err := readSmall(file)
+		b, err := readfile.Bounded(file, maxKeyFileBytes)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("audit: key file: %w", err)
 		}
 		text = string(b)
 	}
@@ -266,9 +268,9 @@ func LoadSigningKey(file, inline string) (ed25519.PrivateKey, error) {
 // (PKIX, as `openssl pkey -pubout` writes) or base64 of the raw 32 bytes, with
 // or without a "base64:" prefix.
 func LoadPublicKey(file string) (ed25519.PublicKey, error) {
-	b, err := readSmall(file)
+	b, err := readfile.Bounded(file, maxKeyFileBytes)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("audit: key file: %w", err)
 	}
 	text := strings.TrimSpace(string(b))
 	if blk, _ := pem.Decode([]byte(text)); blk != nil {
@@ -290,22 +292,6 @@ func LoadPublicKey(file string) (ed25519.PublicKey, error) {
 		return nil, fmt.Errorf("audit: public key %s: %d bytes, want 32", file, len(raw))
 	}
 	return ed25519.PublicKey(raw), nil
-}
-
-func readSmall(file string) ([]byte, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil, fmt.Errorf("audit: key file: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("audit: key file %s: %w", file, err)
-	}
-	if len(b) > maxKeyFileBytes {
-		return nil, fmt.Errorf("audit: key file %s: larger than %d bytes", file, maxKeyFileBytes)
-	}
-	return b, nil
 }
 
 func decodeB64(s string) ([]byte, error) {

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 func testKey(t testing.TB) ed25519.PrivateKey {
@@ -379,13 +381,9 @@ func TestCheckpointInterval(t *testing.T) {
 	l.Log(Event{Event: Kick})
 	// Wait for a timed checkpoint covering the record (seq 2, after the
 	// anchor); an earlier one may cover the anchor alone.
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(buf.String(), `"event":"checkpoint","detail":{"seq":2,`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no timed checkpoint over the record within 10s:\n%s", buf.String())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wait.For(t, "a timed checkpoint over the record", 10*time.Second, func() bool {
+		return strings.Contains(buf.String(), `"event":"checkpoint","detail":{"seq":2,`)
+	})
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/defaults"
+	"github.com/wsgate/wsgate/internal/observe/offer"
 )
 
 // CheckpointInfo is a checkpoint as shipped off the host: enough to pin the
@@ -106,24 +109,16 @@ func NewShipper(o ShipOptions) (*Shipper, error) {
 	if s.host == "" {
 		s.host = "-"
 	}
-	if s.o.QueueSize <= 0 {
-		s.o.QueueSize = DefaultShipQueue
-	}
-	if s.o.Timeout <= 0 {
-		s.o.Timeout = DefaultShipTimeout
-	}
+	defaults.Positive(&s.o.QueueSize, DefaultShipQueue)
+	defaults.Positive(&s.o.Timeout, DefaultShipTimeout)
 	switch {
 	case s.o.Retries == 0:
 		s.o.Retries = DefaultShipRetries
 	case s.o.Retries < 0:
 		s.o.Retries = 0
 	}
-	if s.o.Backoff <= 0 {
-		s.o.Backoff = 500 * time.Millisecond
-	}
-	if s.o.DrainTimeout <= 0 {
-		s.o.DrainTimeout = DefaultShipDrainTimeout
-	}
+	defaults.Positive(&s.o.Backoff, 500*time.Millisecond)
+	defaults.Positive(&s.o.DrainTimeout, DefaultShipDrainTimeout)
 	if s.o.Client == nil {
 		s.o.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
@@ -139,15 +134,7 @@ func NewShipper(o ShipOptions) (*Shipper, error) {
 func (s *Shipper) Send(c CheckpointInfo) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closed {
-		s.dropped.Add(1)
-		return
-	}
-	select {
-	case s.ch <- c:
-	default:
-		s.dropped.Add(1)
-	}
+	offer.Send(s.ch, c, s.closed, &s.dropped) // Close closes s.ch under s.mu
 }
 
 // Stats returns the delivery counters.

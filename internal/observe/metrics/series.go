@@ -3,6 +3,8 @@ package metrics
 import (
 	"sync"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/defaults"
 )
 
 // SeriesWindow is how far back Series remembers, at one point per second.
@@ -34,9 +36,7 @@ type slot struct {
 
 // NewSeries returns an empty series reading time from now (nil = time.Now).
 func NewSeries(now func() time.Time) *Series {
-	if now == nil {
-		now = time.Now
-	}
+	defaults.Now(&now)
 	return &Series{now: now}
 }
 

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/defaults"
 )
 
 // Mask replaces a secret, a JWT or a sensitive attribute value.
@@ -65,12 +67,8 @@ type expiring struct {
 
 // New returns an empty Redactor.
 func New(opts Options) *Redactor {
-	if opts.MaxSecrets <= 0 {
-		opts.MaxSecrets = DefaultMaxSecrets
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	defaults.Positive(&opts.MaxSecrets, DefaultMaxSecrets)
+	defaults.Now(&opts.Now)
 	r := &Redactor{
 		byPrefix: make(map[uint64][]string),
 		set:      make(map[string]int),

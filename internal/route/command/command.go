@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/defaults"
 )
 
 // Request is one `command` message together with the caller's identity.
@@ -120,12 +122,8 @@ func NewHTTP(opts HTTPOptions) (*HTTP, error) {
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" || req.URL.Host == "" {
 		return nil, fmt.Errorf("command: URL %q must be absolute http(s)", opts.URL)
 	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultTimeout
-	}
-	if opts.MaxResponseBytes <= 0 {
-		opts.MaxResponseBytes = DefaultMaxResponseBytes
-	}
+	defaults.Positive(&opts.Timeout, DefaultTimeout)
+	defaults.Positive(&opts.MaxResponseBytes, DefaultMaxResponseBytes)
 	if opts.HTTPClient == nil {
 		// Redirects are refused: a 3xx is a backend error, not an invitation to
 		// send the caller's claims somewhere else.

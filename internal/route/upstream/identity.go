@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/defaults"
 )
 
 // Identity header names. Every header whose name starts with HeaderPrefix is
@@ -75,9 +77,7 @@ func SignIdentity(h http.Header, key []byte, id Identity, maxClaims int) (claims
 			delete(h, k)
 		}
 	}
-	if maxClaims <= 0 {
-		maxClaims = DefaultMaxClaimsBytes
-	}
+	defaults.Positive(&maxClaims, DefaultMaxClaimsBytes)
 	claims := ""
 	if len(id.Claims) > 0 {
 		b, err := json.Marshal(id.Claims)
@@ -160,9 +160,7 @@ func VerifyIdentity(h http.Header, key []byte, maxSkew time.Duration) (Identity,
 	if len(key) == 0 {
 		return Identity{}, fmt.Errorf("%w: no key", ErrBadSignature)
 	}
-	if maxSkew <= 0 {
-		maxSkew = DefaultMaxSkew
-	}
+	defaults.Positive(&maxSkew, DefaultMaxSkew)
 	sig := h.Values(HeaderSignature)
 	ts := h.Values(HeaderTimestamp)
 	if len(sig) == 0 || len(ts) == 0 {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/defaults"
 	"github.com/wsgate/wsgate/internal/state/shardmap"
 	"github.com/wsgate/wsgate/internal/truncate"
 )
@@ -116,9 +117,7 @@ type entry struct {
 // (DefaultMaxEntries if maxEntries <= 0). It starts no goroutine: expired bans are
 // dropped as operations touch their shard.
 func NewMemoryList(maxEntries int) *MemoryList {
-	if maxEntries <= 0 {
-		maxEntries = DefaultMaxEntries
-	}
+	defaults.Positive(&maxEntries, DefaultMaxEntries)
 	n := 1
 	if maxEntries >= 1024 {
 		n = 16

@@ -1,12 +1,14 @@
 package ban
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/defaults"
 	"github.com/wsgate/wsgate/internal/state/shardmap"
 )
 
@@ -58,16 +60,10 @@ func (p Policy) Validate() error {
 }
 
 func (p Policy) withDefaults() Policy {
-	if p.Window <= 0 {
-		p.Window = DefaultWindow
-	}
-	if p.MaxStrikes <= 0 {
-		p.MaxStrikes = DefaultMaxStrikes
-	}
+	defaults.Positive(&p.Window, DefaultWindow)
+	defaults.Positive(&p.MaxStrikes, DefaultMaxStrikes)
 	p.MaxStrikes = min(p.MaxStrikes, MaxMaxStrikes)
-	if p.BanTTL <= 0 {
-		p.BanTTL = DefaultBanTTL
-	}
+	defaults.Positive(&p.BanTTL, DefaultBanTTL)
 	if !p.BanIP && !p.BanUser {
 		p.BanIP, p.BanUser = true, true
 	}
@@ -144,15 +140,9 @@ type window struct {
 // NewStrikes returns Strikes placing bans on list. If opts.SweepInterval is not
 // negative it starts a sweeper goroutine that Close stops.
 func NewStrikes(policy Policy, list List, opts StrikesOptions) *Strikes {
-	if opts.MaxKeys <= 0 {
-		opts.MaxKeys = DefaultStrikesMaxKeys
-	}
-	if opts.SweepInterval == 0 {
-		opts.SweepInterval = time.Minute
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	defaults.Positive(&opts.MaxKeys, DefaultStrikesMaxKeys)
+	opts.SweepInterval = cmp.Or(opts.SweepInterval, time.Minute)
+	defaults.Now(&opts.Now)
 	s := &Strikes{
 		list:     list,
 		onBan:    opts.OnBan,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/wsgate/wsgate/internal/state/ban"
 	"github.com/wsgate/wsgate/internal/state/statetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 type strikesEnv struct {
@@ -226,13 +227,7 @@ func TestStrikesSweeper(t *testing.T) {
 	for i := range 50 {
 		_, _ = s.Record(context.Background(), fmt.Sprint("192.0.2.", i), "", "x")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Len() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("sweeper left %d subjects", s.Len())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.For(t, "the sweeper to drop every subject", 5*time.Second, func() bool { return s.Len() == 0 })
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -95,10 +95,21 @@ func run(t *testing.T, b broker.Broker) *recorder {
 	return rec
 }
 
+// secNamespace is the encrypted namespace of the tests below.
+var secNamespace = map[string]bool{"sec": true}
+
+// sealedSec is an encrypting broker over a memory broker (returned too, to
+// read or inject what the inner broker holds) that seals the "sec" namespace
+// under key k1.
+func sealedSec(t *testing.T) (*broker.Memory, *encrypt.Broker) {
+	t.Helper()
+	mem := broker.NewMemory(broker.MemoryOptions{})
+	return mem, encrypt.NewBroker(mem, &encrypt.Policy{Keyring: keyring(t, key("k1", 1)), Namespaces: secNamespace})
+}
+
 func TestInnerHoldsOnlyCiphertext(t *testing.T) {
 	ctx := context.Background()
-	mem := broker.NewMemory(broker.MemoryOptions{})
-	b := encrypt.NewBroker(mem, &encrypt.Policy{Keyring: keyring(t, key("k1", 1)), Namespaces: map[string]bool{"sec": true}})
+	mem, b := sealedSec(t)
 	secret := []byte(`{"order":"SECRET-ORDER-42"}`)
 	if _, err := b.Publish(ctx, "sec:a", secret, "u1", keep); err != nil {
 		t.Fatal(err)
@@ -127,15 +138,13 @@ func TestInnerHoldsOnlyCiphertext(t *testing.T) {
 // ErrRecoveryFailed, the latest-history view skips it, nothing garbled comes out.
 func TestKeyRemoved(t *testing.T) {
 	ctx := context.Background()
-	mem := broker.NewMemory(broker.MemoryOptions{})
-	ns := map[string]bool{"sec": true}
-	b := encrypt.NewBroker(mem, &encrypt.Policy{Keyring: keyring(t, key("k1", 1)), Namespaces: ns})
+	_, b := sealedSec(t)
 	p1, err := b.Publish(ctx, "sec:a", []byte(`1`), "", keep)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Rotate: k2 seals, k1 still opens; nothing is lost.
-	b.SetPolicy(&encrypt.Policy{Keyring: keyring(t, key("k2", 2), key("k1", 1)), Namespaces: ns})
+	b.SetPolicy(&encrypt.Policy{Keyring: keyring(t, key("k2", 2), key("k1", 1)), Namespaces: secNamespace})
 	if _, err := b.Publish(ctx, "sec:a", []byte(`2`), "", keep); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +154,7 @@ func TestKeyRemoved(t *testing.T) {
 		t.Fatalf("after rotation: %v, %v", got, err)
 	}
 	// Retire k1.
-	b.SetPolicy(&encrypt.Policy{Keyring: keyring(t, key("k2", 2)), Namespaces: ns})
+	b.SetPolicy(&encrypt.Policy{Keyring: keyring(t, key("k2", 2)), Namespaces: secNamespace})
 	got, pos, err := b.History(ctx, "sec:a", &since, 0)
 	if !errors.Is(err, broker.ErrRecoveryFailed) || got != nil {
 		t.Fatalf("recovery over a removed key = %v, %v; want ErrRecoveryFailed", got, err)
@@ -168,9 +177,7 @@ func TestKeyRemoved(t *testing.T) {
 // a key this node lacks) are dropped, not handed on.
 func TestDeliveryRefusesWhatDoesNotOpen(t *testing.T) {
 	ctx := context.Background()
-	mem := broker.NewMemory(broker.MemoryOptions{})
-	ns := map[string]bool{"sec": true}
-	b := encrypt.NewBroker(mem, &encrypt.Policy{Keyring: keyring(t, key("k1", 1)), Namespaces: ns})
+	mem, b := sealedSec(t)
 	rec := run(t, b)
 	if err := b.Subscribe(ctx, "sec:a"); err != nil {
 		t.Fatal(err)

@@ -1,10 +1,12 @@
 package limit
 
 import (
+	"cmp"
 	"context"
 	"sync/atomic"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/defaults"
 	"github.com/wsgate/wsgate/internal/state/shardmap"
 )
 
@@ -55,15 +57,9 @@ type Memory struct {
 // NewMemory returns a Memory. If opts.SweepInterval is not negative, it starts a
 // sweeper goroutine that Close stops.
 func NewMemory(opts MemoryOptions) *Memory {
-	if opts.MaxKeys <= 0 {
-		opts.MaxKeys = DefaultMaxKeys
-	}
-	if opts.SweepInterval == 0 {
-		opts.SweepInterval = DefaultSweepInterval
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	defaults.Positive(&opts.MaxKeys, DefaultMaxKeys)
+	opts.SweepInterval = cmp.Or(opts.SweepInterval, DefaultSweepInterval)
+	defaults.Now(&opts.Now)
 	m := &Memory{
 		keys: shardmap.New[uint64, int64](shardmap.Options{MaxKeys: opts.MaxKeys, Shards: maxShards, MinPerShard: minPerShard}),
 		now:  opts.Now,

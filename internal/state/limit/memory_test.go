@@ -13,6 +13,7 @@ import (
 	"github.com/wsgate/wsgate/internal/state/limit"
 	"github.com/wsgate/wsgate/internal/state/limit/limittest"
 	"github.com/wsgate/wsgate/internal/state/statetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -134,13 +135,7 @@ func TestSweeperGoroutineRunsAndStops(t *testing.T) {
 	for i := range 100 {
 		_, _, _ = m.Allow(context.Background(), fmt.Sprint(i), limit.Limit{Rate: 1000, Burst: 1}, 1)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for m.Len() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("sweeper left %d keys", m.Len())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wait.For(t, "the sweeper to drop every key", 5*time.Second, func() bool { return m.Len() == 0 })
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -36,16 +36,20 @@ type Map[K comparable, V any] struct {
 	sweeper *sweep.Sweeper
 }
 
-// Shard is one part of a Map: a plain map, its lock and its bound.
+// Shard is one part of a Map: a plain map, its lock and its bound. The lock
+// is a read-write lock so that a read-mostly store (the session registry,
+// looked up on every admin call and kick) can read under [Shard.RLock]; the
+// read-only methods (Get, Len, Full, All without Delete) may be called under
+// either lock.
 type Shard[K comparable, V any] struct {
-	mu  sync.Mutex
+	mu  sync.RWMutex
 	m   map[K]V
 	max int // 0: unbounded
 	// peak is the largest len(m) since m was last rebuilt: Go maps never
 	// shrink, so Sweep rebuilds a map that has fallen far below its peak.
 	peak  int
 	index int
-	_     [24]byte // keep shards on separate cache lines (64 bytes)
+	_     [8]byte // keep shards on separate cache lines (64 bytes)
 }
 
 // New returns an empty map.
@@ -87,11 +91,42 @@ func (m *Map[K, V]) Shards() int { return len(m.shards) }
 // PerShard returns the bound of each shard (0: unbounded).
 func (m *Map[K, V]) PerShard() int { return m.shards[0].max }
 
-// Len returns the number of keys held, locking each shard in turn.
+// Len returns the number of keys held, read-locking each shard in turn.
 func (m *Map[K, V]) Len() int {
 	n := 0
-	m.Each(func(s *Shard[K, V]) { n += len(s.m) })
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
 	return n
+}
+
+// Range calls f for each entry until f returns false. It copies a shard's
+// entries under its read lock and calls f after unlocking, so f may use the
+// map (even the same shard); an entry set or deleted during Range may or may
+// not be seen.
+func (m *Map[K, V]) Range(f func(K, V) bool) {
+	type kv struct {
+		k K
+		v V
+	}
+	var list []kv
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.RLock()
+		list = list[:0]
+		for k, v := range s.m {
+			list = append(list, kv{k, v})
+		}
+		s.mu.RUnlock()
+		for _, e := range list {
+			if !f(e.k, e.v) {
+				return
+			}
+		}
+	}
 }
 
 // Each calls f with every shard in turn, locked.
@@ -143,6 +178,13 @@ func (s *Shard[K, V]) Lock() { s.mu.Lock() }
 
 // Unlock unlocks the shard.
 func (s *Shard[K, V]) Unlock() { s.mu.Unlock() }
+
+// RLock read-locks the shard: only the read-only methods may be called
+// until RUnlock.
+func (s *Shard[K, V]) RLock() { s.mu.RLock() }
+
+// RUnlock undoes RLock.
+func (s *Shard[K, V]) RUnlock() { s.mu.RUnlock() }
 
 // Index is the shard's position in its Map, from 0: a store that keeps more
 // per-shard state (an expiry heap, a FIFO) keeps it in a slice by Index,

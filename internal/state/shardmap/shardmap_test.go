@@ -5,13 +5,23 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.uber.org/goleak"
 
 	"github.com/wsgate/wsgate/internal/state/shardmap"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// set stores v under the string key k, as a store does: under the shard's lock.
+func set(m *shardmap.Map[string, int], k string, v int) {
+	s := m.For(k)
+	s.Lock()
+	s.Set(k, v)
+	s.Unlock()
+}
 
 func TestShardCountAndBound(t *testing.T) {
 	for _, tc := range []struct {
@@ -111,11 +121,7 @@ func TestConcurrent(t *testing.T) {
 	for g := range 8 {
 		wg.Go(func() {
 			for i := range 1000 {
-				k := strconv.Itoa(g*1000 + i)
-				s := m.For(k)
-				s.Lock()
-				s.Set(k, i)
-				s.Unlock()
+				set(m, strconv.Itoa(g*1000+i), i)
 			}
 		})
 	}
@@ -137,11 +143,7 @@ func TestSweeperOwnedAndClosed(t *testing.T) {
 	s.Set(1, 1)
 	s.Unlock()
 	m.StartSweeper(time.Millisecond, func() func(int, int) bool { return func(int, int) bool { return true } })
-	for deadline := time.Now().Add(5 * time.Second); m.Len() != 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("sweeper did not sweep")
-		}
-	}
+	wait.For(t, "the sweeper to sweep", 5*time.Second, func() bool { return m.Len() == 0 })
 	m.Close()
 	m.Close()
 	goleak.VerifyNone(t)
@@ -170,5 +172,49 @@ func TestEvictSample(t *testing.T) {
 	}
 	if _, ok := s.Get("a"); !ok || s.Len() != 1 {
 		t.Fatalf("after dropping stale entries: a present %v, Len %d", ok, s.Len())
+	}
+}
+
+func TestRangeAndReadLock(t *testing.T) {
+	m := shardmap.New[string, int](shardmap.Options{Shards: 4})
+	for i := range 100 {
+		set(m, strconv.Itoa(i), i)
+	}
+	s := m.For("7")
+	s.RLock()
+	if v, ok := s.Get("7"); !ok || v != 7 {
+		t.Fatalf("Get(7) under RLock = %v, %v", v, ok)
+	}
+	s.RUnlock()
+	sum, seen := 0, 0
+	m.Range(func(k string, v int) bool {
+		// f runs unlocked: it may lock the entry's shard.
+		sh := m.For(k)
+		sh.Lock()
+		sh.Delete(k)
+		sh.Unlock()
+		sum += v
+		seen++
+		return true
+	})
+	if seen != 100 || sum != 99*100/2 || m.Len() != 0 {
+		t.Fatalf("Range saw %d entries summing to %d, Len after %d", seen, sum, m.Len())
+	}
+	m.Clear()
+	for _, k := range []string{"a", "b", "c"} {
+		set(m, k, 1)
+	}
+	seen = 0
+	m.Range(func(string, int) bool { seen++; return false })
+	if seen != 1 {
+		t.Fatalf("Range went on after f returned false: %d calls", seen)
+	}
+}
+
+func TestShardSize(t *testing.T) {
+	// Shards sit in a slice: one shard a cache line keeps shards' locks from
+	// sharing one.
+	if n := unsafe.Sizeof(shardmap.Shard[string, int]{}); n != 64 {
+		t.Fatalf("Shard is %d bytes, want 64", n)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -14,11 +16,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestSweeperRunsAndStops(t *testing.T) {
 	var n atomic.Int32
 	s := Start(time.Millisecond, func() { n.Add(1) })
-	for deadline := time.Now().Add(5 * time.Second); n.Load() < 3; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("f was not called")
-		}
-	}
+	wait.For(t, "three calls of f", 5*time.Second, func() bool { return n.Load() >= 3 })
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(s.Stop) // concurrent and repeated Stops are fine

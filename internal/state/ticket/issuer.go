@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/defaults"
 	"github.com/wsgate/wsgate/internal/edge/auth"
 )
 
@@ -66,9 +67,7 @@ func (i *Issuer) Issue(ctx context.Context, id auth.Identity) (ticket string, ex
 		return "", time.Time{}, errors.New("ticket: identity already expired")
 	}
 	ttl := i.TTL
-	if ttl <= 0 {
-		ttl = DefaultTTL
-	}
+	defaults.Positive(&ttl, DefaultTTL)
 	if !id.ExpiresAt.IsZero() && id.ExpiresAt.Sub(now) < ttl {
 		ttl = id.ExpiresAt.Sub(now)
 	}

@@ -1,11 +1,13 @@
 package ticket
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/defaults"
 	"github.com/wsgate/wsgate/internal/state/shardmap"
 )
 
@@ -69,15 +71,9 @@ var _ Store = (*MemoryStore)(nil)
 
 // NewMemoryStore returns a store and, unless disabled, starts its sweeper.
 func NewMemoryStore(opts MemoryOptions) *MemoryStore {
-	if opts.MaxEntries <= 0 {
-		opts.MaxEntries = DefaultMaxEntries
-	}
-	if opts.SweepInterval == 0 {
-		opts.SweepInterval = DefaultSweepInterval
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	defaults.Positive(&opts.MaxEntries, DefaultMaxEntries)
+	opts.SweepInterval = cmp.Or(opts.SweepInterval, DefaultSweepInterval)
+	defaults.Now(&opts.Now)
 	n := 1
 	if opts.MaxEntries >= 1024 {
 		n = 32

@@ -16,6 +16,7 @@ import (
 
 	"github.com/wsgate/wsgate/internal/edge/auth"
 	"github.com/wsgate/wsgate/internal/state/statetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -210,13 +211,7 @@ func TestSweeperAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Advance(2 * time.Second)
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Len() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("sweeper did not drop the expired ticket")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wait.For(t, "the sweeper to drop the expired ticket", 5*time.Second, func() bool { return s.Len() == 0 })
 	s.Close()
 	s.Close()
 	goleak.VerifyNone(t) // the sweeper is gone once Close returns

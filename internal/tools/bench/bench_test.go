@@ -4,13 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
 )
 
 // TestMain doubles as the --procs child: RunProcs re-executes the test binary
@@ -71,7 +71,8 @@ func checkLatency(t *testing.T, res *Result) {
 }
 
 func TestEcho(t *testing.T) {
-	before := runtime.NumGoroutine()
+	// The run's connections end, and so does the test server at cleanup.
+	leak.Check(t)
 	_, o := server(t)
 	o.Mode, o.Conns = Echo, 5
 	res := run(t, o)
@@ -86,7 +87,6 @@ func TestEcho(t *testing.T) {
 	if err := res.WriteTable(&b); err != nil || !strings.Contains(b.String(), "round trips") || strings.Contains(b.String(), "secret") {
 		t.Fatalf("table %v\n%s", err, b.String())
 	}
-	waitGoroutines(t, before+20) // the test server's own goroutines end at cleanup
 }
 
 func TestEchoCount(t *testing.T) {
@@ -317,18 +317,6 @@ func TestSourceOffset(t *testing.T) {
 	}
 	if n := sourceCount(Options{Conns: 16001}); n != 2 {
 		t.Fatalf("sourceCount %d", n)
-	}
-}
-
-func waitGoroutines(t *testing.T, limit int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > limit {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("goroutines %d > %d\n%s", runtime.NumGoroutine(), limit, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/url"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/conn/transport"
 )
 
 // Mode is what a run measures.
@@ -143,20 +145,12 @@ type Options struct {
 // Validate checks the options without touching the network.
 func (o *Options) Validate() error {
 	var errs []error
-	u, err := url.Parse(o.URL)
-	switch {
-	case o.URL == "":
-		errs = append(errs, errors.New("a URL is required"))
-	case err != nil:
+	if _, err := transport.ParseURL(o.URL); err != nil {
 		errs = append(errs, fmt.Errorf("url: %w", err))
-	case u.Scheme != "ws" && u.Scheme != "wss":
-		errs = append(errs, fmt.Errorf("url scheme %q: want ws or wss", u.Scheme))
-	case u.Hostname() == "":
-		errs = append(errs, errors.New("url has no host"))
 	}
 	for i, n := range o.Nodes {
-		if u, err := url.Parse(n); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Hostname() == "" {
-			errs = append(errs, fmt.Errorf("node %d: want a ws:// or wss:// URL with a host", i+1))
+		if _, err := transport.ParseURL(n); err != nil {
+			errs = append(errs, fmt.Errorf("node %d: %w", i+1, err))
 		}
 	}
 	if len(o.Nodes) > maxNodes {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -273,9 +274,7 @@ func (r *runner) measure(ctx context.Context) *Result {
 		res.Seconds = window.Seconds()
 		r.drain()
 	}
-	if res.Seconds == 0 {
-		res.Seconds = time.Since(start).Seconds()
-	}
+	res.Seconds = cmp.Or(res.Seconds, time.Since(start).Seconds())
 	if r.o.Mode == Fanout {
 		res.Ops = r.delivered.Load()
 	} else {

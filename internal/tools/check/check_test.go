@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/wsgate/wsgate/internal/conn/transport"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wsserve"
 )
 
@@ -153,7 +153,9 @@ func echoServer(t *testing.T) string {
 }
 
 func TestRunAgainstEchoServer(t *testing.T) {
-	before := runtime.NumGoroutine()
+	// Every probe connection and its read loop end (checked once the echo
+	// server has closed too).
+	leak.Check(t)
 	u := echoServer(t)
 	var progress strings.Builder
 	rep, err := Run(context.Background(), &Options{
@@ -186,14 +188,6 @@ func TestRunAgainstEchoServer(t *testing.T) {
 	var j strings.Builder
 	if err := rep.WriteJSON(&j); err != nil || !json.Valid([]byte(j.String())) {
 		t.Fatal("json report")
-	}
-	// Every probe connection and its read loop are gone once Run returns.
-	deadline := time.Now().Add(3 * time.Second)
-	for runtime.NumGoroutine() > before+8 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before+8 {
-		t.Errorf("goroutines: %d before, %d after", before, n)
 	}
 }
 

@@ -3,11 +3,12 @@ package check
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wsgate/wsgate/internal/readfile"
 )
 
 // ExitError carries the exit status of a finished audit (ExitFail or
@@ -20,14 +21,7 @@ func (e *ExitError) Error() string { return fmt.Sprintf("check: exit status %d",
 const maxFileBytes = 1 << 20
 
 func readSmallFile(flag, path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", flag, err)
-	}
-	if fi.Size() > maxFileBytes {
-		return nil, fmt.Errorf("%s %s: larger than %d bytes", flag, path, maxFileBytes)
-	}
-	b, err := os.ReadFile(path)
+	b, err := readfile.Bounded(path, maxFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", flag, err)
 	}

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/conn/transport"
 )
 
 // Defaults applied to zero fields of Options.
@@ -141,16 +142,8 @@ type Options struct {
 // Validate reports options that cannot work.
 func (o *Options) Validate() error {
 	var errs []error
-	u, err := url.Parse(o.URL)
-	switch {
-	case o.URL == "":
-		errs = append(errs, errors.New("a target URL is required"))
-	case err != nil:
+	if _, err := transport.ParseURL(o.URL); err != nil {
 		errs = append(errs, fmt.Errorf("target URL: %w", err))
-	case u.Scheme != "ws" && u.Scheme != "wss":
-		errs = append(errs, fmt.Errorf("target URL scheme %q: want ws or wss", u.Scheme))
-	case u.Hostname() == "":
-		errs = append(errs, errors.New("target URL has no host"))
 	}
 	if o.Secret != "" && len(o.KeyPEM) > 0 {
 		errs = append(errs, errors.New("give --secret or --key, not both"))

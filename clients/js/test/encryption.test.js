@@ -4,11 +4,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import WebSocket from "ws";
 import {
   Client, Keyring, NotEncryptedError, channelKey, sealEnvelope, openEnvelope, parseEnvelope, b64Encode, b64Decode,
 } from "../wsgate.js";
-import { start, baseConfig, Inbox, waitFor } from "./server.js";
+import { start, baseConfig, client as serverClient, closeClients, subscribed, kicked } from "./server.js";
 
 const hex = (b) => Buffer.from(b).toString("hex");
 const unhex = (s) => new Uint8Array(Buffer.from(s, "hex"));
@@ -67,25 +66,9 @@ after(async () => { if (srv) await srv.stop(); });
 const K1 = { id: "app1", secret: new Uint8Array(32).fill(0x61) };
 const K2 = { id: "app2", secret: new Uint8Array(32).fill(0x62) };
 const isVault = (ch) => ch.startsWith("vault:");
-const clients = [];
-function client(sub, keys, opts = {}) {
-  const c = new Client(srv.url, {
-    WebSocket, token: async () => srv.token(sub), minBackoff: 20, maxBackoff: 200,
-    encryption: keys ? { keys, channels: isVault } : null, ...opts,
-  });
-  clients.push(c);
-  return c;
-}
-after(() => { for (const c of clients) c.close(); });
-
-async function subscribed(c, channel) {
-  await c.connect();
-  const inbox = new Inbox();
-  const errors = new Inbox();
-  c.on("error", (d) => errors.push(d.error));
-  await c.subscribe(channel, { onMessage: (m) => inbox.push(m) });
-  return { inbox, errors };
-}
+// client: a client of srv that seals vault: channels with keys (null: keyless).
+const client = (sub, keys) => serverClient(srv, sub, { encryption: keys ? { keys, channels: isVault } : null });
+after(closeClients);
 
 test("two clients exchange sealed messages; the server and a keyless client see only envelopes", async () => {
   const ch = "vault:desk";
@@ -189,9 +172,7 @@ test("reconnect: missed sealed messages are recovered and opened", async () => {
   await tx.connect();
   await tx.publish(ch, { i: 1 });
   await r.inbox.take(1);
-  const gone = waitFor(rx, "disconnected");
-  await srv.kick(rx.welcome.conn_id);
-  await gone;
+  await kicked(srv, rx);
   for (let i = 2; i <= 4; i++) await tx.publish(ch, { i });
   assert.deepEqual((await r.inbox.take(3)).map((m) => m.payload.i), [2, 3, 4]);
   for (const c of [rx, tx]) c.close();
@@ -216,11 +197,8 @@ test("keys from the ticket endpoint: only for the channels the token grants", as
     assert.deepEqual(await ticketKeys(["chat:*"]), []);
 
     const ch = "vault:x";
-    const mk = (sub, pats, opts = {}) => {
-      const c = new Client(s.url, { WebSocket, token: async () => s.token(sub, { claims: grant(pats) }), credential: "header", minBackoff: 20, maxBackoff: 200, encryption: { fromServer: true }, ...opts });
-      clients.push(c);
-      return c;
-    };
+    const mk = (sub, pats, opts = {}) =>
+      serverClient(s, sub, { token: async () => s.token(sub, { claims: grant(pats) }), credential: "header", encryption: { fromServer: true }, ...opts });
     const whole = mk("whole", ["vault:*"]);
     const exact = mk("exact", [ch]);
     const spy = mk("spy", [ch], { encryption: null });

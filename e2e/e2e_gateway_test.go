@@ -19,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -923,12 +922,6 @@ func (c *rtClient) OnPing(*transport.Conn, []byte)                      {}
 func (c *rtClient) OnPong(*transport.Conn, []byte)                      {}
 func (c *rtClient) OnClose(*transport.Conn, error)                      { close(c.got) }
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkGatewayRoundTrip measures one client's sequential round trips (send,
 // wait for the echo) to a bare echo upstream, directly and through wsgate in raw
 // and json mode, all over loopback plaintext in this process. cpu-us/rt is the
@@ -964,7 +957,7 @@ func BenchmarkGatewayRoundTrip(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu0, t0 := cpuTime(), time.Now()
+			cpu0, t0 := processCPU(), time.Now()
 			for range b.N {
 				if err := conn.WriteMessage(transport.Text, msg); err != nil {
 					b.Fatal(err)
@@ -973,7 +966,7 @@ func BenchmarkGatewayRoundTrip(b *testing.B) {
 					b.Fatal("closed")
 				}
 			}
-			el, cpu := time.Since(t0), cpuTime()-cpu0
+			el, cpu := time.Since(t0), processCPU()-cpu0
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/el.Seconds(), "rt/s")
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/rt")

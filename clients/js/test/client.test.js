@@ -1,14 +1,14 @@
 // End-to-end tests of the JavaScript client (Node 20 + the ws package)
 // against real wsgate processes started by the tests.
-import { test, before, after } from "node:test";
+import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { HandshakeError, ServerError, TimeoutError, QueueFullError, ClosedError } from "../wsgate.js";
-import { start, baseConfig, waitFor, Inbox, MASTER_KEY, client, closeClients, subscribed, kicked } from "./server.js";
+import { start, baseConfig, waitFor, Inbox, MASTER_KEY, client, closeClients, subscribed, kicked, nothingMore } from "./server.js";
 
 let srv;
 before(async () => { srv = await start(); });
 after(async () => { if (srv) await srv.stop(); });
-after(closeClients);
+afterEach(closeClients); // every test's clients, also when it fails midway
 
 const texts = (msgs) => msgs.map((m) => m.payload.text).join(",");
 const seq = (p, n) => Array.from({ length: n }, (_, i) => `${p}${i + 1}`).join(",");
@@ -62,10 +62,7 @@ test("publish/subscribe, presence, history, typed errors", async () => {
   await assert.rejects(a.command("add", { a: 1 }), (e) => e instanceof ServerError && e.code === "command_unavailable");
   await sub.unsubscribe();
   await publishN(b, "chat:lobby", "after", 1);
-  await a.ping();
-  assert.equal(inbox.items.length, 0);
-  a.close();
-  b.close();
+  await nothingMore(a, inbox);
 });
 
 test("kick: reconnect with backoff and recover exactly the missed messages", async () => {
@@ -82,10 +79,7 @@ test("kick: reconnect with backoff and recover exactly the missed messages", asy
   assert.equal(texts(await inbox.take(6)), seq("away", 5) + ",queued");
   await publishN(pub, "chat:k", "live", 1);
   assert.equal(texts(await inbox.take(1)), "live1");
-  await a.ping();
-  assert.equal(inbox.items.length, 0);
-  a.close();
-  pub.close();
+  await nothingMore(a, inbox);
 });
 
 test("beyond history: recovery_failed event, then live again", async () => {
@@ -100,8 +94,6 @@ test("beyond history: recovery_failed event, then live again", async () => {
   await publishN(pub, "small:g", "live", 1);
   assert.equal(texts(await inbox.take(1)), "live1");
   assert.equal(sub.position.offset, 12);
-  a.close();
-  pub.close();
 });
 
 test("token refresh in band keeps the subscription", async () => {
@@ -122,8 +114,6 @@ test("token refresh in band keeps the subscription", async () => {
   await pub.connect();
   await publishN(pub, "chat:t", "m", 1);
   await inbox.take(1);
-  a.close();
-  pub.close();
 });
 
 test("401: no reconnect loop (ticket and header)", async () => {
@@ -157,9 +147,7 @@ test("signed messages (hmac): accepted; unsigned and forged refused", async () =
   const err = waitFor(f, "error", (d) => d.error instanceof ServerError);
   await assert.rejects(f.publish("secure:s", { text: "forged" }, { timeout: 1500 }), (e) => e instanceof TimeoutError);
   assert.equal((await err).error.code, "integrity_bad_signature");
-  await a.ping();
-  assert.equal(inbox.items.length, 0);
-  for (const c of [a, plain, f]) c.close();
+  await nothingMore(a, inbox);
   assert.ok(MASTER_KEY);
 });
 
@@ -249,7 +237,6 @@ test("verifyServer: server-signed output is verified against the JWKS and unwrap
   await publishN(a, "signed:news", "s", 2);
   assert.equal(texts(await inbox.take(2)), seq("s", 2));
   assert.deepEqual(errors.items, []);
-  a.close();
 });
 
 test("4001: refresh impossible, the server expires the token, the client reconnects at once", async () => {
@@ -265,6 +252,4 @@ test("4001: refresh impossible, the server expires the token, the client reconne
   await pub.connect();
   await publishN(pub, "chat:e", "m", 1);
   assert.equal(texts(await inbox.take(1)), "m1");
-  a.close();
-  pub.close();
 });

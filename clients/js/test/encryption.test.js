@@ -1,7 +1,7 @@
 // End-to-end encryption in the JavaScript client (docs/encryption.md): the
 // shared test vector byte for byte, then real wsgate processes relaying
 // envelopes between clients that seal and open them.
-import { test, before, after } from "node:test";
+import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import {
@@ -68,18 +68,25 @@ const K2 = { id: "app2", secret: new Uint8Array(32).fill(0x62) };
 const isVault = (ch) => ch.startsWith("vault:");
 // client: a client of srv that seals vault: channels with keys (null: keyless).
 const client = (sub, keys) => serverClient(srv, sub, { encryption: keys ? { keys, channels: isVault } : null });
-after(closeClients);
+afterEach(closeClients); // every test's clients, also when it fails midway
+
+// holders(ch, reader, writer): two clients holding K1 on ch: the reader
+// subscribed (r: its inbox and errors), the writer connected.
+async function holders(ch, readerSub, writerSub) {
+  const reader = client(readerSub, [K1]);
+  const writer = client(writerSub, [K1]);
+  const r = await subscribed(reader, ch);
+  await writer.connect();
+  return { reader, writer, r };
+}
 
 test("two clients exchange sealed messages; the server and a keyless client see only envelopes", async () => {
   const ch = "vault:desk";
-  const alice = client("alice", [K1]);
-  const bob = client("bob", [K1]);
+  const { reader: alice, writer: bob, r: a } = await holders(ch, "alice", "bob");
   const eve = client("eve", null);
   const mallory = client("mallory", [{ id: "app1", secret: new Uint8Array(32).fill(0x6d) }]);
-  const a = await subscribed(alice, ch);
   const e = await subscribed(eve, ch);
   const m = await subscribed(mallory, ch);
-  await bob.connect();
   const secretText = "PLAINTEXT-MARKER-js";
   await bob.publish(ch, { note: secretText, n: 1 });
   const [got] = await a.inbox.take(1);
@@ -106,15 +113,11 @@ test("two clients exchange sealed messages; the server and a keyless client see 
   await alice.subscribe("chat:open", { onMessage: (x) => a.inbox.push(x) });
   await alice.publish("chat:open", { text: "clear" });
   assert.deepEqual((await a.inbox.take(1))[0].payload, { text: "clear" });
-  for (const c of [alice, bob, eve, mallory]) c.close();
 });
 
 test("a tampered envelope is refused at the receiving client, the stream goes on", async () => {
   const ch = "vault:tamper";
-  const alice = client("alice2", [K1]);
-  const bob = client("bob2", [K1]);
-  const a = await subscribed(alice, ch);
-  await bob.connect();
+  const { writer: bob, r: a } = await holders(ch, "alice2", "bob2");
   // A well-formed envelope sealed for another channel, and one with a flipped
   // ciphertext byte: the server cannot tell (it relays both), alice refuses both.
   const ring = new Keyring([K1]);
@@ -136,17 +139,12 @@ test("a tampered envelope is refused at the receiving client, the stream goes on
   assert.deepEqual(m.payload, { x: 3 });
   assert.equal(m.offset, 3);
   assert.equal(a.inbox.items.length, 0);
-  for (const c of [alice, bob, raw]) c.close();
 });
 
 test("key rotation mid-stream loses nothing; history spans both keys", async () => {
   const ch = "vault:rotate";
-  const rx = client("receiver", [K1]);
-  const tx = client("sender", [K1]);
-  const spy = client("spy", null);
-  const r = await subscribed(rx, ch);
-  const s = await subscribed(spy, ch);
-  await tx.connect();
+  const { reader: rx, writer: tx, r } = await holders(ch, "receiver", "sender");
+  const s = await subscribed(client("spy", null), ch);
   for (let i = 1; i <= 3; i++) await tx.publish(ch, { i });
   // Step 1: every reader learns app2; step 2: the sender seals with it.
   rx.setEncryptionKeys([K1, K2]);
@@ -161,21 +159,16 @@ test("key rotation mid-stream loses nothing; history spans both keys", async () 
   await assert.rejects(rx.history(ch), (e) => e instanceof NotEncryptedError && e.keyId === "app1");
   assert.deepEqual((await rx.history(ch, { since: { offset: 3, epoch: (await rx.history(ch, { limit: 1 })).epoch } })).publications.map((p) => p.payload.i), [4, 5, 6]);
   assert.equal(r.errors.items.length, 0);
-  for (const c of [rx, tx, spy]) c.close();
 });
 
 test("reconnect: missed sealed messages are recovered and opened", async () => {
   const ch = "vault:recover";
-  const rx = client("recoverer", [K1]);
-  const tx = client("sender2", [K1]);
-  const r = await subscribed(rx, ch);
-  await tx.connect();
+  const { reader: rx, writer: tx, r } = await holders(ch, "recoverer", "sender2");
   await tx.publish(ch, { i: 1 });
   await r.inbox.take(1);
   await kicked(srv, rx);
   for (let i = 2; i <= 4; i++) await tx.publish(ch, { i });
   assert.deepEqual((await r.inbox.take(3)).map((m) => m.payload.i), [2, 3, 4]);
-  for (const c of [rx, tx]) c.close();
 });
 
 test("keys from the ticket endpoint: only for the channels the token grants", async () => {

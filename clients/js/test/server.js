@@ -150,6 +150,13 @@ export async function subscribed(c, channel, opts = {}) {
   return { inbox, errors, sub };
 }
 
+// nothingMore(c, inbox): after a ping round trip anything in flight to c has
+// arrived: inbox got nothing more.
+export async function nothingMore(c, inbox) {
+  await c.ping();
+  if (inbox.items.length) throw new Error(`unexpected: ${JSON.stringify(inbox.items)}`);
+}
+
 // kicked(s, c): kicks c's connection by the admin API; its disconnected event.
 export async function kicked(s, c) {
   const gone = waitFor(c, "disconnected");

@@ -16,13 +16,26 @@ from conftest import BASE_CONFIG, REPO, Server
 WAIT = 15.0
 
 
+_made: List[wsgate.Client] = []
+
+
 def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 120))
+    """Runs a test's coroutine, bounded; the clients it made with client() are
+    closed at its end, also when it fails."""
+    async def main() -> Any:
+        try:
+            return await asyncio.wait_for(coro, 120)
+        finally:
+            while _made:
+                await _made.pop().close()
+    return asyncio.run(main())
 
 
 def client(s: Server, sub: str, **kw: Any) -> wsgate.Client:
     kw.setdefault("token", lambda: s.token(sub))
-    return wsgate.Client(s.url, min_backoff=0.02, max_backoff=0.2, **kw)
+    c = wsgate.Client(s.url, min_backoff=0.02, max_backoff=0.2, **kw)
+    _made.append(c)
+    return c
 
 
 class Inbox:
@@ -71,17 +84,19 @@ async def connected(*cs: wsgate.Client) -> None:
         await c.connect()
 
 
-async def close_all(*cs: wsgate.Client) -> None:
-    for c in cs:
-        await c.close()
-
-
 async def subscribed(c: wsgate.Client, channel: str) -> "tuple[Inbox, Inbox]":
     """Connects c and subscribes it to channel: its messages and its error events."""
     await c.connect()
     box, errs = Inbox(), events(c, "error")
     await c.subscribe(channel, on_message=box.push)
     return box, errs
+
+
+async def nothing_more(c: wsgate.Client, inbox: Inbox) -> None:
+    """After a ping round trip anything in flight to c has arrived: inbox got
+    nothing more."""
+    await c.ping()
+    assert inbox.items == []
 
 
 async def kicked(s: Server, c: wsgate.Client) -> Any:
@@ -153,9 +168,7 @@ def test_pubsub_presence_history_errors(server: Server) -> None:
         assert e.value.code == "command_unavailable"
         await sub.unsubscribe()
         await publish_n(b, "chat:py", "after", 1)
-        await a.ping()
-        assert inbox.items == []
-        await close_all(a, b)
+        await nothing_more(a, inbox)
     run(main())
 
 
@@ -172,9 +185,7 @@ def test_kick_reconnect_recovers_exactly(server: Server) -> None:
         assert texts(await inbox.take(6)) == seq("away", 5) + ",queued"
         await publish_n(pub, "chat:pk", "live", 1)
         assert texts(await inbox.take(1)) == "live1"
-        await a.ping()
-        assert inbox.items == []
-        await close_all(a, pub)
+        await nothing_more(a, inbox)
     run(main())
 
 
@@ -190,7 +201,6 @@ def test_beyond_history_recovery_failed(server: Server) -> None:
         await publish_n(pub, "small:pg", "live", 1)
         assert texts(await inbox.take(1)) == "live1"
         assert sub.position.offset == 12
-        await close_all(a, pub)
     run(main())
 
 
@@ -210,7 +220,6 @@ def test_token_refresh_keeps_subscription(server: Server) -> None:
         await pub.connect()
         await publish_n(pub, "chat:pt", "m", 1)
         await inbox.take(1)
-        await close_all(a, pub)
     run(main())
 
 
@@ -257,9 +266,7 @@ def test_signed_hmac(server: Server) -> None:
             await f.publish("secure:ps", {"text": "forged"}, timeout=1.5)
         (ev,) = await errs.take(1)
         assert isinstance(ev.error, wsgate.ServerError) and ev.error.code == "integrity_bad_signature"
-        await a.ping()
-        assert inbox.items == []
-        await close_all(a, plain, f)
+        await nothing_more(a, inbox)
     run(main())
 
 
@@ -298,7 +305,6 @@ def test_429_retry_after(binary: str) -> None:
         assert isinstance(d.error, wsgate.HandshakeError) and d.error.status == 429
         assert d.error.retry_after >= 1 and d.delay >= d.error.retry_after
         assert took >= d.error.retry_after
-        await close_all(first, a)
     try:
         run(main())
     finally:
@@ -363,7 +369,6 @@ def test_pop_ed25519(binary: str) -> None:
         with pytest.raises(wsgate.HandshakeError) as e:
             await b.connect()
         assert e.value.status == 401
-        await a.close()
     try:
         run(main())
     finally:
@@ -388,7 +393,6 @@ def test_verify_server_signed_output(server: Server) -> None:
         await publish_n(a, "signed:pn", "s", 2)
         assert texts(await inbox.take(2)) == seq("s", 2)
         assert errs.items == []
-        await a.close()
     run(main())
 
 
@@ -412,5 +416,4 @@ def test_4001_reconnects_at_once(server: Server) -> None:
         await pub.connect()
         await publish_n(pub, "chat:pe", "m", 1)
         assert texts(await inbox.take(1)) == "m1"
-        await close_all(a, pub)
     run(main())

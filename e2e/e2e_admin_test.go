@@ -781,16 +781,10 @@ func TestNoSecretsInLogsOrAudit(t *testing.T) {
 	adminCall(t, s, "POST", "/api/v1/bans", admin, map[string]any{"user": "x", "ttl": "1m", "reason": "leaked " + admin})
 	adminCall(t, s, "POST", "/api/v1/reload", admin, nil)
 
-	if err := s.Stop(t); err != nil {
-		t.Logf("stop: %v", err)
-	}
-	auditLog, err := os.ReadFile(auditPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	auditLog := stoppedAudit(t, s, auditPath)
 	logs := s.Logs.String()
 	for _, want := range []string{`"event":"kick"`, `"event":"ban"`, `"event":"handshake_rejected"`, `"event":"admin_action"`} {
-		if !strings.Contains(string(auditLog), want) {
+		if !strings.Contains(auditLog, want) {
 			t.Fatalf("audit log lacks %s:\n%s", want, auditLog)
 		}
 	}

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/server"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
@@ -56,6 +58,29 @@ func connectVia(t *testing.T, s *wsgatetest.Server, sub, forwarded string) *wsga
 	}
 	c.Expect(t, "welcome", 5*time.Second)
 	return c
+}
+
+// startMutated starts a server with cfg, changed by mutate first (when not nil).
+func startMutated(t *testing.T, cfg *config.Config, mutate func(*config.Config)) *wsgatetest.Server {
+	t.Helper()
+	if mutate != nil {
+		mutate(cfg)
+	}
+	return wsgatetest.Start(t, cfg)
+}
+
+// stoppedAudit stops s, which flushes and closes its audit log, and returns
+// the log at path.
+func stoppedAudit(t *testing.T, s *wsgatetest.Server, path string) string {
+	t.Helper()
+	if err := s.Stop(t); err != nil {
+		t.Logf("stop: %v", err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // startDevServer runs the test configuration as `serve --dev` sets it up (dev

@@ -233,12 +233,12 @@ func TestHookPublish(t *testing.T) {
 
 	hookPublish(t, p, 1, "game:g1", map[string]any{"cell": 0}) // allowed as is
 	p.Expect(t, "ack", 5*time.Second)
-	if m := watcher.Expect(t, "message", 5*time.Second); !strings.Contains(hookJSON(t, m["payload"]), `"cell":0`) {
+	if m := watcher.Expect(t, "message", 5*time.Second); !strings.Contains(wsgatetest.JSON(t, m["payload"]), `"cell":0`) {
 		t.Fatalf("watcher got %v", m)
 	}
 	hookPublish(t, p, 2, "game:g1", map[string]any{"cell": 4}) // rewritten
 	p.Expect(t, "ack", 5*time.Second)
-	if m := watcher.Expect(t, "message", 5*time.Second); hookJSON(t, m["payload"]) != `{"cell":4,"checked":true}` {
+	if m := watcher.Expect(t, "message", 5*time.Second); wsgatetest.JSON(t, m["payload"]) != `{"cell":4,"checked":true}` {
 		t.Fatalf("watcher got %v, want the rewritten payload", m["payload"])
 	}
 	hookPublish(t, p, 3, "game:g1", map[string]any{"cell": 9}) // refused: an error reply and a strike
@@ -255,15 +255,6 @@ func TestHookPublish(t *testing.T) {
 		t.Fatalf("refused move reached a subscriber: %s", b)
 	default:
 	}
-}
-
-func hookJSON(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // TestHookSlowTimeoutBusy: a slow publish hook holds only its own caller: a
@@ -359,7 +350,7 @@ func TestHookBreakerAndFailOpen(t *testing.T) {
 	w.Expect(t, "ack", 5*time.Second)
 	hookPublish(t, p, 4, "open:x", map[string]any{"i": 4})
 	p.Expect(t, "ack", 5*time.Second)
-	if m := w.Expect(t, "message", 5*time.Second); hookJSON(t, m["payload"]) != `{"i":4}` {
+	if m := w.Expect(t, "message", 5*time.Second); wsgatetest.JSON(t, m["payload"]) != `{"i":4}` {
 		t.Fatalf("fail_open delivered %v", m["payload"])
 	}
 }
@@ -448,7 +439,7 @@ func TestHookGoFuncs(t *testing.T) {
 	hookSubscribe(t, a, "game:g1")
 	a.Expect(t, "ack", 5*time.Second)
 	hookPublish(t, a, 1, "game:g1", map[string]any{"cell": 1})
-	if m := a.Expect(t, "message", 5*time.Second); hookJSON(t, m["payload"]) != `{"by":"alice"}` {
+	if m := a.Expect(t, "message", 5*time.Second); wsgatetest.JSON(t, m["payload"]) != `{"by":"alice"}` {
 		t.Fatalf("got %v, want the rewritten payload", m["payload"])
 	}
 	c := s.Connect(t, "carol", gameClaims)

@@ -14,6 +14,22 @@ import (
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
+// replyWait bounds the wait for a reply. Generous: in cluster mode a reply may
+// wait on Redis, which a loaded CI machine can starve for a few seconds (each
+// call is bounded by the client's 1 s timeout and retried); a bound only decides
+// how long a failing test takes.
+const replyWait = 15 * time.Second
+
+// expectError skips c's messages until an error reply and checks its code.
+func expectError(t *testing.T, c *wsgatetest.Client, code string) map[string]any {
+	t.Helper()
+	e := c.Expect(t, "error", replyWait)
+	if e["code"] != code {
+		t.Fatalf("error %v (%v), want code %s: %v", e["code"], e["message"], code, e)
+	}
+	return e
+}
+
 // ticketFor asks s for a one-time ticket for sub (a token with claims is minted for
 // it) and returns the ticket and, when the server has integrity master keys, the
 // per-user signing key object.

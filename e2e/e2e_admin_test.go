@@ -798,6 +798,16 @@ func TestNoSecretsInLogsOrAudit(t *testing.T) {
 	}
 }
 
+// dashboardLogin opens s's admin dashboard and signs in with the admin token.
+func dashboardLogin(s *wsgatetest.Server) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.Navigate(s.AdminURL+"/"),
+		chromedp.WaitVisible("#token"),
+		chromedp.SendKeys("#token", s.Cfg.Admin.Token),
+		chromedp.Click("#login-btn"),
+	)
+}
+
 // The dashboard in real headless Chromium: sign in, see a live connection, see the
 // alert arrive, kick the connection; a screenshot is kept as an artifact.
 func TestDashboardInBrowser(t *testing.T) {
@@ -814,10 +824,7 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	if err := chromedp.Do(ctx,
 		chromedp.EmulateViewport(1440, 1300),
-		chromedp.Navigate(s.AdminURL+"/"),
-		chromedp.WaitVisible("#token"),
-		chromedp.SendKeys("#token", s.Cfg.Admin.Token),
-		chromedp.Click("#login-btn"),
+		dashboardLogin(s),
 		chromedp.WaitVisible(row),
 		waitText("#live-text", "Live"),
 	); err != nil {

@@ -15,13 +15,11 @@
 set -euo pipefail
 SCRIPT=fanout
 . "$(dirname "$0")/lib.sh"
-OUT=${OUT:-/tmp/wsgate-fanout}
 CONFIG=${CONFIG:-$ROOT/bench/wsgate-bench.yaml}
 SUBS=${SUBS:-10000}
 RATES=${RATES:-10 1 100}
 DUR=${DUR:-30s}
 PROCS=${PROCS:-1}
-REPORT_ONLY=${REPORT_ONLY:-0}
 
 if [ "$REPORT_ONLY" != 1 ]; then
 	bench_init
@@ -36,16 +34,12 @@ if [ "$REPORT_ONLY" != 1 ]; then
 	done
 fi
 
-echo
-echo "### Fan-out: $SUBS subscribers of one channel, one publisher, $DUR per rate"
-echo
-echo "| publications/s | delivered / expected | deliveries/s | p50 | p90 | p99 | max | server CPU µs per delivery | server cores busy | KiB per subscriber | closed by server |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+table "Fan-out: $SUBS subscribers of one channel, one publisher, $DUR per rate" \
+	"| publications/s | delivered / expected | deliveries/s | p50 | p90 | p99 | max | server CPU µs per delivery | server cores busy | KiB per subscriber | closed by server |" \
+	"|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for rate in $RATES; do
-	f="$OUT/fanout-$rate.json"
-	[ -s "$f" ] || { echo "| $rate | failed (see $OUT/fanout-$rate.err) |||||||||| "; continue; }
-	jq -r --arg r "$rate" "$JQ_MS"'
-		"| \($r) | \(.ops) / \(.expected_deliveries) | \(.ops_per_sec|round) | \(.latency.p50_us|ms) | \(.latency.p90_us|ms) | \(.latency.p99_us|ms) | \(.latency.max_us|ms) | \(.server.cpu_us_per_op*100|round/100) | \(.server.cpu_util*100|round/100) | \(.server.rss_per_conn_kib*10|round/10) | \(.closed_by_server) |"' "$f"
+	report_row "$OUT/fanout-$rate.json" "| $rate | failed (see $OUT/fanout-$rate.err) |||||||||| " --arg r "$rate" "$JQ_MS"'
+		"| \($r) | \(.ops) / \(.expected_deliveries) | \(.ops_per_sec|round) | \(.latency.p50_us|ms) | \(.latency.p90_us|ms) | \(.latency.p99_us|ms) | \(.latency.max_us|ms) | \(.server.cpu_us_per_op*100|round/100) | \(.server.cpu_util*100|round/100) | \(.server.rss_per_conn_kib*10|round/10) | \(.closed_by_server) |"'
 done
 echo
 echo "Load average (1 min) when the runs started, min/max: $(loads). Machine: $(machine). Raw: $OUT/*.json"

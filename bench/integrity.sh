@@ -17,12 +17,10 @@
 set -euo pipefail
 SCRIPT=integrity
 . "$(dirname "$0")/lib.sh"
-OUT=${OUT:-/tmp/wsgate-integrity}
 CONFIG=${CONFIG:-$ROOT/bench/wsgate-integrity.yaml}
 DUR=${DUR:-10s}
 ECHO_CONNS=${ECHO_CONNS:-100}
 REPS=${REPS:-3}
-REPORT_ONLY=${REPORT_ONLY:-0}
 MODES="off hmac"
 
 if [ "$REPORT_ONLY" != 1 ]; then
@@ -42,17 +40,15 @@ if [ "$REPORT_ONLY" != 1 ]; then
 fi
 
 OFF_OPS=$(field off .ops_per_sec) OFF_CPU=$(field off .server.cpu_us_per_op)
-echo
-echo "### Integrity: echo, $ECHO_CONNS connections, closed loop, $DUR × $REPS per mode (medians)"
-echo
-echo "| integrity | round trips/s | × off | server CPU µs per round trip | + µs vs off | p50 | p99 | error replies | all runs (µs CPU per round trip) |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+table "Integrity: echo, $ECHO_CONNS connections, closed loop, $DUR × $REPS per mode (medians)" \
+	"| integrity | round trips/s | × off | server CPU µs per round trip | + µs vs off | p50 | p99 | error replies | all runs (µs CPU per round trip) |" \
+	"|---|---:|---:|---:|---:|---:|---:|---:|---|"
 for m in $MODES; do
 	ops=$(field "$m" .ops_per_sec) cpu=$(field "$m" .server.cpu_us_per_op)
-	runs=$(rep_values "$m" '.server.cpu_us_per_op*100|round/100' | paste -sd, -)
 	errs=$(rep_values "$m" '.reply_errors + .timeouts' | paste -sd+ - | bc)
-	printf '| %s | %.0f | %.2f | %.2f | %+.2f | %.0f µs | %.0f µs | %s | %s |\n' "$m" "$ops" "$(echo "$ops / $OFF_OPS" | bc -l)" \
-		"$cpu" "$(echo "$cpu - $OFF_CPU" | bc -l)" "$(field "$m" .latency.p50_us)" "$(field "$m" .latency.p99_us)" "$errs" "$runs"
+	printf '| %s | %.0f | %.2f | %.2f | %+.2f | %.0f µs | %.0f µs | %s | %s |\n' "$m" "$ops" "$(ratio "$ops" "$OFF_OPS")" \
+		"$cpu" "$(echo "$cpu - $OFF_CPU" | bc -l)" "$(field "$m" .latency.p50_us)" "$(field "$m" .latency.p99_us)" "$errs" \
+		"$(runs "$m" '.server.cpu_us_per_op*100|round/100')"
 done
 echo
 echo "Load average (1 min) when the runs started, min/max: $(loads). Machine: $(machine). Raw: $OUT/*.json"

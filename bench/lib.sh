@@ -1,11 +1,14 @@
-# lib.sh: helpers shared by the bench scripts (fanout.sh, redis-vs-memory.sh,
-# scale-100k.sh, integrity.sh). Source it; it is not a script of its own.
+# lib.sh: helpers shared by the bench scripts (compare.sh, fanout.sh,
+# redis-vs-memory.sh, scale-100k.sh, integrity.sh). Source it after setting
+# SCRIPT (the script's name); it is not a script of its own.
 #
 # Every process a script starts is recorded (STARTED) and killed by its pid on
 # exit, failure or interrupt (trap in bench_init); redis-server runs in a temp
 # dir without persistence. Nothing here touches processes it did not start.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=${OUT:-/tmp/wsgate-$SCRIPT} # binaries, logs and raw JSON results
+REPORT_ONLY=${REPORT_ONLY:-0}   # 1: print the tables from the JSON already in $OUT
 SECRET=bench-secret-bench-secret-bench-secret-0123456789 # also in bench/*.yaml
 STARTED=()  # pids of everything we started
 TMPDIRS=()  # removed at exit
@@ -65,19 +68,27 @@ wait_port() {
 	return 1
 }
 
+# await_start PID PORT LOG: PID, a server just started in the background, is
+# recorded (PID, STARTED) and waited for until it accepts on PORT; when it does
+# not, LOG's tail says why.
+await_start() {
+	PID=$1
+	STARTED+=("$PID")
+	if ! wait_port "$2" "$PID"; then
+		log "the server for port $2 did not start; its log:"; tail -5 "$3" >&2; return 1
+	fi
+	sleep 0.3
+}
+
 # start_wsgate PORT LOG [ENV=VALUE...]: wsgate serve -c $CONFIG on 127.0.0.1:PORT
-# (admin listener off unless ADMIN_PORT is set); sets PID.
+# (admin listener off unless ADMIN_PORT is set); sets PID. SERVE_BIN names
+# another wsgate binary than the one built (a baseline).
 start_wsgate() {
 	local port=$1 logf=$2; shift 2
 	local admin=""
 	[ -n "${ADMIN_PORT:-}" ] && admin="127.0.0.1:$ADMIN_PORT"
-	env "$@" "$OUT/wsgate" serve -c "$CONFIG" --listen "127.0.0.1:$port" --admin-listen "$admin" >"$logf" 2>&1 &
-	PID=$!
-	STARTED+=("$PID")
-	if ! wait_port "$port" "$PID"; then
-		log "wsgate on port $port did not start; its log:"; tail -5 "$logf" >&2; return 1
-	fi
-	sleep 0.3
+	env "$@" "${SERVE_BIN:-$OUT/wsgate}" serve -c "$CONFIG" --listen "127.0.0.1:$port" --admin-listen "$admin" >"$logf" 2>&1 &
+	await_start "$!" "$port" "$logf"
 }
 
 # stop_pid PID: end one process we started, wait for it.
@@ -154,6 +165,22 @@ rep_values() {
 
 # field NAME JQ: the median of JQ over NAME's echo repetitions.
 field() { rep_values "$1" "$2" | med; }
+
+# table TITLE HEADER RULE: a markdown section TITLE and the head of its table.
+table() { printf '\n### %s\n\n%s\n%s\n' "$1" "$2" "$3"; }
+
+# runs NAME JQ: JQ over NAME's echo repetitions, comma-separated.
+runs() { rep_values "$1" "$2" | paste -sd, -; }
+
+# ratio A B: A / B.
+ratio() { echo "$1 / $2" | bc -l; }
+
+# report_row FILE FAILED JQ_ARGS...: jq -r JQ_ARGS on FILE, a table row; the
+# row FAILED instead when the run left no result.
+report_row() {
+	local f=$1 failed=$2; shift 2
+	if [ -s "$f" ]; then jq -r "$@" "$f"; else echo "$failed"; fi
+}
 
 # JQ_MS defines the jq filter ms: microseconds as "N µs", or "N.N ms" from a
 # millisecond on ("n/a" for a missing value). Use: jq -r "$JQ_MS"' ...|ms ...'.

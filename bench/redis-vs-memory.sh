@@ -24,7 +24,6 @@
 set -euo pipefail
 SCRIPT=redis-vs-memory
 . "$(dirname "$0")/lib.sh"
-OUT=${OUT:-/tmp/wsgate-redis-vs-memory}
 CONFIG=${CONFIG:-$ROOT/bench/wsgate-bench.yaml}
 DUR=${DUR:-10s}
 ECHO_CONNS=${ECHO_CONNS:-100}
@@ -33,7 +32,6 @@ FAN_SUBS=${FAN_SUBS:-1000}
 FAN_RATE=${FAN_RATE:-20}
 PUB_SUBS=${PUB_SUBS:-10}
 PUB_RATES=${PUB_RATES:-5000 10000 20000}
-REPORT_ONLY=${REPORT_ONLY:-0}
 BACKENDS="memory redis"
 
 # start BACKEND: a fresh wsgate with that state backend (PID set).
@@ -86,40 +84,29 @@ redis_cpu() { # µs of redis-server CPU per round trip, median over reps
 }
 MEM_OPS=$(field memory .ops_per_sec)
 MEM_CPU=$(field memory .server.cpu_us_per_op)
-echo
-echo "### Echo: $ECHO_CONNS connections, closed loop, $DUR × $ECHO_REPS per backend (medians)"
-echo
-echo "| state | round trips/s | × memory | wsgate CPU µs per round trip | × memory | redis-server CPU µs per round trip | p50 | p99 | all runs (round trips/s) |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+table "Echo: $ECHO_CONNS connections, closed loop, $DUR × $ECHO_REPS per backend (medians)" \
+	"| state | round trips/s | × memory | wsgate CPU µs per round trip | × memory | redis-server CPU µs per round trip | p50 | p99 | all runs (round trips/s) |" \
+	"|---|---:|---:|---:|---:|---:|---:|---:|---|"
 for be in $BACKENDS; do
 	ops=$(field "$be" .ops_per_sec) cpu=$(field "$be" .server.cpu_us_per_op)
-	runs=$(rep_values "$be" '.ops_per_sec|round' | paste -sd, -)
-	printf '| %s | %.0f | %.2f | %.2f | %.2f | %.2f | %.0f µs | %.0f µs | %s |\n' "$be" "$ops" "$(echo "$ops / $MEM_OPS" | bc -l)" \
-		"$cpu" "$(echo "$cpu / $MEM_CPU" | bc -l)" "$(redis_cpu "$be")" \
-		"$(field "$be" .latency.p50_us)" "$(field "$be" .latency.p99_us)" "$runs"
+	printf '| %s | %.0f | %.2f | %.2f | %.2f | %.2f | %.0f µs | %.0f µs | %s |\n' "$be" "$ops" "$(ratio "$ops" "$MEM_OPS")" \
+		"$cpu" "$(ratio "$cpu" "$MEM_CPU")" "$(redis_cpu "$be")" \
+		"$(field "$be" .latency.p50_us)" "$(field "$be" .latency.p99_us)" "$(runs "$be" '.ops_per_sec|round')"
 done
-echo
-echo "### Fan-out: $FAN_SUBS subscribers, one publisher at $FAN_RATE/s for $DUR"
-echo
-echo "| state | delivered / expected | deliveries/s | p50 | p99 | max | wsgate CPU µs per delivery | redis-server CPU (s) |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+table "Fan-out: $FAN_SUBS subscribers, one publisher at $FAN_RATE/s for $DUR" \
+	"| state | delivered / expected | deliveries/s | p50 | p99 | max | wsgate CPU µs per delivery | redis-server CPU (s) |" \
+	"|---|---:|---:|---:|---:|---:|---:|---:|"
 for be in $BACKENDS; do
-	f="$OUT/fanout-$be.json"
-	[ -s "$f" ] || { echo "| $be | failed |||||||"; continue; }
-	jq -r --arg b "$be" --arg rc "$(cat "$OUT/fanout-$be.redis-cpu")" "$JQ_MS"'
-		"| \($b) | \(.ops) / \(.expected_deliveries) | \(.ops_per_sec|round) | \(.latency.p50_us|ms) | \(.latency.p99_us|ms) | \(.latency.max_us|ms) | \(.server.cpu_us_per_op*100|round/100) | \($rc) |"' "$f"
+	report_row "$OUT/fanout-$be.json" "| $be | failed |||||||" --arg b "$be" --arg rc "$(cat "$OUT/fanout-$be.redis-cpu" 2>/dev/null)" "$JQ_MS"'
+		"| \($b) | \(.ops) / \(.expected_deliveries) | \(.ops_per_sec|round) | \(.latency.p50_us|ms) | \(.latency.p99_us|ms) | \(.latency.max_us|ms) | \(.server.cpu_us_per_op*100|round/100) | \($rc) |"'
 done
-echo
-echo "### Publish path: $PUB_SUBS subscribers, one publisher (open loop) for $DUR"
-echo
-echo "| state | offered publications/s | published | delivered / expected | error replies | p50 | p99 | max | wsgate CPU µs per publication | redis-server CPU µs per publication |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+table "Publish path: $PUB_SUBS subscribers, one publisher (open loop) for $DUR" \
+	"| state | offered publications/s | published | delivered / expected | error replies | p50 | p99 | max | wsgate CPU µs per publication | redis-server CPU µs per publication |" \
+	"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for rate in $PUB_RATES; do
 	for be in $BACKENDS; do
-		f="$OUT/publish-$be-$rate.json"
-		[ -s "$f" ] || { echo "| $be | $rate | failed ||||||||"; continue; }
-		jq -r --arg b "$be" --arg r "$rate" --arg rc "$(cat "$OUT/publish-$be-$rate.redis-cpu")" "$JQ_MS"'
-			"| \($b) | \($r) | \(.published) | \(.ops) / \(.expected_deliveries) | \(.reply_errors) | \(.latency.p50_us|ms) | \(.latency.p99_us|ms) | \(.latency.max_us|ms) | \(.server.cpu_seconds*1e6/.published*100|round/100) | \(($rc|tonumber)*1e6/.published*100|round/100) |"' "$f"
+		report_row "$OUT/publish-$be-$rate.json" "| $be | $rate | failed ||||||||" --arg b "$be" --arg r "$rate" --arg rc "$(cat "$OUT/publish-$be-$rate.redis-cpu" 2>/dev/null)" "$JQ_MS"'
+			"| \($b) | \($r) | \(.published) | \(.ops) / \(.expected_deliveries) | \(.reply_errors) | \(.latency.p50_us|ms) | \(.latency.p99_us|ms) | \(.latency.max_us|ms) | \(.server.cpu_seconds*1e6/.published*100|round/100) | \(($rc|tonumber)*1e6/.published*100|round/100) |"'
 	done
 done
 echo

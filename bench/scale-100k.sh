@@ -25,7 +25,6 @@
 set -euo pipefail
 SCRIPT=scale-100k
 . "$(dirname "$0")/lib.sh"
-OUT=${OUT:-/tmp/wsgate-scale-100k}
 CONFIG=${CONFIG:-$ROOT/bench/wsgate-scale.yaml}
 NODES=${NODES:-6}
 CONNS=${CONNS:-100000}
@@ -35,7 +34,6 @@ SETTLE=${SETTLE:-5s}       # after the ramp, before RSS is read and the broadcas
 BROADCASTS=${BROADCASTS:-1}
 MIN_FREE_GIB=${MIN_FREE_GIB:-10}
 BENCH_TIMEOUT=${BENCH_TIMEOUT:-420}
-REPORT_ONLY=${REPORT_ONLY:-0}
 START=$(date +%s)
 
 if [ "$REPORT_ONLY" != 1 ]; then
@@ -84,11 +82,9 @@ echo "| node | connections | RSS before | RSS with connections | KiB per connect
 echo "|---|---:|---:|---:|---:|"
 jq -r '.nodes[] | "| \(.target) | \(.opened_conns) | \(.rss_base_kib/1024|round) MiB | \(.rss_loaded_kib/1024|round) MiB | \(.rss_per_conn_kib*10|round/10) |"' "$f"
 jq -r '"| all | \(.opened_conns) | \(.server.rss_base_kib/1024|round) MiB | \(.server.rss_loaded_kib/1024|round) MiB | \(.server.rss_per_conn_kib*10|round/10) |"' "$f"
-echo
-echo "### One broadcast to all of them"
-echo
-echo "| published | delivered / expected | p50 | p90 | p99 | max | nodes' CPU for it (s) |"
-echo "|---:|---:|---:|---:|---:|---:|---:|"
+table "One broadcast to all of them" \
+	"| published | delivered / expected | p50 | p90 | p99 | max | nodes' CPU for it (s) |" \
+	"|---:|---:|---:|---:|---:|---:|---:|"
 jq -r "$JQ_MS"'
 	"| \(.published) | \(.ops) / \(.expected_deliveries) | \(.latency.p50_us|ms) | \(.latency.p90_us|ms) | \(.latency.p99_us|ms) | \(.latency.max_us|ms) | \(.server.cpu_seconds*100|round/100) |"' "$f"
 echo

@@ -73,14 +73,7 @@ func benchFanout(b *testing.B, mode string) {
 		if withKey {
 			o.Encryption = &client.Encryption{Keys: key, Channels: func(ch string) bool { return strings.HasPrefix(ch, "trades:") }}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := client.Dial(ctx, s.URL, o)
-		if err != nil {
-			b.Fatalf("dial %s: %v", sub, err)
-		}
-		b.Cleanup(func() { c.Close() })
-		return c
+		return dial(b, s, o)
 	}
 	const ch = "trades:eurusd"
 	var (

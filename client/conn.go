@@ -109,12 +109,7 @@ func (cn *conn) OnMessage(_ *transport.Conn, op transport.Opcode, data []byte) {
 func (cn *conn) OnPing(*transport.Conn, []byte) {}
 func (cn *conn) OnPong(*transport.Conn, []byte) {}
 func (cn *conn) OnClose(_ *transport.Conn, err error) {
-	code, _ := transport.CloseCode(err)
-	var ce *transport.CloseError
-	why := ""
-	if errors.As(err, &ce) {
-		why = ce.Reason
-	}
+	code, why := transport.CloseStatus(err)
 	cn.mu.Lock()
 	cn.endCode, cn.endWhy = code, why
 	cn.mu.Unlock()

@@ -117,7 +117,7 @@ func staticToken(t *testing.T, s *wsgatetest.Server, sub string) client.TokenFun
 	return func(context.Context) (string, error) { return s.Token(t, sub, chatClaims), nil }
 }
 
-func dial(t *testing.T, s *wsgatetest.Server, o *client.DialOptions) *client.Client {
+func dial(t testing.TB, s *wsgatetest.Server, o *client.DialOptions) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()

@@ -781,16 +781,10 @@ func TestNoSecretsInLogsOrAudit(t *testing.T) {
 	adminCall(t, s, "POST", "/api/v1/bans", admin, map[string]any{"user": "x", "ttl": "1m", "reason": "leaked " + admin})
 	adminCall(t, s, "POST", "/api/v1/reload", admin, nil)
 
-	if err := s.Stop(t); err != nil {
-		t.Logf("stop: %v", err)
-	}
-	auditLog, err := os.ReadFile(auditPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	auditLog := stoppedAudit(t, s, auditPath)
 	logs := s.Logs.String()
 	for _, want := range []string{`"event":"kick"`, `"event":"ban"`, `"event":"handshake_rejected"`, `"event":"admin_action"`} {
-		if !strings.Contains(string(auditLog), want) {
+		if !strings.Contains(auditLog, want) {
 			t.Fatalf("audit log lacks %s:\n%s", want, auditLog)
 		}
 	}
@@ -802,6 +796,16 @@ func TestNoSecretsInLogsOrAudit(t *testing.T) {
 			t.Errorf("%s found in the audit log", name)
 		}
 	}
+}
+
+// dashboardLogin opens s's admin dashboard and signs in with the admin token.
+func dashboardLogin(s *wsgatetest.Server) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.Navigate(s.AdminURL+"/"),
+		chromedp.WaitVisible("#token"),
+		chromedp.SendKeys("#token", s.Cfg.Admin.Token),
+		chromedp.Click("#login-btn"),
+	)
 }
 
 // The dashboard in real headless Chromium: sign in, see a live connection, see the
@@ -820,10 +824,7 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	if err := chromedp.Do(ctx,
 		chromedp.EmulateViewport(1440, 1300),
-		chromedp.Navigate(s.AdminURL+"/"),
-		chromedp.WaitVisible("#token"),
-		chromedp.SendKeys("#token", s.Cfg.Admin.Token),
-		chromedp.Click("#login-btn"),
+		dashboardLogin(s),
 		chromedp.WaitVisible(row),
 		waitText("#live-text", "Live"),
 	); err != nil {

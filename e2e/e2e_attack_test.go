@@ -263,9 +263,7 @@ func TestAttackMaxStrikesZeroDisablesBans(t *testing.T) {
 	c := s.Connect(t, "nobans", nil)
 	for i := 0; i < 15; i++ {
 		c.Send(t, `{"type":"nope","id":`+itoa(i)+`}`)
-		if e := c.Expect(t, "error", 5*time.Second); e["code"] != "unknown_type" {
-			t.Fatalf("reply %v", e)
-		}
+		expectError(t, c, "unknown_type")
 	}
 	c.Send(t, `{"type":"ping","id":"still-here"}`)
 	c.Expect(t, "pong", 5*time.Second)

@@ -23,9 +23,7 @@ import (
 func BenchmarkClusterPingDuringRedisStall(b *testing.B) {
 	rs := redistest.Start(b)
 	cfg := wsgatetest.Config()
-	cfg.State.Backend = "redis"
-	cfg.State.Redis.Addrs = []string{rs.Addr()}
-	cfg.State.Redis.Prefix = "wsgate-bench:"
+	redisState(cfg, rs.Addr(), "wsgate-bench:")
 	// Budgets far above 100 pings/s: the bench measures waits, not refusals.
 	big := config.RateLimit{Rate: 1000, Burst: 1000}
 	cfg.Rate.Tiers["default"] = config.Tier{Messages: big, UserMessages: big, IPMessages: big,

@@ -12,6 +12,13 @@ import (
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
+// redisState keeps cfg's state in the redis-server at addr, its keys under prefix.
+func redisState(cfg *config.Config, addr, prefix string) {
+	cfg.State.Backend = "redis"
+	cfg.State.Redis.Addrs = []string{addr}
+	cfg.State.Redis.Prefix = prefix
+}
+
 // cluster starts n wsgate nodes sharing one real redis-server.
 func cluster(t *testing.T, n int, mutate func(*config.Config)) (*redistest.Server, []*wsgatetest.Server) {
 	t.Helper()
@@ -19,14 +26,9 @@ func cluster(t *testing.T, n int, mutate func(*config.Config)) (*redistest.Serve
 	var nodes []*wsgatetest.Server
 	for i := 0; i < n; i++ {
 		cfg := wsgatetest.Config()
-		cfg.State.Backend = "redis"
-		cfg.State.Redis.Addrs = []string{rs.Addr()}
-		cfg.State.Redis.Prefix = "wsgate-e2e:"
+		redisState(cfg, rs.Addr(), "wsgate-e2e:")
 		cfg.Log.Level = "info"
-		if mutate != nil {
-			mutate(cfg)
-		}
-		nodes = append(nodes, wsgatetest.Start(t, cfg))
+		nodes = append(nodes, startMutated(t, cfg, mutate))
 	}
 	return rs, nodes
 }

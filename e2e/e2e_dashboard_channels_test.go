@@ -33,10 +33,7 @@ func TestDashboardChannelsColumnAndSearch(t *testing.T) {
 	ctx := wsgatetest.Browser(t, 60*time.Second)
 	aliceRow, bobRow := `#conn-body tr[data-id="`+aliceID+`"]`, `#conn-body tr[data-id="`+bobID+`"]`
 	if err := chromedp.Do(ctx,
-		chromedp.Navigate(s.AdminURL+"/"),
-		chromedp.WaitVisible("#token"),
-		chromedp.SendKeys("#token", s.Cfg.Admin.Token),
-		chromedp.Click("#login-btn"),
+		dashboardLogin(s),
 		chromedp.WaitVisible(aliceRow),
 		waitText(aliceRow, "chat:lobby"),
 		waitText(aliceRow, "chat:ops"),

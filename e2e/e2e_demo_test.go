@@ -150,7 +150,6 @@ func TestDemoPageTwoBrowsersChat(t *testing.T) {
 	}
 }
 
-// waitText polls until the element's text contains want.
 // joinPage opens a dev demo page at u, joins as name and waits until the page
 // says it is connected.
 func joinPage(u, name string) chromedp.Action[chromedp.Void] {
@@ -163,6 +162,7 @@ func joinPage(u, name string) chromedp.Action[chromedp.Void] {
 	)
 }
 
+// waitText polls until the element's text contains want.
 func waitText(sel, want string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		deadline := time.Now().Add(15 * time.Second)

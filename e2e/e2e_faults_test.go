@@ -232,27 +232,29 @@ func TestClusterFaultsAckedMeansDeliveredOrReported(t *testing.T) {
 	}
 	progress := f.progress
 	progress("steady", 50)
+	// Each round: Redis restarted empty; restarted from an older snapshot;
+	// restarted from its AOF (nothing acked lost, but a new process); pub/sub
+	// cut (nodes resubscribe late); stalled twice. After each fault every
+	// publisher gets n more acks.
+	type fault struct {
+		after string
+		n     int
+		do    func()
+	}
+	faults := []fault{
+		{"after an empty restart", 100, func() { rs.Stop(); rs.Restart() }},
+		{"after the snapshot", 50, rs.Save},
+		{"after a restart from the snapshot", 100, func() { rs.Stop(); rs.RestartFromSnapshot() }},
+		{"with AOF", 30, rs.UseAOF},
+		{"after a restart from the AOF", 100, func() { rs.Stop(); rs.RestartFromAOF() }},
+	}
+	for _, cmd := range []string{"CLIENT KILL TYPE pubsub", "DEBUG SLEEP 1.5", "CLIENT PAUSE 1500 ALL"} {
+		faults = append(faults, fault{"after " + cmd, 50, func() { rs.Command(cmd) }})
+	}
 	for r := range rounds {
-		// Redis restarted empty.
-		rs.Stop()
-		rs.Restart()
-		progress(fmt.Sprintf("round %d: after an empty restart", r), 100)
-		// Redis restarted from an older snapshot.
-		rs.Save()
-		progress(fmt.Sprintf("round %d: after the snapshot", r), 50)
-		rs.Stop()
-		rs.RestartFromSnapshot()
-		progress(fmt.Sprintf("round %d: after a restart from the snapshot", r), 100)
-		// Redis restarted from its AOF (nothing acked lost, but a new process),
-		// pub/sub cut (nodes resubscribe late), and stalled twice.
-		rs.UseAOF()
-		progress(fmt.Sprintf("round %d: with AOF", r), 30)
-		rs.Stop()
-		rs.RestartFromAOF()
-		progress(fmt.Sprintf("round %d: after a restart from the AOF", r), 100)
-		for _, cmd := range []string{"CLIENT KILL TYPE pubsub", "DEBUG SLEEP 1.5", "CLIENT PAUSE 1500 ALL"} {
-			rs.Command(cmd)
-			progress(fmt.Sprintf("round %d: after %s", r, cmd), 50)
+		for _, step := range faults {
+			step.do()
+			progress(fmt.Sprintf("round %d: %s", r, step.after), step.n)
 		}
 	}
 	// A node stops; its subscribers reconnect to node 0 with since.

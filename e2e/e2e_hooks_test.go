@@ -103,21 +103,6 @@ func hookConfig(mutate func(c *config.Config, game *config.Namespace)) *config.C
 
 var gameClaims = map[string]any{"channels": map[string]any{"sub": []string{"game:*", "chat:*"}, "pub": []string{"game:*", "chat:*"}}}
 
-// replyWait bounds the wait for a reply. Generous: in cluster mode a reply may
-// wait on Redis, which a loaded CI machine can starve for a few seconds (each
-// call is bounded by the client's 1 s timeout and retried); a bound only decides
-// how long a failing test takes.
-const replyWait = 15 * time.Second
-
-func hookExpectError(t *testing.T, c *wsgatetest.Client, code string) map[string]any {
-	t.Helper()
-	e := c.Expect(t, "error", replyWait)
-	if e["code"] != code {
-		t.Fatalf("error %v (%v), want code %s", e["code"], e["message"], code)
-	}
-	return e
-}
-
 func hookPublish(t *testing.T, c *wsgatetest.Client, id int, ch string, payload any) {
 	t.Helper()
 	c.SendJSON(t, map[string]any{"type": "publish", "id": id, "channel": ch, "payload": payload})
@@ -174,10 +159,10 @@ func TestHookConnect(t *testing.T) {
 	v.Send(t, `{"type":"ping","id":1}`)
 	v.Expect(t, "pong", 5*time.Second)
 	v.Send(t, `{"type":"ping","id":2}`)
-	hookExpectError(t, v, "rate_limited")
+	expectError(t, v, "rate_limited")
 	plain := s.Connect(t, "plain", nil)
 	hookSubscribe(t, plain, "secret:x")
-	hookExpectError(t, plain, "permission_denied")
+	expectError(t, plain, "permission_denied")
 
 	// A reply naming an unconfigured tier or carrying unknown fields is a
 	// malformed answer: fail closed, 1013.
@@ -209,7 +194,7 @@ func TestHookSubscribe(t *testing.T) {
 	a.Expect(t, "ack", 5*time.Second)
 	c := s.Connect(t, "carol", gameClaims)
 	hookSubscribe(t, c, "game:g1")
-	if e := hookExpectError(t, c, "hook_refused"); e["message"] != "only the two players" {
+	if e := expectError(t, c, "hook_refused"); e["message"] != "only the two players" {
 		t.Fatalf("refusal message %v", e["message"])
 	}
 	// Other namespaces have no hook: no call.
@@ -245,16 +230,16 @@ func TestHookPublish(t *testing.T) {
 
 	hookPublish(t, p, 1, "game:g1", map[string]any{"cell": 0}) // allowed as is
 	p.Expect(t, "ack", 5*time.Second)
-	if m := watcher.Expect(t, "message", 5*time.Second); !strings.Contains(hookJSON(t, m["payload"]), `"cell":0`) {
+	if m := watcher.Expect(t, "message", 5*time.Second); !strings.Contains(wsgatetest.JSON(t, m["payload"]), `"cell":0`) {
 		t.Fatalf("watcher got %v", m)
 	}
 	hookPublish(t, p, 2, "game:g1", map[string]any{"cell": 4}) // rewritten
 	p.Expect(t, "ack", 5*time.Second)
-	if m := watcher.Expect(t, "message", 5*time.Second); hookJSON(t, m["payload"]) != `{"cell":4,"checked":true}` {
+	if m := watcher.Expect(t, "message", 5*time.Second); wsgatetest.JSON(t, m["payload"]) != `{"cell":4,"checked":true}` {
 		t.Fatalf("watcher got %v, want the rewritten payload", m["payload"])
 	}
 	hookPublish(t, p, 3, "game:g1", map[string]any{"cell": 9}) // refused: an error reply and a strike
-	if e := hookExpectError(t, p, "hook_refused"); e["message"] != "illegal move" {
+	if e := expectError(t, p, "hook_refused"); e["message"] != "illegal move" {
 		t.Fatalf("refusal %v", e)
 	}
 	hookPublish(t, p, 4, "game:g1", map[string]any{"cell": -1}) // the second strike bans
@@ -267,15 +252,6 @@ func TestHookPublish(t *testing.T) {
 		t.Fatalf("refused move reached a subscriber: %s", b)
 	default:
 	}
-}
-
-func hookJSON(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // TestHookSlowTimeoutBusy: a slow publish hook holds only its own caller: a
@@ -320,13 +296,13 @@ func TestHookSlowTimeoutBusy(t *testing.T) {
 	other.Expect(t, "pong", 5*time.Second)
 	// The one concurrency slot is taken: refused at once, fail closed.
 	hookPublish(t, third, 1, "game:g2", map[string]any{"m": 2})
-	hookExpectError(t, third, "hook_unavailable")
+	expectError(t, third, "hook_unavailable")
 	close(release)
 	slow.Expect(t, "ack", 5*time.Second)
 
 	// Timeout (200ms on slowto): fail closed.
 	hookPublish(t, other, 2, "slowto:x", map[string]any{"m": "forever"})
-	hookExpectError(t, other, "hook_unavailable")
+	expectError(t, other, "hook_unavailable")
 }
 
 // TestHookBreakerAndFailOpen: a failing backend opens the circuit after the
@@ -348,13 +324,13 @@ func TestHookBreakerAndFailOpen(t *testing.T) {
 	p := s.Connect(t, "p", claims)
 	for i := 1; i <= 2; i++ {
 		hookPublish(t, p, i, "game:g1", map[string]any{"i": i})
-		hookExpectError(t, p, "hook_unavailable")
+		expectError(t, p, "hook_unavailable")
 	}
 	if n := be.calls.Load(); n != 2 {
 		t.Fatalf("backend saw %d calls, want 2", n)
 	}
 	hookPublish(t, p, 3, "game:g1", map[string]any{"i": 3})
-	hookExpectError(t, p, "hook_unavailable")
+	expectError(t, p, "hook_unavailable")
 	if n := be.calls.Load(); n != 2 {
 		t.Fatalf("circuit open, yet the backend saw %d calls (want still 2)", n)
 	}
@@ -371,7 +347,7 @@ func TestHookBreakerAndFailOpen(t *testing.T) {
 	w.Expect(t, "ack", 5*time.Second)
 	hookPublish(t, p, 4, "open:x", map[string]any{"i": 4})
 	p.Expect(t, "ack", 5*time.Second)
-	if m := w.Expect(t, "message", 5*time.Second); hookJSON(t, m["payload"]) != `{"i":4}` {
+	if m := w.Expect(t, "message", 5*time.Second); wsgatetest.JSON(t, m["payload"]) != `{"i":4}` {
 		t.Fatalf("fail_open delivered %v", m["payload"])
 	}
 }
@@ -402,9 +378,9 @@ func checkRoomLimits(t *testing.T, a, b, c *wsgatetest.Server) {
 
 	// Size and schema first: refused without spending the rate.
 	hookPublish(t, alice, 1, "game:g1", map[string]any{"cell": 1, "pad": strings.Repeat("x", 80)})
-	hookExpectError(t, alice, "message_too_large")
+	expectError(t, alice, "message_too_large")
 	hookPublish(t, alice, 2, "game:g1", map[string]any{"cell": 12})
-	hookExpectError(t, alice, "schema_violation")
+	expectError(t, alice, "schema_violation")
 
 	// Member rate: alice gets 2 in game:g1.
 	for i := 3; i <= 4; i++ {
@@ -412,12 +388,12 @@ func checkRoomLimits(t *testing.T, a, b, c *wsgatetest.Server) {
 		alice.Expect(t, "ack", replyWait)
 	}
 	hookPublish(t, alice, 5, "game:g1", map[string]any{"cell": 5})
-	hookExpectError(t, alice, "room_rate_limited")
+	expectError(t, alice, "room_rate_limited")
 	// Channel rate: 3 in all; bob (another node) gets the third, then no more.
 	hookPublish(t, bob, 1, "game:g1", map[string]any{"cell": 1})
 	bob.Expect(t, "ack", replyWait)
 	hookPublish(t, bob, 2, "game:g1", map[string]any{"cell": 2})
-	hookExpectError(t, bob, "room_rate_limited")
+	expectError(t, bob, "room_rate_limited")
 	// Another room is untouched.
 	hookPublish(t, bob, 3, "game:g2", map[string]any{"cell": 3})
 	bob.Expect(t, "ack", replyWait)
@@ -428,7 +404,7 @@ func checkRoomLimits(t *testing.T, a, b, c *wsgatetest.Server) {
 	hookSubscribe(t, bob, "game:g3")
 	bob.Expect(t, "ack", replyWait)
 	hookSubscribe(t, carol, "game:g3")
-	hookExpectError(t, carol, "channel_full")
+	expectError(t, carol, "channel_full")
 }
 
 func TestRoomLimits(t *testing.T) {
@@ -460,12 +436,12 @@ func TestHookGoFuncs(t *testing.T) {
 	hookSubscribe(t, a, "game:g1")
 	a.Expect(t, "ack", 5*time.Second)
 	hookPublish(t, a, 1, "game:g1", map[string]any{"cell": 1})
-	if m := a.Expect(t, "message", 5*time.Second); hookJSON(t, m["payload"]) != `{"by":"alice"}` {
+	if m := a.Expect(t, "message", 5*time.Second); wsgatetest.JSON(t, m["payload"]) != `{"by":"alice"}` {
 		t.Fatalf("got %v, want the rewritten payload", m["payload"])
 	}
 	c := s.Connect(t, "carol", gameClaims)
 	hookSubscribe(t, c, "game:g1")
-	if e := hookExpectError(t, c, "hook_refused"); e["message"] != "not a player" {
+	if e := expectError(t, c, "hook_refused"); e["message"] != "not a player" {
 		t.Fatalf("refusal %v", e)
 	}
 }
@@ -566,9 +542,9 @@ func TestHookTimeoutAndOpenEachKind(t *testing.T) {
 	}))
 	c := s2.Connect(t, "sub", gameClaims)
 	hookSubscribe(t, c, "game:g1")
-	hookExpectError(t, c, "hook_unavailable") // timeout
+	expectError(t, c, "hook_unavailable") // timeout
 	hookSubscribe(t, c, "game:g2")
-	hookExpectError(t, c, "hook_unavailable") // circuit open
+	expectError(t, c, "hook_unavailable") // circuit open
 	if n := subscribes.Load(); n != 1 {
 		t.Fatalf("backend saw %d subscribe calls, want 1 (circuit open)", n)
 	}

@@ -62,14 +62,6 @@ func seal(t *testing.T, s *client.Signer, msg string) string {
 	return string(b)
 }
 
-func expectErrCode(t *testing.T, c *wsgatetest.Client, code string) {
-	t.Helper()
-	e := c.Expect(t, "error", 5*time.Second)
-	if e["code"] != code {
-		t.Fatalf("error code %v, want %s (%v)", e["code"], code, e)
-	}
-}
-
 func TestIntegrityHMAC(t *testing.T) {
 	s := integrityServer(t, "hmac")
 	c, signer := hmacClient(t, s, "signer")
@@ -82,10 +74,10 @@ func TestIntegrityHMAC(t *testing.T) {
 	}
 	// Replayed on the same connection.
 	c.Send(t, env)
-	expectErrCode(t, c, "integrity_replay")
+	expectError(t, c, "integrity_replay")
 	// Unsigned.
 	c.Send(t, `{"type":"chat","text":"hi"}`)
-	expectErrCode(t, c, "integrity_unsigned")
+	expectError(t, c, "integrity_unsigned")
 	// Tampered body.
 	var e map[string]any
 	_ = json.Unmarshal([]byte(seal(t, signer, `{"type":"ping","id":2}`)), &e)
@@ -97,23 +89,23 @@ func TestIntegrityHMAC(t *testing.T) {
 	sig["body"] = integrity.B64([]byte(strings.Replace(string(body), `"id":2`, `"id":9`, 1)))
 	tampered, _ := json.Marshal(e)
 	c.Send(t, string(tampered))
-	expectErrCode(t, c, "integrity_bad_signature")
+	expectError(t, c, "integrity_bad_signature")
 	// Tampered seq.
 	_ = json.Unmarshal([]byte(seal(t, signer, `{"type":"ping","id":3}`)), &e)
 	e["sig"].(map[string]any)["seq"] = 999
 	b, _ := json.Marshal(e)
 	c.Send(t, string(b))
-	expectErrCode(t, c, "integrity_bad_signature")
+	expectError(t, c, "integrity_bad_signature")
 	// Reordered: seal two, send the later first.
 	first, second := seal(t, signer, `{"type":"ping","id":4}`), seal(t, signer, `{"type":"ping","id":5}`)
 	c.Send(t, second)
 	c.Expect(t, "pong", 5*time.Second)
 	c.Send(t, first)
-	expectErrCode(t, c, "integrity_bad_seq")
+	expectError(t, c, "integrity_bad_seq")
 	// Replay on another connection of the same user, and after reconnect.
 	c2, _ := hmacClient(t, s, "signer")
 	c2.Send(t, env)
-	expectErrCode(t, c2, "integrity_bad_signature") // bound to the first connection's id
+	expectError(t, c2, "integrity_bad_signature") // bound to the first connection's id
 }
 
 func ticketKey(t *testing.T, s *wsgatetest.Server, sub string) (string, []byte) {
@@ -138,7 +130,7 @@ func TestIntegrityStaleTimestamps(t *testing.T) {
 		}
 		signer.Bind(connIDOf(t, s, c))
 		c.Send(t, seal(t, signer, `{"type":"ping"}`))
-		expectErrCode(t, c, "integrity_stale")
+		expectError(t, c, "integrity_stale")
 	}
 }
 
@@ -193,7 +185,7 @@ func TestIntegrityPopHandshake(t *testing.T) {
 	// A message signed by the thief's key on the holder's connection is refused.
 	thief.Bind(w["conn_id"].(string))
 	c.Send(t, seal(t, thief, `{"type":"ping","id":"x"}`))
-	expectErrCode(t, c, "integrity_bad_signature")
+	expectError(t, c, "integrity_bad_signature")
 }
 
 func TestServerKeysAndClientModule(t *testing.T) {
@@ -219,7 +211,7 @@ func TestNamespaceIntegrityAndSignedOutput(t *testing.T) {
 	// Reading the namespace needs a signed subscribe too (issue 13 item 2).
 	sub := s.Connect(t, "reader", perms)
 	sub.SendJSON(t, map[string]any{"type": "subscribe", "id": "u", "channel": "secure:vault"})
-	expectErrCode(t, sub, "integrity_unsigned")
+	expectError(t, sub, "integrity_unsigned")
 	sub, readerSigner := signedClientWith(t, s, "reader", perms)
 	sub.Send(t, seal(t, readerSigner, `{"type":"subscribe","id":"s","channel":"secure:vault"}`))
 	if a := sub.Expect(t, "ack", 5*time.Second); a["ref"] != "s" {
@@ -229,7 +221,7 @@ func TestNamespaceIntegrityAndSignedOutput(t *testing.T) {
 	w, signer := signedClientWith(t, s, "writer", perms)
 
 	w.SendJSON(t, map[string]any{"type": "publish", "id": 1, "channel": "secure:vault", "payload": map[string]any{"v": 1}})
-	expectErrCode(t, w, "integrity_unsigned")
+	expectError(t, w, "integrity_unsigned")
 	w.Send(t, seal(t, signer, `{"type":"publish","id":2,"channel":"secure:vault","payload":{"v":2}}`))
 	if a := w.Expect(t, "ack", 5*time.Second); a["ref"] != float64(2) {
 		t.Fatalf("ack %v", a)

@@ -34,10 +34,7 @@ func plainServer(t *testing.T, mutate func(*config.Config)) *wsgatetest.Server {
 	cfg := wsgatetest.Config()
 	cfg.InsecurePlaintext = true
 	cfg.Limits.HandshakeRate.Rate = 0
-	if mutate != nil {
-		mutate(cfg)
-	}
-	return wsgatetest.Start(t, cfg)
+	return startMutated(t, cfg, mutate)
 }
 
 func TestProtocolViolationsGetRFCCloseCodes(t *testing.T) {

@@ -45,9 +45,7 @@ func BenchmarkPublishPathRedisVsMemory(b *testing.B) {
 			cfg.Rate.Tiers["default"] = t
 		}
 		if backend == "redis" {
-			cfg.State.Backend = "redis"
-			cfg.State.Redis.Addrs = []string{rs.Addr()}
-			cfg.State.Redis.Prefix = "wsgate-bench:"
+			redisState(cfg, rs.Addr(), "wsgate-bench:")
 		}
 		return wsgatetest.Start(b, cfg)
 	}

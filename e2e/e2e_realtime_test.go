@@ -53,10 +53,7 @@ func realtimeServer(t *testing.T, mutate func(*config.Config)) *wsgatetest.Serve
 	cfg.Rate.Tiers["default"] = config.Tier{Messages: config.RateLimit{Rate: 1000, Burst: 1000}, Bytes: config.RateLimit{Rate: 1 << 24, Burst: 1 << 24},
 		UserMessages: config.RateLimit{Rate: 1000, Burst: 1000}, UserBytes: config.RateLimit{Rate: 1 << 24, Burst: 1 << 24},
 		IPMessages: config.RateLimit{Rate: 5000, Burst: 5000}, IPBytes: config.RateLimit{Rate: 1 << 24, Burst: 1 << 24}}
-	if mutate != nil {
-		mutate(cfg)
-	}
-	return wsgatetest.Start(t, cfg)
+	return startMutated(t, cfg, mutate)
 }
 
 func TestTwoClientsChat(t *testing.T) {

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -332,18 +331,12 @@ func TestSec14CredentialSourceLogged(t *testing.T) {
 			t.Fatalf("process log lacks credential_source %s:\n%s", src, s.Logs.String())
 		}
 	}
-	if err := s.Stop(t); err != nil {
-		t.Logf("stop: %v", err)
-	}
-	audit, err := os.ReadFile(auditPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(audit), `"credential_source":"bearer"`) || !strings.Contains(string(audit), `"credential_source":"ticket"`) {
+	audit := stoppedAudit(t, s, auditPath)
+	if !strings.Contains(audit, `"credential_source":"bearer"`) || !strings.Contains(audit, `"credential_source":"ticket"`) {
 		t.Fatalf("audit lacks the credential sources:\n%s", audit)
 	}
 	for _, secret := range []string{tok, ticket} {
-		if strings.Contains(s.Logs.String(), secret) || strings.Contains(string(audit), secret) {
+		if strings.Contains(s.Logs.String(), secret) || strings.Contains(audit, secret) {
 			t.Fatal("a credential value reached the log or the audit file")
 		}
 	}

@@ -4,13 +4,31 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/server"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
+
+// replyWait bounds the wait for a reply. Generous: in cluster mode a reply may
+// wait on Redis, which a loaded CI machine can starve for a few seconds (each
+// call is bounded by the client's 1 s timeout and retried); a bound only decides
+// how long a failing test takes.
+const replyWait = 15 * time.Second
+
+// expectError skips c's messages until an error reply and checks its code.
+func expectError(t *testing.T, c *wsgatetest.Client, code string) map[string]any {
+	t.Helper()
+	e := c.Expect(t, "error", replyWait)
+	if e["code"] != code {
+		t.Fatalf("error %v (%v), want code %s: %v", e["code"], e["message"], code, e)
+	}
+	return e
+}
 
 // ticketFor asks s for a one-time ticket for sub (a token with claims is minted for
 // it) and returns the ticket and, when the server has integrity master keys, the
@@ -56,6 +74,29 @@ func connectVia(t *testing.T, s *wsgatetest.Server, sub, forwarded string) *wsga
 	}
 	c.Expect(t, "welcome", 5*time.Second)
 	return c
+}
+
+// startMutated starts a server with cfg, changed by mutate first (when not nil).
+func startMutated(t *testing.T, cfg *config.Config, mutate func(*config.Config)) *wsgatetest.Server {
+	t.Helper()
+	if mutate != nil {
+		mutate(cfg)
+	}
+	return wsgatetest.Start(t, cfg)
+}
+
+// stoppedAudit stops s, which flushes and closes its audit log, and returns
+// the log at path.
+func stoppedAudit(t *testing.T, s *wsgatetest.Server, path string) string {
+	t.Helper()
+	if err := s.Stop(t); err != nil {
+		t.Logf("stop: %v", err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // startDevServer runs the test configuration as `serve --dev` sets it up (dev

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wsgate/wsgate/internal/tools/bench"
+	"github.com/wsgate/wsgate/internal/tools/check"
 )
 
 func init() { extraCommands = append(extraCommands, benchCmd) }
@@ -94,7 +95,7 @@ the run measured the server saying no, not serving: the report says so
 				if o.Claims == nil {
 					o.Claims = map[string]any{}
 				}
-				if err := addClaims(o.Claims, claims); err != nil {
+				if err := check.AddClaims(o.Claims, claims); err != nil {
 					return err
 				}
 			}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
 )
 
 // claimsOf decodes a JWT's claims (test helper; no verification).
@@ -63,7 +65,7 @@ func TestDevBannerCommandsWorkAsPasted(t *testing.T) {
 		t.Fatalf("pasted mint: %v\n%s", err, tok)
 	}
 	sample, minted := claimsOf(t, d.token), claimsOf(t, tok)
-	if a, b := mustJSON(t, sample["channels"]), mustJSON(t, minted["channels"]); a != b || a == "null" {
+	if a, b := wsgatetest.JSON(t, sample["channels"]), wsgatetest.JSON(t, minted["channels"]); a != b || a == "null" {
 		t.Fatalf("mint another: channels %s, sample has %s", b, a)
 	}
 	c, resp, err := dial(t, d.url, strings.TrimSpace(tok), d.tls)
@@ -84,15 +86,6 @@ func TestDevBannerCommandsWorkAsPasted(t *testing.T) {
 	if d2.caFile != d.caFile {
 		t.Fatalf("second start made a new certificate file: %s vs %s", d2.caFile, d.caFile)
 	}
-}
-
-func mustJSON(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // Issue 15 item 5: a busy port names --listen 127.0.0.1:0.
@@ -175,7 +168,7 @@ func TestReloadLogSettings(t *testing.T) {
 	s.wait(t, regexp.MustCompile(`"level":"INFO","msg":"configuration reloaded"`), 10*time.Second)
 	writeFile(t, s.file, strings.ReplaceAll(strings.Replace(prodYAML, "level: info", "level: debug\n  format: text", 1), "CERTS", certs))
 	code, body := s.adminDo(t, http.MethodPost, "/api/v1/reload", "")
-	if code != http.StatusUnprocessableEntity || !strings.Contains(mustJSON(t, body), "log.format") {
+	if code != http.StatusUnprocessableEntity || !strings.Contains(wsgatetest.JSON(t, body), "log.format") {
 		t.Fatalf("log.format change: %d %v, want 422 naming log.format", code, body)
 	}
 	_ = os.Remove(s.file)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -118,28 +117,28 @@ printing until no message has arrived for --wait, then closes with 1000:
 				}
 				return nil
 			}
+			// At the end of input lines is nil and idle runs: replies are
+			// printed until none has arrived for --wait.
+			var idle *time.Timer
+			var idleC <-chan time.Time
 			for {
 				select {
 				case <-p.done:
 					return nil
 				case <-cmd.Context().Done():
 					return bye()
+				case <-idleC:
+					return bye()
+				case <-p.got:
+					if idle != nil {
+						idle.Reset(wait)
+					}
 				case l, ok := <-lines:
 					if !ok {
-						// End of input: keep printing replies until they stop.
-						idle := time.NewTimer(wait)
-						for {
-							select {
-							case <-p.done:
-								return nil
-							case <-cmd.Context().Done():
-								return bye()
-							case <-p.got:
-								idle.Reset(wait)
-							case <-idle.C:
-								return bye()
-							}
-						}
+						lines = nil
+						idle = time.NewTimer(wait)
+						idleC = idle.C
+						continue
 					}
 					if err := conn.WriteMessage(transport.Text, []byte(l)); err != nil {
 						return err
@@ -180,12 +179,7 @@ func (p *printer) OnMessage(_ *transport.Conn, _ transport.Opcode, data []byte) 
 func (p *printer) OnPing(*transport.Conn, []byte) {}
 func (p *printer) OnPong(*transport.Conn, []byte) {}
 func (p *printer) OnClose(_ *transport.Conn, err error) {
-	code, _ := transport.CloseCode(err)
-	var ce *transport.CloseError
-	reason := ""
-	if errors.As(err, &ce) {
-		reason = ce.Reason
-	}
+	code, reason := transport.CloseStatus(err)
 	p.mu.Lock()
 	fmt.Fprintf(p.out, "closed: %d %s\n", code, reason)
 	p.mu.Unlock()

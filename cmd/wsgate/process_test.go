@@ -303,6 +303,29 @@ func (s *prodServer) adminDo(t *testing.T, method, path, body string) (int, map[
 	return resp.StatusCode, out
 }
 
+// closeRecorder is the handler of a test connection: the messages that
+// arrive (up to 64 unread), and the close code once it ended (done closed).
+type closeRecorder struct {
+	once sync.Once
+	done chan struct{}
+	code uint16
+	msgs chan []byte
+	conn *transport.Conn
+}
+
+func (c *closeRecorder) OnMessage(_ *transport.Conn, _ transport.Opcode, b []byte) {
+	select {
+	case c.msgs <- b:
+	default:
+	}
+}
+func (c *closeRecorder) OnPing(*transport.Conn, []byte) {}
+func (c *closeRecorder) OnPong(*transport.Conn, []byte) {}
+func (c *closeRecorder) OnClose(_ *transport.Conn, err error) {
+	c.code, _ = transport.CloseCode(err)
+	c.once.Do(func() { close(c.done) })
+}
+
 // dial opens a WebSocket with token (and optional client certificate) and
 // returns the recorder and the refusal, if any.
 func dial(t *testing.T, url, token string, tc *tls.Config) (*closeRecorder, *http.Response, error) {

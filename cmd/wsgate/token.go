@@ -17,6 +17,7 @@ import (
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/edge/auth"
+	"github.com/wsgate/wsgate/internal/tools/check"
 )
 
 func tokenCmd() *cobra.Command {
@@ -73,7 +74,7 @@ func tokenCmd() *cobra.Command {
 				return fmt.Errorf("--secret: %w", err)
 			}
 			extra := map[string]any{}
-			if err := addClaims(extra, claims); err != nil {
+			if err := check.AddClaims(extra, claims); err != nil {
 				return err
 			}
 			tok, err := auth.NewHMACSigner(raw, kid).Mint(sub, ttl, extra)
@@ -96,25 +97,6 @@ func tokenCmd() *cobra.Command {
 	_ = f.MarkDeprecated("claims", "use --claim (repeatable)")
 	cmd.AddCommand(tokenInspectCmd())
 	return cmd
-}
-
-// addClaims adds --claim key=value pairs to into; a value that parses as JSON
-// is taken as JSON (so tier=pro is a string and n=3 a number). token and bench
-// spell and parse --claim the same way as check does.
-func addClaims(into map[string]any, kv []string) error {
-	for _, c := range kv {
-		k, v, ok := strings.Cut(c, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("--claim %q: want key=value", c)
-		}
-		var j any
-		if json.Unmarshal([]byte(v), &j) == nil {
-			into[k] = j
-		} else {
-			into[k] = v
-		}
-	}
-	return nil
 }
 
 func tokenInspectCmd() *cobra.Command {

@@ -6,6 +6,9 @@ import * as w from "../wsgate.js";
 const hex = (b) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
 const fromHex = (s) => new Uint8Array(s.match(/../g).map((x) => parseInt(x, 16)));
 const te = new TextEncoder();
+// messageInput: a message vector's (hmac or pop) signing input.
+const messageInput = (x) => w.signingInput({ alg: x.alg, kid: x.kid, type: x.type, seq: x.seq, ts: x.ts, nonce: w.b64urlDecode(x.nonce_b64) },
+  x.subject, x.conn_id, te.encode(x.body));
 
 export async function run(v) {
   const res = { passed: 0, failed: 0, skipped: 0, errors: [], produced: {} };
@@ -23,8 +26,7 @@ export async function run(v) {
       const ikm = await crypto.subtle.importKey("raw", fromHex(h.master_key_hex), "HKDF", false, ["deriveBits"]);
       const bits = await crypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt: te.encode(h.hkdf_salt), info: te.encode(h.hkdf_info) }, ikm, 256);
       check(w.b64urlEncode(bits) === h.derived_key_b64, h.name + " hkdf");
-      const hdr = { alg: h.alg, kid: h.kid, type: h.type, seq: h.seq, ts: h.ts, nonce: w.b64urlDecode(h.nonce_b64) };
-      const input = w.signingInput(hdr, h.subject, h.conn_id, te.encode(h.body));
+      const input = messageInput(h);
       check(hex(input) === h.signing_input_hex, h.name + " signing input");
       const key = await w.importHmacKey(h.derived_key_b64);
       check(w.b64urlEncode(await w.sign("HS256", key, input)) === h.mac_b64, h.name + " mac");
@@ -38,8 +40,7 @@ export async function run(v) {
   for (const p of v.pop) {
     await step(p.name, async () => {
       check((await w.thumbprint(p.jwk)) === p.jkt, p.name + " thumbprint");
-      const hdr = { alg: p.alg, kid: p.kid, type: p.type, seq: p.seq, ts: p.ts, nonce: w.b64urlDecode(p.nonce_b64) };
-      const input = w.signingInput(hdr, p.subject, p.conn_id, te.encode(p.body));
+      const input = messageInput(p);
       check(hex(input) === p.signing_input_hex, p.name + " signing input");
       if (p.alg === "EdDSA" && !(await w.ed25519Supported())) { res.skipped++; return; }
       const pub = await w.importPublicJwk(p.jwk, p.alg);
@@ -97,28 +98,19 @@ export async function run(v) {
     const hs = await w.Signer.hmac({ kid: h.kid, key: h.derived_key_b64, subject: h.subject });
     hs.bind("c_browser");
     res.produced.hmac = [await hs.seal({ type: "chat.send", text: "from the browser ✓" }), await hs.seal('{"type":"ping"}')];
+    // pop: a signer with a fresh key pair: its thumbprint, handshake and one message.
+    const pop = async (keys, text) => {
+      const s = await w.Signer.pop({ ...keys, subject: h.subject });
+      s.bind("c_browser");
+      return { jkt: s.thumbprint, handshake: (await s.handshakeParams("ws.example.com", "/ws")).toString(), msgs: [await s.seal({ type: "chat.send", text })] };
+    };
 
     const ec = await w.generatePopKey("ES256");
     let exportable = true;
     try { await crypto.subtle.exportKey("jwk", ec.privateKey); } catch { exportable = false; }
     check(!exportable, "P-256 private key is non-extractable");
-    const ps = await w.Signer.pop({ ...ec, subject: h.subject });
-    ps.bind("c_browser");
-    res.produced.p256 = {
-      jkt: ps.thumbprint,
-      handshake: (await ps.handshakeParams("ws.example.com", "/ws")).toString(),
-      msgs: [await ps.seal({ type: "chat.send", text: "p256" })],
-    };
-    if (await w.ed25519Supported()) {
-      const ed = await w.generatePopKey("EdDSA");
-      const es = await w.Signer.pop({ ...ed, subject: h.subject });
-      es.bind("c_browser");
-      res.produced.ed25519 = {
-        jkt: es.thumbprint,
-        handshake: (await es.handshakeParams("ws.example.com", "/ws")).toString(),
-        msgs: [await es.seal({ type: "chat.send", text: "ed25519" })],
-      };
-    }
+    res.produced.p256 = await pop(ec, "p256");
+    if (await w.ed25519Supported()) res.produced.ed25519 = await pop(await w.generatePopKey("EdDSA"), "ed25519");
   });
 
   // WsgateClient against a fake socket: welcome -> bind -> sealed send; signed server push.

@@ -1,22 +1,14 @@
 // End-to-end tests of the JavaScript client (Node 20 + the ws package)
 // against real wsgate processes started by the tests.
-import { test, before, after } from "node:test";
+import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import WebSocket from "ws";
-import { Client, HandshakeError, ServerError, TimeoutError, QueueFullError, ClosedError } from "../wsgate.js";
-import { start, baseConfig, waitFor, Inbox, MASTER_KEY } from "./server.js";
+import { HandshakeError, ServerError, TimeoutError, QueueFullError, ClosedError } from "../wsgate.js";
+import { start, baseConfig, waitFor, Inbox, MASTER_KEY, client, closeClients, subscribed, kicked, nothingMore } from "./server.js";
 
 let srv;
 before(async () => { srv = await start(); });
 after(async () => { if (srv) await srv.stop(); });
-
-const clients = [];
-function client(s, sub, opts = {}) {
-  const c = new Client(s.url, { WebSocket, token: async () => s.token(sub), minBackoff: 20, maxBackoff: 200, ...opts });
-  clients.push(c);
-  return c;
-}
-after(() => { for (const c of clients) c.close(); });
+afterEach(closeClients); // every test's clients, also when it fails midway
 
 const texts = (msgs) => msgs.map((m) => m.payload.text).join(",");
 const seq = (p, n) => Array.from({ length: n }, (_, i) => `${p}${i + 1}`).join(",");
@@ -28,6 +20,19 @@ function gated(s, sub) {
   let open;
   const opened = new Promise((r) => { open = r; });
   return { release: () => open(), token: async () => { if (++calls > 1) await opened; return s.token(sub); } };
+}
+
+// gatedSubscriber: a gated client subscribed to channel (opts go to subscribe)
+// and a connected publisher that has sent it `before` messages.
+async function gatedSubscriber(s, sub, pubSub, channel, before, opts = {}) {
+  const g = gated(s, sub);
+  const a = client(s, sub, { token: g.token });
+  const pub = client(s, pubSub);
+  await pub.connect();
+  const { inbox, sub: subscription } = await subscribed(a, channel, opts);
+  await publishN(pub, channel, "before", before);
+  await inbox.take(before);
+  return { g, a, pub, inbox, subscription };
 }
 
 test("credential placements: ticket, subprotocol, header", async () => {
@@ -44,10 +49,8 @@ test("credential placements: ticket, subprotocol, header", async () => {
 test("publish/subscribe, presence, history, typed errors", async () => {
   const a = client(srv, "alice");
   const b = client(srv, "bob");
-  await a.connect();
   await b.connect();
-  const inbox = new Inbox();
-  const sub = await a.subscribe("chat:lobby", { onMessage: (m) => inbox.push(m) });
+  const { inbox, sub } = await subscribed(a, "chat:lobby");
   await b.subscribe("chat:lobby");
   await publishN(b, "chat:lobby", "m", 3);
   assert.equal(texts(await inbox.take(3)), seq("m", 3));
@@ -59,25 +62,12 @@ test("publish/subscribe, presence, history, typed errors", async () => {
   await assert.rejects(a.command("add", { a: 1 }), (e) => e instanceof ServerError && e.code === "command_unavailable");
   await sub.unsubscribe();
   await publishN(b, "chat:lobby", "after", 1);
-  await a.ping();
-  assert.equal(inbox.items.length, 0);
-  a.close();
-  b.close();
+  await nothingMore(a, inbox);
 });
 
 test("kick: reconnect with backoff and recover exactly the missed messages", async () => {
-  const g = gated(srv, "kicked");
-  const a = client(srv, "kicked", { token: g.token });
-  const pub = client(srv, "publisher");
-  await a.connect();
-  await pub.connect();
-  const inbox = new Inbox();
-  await a.subscribe("chat:k", { onMessage: (m) => inbox.push(m) });
-  await publishN(pub, "chat:k", "before", 2);
-  await inbox.take(2);
-  const gone = waitFor(a, "disconnected");
-  await srv.kick(a.welcome.conn_id);
-  const d = await gone;
+  const { g, a, pub, inbox } = await gatedSubscriber(srv, "kicked", "publisher", "chat:k", 2);
+  const d = await kicked(srv, a);
   assert.equal(d.code, 1008);
   assert.equal(d.reason, "kicked");
   assert.equal(d.willReconnect, true);
@@ -89,26 +79,13 @@ test("kick: reconnect with backoff and recover exactly the missed messages", asy
   assert.equal(texts(await inbox.take(6)), seq("away", 5) + ",queued");
   await publishN(pub, "chat:k", "live", 1);
   assert.equal(texts(await inbox.take(1)), "live1");
-  await a.ping();
-  assert.equal(inbox.items.length, 0);
-  a.close();
-  pub.close();
+  await nothingMore(a, inbox);
 });
 
 test("beyond history: recovery_failed event, then live again", async () => {
-  const g = gated(srv, "gap");
-  const a = client(srv, "gap", { token: g.token });
-  const pub = client(srv, "publisher2");
-  await a.connect();
-  await pub.connect();
-  const inbox = new Inbox();
   const rfs = new Inbox();
-  const sub = await a.subscribe("small:g", { onMessage: (m) => inbox.push(m), onRecoveryFailed: (rf) => rfs.push(rf) });
-  await publishN(pub, "small:g", "before", 1);
-  await inbox.take(1);
-  const gone = waitFor(a, "disconnected");
-  await srv.kick(a.welcome.conn_id);
-  await gone;
+  const { g, a, pub, inbox, subscription: sub } = await gatedSubscriber(srv, "gap", "publisher2", "small:g", 1, { onRecoveryFailed: (rf) => rfs.push(rf) });
+  await kicked(srv, a);
   await publishN(pub, "small:g", "away", 10);
   g.release();
   const [rf] = await rfs.take(1);
@@ -117,8 +94,6 @@ test("beyond history: recovery_failed event, then live again", async () => {
   await publishN(pub, "small:g", "live", 1);
   assert.equal(texts(await inbox.take(1)), "live1");
   assert.equal(sub.position.offset, 12);
-  a.close();
-  pub.close();
 });
 
 test("token refresh in band keeps the subscription", async () => {
@@ -139,8 +114,6 @@ test("token refresh in band keeps the subscription", async () => {
   await pub.connect();
   await publishN(pub, "chat:t", "m", 1);
   await inbox.take(1);
-  a.close();
-  pub.close();
 });
 
 test("401: no reconnect loop (ticket and header)", async () => {
@@ -155,9 +128,7 @@ test("401: no reconnect loop (ticket and header)", async () => {
 
 test("signed messages (hmac): accepted; unsigned and forged refused", async () => {
   const a = client(srv, "signer", { integrity: "hmac" });
-  await a.connect();
-  const inbox = new Inbox();
-  await a.subscribe("secure:s", { onMessage: (m) => inbox.push(m) });
+  const { inbox } = await subscribed(a, "secure:s");
   await publishN(a, "secure:s", "signed", 2);
   assert.equal(texts(await inbox.take(2)), seq("signed", 2));
   const plain = client(srv, "plain");
@@ -176,9 +147,7 @@ test("signed messages (hmac): accepted; unsigned and forged refused", async () =
   const err = waitFor(f, "error", (d) => d.error instanceof ServerError);
   await assert.rejects(f.publish("secure:s", { text: "forged" }, { timeout: 1500 }), (e) => e instanceof TimeoutError);
   assert.equal((await err).error.code, "integrity_bad_signature");
-  await a.ping();
-  assert.equal(inbox.items.length, 0);
-  for (const c of [a, plain, f]) c.close();
+  await nothingMore(a, inbox);
   assert.ok(MASTER_KEY);
 });
 
@@ -186,9 +155,7 @@ test("bounded queue while disconnected; closed client refuses", async () => {
   const g = gated(srv, "queuer");
   const a = client(srv, "queuer", { token: g.token, queueSize: 2 });
   await a.connect();
-  const gone = waitFor(a, "disconnected");
-  await srv.kick(a.welcome.conn_id);
-  await gone;
+  await kicked(srv, a);
   a.send("chat", { text: "1" });
   a.send("chat", { text: "2" });
   assert.throws(() => a.send("chat", { text: "3" }), QueueFullError);
@@ -224,8 +191,7 @@ test("server restart: 1001, reconnect at once, new epoch reported as recovery_fa
   const s1 = await start();
   let s2 = null;
   try {
-    const a = new Client(s1.url, { WebSocket, token: async () => s1.token("restarter"), minBackoff: 50, maxBackoff: 300 });
-    clients.push(a);
+    const a = client(s1, "restarter", { minBackoff: 50, maxBackoff: 300 });
     await a.connect();
     const rfs = new Inbox();
     await a.subscribe("chat:r", { onRecoveryFailed: (rf) => rfs.push(rf) });
@@ -253,9 +219,7 @@ test("pop: a key pair named by cnf.jkt signs; another key cannot connect", async
     const jkt = await thumbprint(await publicJwk(key.publicKey));
     const claims = { cnf: { jkt }, channels: { sub: ["chat:*"], pub: ["chat:*"] } };
     const a = client(s, "popper", { credential: "header", integrity: "pop", popKey: key, token: async () => s.token("popper", { claims }) });
-    await a.connect();
-    const inbox = new Inbox();
-    await a.subscribe("chat:pop", { onMessage: (m) => inbox.push(m) });
+    const { inbox } = await subscribed(a, "chat:pop");
     await a.publish("chat:pop", { text: "pop1" });
     assert.equal(texts(await inbox.take(1)), "pop1");
     const other = await generatePopKey("ES256");
@@ -269,23 +233,16 @@ test("pop: a key pair named by cnf.jkt signs; another key cannot connect", async
 
 test("verifyServer: server-signed output is verified against the JWKS and unwrapped", async () => {
   const a = client(srv, "verifier", { verifyServer: true });
-  await a.connect();
-  const inbox = new Inbox();
-  const errors = [];
-  a.on("error", (d) => errors.push(d.error));
-  await a.subscribe("signed:news", { onMessage: (m) => inbox.push(m) });
+  const { inbox, errors } = await subscribed(a, "signed:news");
   await publishN(a, "signed:news", "s", 2);
   assert.equal(texts(await inbox.take(2)), seq("s", 2));
-  assert.deepEqual(errors, []);
-  a.close();
+  assert.deepEqual(errors.items, []);
 });
 
 test("4001: refresh impossible, the server expires the token, the client reconnects at once", async () => {
   let calls = 0;
   const a = client(srv, "expiring", { token: async () => { if (++calls === 2) throw new Error("token service down"); return srv.token("expiring", { ttl: 2 }); } });
-  await a.connect();
-  const inbox = new Inbox();
-  await a.subscribe("chat:e", { onMessage: (m) => inbox.push(m) });
+  const { inbox } = await subscribed(a, "chat:e");
   const d = await waitFor(a, "disconnected");
   assert.equal(d.code, 4001);
   assert.equal(d.willReconnect, true);
@@ -295,6 +252,4 @@ test("4001: refresh impossible, the server expires the token, the client reconne
   await pub.connect();
   await publishN(pub, "chat:e", "m", 1);
   assert.equal(texts(await inbox.take(1)), "m1");
-  a.close();
-  pub.close();
 });

@@ -1,14 +1,13 @@
 // End-to-end encryption in the JavaScript client (docs/encryption.md): the
 // shared test vector byte for byte, then real wsgate processes relaying
 // envelopes between clients that seal and open them.
-import { test, before, after } from "node:test";
+import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import WebSocket from "ws";
 import {
   Client, Keyring, NotEncryptedError, channelKey, sealEnvelope, openEnvelope, parseEnvelope, b64Encode, b64Decode,
 } from "../wsgate.js";
-import { start, baseConfig, Inbox, waitFor } from "./server.js";
+import { start, baseConfig, client as serverClient, closeClients, subscribed, kicked } from "./server.js";
 
 const hex = (b) => Buffer.from(b).toString("hex");
 const unhex = (s) => new Uint8Array(Buffer.from(s, "hex"));
@@ -67,36 +66,27 @@ after(async () => { if (srv) await srv.stop(); });
 const K1 = { id: "app1", secret: new Uint8Array(32).fill(0x61) };
 const K2 = { id: "app2", secret: new Uint8Array(32).fill(0x62) };
 const isVault = (ch) => ch.startsWith("vault:");
-const clients = [];
-function client(sub, keys, opts = {}) {
-  const c = new Client(srv.url, {
-    WebSocket, token: async () => srv.token(sub), minBackoff: 20, maxBackoff: 200,
-    encryption: keys ? { keys, channels: isVault } : null, ...opts,
-  });
-  clients.push(c);
-  return c;
-}
-after(() => { for (const c of clients) c.close(); });
+// client: a client of srv that seals vault: channels with keys (null: keyless).
+const client = (sub, keys) => serverClient(srv, sub, { encryption: keys ? { keys, channels: isVault } : null });
+afterEach(closeClients); // every test's clients, also when it fails midway
 
-async function subscribed(c, channel) {
-  await c.connect();
-  const inbox = new Inbox();
-  const errors = new Inbox();
-  c.on("error", (d) => errors.push(d.error));
-  await c.subscribe(channel, { onMessage: (m) => inbox.push(m) });
-  return { inbox, errors };
+// holders(ch, reader, writer): two clients holding K1 on ch: the reader
+// subscribed (r: its inbox and errors), the writer connected.
+async function holders(ch, readerSub, writerSub) {
+  const reader = client(readerSub, [K1]);
+  const writer = client(writerSub, [K1]);
+  const r = await subscribed(reader, ch);
+  await writer.connect();
+  return { reader, writer, r };
 }
 
 test("two clients exchange sealed messages; the server and a keyless client see only envelopes", async () => {
   const ch = "vault:desk";
-  const alice = client("alice", [K1]);
-  const bob = client("bob", [K1]);
+  const { reader: alice, writer: bob, r: a } = await holders(ch, "alice", "bob");
   const eve = client("eve", null);
   const mallory = client("mallory", [{ id: "app1", secret: new Uint8Array(32).fill(0x6d) }]);
-  const a = await subscribed(alice, ch);
   const e = await subscribed(eve, ch);
   const m = await subscribed(mallory, ch);
-  await bob.connect();
   const secretText = "PLAINTEXT-MARKER-js";
   await bob.publish(ch, { note: secretText, n: 1 });
   const [got] = await a.inbox.take(1);
@@ -123,15 +113,11 @@ test("two clients exchange sealed messages; the server and a keyless client see 
   await alice.subscribe("chat:open", { onMessage: (x) => a.inbox.push(x) });
   await alice.publish("chat:open", { text: "clear" });
   assert.deepEqual((await a.inbox.take(1))[0].payload, { text: "clear" });
-  for (const c of [alice, bob, eve, mallory]) c.close();
 });
 
 test("a tampered envelope is refused at the receiving client, the stream goes on", async () => {
   const ch = "vault:tamper";
-  const alice = client("alice2", [K1]);
-  const bob = client("bob2", [K1]);
-  const a = await subscribed(alice, ch);
-  await bob.connect();
+  const { writer: bob, r: a } = await holders(ch, "alice2", "bob2");
   // A well-formed envelope sealed for another channel, and one with a flipped
   // ciphertext byte: the server cannot tell (it relays both), alice refuses both.
   const ring = new Keyring([K1]);
@@ -153,17 +139,12 @@ test("a tampered envelope is refused at the receiving client, the stream goes on
   assert.deepEqual(m.payload, { x: 3 });
   assert.equal(m.offset, 3);
   assert.equal(a.inbox.items.length, 0);
-  for (const c of [alice, bob, raw]) c.close();
 });
 
 test("key rotation mid-stream loses nothing; history spans both keys", async () => {
   const ch = "vault:rotate";
-  const rx = client("receiver", [K1]);
-  const tx = client("sender", [K1]);
-  const spy = client("spy", null);
-  const r = await subscribed(rx, ch);
-  const s = await subscribed(spy, ch);
-  await tx.connect();
+  const { reader: rx, writer: tx, r } = await holders(ch, "receiver", "sender");
+  const s = await subscribed(client("spy", null), ch);
   for (let i = 1; i <= 3; i++) await tx.publish(ch, { i });
   // Step 1: every reader learns app2; step 2: the sender seals with it.
   rx.setEncryptionKeys([K1, K2]);
@@ -178,23 +159,16 @@ test("key rotation mid-stream loses nothing; history spans both keys", async () 
   await assert.rejects(rx.history(ch), (e) => e instanceof NotEncryptedError && e.keyId === "app1");
   assert.deepEqual((await rx.history(ch, { since: { offset: 3, epoch: (await rx.history(ch, { limit: 1 })).epoch } })).publications.map((p) => p.payload.i), [4, 5, 6]);
   assert.equal(r.errors.items.length, 0);
-  for (const c of [rx, tx, spy]) c.close();
 });
 
 test("reconnect: missed sealed messages are recovered and opened", async () => {
   const ch = "vault:recover";
-  const rx = client("recoverer", [K1]);
-  const tx = client("sender2", [K1]);
-  const r = await subscribed(rx, ch);
-  await tx.connect();
+  const { reader: rx, writer: tx, r } = await holders(ch, "recoverer", "sender2");
   await tx.publish(ch, { i: 1 });
   await r.inbox.take(1);
-  const gone = waitFor(rx, "disconnected");
-  await srv.kick(rx.welcome.conn_id);
-  await gone;
+  await kicked(srv, rx);
   for (let i = 2; i <= 4; i++) await tx.publish(ch, { i });
   assert.deepEqual((await r.inbox.take(3)).map((m) => m.payload.i), [2, 3, 4]);
-  for (const c of [rx, tx]) c.close();
 });
 
 test("keys from the ticket endpoint: only for the channels the token grants", async () => {
@@ -216,11 +190,8 @@ test("keys from the ticket endpoint: only for the channels the token grants", as
     assert.deepEqual(await ticketKeys(["chat:*"]), []);
 
     const ch = "vault:x";
-    const mk = (sub, pats, opts = {}) => {
-      const c = new Client(s.url, { WebSocket, token: async () => s.token(sub, { claims: grant(pats) }), credential: "header", minBackoff: 20, maxBackoff: 200, encryption: { fromServer: true }, ...opts });
-      clients.push(c);
-      return c;
-    };
+    const mk = (sub, pats, opts = {}) =>
+      serverClient(s, sub, { token: async () => s.token(sub, { claims: grant(pats) }), credential: "header", encryption: { fromServer: true }, ...opts });
     const whole = mk("whole", ["vault:*"]);
     const exact = mk("exact", [ch]);
     const spy = mk("spy", [ch], { encryption: null });

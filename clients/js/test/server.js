@@ -1,12 +1,15 @@
 // Starts real wsgate servers for the tests: the binary is built once from this
 // repository (or taken from $WSGATETEST_BIN) and run with `serve --dev` and a
-// config file; URL, admin token and secret are read from the dev banner.
+// config file; URL, admin token and secret are read from the dev banner. Also
+// the helpers both test files use to make, subscribe and kick clients.
 import { spawn, execFileSync } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
 import { mkdtempSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import WebSocket from "ws";
+import { Client } from "../wsgate.js";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 let binary = process.env.WSGATETEST_BIN || "";
@@ -122,4 +125,41 @@ export class Inbox {
     }
     return this.items.splice(0, n);
   }
+}
+
+const made = [];
+
+// client(s, sub, opts): a Client of server s as sub (its token from s), with
+// short backoffs; opts override. closeClients closes every client made.
+export function client(s, sub, opts = {}) {
+  const c = new Client(s.url, { WebSocket, token: async () => s.token(sub), minBackoff: 20, maxBackoff: 200, ...opts });
+  made.push(c);
+  return c;
+}
+
+export function closeClients() { for (const c of made.splice(0)) c.close(); }
+
+// subscribed(c, channel, opts): connects c and subscribes it (opts go to
+// subscribe): {inbox, errors, sub}, its messages and its error events.
+export async function subscribed(c, channel, opts = {}) {
+  await c.connect();
+  const inbox = new Inbox();
+  const errors = new Inbox();
+  c.on("error", (d) => errors.push(d.error));
+  const sub = await c.subscribe(channel, { onMessage: (m) => inbox.push(m), ...opts });
+  return { inbox, errors, sub };
+}
+
+// nothingMore(c, inbox): after a ping round trip anything in flight to c has
+// arrived: inbox got nothing more.
+export async function nothingMore(c, inbox) {
+  await c.ping();
+  if (inbox.items.length) throw new Error(`unexpected: ${JSON.stringify(inbox.items)}`);
+}
+
+// kicked(s, c): kicks c's connection by the admin API; its disconnected event.
+export async function kicked(s, c) {
+  const gone = waitFor(c, "disconnected");
+  await s.kick(c.welcome.conn_id);
+  return gone;
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from typing import Any, Dict, List
@@ -10,18 +11,31 @@ from typing import Any, Dict, List
 import pytest
 
 import wsgate
-from conftest import BASE_CONFIG, Server
+from conftest import BASE_CONFIG, REPO, Server
 
 WAIT = 15.0
 
 
+_made: List[wsgate.Client] = []
+
+
 def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 120))
+    """Runs a test's coroutine, bounded; the clients it made with client() are
+    closed at its end, also when it fails."""
+    async def main() -> Any:
+        try:
+            return await asyncio.wait_for(coro, 120)
+        finally:
+            while _made:
+                await _made.pop().close()
+    return asyncio.run(main())
 
 
 def client(s: Server, sub: str, **kw: Any) -> wsgate.Client:
     kw.setdefault("token", lambda: s.token(sub))
-    return wsgate.Client(s.url, min_backoff=0.02, max_backoff=0.2, **kw)
+    c = wsgate.Client(s.url, min_backoff=0.02, max_backoff=0.2, **kw)
+    _made.append(c)
+    return c
 
 
 class Inbox:
@@ -65,6 +79,35 @@ async def publish_n(c: wsgate.Client, ch: str, p: str, n: int) -> None:
         await c.publish(ch, {"text": f"{p}{i}"})
 
 
+async def connected(*cs: wsgate.Client) -> None:
+    for c in cs:
+        await c.connect()
+
+
+async def subscribed(c: wsgate.Client, channel: str) -> "tuple[Inbox, Inbox]":
+    """Connects c and subscribes it to channel: its messages and its error events."""
+    await c.connect()
+    box, errs = Inbox(), events(c, "error")
+    await c.subscribe(channel, on_message=box.push)
+    return box, errs
+
+
+async def nothing_more(c: wsgate.Client, inbox: Inbox) -> None:
+    """After a ping round trip anything in flight to c has arrived: inbox got
+    nothing more."""
+    await c.ping()
+    assert inbox.items == []
+
+
+async def kicked(s: Server, c: wsgate.Client) -> Any:
+    """Kicks c's connection by the admin API; returns its disconnected event."""
+    disc = events(c, "disconnected")
+    assert c.welcome is not None
+    s.kick(c.welcome["conn_id"])
+    (d,) = await disc.take(1)
+    return d
+
+
 class Gate:
     """Holds a client away: the token getter blocks after its first call until released."""
 
@@ -77,6 +120,20 @@ class Gate:
         if self.calls > 1:
             await self.opened.wait()
         return self.s.token(self.sub)
+
+
+async def gated_subscriber(s: Server, sub: str, pub_sub: str, channel: str, before: int, **kw: Any) -> Any:
+    """A client held by a Gate, subscribed to channel (kw go to subscribe), and
+    a connected publisher that has sent it `before` messages: (gate, client,
+    publisher, inbox, subscription)."""
+    g = Gate(s, sub)
+    a, pub = client(s, sub, token=g.token), client(s, pub_sub)
+    await connected(a, pub)
+    inbox = Inbox()
+    subscription = await a.subscribe(channel, on_message=inbox.push, **kw)
+    await publish_n(pub, channel, "before", before)
+    await inbox.take(before)
+    return g, a, pub, inbox, subscription
 
 
 def test_credential_placements(server: Server) -> None:
@@ -93,8 +150,7 @@ def test_credential_placements(server: Server) -> None:
 def test_pubsub_presence_history_errors(server: Server) -> None:
     async def main() -> None:
         a, b = client(server, "py-alice"), client(server, "py-bob")
-        await a.connect()
-        await b.connect()
+        await connected(a, b)
         inbox = Inbox()
         sub = await a.subscribe("chat:py", on_message=inbox.push)
         await b.subscribe("chat:py")
@@ -112,28 +168,15 @@ def test_pubsub_presence_history_errors(server: Server) -> None:
         assert e.value.code == "command_unavailable"
         await sub.unsubscribe()
         await publish_n(b, "chat:py", "after", 1)
-        await a.ping()
-        assert inbox.items == []
-        await a.close()
-        await b.close()
+        await nothing_more(a, inbox)
     run(main())
 
 
 def test_kick_reconnect_recovers_exactly(server: Server) -> None:
     async def main() -> None:
-        g = Gate(server, "py-kicked")
-        a = client(server, "py-kicked", token=g.token)
-        pub = client(server, "py-pub")
-        await a.connect()
-        await pub.connect()
-        inbox = Inbox()
-        await a.subscribe("chat:pk", on_message=inbox.push)
-        await publish_n(pub, "chat:pk", "before", 2)
-        await inbox.take(2)
-        disc, conn = events(a, "disconnected"), events(a, "connected")
-        assert a.welcome is not None
-        server.kick(a.welcome["conn_id"])
-        (d,) = await disc.take(1)
+        g, a, pub, inbox, _ = await gated_subscriber(server, "py-kicked", "py-pub", "chat:pk", 2)
+        conn = events(a, "connected")
+        d = await kicked(server, a)
         assert (d.code, d.reason, d.will_reconnect) == (1008, "kicked", True)
         await publish_n(pub, "chat:pk", "away", 5)
         a.send("chat", channel="chat:pk", text="queued")
@@ -142,28 +185,15 @@ def test_kick_reconnect_recovers_exactly(server: Server) -> None:
         assert texts(await inbox.take(6)) == seq("away", 5) + ",queued"
         await publish_n(pub, "chat:pk", "live", 1)
         assert texts(await inbox.take(1)) == "live1"
-        await a.ping()
-        assert inbox.items == []
-        await a.close()
-        await pub.close()
+        await nothing_more(a, inbox)
     run(main())
 
 
 def test_beyond_history_recovery_failed(server: Server) -> None:
     async def main() -> None:
-        g = Gate(server, "py-gap")
-        a = client(server, "py-gap", token=g.token)
-        pub = client(server, "py-pub2")
-        await a.connect()
-        await pub.connect()
-        inbox, rfs = Inbox(), Inbox()
-        sub = await a.subscribe("small:pg", on_message=inbox.push, on_recovery_failed=rfs.push)
-        await publish_n(pub, "small:pg", "before", 1)
-        await inbox.take(1)
-        disc = events(a, "disconnected")
-        assert a.welcome is not None
-        server.kick(a.welcome["conn_id"])
-        await disc.take(1)
+        rfs = Inbox()
+        g, a, pub, inbox, sub = await gated_subscriber(server, "py-gap", "py-pub2", "small:pg", 1, on_recovery_failed=rfs.push)
+        await kicked(server, a)
         await publish_n(pub, "small:pg", "away", 10)
         g.opened.set()
         (rf,) = await rfs.take(1)
@@ -171,8 +201,6 @@ def test_beyond_history_recovery_failed(server: Server) -> None:
         await publish_n(pub, "small:pg", "live", 1)
         assert texts(await inbox.take(1)) == "live1"
         assert sub.position.offset == 12
-        await a.close()
-        await pub.close()
     run(main())
 
 
@@ -192,8 +220,6 @@ def test_token_refresh_keeps_subscription(server: Server) -> None:
         await pub.connect()
         await publish_n(pub, "chat:pt", "m", 1)
         await inbox.take(1)
-        await a.close()
-        await pub.close()
     run(main())
 
 
@@ -217,9 +243,7 @@ def test_401_no_loop(server: Server) -> None:
 def test_signed_hmac(server: Server) -> None:
     async def main() -> None:
         a = client(server, "py-signer", integrity="hmac")
-        await a.connect()
-        inbox = Inbox()
-        await a.subscribe("secure:ps", on_message=inbox.push)
+        inbox, _ = await subscribed(a, "secure:ps")
         await publish_n(a, "secure:ps", "signed", 2)
         assert texts(await inbox.take(2)) == seq("signed", 2)
         plain = client(server, "py-plain")
@@ -242,10 +266,7 @@ def test_signed_hmac(server: Server) -> None:
             await f.publish("secure:ps", {"text": "forged"}, timeout=1.5)
         (ev,) = await errs.take(1)
         assert isinstance(ev.error, wsgate.ServerError) and ev.error.code == "integrity_bad_signature"
-        await a.ping()
-        assert inbox.items == []
-        for c in (a, plain, f):
-            await c.close()
+        await nothing_more(a, inbox)
     run(main())
 
 
@@ -254,10 +275,8 @@ def test_bounded_queue_and_closed(server: Server) -> None:
         g = Gate(server, "py-queuer")
         a = client(server, "py-queuer", token=g.token, queue_size=2)
         await a.connect()
-        disc, conn = events(a, "disconnected"), events(a, "connected")
-        assert a.welcome is not None
-        server.kick(a.welcome["conn_id"])
-        await disc.take(1)
+        conn = events(a, "connected")
+        await kicked(server, a)
         a.send("chat", text="1")
         a.send("chat", text="2")
         await asyncio.sleep(0)  # let the two sends queue
@@ -286,8 +305,6 @@ def test_429_retry_after(binary: str) -> None:
         assert isinstance(d.error, wsgate.HandshakeError) and d.error.status == 429
         assert d.error.retry_after >= 1 and d.delay >= d.error.retry_after
         assert took >= d.error.retry_after
-        await first.close()
-        await a.close()
     try:
         run(main())
     finally:
@@ -319,12 +336,15 @@ def test_restart_1001_new_epoch(binary: str) -> None:
             s.stop()
 
 
+def integrity_vectors() -> Dict[str, Any]:
+    """The signing test vectors every wsgate client checks itself against."""
+    with open(os.path.join(REPO, "internal", "conn", "integrity", "testdata", "vectors.json")) as f:
+        v: Dict[str, Any] = json.load(f)
+    return v
+
+
 def test_vectors_hmac() -> None:
-    import json
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "internal", "conn", "integrity", "testdata", "vectors.json")
-    with open(path) as f:
-        v = json.load(f)
-    for h in v["hmac"]:
+    for h in integrity_vectors()["hmac"]:
         s = wsgate.Signer.hmac(h["kid"], h["derived_key_b64"], h["subject"], now=lambda: h["ts"],
                                random=lambda n: wsgate.integrity.unb64(h["nonce_b64"]))
         s.bind(h["conn_id"])
@@ -341,9 +361,7 @@ def test_pop_ed25519(binary: str) -> None:
         jkt = wsgate.Signer.pop_ed25519(key, "x").thumbprint
         claims = {"cnf": {"jkt": jkt}, "channels": {"sub": ["chat:*"], "pub": ["chat:*"]}}
         a = client(s, "py-popper", integrity="pop", pop_key=key, token=lambda: s.token("py-popper", claims=claims))
-        await a.connect()
-        inbox = Inbox()
-        await a.subscribe("chat:pp", on_message=inbox.push)
+        inbox, _ = await subscribed(a, "chat:pp")
         await a.publish("chat:pp", {"text": "pop1"})
         assert texts(await inbox.take(1)) == "pop1"
         b = client(s, "py-popper", integrity="pop", pop_key=Ed25519PrivateKey.generate(),
@@ -351,7 +369,6 @@ def test_pop_ed25519(binary: str) -> None:
         with pytest.raises(wsgate.HandshakeError) as e:
             await b.connect()
         assert e.value.status == 401
-        await a.close()
     try:
         run(main())
     finally:
@@ -359,12 +376,8 @@ def test_pop_ed25519(binary: str) -> None:
 
 
 def test_vectors_pop_ed25519() -> None:
-    import json
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "internal", "conn", "integrity", "testdata", "vectors.json")
-    with open(path) as f:
-        v = json.load(f)
-    p = next(x for x in v["pop"] if x["alg"] == "EdDSA")
+    p = next(x for x in integrity_vectors()["pop"] if x["alg"] == "EdDSA")
     key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(p["private_hex"]))
     s = wsgate.Signer.pop_ed25519(key, p["subject"], now=lambda: p["ts"], random=lambda n: wsgate.integrity.unb64(p["nonce_b64"]))
     assert s.thumbprint == p["jkt"] and s.jwk == p["jwk"].encode()
@@ -376,14 +389,10 @@ def test_vectors_pop_ed25519() -> None:
 def test_verify_server_signed_output(server: Server) -> None:
     async def main() -> None:
         a = client(server, "py-verifier", verify_server=True)
-        await a.connect()
-        inbox = Inbox()
-        errs = events(a, "error")
-        await a.subscribe("signed:pn", on_message=inbox.push)
+        inbox, errs = await subscribed(a, "signed:pn")
         await publish_n(a, "signed:pn", "s", 2)
         assert texts(await inbox.take(2)) == seq("s", 2)
         assert errs.items == []
-        await a.close()
     run(main())
 
 
@@ -398,9 +407,7 @@ def test_4001_reconnects_at_once(server: Server) -> None:
                 raise RuntimeError("token service down")
             return server.token("py-expiring", ttl=2)
         a = client(server, "py-expiring", token=tok)
-        await a.connect()
-        inbox = Inbox()
-        await a.subscribe("chat:pe", on_message=inbox.push)
+        inbox, _ = await subscribed(a, "chat:pe")
         disc, conn = events(a, "disconnected"), events(a, "connected")
         (d,) = await disc.take(1)
         assert (d.code, d.will_reconnect, d.delay) == (4001, True, 0)
@@ -409,6 +416,4 @@ def test_4001_reconnects_at_once(server: Server) -> None:
         await pub.connect()
         await publish_n(pub, "chat:pe", "m", 1)
         assert texts(await inbox.take(1)) == "m1"
-        await a.close()
-        await pub.close()
     run(main())

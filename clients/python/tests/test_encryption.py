@@ -17,7 +17,8 @@ import pytest
 import wsgate
 from wsgate import encryption as e2e
 from conftest import REPO, Server
-from test_client import Inbox, events, run
+import test_client
+from test_client import run, subscribed
 
 VECTOR = json.load(open(os.path.join(REPO, "internal", "state", "encrypt", "testdata", "vector.json")))
 K1 = wsgate.EncryptionKey("app1", b"a" * 32)
@@ -69,26 +70,26 @@ def test_payload_encoding_and_keyring_checks() -> None:
 
 
 def client(s: Server, sub: str, keys: Any = None, **kw: Any) -> wsgate.Client:
-    enc = wsgate.Encryption(keys, is_vault) if keys is not None else None
-    return wsgate.Client(s.url, token=lambda: s.token(sub), min_backoff=0.02, max_backoff=0.2, encryption=enc, **kw)
+    """test_client's client, sealing vault: channels with keys (none: keyless)."""
+    return test_client.client(s, sub, encryption=wsgate.Encryption(keys, is_vault) if keys is not None else None, **kw)
 
 
-async def subscribed(c: wsgate.Client, channel: str) -> "tuple[Inbox, Inbox]":
-    await c.connect()
-    box, errs = Inbox(), events(c, "error")
-    await c.subscribe(channel, on_message=box.push)
-    return box, errs
+async def holders(s: Server, ch: str, reader: str, writer: str) -> Any:
+    """Two clients holding K1 on ch: (reader, writer, the reader's messages and
+    errors); the reader is subscribed, the writer connected."""
+    rc, wc = client(s, reader, [K1]), client(s, writer, [K1])
+    box, errs = await subscribed(rc, ch)
+    await wc.connect()
+    return rc, wc, box, errs
 
 
 def test_exchange_keyless_and_wrong_key(server: Server) -> None:
     async def main() -> None:
         ch = "vault:py-desk"
-        alice, bob, eve = client(server, "alice", [K1]), client(server, "bob", [K1]), client(server, "eve")
-        mallory = client(server, "mallory", [("app1", b"m" * 32)])
-        a, _ = await subscribed(alice, ch)
+        alice, bob, a, _ = await holders(server, ch, "alice", "bob")
+        eve, mallory = client(server, "eve"), client(server, "mallory", [("app1", b"m" * 32)])
         e, _ = await subscribed(eve, ch)
         m, merrs = await subscribed(mallory, ch)
-        await bob.connect()
         marker = "PLAINTEXT-MARKER-py"
         await bob.publish(ch, {"note": marker, "n": 1})
         [got] = await a.take(1)
@@ -111,17 +112,14 @@ def test_exchange_keyless_and_wrong_key(server: Server) -> None:
         await alice.subscribe("chat:py-open", on_message=a.push)
         await alice.publish("chat:py-open", {"text": "clear"})
         assert (await a.take(1))[0]["payload"] == {"text": "clear"}
-        for c in (alice, bob, eve, mallory):
-            await c.close()
     run(main())
 
 
 def test_tampered_refused_stream_goes_on(server: Server) -> None:
     async def main() -> None:
         ch = "vault:py-tamper"
-        alice, bob, raw = client(server, "alice2", [K1]), client(server, "bob2", [K1]), client(server, "mallory2")
-        a, errs = await subscribed(alice, ch)
-        await bob.connect()
+        alice, bob, a, errs = await holders(server, ch, "alice2", "bob2")
+        raw = client(server, "mallory2")
         await raw.connect()
         ring = wsgate.Keyring([K1])
         other = ring.seal("vault:elsewhere", b'{"x":1}')
@@ -139,18 +137,15 @@ def test_tampered_refused_stream_goes_on(server: Server) -> None:
         await bob.publish(ch, {"x": 3})
         [m] = await a.take(1)
         assert m["payload"] == {"x": 3} and m["offset"] == 3 and a.items == []
-        for c in (alice, bob, raw):
-            await c.close()
     run(main())
 
 
 def test_rotation_mid_stream(server: Server) -> None:
     async def main() -> None:
         ch = "vault:py-rotate"
-        rx, tx, spy = client(server, "receiver", [K1]), client(server, "sender", [K1]), client(server, "spy")
-        r, rerrs = await subscribed(rx, ch)
+        rx, tx, r, rerrs = await holders(server, ch, "receiver", "sender")
+        spy = client(server, "spy")
         s, _ = await subscribed(spy, ch)
-        await tx.connect()
         for i in range(1, 4):
             await tx.publish(ch, {"i": i})
         rx.set_encryption_keys([K1, K2])  # step 1: readers learn app2
@@ -169,8 +164,6 @@ def test_rotation_mid_stream(server: Server) -> None:
         since = wsgate.Position(3, h["epoch"])
         assert [p["payload"]["i"] for p in (await rx.history(ch, since=since))["publications"]] == [4, 5, 6]
         assert rerrs.items == []
-        for c in (rx, tx, spy):
-            await c.close()
     run(main())
 
 
@@ -218,7 +211,6 @@ def test_python_and_javascript_exchange(server: Server) -> None:
                 proc.kill()
                 await proc.wait()
         assert errs.items == []
-        await py.close()
     run(main())
 
 
@@ -249,8 +241,7 @@ def test_keys_from_the_ticket_endpoint(binary: str) -> None:
             ch = "vault:x"
 
             def mk(sub: str, *pats: str, enc: Any = wsgate.Encryption(from_server=True)) -> wsgate.Client:
-                return wsgate.Client(s.url, token=lambda: s.token(sub, claims=grant(*pats)), min_backoff=0.02, max_backoff=0.2,
-                                     encryption=enc)
+                return test_client.client(s, sub, token=lambda: s.token(sub, claims=grant(*pats)), encryption=enc)
             whole, exact, spy = mk("whole", "vault:*"), mk("exact", ch), mk("spy", ch, enc=None)
             w, werrs = await subscribed(whole, ch)
             x, xerrs = await subscribed(exact, ch)
@@ -261,8 +252,6 @@ def test_keys_from_the_ticket_endpoint(binary: str) -> None:
             assert [m["payload"]["from"] for m in await x.take(2)] == ["whole", "exact"]
             ids = [e2e.parse_envelope(e2e.decode_payload(m["payload"]))[0] for m in await sp.take(2)]
             assert ids == ["e1", "e1"] and werrs.items == [] and xerrs.items == []
-            for c in (whole, exact, spy):
-                await c.close()
         run(main())
     finally:
         s.stop()

@@ -77,6 +77,17 @@ func CloseCode(err error) (uint16, bool) {
 	return 0, false
 }
 
+// CloseStatus returns the code and reason of the *CloseError in err's chain:
+// why a connection ended, as the peer (or this side) said in its close frame;
+// 0 and "" when err carries none.
+func CloseStatus(err error) (uint16, string) {
+	var ce *CloseError
+	if errors.As(err, &ce) {
+		return ce.Code, ce.Reason
+	}
+	return 0, ""
+}
+
 // validSendCode reports whether code may appear in a close frame we send
 // (RFC 6455 §7.4: 1004-1006 and 1015 are reserved, 1016-2999 unassigned).
 func validSendCode(code uint16) bool {

@@ -107,17 +107,8 @@ Targets outside loopback need --allow-remote: test only endpoints you own.`,
 			}
 			if len(claims) > 0 {
 				o.Claims = map[string]any{}
-				for _, c := range claims {
-					k, v, ok := strings.Cut(c, "=")
-					if !ok || k == "" {
-						return fmt.Errorf("--claim %q: want key=value", c)
-					}
-					var j any
-					if json.Unmarshal([]byte(v), &j) == nil {
-						o.Claims[k] = j
-					} else {
-						o.Claims[k] = v
-					}
+				if err := AddClaims(o.Claims, claims); err != nil {
+					return err
 				}
 			}
 			if !quiet {
@@ -173,4 +164,23 @@ Targets outside loopback need --allow-remote: test only endpoints you own.`,
 	f.BoolVar(&o.NoIsolation, "no-isolation", false, "do not give each probe connection its own 127.x source address (loopback targets)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress lines on stderr")
 	return cmd
+}
+
+// AddClaims adds --claim key=value pairs to into; a value that parses as JSON
+// is taken as JSON (so tier=pro is a string and n=3 a number). check, token
+// and bench spell and parse --claim this same way.
+func AddClaims(into map[string]any, kv []string) error {
+	for _, c := range kv {
+		k, v, ok := strings.Cut(c, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("--claim %q: want key=value", c)
+		}
+		var j any
+		if json.Unmarshal([]byte(v), &j) == nil {
+			into[k] = j
+		} else {
+			into[k] = v
+		}
+	}
+	return nil
 }

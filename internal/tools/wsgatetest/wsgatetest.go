@@ -343,3 +343,13 @@ func (c *Client) ExpectClose(t testing.TB, code uint16, within time.Duration) st
 
 // Closed reports whether the connection has ended.
 func (c *Client) Closed() <-chan struct{} { return c.closed }
+
+// JSON is v marshalled (a test compares a decoded message's part as text).
+func JSON(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -66,9 +66,9 @@ func TestReloadRoomLimitsOnOpenConnection(t *testing.T) {
 		t.Fatal("a reload that changed room limits did not log it")
 	}
 	hookPublish(t, p, 3, "game:g1", map[string]any{"i": 3, "pad": pad})
-	hookExpectError(t, p, "message_too_large")
+	expectError(t, p, "message_too_large")
 	hookPublish(t, p, 4, "game:g1", map[string]any{"i": 4}) // the two spent fill the new burst of 2
-	hookExpectError(t, p, "room_rate_limited")
+	expectError(t, p, "room_rate_limited")
 
 	// Raised to 5: three more pass, then no more.
 	if err := s.Reload(gameLimits(5, 1000)); err != nil {
@@ -79,7 +79,7 @@ func TestReloadRoomLimitsOnOpenConnection(t *testing.T) {
 		p.Expect(t, "ack", replyWait)
 	}
 	hookPublish(t, p, 8, "game:g1", map[string]any{"i": 8})
-	hookExpectError(t, p, "room_rate_limited")
+	expectError(t, p, "room_rate_limited")
 
 	// Removed: no per-room limit at all.
 	if err := s.Reload(hookConfig(nil)); err != nil {
@@ -176,7 +176,7 @@ func TestReloadAddsAndRemovesHooks(t *testing.T) {
 	c.SendJSON(t, map[string]any{"type": "unsubscribe", "channel": "game:closed"})
 	c.Expect(t, "ack", replyWait)
 	hookSubscribe(t, c, "game:closed")
-	hookExpectError(t, c, "hook_refused")
+	expectError(t, c, "hook_refused")
 	// New connections pass the new connect hook.
 	m, _, err := s.Dial(t, wsgatetest.DialOptions{Header: bearer(s.Token(t, "mallory", gameClaims))})
 	if err != nil {
@@ -221,7 +221,7 @@ func TestReloadRefusedKeepsHooks(t *testing.T) {
 	check := func(id int) {
 		t.Helper()
 		hookPublish(t, p, id, "game:g1", map[string]any{"pad": pad})
-		hookExpectError(t, p, "message_too_large")
+		expectError(t, p, "message_too_large")
 		before := b1.calls.Load()
 		hookPublish(t, p, id+1, "game:g1", map[string]any{"n": id})
 		p.Expect(t, "ack", replyWait)
@@ -255,7 +255,7 @@ func TestReloadKeepsGoHooks(t *testing.T) {
 	}
 	c := s.Connect(t, "carol", gameClaims)
 	hookSubscribe(t, c, "game:g1")
-	hookExpectError(t, c, "hook_refused")
+	expectError(t, c, "hook_refused")
 }
 
 // hooksReloadYAML is a configuration file whose game namespace has a publish

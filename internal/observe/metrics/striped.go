@@ -136,6 +136,12 @@ func (p *perMessage) counter(m *Metrics, typ, result string) *stripedCounter {
 	return c
 }
 
+// msgSeries is one wsgate_messages_total series, as Collect copies it.
+type msgSeries struct {
+	k msgKey
+	c *stripedCounter
+}
+
 func (p *perMessage) observe(s int, took time.Duration) {
 	ns := int64(took)
 	i := 0
@@ -157,11 +163,17 @@ func (p *perMessage) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (p *perMessage) Collect(ch chan<- prometheus.Metric) {
+	// Copied out first: a slow scrape must not hold up the messages that
+	// take the locked path.
 	p.mu.Lock()
+	series := make([]msgSeries, 0, len(p.all))
 	for k, c := range p.all {
-		ch <- prometheus.MustNewConstMetric(p.msgDesc, prometheus.CounterValue, float64(c.sum()), k.typ, k.result)
+		series = append(series, msgSeries{k, c})
 	}
 	p.mu.Unlock()
+	for _, sr := range series {
+		ch <- prometheus.MustNewConstMetric(p.msgDesc, prometheus.CounterValue, float64(sr.c.sum()), sr.k.typ, sr.k.result)
+	}
 	ch <- prometheus.MustNewConstMetric(p.recvDesc, prometheus.CounterValue, float64(p.recv.sum()))
 	ch <- prometheus.MustNewConstMetric(p.sentDesc, prometheus.CounterValue, float64(p.sent.sum()))
 	var counts [10 + 1]uint64

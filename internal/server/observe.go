@@ -22,17 +22,17 @@ type observer Server
 
 func (o *observer) Message(s *session.Session, typ string, data []byte, rej *protocol.Error, took time.Duration) {
 	m := o.metrics
-	m.BytesReceived(len(data))
-	m.ObservePipeline(took)
 	if typ == "" {
 		typ = "unknown"
 	}
 	if rej == nil {
-		m.Message(typ, "accepted")
+		// The connection id picks the stripe of the per-message series: one
+		// connection's messages never contend with another core's.
+		m.ClientMessage(s.ID(), typ, "accepted", len(data), took)
 		o.auditMessage(s, typ, data)
 		return
 	}
-	m.Message(typ, rej.Code)
+	m.ClientMessage(s.ID(), typ, rej.Code, len(data), took)
 	ip := s.IPKey() // per-IP alerts and their auto-bans count the client's key
 	switch rej.Code {
 	case protocol.CodeRateLimited:
@@ -51,7 +51,7 @@ func (o *observer) Message(s *session.Session, typ string, data []byte, rej *pro
 	o.log.Debug("message rejected", "conn_id", s.ID(), "user", s.User(), "type", typ, "code", rej.Code, "path", rej.Path)
 }
 
-func (o *observer) Sent(_ *session.Session, size int) { o.metrics.BytesSent(size) }
+func (o *observer) Sent(s *session.Session, size int) { o.metrics.SentTo(s.ID(), size) }
 
 func (o *observer) Strike(s *session.Session, reason string, banned bool) {
 	o.metrics.Strike(reason)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wsgate/wsgate/internal/conn/protocol"
 	"github.com/wsgate/wsgate/internal/state/limit"
@@ -121,5 +122,52 @@ func BenchmarkFastValidateChat1K(b *testing.B) {
 		if !sch.Accepts(msg) {
 			b.Fatal("not accepted")
 		}
+	}
+}
+
+// nopVerifier is the server's Verifier for a connection without integrity state
+// and an unsigned message: it looks and lets the message through.
+type nopVerifier struct{}
+
+func (nopVerifier) Open(context.Context, *ConnState, *Message) error { return nil }
+
+// BenchmarkProcessPing is the pipeline as the server runs it for a ping
+// (bench/wsgate-bench.yaml; see pingPath). The goal is no allocation.
+func BenchmarkProcessPing(b *testing.B) {
+	ping := pingPath(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		ping()
+	}
+}
+
+// pingPath returns a func that runs one accepted ping through a pipeline built
+// as the server builds it (shared in-memory limiter whose budgets never refuse,
+// a Verifier, the owner's clock read in st.Now).
+func pingPath(tb testing.TB) func() {
+	lim := limit.NewMemory(limit.MemoryOptions{SweepInterval: -1})
+	tb.Cleanup(func() { _ = lim.Close() })
+	p := newTestPipeline(tb, Options{Limiter: lim, Tiers: neverLimited(), Verifier: nopVerifier{}})
+	st := &ConnState{ConnID: "c1", User: "bench-1", IP: "127.0.0.1"}
+	msg := []byte(`{"type":"ping","id":12345}`)
+	ctx := context.Background()
+	return func() {
+		st.Now = time.Now()
+		if _, rej := p.Process(ctx, st, msg); rej != nil {
+			tb.Fatal(rej)
+		}
+	}
+}
+
+// TestProcessPingNoAlloc: an accepted ping through the pipeline as the server
+// builds it (shared limiter, a Verifier) allocates nothing.
+func TestProcessPingNoAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under the race detector")
+	}
+	ping := pingPath(t)
+	ping() // the limiter's keys, built once per connection
+	if n := testing.AllocsPerRun(1000, ping); n != 0 {
+		t.Errorf("an accepted ping allocates %.1f times", n)
 	}
 }

@@ -110,6 +110,10 @@ type scanner struct {
 	pendDst  *[]byte // pendMember: where its raw value goes (a field of res)
 	pendFrom int
 	res      scanResult
+
+	// verify is the Message handed to the Verifier (see process); it lives
+	// here, in the pooled scanner, so that it is not allocated per message.
+	verify Message
 }
 
 const (
@@ -132,6 +136,7 @@ func newScanner(lim scanLimits) *scanner {
 func (s *scanner) release() {
 	s.data = nil
 	s.res = scanResult{}
+	s.verify = Message{}
 	if cap(s.keys) > maxPooledKeys {
 		s.keys = make([]keyRef, 0, 32)
 	}

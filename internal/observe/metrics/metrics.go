@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,22 +31,18 @@ type Metrics struct {
 	routes, reasons, results, codes, rules, strikeReasons *labelBound
 	types                                                 knownSet
 	scopes, kinds, hookKinds, hookOutcomes                fixedSet
-	// msgCache maps msgKey to the prometheus.Counter of wsgate_messages_total;
-	// replaced (emptied) by SetKnownTypes.
-	msgCache atomic.Pointer[sync.Map]
+	// msg holds the per-message series (messages, bytes in and out, pipeline
+	// duration), striped over cache lines (see striped.go).
+	msg *perMessage
 
 	conns          *prometheus.GaugeVec
 	connsTotal     *prometheus.CounterVec
 	handshakes     *prometheus.CounterVec
-	messages       *prometheus.CounterVec
-	recvBytes      prometheus.Counter
-	sentBytes      prometheus.Counter
 	rateLimited    *prometheus.CounterVec
 	strikes        *prometheus.CounterVec
 	bans           *prometheus.CounterVec
 	slowCloses     prometheus.Counter
 	queueDropped   prometheus.Counter
-	pipelineDur    prometheus.Histogram
 	fanoutDur      prometheus.Histogram
 	closes         *prometheus.CounterVec
 	alerts         *prometheus.CounterVec
@@ -76,21 +71,17 @@ func New() *Metrics {
 		hookOutcomes:  newFixedSet("allow", "refuse", "rewrite", "timeout", "busy", "open", "error", "bad_response"),
 	}
 	m.types.bound = newLabelBound(maxTypes)
-	m.msgCache.Store(new(sync.Map))
+	m.msg = newPerMessage()
+	m.reg.MustRegister(m.msg)
 	f := factory{m.reg}
 	m.conns = f.gaugeVec("wsgate_connections", "Open WebSocket connections.", "route")
 	m.connsTotal = f.counterVec("wsgate_connections_total", "WebSocket connections opened.", "route")
 	m.handshakes = f.counterVec("wsgate_handshakes_total", "Upgrade requests by result (accepted|rejected) and rejection reason.", "result", "reason")
-	m.messages = f.counterVec("wsgate_messages_total", "Client messages by type and pipeline result.", "type", "result")
-	m.recvBytes = f.counter("wsgate_received_bytes_total", "Payload bytes received from clients.")
-	m.sentBytes = f.counter("wsgate_sent_bytes_total", "Payload bytes sent to clients.")
 	m.rateLimited = f.counterVec("wsgate_rate_limited_total", "Requests refused by a rate limit, by scope (conn|user|ip|handshake).", "scope")
 	m.strikes = f.counterVec("wsgate_strikes_total", "Strikes counted against clients, by reason.", "reason")
 	m.bans = f.counterVec("wsgate_bans_total", "Bans issued, by kind (ip|user).", "kind")
 	m.slowCloses = f.counter("wsgate_slow_consumer_closes_total", "Connections closed because the client read too slowly.")
 	m.queueDropped = f.counter("wsgate_queue_dropped_messages_total", "Outbound messages dropped from full per-connection queues.")
-	m.pipelineDur = f.histogram("wsgate_pipeline_duration_seconds", "Time to run one inbound message through the pipeline.",
-		prometheus.ExponentialBuckets(1e-6, 4, 10)) // 1µs … 262ms
 	m.fanoutDur = f.histogram("wsgate_fanout_duration_seconds", "Time to fan one message out to a channel's subscribers.",
 		prometheus.ExponentialBuckets(1e-5, 4, 10)) // 10µs … 2.6s
 	m.closes = f.counterVec("wsgate_closes_total", "Connections closed, by WebSocket close code.", "code")
@@ -165,8 +156,8 @@ func (m *Metrics) SetKnownTypes(types []string) {
 	}
 	s := newFixedSet(types...)
 	m.types.p.Store(&s)
-	// Children cached under the old set may carry labels it no longer admits.
-	m.msgCache.Store(new(sync.Map))
+	// Series cached under the old set may carry labels it no longer admits.
+	m.msg.resetFast()
 }
 
 // ConnOpened counts a new connection on route.
@@ -205,28 +196,33 @@ func (m *Metrics) Handshake(accepted bool, reason string) {
 }
 
 // Message counts one client message of type typ with pipeline result
-// ("ok" or the failing stage, e.g. "schema", "rate", "too_big").
+// ("ok" or the failing stage, e.g. "schema", "rate", "too_big"). Within a
+// connection, ClientMessage records it with the rest at once.
 //
-// It runs for every message, so the counter for a (type, result) pair that are
-// their own label values is looked up once and cached: two bounded label sets
-// bound the cache, and values that collapse to "other" or "none" are never
-// cached (they take the slow path each time).
+// The series of a (type, result) pair that are their own label values is
+// looked up once and cached: two bounded label sets bound the cache, and
+// values that collapse to "other" or "none" are never cached (they take the
+// slow path each time).
 func (m *Metrics) Message(typ, result string) {
+	if m != nil {
+		m.msg.counter(m, typ, result)[0].Add(1)
+	}
+}
+
+// ClientMessage records one client message of conn (its id, which picks the
+// stripe its per-message series are written to): its type and pipeline
+// result as Message counts them, its payload size and the time the pipeline
+// took.
+func (m *Metrics) ClientMessage(conn, typ, result string, size int, took time.Duration) {
 	if m == nil {
 		return
 	}
-	cache := m.msgCache.Load() // before the labels: see SetKnownTypes
-	key := msgKey{typ, result}
-	if c, ok := cache.Load(key); ok {
-		c.(prometheus.Counter).Inc()
-		return
+	s := stripeOf(conn)
+	m.msg.counter(m, typ, result)[s].Add(1)
+	if size > 0 {
+		m.msg.recv[s].Add(uint64(size))
 	}
-	t, r := m.types.value(typ), m.results.value(result)
-	c := m.messages.WithLabelValues(t, r)
-	if t == typ && r == result {
-		cache.Store(key, c)
-	}
-	c.Inc()
+	m.msg.observe(s, took)
 }
 
 // msgKey is a (type, result) pair of wsgate_messages_total label values.
@@ -235,14 +231,22 @@ type msgKey struct{ typ, result string }
 // BytesReceived adds n inbound payload bytes.
 func (m *Metrics) BytesReceived(n int) {
 	if m != nil && n > 0 {
-		m.recvBytes.Add(float64(n))
+		m.msg.recv[0].Add(uint64(n))
 	}
 }
 
 // BytesSent adds n outbound payload bytes.
 func (m *Metrics) BytesSent(n int) {
 	if m != nil && n > 0 {
-		m.sentBytes.Add(float64(n))
+		m.msg.sent[0].Add(uint64(n))
+	}
+}
+
+// SentTo adds n payload bytes sent to conn (its id picks the stripe, as in
+// ClientMessage).
+func (m *Metrics) SentTo(conn string, n int) {
+	if m != nil && n > 0 {
+		m.msg.sent[stripeOf(conn)].Add(uint64(n))
 	}
 }
 
@@ -292,7 +296,7 @@ func (m *Metrics) QueueDropped(n int) {
 // ObservePipeline records how long one message spent in the pipeline.
 func (m *Metrics) ObservePipeline(d time.Duration) {
 	if m != nil {
-		m.pipelineDur.Observe(d.Seconds())
+		m.msg.observe(0, d)
 	}
 }
 

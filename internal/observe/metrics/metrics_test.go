@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -213,5 +214,51 @@ func TestMessageCacheFollowsKnownTypes(t *testing.T) {
 	}
 	if v := value(t, f, "wsgate_messages_total", "type", "join", "result", "accepted"); v != 1 {
 		t.Errorf("join = %v, want 1", v)
+	}
+}
+
+// TestClientMessageStripesSum: the per-message series are striped by
+// connection; a scrape sums the stripes, and the histogram's buckets follow
+// Prometheus' "le" rule at the exact bounds.
+func TestClientMessageStripesSum(t *testing.T) {
+	m := metrics.New()
+	m.SetKnownTypes([]string{"ping"})
+	for i := range 100 {
+		conn := fmt.Sprintf("conn-%d", i)
+		m.ClientMessage(conn, "ping", "accepted", 10, time.Microsecond) // on the 1µs bound
+		m.SentTo(conn, 3)
+	}
+	m.ClientMessage("conn-x", "ping", "rate_limited", 5, 4*time.Microsecond+1)
+	m.Message("ping", "accepted")
+	m.BytesReceived(1)
+	m.BytesSent(1)
+	f := scrape(t, m)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"wsgate_messages_total", []string{"type", "ping", "result", "accepted"}, 101},
+		{"wsgate_messages_total", []string{"type", "ping", "result", "rate_limited"}, 1},
+		{"wsgate_received_bytes_total", nil, 1006},
+		{"wsgate_sent_bytes_total", nil, 301},
+		{"wsgate_pipeline_duration_seconds", nil, 101},
+	} {
+		if got := value(t, f, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	h := f["wsgate_pipeline_duration_seconds"].Metric[0].Histogram
+	if got := h.Bucket[0].GetCumulativeCount(); got != 100 {
+		t.Errorf("le=1e-06 holds %d, want 100", got)
+	}
+	if got := h.Bucket[1].GetCumulativeCount(); got != 100 {
+		t.Errorf("le=4e-06 holds %d, want 100 (4µs+1ns is above it)", got)
+	}
+	if got := h.Bucket[2].GetCumulativeCount(); got != 101 {
+		t.Errorf("le=1.6e-05 holds %d, want 101", got)
+	}
+	if want := 100e-6 + 4e-6 + 1e-9; math.Abs(h.GetSampleSum()-want) > 1e-12 {
+		t.Errorf("sum = %v, want %v", h.GetSampleSum(), want)
 	}
 }

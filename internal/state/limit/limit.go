@@ -36,12 +36,20 @@ type Charge struct {
 // charge, failOpen skips that charge; otherwise AllowEach stops there and
 // returns its index with the store's error.
 func AllowEach(ctx context.Context, l Limiter, cs []Charge, failOpen bool) (refused int, retryAfter time.Duration, err error) {
+	return AllowEachAt(ctx, l, time.Time{}, cs, failOpen)
+}
+
+// AllowEachAt is AllowEach at now, a time.Now the caller already read for the
+// same message (zero: none), which spares the memory store a clock read of its
+// own. A store that keeps its own clock (MemoryOptions.Now, Redis) ignores
+// now, and so does the memory store when now is before its creation.
+func AllowEachAt(ctx context.Context, l Limiter, now time.Time, cs []Charge, failOpen bool) (refused int, retryAfter time.Duration, err error) {
 	if m, ok := l.(*Memory); ok {
 		// The memory store always answers: every charge at one clock read
 		// (the pipeline charges up to four shared budgets per message). A
 		// concrete call, so that cs does not escape: no allocation per
 		// message.
-		refused, retryAfter = m.allowEach(cs)
+		refused, retryAfter = m.allowEach(cs, now)
 		return refused, retryAfter, nil
 	}
 	for i, c := range cs {

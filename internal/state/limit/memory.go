@@ -50,6 +50,9 @@ type Memory struct {
 	keys *shardmap.Map[uint64, int64] // hashed key -> theoretical arrival time, ns since base
 	now  func() time.Time
 	base time.Time
+	// wallClock: now is time.Now, so a caller's time.Now reading can stand
+	// in for it (AllowEachAt).
+	wallClock bool
 
 	evictions atomic.Uint64
 }
@@ -59,11 +62,13 @@ type Memory struct {
 func NewMemory(opts MemoryOptions) *Memory {
 	defaults.Positive(&opts.MaxKeys, DefaultMaxKeys)
 	opts.SweepInterval = cmp.Or(opts.SweepInterval, DefaultSweepInterval)
+	wall := opts.Now == nil
 	defaults.Now(&opts.Now)
 	m := &Memory{
-		keys: shardmap.New[uint64, int64](shardmap.Options{MaxKeys: opts.MaxKeys, Shards: maxShards, MinPerShard: minPerShard}),
-		now:  opts.Now,
-		base: opts.Now(),
+		keys:      shardmap.New[uint64, int64](shardmap.Options{MaxKeys: opts.MaxKeys, Shards: maxShards, MinPerShard: minPerShard}),
+		now:       opts.Now,
+		base:      opts.Now(),
+		wallClock: wall,
 	}
 	m.keys.StartSweeper(opts.SweepInterval, m.stale)
 	return m
@@ -80,9 +85,9 @@ func (m *Memory) Allow(_ context.Context, key string, l Limit, cost int) (bool, 
 	return ok, retry, nil
 }
 
-// allowEach implements AllowEach's fast path: every charge at one clock
-// read.
-func (m *Memory) allowEach(cs []Charge) (int, time.Duration) {
+// allowEach implements AllowEachAt's fast path: every charge at one clock
+// read, the caller's at (when it may stand in for m's clock) or m's own.
+func (m *Memory) allowEach(cs []Charge, at time.Time) (int, time.Duration) {
 	var now int64
 	read := false
 	for i, c := range cs {
@@ -90,7 +95,13 @@ func (m *Memory) allowEach(cs []Charge) (int, time.Duration) {
 			continue
 		}
 		if !read {
-			now, read = int64(m.now().Sub(m.base)), true
+			now, read = -1, true
+			if m.wallClock && !at.IsZero() {
+				now = int64(at.Sub(m.base))
+			}
+			if now < 0 {
+				now = int64(m.now().Sub(m.base))
+			}
 		}
 		if ok, retry := m.allow(c.Key, c.Limit, c.Cost, now); !ok {
 			return i, retry

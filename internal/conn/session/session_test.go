@@ -211,13 +211,22 @@ func TestReplyToSlowClientNeverBlocksBroadcaster(t *testing.T) {
 	// socket buffers and then block.
 	s := <-sessions
 	big := []byte(`{"type":"data","pad":"` + strings.Repeat("x", 60<<10) + `"}`)
+	// The welcome is written first (by the goroutine serving the session,
+	// possibly after the test got it): a reply made before it went out
+	// would find it queued or being written, queue behind it and never be
+	// the one inline write this test is about.
+	wait.For(t, "the welcome to be written", 10*time.Second, func() bool {
+		m, _ := s.Pending()
+		return s.Stats().MessagesOut >= 1 && m == 0
+	})
 	// Stand-in for the reader answering its client: replies are written inline
 	// until one blocks.
 	replies := make(chan struct{})
+	var replyErr error
 	go func() {
 		defer close(replies)
 		for range 2000 {
-			if s.Reply(big) != nil {
+			if replyErr = s.Reply(big); replyErr != nil {
 				return
 			}
 		}
@@ -226,6 +235,9 @@ func TestReplyToSlowClientNeverBlocksBroadcaster(t *testing.T) {
 		m, _ := s.Pending()
 		select {
 		case <-replies:
+			if replyErr != nil {
+				t.Fatalf("a reply failed before one blocked: %v", replyErr)
+			}
 			t.Fatal("2000 replies of 60 KiB written to a client that does not read")
 		default:
 		}

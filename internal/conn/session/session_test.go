@@ -63,7 +63,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // on a goroutine of the test (as wsgate's Server does) and returns at once.
 func serve(t *testing.T, deps Deps) (url string, sessions chan *Session) {
 	t.Helper()
-	// WSGATETEST_READER=event runs the sessions on the event reader.
+	// WSGATETEST_READER=event (or parked) runs the sessions on that reader.
 	up, err := transport.NewUpgrader(&transport.Options{Reader: os.Getenv("WSGATETEST_READER")})
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +84,10 @@ func serve(t *testing.T, deps Deps) (url string, sessions chan *Session) {
 		mu.Lock()
 		all = append(all, s)
 		mu.Unlock()
-		wg.Go(s.Serve)
+		// ServeDetached as the endpoint does: with WSGATETEST_READER=parked
+		// an idle session holds no goroutine.
+		wg.Add(1)
+		go s.ServeDetached(wg.Done)
 		sessions <- s
 	}))
 	t.Cleanup(func() {

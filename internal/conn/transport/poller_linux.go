@@ -1,0 +1,289 @@
+//go:build linux
+
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// parkingSupported: the parked reader needs epoll.
+const parkingSupported = true
+
+// Events a parked socket is armed for. Level-triggered and one-shot: arming
+// a socket that already has bytes reports it at once, and a reported socket
+// stays quiet until its reader parks it again, so exactly one worker runs it.
+const armEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
+
+// workerIdle is how long a worker with nothing to run waits before it exits.
+var workerIdle = time.Second
+
+// registration is a parked connection's socket in one poller's epoll set.
+// The same socket is also in Go's netpoller (the write path waits there): an
+// epoll set of our own does not disturb it (readiness is reported to each
+// set), and our reads never wait in Go's netpoller.
+type registration struct {
+	rc        syscall.RawConn
+	p         *poller
+	fd        int
+	added     bool
+	armFailed atomic.Bool
+	armFn     func(fd uintptr) // arm's rc.Control callback, made once
+}
+
+func newRegistration(rc syscall.RawConn) *registration {
+	r := &registration{rc: rc}
+	r.armFn = r.armFd
+	return r
+}
+
+// add puts the socket in its poller's set, disarmed (one-shot with no
+// events), and its connection in the poller's table. Owner only, once.
+func (r *registration) add(c *Conn) error {
+	fd := -1
+	if err := r.rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return fmt.Errorf("transport: park: %w", err)
+	}
+	p, err := pollerFor(fd)
+	if err != nil {
+		return err
+	}
+	p.insert(fd, c)
+	var cerr error
+	err = r.rc.Control(func(f uintptr) {
+		ev := syscall.EpollEvent{Events: syscall.EPOLLONESHOT, Fd: int32(f)}
+		cerr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(f), &ev)
+	})
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		p.delete(fd, c)
+		return fmt.Errorf("transport: park: epoll add: %w", err)
+	}
+	r.p, r.fd, r.added = p, fd, true
+	return nil
+}
+
+// arm re-enables the socket's one-shot registration. It may run while
+// another goroutine owns the reader (see Conn.park), so it only touches the
+// epoll set and an atomic.
+func (r *registration) arm() error {
+	if err := r.rc.Control(r.armFn); err != nil {
+		return err
+	}
+	if r.armFailed.Load() {
+		return errors.New("transport: park: epoll mod failed")
+	}
+	return nil
+}
+
+func (r *registration) armFd(fd uintptr) {
+	ev := syscall.EpollEvent{Events: armEvents, Fd: int32(fd)}
+	if err := syscall.EpollCtl(r.p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev); err != nil {
+		r.armFailed.Store(true)
+	}
+}
+
+// remove takes the socket out of its poller (the connection ends). A socket
+// closed already left the epoll set with its close.
+func (r *registration) remove(c *Conn) {
+	if !r.added {
+		return
+	}
+	r.added = false
+	_ = r.rc.Control(func(f uintptr) {
+		_ = syscall.EpollCtl(r.p.epfd, syscall.EPOLL_CTL_DEL, int(f), nil)
+	})
+	r.p.delete(r.fd, c)
+}
+
+// poller waits on one epoll set (one per core) and hands ready connections
+// to the workers. Its goroutine runs only while connections are registered:
+// it is started by the first and exits after the last is removed.
+type poller struct {
+	epfd   int
+	wakeR  int // pipe: written when the last connection leaves
+	wakeW  int
+	mu     sync.Mutex
+	conns  []*Conn // by socket fd
+	count  int
+	active bool // the goroutine runs
+}
+
+var pollers struct {
+	once sync.Once
+	ps   []*poller
+	err  error
+}
+
+// pollerFor returns the poller of socket fd (the epoll sets are made on
+// first use, one per GOMAXPROCS).
+func pollerFor(fd int) (*poller, error) {
+	pollers.once.Do(func() {
+		for range max(1, runtime.GOMAXPROCS(0)) {
+			p, err := newPoller()
+			if err != nil {
+				pollers.err = err
+				return
+			}
+			pollers.ps = append(pollers.ps, p)
+		}
+	})
+	if pollers.err != nil {
+		return nil, pollers.err
+	}
+	return pollers.ps[fd%len(pollers.ps)], nil
+}
+
+func newPoller() (*poller, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("transport: epoll create: %w", err)
+	}
+	var pipe [2]int
+	if err := syscall.Pipe2(pipe[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		_ = syscall.Close(epfd)
+		return nil, fmt.Errorf("transport: poller pipe: %w", err)
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(pipe[0])}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, pipe[0], &ev); err != nil {
+		_ = syscall.Close(epfd)
+		_ = syscall.Close(pipe[0])
+		_ = syscall.Close(pipe[1])
+		return nil, fmt.Errorf("transport: poller pipe: %w", err)
+	}
+	return &poller{epfd: epfd, wakeR: pipe[0], wakeW: pipe[1]}, nil
+}
+
+func (p *poller) insert(fd int, c *Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if fd >= len(p.conns) {
+		grown := make([]*Conn, max(fd+1, 2*len(p.conns), 64))
+		copy(grown, p.conns)
+		p.conns = grown
+	}
+	p.conns[fd] = c
+	p.count++
+	if !p.active {
+		p.active = true
+		go p.loop()
+	}
+}
+
+// delete forgets c (unless fd is another connection's by now: a socket
+// closed early frees its number for the next accept).
+func (p *poller) delete(fd int, c *Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if fd < len(p.conns) && p.conns[fd] == c {
+		p.conns[fd] = nil
+	}
+	p.count--
+	if p.count == 0 {
+		_, _ = syscall.Write(p.wakeW, []byte{1})
+	}
+}
+
+// loop waits for readiness until no connection is registered.
+func (p *poller) loop() {
+	events := make([]syscall.EpollEvent, 128)
+	var ready []*Conn
+	for {
+		n, err := syscall.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if err != syscall.EINTR {
+				slog.Error("transport: epoll wait", "err", err)
+				time.Sleep(10 * time.Millisecond)
+			}
+			continue
+		}
+		p.mu.Lock()
+		for _, ev := range events[:n] {
+			fd := int(ev.Fd)
+			if fd == p.wakeR {
+				var b [16]byte
+				_, _ = syscall.Read(p.wakeR, b[:])
+				continue
+			}
+			if fd < len(p.conns) && p.conns[fd] != nil {
+				ready = append(ready, p.conns[fd])
+			}
+		}
+		if p.count == 0 {
+			p.active = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		for i, c := range ready {
+			c.ready()
+			ready[i] = nil
+		}
+		ready = ready[:0]
+	}
+}
+
+// workers run ready connections' readers: at most maxWorkers at a time
+// (a readiness event waits when all are busy), each exiting after
+// workerIdle without work.
+var workers workerPool
+
+type workerPool struct {
+	once sync.Once
+	ch   chan *Conn    // to an idle worker
+	sem  chan struct{} // one token per worker
+}
+
+func (w *workerPool) submit(c *Conn) {
+	w.once.Do(func() {
+		w.ch = make(chan *Conn)
+		w.sem = make(chan struct{}, max(256, 128*runtime.GOMAXPROCS(0)))
+	})
+	select {
+	case w.ch <- c:
+		return
+	default:
+	}
+	select {
+	case w.ch <- c:
+	case w.sem <- struct{}{}:
+		go w.work(c)
+	}
+}
+
+func (w *workerPool) work(c *Conn) {
+	defer func() { <-w.sem }()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		w.run(c)
+		idle.Reset(workerIdle)
+		select {
+		case c = <-w.ch:
+		case <-idle.C:
+			return
+		}
+	}
+}
+
+// run reads one connection until it parks or ends. A panic outside the
+// handlers (which the transport recovers itself) would be a transport bug:
+// it is logged and the connection is dropped and ended, not the process.
+func (w *workerPool) run(c *Conn) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("transport: parked reader panic", "panic", fmt.Sprint(r))
+			_ = c.wire.closeNow()
+			go c.endParked(errors.New("transport: reader panic"), true)
+		}
+	}()
+	c.resume(false)
+}

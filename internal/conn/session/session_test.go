@@ -64,7 +64,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func serve(t *testing.T, deps Deps) (url string, sessions chan *Session) {
 	t.Helper()
 	// WSGATETEST_READER=event (or parked) runs the sessions on that reader.
-	up, err := transport.NewUpgrader(&transport.Options{Reader: os.Getenv("WSGATETEST_READER")})
+	return serveOn(t, deps, os.Getenv("WSGATETEST_READER"))
+}
+
+// serveOn is serve with the transport reader chosen.
+func serveOn(t *testing.T, deps Deps, reader string) (url string, sessions chan *Session) {
+	t.Helper()
+	up, err := transport.NewUpgrader(&transport.Options{Reader: reader})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -108,7 +109,16 @@ func (r *registration) remove(c *Conn) {
 // to the workers. Its goroutine runs only while connections are registered:
 // it is started by the first and exits after the last is removed.
 type poller struct {
-	epfd   int
+	epfd int
+	ep   syscall.RawConn // epfd in Go's netpoller (nil: wait in epoll_wait)
+	epf  *os.File        // keeps ep's file open (never closed, like epfd)
+
+	// wait's state (the poller goroutine only): its callback, made once.
+	collect func(uintptr) bool
+	events  []syscall.EpollEvent
+	n       int
+	werr    error
+
 	wakeR  int // pipe: written when the last connection leaves
 	wakeW  int
 	mu     sync.Mutex
@@ -159,7 +169,46 @@ func newPoller() (*poller, error) {
 		_ = syscall.Close(pipe[1])
 		return nil, fmt.Errorf("transport: poller pipe: %w", err)
 	}
-	return &poller{epfd: epfd, wakeR: pipe[0], wakeW: pipe[1]}, nil
+	p := &poller{epfd: epfd, wakeR: pipe[0], wakeW: pipe[1]}
+	// An epoll set is itself pollable: registered in Go's netpoller, the
+	// poller goroutine waits there like any socket reader (no thread blocked
+	// in epoll_wait, wake-ups go through the scheduler) and collects events
+	// with a non-blocking epoll_wait.
+	if syscall.SetNonblock(epfd, true) == nil {
+		if f := os.NewFile(uintptr(epfd), "wsgate-epoll"); f != nil {
+			if rc, err := f.SyscallConn(); err == nil {
+				p.ep, p.epf = rc, f
+			}
+		}
+	}
+	return p, nil
+}
+
+// wait fills events with what is ready, waiting until something is.
+func (p *poller) wait(events []syscall.EpollEvent) (int, error) {
+	if p.ep == nil {
+		return syscall.EpollWait(p.epfd, events, -1)
+	}
+	if p.collect == nil {
+		p.collect = p.collectReady
+	}
+	p.events = events
+	err := p.ep.Read(p.collect)
+	n, werr := p.n, p.werr
+	p.events, p.werr = nil, nil
+	if err != nil {
+		// The netpoller cannot wait on it after all: block in epoll_wait.
+		p.ep = nil
+		return 0, syscall.EINTR
+	}
+	return n, werr
+}
+
+// collectReady is wait's callback: a non-blocking epoll_wait; false (wait
+// for the set to become readable) when nothing is ready.
+func (p *poller) collectReady(uintptr) bool {
+	p.n, p.werr = syscall.EpollWait(p.epfd, p.events, 0)
+	return p.werr != nil || p.n > 0
 }
 
 func (p *poller) insert(fd int, c *Conn) {
@@ -197,7 +246,7 @@ func (p *poller) loop() {
 	events := make([]syscall.EpollEvent, 128)
 	var ready []*Conn
 	for {
-		n, err := syscall.EpollWait(p.epfd, events, -1)
+		n, err := p.wait(events)
 		if err != nil {
 			if err != syscall.EINTR {
 				slog.Error("transport: epoll wait", "err", err)

@@ -9,7 +9,7 @@ import (
 
 // ReaderParked reads frames with the event reader and parks idle server
 // connections on plain TCP (ADR 0002 step 3): when the socket has no bytes
-// the connection is armed in an epoll set of the transport's own and no
+// the connection waits in an epoll set of the transport's own and no
 // goroutine waits for it; readiness hands it to a bounded pool of workers
 // that run the reader until the socket would block again. TLS connections
 // (crypto/tls has no non-blocking read) keep a goroutine, as with
@@ -17,13 +17,14 @@ import (
 const ReaderParked = "parked"
 
 // States of a parked connection's reader (parking.state). Exactly one
-// goroutine owns the reader while it is parkRunning; whoever moves it from
-// parkParked to parkRunning (the poller on readiness, or wake) becomes that
-// owner.
+// goroutine owns the reader while it is parkRunning or parkNotified; whoever
+// moves it from parkParked to parkRunning (the poller on readiness, or wake)
+// becomes that owner.
 const (
-	parkRunning int32 = iota // a goroutine runs the reader
-	parkParked               // armed in the epoll set; no goroutine
-	parkDone                 // the connection ended
+	parkRunning  int32 = iota // a goroutine runs the reader
+	parkParked                // in the epoll set; no goroutine
+	parkDone                  // the connection ended
+	parkNotified              // running, and bytes arrived since: read again before parking
 )
 
 // parking is the parked reader's per-connection state.
@@ -31,7 +32,7 @@ type parking struct {
 	state atomic.Int32
 	// blocking makes the reader keep a goroutine from now on and read with
 	// blocking reads: a read deadline was set (only a blocked read honours
-	// it), or arming failed.
+	// it), or the socket could not be registered.
 	blocking atomic.Bool
 	reg      *registration // the socket's place in a poller
 	done     func()        // ServeDetached's callback
@@ -111,8 +112,8 @@ func (c *Conn) resume(dedicated bool) {
 			c.endParked(c.rd.readFailed(midStream(err)), dedicated)
 			return
 		}
-		// A short read drained the socket (parking on a level-triggered
-		// set reports bytes that came since at once), or it would block.
+		// A short read drained the socket (bytes that came since raise an
+		// edge: parkNotified, or a worker once parked), or it would block.
 		if c.wire.closing.Load() || c.pk.blocking.Load() {
 			if dedicated {
 				c.readBlocking(bp)
@@ -130,15 +131,17 @@ func (c *Conn) resume(dedicated bool) {
 	}
 }
 
-// park arms the connection in its poller and gives up the reader. It reports
-// false when the caller still owns the reader (the connection must keep a
-// goroutine after all). After parkParked is stored the caller touches only
-// atomics and the epoll set: another goroutine may own the reader already.
+// park gives up the reader: the socket stays in its poller's epoll set
+// (edge-triggered), and bytes that arrive from now on hand the connection to
+// a worker. It reports false when the caller still owns the reader: bytes
+// arrived while it ran (parkNotified: read again), or the connection must
+// keep a goroutine after all. After parkParked is stored the caller touches
+// only atomics: another goroutine may own the reader already.
 func (c *Conn) park() bool {
 	pk := c.pk
-	pk.state.Store(parkParked)
-	if err := pk.reg.arm(); err != nil {
-		pk.blocking.Store(true) // socket closed or epoll failed: read in a goroutine
+	if !pk.state.CompareAndSwap(parkRunning, parkParked) {
+		pk.state.Store(parkRunning) // parkNotified: the edge came while we ran
+		return false
 	}
 	// wake stores what it wakes for before its CompareAndSwap: either it
 	// sees parkParked, or this sees what it stored.
@@ -158,10 +161,23 @@ func (c *Conn) wake() {
 	}
 }
 
-// ready is the poller's call when the socket became readable.
+// ready is the poller's call when bytes arrived (an edge): a parked
+// connection goes to a worker, a running one reads again before it parks.
 func (c *Conn) ready() {
-	if c.pk.state.CompareAndSwap(parkParked, parkRunning) {
-		workers.submit(c)
+	for {
+		switch c.pk.state.Load() {
+		case parkParked:
+			if c.pk.state.CompareAndSwap(parkParked, parkRunning) {
+				workers.submit(c)
+				return
+			}
+		case parkRunning:
+			if c.pk.state.CompareAndSwap(parkRunning, parkNotified) {
+				return
+			}
+		default: // notified already, or done
+			return
+		}
 	}
 }
 

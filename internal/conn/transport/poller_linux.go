@@ -9,7 +9,6 @@ import (
 	"os"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -17,10 +16,11 @@ import (
 // parkingSupported: the parked reader needs epoll.
 const parkingSupported = true
 
-// Events a parked socket is armed for. Level-triggered and one-shot: arming
-// a socket that already has bytes reports it at once, and a reported socket
-// stays quiet until its reader parks it again, so exactly one worker runs it.
-const armEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
+// Events a parked socket is registered for, once, for its whole life:
+// edge-triggered, so that parking costs no system call (the edge of bytes
+// that arrive while the reader runs marks it parkNotified instead).
+// (syscall.EPOLLET is a negative int: its bit is spelled out.)
+const parkEvents uint32 = syscall.EPOLLIN | syscall.EPOLLRDHUP | 1<<31
 
 // workerIdle is how long a worker with nothing to run waits before it exits.
 var workerIdle = time.Second
@@ -30,22 +30,16 @@ var workerIdle = time.Second
 // epoll set of our own does not disturb it (readiness is reported to each
 // set), and our reads never wait in Go's netpoller.
 type registration struct {
-	rc        syscall.RawConn
-	p         *poller
-	fd        int
-	added     bool
-	armFailed atomic.Bool
-	armFn     func(fd uintptr) // arm's rc.Control callback, made once
+	rc    syscall.RawConn
+	p     *poller
+	fd    int
+	added bool
 }
 
-func newRegistration(rc syscall.RawConn) *registration {
-	r := &registration{rc: rc}
-	r.armFn = r.armFd
-	return r
-}
+func newRegistration(rc syscall.RawConn) *registration { return &registration{rc: rc} }
 
-// add puts the socket in its poller's set, disarmed (one-shot with no
-// events), and its connection in the poller's table. Owner only, once.
+// add puts the socket in its poller's set and its connection in the
+// poller's table. Owner only, once.
 func (r *registration) add(c *Conn) error {
 	fd := -1
 	if err := r.rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
@@ -58,7 +52,7 @@ func (r *registration) add(c *Conn) error {
 	p.insert(fd, c)
 	var cerr error
 	err = r.rc.Control(func(f uintptr) {
-		ev := syscall.EpollEvent{Events: syscall.EPOLLONESHOT, Fd: int32(f)}
+		ev := syscall.EpollEvent{Events: parkEvents, Fd: int32(f)}
 		cerr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(f), &ev)
 	})
 	if err == nil {
@@ -70,26 +64,6 @@ func (r *registration) add(c *Conn) error {
 	}
 	r.p, r.fd, r.added = p, fd, true
 	return nil
-}
-
-// arm re-enables the socket's one-shot registration. It may run while
-// another goroutine owns the reader (see Conn.park), so it only touches the
-// epoll set and an atomic.
-func (r *registration) arm() error {
-	if err := r.rc.Control(r.armFn); err != nil {
-		return err
-	}
-	if r.armFailed.Load() {
-		return errors.New("transport: park: epoll mod failed")
-	}
-	return nil
-}
-
-func (r *registration) armFd(fd uintptr) {
-	ev := syscall.EpollEvent{Events: armEvents, Fd: int32(fd)}
-	if err := syscall.EpollCtl(r.p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev); err != nil {
-		r.armFailed.Store(true)
-	}
 }
 
 // remove takes the socket out of its poller (the connection ends). A socket

@@ -5,11 +5,15 @@ package transport
 import (
 	"errors"
 	"syscall"
+	"time"
 )
 
 // parkingSupported: the parked reader needs epoll; elsewhere ReaderParked
 // reads like ReaderEvent.
 const parkingSupported = false
+
+// workerIdle is how long a worker waits for work (linux only).
+var workerIdle = time.Second
 
 type registration struct{}
 
@@ -18,7 +22,6 @@ func newRegistration(syscall.RawConn) *registration { return nil }
 func (*registration) add(*Conn) error {
 	return errors.New("transport: parking needs epoll (linux)")
 }
-func (*registration) arm() error     { return errors.New("transport: parking needs epoll (linux)") }
 func (*registration) remove(c *Conn) {}
 
 type workerPool struct{}

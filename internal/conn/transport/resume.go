@@ -5,11 +5,10 @@ package transport
 // complete. Between frames it is empty (hn == 0, in == false), so an idle
 // connection holds no partial bytes beyond the 14-byte header array.
 type frameProgress struct {
-	hn  int       // header bytes in frameReader.hdr (header stage)
-	in  bool      // the header is complete: its payload is being read
-	h   frameHead // the header, once complete
-	dst []byte    // where the payload goes (from open)
-	got int       // payload bytes received
+	dst []byte // where the payload goes (from open)
+	got int    // payload bytes received
+	hn  uint8  // header bytes in frameReader.hdr (header stage)
+	in  bool   // the header in hdr is complete: its payload is being read
 }
 
 // feed parses p, a chunk of the stream that passed the frame observer (so
@@ -27,8 +26,8 @@ func (r *frameReader) feed(p []byte) (ev error, done bool) {
 				need = headerSize(r.hdr[1])
 			}
 			k := copy(r.hdr[f.hn:need], p)
-			p, f.hn = p[k:], f.hn+k
-			if f.hn < need {
+			p, f.hn = p[k:], f.hn+uint8(k)
+			if int(f.hn) < need {
 				continue // p is used up
 			}
 			if need == 2 {
@@ -36,8 +35,7 @@ func (r *frameReader) feed(p []byte) (ev error, done bool) {
 					continue // the extended length or the mask follows
 				}
 			}
-			f.h = decodeHeader(r.hdr[:need])
-			dst, v := r.open(f.h)
+			dst, v := r.open(decodeHeader(r.hdr[:need]))
 			if v != nil {
 				*f = frameProgress{}
 				return r.fail(v), true
@@ -50,7 +48,9 @@ func (r *frameReader) feed(p []byte) (ev error, done bool) {
 		if f.got < len(f.dst) {
 			continue // p is used up
 		}
-		h, dst := f.h, f.dst
+		// The header is still in hdr: the next one is not read before this
+		// frame is done.
+		h, dst := decodeHeader(r.hdr[:headerSize(r.hdr[1])]), f.dst
 		*f = frameProgress{}
 		if ev, done := r.frameDone(h, dst); done {
 			return ev, true

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync/atomic"
 )
 
@@ -34,8 +35,13 @@ type parking struct {
 	// blocking reads: a read deadline was set (only a blocked read honours
 	// it), or the socket could not be registered.
 	blocking atomic.Bool
-	reg      *registration // the socket's place in a poller
-	done     func()        // ServeDetached's callback
+	// hup: the poller saw the peer's end (EPOLLRDHUP, EPOLLHUP, EPOLLERR).
+	// An edge reports it once, possibly before a read that still returns
+	// bytes: from then on the reader reads on to EOF or the error and
+	// never parks.
+	hup  atomic.Bool
+	reg  *registration // the socket's place in a poller
+	done func()        // ServeDetached's callback
 }
 
 // errWouldBlock is pooledReader.tryRead's answer when the socket has no bytes.
@@ -66,7 +72,9 @@ func (c *Conn) serveDetached(done func()) bool {
 	}
 	c.pk.done = done
 	if err := c.pk.reg.add(c); err != nil {
-		c.log.Warn("transport: cannot park connection, it keeps a goroutine", "err", err)
+		if !errors.Is(err, net.ErrClosed) { // closed already: the reader ends at once
+			c.log.Warn("transport: cannot park connection, it keeps a goroutine", "err", err)
+		}
 		c.pk.blocking.Store(true)
 	}
 	c.resume(true)
@@ -104,8 +112,11 @@ func (c *Conn) resume(dedicated bool) {
 				return
 			}
 		}
-		if err == nil && (n == len(*bp) || c.wire.pending != nil) {
-			continue // more may be there, or the refusal is next
+		if err == nil && (n == len(*bp) || c.wire.pending != nil || c.pk.hup.Load()) {
+			// More may be there, or the refusal is next, or the peer's
+			// end is: its edge may have come before this read, which
+			// returned the bytes before it.
+			continue
 		}
 		if err != nil && err != errWouldBlock {
 			pool.pool.Put(bp)
@@ -114,7 +125,7 @@ func (c *Conn) resume(dedicated bool) {
 		}
 		// A short read drained the socket (bytes that came since raise an
 		// edge: parkNotified, or a worker once parked), or it would block.
-		if c.wire.closing.Load() || c.pk.blocking.Load() {
+		if c.wire.closing.Load() || c.pk.blocking.Load() || c.pk.hup.Load() {
 			if dedicated {
 				c.readBlocking(bp)
 				return

@@ -234,3 +234,39 @@ func FuzzResumableReader(f *testing.F) {
 		}
 	})
 }
+
+// A peer that goes away in the middle of a frame (FIN or RST right behind
+// the bytes, so that one edge reports both) ends its parked connection.
+func TestParkedPeerGoneMidFrame(t *testing.T) {
+	if !parkingSupported {
+		t.Skip("parking needs epoll")
+	}
+	if testReader != "" {
+		t.Skip("chooses its reader")
+	}
+	ds := startDetached(t, &Options{Reader: ReaderParked}, false, true)
+	cuts := [][]byte{
+		{0x81},
+		{0x81, 0x80 | 126, 0x10},
+		frame(0x81, []byte("a payload cut short"), true)[:12],
+		frame(0x01, []byte("a first fragment"), true),
+	}
+	const rounds = 5
+	for round := range rounds {
+		for i, cut := range cuts {
+			rc := dialRaw(t, ds.testServer)
+			rc.write(cut)
+			if tc, ok := rc.conn.(interface{ SetLinger(int) error }); ok && (round+i)%2 == 0 {
+				_ = tc.SetLinger(0) // RST instead of FIN
+			}
+			_ = rc.conn.Close()
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for int(ds.ended.Load()) != rounds*len(cuts) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d connections ended", ds.ended.Load(), rounds*len(cuts))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

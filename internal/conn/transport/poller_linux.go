@@ -237,7 +237,11 @@ func (p *poller) loop() {
 				continue
 			}
 			if fd < len(p.conns) && p.conns[fd] != nil {
-				ready = append(ready, p.conns[fd])
+				c := p.conns[fd]
+				if ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+					c.pk.hup.Store(true) // before ready: its new owner sees it
+				}
+				ready = append(ready, c)
 			}
 		}
 		if p.count == 0 {

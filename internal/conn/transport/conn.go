@@ -52,7 +52,9 @@ type Conn struct {
 
 // Serve runs the read loop in the calling goroutine until the connection
 // ends, then closes the socket and calls Handler.OnClose. A second call
-// returns at once.
+// returns at once. With ReaderParked the loop runs on the transport's
+// workers while the connection is parked and Serve only waits for the end
+// (ServeDetached does not wait).
 func (c *Conn) Serve() {
 	if c.pk != nil {
 		// A parked connection still ends on a worker; the caller waits.

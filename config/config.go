@@ -239,9 +239,12 @@ type Compression struct {
 
 // Transport chooses the WebSocket transport's implementation (ADR 0002).
 type Transport struct {
-	// Reader is "gws" (the default: gws's read loop) or "event" (wsgate's own
+	// Reader is "gws" (the default: gws's read loop), "event" (wsgate's own
 	// frame reader over the frame observer, the first step of the
-	// event-driven transport; same guarantees, not yet the default).
+	// event-driven transport; same guarantees, not yet the default) or
+	// "parked" (the event reader, and an idle plain-TCP connection holds no
+	// goroutine: it waits in an epoll set and a bounded worker pool reads
+	// it when bytes arrive; TLS connections keep a goroutine).
 	Reader string `koanf:"reader"`
 }
 

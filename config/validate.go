@@ -153,7 +153,7 @@ func (c *Config) Validate() error {
 	v.dur("abuse.window", c.Abuse.Window, time.Second, 24*time.Hour)
 	v.between("abuse.max_strikes", c.Abuse.MaxStrikes, 0, 1_000_000)
 	v.dur("abuse.ban_ttl", c.Abuse.BanTTL, time.Second, 30*24*time.Hour)
-	v.oneOf("transport.reader", c.Transport.Reader, "gws", "event")
+	v.oneOf("transport.reader", c.Transport.Reader, "gws", "event", "parked")
 
 	// Compression
 	if c.Compression.Enabled {

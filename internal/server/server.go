@@ -336,13 +336,19 @@ func (s *Server) readiness(ctx context.Context) (int, map[string]any) {
 // connection instead of being held by every idle one. Nothing the session keeps
 // refers to the request. The caller Starts the session first, so that the
 // welcome is encoded on the handler's stack, not on the new one, which an idle
-// connection keeps. The goroutine counts in s.active, as the handler did, so
+// connection keeps. The goroutine counts in s.active, as the handler did (with
+// transport.reader: parked the session counts until its end, not the goroutine), so
 // Shutdown waits for its cleanup (quota release, room leave) before the stores
 // close; registry.CloseAll still ends it.
 func (s *Server) serveSession(sess *session.Session) {
 	s.active.Add(1) // before the handler's own decrement: active never dips to 0 in between
+	var released atomic.Bool
+	release := func() {
+		if !released.Swap(true) {
+			s.active.Add(-1)
+		}
+	}
 	go func() {
-		defer s.active.Add(-1)
 		defer func() {
 			// net/http recovered handler panics; this goroutine must too. The
 			// transport already recovers panics in message handling.
@@ -351,9 +357,12 @@ func (s *Server) serveSession(sess *session.Session) {
 				if c := sess.Conn(); c != nil {
 					_ = c.Close()
 				}
+				release()
 			}
 		}()
-		sess.Serve()
+		// With transport.reader: parked this returns once the connection
+		// is idle; the session's end (release) still counts in s.active.
+		sess.ServeDetached(release)
 	}()
 }
 

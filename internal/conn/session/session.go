@@ -330,7 +330,26 @@ func (s *Session) Start() {
 func (s *Session) Serve() {
 	s.Start()
 	s.conn.Serve() // returns when the connection is gone; OnClose ran
+	s.end()
+}
 
+// ServeDetached is Serve for an owner that does not wait: with the parked
+// transport reader (transport.ReaderParked) it returns once the connection is
+// idle, and the transport's workers read it from then on (Router.Handle and
+// Reply run on the worker that reads it, one message at a time, as on Serve's
+// goroutine). done is called exactly once, after everything the session
+// started has stopped, on the goroutine that ended it; it must not block.
+// With other readers it is Serve followed by done.
+func (s *Session) ServeDetached(done func()) {
+	s.Start()
+	s.conn.ServeDetached(func() {
+		defer done()
+		s.end()
+	})
+}
+
+// end is the session's cleanup once the connection is gone (OnClose ran).
+func (s *Session) end() {
 	s.mu.Lock()
 	s.closing = true
 	s.closed.Store(true)

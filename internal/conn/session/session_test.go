@@ -52,8 +52,14 @@ func (c *client) received() []string {
 // on a goroutine of the test (as wsgate's Server does) and returns at once.
 func serve(t *testing.T, deps Deps) (url string, sessions chan *Session) {
 	t.Helper()
-	// WSGATETEST_READER=event runs the sessions on the event reader.
-	up, err := transport.NewUpgrader(&transport.Options{Reader: os.Getenv("WSGATETEST_READER")})
+	// WSGATETEST_READER=event (or parked) runs the sessions on that reader.
+	return serveOn(t, deps, os.Getenv("WSGATETEST_READER"))
+}
+
+// serveOn is serve with the transport reader chosen.
+func serveOn(t *testing.T, deps Deps, reader string) (url string, sessions chan *Session) {
+	t.Helper()
+	up, err := transport.NewUpgrader(&transport.Options{Reader: reader})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +79,10 @@ func serve(t *testing.T, deps Deps) (url string, sessions chan *Session) {
 		mu.Lock()
 		all = append(all, s)
 		mu.Unlock()
-		wg.Go(s.Serve)
+		// ServeDetached as the endpoint does: with WSGATETEST_READER=parked
+		// an idle session holds no goroutine.
+		wg.Add(1)
+		go s.ServeDetached(wg.Done)
 		sessions <- s
 	}))
 	t.Cleanup(func() {

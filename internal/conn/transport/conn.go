@@ -16,7 +16,8 @@ import (
 )
 
 // Handler receives the events of one connection. All methods are called from
-// the goroutine running Serve, one at a time. A panic in a method is
+// the goroutine running Serve, one at a time (with ReaderParked, from the
+// worker that reads the connection at that moment, still one at a time). A panic in a method is
 // recovered, logged, and closes the connection with 1011.
 type Handler interface {
 	// OnMessage receives a complete, checked message. The handler owns data:
@@ -39,6 +40,7 @@ type Conn struct {
 	ws          *gws.Conn
 	wire        *wireConn
 	rd          *frameReader // the event reader; nil when gws reads
+	pk          *parking     // the parked reader's state; nil when not parked
 	h           Handler
 	log         *slog.Logger
 	subprotocol string
@@ -51,11 +53,26 @@ type Conn struct {
 
 // Serve runs the read loop in the calling goroutine until the connection
 // ends, then closes the socket and calls Handler.OnClose. A second call
-// returns at once.
+// returns at once. With ReaderParked the loop runs on the transport's
+// workers while the connection is parked and Serve only waits for the end
+// (ServeDetached does not wait).
 func (c *Conn) Serve() {
+	if c.pk != nil {
+		// A parked connection still ends on a worker; the caller waits.
+		ended := make(chan struct{})
+		if c.serveDetached(func() { close(ended) }) {
+			<-ended
+		}
+		return
+	}
 	if c.serving.Swap(true) {
 		return
 	}
+	c.serve()
+}
+
+// serve is Serve's read loop, once serving is set.
+func (c *Conn) serve() {
 	if c.rd != nil {
 		c.finish(c.rd.run())
 		return
@@ -121,6 +138,12 @@ func (c *Conn) Close() error {
 func (c *Conn) SetReadDeadline(t time.Time) error {
 	if err := c.wire.SetReadDeadline(t); err != nil {
 		return fmt.Errorf("transport: set read deadline: %w", err)
+	}
+	if c.pk != nil && !t.IsZero() {
+		// Only a blocked read honours a deadline: the connection keeps a
+		// goroutine from now on.
+		c.pk.blocking.Store(true)
+		c.wake()
 	}
 	return nil
 }

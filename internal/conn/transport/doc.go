@@ -10,7 +10,10 @@
 //     before any library sees the request.
 //   - [NewUpgrader] and [Upgrader.Upgrade] turn an HTTP request into a [Conn]
 //     (server side); [Conn.Serve] then runs the read loop in the caller's
-//     goroutine until the connection ends.
+//     goroutine until the connection ends. With [ReaderParked],
+//     [Conn.ServeDetached] returns once the connection is idle: it waits in
+//     an epoll set of this package's own with no goroutine, and a worker
+//     pool reads it when bytes arrive (parked.go, poller_linux.go; ADR 0002).
 //   - [Dial] opens a client connection (gateway upstreams, tools, tests) and
 //     returns the HTTP response of a refused handshake.
 //

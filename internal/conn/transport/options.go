@@ -64,7 +64,9 @@ type Options struct {
 	// Logger receives recovered handler panics. Default slog.Default().
 	Logger *slog.Logger
 	// Reader chooses the read side of server connections: ReaderGws ("" is
-	// the same) or ReaderEvent, wsgate's own frame reader (ADR 0002). Client
+	// the same), ReaderEvent, wsgate's own frame reader (ADR 0002), or
+	// ReaderParked, the same reader with idle plain-TCP connections parked
+	// in an epoll set instead of a goroutine (Conn.ServeDetached). Client
 	// connections (Dial) always read with gws.
 	Reader string
 }
@@ -133,8 +135,10 @@ func (o *Options) Validate() error {
 	if o.WriteTimeout < 0 || o.CloseTimeout < 0 {
 		errs = append(errs, errors.New("timeouts must not be negative"))
 	}
-	if o.Reader != "" && o.Reader != ReaderGws && o.Reader != ReaderEvent {
-		errs = append(errs, fmt.Errorf("reader %q is not %q or %q", o.Reader, ReaderGws, ReaderEvent))
+	switch o.Reader {
+	case "", ReaderGws, ReaderEvent, ReaderParked:
+	default:
+		errs = append(errs, fmt.Errorf("reader %q is not %q, %q or %q", o.Reader, ReaderGws, ReaderEvent, ReaderParked))
 	}
 	c := o.Compression
 	for _, bits := range []int{c.ServerMaxWindowBits, c.ClientMaxWindowBits} {

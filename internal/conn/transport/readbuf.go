@@ -48,6 +48,11 @@ type pooledReader struct {
 	got   *[]byte
 	n     int
 	rerr  error
+
+	// The parked reader's non-blocking read (tryRead): its callback, made
+	// once, and its destination.
+	try func(fd uintptr) bool
+	dst []byte
 }
 
 // newPooledReader returns nil when raw is not a socket it can wait on
@@ -137,5 +142,42 @@ func (r *pooledReader) release() {
 	if r.buf != nil {
 		r.pool.pool.Put(r.buf)
 		r.buf = nil
+	}
+}
+
+// tryRead reads what the socket has straight into p, or answers
+// errWouldBlock without waiting when it has nothing (the parked reader).
+// The socket's read deadline and closing are honoured as by Read.
+func (r *pooledReader) tryRead(p []byte) (int, error) {
+	if r.buf != nil {
+		return r.Read(p)
+	}
+	if r.try == nil {
+		r.try = r.tryReady
+	}
+	r.dst = p
+	err := r.rc.Read(r.try)
+	n, rerr := r.n, r.rerr
+	r.dst, r.rerr = nil, nil
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr == syscall.EAGAIN:
+		return 0, errWouldBlock
+	case rerr != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: r.raw.LocalAddr(), Addr: r.raw.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+	case n <= 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// tryReady is tryRead's rc.Read callback: one read, never a wait.
+func (r *pooledReader) tryReady(fd uintptr) bool {
+	for {
+		r.n, r.rerr = syscall.Read(int(fd), r.dst)
+		if r.rerr != syscall.EINTR {
+			return true
+		}
 	}
 }

@@ -58,6 +58,8 @@ type frameReader struct {
 	op         Opcode // opcode of the message being assembled
 	compressed bool   //
 	msg        []byte // payload so far; nil between messages
+
+	fp frameProgress // the parked reader's place in the stream (feed)
 }
 
 // newFrameReader builds the reader for a connection whose 101 answered
@@ -109,95 +111,123 @@ func (r *frameReader) run() error {
 		if err := r.readFull(hdr[:2]); err != nil {
 			return r.readFailed(err)
 		}
-		need := 2
-		switch hdr[1] & 0x7f {
-		case 126:
-			need += 2
-		case 127:
-			need += 8
-		}
-		masked := hdr[1]&0x80 != 0
-		if masked {
-			need += 4
-		}
+		need := headerSize(hdr[1])
 		if err := r.readFull(hdr[2:need]); err != nil {
 			return r.readFailed(err)
 		}
-		var length uint64
-		switch l := hdr[1] & 0x7f; l {
-		case 126:
-			length = uint64(binary.BigEndian.Uint16(hdr[2:4]))
-		case 127:
-			length = binary.BigEndian.Uint64(hdr[2:10])
-		default:
-			length = uint64(l)
+		h := decodeHeader(hdr[:need])
+		p, v := r.open(h)
+		if v != nil {
+			return r.fail(v)
 		}
-		var key [4]byte
-		if masked {
-			copy(key[:], hdr[need-4:need])
-		}
-		fin, rsv1, op := hdr[0]&0x80 != 0, hdr[0]&0x40 != 0, Opcode(hdr[0]&0x0f)
-
-		if op >= 0x8 { // control: the observer checked fin, length <= 125, no RSV1
-			// The payload is handed to the handler: one allocation per
-			// control frame (nothing for an empty one), none while idle.
-			var p []byte
-			if length > 0 {
-				p = make([]byte, length)
-			}
-			if err := r.readFull(p); err != nil {
-				return r.readFailed(err)
-			}
-			if masked {
-				maskBytes(p, key, 0)
-			}
-			if ev, done := r.control(op, p); done {
-				return ev
-			}
-			continue
-		}
-
-		if rsv1 && !r.compression {
-			return r.fail(vRSV)
-		}
-		if op != 0 { // the observer checked that no message is open
-			r.op, r.compressed = op, rsv1
-			r.msg = make([]byte, 0, length)
-		}
-		// The observer checked the message total against MaxMessageBytes
-		// before this header got here: growing is bounded.
-		start := len(r.msg)
-		if uint64(cap(r.msg)-start) < length {
-			grown := make([]byte, start, start+int(length))
-			copy(grown, r.msg)
-			r.msg = grown
-		}
-		r.msg = r.msg[:start+int(length)]
-		if err := r.readFull(r.msg[start:]); err != nil {
+		if err := r.readFull(p); err != nil {
 			return r.readFailed(err)
 		}
-		if masked {
-			maskBytes(r.msg[start:], key, 0)
+		if ev, done := r.frameDone(h, p); done {
+			return ev
 		}
-		if !fin {
-			continue
-		}
-		data, op, compressed := r.msg, r.op, r.compressed
-		r.msg = nil
-		if compressed {
-			var v *violation
-			if data, v = r.inflate(data); v != nil {
-				return r.fail(v)
-			}
-			if op == Text {
-				var u utf8Stream
-				if u.feed(data) >= 0 || !u.complete() {
-					return r.fail(vUTF8)
-				}
-			}
-		}
-		r.deliver(op, data)
 	}
+}
+
+// frameHead is a decoded frame header.
+type frameHead struct {
+	fin, rsv1, masked bool
+	op                Opcode
+	length            uint64
+	key               [4]byte
+}
+
+// headerSize is the length of a frame header whose second byte is b1.
+func headerSize(b1 byte) int {
+	need := 2
+	switch b1 & 0x7f {
+	case 126:
+		need += 2
+	case 127:
+		need += 8
+	}
+	if b1&0x80 != 0 {
+		need += 4
+	}
+	return need
+}
+
+// decodeHeader decodes a complete header (headerSize(hdr[1]) bytes).
+func decodeHeader(hdr []byte) frameHead {
+	h := frameHead{fin: hdr[0]&0x80 != 0, rsv1: hdr[0]&0x40 != 0, op: Opcode(hdr[0] & 0x0f), masked: hdr[1]&0x80 != 0}
+	switch l := hdr[1] & 0x7f; l {
+	case 126:
+		h.length = uint64(binary.BigEndian.Uint16(hdr[2:4]))
+	case 127:
+		h.length = binary.BigEndian.Uint64(hdr[2:10])
+	default:
+		h.length = uint64(l)
+	}
+	if h.masked {
+		copy(h.key[:], hdr[len(hdr)-4:])
+	}
+	return h
+}
+
+// open returns where the payload of the frame h goes: a new buffer for a
+// control frame (handed to the handler: one allocation per control frame,
+// nothing for an empty one, none while idle), else the end of the message
+// being assembled, grown by the frame's length.
+func (r *frameReader) open(h frameHead) ([]byte, *violation) {
+	if h.op >= 0x8 { // control: the observer checked fin, length <= 125, no RSV1
+		if h.length == 0 {
+			return nil, nil
+		}
+		return make([]byte, h.length), nil
+	}
+	if h.rsv1 && !r.compression {
+		return nil, vRSV
+	}
+	if h.op != 0 { // the observer checked that no message is open
+		r.op, r.compressed = h.op, h.rsv1
+		r.msg = make([]byte, 0, h.length)
+	}
+	// The observer checked the message total against MaxMessageBytes
+	// before this header got here: growing is bounded.
+	start := len(r.msg)
+	if uint64(cap(r.msg)-start) < h.length {
+		grown := make([]byte, start, start+int(h.length))
+		copy(grown, r.msg)
+		r.msg = grown
+	}
+	r.msg = r.msg[:start+int(h.length)]
+	return r.msg[start:], nil
+}
+
+// frameDone handles the frame h whose payload p (from open) is complete:
+// a control frame is answered, a final data frame completes its message.
+// done reports that the read loop ends, with ev for OnClose.
+func (r *frameReader) frameDone(h frameHead, p []byte) (ev error, done bool) {
+	if h.masked {
+		maskBytes(p, h.key, 0)
+	}
+	if h.op >= 0x8 {
+		return r.control(h.op, p)
+	}
+	if !h.fin {
+		return nil, false
+	}
+	data, op, compressed := r.msg, r.op, r.compressed
+	r.msg = nil
+	if compressed {
+		var v *violation
+		if data, v = r.inflate(data); v != nil {
+			return r.fail(v), true
+		}
+		if op == Text {
+			var u utf8Stream
+			if u.feed(data) >= 0 || !u.complete() {
+				return r.fail(vUTF8), true
+			}
+		}
+	}
+	r.deliver(op, data)
+	return nil, false
 }
 
 // deliver hands a complete message to the handler, unless our close frame

@@ -19,20 +19,22 @@ import (
 var testReader = os.Getenv("WSGATETEST_READER")
 
 // TestMain runs every test with gws's reader, then runs the test binary
-// again with the event reader, so that the strict, conformance and
-// connection tests hold for both implementations.
+// again with the event reader and with the parked reader, so that the
+// strict, conformance and connection tests hold for every implementation.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if fz := flag.Lookup("test.fuzz"); code != 0 || testReader != "" || (fz != nil && fz.Value.String() != "") {
 		os.Exit(code)
 	}
-	cmd := exec.Command(os.Args[0], os.Args[1:]...)
-	cmd.Env = append(os.Environ(), "WSGATETEST_READER="+ReaderEvent)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	fmt.Println("=== transport tests again with the event reader (WSGATETEST_READER=event)")
-	if err := cmd.Run(); err != nil {
-		fmt.Println("event reader run:", err)
-		os.Exit(1)
+	for _, r := range []string{ReaderEvent, ReaderParked} {
+		cmd := exec.Command(os.Args[0], os.Args[1:]...)
+		cmd.Env = append(os.Environ(), "WSGATETEST_READER="+r)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		fmt.Printf("=== transport tests again with the %s reader (WSGATETEST_READER=%s)\n", r, r)
+		if err := cmd.Run(); err != nil {
+			fmt.Println(r, "reader run:", err)
+			os.Exit(1)
+		}
 	}
 	os.Exit(0)
 }
@@ -54,7 +56,7 @@ func TestReaderOption(t *testing.T) {
 	if _, err := NewUpgrader(&Options{Reader: "nbio"}); err == nil {
 		t.Fatal("unknown reader accepted")
 	}
-	for _, r := range []string{"", ReaderGws, ReaderEvent} {
+	for _, r := range []string{"", ReaderGws, ReaderEvent, ReaderParked} {
 		if _, err := NewUpgrader(&Options{Reader: r}); err != nil {
 			t.Fatalf("reader %q: %v", r, err)
 		}

@@ -84,7 +84,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 		r2 := *r
 		r2.Header = r.Header.Clone()
 		r2.Header.Del("Sec-WebSocket-Extensions")
-		if offer != "" && u.opts.Reader == ReaderEvent && !strings.Contains(offer, extClientNoCT) {
+		if offer != "" && u.opts.Reader != ReaderGws && u.opts.Reader != "" && !strings.Contains(offer, extClientNoCT) {
 			// gws only compresses here: without this it would take a
 			// decompression window (up to 32 KiB) from its pool for a
 			// reader that never runs to give it back.
@@ -101,7 +101,8 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 		wire.prefix = append([]byte(nil), b...)
 	}
 	size := u.opts.ReadBufferSize
-	if u.opts.Reader == ReaderEvent {
+	ownReader := u.opts.Reader == ReaderEvent || u.opts.Reader == ReaderParked
+	if ownReader {
 		// gws only writes: its reader is never started, bufio's minimum
 		// will do.
 		size = gwsReadBufferSize
@@ -119,8 +120,11 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 	}
 	wire.direct = newDirectWriter(raw, wire.extensions)
 	c := &Conn{ws: ws, wire: wire, h: h, log: u.opts.Logger, subprotocol: subprotocol}
-	if u.opts.Reader == ReaderEvent {
+	if ownReader {
 		c.rd = newFrameReader(c, u.opts.MaxMessageBytes, wire.extensions)
+	}
+	if u.opts.Reader == ReaderParked && parkingSupported && wire.pooled != nil {
+		c.pk = &parking{reg: newRegistration(wire.pooled.rc)}
 	}
 	wire.owner = c
 	wire.handshaking.Store(false)

@@ -110,7 +110,11 @@ func newWireConn(raw net.Conn, server bool, o *Options) *wireConn {
 // Read feeds gws. A refused frame is cut off: gws gets the bytes of the
 // frames before it, and on its next read the close frame is sent and an
 // error ends its read loop.
-func (w *wireConn) Read(p []byte) (int, error) {
+func (w *wireConn) Read(p []byte) (int, error) { return w.read(p, false) }
+
+// read is Read; with nonblock (the parked reader) a socket with no bytes
+// answers errWouldBlock instead of waiting.
+func (w *wireConn) read(p []byte, nonblock bool) (int, error) {
 	if w.pending != nil {
 		return w.refuse()
 	}
@@ -120,9 +124,12 @@ func (w *wireConn) Read(p []byte) (int, error) {
 		n = copy(p, w.prefix)
 		w.prefix = w.prefix[n:]
 	} else {
-		if w.pooled != nil {
+		switch {
+		case nonblock:
+			n, err = w.pooled.tryRead(p)
+		case w.pooled != nil:
 			n, err = w.pooled.Read(p)
-		} else {
+		default:
 			n, err = w.raw.Read(p)
 		}
 		if err == io.EOF {
@@ -335,13 +342,24 @@ func (w *wireConn) Close() error {
 	if cw, ok := w.raw.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
-	return w.raw.SetReadDeadline(time.Now().Add(w.closeTimeout))
+	err := w.raw.SetReadDeadline(time.Now().Add(w.closeTimeout))
+	w.wakeOwner() // a parked reader must wait for the peer's answer
+	return err
 }
 
 // closeNow closes the socket.
 func (w *wireConn) closeNow() error {
 	w.closing.Store(true)
-	return w.raw.Close()
+	err := w.raw.Close()
+	w.wakeOwner() // a parked reader ends on the closed socket
+	return err
+}
+
+// wakeOwner hands a parked connection to a goroutine (Conn.wake).
+func (w *wireConn) wakeOwner() {
+	if w.owner != nil {
+		w.owner.wake()
+	}
 }
 
 // drain reads and discards what the peer still sends after we sent a close
@@ -349,10 +367,7 @@ func (w *wireConn) closeNow() error {
 // socket does not reset a connection whose peer is still reading our close.
 // Only called from the read goroutine after gws's read loop has ended.
 func (w *wireConn) drain() {
-	if w.eof || w.obs.closeSeen || !w.closing.Load() {
-		return
-	}
-	if _, _, sent := w.sentClose(); !sent {
+	if !w.drainPending() {
 		return
 	}
 	if w.pooled != nil {
@@ -366,6 +381,16 @@ func (w *wireConn) drain() {
 			return
 		}
 	}
+}
+
+// drainPending reports whether drain would read: we sent a close frame and
+// the peer's close frame or EOF has not come yet.
+func (w *wireConn) drainPending() bool {
+	if w.eof || w.obs.closeSeen || !w.closing.Load() {
+		return false
+	}
+	_, _, sent := w.sentClose()
+	return sent
 }
 
 // SetDeadline is used by gws during the handshake. A client handshake never

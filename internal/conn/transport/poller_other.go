@@ -1,0 +1,31 @@
+//go:build !linux
+
+package transport
+
+import (
+	"errors"
+	"syscall"
+	"time"
+)
+
+// parkingSupported: the parked reader needs epoll; elsewhere ReaderParked
+// reads like ReaderEvent.
+const parkingSupported = false
+
+// workerIdle is how long a worker waits for work (linux only).
+var workerIdle = time.Second
+
+type registration struct{}
+
+func newRegistration(syscall.RawConn) *registration { return nil }
+
+func (*registration) add(*Conn) error {
+	return errors.New("transport: parking needs epoll (linux)")
+}
+func (*registration) remove(c *Conn) {}
+
+type workerPool struct{}
+
+var workers workerPool
+
+func (workerPool) submit(c *Conn) { go c.resume(true) }

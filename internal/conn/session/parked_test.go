@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/wsgate/wsgate/internal/conn/pipeline"
 	"github.com/wsgate/wsgate/internal/conn/protocol"
 	"github.com/wsgate/wsgate/internal/conn/transport"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // TestParkedSessions: on the parked reader, idle sessions hold no goroutine
@@ -41,17 +43,17 @@ func TestParkedSessions(t *testing.T) {
 		}
 	}
 	for i, cl := range clients {
-		waitFor(t, fmt.Sprintf("welcome and pong %d", i), func() bool { return len(cl.received()) >= 2 })
+		wait.For(t, fmt.Sprintf("welcome and pong %d", i), 30*time.Second, func() bool { return len(cl.received()) >= 2 })
 	}
 	// Each client has its reading goroutine; the sessions add none beyond the
 	// pollers and a few idle workers.
-	waitFor(t, "the sessions to park", func() bool { return runtime.NumGoroutine()-base < n+n/2 })
+	wait.For(t, "the sessions to park", 30*time.Second, func() bool { return runtime.NumGoroutine()-base < n+n/2 })
 
 	for _, s := range all {
 		s.Close(protocol.ReasonShutdown)
 	}
 	for _, s := range all {
-		waitFor(t, "the session's end", func() bool {
+		wait.For(t, "the session's end", 30*time.Second, func() bool {
 			select {
 			case <-s.Done():
 				return true
@@ -61,7 +63,7 @@ func TestParkedSessions(t *testing.T) {
 		})
 	}
 	for _, cl := range clients {
-		waitFor(t, "the client's close", func() bool {
+		wait.For(t, "the client's close", 30*time.Second, func() bool {
 			select {
 			case <-cl.closed:
 				return true

@@ -258,9 +258,9 @@ func (p *poller) loop() {
 	}
 }
 
-// workers run ready connections' readers: at most maxWorkers at a time
-// (a readiness event waits when all are busy), each exiting after
-// workerIdle without work.
+// workers run ready connections' readers: at most max(256, 128×GOMAXPROCS)
+// pooled workers, each exiting after workerIdle without work; when all are
+// busy a ready connection is read on a goroutine of its own (submit).
 var workers workerPool
 
 type workerPool struct {
@@ -283,6 +283,15 @@ func (w *workerPool) submit(c *Conn) {
 	case w.ch <- c:
 	case w.sem <- struct{}{}:
 		go w.work(c)
+	default:
+		// Every worker is busy: handlers waiting on a hook, on Redis, on
+		// an upstream. Waiting for one here would stall this poller and
+		// every connection it watches behind the slow ones (a few hundred
+		// clients sending messages that reach a slow hook would freeze
+		// everyone's pings). This read gets a goroutine of its own
+		// instead, which ends when the connection parks again: under
+		// that load the parked reader costs what the event reader does.
+		go c.resume(true)
 	}
 }
 

@@ -49,9 +49,7 @@ func TestPushOrWriteWritesInlineWhenIdle(t *testing.T) {
 	if s := q.Stats(); s.Written != 100 {
 		t.Fatalf("stats %+v", s)
 	}
-	if m, b := q.Len(); m != 0 || b != 0 {
-		t.Fatalf("Len = %d, %d", m, b)
-	}
+	wantLen(t, q, 0, 0, "")
 }
 
 // While a drainer writes, a reply queues behind what is there and is never

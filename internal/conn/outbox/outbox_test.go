@@ -75,6 +75,28 @@ func (g *gate) write([]byte) error {
 	return nil
 }
 
+// newGated returns a queue with options o writing through a new gate, both
+// released when the test ends (the queue closed first, then the gate opened).
+func newGated(t *testing.T, o Options) (*Queue, *gate) {
+	g := newGate()
+	q := New(o, g.write, nil)
+	t.Cleanup(func() { close(g.release) })
+	t.Cleanup(q.Close)
+	return q, g
+}
+
+// wantLen fails the test unless q holds msgs messages of size bytes in all;
+// when says at what point of the test (may be empty).
+func wantLen(t *testing.T, q *Queue, msgs, size int, when string) {
+	t.Helper()
+	if m, b := q.Len(); m != msgs || b != size {
+		if when != "" {
+			when = " " + when
+		}
+		t.Fatalf("Len%s = %d, %d; want %d, %d", when, m, b, msgs, size)
+	}
+}
+
 func TestOrdering(t *testing.T) {
 	leak.Check(t)
 	var r recorder
@@ -99,9 +121,7 @@ func TestOrdering(t *testing.T) {
 	if s := q.Stats(); s.Written != n || s.Rejected != 0 || s.Dropped != 0 {
 		t.Fatalf("stats %+v", s)
 	}
-	if m, b := q.Len(); m != 0 || b != 0 {
-		t.Fatalf("Len = %d, %d after drain", m, b)
-	}
+	wantLen(t, q, 0, 0, "after drain")
 }
 
 func TestConcurrentPushersKeepPerPusherOrder(t *testing.T) {
@@ -134,10 +154,7 @@ func TestConcurrentPushersKeepPerPusherOrder(t *testing.T) {
 
 func TestMessageBound(t *testing.T) {
 	leak.Check(t)
-	g := newGate()
-	q := New(Options{MaxMessages: 3}, g.write, nil)
-	defer close(g.release)
-	defer q.Close()
+	q, g := newGated(t, Options{MaxMessages: 3})
 	for i := range 3 {
 		if err := q.Push([]byte("x")); err != nil {
 			t.Fatalf("push %d: %v", i, err)
@@ -150,9 +167,7 @@ func TestMessageBound(t *testing.T) {
 	if err := q.Push([]byte("x")); !errors.Is(err, ErrFull) {
 		t.Fatalf("push while writing: %v, want ErrFull", err)
 	}
-	if m, b := q.Len(); m != 3 || b != 3 {
-		t.Fatalf("Len = %d, %d; want 3, 3", m, b)
-	}
+	wantLen(t, q, 3, 3, "")
 	if s := q.Stats(); s.Rejected != 2 {
 		t.Fatalf("rejected %d, want 2", s.Rejected)
 	}
@@ -160,10 +175,7 @@ func TestMessageBound(t *testing.T) {
 
 func TestByteBound(t *testing.T) {
 	leak.Check(t)
-	g := newGate()
-	q := New(Options{MaxBytes: 10}, g.write, nil)
-	defer close(g.release)
-	defer q.Close()
+	q, _ := newGated(t, Options{MaxBytes: 10})
 	if err := q.Push(make([]byte, 6)); err != nil {
 		t.Fatal(err)
 	}
@@ -179,9 +191,7 @@ func TestByteBound(t *testing.T) {
 	if err := q.Push(make([]byte, 11)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversized push: %v, want ErrTooLarge", err)
 	}
-	if m, b := q.Len(); m != 3 || b != 10 {
-		t.Fatalf("Len = %d, %d; want 3, 10", m, b)
-	}
+	wantLen(t, q, 3, 10, "")
 }
 
 func TestBoundFreesAsWritten(t *testing.T) {
@@ -226,9 +236,7 @@ func TestBlockedWriterNeverBlocksPush(t *testing.T) {
 	}
 	<-g.entered
 	q.Close()
-	if m, b := q.Len(); m != 0 || b != 0 {
-		t.Fatalf("Len after Close = %d, %d", m, b)
-	}
+	wantLen(t, q, 0, 0, "after Close")
 	// The drainer is still inside write; Wait honours its context.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -275,9 +283,7 @@ func TestCloseReleasesAndIsIdempotent(t *testing.T) {
 	if err := q.Push([]byte("c")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("push after close: %v", err)
 	}
-	if m, b := q.Len(); m != 0 || b != 0 {
-		t.Fatalf("Len after Close = %d, %d", m, b)
-	}
+	wantLen(t, q, 0, 0, "after Close")
 	q.mu.Lock()
 	ring := q.ring
 	q.mu.Unlock()
@@ -328,9 +334,7 @@ func TestWriteErrorStopsQueue(t *testing.T) {
 	if s := q.Stats(); s.Dropped != 4 {
 		t.Fatalf("dropped %d, want 4", s.Dropped)
 	}
-	if m, b := q.Len(); m != 0 || b != 0 {
-		t.Fatalf("Len after failure = %d, %d", m, b)
-	}
+	wantLen(t, q, 0, 0, "after failure")
 }
 
 func TestIdleQueueHoldsNoGoroutineOrBigRing(t *testing.T) {

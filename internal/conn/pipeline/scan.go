@@ -53,6 +53,12 @@ type frame struct {
 	serial  uint32
 }
 
+// closes reports whether c is the byte that closes f: '}' for an object, ']'
+// for an array.
+func (f *frame) closes(c byte) bool {
+	return c == '}' && f.obj || c == ']' && !f.obj
+}
+
 // keyRef locates an unescaped key: in the message itself, or in the scanner's arena
 // when the key had escapes.
 type keyRef struct {
@@ -176,8 +182,7 @@ func (s *scanner) scan(data []byte) (scanResult, scanFail, int) {
 
 	const (
 		stValue = iota
-		stValueOrClose
-		stKeyOrClose
+		stOpen  // just inside '{' or '[': the first member or element, or the close
 		stKey
 		stAfter
 	)
@@ -187,14 +192,18 @@ func (s *scanner) scan(data []byte) (scanResult, scanFail, int) {
 			i++
 		}
 		switch st {
-		case stValueOrClose:
-			if i < n && data[i] == ']' {
+		case stOpen:
+			top := &s.stack[len(s.stack)-1]
+			if i < n && top.closes(data[i]) {
 				i++
 				s.pop(i)
 				st = stAfter
 				continue
 			}
-			top := &s.stack[len(s.stack)-1]
+			if top.obj {
+				st = stKey
+				continue
+			}
 			top.n = 1
 			if int(top.n) > s.lim.array {
 				return s.res, failArray, i
@@ -220,11 +229,7 @@ func (s *scanner) scan(data []byte) (scanResult, scanFail, int) {
 				s.serial++
 				s.stack = append(s.stack, frame{obj: c == '{', keyBase: int32(len(s.keys)), serial: s.serial})
 				i++
-				if c == '{' {
-					st = stKeyOrClose
-				} else {
-					st = stValueOrClose
-				}
+				st = stOpen
 				continue
 			case c == '"':
 				end, dlen, esc, f := scanString(data, i)
@@ -265,16 +270,6 @@ func (s *scanner) scan(data []byte) (scanResult, scanFail, int) {
 			}
 			s.valueDone(i)
 			st = stAfter
-
-		case stKeyOrClose:
-			if i < n && data[i] == '}' {
-				i++
-				s.pop(i)
-				st = stAfter
-				continue
-			}
-			st = stKey
-			continue
 
 		case stKey:
 			if i >= n || data[i] != '"' {
@@ -332,7 +327,7 @@ func (s *scanner) scan(data []byte) (scanResult, scanFail, int) {
 					}
 					st = stValue
 				}
-			case c == '}' && top.obj || c == ']' && !top.obj:
+			case top.closes(c):
 				i++
 				s.pop(i)
 			default:

@@ -870,7 +870,7 @@ func (n *fnode) strCheck(c *cursor, raw []byte, esc bool) verdict {
 			if !ok {
 				return vUnknown
 			}
-			if n.minLen >= 0 && r < n.minLen || n.maxLen >= 0 && r > n.maxLen {
+			if outside(r, n.minLen, n.maxLen) {
 				return vInvalid
 			}
 		}
@@ -944,91 +944,83 @@ func (c *cursor) object(n *fnode, i int) (int, verdict) {
 	v := vValid
 	var present uint64
 	count := 0
-	i = c.ws(i + 1)
-	if i < len(c.data) && c.data[i] == '}' {
-		i++
-	} else {
-		for {
-			i = c.ws(i)
-			if i >= len(c.data) || c.data[i] != '"' {
+	i, more := c.open(i, '}')
+	for more {
+		i = c.ws(i)
+		if i >= len(c.data) || c.data[i] != '"' {
+			return -1, vUnknown
+		}
+		kStart := i
+		kEnd, esc := c.strEnd(i)
+		if kEnd < 0 {
+			return -1, vUnknown
+		}
+		var key string
+		if esc {
+			s, ok := c.str(c.data[i+1:kEnd-1], true)
+			if !ok {
 				return -1, vUnknown
 			}
-			kStart := i
-			kEnd, esc := c.strEnd(i)
-			if kEnd < 0 {
-				return -1, vUnknown
-			}
-			var key string
-			if esc {
-				s, ok := c.str(c.data[i+1:kEnd-1], true)
-				if !ok {
-					return -1, vUnknown
-				}
-				key = s
-			} else {
-				key = jsonbytes.Alias(c.data[i+1 : kEnd-1])
-			}
-			i = c.ws(kEnd)
-			if i >= len(c.data) || c.data[i] != ':' {
-				return -1, vUnknown
-			}
-			i = c.ws(i + 1)
-			count++
-			// Decide everything that needs the key before validating the value, which
-			// may reuse the buffer an escaped key was unescaped into.
-			k := n.lookup(key)
-			var pm uint64
-			for j, pp := range n.patProps {
-				if pp.pat.match(key) {
-					pm |= 1 << j
-				}
-			}
-			end := -2
-			matched := false
-			if k >= 0 {
-				present |= 1 << k
-				if m := n.keys[k].node; m != nil {
-					matched = true
-					var mv verdict
-					end, mv = c.value(m, i)
-					v = and(v, mv)
-				}
-			}
-			for j, pp := range n.patProps {
-				if pm&(1<<j) != 0 {
-					matched = true
-					var mv verdict
-					end, mv = c.value(pp.node, i)
-					v = and(v, mv)
-				}
-			}
-			if !matched && n.addl != nil {
-				var mv verdict
-				end, mv = c.value(n.addl, i)
-				v = and(v, mv)
-			}
-			if n.propNames != nil {
-				v = and(v, c.same(n.propNames, kStart))
-			}
-			if end == -2 {
-				end = c.skip(i)
-			}
-			if end < 0 {
-				return -1, vUnknown
-			}
-			if v == vInvalid {
-				return c.skip(start), vInvalid
-			}
-			var more bool
-			if i, more = c.next(end, '}'); i < 0 {
-				return -1, vUnknown
-			}
-			if !more {
-				break
+			key = s
+		} else {
+			key = jsonbytes.Alias(c.data[i+1 : kEnd-1])
+		}
+		i = c.ws(kEnd)
+		if i >= len(c.data) || c.data[i] != ':' {
+			return -1, vUnknown
+		}
+		i = c.ws(i + 1)
+		count++
+		// Decide everything that needs the key before validating the value, which
+		// may reuse the buffer an escaped key was unescaped into.
+		k := n.lookup(key)
+		var pm uint64
+		for j, pp := range n.patProps {
+			if pp.pat.match(key) {
+				pm |= 1 << j
 			}
 		}
+		end := -2
+		matched := false
+		if k >= 0 {
+			present |= 1 << k
+			if m := n.keys[k].node; m != nil {
+				matched = true
+				var mv verdict
+				end, mv = c.value(m, i)
+				v = and(v, mv)
+			}
+		}
+		for j, pp := range n.patProps {
+			if pm&(1<<j) != 0 {
+				matched = true
+				var mv verdict
+				end, mv = c.value(pp.node, i)
+				v = and(v, mv)
+			}
+		}
+		if !matched && n.addl != nil {
+			var mv verdict
+			end, mv = c.value(n.addl, i)
+			v = and(v, mv)
+		}
+		if n.propNames != nil {
+			v = and(v, c.same(n.propNames, kStart))
+		}
+		if end == -2 {
+			end = c.skip(i)
+		}
+		if end < 0 {
+			return -1, vUnknown
+		}
+		if v == vInvalid {
+			return c.skip(start), vInvalid
+		}
+		if i, more = c.next(end, '}'); i < 0 {
+			return -1, vUnknown
+		}
 	}
-	if n.minProps >= 0 && count < n.minProps || n.maxProps >= 0 && count > n.maxProps {
+	if outside(count, n.minProps, n.maxProps) {
 		return i, vInvalid
 	}
 	if present&n.reqMask != n.reqMask {
@@ -1040,6 +1032,22 @@ func (c *cursor) object(n *fnode, i int) (int, verdict) {
 		}
 	}
 	return i, v
+}
+
+// open steps inside the object or array whose opening byte is at i. It
+// returns the index of the first member or element and true, or, for an empty
+// one, the index after closing and false.
+func (c *cursor) open(i int, closing byte) (int, bool) {
+	i = c.ws(i + 1)
+	if i < len(c.data) && c.data[i] == closing {
+		return i + 1, false
+	}
+	return i, true
+}
+
+// outside reports whether count breaks the bounds lo and hi (-1: none).
+func outside(count, lo, hi int) bool {
+	return lo >= 0 && count < lo || hi >= 0 && count > hi
 }
 
 // next steps over what follows a member or element ending at end: ','
@@ -1078,39 +1086,31 @@ func (c *cursor) array(n *fnode, i int) (int, verdict) {
 	defer func() { c.depth-- }()
 	v := vValid
 	count := 0
-	i = c.ws(i + 1)
-	if i < len(c.data) && c.data[i] == ']' {
-		i++
-	} else {
-		for {
-			var m *fnode
-			if count < len(n.prefix) {
-				m = n.prefix[count]
-			} else {
-				m = n.items
-			}
-			count++
-			var end int
-			if m != nil {
-				var mv verdict
-				end, mv = c.value(m, i)
-				v = and(v, mv)
-			} else {
-				end = c.skip(c.ws(i))
-			}
-			if end < 0 {
-				return -1, vUnknown
-			}
-			var more bool
-			if i, more = c.next(end, ']'); i < 0 {
-				return -1, vUnknown
-			}
-			if !more {
-				break
-			}
+	i, more := c.open(i, ']')
+	for more {
+		var m *fnode
+		if count < len(n.prefix) {
+			m = n.prefix[count]
+		} else {
+			m = n.items
+		}
+		count++
+		var end int
+		if m != nil {
+			var mv verdict
+			end, mv = c.value(m, i)
+			v = and(v, mv)
+		} else {
+			end = c.skip(c.ws(i))
+		}
+		if end < 0 {
+			return -1, vUnknown
+		}
+		if i, more = c.next(end, ']'); i < 0 {
+			return -1, vUnknown
 		}
 	}
-	if n.minItems >= 0 && count < n.minItems || n.maxItems >= 0 && count > n.maxItems {
+	if outside(count, n.minItems, n.maxItems) {
 		return i, vInvalid
 	}
 	return i, v

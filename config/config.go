@@ -239,12 +239,12 @@ type Compression struct {
 
 // Transport chooses the WebSocket transport's implementation (ADR 0002).
 type Transport struct {
-	// Reader is "gws" (the default: gws's read loop), "event" (wsgate's own
-	// frame reader over the frame observer, the first step of the
-	// event-driven transport; same guarantees, not yet the default) or
-	// "parked" (the event reader, and an idle plain-TCP connection holds no
-	// goroutine: it waits in an epoll set and a bounded worker pool reads
-	// it when bytes arrive; TLS connections keep a goroutine).
+	// Reader is "parked" (the default: wsgate's own frame reader over the
+	// frame observer, and an idle plain-TCP connection holds no goroutine:
+	// it waits in an epoll set and a bounded worker pool reads it when bytes
+	// arrive; TLS connections keep a goroutine), "event" (the same reader
+	// with a goroutine per connection) or "gws" (gws's read loop, the
+	// reader of earlier releases, kept as a fallback). ADR 0002.
 	Reader string `koanf:"reader"`
 }
 
@@ -525,7 +525,7 @@ func Default() *Config {
 			Tickets: Tickets{Enabled: true, TTL: 30 * time.Second, MaxEntries: 100000},
 		},
 		Origins:   Origins{AllowMissing: true},
-		Transport: Transport{Reader: "gws"},
+		Transport: Transport{Reader: "parked"},
 		Limits: Limits{
 			MaxHeaderBytes: 8192, MaxMessageBytes: 8192, MaxFragments: 64,
 			JSON:          JSONLimits{MaxDepth: 32, MaxKeys: 128, MaxArrayLen: 1024, MaxStringLen: 4096},

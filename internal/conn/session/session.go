@@ -96,12 +96,14 @@ type Session struct {
 	route       string
 	subprotocol string
 	started     time.Time
-	identity    atomic.Pointer[auth.Identity]
+	identity    atomic.Pointer[identity]
 
-	conn  *transport.Conn
-	out   *outbox.Queue
-	opts  Options
-	deps  Deps
+	conn *transport.Conn
+	out  *outbox.Queue
+	// opts and deps are shared by the sessions of an endpoint (New's caller
+	// keeps them unchanged): a copy each would be 160 bytes per connection.
+	opts  *Options
+	deps  *Deps
 	lease *quota.Lease
 	state pipeline.ConnState
 
@@ -119,7 +121,7 @@ type Session struct {
 	pongAt                             atomic.Int64
 	expiresAt                          atomic.Int64 // unix nanos when the token expires, 0 if never
 
-	mu sync.Mutex // guards the timer and closing
+	mu sync.Mutex // guards the timer, closing and ended
 	// timer is the session's one timer: keepalive ping, pong deadline, idle
 	// timeout and token expiry all fire through it (tick), at the earliest
 	// of their times, so a connection holds one runtime timer, not two.
@@ -130,10 +132,10 @@ type Session struct {
 	closeText   string
 	closeReason protocol.CloseReason // why wsgate closed; 0 if it did not choose a reason
 	wg          sync.WaitGroup       // async closes started by this session
-	ended       chan struct{}
-
-	// Values lets routers keep per-session state without a global map.
-	Values sync.Map
+	// ended is made by the first Done, which few sessions see; finished is
+	// set when the session has ended (Done then returns a closed channel).
+	ended    chan struct{}
+	finished bool
 }
 
 // NewID returns a random connection id (16 bytes, base64url).
@@ -161,17 +163,16 @@ type Params struct {
 	Integrity *pipeline.Integrity
 }
 
-// New prepares a session; Attach gives it the upgraded connection.
-func New(p Params, opts Options, deps Deps) *Session {
-	if deps.Log == nil {
-		deps.Log = slog.Default()
-	}
+// New prepares a session; Attach gives it the upgraded connection. opts and
+// deps are kept, not copied: they must not change while the session lives, and
+// many sessions may share them.
+func New(p Params, opts *Options, deps *Deps) *Session {
 	s := &Session{
 		id: p.ID, ip: p.IP, route: p.Route, subprotocol: p.Subprotocol, started: time.Now(),
-		opts: opts, deps: deps, lease: p.Lease, ended: make(chan struct{}),
+		opts: opts, deps: deps, lease: p.Lease,
 	}
 	id := p.Identity
-	s.identity.Store(&id)
+	s.identity.Store(newIdentity(id))
 	if p.IPKey == "" {
 		p.IPKey = limit.IPPrefixes{}.Key(p.IP)
 	}
@@ -232,9 +233,9 @@ func (s *Session) IPKey() string                  { return s.ipKey }
 func (s *Session) Route() string                  { return s.route }
 func (s *Session) Subprotocol() string            { return s.subprotocol }
 func (s *Session) Started() time.Time             { return s.started }
-func (s *Session) Identity() auth.Identity        { return *s.identity.Load() }
-func (s *Session) User() string                   { return s.identity.Load().Subject }
-func (s *Session) Claims() map[string]any         { return s.identity.Load().Claims }
+func (s *Session) Identity() auth.Identity        { return s.identity.Load().full() }
+func (s *Session) User() string                   { return s.identity.Load().id.Subject }
+func (s *Session) Claims() map[string]any         { return s.identity.Load().claims() }
 func (s *Session) Context() context.Context       { return s.ctx }
 func (s *Session) Conn() *transport.Conn          { return s.conn }
 func (s *Session) ConnState() *pipeline.ConnState { return &s.state }
@@ -319,7 +320,7 @@ func (s *Session) Start() {
 		s.sendWelcome()
 	}
 	s.mu.Lock()
-	s.armExpiryLocked(s.Identity().ExpiresAt)
+	s.armExpiryLocked(s.identity.Load().id.ExpiresAt)
 	s.mu.Unlock()
 }
 
@@ -369,14 +370,41 @@ func (s *Session) end() {
 	if s.lease != nil {
 		s.lease.Release()
 	}
-	close(s.ended)
+	s.mu.Lock()
+	s.finished = true
+	ended := s.ended
+	s.mu.Unlock()
+	if ended != nil {
+		close(ended)
+	}
 }
 
+// closedChan is Done's answer once the session has ended.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 // Done is closed when the session has fully ended.
-func (s *Session) Done() <-chan struct{} { return s.ended }
+func (s *Session) Done() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended == nil {
+		if s.finished {
+			return closedChan
+		}
+		s.ended = make(chan struct{})
+	}
+	return s.ended
+}
+
+// log is the session's logger.
+func (s *Session) log() *slog.Logger {
+	if s.deps.Log != nil {
+		return s.deps.Log
+	}
+	return slog.Default()
+}
 
 func (s *Session) sendWelcome() {
-	id := s.Identity()
+	id := s.identity.Load().id
 	w := map[string]any{
 		"type":        protocol.TypeWelcome,
 		"conn_id":     s.id,
@@ -604,7 +632,7 @@ func (s *Session) Strike(reason string) {
 	}
 	banned, err := s.deps.Strikes.Record(s.ctx, s.ipKey, s.User(), reason)
 	if err != nil {
-		s.deps.Log.Warn("strike not recorded", "conn_id", s.id, "err", err)
+		s.log().Warn("strike not recorded", "conn_id", s.id, "err", err)
 	}
 	if s.deps.Observer != nil {
 		s.deps.Observer.Strike(s, reason, banned)
@@ -647,13 +675,13 @@ func (s *Session) refresh(m pipeline.Message) {
 	}
 	id, err := s.deps.Refresh(s.ctx, req.Token)
 	if err != nil {
-		s.deps.Log.Info("refresh rejected", "conn_id", s.id, "user", s.User(), "reason", auth.Reason(err))
+		s.log().Info("refresh rejected", "conn_id", s.id, "user", s.User(), "reason", auth.Reason(err))
 		s.Reject(m.ID, &protocol.Error{Code: protocol.CodeRefreshFailed, Message: "token not valid", Strike: true})
 		return
 	}
-	cur := s.Identity()
+	cur := s.identity.Load().id // its subject and certificate, not its claims
 	if id.Subject != cur.Subject {
-		s.deps.Log.Warn("refresh for another subject", "conn_id", s.id, "user", cur.Subject)
+		s.log().Warn("refresh for another subject", "conn_id", s.id, "user", cur.Subject)
 		s.Reject(m.ID, &protocol.Error{Code: protocol.CodeRefreshFailed, Message: "token is for another subject", Strike: true})
 		return
 	}
@@ -663,7 +691,7 @@ func (s *Session) refresh(m pipeline.Message) {
 		// must pass the same binding, or refreshing would undo it.
 		bound, err := auth.BindCert(id, leaf)
 		if err != nil {
-			s.deps.Log.Warn("refresh token not bound to the connection's certificate", "conn_id", s.id, "user", cur.Subject)
+			s.log().Warn("refresh token not bound to the connection's certificate", "conn_id", s.id, "user", cur.Subject)
 			s.Reject(m.ID, &protocol.Error{Code: protocol.CodeRefreshFailed, Message: "token not valid", Strike: true})
 			return
 		}
@@ -674,7 +702,7 @@ func (s *Session) refresh(m pipeline.Message) {
 	if cur.Source == auth.IdentitySourceJWTMTLS {
 		id.Source = cur.Source
 	}
-	s.identity.Store(&id)
+	s.identity.Store(newIdentity(id))
 	s.mu.Lock()
 	if !s.closing {
 		s.armExpiryLocked(id.ExpiresAt)
@@ -690,7 +718,7 @@ func (s *Session) refresh(m pipeline.Message) {
 // peerCertificate returns the verified client certificate of the connection,
 // nil without mTLS.
 func (s *Session) peerCertificate() *x509.Certificate {
-	if s.conn == nil || s.Identity().CertSubject == "" {
+	if s.conn == nil || s.identity.Load().id.CertSubject == "" {
 		return nil
 	}
 	tc, ok := s.conn.NetConn().(*tls.Conn)

@@ -1,0 +1,68 @@
+package session
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/internal/edge/auth"
+)
+
+func decodeClaims(t *testing.T, s string) map[string]any {
+	t.Helper()
+	d := json.NewDecoder(bytes.NewReader([]byte(s)))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// Claims as a verified token has them are kept packed and read back equal,
+// before and after the cached map is reclaimed.
+func TestIdentityPacksTokenClaims(t *testing.T) {
+	claims := decodeClaims(t, `{"sub":"alice","exp":1893456000,"iat":1.5e9,"big":12345678901234567890,
+		"channels":{"sub":["chat:*","<&>"],"pub":[]},"roles":"admin","ok":true,"none":null,"empty":{},"é":"ü"}`)
+	id := auth.Identity{Subject: "alice", Claims: claims, ExpiresAt: time.Unix(1893456000, 0), Source: auth.IdentitySourceJWT}
+	x := newIdentity(id)
+	if x.packed == "" || x.id.Claims != nil {
+		t.Fatalf("token claims not packed: %+v", x)
+	}
+	for i := range 2 {
+		if got := x.claims(); !reflect.DeepEqual(got, claims) {
+			t.Fatalf("round %d: claims %#v, want %#v", i, got, claims)
+		}
+		if got := x.full(); !reflect.DeepEqual(got, id) {
+			t.Fatalf("round %d: identity %#v, want %#v", i, got, id)
+		}
+		runtime.GC()
+	}
+}
+
+// Claims that would not come back equal from JSON stay as they are: the very
+// map, not a copy.
+func TestIdentityKeepsOtherClaims(t *testing.T) {
+	for name, claims := range map[string]map[string]any{
+		"string list":   {"channels": map[string]any{"sub": []string{"a"}}},
+		"float":         {"n": 1.5},
+		"int":           {"n": 1},
+		"nil list":      {"l": []any(nil)},
+		"nil map":       {"m": map[string]any(nil)},
+		"bad utf-8":     {"s": "\xff"},
+		"bad utf-8 key": {"\xff": "s"},
+		"empty number":  {"n": json.Number("")},
+		"bad number":    {"n": json.Number("1x")},
+	} {
+		x := newIdentity(auth.Identity{Subject: "alice", Claims: claims})
+		if x.packed != "" || reflect.ValueOf(x.claims()).UnsafePointer() != reflect.ValueOf(claims).UnsafePointer() {
+			t.Errorf("%s: claims not kept as they were (packed %q)", name, x.packed)
+		}
+	}
+	if x := newIdentity(auth.Identity{Subject: "alice"}); x.claims() != nil || x.full().Claims != nil {
+		t.Error("no claims became some")
+	}
+}

@@ -26,7 +26,8 @@ func decodeClaims(t *testing.T, s string) map[string]any {
 // before and after the cached map is reclaimed.
 func TestIdentityPacksTokenClaims(t *testing.T) {
 	claims := decodeClaims(t, `{"sub":"alice","exp":1893456000,"iat":1.5e9,"big":12345678901234567890,
-		"channels":{"sub":["chat:*","<&>"],"pub":[]},"roles":"admin","ok":true,"none":null,"empty":{},"é":"ü"}`)
+		"channels":{"sub":["chat:*","<&>"],"pub":[]},"roles":"admin","ok":true,"none":null,"empty":{},"é":"ü",
+		"esc\"aped":"q\" b\\ nl\n tab\t nul\u0000 del\u007f ls\u2028 😀","neg":-0.5e-3,"deep":[[{"a":[null,false]}]]}`)
 	id := auth.Identity{Subject: "alice", Claims: claims, ExpiresAt: time.Unix(1893456000, 0), Source: auth.IdentitySourceJWT}
 	x := newIdentity(id)
 	if x.packed == "" || x.id.Claims != nil {
@@ -56,6 +57,8 @@ func TestIdentityKeepsOtherClaims(t *testing.T) {
 		"bad utf-8 key": {"\xff": "s"},
 		"empty number":  {"n": json.Number("")},
 		"bad number":    {"n": json.Number("1x")},
+		"spaced number": {"n": json.Number("1 ")},
+		"not a number":  {"n": json.Number("true")},
 	} {
 		x := newIdentity(auth.Identity{Subject: "alice", Claims: claims})
 		if x.packed != "" || reflect.ValueOf(x.claims()).UnsafePointer() != reflect.ValueOf(claims).UnsafePointer() {
@@ -65,4 +68,24 @@ func TestIdentityKeepsOtherClaims(t *testing.T) {
 	if x := newIdentity(auth.Identity{Subject: "alice"}); x.claims() != nil || x.full().Claims != nil {
 		t.Error("no claims became some")
 	}
+}
+
+// Whatever JSON object a token carries, the claims read back are the ones
+// decoded at the handshake.
+func FuzzIdentityPack(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":"\u0001\"\\"}`, `{"n":-1.5E+3,"l":[1,[2,{}],null,true]}`, `{"k\u00e9":"\ud83d\ude00"}`, `{"a":"\xff"}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d := json.NewDecoder(bytes.NewReader([]byte(s)))
+		d.UseNumber()
+		var claims map[string]any
+		if d.Decode(&claims) != nil || claims == nil {
+			return
+		}
+		x := newIdentity(auth.Identity{Subject: "alice", Claims: claims})
+		if got := x.claims(); !reflect.DeepEqual(got, claims) {
+			t.Fatalf("%q: claims %#v, want %#v", s, got, claims)
+		}
+	})
 }

@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"sync/atomic"
 	"unicode/utf8"
 	"weak"
@@ -69,8 +70,172 @@ func (x *identity) full() auth.Identity {
 	return id
 }
 
-// unpack decodes what appendJSON wrote from a packable map.
+// unpack decodes what appendJSON wrote from a packable map. It reads that
+// output only (no spaces, the escapes appendString writes), with little
+// stack: it runs on the connection's goroutine with the gws and event
+// readers, whose stack encoding/json's recursion would grow (from 8 to 16
+// or 32 KiB) at every subscribe. Anything else (impossible) goes to
+// encoding/json.
 func unpack(s string) map[string]any {
+	p := unpacker{s: s}
+	if v, ok := p.value(0); ok && p.i == len(s) {
+		if m, ok := v.(map[string]any); ok {
+			return m
+		}
+	}
+	return unpackSlow(s)
+}
+
+// unpacker parses appendJSON's output. Strings without escapes and numbers
+// are slices of s, which the identity keeps anyway.
+type unpacker struct {
+	s string
+	i int
+}
+
+func (p *unpacker) value(depth int) (any, bool) {
+	if p.i >= len(p.s) || depth > maxPackDepth+1 {
+		return nil, false
+	}
+	switch c := p.s[p.i]; {
+	case c == '{':
+		p.i++
+		m := map[string]any{}
+		if p.i < len(p.s) && p.s[p.i] == '}' {
+			p.i++
+			return m, true
+		}
+		for {
+			k, ok := p.str()
+			if !ok || p.i >= len(p.s) || p.s[p.i] != ':' {
+				return nil, false
+			}
+			p.i++
+			v, ok := p.value(depth + 1)
+			if !ok || p.i >= len(p.s) {
+				return nil, false
+			}
+			m[k] = v
+			switch p.s[p.i] {
+			case ',':
+				p.i++
+			case '}':
+				p.i++
+				return m, true
+			default:
+				return nil, false
+			}
+		}
+	case c == '[':
+		p.i++
+		l := []any{}
+		if p.i < len(p.s) && p.s[p.i] == ']' {
+			p.i++
+			return l, true
+		}
+		for {
+			v, ok := p.value(depth + 1)
+			if !ok || p.i >= len(p.s) {
+				return nil, false
+			}
+			l = append(l, v)
+			switch p.s[p.i] {
+			case ',':
+				p.i++
+			case ']':
+				p.i++
+				return l, true
+			default:
+				return nil, false
+			}
+		}
+	case c == '"':
+		return p.str()
+	case c == 'n':
+		return nil, p.word("null")
+	case c == 't':
+		return true, p.word("true")
+	case c == 'f':
+		return false, p.word("false")
+	case c == '-' || isDigit(c):
+		j := p.i
+		for p.i < len(p.s) && (isDigit(p.s[p.i]) || strings.IndexByte("-+.eE", p.s[p.i]) >= 0) {
+			p.i++
+		}
+		return json.Number(p.s[j:p.i]), true
+	}
+	return nil, false
+}
+
+func (p *unpacker) word(w string) bool {
+	if !strings.HasPrefix(p.s[p.i:], w) {
+		return false
+	}
+	p.i += len(w)
+	return true
+}
+
+// str reads a string as appendString wrote it.
+func (p *unpacker) str() (string, bool) {
+	if p.i >= len(p.s) || p.s[p.i] != '"' {
+		return "", false
+	}
+	p.i++
+	start := p.i
+	for p.i < len(p.s) && p.s[p.i] != '"' && p.s[p.i] != '\\' {
+		p.i++
+	}
+	if p.i < len(p.s) && p.s[p.i] == '"' {
+		p.i++
+		return p.s[start : p.i-1], true
+	}
+	b := []byte(p.s[start:p.i])
+	for p.i < len(p.s) {
+		switch c := p.s[p.i]; c {
+		case '"':
+			p.i++
+			return string(b), true
+		case '\\':
+			if p.i+1 >= len(p.s) {
+				return "", false
+			}
+			switch e := p.s[p.i+1]; e {
+			case '"', '\\':
+				b = append(b, e)
+				p.i += 2
+			case 'u':
+				if p.i+6 > len(p.s) || p.s[p.i+2] != '0' || p.s[p.i+3] != '0' {
+					return "", false
+				}
+				hi, lo := unhex(p.s[p.i+4]), unhex(p.s[p.i+5])
+				if hi < 0 || lo < 0 {
+					return "", false
+				}
+				b = append(b, byte(hi<<4|lo))
+				p.i += 6
+			default:
+				return "", false
+			}
+		default:
+			b = append(b, c)
+			p.i++
+		}
+	}
+	return "", false
+}
+
+func unhex(c byte) int {
+	switch {
+	case isDigit(c):
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	}
+	return -1
+}
+
+// unpackSlow is unpack by encoding/json.
+func unpackSlow(s string) map[string]any {
 	d := json.NewDecoder(bytes.NewReader([]byte(s)))
 	d.UseNumber()
 	var m map[string]any

@@ -33,6 +33,7 @@ func TestIdentityPacksTokenClaims(t *testing.T) {
 	if x.packed == "" || x.id.Claims != nil {
 		t.Fatalf("token claims not packed: %+v", x)
 	}
+	checkFastUnpack(t, x.packed, claims)
 	for i := range 2 {
 		if got := x.claims(); !reflect.DeepEqual(got, claims) {
 			t.Fatalf("round %d: claims %#v, want %#v", i, got, claims)
@@ -87,5 +88,22 @@ func FuzzIdentityPack(f *testing.F) {
 		if got := x.claims(); !reflect.DeepEqual(got, claims) {
 			t.Fatalf("%q: claims %#v, want %#v", s, got, claims)
 		}
+		if x.packed != "" {
+			checkFastUnpack(t, x.packed, claims)
+		}
 	})
+}
+
+// checkFastUnpack checks that unpack's own parser, not its encoding/json
+// fallback, reads packed back as want.
+func checkFastUnpack(t *testing.T, packed string, want map[string]any) {
+	t.Helper()
+	p := unpacker{s: packed}
+	v, ok := p.value(0)
+	if !ok || p.i != len(packed) {
+		t.Fatalf("%q: unpacker stopped at %d (ok %v)", packed, p.i, ok)
+	}
+	if !reflect.DeepEqual(v, want) {
+		t.Fatalf("%q: unpacker read %#v, want %#v", packed, v, want)
+	}
 }

@@ -101,54 +101,25 @@ func (p *unpacker) value(depth int) (any, bool) {
 	case c == '{':
 		p.i++
 		m := map[string]any{}
-		if p.i < len(p.s) && p.s[p.i] == '}' {
-			p.i++
-			return m, true
-		}
-		for {
+		return m, p.items('}', func() bool {
 			k, ok := p.str()
 			if !ok || p.i >= len(p.s) || p.s[p.i] != ':' {
-				return nil, false
+				return false
 			}
 			p.i++
 			v, ok := p.value(depth + 1)
-			if !ok || p.i >= len(p.s) {
-				return nil, false
-			}
 			m[k] = v
-			switch p.s[p.i] {
-			case ',':
-				p.i++
-			case '}':
-				p.i++
-				return m, true
-			default:
-				return nil, false
-			}
-		}
+			return ok
+		})
 	case c == '[':
 		p.i++
 		l := []any{}
-		if p.i < len(p.s) && p.s[p.i] == ']' {
-			p.i++
-			return l, true
-		}
-		for {
+		ok := p.items(']', func() bool {
 			v, ok := p.value(depth + 1)
-			if !ok || p.i >= len(p.s) {
-				return nil, false
-			}
 			l = append(l, v)
-			switch p.s[p.i] {
-			case ',':
-				p.i++
-			case ']':
-				p.i++
-				return l, true
-			default:
-				return nil, false
-			}
-		}
+			return ok
+		})
+		return l, ok
 	case c == '"':
 		return p.str()
 	case c == 'n':
@@ -165,6 +136,29 @@ func (p *unpacker) value(depth int) (any, bool) {
 		return json.Number(p.s[j:p.i]), true
 	}
 	return nil, false
+}
+
+// items reads the comma-separated members of an object or elements of an
+// array, one per call of item, through the closing end.
+func (p *unpacker) items(end byte, item func() bool) bool {
+	if p.i < len(p.s) && p.s[p.i] == end {
+		p.i++
+		return true
+	}
+	for {
+		if !item() || p.i >= len(p.s) {
+			return false
+		}
+		switch p.s[p.i] {
+		case ',':
+			p.i++
+		case end:
+			p.i++
+			return true
+		default:
+			return false
+		}
+	}
 }
 
 func (p *unpacker) word(w string) bool {

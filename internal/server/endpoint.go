@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/wsgate/wsgate/config"
@@ -40,6 +41,10 @@ type endpoint struct {
 	pipeline *pipeline.Pipeline
 	live     bool
 	route    route
+	// roomDeps are the Deps every session of a room route shares (made on
+	// first use): the same for all of them, so not a copy per connection.
+	roomDeps     *session.Deps
+	roomDepsOnce sync.Once
 }
 
 // route is where an endpoint's sessions send what they accept: the room
@@ -108,15 +113,9 @@ func (e *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rej.Write(w)
 		return
 	}
-	deps := session.Deps{Pipeline: e.pipeline, Strikes: s.strikes, Refresh: s.refresh, Log: s.log, Registry: s.registry,
-		Observer: (*observer)(s)}
-	if e.live {
-		deps.LivePipeline = &s.pipeline
-	}
-	b.deps(&deps)
 	p := session.Params{ID: h.connID, IP: adm.IP, IPKey: adm.IPKey, Route: e.name, Subprotocol: h.subprotocol,
 		Identity: adm.Identity, Lease: adm.Lease, Tier: h.tier, Integrity: verify}
-	sess := session.New(p, *h.sopts, deps)
+	sess := session.New(p, h.sopts, e.sessionDeps(b))
 	s.observeHandshake(r, adm.IPKey, nil)
 	conn, err := e.upgrader.Upgrade(w, r, h.subprotocol, sess)
 	if err != nil {
@@ -148,6 +147,28 @@ func (e *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("connected", attrs...)
 	sess.Start()
 	s.serveSession(sess)
+}
+
+// sessionDeps returns the Deps of a session bound by b. A room binding is the
+// same for every connection, so its sessions share one Deps; other bindings
+// (an upstream link, a raw route) set their own per connection.
+func (e *endpoint) sessionDeps(b binding) *session.Deps {
+	if _, ok := b.(roomRouter); ok {
+		e.roomDepsOnce.Do(func() { e.roomDeps = e.newDeps(b) })
+		return e.roomDeps
+	}
+	return e.newDeps(b)
+}
+
+func (e *endpoint) newDeps(b binding) *session.Deps {
+	s := e.srv
+	deps := &session.Deps{Pipeline: e.pipeline, Strikes: s.strikes, Refresh: s.refresh, Log: s.log, Registry: s.registry,
+		Observer: (*observer)(s)}
+	if e.live {
+		deps.LivePipeline = &s.pipeline
+	}
+	b.deps(deps)
+	return deps
 }
 
 // roomRoute is the built-in service's route: the connect hook of its

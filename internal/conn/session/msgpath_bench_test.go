@@ -84,7 +84,7 @@ func pingSessions(b *testing.B) func() func() {
 	return func() func() {
 		s := New(Params{ID: NewID(), IP: netip.MustParseAddr("127.0.0.1"), Route: "/ws",
 			Identity: auth.Identity{Subject: "bench-" + strconv.FormatInt(n.Add(1), 10)}},
-			Options{}, Deps{Pipeline: p, Observer: benchObserver{m}})
+			&Options{}, &Deps{Pipeline: p, Observer: benchObserver{m}})
 		// As Attach's writer, less the socket.
 		s.out = outbox.NewOp(outbox.Options{}, func(_ transport.Opcode, b []byte) error { s.sent(len(b)); return nil }, nil)
 		msg := []byte(`{"type":"ping","id":12345}`)

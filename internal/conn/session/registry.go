@@ -24,16 +24,16 @@ func NewRegistry() *Registry {
 }
 
 func (r *Registry) add(s *Session) {
-	sh := r.m.For(s.id)
+	sh := r.m.For(s.state.ConnID)
 	sh.Lock()
-	sh.Set(s.id, s)
+	sh.Set(s.state.ConnID, s)
 	sh.Unlock()
 }
 
 func (r *Registry) remove(s *Session) {
-	sh := r.m.For(s.id)
+	sh := r.m.For(s.state.ConnID)
 	sh.Lock()
-	sh.Delete(s.id)
+	sh.Delete(s.state.ConnID)
 	sh.Unlock()
 }
 

@@ -90,27 +90,25 @@ type Stats struct {
 
 // Session is one connection. Its exported methods are safe for concurrent use.
 type Session struct {
-	id          string
+	// The connection id and the per-IP key for limits and strikes
+	// (Params.IPKey) are state.ConnID and state.IP, kept once.
 	ip          netip.Addr
-	ipKey       string // per-IP key for limits and strikes (Params.IPKey)
 	route       string
 	subprotocol string
 	started     time.Time
-	identity    atomic.Pointer[auth.Identity]
+	identity    atomic.Pointer[identity]
 
-	conn  *transport.Conn
-	out   *outbox.Queue
-	opts  Options
-	deps  Deps
+	conn *transport.Conn
+	out  *outbox.Queue
+	// opts and deps are shared by the sessions of an endpoint (New's caller
+	// keeps them unchanged): a copy each would be 160 bytes per connection.
+	opts  *Options
+	deps  *Deps
 	lease *quota.Lease
 	state pipeline.ConnState
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	begun  bool             // Start ran; owner-only, before Serve
-	msgOp  transport.Opcode // opcode of the message being handled; reader-only
-	// pongBuf is the last pong, reused when it was written inline; reader-only.
-	pongBuf []byte
 
 	msgsIn, bytesIn, msgsOut, bytesOut atomic.Uint64
 	lastMsg                            atomic.Int64 // unix nanos of the last client message
@@ -119,21 +117,31 @@ type Session struct {
 	pongAt                             atomic.Int64
 	expiresAt                          atomic.Int64 // unix nanos when the token expires, 0 if never
 
-	mu sync.Mutex // guards the timer and closing
+	mu sync.Mutex // guards the timer, closing and ended
 	// timer is the session's one timer: keepalive ping, pong deadline, idle
 	// timeout and token expiry all fire through it (tick), at the earliest
 	// of their times, so a connection holds one runtime timer, not two.
-	timer       *time.Timer
-	closing     bool
-	closed      atomic.Bool // mirrors closing, for lock-free reads
-	closeCode   protocol.CloseCode
-	closeText   string
-	closeReason protocol.CloseReason // why wsgate closed; 0 if it did not choose a reason
-	wg          sync.WaitGroup       // async closes started by this session
-	ended       chan struct{}
+	timer *time.Timer
+	// chose is how wsgate chose to close the session; nil until it did.
+	chose *closeChoice
+	wg    sync.WaitGroup // async closes started by this session
+	// ended is made by the first Done, which few sessions see.
+	ended chan struct{}
 
-	// Values lets routers keep per-session state without a global map.
-	Values sync.Map
+	// The small fields, together so that they share one word.
+	closed   atomic.Bool // mirrors closing, for lock-free reads
+	closing  bool
+	finished bool             // the session has ended (Done returns a closed channel)
+	begun    bool             // Start ran; owner-only, before Serve
+	msgOp    transport.Opcode // opcode of the message being handled; reader-only
+}
+
+// closeChoice is the close wsgate sent: made once, when it closes, so that
+// an open session does not carry it.
+type closeChoice struct {
+	code   protocol.CloseCode
+	text   string
+	reason protocol.CloseReason // 0 if wsgate did not choose a reason (CloseWith)
 }
 
 // NewID returns a random connection id (16 bytes, base64url).
@@ -161,21 +169,19 @@ type Params struct {
 	Integrity *pipeline.Integrity
 }
 
-// New prepares a session; Attach gives it the upgraded connection.
-func New(p Params, opts Options, deps Deps) *Session {
-	if deps.Log == nil {
-		deps.Log = slog.Default()
-	}
+// New prepares a session; Attach gives it the upgraded connection. opts and
+// deps are kept, not copied: they must not change while the session lives, and
+// many sessions may share them.
+func New(p Params, opts *Options, deps *Deps) *Session {
 	s := &Session{
-		id: p.ID, ip: p.IP, route: p.Route, subprotocol: p.Subprotocol, started: time.Now(),
-		opts: opts, deps: deps, lease: p.Lease, ended: make(chan struct{}),
+		ip: p.IP, route: p.Route, subprotocol: p.Subprotocol, started: time.Now(),
+		opts: opts, deps: deps, lease: p.Lease,
 	}
 	id := p.Identity
-	s.identity.Store(&id)
+	s.identity.Store(newIdentity(id))
 	if p.IPKey == "" {
 		p.IPKey = limit.IPPrefixes{}.Key(p.IP)
 	}
-	s.ipKey = p.IPKey
 	s.state = pipeline.ConnState{ConnID: p.ID, User: id.Subject, IP: p.IPKey, Tier: p.Tier, Integrity: p.Integrity}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -226,21 +232,21 @@ func (s *Session) sent(n int) {
 }
 
 // Accessors.
-func (s *Session) ID() string                     { return s.id }
+func (s *Session) ID() string                     { return s.state.ConnID }
 func (s *Session) IP() netip.Addr                 { return s.ip }
-func (s *Session) IPKey() string                  { return s.ipKey }
+func (s *Session) IPKey() string                  { return s.state.IP }
 func (s *Session) Route() string                  { return s.route }
 func (s *Session) Subprotocol() string            { return s.subprotocol }
 func (s *Session) Started() time.Time             { return s.started }
-func (s *Session) Identity() auth.Identity        { return *s.identity.Load() }
-func (s *Session) User() string                   { return s.identity.Load().Subject }
-func (s *Session) Claims() map[string]any         { return s.identity.Load().Claims }
+func (s *Session) Identity() auth.Identity        { return s.identity.Load().full() }
+func (s *Session) User() string                   { return s.identity.Load().id.Subject }
+func (s *Session) Claims() map[string]any         { return s.identity.Load().claims() }
 func (s *Session) Context() context.Context       { return s.ctx }
 func (s *Session) Conn() *transport.Conn          { return s.conn }
 func (s *Session) ConnState() *pipeline.ConnState { return &s.state }
 
 // ConnID is the connection id (for routers that name it so).
-func (s *Session) ConnID() string { return s.id }
+func (s *Session) ConnID() string { return s.state.ConnID }
 
 // Stats returns the session's counters.
 func (s *Session) Stats() Stats {
@@ -319,7 +325,7 @@ func (s *Session) Start() {
 		s.sendWelcome()
 	}
 	s.mu.Lock()
-	s.armExpiryLocked(s.Identity().ExpiresAt)
+	s.armExpiryLocked(s.identity.Load().id.ExpiresAt)
 	s.mu.Unlock()
 }
 
@@ -369,17 +375,44 @@ func (s *Session) end() {
 	if s.lease != nil {
 		s.lease.Release()
 	}
-	close(s.ended)
+	s.mu.Lock()
+	s.finished = true
+	ended := s.ended
+	s.mu.Unlock()
+	if ended != nil {
+		close(ended)
+	}
 }
 
+// closedChan is Done's answer once the session has ended.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 // Done is closed when the session has fully ended.
-func (s *Session) Done() <-chan struct{} { return s.ended }
+func (s *Session) Done() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended == nil {
+		if s.finished {
+			return closedChan
+		}
+		s.ended = make(chan struct{})
+	}
+	return s.ended
+}
+
+// log is the session's logger.
+func (s *Session) log() *slog.Logger {
+	if s.deps.Log != nil {
+		return s.deps.Log
+	}
+	return slog.Default()
+}
 
 func (s *Session) sendWelcome() {
-	id := s.Identity()
+	id := s.identity.Load().id
 	w := map[string]any{
 		"type":        protocol.TypeWelcome,
-		"conn_id":     s.id,
+		"conn_id":     s.state.ConnID,
 		"user":        id.Subject,
 		"server_time": time.Now().UnixMilli(),
 	}
@@ -417,7 +450,10 @@ func (s *Session) CloseWith(code protocol.CloseCode, text string) {
 func (s *Session) CloseReason() protocol.CloseReason {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closeReason
+	if s.chose == nil {
+		return 0
+	}
+	return s.chose.reason
 }
 
 // flushTimeout bounds how long a close waits for queued messages to be written.
@@ -431,7 +467,7 @@ func (s *Session) closeWith(reason protocol.CloseReason, code protocol.CloseCode
 	}
 	s.closing = true
 	s.closed.Store(true)
-	s.closeCode, s.closeText, s.closeReason = code, text, reason
+	s.chose = &closeChoice{code: code, text: text, reason: reason}
 	s.mu.Unlock()
 	if flush {
 		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
@@ -602,9 +638,9 @@ func (s *Session) Strike(reason string) {
 	if s.deps.Strikes == nil {
 		return
 	}
-	banned, err := s.deps.Strikes.Record(s.ctx, s.ipKey, s.User(), reason)
+	banned, err := s.deps.Strikes.Record(s.ctx, s.state.IP, s.User(), reason)
 	if err != nil {
-		s.deps.Log.Warn("strike not recorded", "conn_id", s.id, "err", err)
+		s.log().Warn("strike not recorded", "conn_id", s.state.ConnID, "err", err)
 	}
 	if s.deps.Observer != nil {
 		s.deps.Observer.Strike(s, reason, banned)
@@ -614,12 +650,17 @@ func (s *Session) Strike(reason string) {
 	}
 }
 
-// maxPongBuf bounds the pong buffer a session keeps between pings (a long
-// message id makes a one-off larger pong, not a larger buffer kept).
+// maxPongBuf bounds the pong buffers pooled between pings (a long message id
+// makes a one-off larger pong, not a larger buffer kept).
 const maxPongBuf = 128
 
+// pongBufs are pong buffers that the outbox is done with: pooled, not kept by
+// each session that was pinged once.
+var pongBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxPongBuf); return &b }}
+
 func (s *Session) pong(m pipeline.Message, now time.Time) {
-	b := s.pongBuf[:0]
+	bp := pongBufs.Get().(*[]byte)
+	b := (*bp)[:0]
 	b = append(b, `{"type":"pong","timestamp":`...)
 	b = strconv.AppendInt(b, now.UnixMilli(), 10)
 	if m.ID != nil {
@@ -627,12 +668,12 @@ func (s *Session) pong(m pipeline.Message, now time.Time) {
 		b = append(b, m.ID...)
 	}
 	b = append(b, '}')
-	// Written inline (the usual case) the buffer is free again: the next pong
+	// Written inline (the usual case) the buffer is free again: a next pong
 	// reuses it instead of allocating. Queued, it belongs to the queue.
 	reusable, err := s.out.PushOrWriteReuse(b)
-	s.pongBuf = nil
 	if reusable && cap(b) <= maxPongBuf {
-		s.pongBuf = b
+		*bp = b[:0]
+		pongBufs.Put(bp)
 	}
 	_ = s.queued(err) // a pong that cannot be queued needs nothing more
 }
@@ -647,13 +688,13 @@ func (s *Session) refresh(m pipeline.Message) {
 	}
 	id, err := s.deps.Refresh(s.ctx, req.Token)
 	if err != nil {
-		s.deps.Log.Info("refresh rejected", "conn_id", s.id, "user", s.User(), "reason", auth.Reason(err))
+		s.log().Info("refresh rejected", "conn_id", s.state.ConnID, "user", s.User(), "reason", auth.Reason(err))
 		s.Reject(m.ID, &protocol.Error{Code: protocol.CodeRefreshFailed, Message: "token not valid", Strike: true})
 		return
 	}
-	cur := s.Identity()
+	cur := s.identity.Load().id // its subject and certificate, not its claims
 	if id.Subject != cur.Subject {
-		s.deps.Log.Warn("refresh for another subject", "conn_id", s.id, "user", cur.Subject)
+		s.log().Warn("refresh for another subject", "conn_id", s.state.ConnID, "user", cur.Subject)
 		s.Reject(m.ID, &protocol.Error{Code: protocol.CodeRefreshFailed, Message: "token is for another subject", Strike: true})
 		return
 	}
@@ -663,7 +704,7 @@ func (s *Session) refresh(m pipeline.Message) {
 		// must pass the same binding, or refreshing would undo it.
 		bound, err := auth.BindCert(id, leaf)
 		if err != nil {
-			s.deps.Log.Warn("refresh token not bound to the connection's certificate", "conn_id", s.id, "user", cur.Subject)
+			s.log().Warn("refresh token not bound to the connection's certificate", "conn_id", s.state.ConnID, "user", cur.Subject)
 			s.Reject(m.ID, &protocol.Error{Code: protocol.CodeRefreshFailed, Message: "token not valid", Strike: true})
 			return
 		}
@@ -674,7 +715,7 @@ func (s *Session) refresh(m pipeline.Message) {
 	if cur.Source == auth.IdentitySourceJWTMTLS {
 		id.Source = cur.Source
 	}
-	s.identity.Store(&id)
+	s.identity.Store(newIdentity(id))
 	s.mu.Lock()
 	if !s.closing {
 		s.armExpiryLocked(id.ExpiresAt)
@@ -690,7 +731,7 @@ func (s *Session) refresh(m pipeline.Message) {
 // peerCertificate returns the verified client certificate of the connection,
 // nil without mTLS.
 func (s *Session) peerCertificate() *x509.Certificate {
-	if s.conn == nil || s.Identity().CertSubject == "" {
+	if s.conn == nil || s.identity.Load().id.CertSubject == "" {
 		return nil
 	}
 	tc, ok := s.conn.NetConn().(*tls.Conn)
@@ -714,8 +755,8 @@ func (s *Session) OnPong(*transport.Conn, []byte) { s.pongAt.Store(time.Now().Un
 func (s *Session) OnClose(_ *transport.Conn, err error) {
 	code, text := uint16(protocol.CloseAbnormal), ""
 	s.mu.Lock()
-	if s.closeCode != 0 {
-		code, text = uint16(s.closeCode), s.closeText
+	if s.chose != nil && s.chose.code != 0 {
+		code, text = uint16(s.chose.code), s.chose.text
 	} else if c, ok := transport.CloseCode(err); ok {
 		code = c
 		var ce *transport.CloseError

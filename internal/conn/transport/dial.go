@@ -98,7 +98,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions, h Handler) (*Co
 
 	wire := newWireConn(raw, false, &o)
 	if dl, ok := ctx.Deadline(); ok {
-		wire.hsDeadline = dl
+		wire.client.deadline = dl
 	}
 	stop := context.AfterFunc(ctx, wire.cancelHandshake)
 	defer stop()
@@ -148,7 +148,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions, h Handler) (*Co
 	}
 	// gws cleared the deadline; drop the handshake clamp before reads start.
 	wire.mu.Lock()
-	wire.hsDeadline = time.Time{}
+	wire.client.deadline = time.Time{}
 	err = raw.SetDeadline(time.Time{})
 	wire.mu.Unlock()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -28,11 +29,18 @@ const (
 )
 
 // directWriter writes frames on a plain TCP server socket without gws,
-// serialized with gws's writes by wireConn.wmu.
+// serialized with gws's writes by wireConn.wmu. It is the socket alone: what
+// a write needs while it runs is a directWrite from a pool, so that an idle
+// connection holds no write state.
 type directWriter struct {
 	rc syscall.RawConn
-	// The write in progress (wmu held), for ready: a method value made once,
-	// so that a direct write allocates nothing.
+}
+
+// directWrite is one direct write in progress (wmu held): the header, the
+// data, rc.Write's callback and what it did.
+type directWrite struct {
+	// ready is writeReady as a method value, made once per pooled value so
+	// that a direct write allocates nothing.
 	ready func(fd uintptr) bool
 	hbuf  [10]byte
 	hdr   []byte
@@ -41,32 +49,37 @@ type directWriter struct {
 	err   error
 }
 
+var directWrites = sync.Pool{New: func() any {
+	d := &directWrite{}
+	d.ready = d.writeReady
+	return d
+}}
+
 // writeReady is rc.Write's callback: one writev, never a wait.
-func (d *directWriter) writeReady(fd uintptr) bool {
+func (d *directWrite) writeReady(fd uintptr) bool {
 	d.n, d.err = writev2(fd, d.hdr, d.data)
 	return true
 }
 
-// newDirectWriter returns nil when the connection's frames cannot be written
-// as plain bytes: not a plain TCP socket, or permessage-deflate was
-// negotiated (gws compresses per connection).
-func newDirectWriter(raw net.Conn, extensions string) *directWriter {
+// newDirectWriter returns the zero directWriter (no rc) when the
+// connection's frames cannot be written as plain bytes: not a plain TCP
+// socket, or permessage-deflate was negotiated (gws compresses per
+// connection).
+func newDirectWriter(raw net.Conn, extensions string) directWriter {
 	tc, ok := raw.(*net.TCPConn)
 	if !ok || extensions != "" {
-		return nil
+		return directWriter{}
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {
-		return nil
+		return directWriter{}
 	}
-	d := &directWriter{rc: rc}
-	d.ready = d.writeReady
-	return d
+	return directWriter{rc: rc}
 }
 
 // DirectWrites reports whether TryWriteMessage can write this connection
 // (server side, plain TCP, no compression).
-func (c *Conn) DirectWrites() bool { return c.wire.direct != nil }
+func (c *Conn) DirectWrites() bool { return c.wire.direct.rc != nil }
 
 // TryWriteMessage writes one unfragmented message without blocking, for a
 // caller that must not wait for this connection (a fan-out loop). It never
@@ -77,7 +90,7 @@ func (c *Conn) DirectWrites() bool { return c.wire.direct != nil }
 // error means the socket failed; the caller treats it like a failed write.
 func (c *Conn) TryWriteMessage(op Opcode, data []byte) (TryResult, error) {
 	d := c.wire.direct
-	if d == nil || (op != Text && op != Binary) || len(data) > maxWriteBytes {
+	if d.rc == nil || (op != Text && op != Binary) || len(data) > maxWriteBytes {
 		return TryBlocked, nil
 	}
 	if op == Text && !utf8.Valid(data) {
@@ -91,19 +104,21 @@ func (c *Conn) TryWriteMessage(op Opcode, data []byte) (TryResult, error) {
 	if w.tail != nil || w.closeSent || w.closing.Load() {
 		return TryBlocked, nil
 	}
-	hl := frameHeader(d.hbuf[:], op, len(data))
-	hdr := d.hbuf[:hl]
-	d.hdr, d.data, d.n, d.err = hdr, data, 0, nil
-	err := d.rc.Write(d.ready)
+	dw := directWrites.Get().(*directWrite)
+	defer directWrites.Put(dw)
+	hl := frameHeader(dw.hbuf[:], op, len(data))
+	hdr := dw.hbuf[:hl]
+	dw.hdr, dw.data, dw.n, dw.err = hdr, data, 0, nil
+	err := d.rc.Write(dw.ready)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		// The deadline the last blocking write set has passed since. It
 		// bounds that write only (every blocking write sets its own, under
 		// wmu, which is held here): clear it rather than refuse.
 		_ = w.raw.SetWriteDeadline(time.Time{})
-		err = d.rc.Write(d.ready)
+		err = d.rc.Write(dw.ready)
 	}
-	n, werr := d.n, d.err
-	d.hdr, d.data, d.err = nil, nil, nil
+	n, werr := dw.n, dw.err
+	dw.hdr, dw.data, dw.err = nil, nil, nil
 	if err != nil {
 		if errors.Is(err, net.ErrClosed) {
 			return TryBlocked, ErrClosed

@@ -48,18 +48,24 @@ type frameReader struct {
 	c        *Conn
 	maxBytes int
 
-	compression bool   // permessage-deflate was negotiated
-	takeover    bool   // client context takeover: keep a window
-	window      int    // window size in bytes with takeover
-	dict        []byte // the last window bytes of inflated messages
+	// window is the inflate window with client context takeover; nil
+	// without (most connections: no compression).
+	window *inflateWindow
 
 	hdr [14]byte // the frame header being read (here: a local array would escape)
 
-	op         Opcode // opcode of the message being assembled
-	compressed bool   //
-	msg        []byte // payload so far; nil between messages
+	op          Opcode // opcode of the message being assembled
+	compressed  bool   //
+	compression bool   // permessage-deflate was negotiated
+	msg         []byte // payload so far; nil between messages
 
 	fp frameProgress // the parked reader's place in the stream (feed)
+}
+
+// inflateWindow is what client context takeover keeps between messages.
+type inflateWindow struct {
+	size int    // window size in bytes
+	dict []byte // the last size bytes of inflated messages
 }
 
 // newFrameReader builds the reader for a connection whose 101 answered
@@ -69,17 +75,21 @@ func newFrameReader(c *Conn, maxBytes int, extensions string) *frameReader {
 	if extensions == "" {
 		return r
 	}
-	r.compression, r.takeover, r.window = true, true, 1<<15
+	r.compression = true
+	takeover, window := true, 1<<15
 	for _, p := range strings.Split(extensions, ";") {
 		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
 		switch k {
 		case extClientNoCT:
-			r.takeover = false
+			takeover = false
 		case extClientWindow:
 			if bits, err := strconv.Atoi(v); err == nil && bits >= 8 && bits <= 15 {
-				r.window = 1 << bits
+				window = 1 << bits
 			}
 		}
+	}
+	if takeover {
+		r.window = &inflateWindow{size: window}
 	}
 	return r
 }
@@ -373,8 +383,8 @@ func (r *frameReader) inflate(in []byte) ([]byte, *violation) {
 	fr := inflaters.Get().(io.ReadCloser)
 	defer inflaters.Put(fr)
 	var dict []byte
-	if r.takeover {
-		dict = r.dict
+	if r.window != nil {
+		dict = r.window.dict
 	}
 	if err := fr.(flate.Resetter).Reset(src, dict); err != nil {
 		return nil, errReadCorrupt
@@ -401,8 +411,8 @@ func (r *frameReader) inflate(in []byte) ([]byte, *violation) {
 			return nil, errReadCorrupt
 		}
 	}
-	if r.takeover {
-		r.dict = slide(r.dict, out, r.window)
+	if w := r.window; w != nil {
+		w.dict = slide(w.dict, out, w.size)
 	}
 	return out, nil
 }

@@ -55,7 +55,6 @@ type wireConn struct {
 	prefix  []byte        // bytes net/http had buffered before the hijack
 	pooled  *pooledReader // server on plain TCP: reads through a pooled buffer; nil otherwise
 	phase   readPhase
-	head    headScanner
 	obs     frameObserver
 	pending *violation
 	refused bool
@@ -72,7 +71,7 @@ type wireConn struct {
 	// Write side: wmu serializes every frame written after the handshake
 	// (gws's and TryWriteMessage's), so that the rest of a partially written
 	// direct frame (tail) goes out before anything else.
-	direct    *directWriter // server on plain TCP without compression; nil otherwise
+	direct    directWriter // server on plain TCP without compression; zero otherwise
 	wmu       sync.Mutex
 	tail      []byte
 	closeSent bool // a close frame went out: no direct writes after it
@@ -81,8 +80,17 @@ type wireConn struct {
 	sentOK     bool
 	sentCode   uint16
 	sentReason string
-	hsDeadline time.Time // client: handshake deadline from the context
-	hsCanceled bool      // client: the dial context ended
+	// client is the client side's handshake state (guarded by mu, but for
+	// head, which only the reader uses); nil on the server side, which has
+	// one connection per client and so keeps none of it.
+	client *clientHandshake
+}
+
+// clientHandshake is what only a client connection needs during its handshake.
+type clientHandshake struct {
+	head     headScanner // the HTTP response head being read
+	deadline time.Time   // the handshake deadline from the context
+	canceled bool        // the dial context ended
 }
 
 func newWireConn(raw net.Conn, server bool, o *Options) *wireConn {
@@ -102,6 +110,7 @@ func newWireConn(raw net.Conn, server bool, o *Options) *wireConn {
 	}
 	if !server {
 		w.phase = phaseClientHead
+		w.client = &clientHandshake{}
 	}
 	w.handshaking.Store(true)
 	return w
@@ -141,14 +150,15 @@ func (w *wireConn) read(p []byte, nonblock bool) (int, error) {
 	}
 	off := 0
 	if w.phase == phaseClientHead {
-		k, done, ok := w.head.scan(p[:n])
+		head := &w.client.head
+		k, done, ok := head.scan(p[:n])
 		if !ok {
 			return 0, errResponseHeadTooLarge
 		}
 		if !done {
 			return n, err
 		}
-		if w.head.status != 101 {
+		if head.status != 101 {
 			w.phase = phasePassthrough
 			return n, err
 		}
@@ -398,10 +408,12 @@ func (w *wireConn) drainPending() bool {
 func (w *wireConn) SetDeadline(t time.Time) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.hsCanceled {
-		t = time.Unix(1, 0)
-	} else if !w.hsDeadline.IsZero() && w.handshaking.Load() && (t.IsZero() || t.After(w.hsDeadline)) {
-		t = w.hsDeadline
+	if c := w.client; c != nil {
+		if c.canceled {
+			t = time.Unix(1, 0)
+		} else if !c.deadline.IsZero() && w.handshaking.Load() && (t.IsZero() || t.After(c.deadline)) {
+			t = c.deadline
+		}
 	}
 	if w.closing.Load() {
 		return w.raw.SetWriteDeadline(t)
@@ -422,7 +434,7 @@ func (w *wireConn) SetReadDeadline(t time.Time) error {
 func (w *wireConn) cancelHandshake() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.hsCanceled = true
+	w.client.canceled = true // only Dial cancels, on a client connection
 	_ = w.raw.SetDeadline(time.Unix(1, 0))
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/wsgate/wsgate/internal/state/encrypt"
 	"github.com/wsgate/wsgate/internal/state/redis"
 	"github.com/wsgate/wsgate/internal/state/redis/redistest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/bgrun"
 )
 
 func keyring(t testing.TB, keys ...encrypt.Key) *encrypt.Keyring {
@@ -81,17 +82,7 @@ func (*recorder) HandleLeave(string, broker.ClientInfo) {}
 func run(t *testing.T, b broker.Broker) *recorder {
 	t.Helper()
 	rec := &recorder{got: make(chan struct{}, 1)}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx, rec) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return within 10s of its context ending")
-		}
-	})
+	bgrun.Start(t, func(ctx context.Context) error { return b.Run(ctx, rec) })
 	return rec
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/wsgate/wsgate/internal/state/broker"
 	"github.com/wsgate/wsgate/internal/state/redis"
 	"github.com/wsgate/wsgate/internal/state/redis/redistest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // Concurrent publishers on two nodes, several channels: publications of one
@@ -68,7 +69,7 @@ func TestPublishBatchedInOrderAcrossNodes(t *testing.T) {
 	const total = perChannel * each
 	for ch := range channels {
 		channel := "batch" + strconv.Itoa(ch)
-		waitFor(t, 10*time.Second, "every publication of "+channel, func() bool { return len(rec.Pubs(channel)) >= total })
+		wait.For(t, "every publication of "+channel, 10*time.Second, func() bool { return len(rec.Pubs(channel)) >= total })
 		got := rec.Pubs(channel)
 		if len(got) != total {
 			t.Fatalf("%s: %d deliveries, want %d", channel, len(got), total)
@@ -127,7 +128,7 @@ func TestPublishBatchRetriedAfterReadTimeoutDeliversOnce(t *testing.T) {
 		_, err := pub.Publish(ctx, ch, []byte(`"warm"`), "", keep) // loads the script
 		must(t, err)
 	}
-	waitFor(t, 5*time.Second, "the warm-up deliveries", func() bool {
+	wait.For(t, "the warm-up deliveries", 5*time.Second, func() bool {
 		for _, ch := range channels {
 			if len(rec.Pubs(ch)) != 1 {
 				return false

@@ -14,6 +14,7 @@ import (
 	"github.com/wsgate/wsgate/internal/state/broker/brokertest"
 	"github.com/wsgate/wsgate/internal/state/redis"
 	"github.com/wsgate/wsgate/internal/state/redis/redistest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // tcpProxy forwards TCP connections to a Redis server; the proxies of the
@@ -185,7 +186,7 @@ func TestPublishRetriedAfterReadTimeoutDeliversOnce(t *testing.T) {
 	// Load the script first so the held reply is the script's, not NOSCRIPT.
 	first, err := pub.Publish(ctx, ch, []byte(`"warm"`), "", keep)
 	must(t, err)
-	waitFor(t, 5*time.Second, "the warm-up delivery", func() bool { return len(rec.Pubs(ch)) == 1 })
+	wait.For(t, "the warm-up delivery", 5*time.Second, func() bool { return len(rec.Pubs(ch)) == 1 })
 
 	proxy.armed.Store(true)
 	pos, err := pub.Publish(ctx, ch, []byte(`"slow"`), "", keep)

@@ -36,17 +36,11 @@ func BenchmarkLimiter(b *testing.B) {
 		{"redis-lease-burst1e6", c.Limiter(redis.LimiterOptions{LeaseFraction: 0.001}), lim},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			var n atomic.Int64
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				key := "u:m:user" + strconv.Itoa(int(n.Add(1))%64)
-				for pb.Next() {
-					if ok, _, err := tc.l.Allow(ctx, key, tc.lim, 1); !ok || err != nil {
-						b.Error(ok, err)
-						return
-					}
+			runParallel(b, "u:m:user", 64, func(ctx context.Context, key string) error {
+				if ok, _, err := tc.l.Allow(ctx, key, tc.lim, 1); !ok || err != nil {
+					return fmt.Errorf("Allow = %v, %v", ok, err)
 				}
+				return nil
 			})
 			if rl, ok := tc.l.(*redis.Limiter); ok {
 				st := rl.Stats()
@@ -72,20 +66,29 @@ func BenchmarkBrokerPublish(b *testing.B) {
 		br   broker.Broker
 	}{{"memory", broker.NewMemory(broker.MemoryOptions{})}, {"redis", rb}} {
 		b.Run(tc.name, func(b *testing.B) {
-			var n atomic.Int64
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				ch := "bench:" + strconv.Itoa(int(n.Add(1))%16)
-				for pb.Next() {
-					if _, err := tc.br.Publish(ctx, ch, payload, "", keep); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+			runParallel(b, "bench:", 16, func(ctx context.Context, ch string) error {
+				_, err := tc.br.Publish(ctx, ch, payload, "", keep)
+				return err
 			})
 		})
 	}
+}
+
+// runParallel runs op under b.RunParallel, each goroutine on one of keys keys
+// (prefix + a number), until b.N ops or the first error.
+func runParallel(b *testing.B, prefix string, keys int, op func(ctx context.Context, key string) error) {
+	var n atomic.Int64
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		key := prefix + strconv.Itoa(int(n.Add(1))%keys)
+		for pb.Next() {
+			if err := op(ctx, key); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 // BenchmarkBrokerPublishInflight measures Publish with a fixed number of

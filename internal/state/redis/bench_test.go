@@ -50,24 +50,35 @@ func BenchmarkLimiter(b *testing.B) {
 	}
 }
 
-// BenchmarkBrokerPublish measures a Publish with history (one script: offset,
-// XADD, PUBLISH) against memory.
-func BenchmarkBrokerPublish(b *testing.B) {
+// What the publish benchmarks publish: a chat message, kept in history.
+var (
+	benchKeep    = broker.PublishOptions{HistorySize: 100, HistoryTTL: time.Minute}
+	benchPayload = []byte(`{"type":"chat","text":"hello, world"}`)
+)
+
+// benchBroker starts a redis-server and returns a client on it and that
+// client's broker.
+func benchBroker(b *testing.B) (*redis.Client, *redis.Broker) {
 	srv := redistest.Start(b)
 	c := node(b, srv, "bench")
 	rb, err := c.Broker(redis.BrokerOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	keep := broker.PublishOptions{HistorySize: 100, HistoryTTL: time.Minute}
-	payload := []byte(`{"type":"chat","text":"hello, world"}`)
+	return c, rb
+}
+
+// BenchmarkBrokerPublish measures a Publish with history (one script: offset,
+// XADD, PUBLISH) against memory.
+func BenchmarkBrokerPublish(b *testing.B) {
+	_, rb := benchBroker(b)
 	for _, tc := range []struct {
 		name string
 		br   broker.Broker
 	}{{"memory", broker.NewMemory(broker.MemoryOptions{})}, {"redis", rb}} {
 		b.Run(tc.name, func(b *testing.B) {
 			runParallel(b, "bench:", 16, func(ctx context.Context, ch string) error {
-				_, err := tc.br.Publish(ctx, ch, payload, "", keep)
+				_, err := tc.br.Publish(ctx, ch, benchPayload, "", benchKeep)
 				return err
 			})
 		})
@@ -99,20 +110,13 @@ func runParallel(b *testing.B, prefix string, keys int, op func(ctx context.Cont
 //
 //	go test -run x -bench BrokerPublishInflight -benchtime 2s ./internal/state/redis/
 func BenchmarkBrokerPublishInflight(b *testing.B) {
-	srv := redistest.Start(b)
-	c := node(b, srv, "bench")
-	rb, err := c.Broker(redis.BrokerOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	c, rb := benchBroker(b)
 	mem := broker.NewMemory(broker.MemoryOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for _, br := range []broker.Broker{rb, mem} {
 		go func() { _ = br.Run(ctx, nopHandler{}) }()
 	}
-	keep := broker.PublishOptions{HistorySize: 100, HistoryTTL: time.Minute}
-	payload := []byte(`{"type":"chat","text":"hello, world"}`)
 	for _, tc := range []struct{ inflight, channels int }{{1, 1}, {32, 1}, {32, 8}} {
 		for _, be := range []struct {
 			name string
@@ -138,7 +142,7 @@ func BenchmarkBrokerPublishInflight(b *testing.B) {
 							if be.br == nil {
 								err = c.Ping(ctx)
 							} else {
-								_, err = be.br.Publish(ctx, ch, payload, "", keep)
+								_, err = be.br.Publish(ctx, ch, benchPayload, "", benchKeep)
 							}
 							if err != nil {
 								b.Error(err)

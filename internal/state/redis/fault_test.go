@@ -34,8 +34,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	keep := broker.PublishOptions{HistorySize: 10, HistoryTTL: time.Minute}
 	const ch = "news"
 	must(t, bb.Subscribe(ctx, ch))
-	before, err := ba.Publish(ctx, ch, []byte(`"before"`), "", keep)
-	must(t, err)
+	before := publish(t, ba, ch, `"before"`, keep)
 	wait.For(t, "delivery before the outage", 2*time.Second, func() bool { return len(rb.Pubs(ch)) == 1 })
 	qa := a.QuotaStore()
 	admit(t, qa, "user:alice", 5)
@@ -190,8 +189,7 @@ func TestBrokerRedisRestartedFromOlderSnapshot(t *testing.T) {
 	var acked []broker.StreamPosition
 	pub := func(s string) {
 		t.Helper()
-		p, err := ba.Publish(ctx, ch, []byte(`"`+s+`"`), "", keep)
-		must(t, err)
+		p := publish(t, ba, ch, `"`+s+`"`, keep)
 		acked = append(acked, p)
 	}
 	for range 5 {
@@ -243,8 +241,7 @@ func TestBrokerRedisRestartedEmptyNewEpochFilled(t *testing.T) {
 	const ch = "emptied"
 	must(t, ba.Subscribe(ctx, ch))
 	must(t, bb.Subscribe(ctx, ch))
-	first, err := ba.Publish(ctx, ch, []byte(`"before"`), "", keep)
-	must(t, err)
+	first := publish(t, ba, ch, `"before"`, keep)
 	wait.For(t, "the first delivery on both", 5*time.Second, func() bool { return len(ra.Pubs(ch)) == 1 && len(rb.Pubs(ch)) == 1 })
 	srv.Stop()
 	srv.Restart()

@@ -54,6 +54,15 @@ func admit(t testing.TB, q *redis.QuotaStore, key string, max int) {
 	}
 }
 
+// publish publishes data on ch through b, failing t on an error, and returns
+// the acked position.
+func publish(t testing.TB, b broker.Broker, ch, data string, keep broker.PublishOptions) broker.StreamPosition {
+	t.Helper()
+	pos, err := b.Publish(context.Background(), ch, []byte(data), "", keep)
+	must(t, err)
+	return pos
+}
+
 func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {

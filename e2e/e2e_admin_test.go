@@ -23,6 +23,7 @@ import (
 	"github.com/wsgate/wsgate"
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // adminCall makes one admin API request and decodes the JSON answer.
@@ -144,7 +145,7 @@ func TestAdminAPI(t *testing.T) {
 	if r := alice.ExpectClose(t, 1008, 5*time.Second); r != "kicked" {
 		t.Fatalf("kick reason %q", r)
 	}
-	eventually(t, 10*time.Second, "kicked session gone", func() bool {
+	wait.For(t, "kicked session gone", 10*time.Second, func() bool {
 		st, _ := adminCall(t, s, "POST", "/api/v1/connections/"+id+"/kick", tok, nil)
 		return st == 404
 	})
@@ -527,7 +528,7 @@ func TestMetricsMove(t *testing.T) {
 		{"wsgate_closes_total", []string{`code="1008"`}},
 		{"wsgate_pipeline_duration_seconds_count", nil},
 	}
-	eventually(t, 10*time.Second, "metrics to move", func() bool {
+	wait.For(t, "metrics to move", 10*time.Second, func() bool {
 		after = scrape(t, s)
 		for _, ck := range checks {
 			if metricSum(after, ck.name, ck.labels...) <= metricSum(before, ck.name, ck.labels...) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wsframe"
 )
 
@@ -294,7 +295,7 @@ func TestAttackAbruptClientsReleaseQuota(t *testing.T) {
 			r.Close()
 		}
 	}
-	eventually(t, 5*time.Second, "all connections and quota released", func() bool {
+	wait.For(t, "all connections and quota released", 5*time.Second, func() bool {
 		return s.Connections() == 0 && s.QuotaInUse(t.Context()) == 0
 	})
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/wsgate/wsgate/client"
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // Plaintext markers: every published payload carries this; no byte of Redis, of
@@ -86,7 +87,7 @@ func (c *redisCapture) String() string {
 // waitContains waits until get() contains s.
 func waitContains(t *testing.T, what string, get func() string, s string) {
 	t.Helper()
-	eventually(t, 10*time.Second, fmt.Sprintf("%s to contain %q", what, s), func() bool { return strings.Contains(get(), s) })
+	wait.For(t, fmt.Sprintf("%s to contain %q", what, s), 10*time.Second, func() bool { return strings.Contains(get(), s) })
 }
 
 // dumpRedis returns the names and contents of every key under prefix, read with

@@ -28,6 +28,7 @@ import (
 	"github.com/wsgate/wsgate/internal/conn/transport"
 	"github.com/wsgate/wsgate/internal/route/upstream"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // identityKey is the routes' identity key (and the Node seed's JWT_SECRET).
@@ -158,7 +159,7 @@ func (u *echoUpstream) lastHeader() http.Header {
 func (u *echoUpstream) lastConn(t *testing.T) *transport.Conn {
 	t.Helper()
 	var c *transport.Conn
-	eventually(t, 5*time.Second, "upstream connection recorded", func() bool {
+	wait.For(t, "upstream connection recorded", 5*time.Second, func() bool {
 		u.mu.Lock()
 		defer u.mu.Unlock()
 		if len(u.conns) > 0 {
@@ -221,17 +222,6 @@ func nextRaw(t *testing.T, c *wsgatetest.Client, within time.Duration) string {
 		t.Fatalf("no message within %s", within)
 	}
 	return ""
-}
-
-func eventually(t *testing.T, within time.Duration, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestGatewayRoundTripAndIdentity(t *testing.T) {
@@ -396,7 +386,7 @@ func TestGatewayCloseCodes(t *testing.T) {
 			}
 		})
 	}
-	eventually(t, 5*time.Second, "connections and quota back to 0", func() bool {
+	wait.For(t, "connections and quota back to 0", 5*time.Second, func() bool {
 		return s.Connections() == 0 && s.QuotaInUse(context.Background()) == 0
 	})
 }
@@ -546,7 +536,7 @@ func TestGatewayBackpressure(t *testing.T) {
 	go conn.Serve()
 	t.Cleanup(func() { _ = conn.Close() })
 	// The header is recorded before the 101, the conn after it: wait for the conn.
-	eventually(t, 5*time.Second, "upstream leg open", func() bool { up.mu.Lock(); defer up.mu.Unlock(); return len(up.conns) > 0 })
+	wait.For(t, "upstream leg open", 5*time.Second, func() bool { up.mu.Lock(); defer up.mu.Unlock(); return len(up.conns) > 0 })
 
 	const total = 800 // 25 MiB: far more than socket buffers and the outbox hold
 	var sent atomic.Int64
@@ -572,7 +562,7 @@ func TestGatewayBackpressure(t *testing.T) {
 	}
 	close(g.gate)
 	<-done
-	eventually(t, 20*time.Second, "all messages delivered once the client reads", func() bool { return g.n.Load() == total })
+	wait.For(t, "all messages delivered once the client reads", 20*time.Second, func() bool { return g.n.Load() == total })
 	if g.bad.Load() != 0 {
 		t.Fatal("corrupted messages")
 	}

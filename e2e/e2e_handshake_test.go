@@ -21,6 +21,7 @@ import (
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
@@ -270,7 +271,7 @@ func TestQuotas(t *testing.T) {
 	expectRefused(t, s, wsgatetest.DialOptions{Header: bearer(s.Token(t, "gina", nil))}, 429, "ip_quota")
 	// Closing one frees its slot.
 	a1.Conn.Close()
-	eventually(t, 5*time.Second, "slot released after close", func() bool {
+	wait.For(t, "slot released after close", 5*time.Second, func() bool {
 		c, _, err := s.Dial(t, wsgatetest.DialOptions{Header: bearer(s.Token(t, "erin", nil))})
 		if err != nil {
 			return false

@@ -17,6 +17,7 @@ import (
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/conn/transport"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/bgrun"
 )
 
 // Issue 14: hooks and per-namespace hooks/limits reload like the rest of the
@@ -306,14 +307,11 @@ func TestConcurrentReloadsWithHooks(t *testing.T) {
 
 	// A publisher keeps the room checks busy while the runtimes swap.
 	busy := s.Connect(t, "busy", map[string]any{"channels": map[string]any{"pub": []string{"busy:*"}}})
-	stop := make(chan struct{})
-	var bg sync.WaitGroup
-	bg.Add(2)
-	go func() {
-		defer bg.Done()
+	bg := bgrun.NewLoops(t)
+	bg.Go(func() {
 		for i := 0; ; i++ {
 			select {
-			case <-stop:
+			case <-bg.Stop():
 				return
 			case <-time.After(10 * time.Millisecond):
 			}
@@ -322,17 +320,16 @@ func TestConcurrentReloadsWithHooks(t *testing.T) {
 				return
 			}
 		}
-	}()
-	go func() {
-		defer bg.Done()
+	})
+	bg.Go(func() {
 		for {
 			select {
-			case <-stop:
+			case <-bg.Stop():
 				return
 			case <-busy.Msgs:
 			}
 		}
-	}()
+	})
 
 	p := s.Connect(t, "player", gameClaims)
 	pad := strings.Repeat("x", 300)
@@ -354,8 +351,7 @@ func TestConcurrentReloadsWithHooks(t *testing.T) {
 			t.Fatalf("round %d: file B's hook was called, but a 300-byte payload under its 1000-byte cap got %v", round, m)
 		}
 	}
-	close(stop)
-	bg.Wait()
+	bg.Halt()
 	if bC.calls.Load() == 0 {
 		t.Fatal("the busy publisher's hook was never called")
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/conn/transport"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wsframe"
 )
 
@@ -156,7 +157,7 @@ func TestGatewayCloseCodeSentWins(t *testing.T) {
 		}
 		_ = c.Close()
 	}
-	eventually(t, 10*time.Second, "every session to end", func() bool { return s.Connections() == 0 })
+	wait.For(t, "every session to end", 10*time.Second, func() bool { return s.Connections() == 0 })
 	var disconnects, wrong int
 	for line := range strings.SplitSeq(s.Logs.String(), "\n") {
 		if !strings.Contains(line, `"msg":"disconnected"`) {

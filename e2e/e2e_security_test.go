@@ -27,6 +27,7 @@ import (
 
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/bgrun"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wsframe"
 )
 
@@ -167,21 +168,18 @@ func TestSec01JWKSRefreshNotCancellable(t *testing.T) {
 		}
 	}
 	// The attacker keeps going for the rest of the test.
-	stop := make(chan struct{})
-	var attacker sync.WaitGroup
-	attacker.Add(1)
-	go func() {
-		defer attacker.Done()
+	attacker := bgrun.NewLoops(t)
+	attacker.Go(func() {
 		for i := 1_000_000; ; i++ {
 			select {
-			case <-stop:
+			case <-attacker.Stop():
 				return
 			default:
 			}
 			abortOne(i)
 		}
-	}()
-	defer func() { close(stop); attacker.Wait() }()
+	})
+	defer attacker.Halt()
 
 	// Within that one refresh, a legitimate client with the new key is accepted:
 	// the first attempt and every later one.

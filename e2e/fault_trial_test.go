@@ -2,53 +2,32 @@ package e2e
 
 import (
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/bgrun"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // faultTrial is the bookkeeping the fault tests share: the loops it runs (its
-// subscribers' readers and its publishers, ended by halt, at the latest when
-// the test ends), its subscribers, and the publishers progress waits for.
+// subscribers' readers and its publishers, ended by loops.Halt, at the latest
+// when the test ends), its subscribers, and the publishers progress waits for.
 type faultTrial struct {
-	t       *testing.T
-	stop    chan struct{}
-	wg      sync.WaitGroup
-	stopped bool
-	subs    []*faultSub
-	pubs    []*faultPublisher
+	t     *testing.T
+	loops *bgrun.Loops
+	subs  []*faultSub
+	pubs  []*faultPublisher
 }
 
 func newFaultTrial(t *testing.T) *faultTrial {
-	f := &faultTrial{t: t, stop: make(chan struct{})}
-	t.Cleanup(f.halt)
-	return f
-}
-
-// halt stops every loop and waits for them (idempotent; test goroutine only).
-func (f *faultTrial) halt() {
-	if !f.stopped {
-		f.stopped = true
-		close(f.stop)
-		f.wg.Wait()
-	}
-}
-
-// run starts fn as one of the trial's loops; the channel closes when fn returns.
-func (f *faultTrial) run(fn func()) <-chan struct{} {
-	done := make(chan struct{})
-	f.wg.Go(func() {
-		defer close(done)
-		fn()
-	})
-	return done
+	return &faultTrial{t: t, loops: bgrun.NewLoops(t)}
 }
 
 // subscribe subscribes s on c to chat:faults (from since, if any) and starts
 // recording what c receives; the channel closes when that reader returns (c
-// closed and drained, or halt). s joins the trial's subscribers the first time.
+// closed and drained, or loops.Halt). s joins the trial's subscribers the
+// first time.
 func (f *faultTrial) subscribe(s *faultSub, c *wsgatetest.Client, since *pos) <-chan struct{} {
 	f.t.Helper()
 	req := map[string]any{"type": "subscribe", "id": "sub", "channel": "chat:faults"}
@@ -63,13 +42,13 @@ func (f *faultTrial) subscribe(s *faultSub, c *wsgatetest.Client, since *pos) <-
 	if first {
 		f.subs = append(f.subs, s)
 	}
-	return f.run(func() { s.read(c, f.stop) })
+	return f.loops.Go(func() { s.read(c, f.loops.Stop()) })
 }
 
 // subscribed waits until every subscriber has its first answer.
 func (f *faultTrial) subscribed() {
 	f.t.Helper()
-	eventually(f.t, 10*time.Second, "every subscribe ack", func() bool {
+	wait.For(f.t, "every subscribe ack", 10*time.Second, func() bool {
 		for _, s := range f.subs {
 			if len(s.events()) == 0 {
 				return false
@@ -83,7 +62,7 @@ func (f *faultTrial) subscribed() {
 // it is in f.pubs.
 func (f *faultTrial) publish(p *faultPublisher) <-chan struct{} {
 	f.pubs = append(f.pubs, p)
-	return f.run(func() { p.run(f.stop) })
+	return f.loops.Go(func() { p.run(f.loops.Stop()) })
 }
 
 // progress waits until each publisher in f.pubs has n more acks than now.
@@ -93,7 +72,7 @@ func (f *faultTrial) progress(what string, n int) {
 	for i, p := range f.pubs {
 		base[i] = p.ackCount()
 	}
-	eventually(f.t, 30*time.Second, fmt.Sprintf("%d more acks per publisher (%s)", n, what), func() bool {
+	wait.For(f.t, fmt.Sprintf("%d more acks per publisher (%s)", n, what), 30*time.Second, func() bool {
 		for i, p := range f.pubs {
 			if p.ackCount() < base[i]+n {
 				return false
@@ -110,7 +89,7 @@ func (f *faultTrial) progress(what string, n int) {
 func (f *faultTrial) finish(n *wsgatetest.Server, all []*faultPublisher) (map[string]pos, int) {
 	t := f.t
 	t.Helper()
-	f.halt()
+	f.loops.Halt()
 	for _, p := range f.pubs {
 		if p.fatal != "" {
 			t.Fatalf("publisher %s stopped: %s", p.name, p.fatal)

@@ -12,6 +12,7 @@ import (
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/server"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // replyWait bounds the wait for a reply. Generous: in cluster mode a reply may
@@ -128,7 +129,7 @@ func strikeOut(t *testing.T, s *wsgatetest.Server, sub string, n int) {
 // status (a ban or a quota reaching another node), for at most within.
 func refusedWithin(t *testing.T, s *wsgatetest.Server, h http.Header, status int, within time.Duration, what string) {
 	t.Helper()
-	eventually(t, within, what, func() bool {
+	wait.For(t, what, within, func() bool {
 		_, resp, err := s.Dial(t, wsgatetest.DialOptions{Header: h})
 		return err != nil && resp != nil && resp.StatusCode == status
 	})

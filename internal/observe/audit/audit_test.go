@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/observe/redact"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/logbuf"
 )
 
 const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVl"
@@ -179,7 +180,7 @@ func TestRedaction(t *testing.T) {
 }
 
 func TestConcurrentLogAndDrops(t *testing.T) {
-	var buf lockedBuffer
+	var buf logbuf.Buffer
 	l, err := New(Options{Output: &buf, QueueSize: 16}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -291,23 +292,6 @@ func TestDisabledAndNil(t *testing.T) {
 	if _, err := New(Options{Path: filepath.Join(t.TempDir(), "missing", "a.log")}, nil); err == nil {
 		t.Fatal("unopenable path accepted")
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func TestLogSealedMessage(t *testing.T) {

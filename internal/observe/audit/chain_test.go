@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/logbuf"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
@@ -373,7 +374,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 // never for an idle log.
 func TestCheckpointInterval(t *testing.T) {
 	key := testKey(t)
-	var buf lockedBuffer
+	var buf logbuf.Buffer
 	l, err := New(Options{Output: &buf, Chain: true, CheckpointKey: key, CheckpointInterval: 5 * time.Millisecond, CheckpointEvery: -1}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/defaults"
 )
 
 // Kinds of hooks.
@@ -69,18 +71,10 @@ type Breaker struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.Timeout <= 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.MaxConcurrency <= 0 {
-		o.MaxConcurrency = DefaultMaxConcurrency
-	}
-	if o.Breaker.Failures <= 0 {
-		o.Breaker.Failures = DefaultBreakerFailures
-	}
-	if o.Breaker.Cooldown <= 0 {
-		o.Breaker.Cooldown = DefaultBreakerCooldown
-	}
+	defaults.Positive(&o.Timeout, DefaultTimeout)
+	defaults.Positive(&o.MaxConcurrency, DefaultMaxConcurrency)
+	defaults.Positive(&o.Breaker.Failures, DefaultBreakerFailures)
+	defaults.Positive(&o.Breaker.Cooldown, DefaultBreakerCooldown)
 	return o
 }
 

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/defaults"
 	"github.com/wsgate/wsgate/internal/route/upstream"
 )
 
@@ -64,9 +65,7 @@ func NewHTTP(o HTTPOptions) (*HTTP, error) {
 	if len(o.Key) < 32 {
 		return nil, errors.New("hook: signing key must be at least 32 bytes")
 	}
-	if o.MaxResponseBytes <= 0 {
-		o.MaxResponseBytes = DefaultMaxResponseBytes
-	}
+	defaults.Positive(&o.MaxResponseBytes, DefaultMaxResponseBytes)
 	c := o.Client
 	if c == nil {
 		c = &http.Client{

@@ -15,6 +15,7 @@ import (
 	"github.com/wsgate/wsgate/internal/conn/protocol"
 	"github.com/wsgate/wsgate/internal/route/room"
 	"github.com/wsgate/wsgate/internal/state/broker"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/bgrun"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -127,15 +128,7 @@ func start(t testing.TB, opts room.Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	bgrun.Start(t, s.Run)
 	e := &env{t: t, s: s, br: br}
 	e.waitRunning(opts.DefaultChannel)
 	return e

@@ -1,11 +1,13 @@
 package room
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
 
 	"github.com/wsgate/wsgate/internal/conn/protocol"
+	"github.com/wsgate/wsgate/internal/defaults"
 	"github.com/wsgate/wsgate/internal/route/command"
 )
 
@@ -141,9 +143,7 @@ func (o Options) withDefaults() (Options, error) {
 		}
 		o.Namespaces[name] = ns
 	}
-	if o.DefaultChannel == "" {
-		o.DefaultChannel = DefaultChannel
-	}
+	o.DefaultChannel = cmp.Or(o.DefaultChannel, DefaultChannel)
 	ns, _, ok := parseChannel(o.DefaultChannel)
 	if !ok {
 		return o, fmt.Errorf("room: default channel %q is not a valid channel name", o.DefaultChannel)
@@ -151,30 +151,14 @@ func (o Options) withDefaults() (Options, error) {
 	if _, ok := o.Namespaces[ns]; !ok {
 		return o, fmt.Errorf("room: default channel %q: namespace %q not configured", o.DefaultChannel, ns)
 	}
-	if o.ChannelClaim == "" {
-		o.ChannelClaim = DefaultChannelClaim
-	}
-	if o.MaxChannelsPerClient <= 0 {
-		o.MaxChannelsPerClient = DefaultMaxChannelsPerClient
-	}
-	if o.RecoveryBuffer <= 0 {
-		o.RecoveryBuffer = DefaultRecoveryBuffer
-	}
-	if o.MaxHistoryReplyBytes <= 0 {
-		o.MaxHistoryReplyBytes = DefaultMaxHistoryReplyBytes
-	}
-	if o.MaxHistoryLimit <= 0 {
-		o.MaxHistoryLimit = DefaultMaxHistoryLimit
-	}
-	if o.CommandTimeout <= 0 {
-		o.CommandTimeout = DefaultCommandTimeout
-	}
-	if o.MaxPublishBody <= 0 {
-		o.MaxPublishBody = DefaultMaxPublishBody
-	}
-	if o.OpTimeout <= 0 {
-		o.OpTimeout = DefaultOpTimeout
-	}
+	o.ChannelClaim = cmp.Or(o.ChannelClaim, DefaultChannelClaim)
+	defaults.Positive(&o.MaxChannelsPerClient, DefaultMaxChannelsPerClient)
+	defaults.Positive(&o.RecoveryBuffer, DefaultRecoveryBuffer)
+	defaults.Positive(&o.MaxHistoryReplyBytes, DefaultMaxHistoryReplyBytes)
+	defaults.Positive(&o.MaxHistoryLimit, DefaultMaxHistoryLimit)
+	defaults.Positive(&o.CommandTimeout, DefaultCommandTimeout)
+	defaults.Positive(&o.MaxPublishBody, DefaultMaxPublishBody)
+	defaults.Positive(&o.OpTimeout, DefaultOpTimeout)
 	return o, nil
 }
 

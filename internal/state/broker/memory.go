@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/defaults"
 	"github.com/wsgate/wsgate/internal/state/shardmap"
 )
 
@@ -73,24 +74,12 @@ func (o MemoryOptions) Validate() error {
 }
 
 func (o MemoryOptions) withDefaults() MemoryOptions {
-	if o.MaxChannels <= 0 {
-		o.MaxChannels = DefaultMaxChannels
-	}
-	if o.MaxHistorySize <= 0 {
-		o.MaxHistorySize = DefaultMaxHistorySize
-	}
-	if o.MaxHistoryTTL <= 0 {
-		o.MaxHistoryTTL = DefaultMaxHistoryTTL
-	}
-	if o.MaxHistoryBytes <= 0 {
-		o.MaxHistoryBytes = DefaultMaxHistoryBytes
-	}
-	if o.SweepInterval <= 0 {
-		o.SweepInterval = DefaultSweepInterval
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	defaults.Positive(&o.MaxChannels, DefaultMaxChannels)
+	defaults.Positive(&o.MaxHistorySize, DefaultMaxHistorySize)
+	defaults.Positive(&o.MaxHistoryTTL, DefaultMaxHistoryTTL)
+	defaults.Positive(&o.MaxHistoryBytes, DefaultMaxHistoryBytes)
+	defaults.Positive(&o.SweepInterval, DefaultSweepInterval)
+	defaults.Now(&o.Now)
 	return o
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/state/statetest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/bgrun"
 )
 
 // newClocked returns a broker on a manual clock.
@@ -60,22 +61,10 @@ func (e *events) counts() (pubs, joins, leaves int) {
 // run starts m.Run(h) and waits until the handler is registered.
 func run(t *testing.T, m *Memory, h EventHandler) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx, h) }()
+	stop = bgrun.Start(t, func(ctx context.Context) error { return m.Run(ctx, h) })
 	for m.handler.Load() == nil {
 		runtime.Gosched()
 	}
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
 	return stop
 }
 

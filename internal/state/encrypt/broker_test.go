@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +12,8 @@ import (
 	"github.com/wsgate/wsgate/internal/state/encrypt"
 	"github.com/wsgate/wsgate/internal/state/redis"
 	"github.com/wsgate/wsgate/internal/state/redis/redistest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/bgrun"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 func keyring(t testing.TB, keys ...encrypt.Key) *encrypt.Keyring {
@@ -59,39 +60,10 @@ func TestConformanceRedis(t *testing.T) {
 
 var keep = broker.PublishOptions{HistorySize: 100, HistoryTTL: time.Hour}
 
-// recorder collects deliveries.
-type recorder struct {
-	mu   sync.Mutex
-	pubs []broker.Publication
-	got  chan struct{}
-}
-
-func (r *recorder) HandlePublication(p broker.Publication) {
-	r.mu.Lock()
-	r.pubs = append(r.pubs, p)
-	r.mu.Unlock()
-	select {
-	case r.got <- struct{}{}:
-	default:
-	}
-}
-func (*recorder) HandleJoin(string, broker.ClientInfo)  {}
-func (*recorder) HandleLeave(string, broker.ClientInfo) {}
-
-func run(t *testing.T, b broker.Broker) *recorder {
+func run(t *testing.T, b broker.Broker) *brokertest.Recorder {
 	t.Helper()
-	rec := &recorder{got: make(chan struct{}, 1)}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx, rec) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return within 10s of its context ending")
-		}
-	})
+	rec := brokertest.NewRecorder()
+	bgrun.Start(t, func(ctx context.Context) error { return b.Run(ctx, rec) })
 	return rec
 }
 
@@ -183,19 +155,12 @@ func TestDeliveryRefusesWhatDoesNotOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Run registers asynchronously: publish good messages until one arrives.
-	deadline := time.After(10 * time.Second)
-	for delivered := false; !delivered; {
+	wait.For(t, "the first delivery", 10*time.Second, func() bool {
 		if _, err := b.Publish(ctx, "sec:a", []byte(`"probe"`), "", broker.PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case <-rec.got:
-			delivered = true
-		case <-time.After(20 * time.Millisecond):
-		case <-deadline:
-			t.Fatal("timed out waiting for the first delivery")
-		}
-	}
+		return len(rec.Pubs("sec:a")) > 0
+	})
 	before := b.Dropped()
 	// Written behind the decorator's back, as a Redis writer could.
 	if _, err := mem.Publish(ctx, "sec:a", []byte(`"injected"`), "", broker.PublishOptions{}); err != nil {
@@ -209,22 +174,11 @@ func TestDeliveryRefusesWhatDoesNotOpen(t *testing.T) {
 	if _, err := b.Publish(ctx, "sec:a", []byte(`"last"`), "", broker.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		rec.mu.Lock()
-		last := rec.pubs[len(rec.pubs)-1]
-		rec.mu.Unlock()
-		if string(last.Data) == `"last"` {
-			break
-		}
-		select {
-		case <-rec.got:
-		case <-time.After(10 * time.Second):
-			t.Fatal("timed out waiting for the last publication")
-		}
-	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	for _, p := range rec.pubs {
+	wait.For(t, "the last publication", 10*time.Second, func() bool {
+		got := rec.Pubs("sec:a")
+		return string(got[len(got)-1].Data) == `"last"`
+	})
+	for _, p := range rec.Pubs("sec:a") {
 		if s := string(p.Data); s != `"probe"` && s != `"last"` {
 			t.Errorf("handed on %q", p.Data)
 		}

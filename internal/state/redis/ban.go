@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/wsgate/wsgate/internal/defaults"
 	"github.com/wsgate/wsgate/internal/state/ban"
 	"github.com/wsgate/wsgate/internal/state/shardmap"
 	"github.com/wsgate/wsgate/internal/truncate"
@@ -127,15 +129,9 @@ func (c *Client) BanList(opts BanOptions) *BanList {
 	if c.bans != nil {
 		return c.bans
 	}
-	if opts.MaxEntries <= 0 {
-		opts.MaxEntries = ban.DefaultMaxEntries
-	}
-	if opts.CacheTTL == 0 {
-		opts.CacheTTL = DefaultBanCacheTTL
-	}
-	if opts.CacheEntries <= 0 {
-		opts.CacheEntries = DefaultBanCacheEntries
-	}
+	defaults.Positive(&opts.MaxEntries, ban.DefaultMaxEntries)
+	opts.CacheTTL = cmp.Or(opts.CacheTTL, DefaultBanCacheTTL)
+	defaults.Positive(&opts.CacheEntries, DefaultBanCacheEntries)
 	l := &BanList{
 		rdb:   c.rdb,
 		c:     c,

@@ -13,6 +13,7 @@ import (
 	"github.com/wsgate/wsgate/internal/state/broker"
 	"github.com/wsgate/wsgate/internal/state/redis"
 	"github.com/wsgate/wsgate/internal/state/redis/redistest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // Concurrent publishers on two nodes, several channels: publications of one
@@ -68,7 +69,7 @@ func TestPublishBatchedInOrderAcrossNodes(t *testing.T) {
 	const total = perChannel * each
 	for ch := range channels {
 		channel := "batch" + strconv.Itoa(ch)
-		waitFor(t, 10*time.Second, "every publication of "+channel, func() bool { return len(rec.Pubs(channel)) >= total })
+		wait.For(t, "every publication of "+channel, 10*time.Second, func() bool { return len(rec.Pubs(channel)) >= total })
 		got := rec.Pubs(channel)
 		if len(got) != total {
 			t.Fatalf("%s: %d deliveries, want %d", channel, len(got), total)
@@ -124,10 +125,9 @@ func TestPublishBatchRetriedAfterReadTimeoutDeliversOnce(t *testing.T) {
 	channels := []string{"retried-a", "retried-b", "retried-c"}
 	for _, ch := range channels {
 		must(t, sub.Subscribe(ctx, ch))
-		_, err := pub.Publish(ctx, ch, []byte(`"warm"`), "", keep) // loads the script
-		must(t, err)
+		publish(t, pub, ch, `"warm"`, keep) // loads the script
 	}
-	waitFor(t, 5*time.Second, "the warm-up deliveries", func() bool {
+	wait.For(t, "the warm-up deliveries", 5*time.Second, func() bool {
 		for _, ch := range channels {
 			if len(rec.Pubs(ch)) != 1 {
 				return false
@@ -158,8 +158,7 @@ func TestPublishBatchRetriedAfterReadTimeoutDeliversOnce(t *testing.T) {
 		t.Fatalf("the proxy held %d replies, want 1 (test setup)", proxy.held.Load())
 	}
 	for _, ch := range channels {
-		marker, err := pub.Publish(ctx, ch, []byte(`"marker"`), "", keep)
-		must(t, err)
+		marker := publish(t, pub, ch, `"marker"`, keep)
 		got := waitLast(t, 5*time.Second, rec, ch, `"marker"`)
 		seen := map[string]bool{}
 		for i, p := range got {
@@ -195,8 +194,7 @@ func TestPublishQueuedCallCancelled(t *testing.T) {
 	keep := broker.PublishOptions{HistorySize: 100, HistoryTTL: time.Minute}
 	const ch = "cancelled"
 	must(t, pub.Subscribe(ctx, ch))
-	_, err := pub.Publish(ctx, ch, []byte(`"warm"`), "", keep)
-	must(t, err)
+	publish(t, pub, ch, `"warm"`, keep)
 	var wg sync.WaitGroup
 	wg.Go(func() { srv.Command("DEBUG SLEEP 0.8") })
 	time.Sleep(50 * time.Millisecond) // the sleep has started
@@ -222,8 +220,7 @@ func TestPublishQueuedCallCancelled(t *testing.T) {
 	}
 	cancelled.Wait()
 	wg.Wait()
-	pos, err := pub.Publish(ctx, ch, []byte(`"after"`), "", keep)
-	must(t, err)
+	pos := publish(t, pub, ch, `"after"`, keep)
 	got := waitLast(t, 5*time.Second, rec, ch, `"after"`)
 	for i, p := range got {
 		if p.Offset != uint64(i+1) || strings.HasPrefix(string(p.Data), `"queued`) {

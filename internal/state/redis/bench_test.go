@@ -36,17 +36,11 @@ func BenchmarkLimiter(b *testing.B) {
 		{"redis-lease-burst1e6", c.Limiter(redis.LimiterOptions{LeaseFraction: 0.001}), lim},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			var n atomic.Int64
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				key := "u:m:user" + strconv.Itoa(int(n.Add(1))%64)
-				for pb.Next() {
-					if ok, _, err := tc.l.Allow(ctx, key, tc.lim, 1); !ok || err != nil {
-						b.Error(ok, err)
-						return
-					}
+			runParallel(b, "u:m:user", 64, func(ctx context.Context, key string) error {
+				if ok, _, err := tc.l.Allow(ctx, key, tc.lim, 1); !ok || err != nil {
+					return fmt.Errorf("Allow = %v, %v", ok, err)
 				}
+				return nil
 			})
 			if rl, ok := tc.l.(*redis.Limiter); ok {
 				st := rl.Stats()
@@ -56,36 +50,56 @@ func BenchmarkLimiter(b *testing.B) {
 	}
 }
 
-// BenchmarkBrokerPublish measures a Publish with history (one script: offset,
-// XADD, PUBLISH) against memory.
-func BenchmarkBrokerPublish(b *testing.B) {
+// What the publish benchmarks publish: a chat message, kept in history.
+var (
+	benchKeep    = broker.PublishOptions{HistorySize: 100, HistoryTTL: time.Minute}
+	benchPayload = []byte(`{"type":"chat","text":"hello, world"}`)
+)
+
+// benchBroker starts a redis-server and returns a client on it and that
+// client's broker.
+func benchBroker(b *testing.B) (*redis.Client, *redis.Broker) {
 	srv := redistest.Start(b)
 	c := node(b, srv, "bench")
 	rb, err := c.Broker(redis.BrokerOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	keep := broker.PublishOptions{HistorySize: 100, HistoryTTL: time.Minute}
-	payload := []byte(`{"type":"chat","text":"hello, world"}`)
+	return c, rb
+}
+
+// BenchmarkBrokerPublish measures a Publish with history (one script: offset,
+// XADD, PUBLISH) against memory.
+func BenchmarkBrokerPublish(b *testing.B) {
+	_, rb := benchBroker(b)
 	for _, tc := range []struct {
 		name string
 		br   broker.Broker
 	}{{"memory", broker.NewMemory(broker.MemoryOptions{})}, {"redis", rb}} {
 		b.Run(tc.name, func(b *testing.B) {
-			var n atomic.Int64
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				ch := "bench:" + strconv.Itoa(int(n.Add(1))%16)
-				for pb.Next() {
-					if _, err := tc.br.Publish(ctx, ch, payload, "", keep); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+			runParallel(b, "bench:", 16, func(ctx context.Context, ch string) error {
+				_, err := tc.br.Publish(ctx, ch, benchPayload, "", benchKeep)
+				return err
 			})
 		})
 	}
+}
+
+// runParallel runs op under b.RunParallel, each goroutine on one of keys keys
+// (prefix + a number), until b.N ops or the first error.
+func runParallel(b *testing.B, prefix string, keys int, op func(ctx context.Context, key string) error) {
+	var n atomic.Int64
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		key := prefix + strconv.Itoa(int(n.Add(1))%keys)
+		for pb.Next() {
+			if err := op(ctx, key); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 // BenchmarkBrokerPublishInflight measures Publish with a fixed number of
@@ -96,20 +110,13 @@ func BenchmarkBrokerPublish(b *testing.B) {
 //
 //	go test -run x -bench BrokerPublishInflight -benchtime 2s ./internal/state/redis/
 func BenchmarkBrokerPublishInflight(b *testing.B) {
-	srv := redistest.Start(b)
-	c := node(b, srv, "bench")
-	rb, err := c.Broker(redis.BrokerOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	c, rb := benchBroker(b)
 	mem := broker.NewMemory(broker.MemoryOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for _, br := range []broker.Broker{rb, mem} {
 		go func() { _ = br.Run(ctx, nopHandler{}) }()
 	}
-	keep := broker.PublishOptions{HistorySize: 100, HistoryTTL: time.Minute}
-	payload := []byte(`{"type":"chat","text":"hello, world"}`)
 	for _, tc := range []struct{ inflight, channels int }{{1, 1}, {32, 1}, {32, 8}} {
 		for _, be := range []struct {
 			name string
@@ -135,7 +142,7 @@ func BenchmarkBrokerPublishInflight(b *testing.B) {
 							if be.br == nil {
 								err = c.Ping(ctx)
 							} else {
-								_, err = be.br.Publish(ctx, ch, payload, "", keep)
+								_, err = be.br.Publish(ctx, ch, benchPayload, "", benchKeep)
 							}
 							if err != nil {
 								b.Error(err)

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -132,24 +133,12 @@ func (c *Client) Broker(opts BrokerOptions) (*Broker, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	if opts.MaxHistorySize == 0 {
-		opts.MaxHistorySize = DefaultMaxHistorySize
-	}
-	if opts.MaxHistoryTTL == 0 {
-		opts.MaxHistoryTTL = DefaultMaxHistoryTTL
-	}
-	if opts.MetaTTL == 0 {
-		opts.MetaTTL = DefaultMetaTTL
-	}
-	if opts.PresenceTTL == 0 {
-		opts.PresenceTTL = c.opts.LeaseTTL
-	}
-	if opts.SubscribeTimeout == 0 {
-		opts.SubscribeTimeout = DefaultSubscribeTimeout
-	}
-	if opts.MaxPublishing == 0 {
-		opts.MaxPublishing = DefaultMaxPublishing
-	}
+	opts.MaxHistorySize = cmp.Or(opts.MaxHistorySize, DefaultMaxHistorySize)
+	opts.MaxHistoryTTL = cmp.Or(opts.MaxHistoryTTL, DefaultMaxHistoryTTL)
+	opts.MetaTTL = cmp.Or(opts.MetaTTL, DefaultMetaTTL)
+	opts.PresenceTTL = cmp.Or(opts.PresenceTTL, c.opts.LeaseTTL)
+	opts.SubscribeTimeout = cmp.Or(opts.SubscribeTimeout, DefaultSubscribeTimeout)
+	opts.MaxPublishing = cmp.Or(opts.MaxPublishing, DefaultMaxPublishing)
 	b := &Broker{
 		rdb:       c.rdb,
 		c:         c,

@@ -38,8 +38,7 @@ func TestBrokerHistoryTrimSlack(t *testing.T) {
 	for _, size := range []int{5, 300, 3} {
 		opts := broker.PublishOptions{HistorySize: size, HistoryTTL: time.Hour}
 		for i := range 2*size + 150 {
-			pos, err := b.Publish(ctx, "slack", []byte(strconv.Itoa(i)), "", opts)
-			must(t, err)
+			pos := publish(t, b, "slack", strconv.Itoa(i), opts)
 			n, err := c.Redis().XLen(ctx, stream).Result()
 			must(t, err)
 			if n > int64(size+min(size, 100)) {
@@ -78,8 +77,7 @@ func TestBrokerDoneFieldsPruned(t *testing.T) {
 	keep := broker.PublishOptions{HistorySize: 10, HistoryTTL: time.Hour}
 	b1, err := c.Broker(redis.BrokerOptions{})
 	must(t, err)
-	_, err = b1.Publish(ctx, "prune", []byte("1"), "", keep)
-	must(t, err)
+	publish(t, b1, "prune", "1", keep)
 	meta := "test:" + t.Name() + ":ch:{prune}:m"
 	old := time.Now().Add(-time.Hour).UnixMilli()
 	for i := range 40 {
@@ -87,8 +85,7 @@ func TestBrokerDoneFieldsPruned(t *testing.T) {
 	}
 	b2, err := c.Broker(redis.BrokerOptions{})
 	must(t, err)
-	_, err = b2.Publish(ctx, "prune", []byte("2"), "", keep)
-	must(t, err)
+	publish(t, b2, "prune", "2", keep)
 	fields, err := c.Redis().HKeys(ctx, meta).Result()
 	must(t, err)
 	var done int

@@ -17,6 +17,8 @@ import (
 	"github.com/wsgate/wsgate/internal/state/redis"
 	"github.com/wsgate/wsgate/internal/state/redis/redistest"
 	"github.com/wsgate/wsgate/internal/state/ticket"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/bgrun"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // three nodes share one Redis and one prefix.
@@ -73,9 +75,7 @@ func TestClusterQuotaLeaseExpiresAfterKill(t *testing.T) {
 	ctx := context.Background()
 	qa, qb := a.QuotaStore(), b.QuotaStore()
 	for range 2 {
-		if ok, err := qa.Acquire(ctx, "user:alice", 2); !ok || err != nil {
-			t.Fatal(ok, err)
-		}
+		admit(t, qa, "user:alice", 2)
 	}
 	if ok, _ := qb.Acquire(ctx, "user:alice", 2); ok {
 		t.Fatal("cap ignored")
@@ -87,7 +87,7 @@ func TestClusterQuotaLeaseExpiresAfterKill(t *testing.T) {
 	}
 	killed := time.Now()
 	qa.Kill()
-	waitFor(t, 3*ttl, "dead node's leases to expire", func() bool {
+	wait.For(t, "dead node's leases to expire", 3*ttl, func() bool {
 		ok, err := qb.Acquire(ctx, "user:alice", 2)
 		must(t, err)
 		return ok
@@ -161,14 +161,14 @@ func TestClusterBanInForceWithinOneSecond(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // B's listener is subscribed
 	start := time.Now()
 	must(t, la.Ban(ctx, ban.Ban{Subject: subject, Until: time.Now().Add(time.Hour), Reason: "test"}))
-	waitFor(t, time.Second, "ban on A in force on B", func() bool {
+	wait.For(t, "ban on A in force on B", time.Second, func() bool {
 		_, ok, err := lb.Banned(ctx, subject)
 		must(t, err)
 		return ok
 	})
 	t.Logf("ban propagated in %v", time.Since(start))
 	must(t, la.Unban(ctx, subject))
-	waitFor(t, time.Second, "unban on A seen on B", func() bool {
+	wait.For(t, "unban on A seen on B", time.Second, func() bool {
 		_, ok, _ := lb.Banned(ctx, subject)
 		return !ok
 	})
@@ -180,15 +180,7 @@ func runBroker(t *testing.T, n *redis.Client, opts redis.BrokerOptions) (*redis.
 	b, err := n.Broker(opts)
 	must(t, err)
 	rec := brokertest.NewRecorder()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx, rec) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	bgrun.Start(t, func(ctx context.Context) error { return b.Run(ctx, rec) })
 	return b, rec
 }
 
@@ -218,7 +210,7 @@ func TestClusterPublishReachesOtherNodesInOrder(t *testing.T) {
 	}
 	wg.Wait()
 	for name, r := range map[string]*brokertest.Recorder{"B": rb, "C": rc} {
-		waitFor(t, 5*time.Second, "deliveries on "+name, func() bool { return len(r.Pubs(ch)) >= n })
+		wait.For(t, "deliveries on "+name, 5*time.Second, func() bool { return len(r.Pubs(ch)) >= n })
 		for i, p := range r.Pubs(ch) {
 			if p.Offset != uint64(i+1) {
 				t.Fatalf("node %s: delivery %d has offset %d", name, i, p.Offset)
@@ -239,10 +231,10 @@ func TestClusterPublishReachesOtherNodesInOrder(t *testing.T) {
 	must(t, err)
 	must(t, bd.AddPresence(ctx, ch, broker.ClientInfo{ConnID: "d1", User: "dora"}))
 	must(t, d.Close()) // stops D's heartbeat; its entry is left behind
-	waitFor(t, 3*time.Second, "dead node's presence to expire", func() bool {
+	wait.For(t, "dead node's presence to expire", 3*time.Second, func() bool {
 		got, err := bb.Presence(ctx, ch)
 		must(t, err)
 		return len(got) == 0
 	})
-	waitFor(t, time.Second, "leave announced on C", func() bool { return len(rc.Leaves(ch)) == 1 })
+	wait.For(t, "leave announced on C", time.Second, func() bool { return len(rc.Leaves(ch)) == 1 })
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/wsgate/wsgate/internal/state/redis"
 	"github.com/wsgate/wsgate/internal/state/redis/redistest"
 	"github.com/wsgate/wsgate/internal/state/ticket"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // Redis killed and started again, empty, under live clients: nothing panics,
@@ -33,13 +34,10 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	keep := broker.PublishOptions{HistorySize: 10, HistoryTTL: time.Minute}
 	const ch = "news"
 	must(t, bb.Subscribe(ctx, ch))
-	before, err := ba.Publish(ctx, ch, []byte(`"before"`), "", keep)
-	must(t, err)
-	waitFor(t, 2*time.Second, "delivery before the outage", func() bool { return len(rb.Pubs(ch)) == 1 })
+	before := publish(t, ba, ch, `"before"`, keep)
+	wait.For(t, "delivery before the outage", 2*time.Second, func() bool { return len(rb.Pubs(ch)) == 1 })
 	qa := a.QuotaStore()
-	if ok, err := qa.Acquire(ctx, "user:alice", 5); !ok || err != nil {
-		t.Fatal(ok, err)
-	}
+	admit(t, qa, "user:alice", 5)
 	bans := b.BanList(redis.BanOptions{})
 	lim := limit.Limit{Rate: 100, Burst: 100}
 
@@ -93,19 +91,21 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 
 	srv.Restart()
 
-	waitFor(t, 5*time.Second, "Ping after restart", func() bool { return a.Ping(ctx) == nil })
+	// Both nodes: a node's pool may keep answering with its last dial error
+	// for a while after Redis is back.
+	wait.For(t, "Ping after restart on both nodes", 5*time.Second, func() bool { return a.Ping(ctx) == nil && b.Ping(ctx) == nil })
 	must(t, a.TicketStore().Put(ctx, "t2", []byte("x"), time.Minute))
 	if p, err := b.TicketStore().Take(ctx, "t2"); err != nil || string(p) != "x" {
 		t.Fatalf("ticket after restart: %q %v", p, err)
 	}
-	waitFor(t, 2*time.Second, "fail-closed limiter to answer again", func() bool {
+	wait.For(t, "fail-closed limiter to answer again", 2*time.Second, func() bool {
 		ok, _, err := closed.Allow(ctx, "u:m:alice", lim, 1)
 		return ok && err == nil
 	})
 	// Pub/sub resubscribes by itself; the stream restarts in a new epoch, and
 	// positions of the lost one fail recovery.
 	var after broker.StreamPosition
-	waitFor(t, 5*time.Second, "publish on A to reach B again", func() bool {
+	wait.For(t, "publish on A to reach B again", 5*time.Second, func() bool {
 		p, err := ba.Publish(ctx, ch, []byte(`"after"`), "", keep)
 		if err == nil {
 			after = p
@@ -120,7 +120,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 		t.Fatalf("recovery across lost data: %v, want ErrRecoveryFailed", err)
 	}
 	// The quota heartbeat rewrites A's count into the empty Redis.
-	waitFor(t, 3*time.Second, "quota count restored", func() bool {
+	wait.For(t, "quota count restored", 3*time.Second, func() bool {
 		n, err := b.QuotaStore().Count(ctx, "user:alice")
 		return err == nil && n == 1
 	})
@@ -141,9 +141,7 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	must(t, b.Subscribe(ctx, "x"))
 	must(t, b.AddPresence(ctx, "x", broker.ClientInfo{ConnID: "1"}))
 	c.BanList(redis.BanOptions{})
-	if ok, err := c.QuotaStore().Acquire(ctx, "k", 1); !ok || err != nil {
-		t.Fatal(ok, err)
-	}
+	admit(t, c.QuotaStore(), "k", 1)
 	c.Limiter(redis.LimiterOptions{})
 	done := make(chan error, 1)
 	go func() { done <- b.Run(context.Background(), brokertest.NewRecorder()) }()
@@ -191,8 +189,7 @@ func TestBrokerRedisRestartedFromOlderSnapshot(t *testing.T) {
 	var acked []broker.StreamPosition
 	pub := func(s string) {
 		t.Helper()
-		p, err := ba.Publish(ctx, ch, []byte(`"`+s+`"`), "", keep)
-		must(t, err)
+		p := publish(t, ba, ch, `"`+s+`"`, keep)
 		acked = append(acked, p)
 	}
 	for range 5 {
@@ -202,10 +199,10 @@ func TestBrokerRedisRestartedFromOlderSnapshot(t *testing.T) {
 	for range 5 {
 		pub("after-save")
 	}
-	waitFor(t, 5*time.Second, "10 deliveries", func() bool { return len(rb.Pubs(ch)) == 10 })
+	wait.For(t, "10 deliveries", 5*time.Second, func() bool { return len(rb.Pubs(ch)) == 10 })
 	srv.Stop()
 	srv.RestartFromSnapshot()
-	waitFor(t, 5*time.Second, "a publish after the restart", func() bool {
+	wait.For(t, "a publish after the restart", 5*time.Second, func() bool {
 		p, err := ba.Publish(ctx, ch, []byte(`"back"`), "", keep)
 		if err == nil {
 			acked = append(acked, p)
@@ -224,7 +221,7 @@ func TestBrokerRedisRestartedFromOlderSnapshot(t *testing.T) {
 	if _, _, err := bb.History(ctx, ch, &acked[4], 0); !errors.Is(err, broker.ErrRecoveryFailed) {
 		t.Fatalf("recovery from a position in the rewound epoch: %v, want ErrRecoveryFailed", err)
 	}
-	waitFor(t, 5*time.Second, "the new epoch to reach B", func() bool {
+	wait.For(t, "the new epoch to reach B", 5*time.Second, func() bool {
 		got := rb.Pubs(ch)
 		return got[len(got)-1].Epoch == last.Epoch
 	})
@@ -244,16 +241,15 @@ func TestBrokerRedisRestartedEmptyNewEpochFilled(t *testing.T) {
 	const ch = "emptied"
 	must(t, ba.Subscribe(ctx, ch))
 	must(t, bb.Subscribe(ctx, ch))
-	first, err := ba.Publish(ctx, ch, []byte(`"before"`), "", keep)
-	must(t, err)
-	waitFor(t, 5*time.Second, "the first delivery on both", func() bool { return len(ra.Pubs(ch)) == 1 && len(rb.Pubs(ch)) == 1 })
+	first := publish(t, ba, ch, `"before"`, keep)
+	wait.For(t, "the first delivery on both", 5*time.Second, func() bool { return len(ra.Pubs(ch)) == 1 && len(rb.Pubs(ch)) == 1 })
 	srv.Stop()
 	srv.Restart()
 	// Publish as fast as Redis answers: most of these precede B's (and A's own)
 	// resubscription, which waits for the pub/sub loop's backoff.
 	n := 0
 	var lastPos broker.StreamPosition
-	waitFor(t, 10*time.Second, "200 publications after the restart", func() bool {
+	wait.For(t, "200 publications after the restart", 10*time.Second, func() bool {
 		p, err := ba.Publish(ctx, ch, []byte(`"after"`), "", keep)
 		if err == nil {
 			n++
@@ -265,7 +261,7 @@ func TestBrokerRedisRestartedEmptyNewEpochFilled(t *testing.T) {
 		t.Fatalf("after an empty restart: %+v (first %+v)", lastPos, first)
 	}
 	for name, r := range map[string]*brokertest.Recorder{"A": ra, "B": rb} {
-		waitFor(t, 10*time.Second, "node "+name+" to deliver all 200", func() bool {
+		wait.For(t, "node "+name+" to deliver all 200", 10*time.Second, func() bool {
 			got := r.Pubs(ch)
 			return got[len(got)-1].Epoch == lastPos.Epoch && got[len(got)-1].Offset == 200
 		})
@@ -304,7 +300,7 @@ func TestLimiterStallAsksRedisOnce(t *testing.T) {
 	if l.Healthy() {
 		t.Fatal("Healthy during a stall")
 	}
-	waitFor(t, 10*time.Second, "the probe to find Redis answering again", l.Healthy)
+	wait.For(t, "the probe to find Redis answering again", 10*time.Second, l.Healthy)
 	before = l.Stats().RedisCalls
 	if ok, _, err := l.Allow(ctx, "after", lim, 1); !ok || err != nil {
 		t.Fatal(ok, err)
@@ -324,14 +320,12 @@ func TestQuotaNotOverAdmittedAfterRedisLoss(t *testing.T) {
 	ctx := context.Background()
 	const key, max = "user:carol", 2
 	for _, q := range []*redis.QuotaStore{qa, qb} {
-		if ok, err := q.Acquire(ctx, key, max); !ok || err != nil {
-			t.Fatal(ok, err)
-		}
+		admit(t, q, key, max)
 	}
 	srv.Stop()
 	srv.Restart()
 	rebuilding := 0
-	waitFor(t, 10*time.Second, "both nodes' counts rewritten", func() bool {
+	wait.For(t, "both nodes' counts rewritten", 10*time.Second, func() bool {
 		ok, err := qa.Acquire(ctx, key, max)
 		if ok {
 			t.Fatalf("a third connection admitted (quota %d) after Redis lost the counts", max)
@@ -345,7 +339,7 @@ func TestQuotaNotOverAdmittedAfterRedisLoss(t *testing.T) {
 	if rebuilding == 0 {
 		t.Error("no Acquire answered ErrRebuilding")
 	}
-	waitFor(t, 5*time.Second, "acquires answered again", func() bool {
+	wait.For(t, "acquires answered again", 5*time.Second, func() bool {
 		ok, err := qb.Acquire(ctx, key, max)
 		if ok {
 			t.Fatalf("admitted over quota")

@@ -15,6 +15,8 @@ import (
 	"github.com/wsgate/wsgate/internal/state/broker/brokertest"
 	"github.com/wsgate/wsgate/internal/state/redis"
 	"github.com/wsgate/wsgate/internal/state/redis/redistest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/bgrun"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // faultRoundsEnv repeats the faults of TestBrokerAckedMeansDeliveredOrReported
@@ -41,35 +43,33 @@ type trial struct {
 	count []int                            // acks per publisher
 	errs  int                              // publishes that returned an error
 
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	halted bool
+	loops *bgrun.Loops // the publishers
 }
 
 const trialChannel = "faults"
 
 func startTrial(t *testing.T, srv *redistest.Server, keep broker.PublishOptions, mod ...func(*redis.Options)) *trial {
 	t.Helper()
-	tr := &trial{t: t, srv: srv, keep: keep, acked: map[string]broker.StreamPosition{}, stop: make(chan struct{})}
+	tr := &trial{t: t, srv: srv, keep: keep, acked: map[string]broker.StreamPosition{}}
 	for i := range 3 {
 		n := node(t, srv, "N"+strconv.Itoa(i), mod...)
 		b, rec := runBroker(t, n, redis.BrokerOptions{})
 		must(t, b.Subscribe(context.Background(), trialChannel))
 		tr.nodes, tr.brokers, tr.recs = append(tr.nodes, n), append(tr.brokers, b), append(tr.recs, rec)
 	}
+	tr.loops = bgrun.NewLoops(t)
 	for i := range 6 {
 		tr.count = append(tr.count, 0)
-		tr.wg.Go(func() { tr.publish(i, tr.brokers[i%3]) })
+		tr.loops.Go(func() { tr.publish(i, tr.brokers[i%3]) })
 	}
-	t.Cleanup(tr.halt)
 	return tr
 }
 
-// publish runs publisher i on b until halt (or until b's node is closed).
+// publish runs publisher i on b until loops.Halt (or until b's node is closed).
 func (tr *trial) publish(i int, b *redis.Broker) {
 	for n := 0; ; n++ {
 		select {
-		case <-tr.stop:
+		case <-tr.loops.Stop():
 			return
 		default:
 		}
@@ -97,7 +97,7 @@ func (tr *trial) progress(what string, n int, skip ...int) {
 	tr.mu.Lock()
 	base := append([]int(nil), tr.count...)
 	tr.mu.Unlock()
-	waitFor(tr.t, 30*time.Second, fmt.Sprintf("%d more acks per publisher (%s)", n, what), func() bool {
+	wait.For(tr.t, fmt.Sprintf("%d more acks per publisher (%s)", n, what), 30*time.Second, func() bool {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
 		for i, c := range tr.count {
@@ -118,22 +118,14 @@ func contains(s []int, v int) bool {
 	return false
 }
 
-func (tr *trial) halt() {
-	if !tr.halted {
-		tr.halted = true
-		close(tr.stop)
-		tr.wg.Wait()
-	}
-}
-
 // finish stops the publishers, publishes a final marker from node from and
 // waits until every live subscriber delivered it: what a subscriber has not
 // delivered by then it never will.
 func (tr *trial) finish(from int, live []int) {
 	tr.t.Helper()
-	tr.halt()
+	tr.loops.Halt()
 	var final broker.StreamPosition
-	waitFor(tr.t, 10*time.Second, "the final marker acked", func() bool {
+	wait.For(tr.t, "the final marker acked", 10*time.Second, func() bool {
 		var err error
 		final, err = tr.brokers[from].Publish(context.Background(), trialChannel, []byte(`"final"`), "", tr.keep)
 		return err == nil

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/wsgate/wsgate/internal/defaults"
 	"github.com/wsgate/wsgate/internal/state/limit"
 	"github.com/wsgate/wsgate/internal/state/shardmap"
 )
@@ -119,30 +121,18 @@ type LimiterOptions struct {
 }
 
 func (o LimiterOptions) withDefaults() LimiterOptions {
-	if o.RetryInterval <= 0 {
-		o.RetryInterval = DefaultRetryInterval
-	}
+	defaults.Positive(&o.RetryInterval, DefaultRetryInterval)
 	if o.LocalPrefixes == nil {
 		o.LocalPrefixes = DefaultLocalPrefixes
 	}
-	if o.LeaseFraction == 0 {
-		o.LeaseFraction = DefaultLeaseFraction
-	}
+	o.LeaseFraction = cmp.Or(o.LeaseFraction, DefaultLeaseFraction)
 	if o.LeaseFraction > 1 {
 		o.LeaseFraction = 1
 	}
-	if o.LeaseMaxAge <= 0 {
-		o.LeaseMaxAge = DefaultLeaseMaxAge
-	}
-	if o.MaxLeaseKeys <= 0 {
-		o.MaxLeaseKeys = DefaultMaxLeaseKeys
-	}
-	if o.CallTimeout <= 0 {
-		o.CallTimeout = DefaultCallTimeout
-	}
-	if o.SlowRefill <= 0 {
-		o.SlowRefill = DefaultSlowRefill
-	}
+	defaults.Positive(&o.LeaseMaxAge, DefaultLeaseMaxAge)
+	defaults.Positive(&o.MaxLeaseKeys, DefaultMaxLeaseKeys)
+	defaults.Positive(&o.CallTimeout, DefaultCallTimeout)
+	defaults.Positive(&o.SlowRefill, DefaultSlowRefill)
 	o.SlowRefill = min(o.SlowRefill, o.CallTimeout)
 	return o
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/wsgate/wsgate/internal/state/redis"
 	"github.com/wsgate/wsgate/internal/state/redis/redistest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // gateProxy forwards TCP to Redis and can cut the node behind it off: while
@@ -54,16 +55,14 @@ func TestQuotaNodePausedPastLeaseTTLBound(t *testing.T) {
 	qa, qb := a.QuotaStore(), b.QuotaStore()
 	const key, max = "user:alice", 2
 	for range max {
-		if ok, err := qa.Acquire(ctx, key, max); !ok || err != nil {
-			t.Fatal(ok, err)
-		}
+		admit(t, qa, key, max)
 	}
 	if ok, _ := qb.Acquire(ctx, key, max); ok {
 		t.Fatal("quota ignored while both nodes are live")
 	}
 
 	gate.set(true) // A paused: no heartbeat reaches Redis
-	waitFor(t, 4*ttl, "A's lease to expire", func() bool {
+	wait.For(t, "A's lease to expire", 4*ttl, func() bool {
 		ok, err := qb.Acquire(ctx, key, max)
 		must(t, err)
 		return ok
@@ -77,7 +76,7 @@ func TestQuotaNodePausedPastLeaseTTLBound(t *testing.T) {
 	}
 
 	gate.set(false) // A resumes: its next heartbeat rewrites its counts
-	waitFor(t, 4*ttl, "A's counts back in Redis", func() bool {
+	wait.For(t, "A's counts back in Redis", 4*ttl, func() bool {
 		n, err := qb.Count(ctx, key)
 		return err == nil && n == 2*max
 	})
@@ -111,9 +110,7 @@ func TestQuotaLateHeartbeatRewritesCounts(t *testing.T) {
 	qa, qb := a.QuotaStore(), b.QuotaStore()
 	const key, max = "user:alice", 2
 	for range max {
-		if ok, err := qa.Acquire(ctx, key, max); !ok || err != nil {
-			t.Fatal(ok, err)
-		}
+		admit(t, qa, key, max)
 	}
 	must(t, qa.LapseLease(ctx, key)) // A's lease ended; a peer dropped its count
 	gone, cancel := context.WithCancel(ctx)

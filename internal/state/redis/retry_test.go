@@ -14,6 +14,7 @@ import (
 	"github.com/wsgate/wsgate/internal/state/broker/brokertest"
 	"github.com/wsgate/wsgate/internal/state/redis"
 	"github.com/wsgate/wsgate/internal/state/redis/redistest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // tcpProxy forwards TCP connections to a Redis server; the proxies of the
@@ -183,9 +184,8 @@ func TestPublishRetriedAfterReadTimeoutDeliversOnce(t *testing.T) {
 	const ch = "retried"
 	must(t, sub.Subscribe(ctx, ch))
 	// Load the script first so the held reply is the script's, not NOSCRIPT.
-	first, err := pub.Publish(ctx, ch, []byte(`"warm"`), "", keep)
-	must(t, err)
-	waitFor(t, 5*time.Second, "the warm-up delivery", func() bool { return len(rec.Pubs(ch)) == 1 })
+	first := publish(t, pub, ch, `"warm"`, keep)
+	wait.For(t, "the warm-up delivery", 5*time.Second, func() bool { return len(rec.Pubs(ch)) == 1 })
 
 	proxy.armed.Store(true)
 	pos, err := pub.Publish(ctx, ch, []byte(`"slow"`), "", keep)
@@ -198,8 +198,7 @@ func TestPublishRetriedAfterReadTimeoutDeliversOnce(t *testing.T) {
 		t.Logf("publish with a late reply: %v", err)
 	}
 	// A marker published after it: once it arrives, every copy of "slow" has too.
-	marker, err := pub.Publish(ctx, ch, []byte(`"marker"`), "", keep)
-	must(t, err)
+	marker := publish(t, pub, ch, `"marker"`, keep)
 	got := waitLast(t, 5*time.Second, rec, ch, `"marker"`)
 	slow := 0
 	for i, p := range got {

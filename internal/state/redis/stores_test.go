@@ -22,6 +22,7 @@ import (
 	"github.com/wsgate/wsgate/internal/state/redis/redistest"
 	"github.com/wsgate/wsgate/internal/state/ticket"
 	"github.com/wsgate/wsgate/internal/state/ticket/tickettest"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 func TestOptionsValidate(t *testing.T) {
@@ -268,7 +269,7 @@ func TestBanKickReachesEveryNode(t *testing.T) {
 	}
 	// Subscriptions are asynchronous: kick until every node heard one.
 	seen := make([]bool, 3)
-	waitFor(t, 5*time.Second, "a kick from node 0 on every node", func() bool {
+	wait.For(t, "a kick from node 0 on every node", 5*time.Second, func() bool {
 		must(t, lists[0].Kick(context.Background(), "user:mallory"))
 		all := true
 		for i := range 3 {

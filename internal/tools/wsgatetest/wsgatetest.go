@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/wsgate/wsgate/internal/conn/transport"
 	"github.com/wsgate/wsgate/internal/edge/auth"
 	"github.com/wsgate/wsgate/internal/server"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/logbuf"
 )
 
 // Secret is the HMAC secret every test server trusts (kid "test").
@@ -45,37 +45,7 @@ type Server struct {
 }
 
 // LogBuffer collects everything the server logged, for assertions.
-type LogBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *LogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// String returns the log so far.
-func (l *LogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// Contains polls until the log contains s or the deadline passes.
-func (l *LogBuffer) Contains(s string, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	for {
-		if strings.Contains(l.String(), s) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+type LogBuffer = logbuf.Buffer
 
 // Config returns the base test configuration: TLS with a generated certificate
 // (set by Start), an HMAC key, admin on a free port, debug logs.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/state/broker"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/bgrun"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
 )
 
 // deadline bounds every wait; generous because CI machines and Redis can be slow.
@@ -51,24 +53,11 @@ func Run(t *testing.T, newBroker func(t *testing.T) broker.Broker) {
 func start(t *testing.T, b broker.Broker) *Recorder {
 	t.Helper()
 	rec := NewRecorder()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx, rec) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v after its context ended", err)
-			}
-		case <-time.After(deadline):
-			t.Errorf("Run did not return within %v of its context ending", deadline)
-		}
-	})
+	bgrun.Start(t, func(ctx context.Context) error { return b.Run(ctx, rec) })
 	// Run registers asynchronously: publish probes until one is delivered.
 	probe := channelName("probe")
 	must(t, b.Subscribe(context.Background(), probe))
-	waitFor(t, "Run to deliver", func() bool {
+	wait.For(t, "Run to deliver", deadline, func() bool {
 		if _, err := b.Publish(context.Background(), probe, []byte(`"probe"`), "", broker.PublishOptions{}); err != nil {
 			t.Fatalf("probe publish: %v", err)
 		}
@@ -84,17 +73,6 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out after %v waiting for %s", deadline, what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -272,7 +250,7 @@ func testNoHistoryKept(t *testing.T, b broker.Broker, rec *Recorder) {
 			t.Fatalf("publish %d returned %+v", i, p)
 		}
 	}
-	waitFor(t, "3 deliveries", func() bool { return len(rec.Pubs(ch)) == 3 })
+	wait.For(t, "3 deliveries", deadline, func() bool { return len(rec.Pubs(ch)) == 3 })
 	pubs, cur := history(t, b, ch, nil, 0)
 	if len(pubs) != 0 || cur != pos[2] {
 		t.Fatalf("got %d publications at %+v, want none at %+v", len(pubs), cur, pos[2])
@@ -293,7 +271,7 @@ func testHistoryTTL(t *testing.T, b broker.Broker, _ *Recorder) {
 	// Long-lived history in another channel is untouched by the expiry.
 	long := channelName("long")
 	publish(t, b, long, 1, keep)
-	waitFor(t, "history to expire", func() bool {
+	wait.For(t, "history to expire", deadline, func() bool {
 		pubs, _ := history(t, b, ch, nil, 0)
 		return len(pubs) == 0
 	})
@@ -356,7 +334,7 @@ func testConcurrentPublishersOrdered(t *testing.T, b broker.Broker, rec *Recorde
 	wg.Wait()
 	const total = publishers * per
 	for _, ch := range chans {
-		waitFor(t, "all deliveries on "+ch, func() bool { return len(rec.Pubs(ch)) >= total })
+		wait.For(t, "all deliveries on "+ch, deadline, func() bool { return len(rec.Pubs(ch)) >= total })
 		got := rec.Pubs(ch)
 		if len(got) != total {
 			t.Fatalf("%s: %d deliveries, want %d", ch, len(got), total)
@@ -408,7 +386,7 @@ func testDeliversOnlySubscribed(t *testing.T, b broker.Broker, rec *Recorder) {
 		t.Helper()
 		markers++
 		publish(t, b, marker, 1, broker.PublishOptions{})
-		waitFor(t, "marker", func() bool { return len(rec.Pubs(marker)) == markers })
+		wait.For(t, "marker", deadline, func() bool { return len(rec.Pubs(marker)) == markers })
 	}
 	publish(t, b, other, 1, keep)
 	publish(t, b, ch, 1, keep)
@@ -446,7 +424,7 @@ func testPresence(t *testing.T, b broker.Broker, rec *Recorder) {
 	bob := broker.ClientInfo{ConnID: "c2", User: "bob"}
 	must(t, b.AddPresence(ctx, ch, alice))
 	must(t, b.AddPresence(ctx, ch, bob))
-	waitFor(t, "two joins", func() bool { return len(rec.Joins(ch)) >= 2 })
+	wait.For(t, "two joins", deadline, func() bool { return len(rec.Joins(ch)) >= 2 })
 	if got := sorted(rec.Joins(ch)); !slices.Equal(got, []broker.ClientInfo{alice, bob}) {
 		t.Fatalf("joins %+v", got)
 	}
@@ -457,7 +435,7 @@ func testPresence(t *testing.T, b broker.Broker, rec *Recorder) {
 	}
 	must(t, b.RemovePresence(ctx, ch, alice.ConnID))
 	must(t, b.RemovePresence(ctx, ch, "unknown"))
-	waitFor(t, "a leave", func() bool { return len(rec.Leaves(ch)) >= 1 })
+	wait.For(t, "a leave", deadline, func() bool { return len(rec.Leaves(ch)) >= 1 })
 	if l := rec.Leaves(ch); len(l) != 1 || l[0].ConnID != alice.ConnID {
 		t.Fatalf("leaves %+v", l)
 	}

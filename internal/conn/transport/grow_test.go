@@ -32,10 +32,10 @@ func TestGrowIsAmortized(t *testing.T) {
 		}
 	}
 	// Without a bound (limit 0), and when the bound is less than needed.
-	if m := grow(make([]byte, 10, 10), 5, 0); len(m) != 10 || cap(m) < 20 {
+	if m := grow(make([]byte, 10), 5, 0); len(m) != 10 || cap(m) < 20 {
 		t.Fatalf("unbounded grow: len %d cap %d", len(m), cap(m))
 	}
-	if m := grow(make([]byte, 10, 10), 5, 12); cap(m) < 15 {
+	if m := grow(make([]byte, 10), 5, 12); cap(m) < 15 {
 		t.Fatalf("grow below need: cap %d", cap(m))
 	}
 }

@@ -195,31 +195,36 @@ func TestPublishQueuedCallCancelled(t *testing.T) {
 	const ch = "cancelled"
 	must(t, pub.Subscribe(ctx, ch))
 	publish(t, pub, ch, `"warm"`, keep)
-	var wg sync.WaitGroup
-	wg.Go(func() { srv.Command("DEBUG SLEEP 0.8") })
-	time.Sleep(50 * time.Millisecond) // the sleep has started
+	// Scripts stall from the moment CLIENT PAUSE answers (WRITE mode blocks
+	// every EVAL/EVALSHA), so the leader's batch is certainly waiting for
+	// Redis once Publishing says it is in flight: no sleeps to guess either.
+	srv.Command("CLIENT PAUSE 800 WRITE")
 	var leaderErr error
-	wg.Go(func() { // the batch in flight: it waits for Redis whatever its context
+	leaderDone := make(chan struct{})
+	go func() { // the batch in flight: it waits for Redis whatever its context
+		defer close(leaderDone)
 		_, leaderErr = pub.Publish(ctx, ch, []byte(`"leader"`), "", keep)
-	})
-	time.Sleep(20 * time.Millisecond)
+	}()
+	wait.For(t, "the leader's batch in flight", 5*time.Second, func() bool { return pub.Publishing(ch) })
 	var cancelled sync.WaitGroup
 	for i := range 10 {
 		cancelled.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 			defer cancel()
-			t0 := time.Now()
 			_, err := pub.Publish(cctx, ch, []byte(fmt.Sprintf(`"queued-%d"`, i)), "", keep)
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("queued publish with an expired context: %v", err)
 			}
-			if d := time.Since(t0); d > 500*time.Millisecond {
-				t.Errorf("queued publish returned %v after its context ended", d)
+			// Returned at its deadline, not when the batch ahead of it ended.
+			select {
+			case <-leaderDone:
+				t.Errorf("queued publish returned only after the batch in flight (the 800 ms pause) ended")
+			default:
 			}
 		})
 	}
 	cancelled.Wait()
-	wg.Wait()
+	<-leaderDone
 	pos := publish(t, pub, ch, `"after"`, keep)
 	got := waitLast(t, 5*time.Second, rec, ch, `"after"`)
 	for i, p := range got {

@@ -35,3 +35,11 @@ func (q *QuotaStore) LapseLease(ctx context.Context, key string) error {
 	}
 	return q.rdb.HDel(ctx, q.hash(key), q.node).Err()
 }
+
+// Publishing reports whether a batch is in flight on channel.
+func (b *Broker) Publishing(channel string) bool {
+	b.qmu.Lock()
+	defer b.qmu.Unlock()
+	_, busy := b.queues[channel]
+	return busy
+}

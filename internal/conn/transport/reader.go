@@ -395,9 +395,8 @@ func (r *frameReader) inflate(in []byte) ([]byte, *violation) {
 			if len(out) > r.maxBytes {
 				return nil, vTooBig
 			}
-			grown := make([]byte, len(out), min(2*cap(out), r.maxBytes+1))
-			copy(grown, out)
-			out = grown
+			// One byte over the bound is room enough to see it crossed.
+			out = grow(out, 1, r.maxBytes+1)
 		}
 		n, err := fr.Read(out[len(out):cap(out)])
 		out = out[:len(out)+n]

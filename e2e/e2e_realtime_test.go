@@ -150,7 +150,11 @@ func TestRecoveryAfterReconnect(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		pub.SendJSON(t, map[string]any{"type": "publish", "channel": "chat:feed", "payload": map[string]any{"n": i}})
 	}
-	time.Sleep(200 * time.Millisecond)
+	// One connection's messages are handled in order: once this one is
+	// acked, the 200 before it are in the history (no sleep to guess).
+	pub.SendJSON(t, map[string]any{"type": "publish", "id": "burst-end", "channel": "chat:feed", "payload": map[string]any{"n": "end"}})
+	for pub.Expect(t, "ack", 10*time.Second)["ref"] != "burst-end" {
+	}
 	late := s.Connect(t, "late", chatPerms)
 	late.SendJSON(t, map[string]any{"type": "subscribe", "id": "l", "channel": "chat:feed", "since": last})
 	if m := late.Expect(t, "recovery_failed", 5*time.Second); m["channel"] != "chat:feed" {

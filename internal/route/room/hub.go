@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/wsgate/wsgate/internal/state/shardmap"
 )
 
 // parallelFanout is the subscriber count from which one publication is
@@ -69,61 +71,49 @@ const (
 
 var hashSeed = maphash.MakeSeed() // read-only after init: a seed, not shared state
 
-// hub maps channel → local subscriptions, sharded by channel name so fan-out on
-// one channel and subscribe on another do not contend.
+// hub maps channel → local subscriptions (conn id → subscription), on the
+// project's sharded map: sharded by channel name so fan-out on one channel and
+// subscribe on another do not contend.
 type hub struct {
-	shards [hubShards]hubShard
-}
-
-type hubShard struct {
-	mu       sync.RWMutex
-	channels map[string]map[string]*subscription // channel → conn id → subscription
-	_        [32]byte                            // keep neighbouring locks off one cache line
+	m *shardmap.Map[string, map[string]*subscription]
 }
 
 func newHub() *hub {
-	h := &hub{}
-	for i := range h.shards {
-		h.shards[i].channels = make(map[string]map[string]*subscription)
-	}
-	return h
-}
-
-func (h *hub) shard(ch string) *hubShard {
-	return &h.shards[maphash.String(hashSeed, ch)%hubShards]
+	return &hub{m: shardmap.New[string, map[string]*subscription](shardmap.Options{Shards: hubShards})}
 }
 
 func (h *hub) count(ch string) int {
-	s := h.shard(ch)
-	s.mu.RLock()
-	n := len(s.channels[ch])
-	s.mu.RUnlock()
+	s := h.m.For(ch)
+	s.RLock()
+	m, _ := s.Get(ch)
+	n := len(m)
+	s.RUnlock()
 	return n
 }
 
 func (h *hub) add(sub *subscription) {
-	s := h.shard(sub.channel)
-	s.mu.Lock()
-	m := s.channels[sub.channel]
+	s := h.m.For(sub.channel)
+	s.Lock()
+	m, _ := s.Get(sub.channel)
 	if m == nil {
 		m = make(map[string]*subscription)
-		s.channels[sub.channel] = m
+		s.Set(sub.channel, m)
 	}
 	m[sub.client.ConnID()] = sub
-	s.mu.Unlock()
+	s.Unlock()
 }
 
 // remove drops sub (only that very subscription) and returns how many remain.
 func (h *hub) remove(sub *subscription) int {
-	s := h.shard(sub.channel)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := s.channels[sub.channel]
+	s := h.m.For(sub.channel)
+	s.Lock()
+	defer s.Unlock()
+	m, _ := s.Get(sub.channel)
 	if cur, ok := m[sub.client.ConnID()]; ok && cur == sub {
 		delete(m, sub.client.ConnID())
 	}
 	if len(m) == 0 {
-		delete(s.channels, sub.channel)
+		s.Delete(sub.channel)
 		return 0
 	}
 	return len(m)
@@ -132,23 +122,25 @@ func (h *hub) remove(sub *subscription) int {
 // each calls fn for every subscription of ch under the shard's read lock; fn must
 // not block (it only hands bytes to bounded queues).
 func (h *hub) each(ch string, fn func(*subscription)) {
-	s := h.shard(ch)
-	s.mu.RLock()
-	for _, sub := range s.channels[ch] {
+	s := h.m.For(ch)
+	s.RLock()
+	m, _ := s.Get(ch)
+	for _, sub := range m {
 		fn(sub)
 	}
-	s.mu.RUnlock()
+	s.RUnlock()
 }
 
 // snapshot appends the subscriptions of ch to buf under the shard's read lock,
 // so that they can be delivered to without holding it (in parallel).
 func (h *hub) snapshot(ch string, buf []*subscription) []*subscription {
-	s := h.shard(ch)
-	s.mu.RLock()
-	for _, sub := range s.channels[ch] {
+	s := h.m.For(ch)
+	s.RLock()
+	m, _ := s.Get(ch)
+	for _, sub := range m {
 		buf = append(buf, sub)
 	}
-	s.mu.RUnlock()
+	s.RUnlock()
 	return buf
 }
 

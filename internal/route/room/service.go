@@ -16,6 +16,7 @@ import (
 	"github.com/wsgate/wsgate/internal/conn/protocol"
 	"github.com/wsgate/wsgate/internal/route/command"
 	"github.com/wsgate/wsgate/internal/state/broker"
+	"github.com/wsgate/wsgate/internal/state/shardmap"
 )
 
 // Client is one connection as the room sees it.
@@ -825,39 +826,34 @@ type clientState struct {
 	current string // channel for chat/data without one: last subscribed or published
 }
 
+// clientTable maps a connection id to its subscriptions, on the project's
+// sharded map.
 type clientTable struct {
-	shards [hubShards]struct {
-		mu sync.Mutex
-		m  map[string]*clientState
-	}
+	m *shardmap.Map[string, *clientState]
 }
 
 func newClientTable() *clientTable {
-	t := &clientTable{}
-	for i := range t.shards {
-		t.shards[i].m = make(map[string]*clientState)
-	}
-	return t
+	return &clientTable{m: shardmap.New[string, *clientState](shardmap.Options{Shards: hubShards})}
 }
 
 func (t *clientTable) get(connID string, create bool) *clientState {
-	sh := &t.shards[maphash64(connID)%hubShards]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	cs := sh.m[connID]
+	sh := t.m.For(connID)
+	sh.Lock()
+	defer sh.Unlock()
+	cs, _ := sh.Get(connID)
 	if cs == nil && create {
 		cs = &clientState{subs: make(map[string]*subscription)}
-		sh.m[connID] = cs
+		sh.Set(connID, cs)
 	}
 	return cs
 }
 
 func (t *clientTable) remove(connID string) *clientState {
-	sh := &t.shards[maphash64(connID)%hubShards]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	cs := sh.m[connID]
-	delete(sh.m, connID)
+	sh := t.m.For(connID)
+	sh.Lock()
+	defer sh.Unlock()
+	cs, _ := sh.Get(connID)
+	sh.Delete(connID)
 	return cs
 }
 

@@ -37,7 +37,7 @@ type Handler interface {
 // for concurrent use; Serve must be called once, by the goroutine that owns
 // the connection.
 type Conn struct {
-	ws          *gws.Conn
+	ws          *gws.Conn // nil when the transport writes it (writer.go)
 	wire        *wireConn
 	rd          *frameReader // the event reader; nil when gws reads
 	pk          *parking     // the parked reader's state; nil when not parked
@@ -97,7 +97,7 @@ func (c *Conn) WriteMessage(op Opcode, data []byte) error {
 	if op == Text && !utf8.Valid(data) {
 		return ErrInvalidUTF8
 	}
-	return c.wrapWriteErr(c.ws.WriteMessage(gws.Opcode(op), data))
+	return c.wrapWriteErr(c.writeFrame(op, data))
 }
 
 // WritePing sends a ping with up to 125 bytes of payload.
@@ -105,7 +105,7 @@ func (c *Conn) WritePing(p []byte) error {
 	if len(p) > 125 {
 		return fmt.Errorf("transport: ping payload %d bytes exceeds 125", len(p))
 	}
-	return c.wrapWriteErr(c.ws.WritePing(p))
+	return c.wrapWriteErr(c.writeFrame(0x9, p))
 }
 
 // WriteClose starts the closing handshake: it sends a close frame with code
@@ -118,7 +118,7 @@ func (c *Conn) WriteClose(code uint16, reason string) error {
 	}
 	reason = truncate.UTF8(reason, 123)
 	c.initiated.Store(true)
-	return c.wrapWriteErr(c.ws.WriteClose(code, []byte(reason)))
+	return c.wrapWriteErr(c.writeClose(code, []byte(reason)))
 }
 
 // Close drops the connection without a closing handshake. Serve returns and
@@ -228,7 +228,7 @@ func (c *Conn) recoverHandler(method string) {
 	if r := recover(); r != nil {
 		c.log.Error("transport: handler panic", "method", method, "panic", fmt.Sprint(r), "remote", c.RemoteAddr().String())
 		c.initiated.Store(true)
-		_ = c.ws.WriteClose(StatusInternalError, []byte("internal error"))
+		_ = c.writeClose(StatusInternalError, []byte("internal error"))
 	}
 }
 

@@ -28,6 +28,13 @@
 // compressed text, close payloads and inflated sizes; the close codes it would send wrongly are
 // corrected on the way out (an inflate overflow closes with 1009, not 1011).
 //
+// Writes: gws writes client connections, compressed connections and those it
+// reads; a server connection read by the transport's own reader (event,
+// parked) without compression is written by writer.go, and gws makes no
+// connection for it at all (ADR 0002 step 4: ≈ 640 B less per idle
+// connection). Both writers serialize frames under one lock with the direct
+// fan-out writes (direct.go) and keep the same close rules.
+//
 // permessage-deflate is negotiated by wsgate (negotiateDeflate, RFC 7692),
 // not by gws, which answers offers it cannot honour: gws is handed the chosen
 // offer and the 101 carries wsgate's answer.

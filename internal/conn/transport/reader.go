@@ -276,7 +276,7 @@ func (r *frameReader) control(op Opcode, p []byte) (ev error, done bool) {
 		if c.wire.closing.Load() {
 			return nil, false
 		}
-		_ = c.ws.WritePong(p)
+		_ = c.writeFrame(0xA, p)
 		defer c.recoverHandler("OnPing")
 		c.h.OnPing(c, p)
 		return nil, false
@@ -327,13 +327,13 @@ func (r *frameReader) peerClose(p []byte) error {
 		// No code received, none sent back (gws's WriteClose always puts
 		// one). wireConn refuses every frame after this one, so gws's
 		// writers cannot follow it.
-		if err = c.ws.WriteMessage(gws.OpcodeCloseConnection, nil); err == nil {
+		if err = c.writeFrame(opClose, nil); err == nil {
 			_ = c.wire.Close()
 		}
 	} else {
-		err = c.ws.WriteClose(answer, []byte(answerReason))
+		err = c.writeClose(answer, []byte(answerReason))
 	}
-	if errors.Is(err, gws.ErrConnClosed) && !c.initiated.Load() {
+	if errors.Is(err, errWriteClosed) && !c.initiated.Load() {
 		// A close went out before (gws's, after a failed write): the
 		// handshake completes, what is reported is what was sent.
 		return errClosingHandled
@@ -361,7 +361,7 @@ func validReceivedCode(code uint16) bool {
 func (r *frameReader) fail(v *violation) error {
 	c := r.c
 	c.initiated.Store(true)
-	_ = c.ws.WriteClose(v.code, []byte(v.reason))
+	_ = c.writeClose(v.code, []byte(v.reason))
 	return errRefused
 }
 
@@ -370,7 +370,7 @@ func (r *frameReader) fail(v *violation) error {
 // one went out already.
 func (r *frameReader) readFailed(err error) error {
 	if !errors.Is(err, errRefused) {
-		_ = r.c.ws.WriteClose(StatusNormal, nil)
+		_ = r.c.writeClose(StatusNormal, nil)
 	}
 	return err
 }

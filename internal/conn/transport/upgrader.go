@@ -100,23 +100,30 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 		b, _ := brw.Reader.Peek(n)
 		wire.prefix = append([]byte(nil), b...)
 	}
-	size := u.opts.ReadBufferSize
 	ownReader := u.opts.Reader == ReaderEvent || u.opts.Reader == ReaderParked
-	if ownReader {
-		// gws only writes: its reader is never started, bufio's minimum
-		// will do.
-		size = gwsReadBufferSize
-	}
-	if wire.pooled = newPooledReader(raw, u.reads); wire.pooled != nil {
-		// The socket's bytes wait in a pooled buffer only while gws reads
-		// them; gws's own reader just assembles frame headers.
-		size = gwsReadBufferSize
-	}
-	br := bufio.NewReaderSize(wire, size)
-	ws, err := u.up.UpgradeFromConn(wire, br, r)
-	if err != nil {
-		_ = wire.closeNow()
-		return nil, fmt.Errorf("transport: upgrade: %w", err)
+	wire.pooled = newPooledReader(raw, u.reads)
+	var ws *gws.Conn
+	if ownReader && wire.extensions == "" {
+		// The transport reads and writes this connection (writer.go): no
+		// gws connection is made, the 101 is ours.
+		if _, err := wire.writeDeadlined(response101(r.Header.Get("Sec-WebSocket-Key"), subprotocol)); err != nil {
+			_ = wire.closeNow()
+			return nil, fmt.Errorf("transport: upgrade: %w", err)
+		}
+	} else {
+		size := u.opts.ReadBufferSize
+		if ownReader || wire.pooled != nil {
+			// gws only writes (its reader is never started), or the
+			// socket's bytes wait in a pooled buffer while gws reads them
+			// and its own reader just assembles frame headers: bufio's
+			// minimum will do.
+			size = gwsReadBufferSize
+		}
+		br := bufio.NewReaderSize(wire, size)
+		if ws, err = u.up.UpgradeFromConn(wire, br, r); err != nil {
+			_ = wire.closeNow()
+			return nil, fmt.Errorf("transport: upgrade: %w", err)
+		}
 	}
 	wire.direct = newDirectWriter(raw, wire.extensions)
 	c := &Conn{ws: ws, wire: wire, h: h, log: u.opts.Logger, subprotocol: subprotocol}

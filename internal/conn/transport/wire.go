@@ -180,10 +180,10 @@ func (w *wireConn) read(p []byte, nonblock bool) (int, error) {
 // refuse sends the violation's close frame through gws (so it is serialized
 // with other writes and gws marks itself closed) and fails the read.
 func (w *wireConn) refuse() (int, error) {
-	if !w.refused && w.owner != nil && w.owner.ws != nil {
+	if !w.refused && w.owner != nil {
 		w.refused = true
 		w.owner.initiated.Store(true)
-		_ = w.owner.ws.WriteClose(w.pending.code, []byte(w.pending.reason))
+		_ = w.owner.writeClose(w.pending.code, []byte(w.pending.reason))
 	}
 	return 0, errRefused
 }

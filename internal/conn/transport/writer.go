@@ -1,0 +1,184 @@
+package transport
+
+import (
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/lxzan/gws"
+)
+
+// The transport's own writer (ADR 0002): a server connection read by the
+// event or parked reader and not compressed is written without gws, and no
+// gws.Conn is made for it (its connection, read queue and bufio reader were
+// ≈ 640 B of every idle connection's heap). gws keeps writing client
+// connections (masking), compressed ones (its deflater and context
+// takeover) and those it reads itself (ReaderGws). Both writers keep the
+// same rules: frames are serialized under wireConn.wmu with the rest of a
+// partial direct write first; nothing follows a close frame; a failed write
+// ends the connection; a close frame is followed by the half-close that
+// starts the bounded closing handshake (wireConn.Close).
+
+// errWriteClosed is what either writer returns once no frame may follow:
+// a close frame went out, or a write failed. It is gws's value, so that one
+// errors.Is test covers both.
+var errWriteClosed = gws.ErrConnClosed
+
+const opClose Opcode = 0x8
+
+// writeFrame writes one whole frame: through gws when gws writes this
+// connection, else with the transport's own writer.
+func (c *Conn) writeFrame(op Opcode, p []byte) error {
+	if c.ws != nil {
+		return c.ws.WriteMessage(gws.Opcode(op), p)
+	}
+	return c.wire.writeOwn(op, p)
+}
+
+// writeClose sends a close frame with code and reason once (errWriteClosed
+// after that, or after a failed write) and then half-closes the socket, as
+// gws.Conn.WriteClose does.
+func (c *Conn) writeClose(code uint16, reason []byte) error {
+	if c.ws != nil {
+		return c.ws.WriteClose(code, reason)
+	}
+	var buf [125]byte
+	b := binary.BigEndian.AppendUint16(buf[:0], max(code, StatusNormal))
+	b = append(b, reason[:min(len(reason), len(buf)-2)]...)
+	err := c.wire.writeOwn(opClose, b)
+	if errors.Is(err, errWriteClosed) {
+		return err
+	}
+	_ = c.wire.Close()
+	return err
+}
+
+// writeOwn writes one frame of the server's (unmasked, final) with the
+// write deadline. A close frame is recorded as sent (closeError reports it)
+// before it is written; after it, or after a failed write, every write
+// answers errWriteClosed. A failed write half-closes the socket: the reader
+// ends at the peer's answer, EOF or the close deadline, and the connection
+// with it.
+func (w *wireConn) writeOwn(op Opcode, p []byte) error {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	if w.closeSent {
+		return errWriteClosed
+	}
+	if op == opClose {
+		w.closeSent = true
+		code, reason := StatusNoStatus, ""
+		if len(p) >= 2 {
+			code, reason = binary.BigEndian.Uint16(p), string(p[2:])
+		}
+		w.mu.Lock()
+		if !w.sentOK {
+			w.sentOK, w.sentCode, w.sentReason = true, code, reason
+		}
+		w.mu.Unlock()
+	}
+	err := w.flushTailLocked()
+	if err == nil {
+		err = w.writeFrameLocked(op, p)
+	}
+	if err != nil && op != opClose {
+		w.closeSent = true
+		_ = w.Close()
+	}
+	return err
+}
+
+// writeFrameLocked writes the frame whole, waiting for the socket up to the
+// write deadline; wmu is held. A plain socket gets the header and the
+// payload in one writev (no copy); anything else (TLS) one Write of both,
+// so that a small frame is one record.
+func (w *wireConn) writeFrameLocked(op Opcode, p []byte) error {
+	if w.writeTimeout > 0 {
+		_ = w.raw.SetWriteDeadline(time.Now().Add(w.writeTimeout))
+	}
+	if rc := w.direct.rc; rc != nil {
+		dw := directWrites.Get().(*directWrite)
+		hl := frameHeader(dw.hbuf[:], op, len(p))
+		dw.hdr, dw.data, dw.n, dw.err = dw.hbuf[:hl], p, 0, nil
+		err := rc.Write(dw.whole)
+		if err == nil {
+			err = dw.err
+		}
+		dw.hdr, dw.data, dw.err = nil, nil, nil
+		directWrites.Put(dw)
+		if err != nil {
+			return fmt.Errorf("transport: write: %w", err)
+		}
+		return nil
+	}
+	bp := frameBufs.Get().(*[]byte)
+	var hb [10]byte
+	b := append((*bp)[:0], hb[:frameHeader(hb[:], op, len(p))]...)
+	b = append(b, p...)
+	_, err := w.raw.Write(b)
+	if cap(b) <= maxPooledFrame {
+		*bp = b[:0]
+		frameBufs.Put(bp)
+	}
+	return err
+}
+
+// maxPooledFrame bounds the frame buffers kept for reuse: a rare large
+// message does not pin its buffer.
+const maxPooledFrame = 64 << 10
+
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// whole is rc.Write's callback for a blocking write: writev until the frame
+// is out, false (wait for the socket, up to the deadline) when it is full.
+func (d *directWrite) whole(fd uintptr) bool {
+	for len(d.hdr)+len(d.data) > 0 {
+		n, err := writev2(fd, d.hdr, d.data)
+		if err == syscall.EAGAIN {
+			return false
+		}
+		if err != nil {
+			d.err = err
+			return true
+		}
+		if n <= 0 { // no progress without an error: do not spin
+			d.err = syscall.EIO
+			return true
+		}
+		if k := min(n, len(d.hdr)); k > 0 {
+			d.hdr, n = d.hdr[k:], n-k
+		}
+		d.data = d.data[n:]
+	}
+	return true
+}
+
+// websocketGUID is RFC 6455 §1.3's constant.
+const websocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// acceptKey is the Sec-WebSocket-Accept answering key (RFC 6455 §4.2.2).
+func acceptKey(key string) string {
+	h := sha1.Sum([]byte(key + websocketGUID))
+	return base64.StdEncoding.EncodeToString(h[:])
+}
+
+// response101 is the server's handshake answer when gws does not make it:
+// no extension (none was negotiated) and the chosen subprotocol, if any
+// (a token, checked by Upgrade).
+func response101(key, subprotocol string) []byte {
+	b := make([]byte, 0, 160+len(subprotocol))
+	b = append(b, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	b = append(b, acceptKey(key)...)
+	b = append(b, "\r\n"...)
+	if subprotocol != "" {
+		b = append(b, "Sec-WebSocket-Protocol: "...)
+		b = append(b, subprotocol...)
+		b = append(b, "\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}

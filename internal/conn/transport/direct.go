@@ -39,9 +39,11 @@ type directWriter struct {
 // directWrite is one direct write in progress (wmu held): the header, the
 // data, rc.Write's callback and what it did.
 type directWrite struct {
-	// ready is writeReady as a method value, made once per pooled value so
-	// that a direct write allocates nothing.
+	// ready and whole are writeReady and whole (writer.go) as method values,
+	// made once per pooled value so that a write allocates nothing.
 	ready func(fd uintptr) bool
+	whole func(fd uintptr) bool
+	wait  bool // whole waits for room
 	hbuf  [10]byte
 	hdr   []byte
 	data  []byte
@@ -52,6 +54,7 @@ type directWrite struct {
 var directWrites = sync.Pool{New: func() any {
 	d := &directWrite{}
 	d.ready = d.writeReady
+	d.whole = d.writeWhole
 	return d
 }}
 

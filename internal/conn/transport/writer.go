@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -95,17 +96,32 @@ func (w *wireConn) writeOwn(op Opcode, p []byte) error {
 
 // writeFrameLocked writes the frame whole, waiting for the socket up to the
 // write deadline; wmu is held. A plain socket gets the header and the
-// payload in one writev (no copy); anything else (TLS) one Write of both,
-// so that a small frame is one record.
+// payload in one writev (no copy), tried first without a deadline: a socket
+// with room takes the frame at once, and only a write that must wait pays
+// for setting one (a clock read and a timer) and clears it after. Anything
+// else (TLS) gets one Write of both, so that a small frame is one record.
 func (w *wireConn) writeFrameLocked(op Opcode, p []byte) error {
-	if w.writeTimeout > 0 {
-		_ = w.raw.SetWriteDeadline(time.Now().Add(w.writeTimeout))
-	}
 	if rc := w.direct.rc; rc != nil {
 		dw := directWrites.Get().(*directWrite)
 		hl := frameHeader(dw.hbuf[:], op, len(p))
-		dw.hdr, dw.data, dw.n, dw.err = dw.hbuf[:hl], p, 0, nil
+		dw.hdr, dw.data, dw.n, dw.err, dw.wait = dw.hbuf[:hl], p, 0, nil, false
 		err := rc.Write(dw.whole)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// A deadline left by an earlier write (the 101's) has passed:
+			// it bounded that write only.
+			_ = w.raw.SetWriteDeadline(time.Time{})
+			err = rc.Write(dw.whole)
+		}
+		if err == nil && dw.err == nil && len(dw.hdr)+len(dw.data) > 0 {
+			dw.wait = true
+			if w.writeTimeout > 0 {
+				_ = w.raw.SetWriteDeadline(time.Now().Add(w.writeTimeout))
+			}
+			err = rc.Write(dw.whole)
+			if w.writeTimeout > 0 && err == nil {
+				_ = w.raw.SetWriteDeadline(time.Time{})
+			}
+		}
 		if err == nil {
 			err = dw.err
 		}
@@ -115,6 +131,9 @@ func (w *wireConn) writeFrameLocked(op Opcode, p []byte) error {
 			return fmt.Errorf("transport: write: %w", err)
 		}
 		return nil
+	}
+	if w.writeTimeout > 0 {
+		_ = w.raw.SetWriteDeadline(time.Now().Add(w.writeTimeout))
 	}
 	bp := frameBufs.Get().(*[]byte)
 	var hb [10]byte
@@ -134,13 +153,15 @@ const maxPooledFrame = 64 << 10
 
 var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-// whole is rc.Write's callback for a blocking write: writev until the frame
-// is out, false (wait for the socket, up to the deadline) when it is full.
-func (d *directWrite) whole(fd uintptr) bool {
+// writeWhole is rc.Write's callback for a frame that must go out whole: writev
+// until it is out. When the socket is full it returns false (rc.Write waits
+// for room, up to the deadline) if wait is set, else true with the rest
+// left in hdr and data.
+func (d *directWrite) writeWhole(fd uintptr) bool {
 	for len(d.hdr)+len(d.data) > 0 {
 		n, err := writev2(fd, d.hdr, d.data)
 		if err == syscall.EAGAIN {
-			return false
+			return !d.wait
 		}
 		if err != nil {
 			d.err = err

@@ -126,11 +126,12 @@ type Session struct {
 	pongAt                             atomic.Int64
 	expiresAt                          atomic.Int64 // unix nanos when the token expires, 0 if never
 
-	mu sync.Mutex // guards the timer, closing and ended
-	// timer is the session's one timer: keepalive ping, pong deadline, idle
-	// timeout and token expiry all fire through it (tick), at the earliest
-	// of their times, so a connection holds one runtime timer, not two.
-	timer *time.Timer
+	mu sync.Mutex // guards closing and ended, and orders the timer's changes
+	// The session's one timer: keepalive ping, pong deadline, idle timeout
+	// and token expiry all fire through it (tick), at the earliest of their
+	// times, from the process's timer wheel (wheel.go). wslot (slot+1, 0:
+	// not in the wheel) and widx are the wheel's, guarded by its lock.
+	wslot, widx int32
 	// chose is how wsgate chose to close the session; nil until it did.
 	chose *closeChoice
 	wg    sync.WaitGroup // async closes started by this session
@@ -142,6 +143,7 @@ type Session struct {
 	closing  bool
 	finished bool             // the session has ended (Done returns a closed channel)
 	begun    bool             // Start ran; owner-only, before Serve
+	timed    bool             // the session has a timer (mu)
 	msgOp    transport.Opcode // opcode of the message being handled; reader-only
 }
 
@@ -368,9 +370,7 @@ func (s *Session) end() {
 	s.mu.Lock()
 	s.closing = true
 	s.closed.Store(true)
-	if s.timer != nil {
-		s.timer.Stop()
-	}
+	timers.cancel(s)
 	s.mu.Unlock()
 	s.cancel()
 	s.out.Close()
@@ -509,8 +509,11 @@ func (s *Session) isClosing() bool { return s.closed.Load() }
 
 // --- timers ---
 
+// maxTick is nextTick's answer when nothing is due, ever.
+const maxTick = time.Duration(1<<63 - 1)
+
 func (s *Session) nextTick(now time.Time) time.Duration {
-	next := time.Duration(1<<63 - 1)
+	next := maxTick
 	n := now.UnixNano()
 	if exp := s.expiresAt.Load(); exp != 0 {
 		next = min(next, time.Duration(exp-n))
@@ -559,10 +562,22 @@ func (s *Session) tick() {
 		}
 	}
 	s.mu.Lock()
-	if !s.closing && s.timer != nil {
-		s.timer.Reset(s.nextTick(time.Now()))
+	if !s.closing && s.timed {
+		s.rearmLocked()
 	}
 	s.mu.Unlock()
+}
+
+// rearmLocked puts the session in the timer wheel at its next due time, or
+// out of it when nothing is due ever. Called with mu held.
+func (s *Session) rearmLocked() {
+	now := time.Now()
+	d := s.nextTick(now)
+	if d >= maxTick/2 { // never (or centuries away: no overflow below)
+		timers.cancel(s)
+		return
+	}
+	timers.schedule(s, now.UnixNano()+int64(d))
 }
 
 // armExpiryLocked sets the token expiry (zero: none) and (re)arms the timer
@@ -574,15 +589,11 @@ func (s *Session) armExpiryLocked(exp time.Time) {
 		s.expiresAt.Store(exp.UnixNano())
 	}
 	if s.opts.PingInterval <= 0 && s.opts.Idle <= 0 && exp.IsZero() {
-		// Nothing to time; a timer armed for an earlier expiry finds nothing
-		// due and re-arms for never (nextTick's maximum).
+		timers.cancel(s) // nothing to time (any more)
 		return
 	}
-	if s.timer == nil {
-		s.timer = time.AfterFunc(s.nextTick(time.Now()), s.tick)
-		return
-	}
-	s.timer.Reset(s.nextTick(time.Now()))
+	s.timed = true
+	s.rearmLocked()
 }
 
 // --- transport.Handler ---

@@ -1,0 +1,112 @@
+package session
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
+	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
+)
+
+// Every scheduled session fires once, never before its time; a cancelled
+// or rescheduled one does not fire at its old time; the wheel's goroutine
+// ends when the wheel is empty.
+func TestTimerWheelFiresOnceNeverEarly(t *testing.T) {
+	leak.Check(t)
+	var mu sync.Mutex
+	fired := map[*Session][]time.Time{}
+	w := &timerWheel{now: time.Now, fire: func(s *Session) {
+		mu.Lock()
+		fired[s] = append(fired[s], time.Now())
+		mu.Unlock()
+	}}
+	start := time.Now()
+	const n = 300
+	sessions := make([]*Session, n)
+	when := make([]time.Time, n)
+	for i := range sessions {
+		sessions[i] = &Session{}
+		when[i] = start.Add(time.Duration(i%30) * 7 * time.Millisecond)
+		w.schedule(sessions[i], when[i].UnixNano())
+	}
+	cancelled := sessions[0]
+	w.cancel(cancelled)
+	moved := sessions[1]
+	when[1] = start.Add(300 * time.Millisecond)
+	w.schedule(moved, when[1].UnixNano())
+
+	wait.For(t, "every scheduled session fired", 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(fired) == n-1
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if _, ok := fired[cancelled]; ok {
+		t.Fatal("a cancelled session fired")
+	}
+	for i, s := range sessions[1:] {
+		times := fired[s]
+		if len(times) != 1 {
+			t.Fatalf("session %d fired %d times", i+1, len(times))
+		}
+		if times[0].Before(when[i+1]) {
+			t.Fatalf("session %d fired %v early", i+1, when[i+1].Sub(times[0]))
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.count != 0 {
+		t.Fatalf("%d entries left", w.count)
+	}
+}
+
+// A loop that runs late (more than a whole turn) finds everything due in one
+// turn, and nothing that is not due yet.
+func TestTimerWheelCatchesUp(t *testing.T) {
+	now := time.Unix(1000, 0)
+	w := &timerWheel{now: func() time.Time { return now }, running: true} // no loop: turn is called here
+	w.cursor = now.UnixNano() / int64(wheelRes)
+	var due, later []*Session
+	for i := range 2000 {
+		s := &Session{}
+		at := now.Add(time.Duration(i) * 5 * time.Millisecond) // up to 10 s: two turns
+		if i > 1600 {
+			at = at.Add(time.Second) // none due in the first second after the late turn
+		}
+		w.schedule(s, at.UnixNano())
+		if !at.After(now.Add(8 * time.Second)) {
+			due = append(due, s)
+		} else {
+			later = append(later, s)
+		}
+	}
+	now = now.Add(8 * time.Second) // the loop slept through more than one turn
+	got, more := w.turn(nil)
+	if !more {
+		t.Fatal("wheel reported empty")
+	}
+	if len(got) != len(due) {
+		t.Fatalf("%d due after a late turn, want %d", len(got), len(due))
+	}
+	seen := map[*Session]bool{}
+	for _, s := range got {
+		seen[s] = true
+	}
+	for _, s := range due {
+		if !seen[s] {
+			t.Fatal("a due session was not collected")
+		}
+	}
+	if w.count != len(later) {
+		t.Fatalf("%d left, want %d", w.count, len(later))
+	}
+	// A time in the past goes to the next step handled, not a turn later.
+	past := &Session{}
+	w.schedule(past, now.Add(-time.Second).UnixNano())
+	now = now.Add(wheelRes)
+	if got, _ := w.turn(nil); len(got) != 1 || got[0] != past {
+		t.Fatalf("a past time did not fire at the next step: %v", got)
+	}
+}

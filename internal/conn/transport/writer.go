@@ -61,17 +61,20 @@ func (c *Conn) writeClose(code uint16, reason []byte) error {
 
 // writeOwn writes one frame of the server's (unmasked, final) with the
 // write deadline. A close frame is recorded as sent (closeError reports it)
-// before it is written; after it, or after a failed write, every write
-// answers errWriteClosed. A failed write half-closes the socket: the reader
-// ends at the peer's answer, EOF or the close deadline, and the connection
-// with it.
+// when it is about to be written, as wireConn.Write records gws's; after it,
+// or after a failed write, every write answers errWriteClosed. A failed
+// write half-closes the socket: the reader ends at the peer's answer, EOF or
+// the close deadline, and the connection with it. (A failed close frame is
+// left to its caller, which half-closes after it, as gws's WriteClose does.)
 func (w *wireConn) writeOwn(op Opcode, p []byte) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
 	if w.closeSent {
 		return errWriteClosed
 	}
-	if op == opClose {
+	// The rest of a partial direct write goes first (as in Write, gws's path).
+	err := w.flushTailLocked()
+	if err == nil && op == opClose {
 		w.closeSent = true
 		code, reason := StatusNoStatus, ""
 		if len(p) >= 2 {
@@ -83,11 +86,10 @@ func (w *wireConn) writeOwn(op Opcode, p []byte) error {
 		}
 		w.mu.Unlock()
 	}
-	err := w.flushTailLocked()
 	if err == nil {
 		err = w.writeFrameLocked(op, p)
 	}
-	if err != nil && op != opClose {
+	if err != nil && !w.closeSent {
 		w.closeSent = true
 		_ = w.Close()
 	}

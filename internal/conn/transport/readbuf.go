@@ -33,7 +33,10 @@ func newReadPool(size int) *readPool {
 }
 
 // pooledReader is the read side of one connection on a pooled buffer. It is
-// used only by the goroutine that reads the connection.
+// used only by the goroutine that reads the connection. What a read needs
+// while it runs (rc.Read's callback and its results) is a readOp from a
+// pool, so that an idle connection holds only the socket and the buffer
+// lent to it, if any.
 type pooledReader struct {
 	pool *readPool
 	rc   syscall.RawConn
@@ -41,18 +44,36 @@ type pooledReader struct {
 	buf  *[]byte // lent by pool while bytes remain in buf[pos:end]
 	pos  int
 	end  int
+}
 
-	// State of the read in progress, for ready: a method value made once,
-	// so that waiting allocates nothing per read.
-	ready func(fd uintptr) bool
-	got   *[]byte
+// readOp is one read in progress on a pooledReader: rc.Read's callbacks
+// (method values made once per pooled value, so that a read allocates
+// nothing) and what they did.
+type readOp struct {
+	ready func(fd uintptr) bool // readReady: Read's
+	try   func(fd uintptr) bool // tryReady: tryRead's
+	pool  *readPool
+	got   *[]byte // readReady's buffer, from pool
+	dst   []byte  // tryReady's destination
 	n     int
 	rerr  error
+}
 
-	// The parked reader's non-blocking read (tryRead): its callback, made
-	// once, and its destination.
-	try func(fd uintptr) bool
-	dst []byte
+var readOps = sync.Pool{New: func() any {
+	o := &readOp{}
+	o.ready, o.try = o.readReady, o.tryReady
+	return o
+}}
+
+func getReadOp(pool *readPool) *readOp {
+	o := readOps.Get().(*readOp)
+	o.pool = pool
+	return o
+}
+
+func (o *readOp) put() {
+	o.pool, o.got, o.dst, o.n, o.rerr = nil, nil, nil, 0, nil
+	readOps.Put(o)
 }
 
 // newPooledReader returns nil when raw is not a socket it can wait on
@@ -69,28 +90,26 @@ func newPooledReader(raw net.Conn, pool *readPool) *pooledReader {
 	if err != nil {
 		return nil
 	}
-	r := &pooledReader{pool: pool, rc: rc, raw: raw}
-	r.ready = r.readReady
-	return r
+	return &pooledReader{pool: pool, rc: rc, raw: raw}
 }
 
 // readReady is rc.Read's callback: it reads what the socket has into a
 // pooled buffer, or gives the buffer back and asks to wait when there is
 // nothing yet.
-func (r *pooledReader) readReady(fd uintptr) bool {
-	if r.got == nil {
-		r.got = r.pool.pool.Get().(*[]byte)
+func (o *readOp) readReady(fd uintptr) bool {
+	if o.got == nil {
+		o.got = o.pool.pool.Get().(*[]byte)
 	}
 	for {
-		r.n, r.rerr = syscall.Read(int(fd), *r.got)
-		if r.rerr != syscall.EINTR {
+		o.n, o.rerr = syscall.Read(int(fd), *o.got)
+		if o.rerr != syscall.EINTR {
 			break
 		}
 	}
-	if r.rerr == syscall.EAGAIN {
+	if o.rerr == syscall.EAGAIN {
 		// Nothing yet: give the buffer back while the goroutine waits.
-		r.pool.pool.Put(r.got)
-		r.got = nil
+		o.pool.pool.Put(o.got)
+		o.got = nil
 		return false
 	}
 	return true
@@ -112,9 +131,10 @@ func (r *pooledReader) Read(p []byte) (int, error) {
 		// A large payload read goes straight into gws's message buffer.
 		return r.raw.Read(p)
 	}
-	err := r.rc.Read(r.ready)
-	buf, n, rerr := r.got, r.n, r.rerr
-	r.got, r.rerr = nil, nil
+	op := getReadOp(r.pool)
+	err := r.rc.Read(op.ready)
+	buf, n, rerr := op.got, op.n, op.rerr
+	op.put()
 	if err == nil && rerr != nil {
 		err = &net.OpError{Op: "read", Net: "tcp", Source: r.raw.LocalAddr(), Addr: r.raw.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
 	}
@@ -152,13 +172,11 @@ func (r *pooledReader) tryRead(p []byte) (int, error) {
 	if r.buf != nil {
 		return r.Read(p)
 	}
-	if r.try == nil {
-		r.try = r.tryReady
-	}
-	r.dst = p
-	err := r.rc.Read(r.try)
-	n, rerr := r.n, r.rerr
-	r.dst, r.rerr = nil, nil
+	op := getReadOp(r.pool)
+	op.dst = p
+	err := r.rc.Read(op.try)
+	n, rerr := op.n, op.rerr
+	op.put()
 	switch {
 	case err != nil:
 		return 0, err
@@ -173,10 +191,10 @@ func (r *pooledReader) tryRead(p []byte) (int, error) {
 }
 
 // tryReady is tryRead's rc.Read callback: one read, never a wait.
-func (r *pooledReader) tryReady(fd uintptr) bool {
+func (o *readOp) tryReady(fd uintptr) bool {
 	for {
-		r.n, r.rerr = syscall.Read(int(fd), r.dst)
-		if r.rerr != syscall.EINTR {
+		o.n, o.rerr = syscall.Read(int(fd), o.dst)
+		if o.rerr != syscall.EINTR {
 			return true
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
@@ -108,5 +109,17 @@ func TestTimerWheelCatchesUp(t *testing.T) {
 	now = now.Add(wheelRes)
 	if got, _ := w.turn(nil); len(got) != 1 || got[0] != past {
 		t.Fatalf("a past time did not fire at the next step: %v", got)
+	}
+}
+
+// Every connection holds a Session: a field that pushes it past its
+// 640-byte size class costs 64 B per connection (it happened once, with a
+// flag for the timer). Pack small fields with the others at its end.
+func TestSessionSizeClass(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("64-bit layout")
+	}
+	if n := unsafe.Sizeof(Session{}); n > 640 {
+		t.Fatalf("Session is %d bytes, over its 640-byte size class", n)
 	}
 }

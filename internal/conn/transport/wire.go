@@ -44,9 +44,8 @@ var (
 // 101 response, and turns gws's abrupt close into a bounded closing
 // handshake.
 type wireConn struct {
-	raw    net.Conn
-	server bool
-	owner  *Conn // set once the handshake succeeded, before reads start
+	raw   net.Conn
+	owner *Conn // set once the handshake succeeded, before reads start
 
 	writeTimeout time.Duration
 	closeTimeout time.Duration
@@ -54,36 +53,41 @@ type wireConn struct {
 	// Read side: only the goroutine that reads (gws's handshake, then Serve).
 	prefix  []byte        // bytes net/http had buffered before the hijack
 	pooled  *pooledReader // server on plain TCP: reads through a pooled buffer; nil otherwise
-	phase   readPhase
 	obs     frameObserver
 	pending *violation
-	refused bool
-	eof     bool
 
-	// handshaking is true until Upgrade/Dial hand the conn over; during it
-	// writes are HTTP and Close is deferred to Upgrade/Dial.
-	handshaking atomic.Bool
 	subprotocol string // server: added to the 101 response
-	rewriteExt  bool   // server: replace gws's Sec-WebSocket-Extensions in the 101
 	extensions  string // server: the negotiated extensions ("" for none)
-	closing     atomic.Bool
 
 	// Write side: wmu serializes every frame written after the handshake
 	// (gws's and TryWriteMessage's), so that the rest of a partially written
 	// direct frame (tail) goes out before anything else.
-	direct    directWriter // server on plain TCP without compression; zero otherwise
-	wmu       sync.Mutex
-	tail      []byte
-	closeSent bool // a close frame went out: no direct writes after it
+	direct directWriter // server on plain TCP without compression; zero otherwise
+	wmu    sync.Mutex
+	tail   []byte
 
-	mu         sync.Mutex // guards the fields below and deadline changes
-	sentOK     bool
-	sentCode   uint16
+	mu         sync.Mutex // guards sentOK, sentCode, sentReason, client and deadline changes
 	sentReason string
 	// client is the client side's handshake state (guarded by mu, but for
 	// head, which only the reader uses); nil on the server side, which has
 	// one connection per client and so keeps none of it.
 	client *clientHandshake
+
+	// The small fields, together so that they share words (the struct is
+	// in the 352-byte size class, not 384). Each says who may touch it.
+	//
+	// handshaking is true until Upgrade/Dial hand the conn over; during it
+	// writes are HTTP and Close is deferred to Upgrade/Dial.
+	handshaking atomic.Bool
+	closing     atomic.Bool
+	sentCode    uint16    // mu
+	sentOK      bool      // mu
+	closeSent   bool      // wmu: a close frame went out: no direct writes after it
+	server      bool      // set at creation
+	rewriteExt  bool      // server: replace gws's Sec-WebSocket-Extensions in the 101
+	phase       readPhase // read side
+	refused     bool      // read side
+	eof         bool      // read side
 }
 
 // clientHandshake is what only a client connection needs during its handshake.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wsframe"
 )
@@ -101,5 +102,17 @@ func TestFailedWriteEndsConnection(t *testing.T) {
 	ev := h.next(t, "close")
 	if code, _ := CloseCode(ev.err); code != StatusAbnormal {
 		t.Fatalf("close code %d, want %d (%v)", code, StatusAbnormal, ev.err)
+	}
+}
+
+// Every idle connection holds a wireConn: a field that pushes it into the
+// next size class (384 B) costs 32 B per connection. Move small fields to
+// the block at its end instead, or raise this with a reason.
+func TestWireConnSizeClass(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("64-bit layout")
+	}
+	if n := unsafe.Sizeof(wireConn{}); n > 352 {
+		t.Fatalf("wireConn is %d bytes, over its 352-byte size class", n)
 	}
 }

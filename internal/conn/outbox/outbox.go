@@ -70,9 +70,8 @@ type Stats struct {
 // Queue is a bounded FIFO of encoded messages for one connection. All methods are
 // safe for concurrent use.
 type Queue struct {
-	write  func(op transport.Opcode, b []byte) error
-	onFail func(err error)
-	opts   Options
+	w    Writer
+	opts Options
 
 	mu sync.Mutex
 	// ring holds queued messages; the message being written stays at ring[head]
@@ -88,8 +87,44 @@ type Queue struct {
 	closed        bool          // no more pushes; drainer must stop
 	exited        chan struct{} // lazily made by Wait, closed when the drainer exits
 	stats         Stats
-	direct        Direct // optional non-blocking writer for Push (SetDirect)
+	direct        bool // w's TryWrite may be used by Push (NewWriter, SetDirect)
 }
+
+// Writer is the connection a Queue writes to. A connection that implements
+// it on itself (the session does) costs no closures; New and NewOp wrap
+// plain functions.
+type Writer interface {
+	// WriteOp is the transport write: one message, which may block but must
+	// return eventually (it carries the write deadline). It is called by one
+	// goroutine at a time: the drainer, or the caller of PushOrWrite; the
+	// Queue never retains or mutates the bytes after it returns.
+	WriteOp(op transport.Opcode, b []byte) error
+	// WriteFailed is called once, by that goroutine, with the first write
+	// error; the queue is stopped by then.
+	WriteFailed(err error)
+	// TryWrite and FlushTail are Direct's Try and Flush; used only when the
+	// queue was made with direct writes (NewWriter's direct, SetDirect).
+	TryWrite(op transport.Opcode, b []byte) (transport.TryResult, error)
+	FlushTail() error
+}
+
+// funcWriter is a Writer made of functions (New, NewOp, SetDirect).
+type funcWriter struct {
+	write  func(op transport.Opcode, b []byte) error
+	onFail func(err error)
+	direct Direct
+}
+
+func (f *funcWriter) WriteOp(op transport.Opcode, b []byte) error { return f.write(op, b) }
+func (f *funcWriter) WriteFailed(err error) {
+	if f.onFail != nil {
+		f.onFail(err)
+	}
+}
+func (f *funcWriter) TryWrite(op transport.Opcode, b []byte) (transport.TryResult, error) {
+	return f.direct.Try(op, b)
+}
+func (f *funcWriter) FlushTail() error { return f.direct.Flush() }
 
 // Direct is a connection's non-blocking writer (transport.Conn.TryWriteMessage
 // and Flush, wrapped by the session for its counters). With it, a Push that
@@ -138,7 +173,13 @@ func NewOp(opts Options, write func(op transport.Opcode, b []byte) error, onFail
 	if write == nil {
 		write = func(transport.Opcode, []byte) error { return errNilWrite }
 	}
-	return &Queue{write: write, onFail: onFail, opts: opts.withDefaults()}
+	return &Queue{w: &funcWriter{write: write, onFail: onFail}, opts: opts.withDefaults()}
+}
+
+// NewWriter is NewOp with a Writer; direct makes Push write an idle queue's
+// message with w.TryWrite (see Direct). Invalid options are defaulted.
+func NewWriter(opts Options, w Writer, direct bool) *Queue {
+	return &Queue{w: w, direct: direct, opts: opts.withDefaults()}
 }
 
 // Push queues b for writing and returns at once; it never waits for the writer.
@@ -149,13 +190,15 @@ func NewOp(opts Options, write func(op transport.Opcode, b []byte) error, onFail
 func (q *Queue) Push(b []byte) error { return q.PushOp(transport.Text, b) }
 
 // SetDirect installs a non-blocking writer used by Push and PushOp when the
-// queue is idle. Call it before the queue is used.
+// queue is idle, on a queue made by New or NewOp. Call it before the queue is
+// used.
 func (q *Queue) SetDirect(d Direct) {
-	if d.Try == nil || d.Flush == nil {
+	fw, ok := q.w.(*funcWriter)
+	if !ok || d.Try == nil || d.Flush == nil {
 		return
 	}
 	q.mu.Lock()
-	q.direct = d
+	fw.direct, q.direct = d, true
 	q.mu.Unlock()
 }
 
@@ -166,7 +209,7 @@ func (q *Queue) PushOp(op transport.Opcode, b []byte) error {
 		q.mu.Unlock()
 		return err
 	}
-	if q.direct.Try != nil && !q.running && q.n == 0 {
+	if q.direct && !q.running && q.n == 0 {
 		return q.tryDirectLocked(op, b)
 	}
 	q.appendLocked(op, b)
@@ -228,7 +271,7 @@ func (q *Queue) pushOrWrite(op transport.Opcode, b []byte) (bool, error) {
 	q.running = true
 	q.inl, q.inlBytes = 1, len(b)
 	q.mu.Unlock()
-	err := q.write(op, b)
+	err := q.w.WriteOp(op, b)
 	q.mu.Lock()
 	if !q.finishInlineLocked(err) {
 		if err != nil {
@@ -255,7 +298,7 @@ func (q *Queue) tryDirectLocked(op transport.Opcode, b []byte) error {
 	q.running = true
 	q.inl, q.inlBytes = 1, len(b)
 	q.mu.Unlock()
-	res, err := q.direct.Try(op, b)
+	res, err := q.w.TryWrite(op, b)
 	q.mu.Lock()
 	if err != nil || res == transport.TryWritten {
 		if !q.finishInlineLocked(err) {
@@ -295,9 +338,9 @@ func (q *Queue) tryDirectLocked(op transport.Opcode, b []byte) error {
 // writeEntry writes one queued entry.
 func (q *Queue) writeEntry(e entry) error {
 	if e.op == opFlush {
-		return q.direct.Flush()
+		return q.w.FlushTail()
 	}
-	return q.write(e.op, e.b)
+	return q.w.WriteOp(e.op, e.b)
 }
 
 // admitLocked checks b against the state and bounds, counting refusals. Called
@@ -407,9 +450,7 @@ func (q *Queue) failLocked(err error) {
 	q.dropLocked()
 	q.exitLocked()
 	q.mu.Unlock()
-	if q.onFail != nil {
-		q.onFail(fmt.Errorf("outbox: write: %w", err))
-	}
+	q.w.WriteFailed(fmt.Errorf("outbox: write: %w", err))
 }
 
 // exitLocked marks the drainer gone and wakes waiters. Called with mu held.

@@ -204,37 +204,47 @@ func New(p Params, opts *Options, deps *Deps) *Session {
 // Attach binds the upgraded connection. It must be called before Serve.
 func (s *Session) Attach(c *transport.Conn) {
 	s.conn = c
-	s.out = outbox.NewOp(s.opts.Outbox, func(op transport.Opcode, b []byte) error {
-		if err := c.WriteMessage(op, b); err != nil {
-			return err
-		}
-		s.sent(len(b))
-		return nil
-	}, func(err error) {
-		// The write failed (peer gone or write deadline passed): nothing more can
-		// be delivered, so drop the socket now rather than wait for the reader.
-		// A connection that is already closing (the transport sent a close
-		// frame) is left to finish its closing handshake: dropping it could cut
-		// the close frame off, and the code it carries is the one to report.
-		if !errors.Is(err, transport.ErrClosed) {
-			_ = c.Close()
-		}
-	})
-	if c.DirectWrites() {
-		// Broadcasts to an idle connection are written by the broadcaster
-		// without blocking it (no drainer goroutine per delivery).
-		s.out.SetDirect(outbox.Direct{
-			Try: func(op transport.Opcode, b []byte) (transport.TryResult, error) {
-				res, err := c.TryWriteMessage(op, b)
-				if res != transport.TryBlocked {
-					s.sent(len(b))
-				}
-				return res, err
-			},
-			Flush: c.Flush,
-		})
+	// Broadcasts to an idle connection are written by the broadcaster
+	// without blocking it (no drainer goroutine per delivery) when the
+	// transport can write it directly.
+	s.out = outbox.NewWriter(s.opts.Outbox, (*sessionOut)(s), c.DirectWrites())
+}
+
+// sessionOut is the session as its outbox's Writer: the same memory with a
+// method set of its own, so that the outbox holds the session itself and no
+// closures (≈ 80 B per connection).
+type sessionOut Session
+
+func (o *sessionOut) WriteOp(op transport.Opcode, b []byte) error {
+	s := (*Session)(o)
+	if err := s.conn.WriteMessage(op, b); err != nil {
+		return err
+	}
+	s.sent(len(b))
+	return nil
+}
+
+// WriteFailed: the write failed (peer gone or write deadline passed):
+// nothing more can be delivered, so drop the socket now rather than wait for
+// the reader. A connection that is already closing (the transport sent a
+// close frame) is left to finish its closing handshake: dropping it could
+// cut the close frame off, and the code it carries is the one to report.
+func (o *sessionOut) WriteFailed(err error) {
+	if !errors.Is(err, transport.ErrClosed) {
+		_ = (*Session)(o).conn.Close()
 	}
 }
+
+func (o *sessionOut) TryWrite(op transport.Opcode, b []byte) (transport.TryResult, error) {
+	s := (*Session)(o)
+	res, err := s.conn.TryWriteMessage(op, b)
+	if res != transport.TryBlocked {
+		s.sent(len(b))
+	}
+	return res, err
+}
+
+func (o *sessionOut) FlushTail() error { return (*Session)(o).conn.Flush() }
 
 // sent counts one message written (or handed whole to the socket).
 func (s *Session) sent(n int) {

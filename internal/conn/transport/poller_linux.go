@@ -295,17 +295,27 @@ func (w *workerPool) submit(c *Conn) {
 	}
 }
 
+// work runs c, then whatever is handed to it, until it has had no work for
+// a whole workerIdle (it exits between one and two workerIdle after its
+// last connection): the idle timer is reset once per workerIdle, not once
+// per connection run (a runtime timer update on every message otherwise).
 func (w *workerPool) work(c *Conn) {
 	defer func() { <-w.sem }()
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
 	for {
 		w.run(c)
-		idle.Reset(workerIdle)
+		worked := true
+	wait:
 		select {
 		case c = <-w.ch:
 		case <-idle.C:
-			return
+			if !worked {
+				return
+			}
+			worked = false
+			idle.Reset(workerIdle)
+			goto wait
 		}
 	}
 }

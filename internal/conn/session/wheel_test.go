@@ -123,3 +123,45 @@ func TestSessionSizeClass(t *testing.T) {
 		t.Fatalf("Session is %d bytes, over its 640-byte size class", n)
 	}
 }
+
+// Schedules, reschedules and cancels from many goroutines while the wheel
+// fires keep its slots consistent: every entry's index is its place, and
+// once everything is cancelled or fired nothing is left.
+func TestTimerWheelConcurrent(t *testing.T) {
+	leak.Check(t)
+	w := &timerWheel{now: time.Now, fire: func(*Session) {}}
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ss := make([]*Session, 50)
+			for i := range ss {
+				ss[i] = &Session{}
+			}
+			for round := range 200 {
+				s := ss[(round*7+g)%len(ss)]
+				switch round % 3 {
+				case 0, 1:
+					w.schedule(s, time.Now().Add(time.Duration(round%40)*time.Millisecond).UnixNano())
+				default:
+					w.cancel(s)
+				}
+			}
+			for _, s := range ss {
+				w.cancel(s)
+			}
+		}()
+	}
+	wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.count != 0 {
+		t.Fatalf("%d entries left after every session was cancelled", w.count)
+	}
+	for i, slot := range w.slots {
+		if len(slot) != 0 {
+			t.Fatalf("slot %d holds %d entries", i, len(slot))
+		}
+	}
+}

@@ -7,7 +7,8 @@
 //	kill -INT %1 && go tool pprof -top /tmp/cpu.out
 //
 // With -memprofile FILE, SIGUSR1 writes the live heap to FILE while
-// connections are open (e.g. during `wsgate bench --mode idle`).
+// connections are open (e.g. during `wsgate bench --mode idle`) and prints
+// the goroutine count, heap and stack bytes in use to stderr.
 package main
 
 import (
@@ -86,6 +87,12 @@ func run() error {
 
 func writeHeap(path string) error {
 	runtime.GC()
+	// The heap profile leaves out goroutine stacks and the runtime's own
+	// memory: print where the process's memory is, for per-connection sums.
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Fprintf(os.Stderr, "wsgateprof: goroutines %d heap_inuse %d stack_inuse %d sys %d\n",
+		runtime.NumGoroutine(), ms.HeapInuse, ms.StackInuse, ms.Sys)
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("heap profile: %w", err)

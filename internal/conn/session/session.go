@@ -586,11 +586,11 @@ func (s *Session) tick() {
 func (s *Session) rearmLocked() {
 	now := time.Now()
 	d := s.nextTick(now)
-	if d >= maxTick/2 { // never (or centuries away: no overflow below)
+	if d >= maxTick/2 { // never (or centuries away)
 		timers.cancel(s)
 		return
 	}
-	timers.schedule(s, now.UnixNano()+int64(d))
+	timers.schedule(s, d)
 }
 
 // armExpiryLocked sets the token expiry (zero: none) and (re)arms the timer

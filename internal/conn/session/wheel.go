@@ -12,7 +12,8 @@ import (
 // and a session in the wheel costs one 16-byte slot entry. The wheel turns
 // every wheelRes while it holds sessions, and its goroutine exits when it
 // holds none. A tick fires up to wheelRes late (nextTick's floor is 10 ms
-// anyway), never early. Like time.AfterFunc, each due tick runs on a
+// anyway), never early, on the monotonic clock as time.AfterFunc does: a
+// step of the wall clock does not delay keepalive or idle checks. Like time.AfterFunc, each due tick runs on a
 // goroutine of its own: a tick may write a ping or close the connection, and
 // one slow socket must not hold up the other sessions' timers.
 
@@ -27,29 +28,42 @@ type timerWheel struct {
 	mu      sync.Mutex
 	slots   [wheelSlots][]wheelEntry
 	count   int
-	cursor  int64 // the next step the loop handles (unix nanos / wheelRes)
+	cursor  int64 // the next step the loop handles (clock / wheelRes)
 	running bool  // the loop's goroutine runs
 	now     func() time.Time
+	epoch   time.Time      // clock's zero: the first now (monotonic, as time.AfterFunc)
 	fire    func(*Session) // nil: (*Session).tick; tests record instead
 }
 
 type wheelEntry struct {
 	s    *Session
-	when int64 // unix nanos
+	when int64 // clock nanos
 }
 
 // timers is the process's wheel: the sessions of every endpoint share it, as
 // they shared the runtime's timers.
 var timers = &timerWheel{now: time.Now}
 
-// schedule (re)places s to tick at when (unix nanos).
-func (w *timerWheel) schedule(s *Session, when int64) {
+// clock is nanoseconds since epoch on the monotonic clock (time.Time.Sub
+// uses it), so that a step of the wall clock neither delays nor hurries the
+// sessions' timers. mu is held.
+func (w *timerWheel) clock() int64 {
+	if w.epoch.IsZero() {
+		w.epoch = w.now()
+	}
+	return int64(w.now().Sub(w.epoch))
+}
+
+// schedule (re)places s to tick after d.
+func (w *timerWheel) schedule(s *Session, d time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.removeLocked(s)
+	now := w.clock()
+	when := now + int64(max(d, 0))
 	if !w.running {
 		w.running = true
-		w.cursor = w.now().UnixNano() / int64(wheelRes)
+		w.cursor = now / int64(wheelRes)
 		go w.loop() // owned by the wheel: it exits when the wheel is empty
 	}
 	step := (when + int64(wheelRes) - 1) / int64(wheelRes) // rounded up: never early
@@ -114,7 +128,7 @@ func (w *timerWheel) loop() {
 func (w *timerWheel) turn(due []*Session) (_ []*Session, more bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	now := w.now().UnixNano()
+	now := w.clock()
 	end := now / int64(wheelRes)
 	// At most one turn per call: after a whole turn every slot has been
 	// looked at once, so whatever is due was found however late the loop ran.

@@ -29,13 +29,13 @@ func TestTimerWheelFiresOnceNeverEarly(t *testing.T) {
 	for i := range sessions {
 		sessions[i] = &Session{}
 		when[i] = start.Add(time.Duration(i%30) * 7 * time.Millisecond)
-		w.schedule(sessions[i], when[i].UnixNano())
+		w.schedule(sessions[i], time.Until(when[i]))
 	}
 	cancelled := sessions[0]
 	w.cancel(cancelled)
 	moved := sessions[1]
 	when[1] = start.Add(300 * time.Millisecond)
-	w.schedule(moved, when[1].UnixNano())
+	w.schedule(moved, time.Until(when[1]))
 
 	wait.For(t, "every scheduled session fired", 10*time.Second, func() bool {
 		mu.Lock()
@@ -67,8 +67,7 @@ func TestTimerWheelFiresOnceNeverEarly(t *testing.T) {
 // turn, and nothing that is not due yet.
 func TestTimerWheelCatchesUp(t *testing.T) {
 	now := time.Unix(1000, 0)
-	w := &timerWheel{now: func() time.Time { return now }, running: true} // no loop: turn is called here
-	w.cursor = now.UnixNano() / int64(wheelRes)
+	w := &timerWheel{now: func() time.Time { return now }, epoch: now, running: true} // no loop: turn is called here
 	var due, later []*Session
 	for i := range 2000 {
 		s := &Session{}
@@ -76,7 +75,7 @@ func TestTimerWheelCatchesUp(t *testing.T) {
 		if i > 1600 {
 			at = at.Add(time.Second) // none due in the first second after the late turn
 		}
-		w.schedule(s, at.UnixNano())
+		w.schedule(s, at.Sub(now))
 		if !at.After(now.Add(8 * time.Second)) {
 			due = append(due, s)
 		} else {
@@ -105,7 +104,7 @@ func TestTimerWheelCatchesUp(t *testing.T) {
 	}
 	// A time in the past goes to the next step handled, not a turn later.
 	past := &Session{}
-	w.schedule(past, now.Add(-time.Second).UnixNano())
+	w.schedule(past, -time.Second)
 	now = now.Add(wheelRes)
 	if got, _ := w.turn(nil); len(got) != 1 || got[0] != past {
 		t.Fatalf("a past time did not fire at the next step: %v", got)
@@ -143,7 +142,7 @@ func TestTimerWheelConcurrent(t *testing.T) {
 				s := ss[(round*7+g)%len(ss)]
 				switch round % 3 {
 				case 0, 1:
-					w.schedule(s, time.Now().Add(time.Duration(round%40)*time.Millisecond).UnixNano())
+					w.schedule(s, time.Duration(round%40)*time.Millisecond)
 				default:
 					w.cancel(s)
 				}

@@ -124,11 +124,14 @@ type Session struct {
 	cancel context.CancelFunc
 
 	msgsIn, bytesIn, msgsOut, bytesOut atomic.Uint64
-	lastMsg                            atomic.Int64 // unix nanos of the last client message
-	pingSent                           atomic.Int64 // unix nanos of the unanswered ping, 0 if none
-	lastPing                           atomic.Int64
-	pongAt                             atomic.Int64
-	expiresAt                          atomic.Int64 // unix nanos when the token expires, 0 if never
+	// The keepalive and idle times are on the monotonic clock (mono), so
+	// that a step of the wall clock neither delays nor hurries them; the
+	// token's expiry is a wall-clock time by nature.
+	lastMsg   atomic.Int64 // mono nanos of the last client message
+	pingSent  atomic.Int64 // mono nanos of the unanswered ping, 0 if none
+	lastPing  atomic.Int64 // mono nanos
+	pongAt    atomic.Int64 // mono nanos
+	expiresAt atomic.Int64 // unix nanos when the token expires, 0 if never
 
 	mu sync.Mutex // guards closing and ended, and orders the timer's changes
 	// The session's one timer: keepalive ping, pong deadline, idle timeout
@@ -342,7 +345,7 @@ func (s *Session) Start() {
 	if s.deps.Registry != nil {
 		s.deps.Registry.add(s)
 	}
-	now := time.Now().UnixNano()
+	now := mono(time.Now())
 	s.lastMsg.Store(now)
 	s.lastPing.Store(now)
 	if !s.opts.NoWelcome {
@@ -525,12 +528,20 @@ func (s *Session) isClosing() bool { return s.closed.Load() }
 // maxTick is nextTick's answer when nothing is due, ever.
 const maxTick = time.Duration(1<<63 - 1)
 
+// monoEpoch is the zero of mono.
+var monoEpoch = time.Now()
+
+// mono is t in nanoseconds since monoEpoch on the monotonic clock (Sub uses
+// it when both times carry it, as time.Now's do); always > 0 for a time
+// taken after package initialisation.
+func mono(t time.Time) int64 { return int64(t.Sub(monoEpoch)) + 1 }
+
 func (s *Session) nextTick(now time.Time) time.Duration {
 	next := maxTick
-	n := now.UnixNano()
 	if exp := s.expiresAt.Load(); exp != 0 {
-		next = min(next, time.Duration(exp-n))
+		next = min(next, time.Duration(exp-now.UnixNano()))
 	}
+	n := mono(now)
 	if s.opts.Idle > 0 {
 		next = min(next, time.Duration(s.lastMsg.Load()+int64(s.opts.Idle)-n))
 	}
@@ -546,11 +557,11 @@ func (s *Session) nextTick(now time.Time) time.Duration {
 
 func (s *Session) tick() {
 	now := time.Now()
-	n := now.UnixNano()
-	if exp := s.expiresAt.Load(); exp != 0 && n >= exp {
+	if exp := s.expiresAt.Load(); exp != 0 && now.UnixNano() >= exp {
 		s.Close(protocol.ReasonTokenExpired)
 		return
 	}
+	n := mono(now)
 	if s.opts.Idle > 0 && n-s.lastMsg.Load() >= int64(s.opts.Idle) {
 		s.Close(protocol.ReasonIdle)
 		return
@@ -618,7 +629,7 @@ func (s *Session) OnMessage(_ *transport.Conn, op transport.Opcode, data []byte)
 	// One clock read per message serves the idle timer, the pipeline timing
 	// (time.Since reads only the cheaper monotonic clock) and the pong.
 	start := time.Now()
-	s.lastMsg.Store(start.UnixNano())
+	s.lastMsg.Store(mono(start))
 	s.msgsIn.Add(1)
 	s.bytesIn.Add(uint64(len(data)))
 	s.msgOp = op
@@ -781,7 +792,7 @@ func (s *Session) peerCertificate() *x509.Certificate {
 func (s *Session) OnPing(*transport.Conn, []byte) {}
 
 // OnPong records the keepalive answer.
-func (s *Session) OnPong(*transport.Conn, []byte) { s.pongAt.Store(time.Now().UnixNano()) }
+func (s *Session) OnPong(*transport.Conn, []byte) { s.pongAt.Store(mono(time.Now())) }
 
 // OnClose runs once when the read loop ends.
 func (s *Session) OnClose(_ *transport.Conn, err error) {

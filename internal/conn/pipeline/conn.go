@@ -36,10 +36,23 @@ type ConnState struct {
 	Accepted, Rejected, RateLimited uint64
 
 	keys   connKeys
+	tier   tierCache
 	abuse  abuseWindow
 	budget connBudgets
-	tier   tierCache
+	// The small fields, together so that they share one word (every
+	// connection's session holds a ConnState).
+	abuseStarted bool // abuse.start is set
+	charged      bool // budget's TATs are set
 }
+
+// clockEpoch is the origin of the clock that the connection's budgets and
+// abuse window keep their times on: nanoseconds since it, on the monotonic
+// clock when the times passed in carry a monotonic reading (time.Now's do),
+// in 8 bytes where a time.Time takes 24.
+var clockEpoch = time.Now()
+
+// clockNanos returns now as nanoseconds since clockEpoch.
+func clockNanos(now time.Time) int64 { return int64(now.Sub(clockEpoch)) }
 
 // Integrity is one connection's message-integrity state as the handshake left
 // it: the keys that open its envelopes, and whether every message must be one.
@@ -75,18 +88,18 @@ func (st *ConnState) tierOf(p *Pipeline) *Tier {
 
 // connKeys caches the shared limiter's keys derived from the identity, rebuilt if
 // it changes. The connection's own budgets need no key: they live in connBudgets.
+// The keys are the cache's own validity check (keyFor): they embed the prefix,
+// the user and the IP they were built from, so no copy of those is kept.
 type connKeys struct {
-	prefix, user, ip string
-	built            bool
-	um, ub, im, ib   string
+	um, ub, im, ib string
 }
 
 func (st *ConnState) limiterKeys(prefix string) *connKeys {
 	k := &st.keys
-	if k.built && k.prefix == prefix && k.user == st.User && k.ip == st.IP {
+	if keyFor(k.um, prefix, "u:m:", st.User) && keyFor(k.im, prefix, "i:m:", st.IP) {
 		return k
 	}
-	*k = connKeys{prefix: prefix, user: st.User, ip: st.IP, built: true}
+	*k = connKeys{}
 	if st.User != "" {
 		k.um, k.ub = prefix+"u:m:"+st.User, prefix+"u:b:"+st.User
 	}
@@ -96,25 +109,37 @@ func (st *ConnState) limiterKeys(prefix string) *connKeys {
 	return k
 }
 
+// keyFor reports whether key is the limiter key prefix+kind+v, or "" for an
+// empty v (no key: that budget is not charged), without building it.
+func keyFor(key, prefix, kind, v string) bool {
+	if v == "" {
+		return key == ""
+	}
+	p, k := len(prefix), len(prefix)+len(kind)
+	return len(key) == k+len(v) && key[:p] == prefix && key[p:k] == kind && key[k:] == v
+}
+
 // abuseWindow estimates events in a sliding window from two fixed buckets (the
 // current and the previous one, weighted by overlap): constant memory per connection
 // however many events arrive.
 type abuseWindow struct {
-	start     time.Time
+	start     int64 // clockNanos of the current bucket's start (ConnState.abuseStarted)
 	cur, prev int
 }
 
 // hit records an event at now and returns the estimated count within window.
-func (w *abuseWindow) hit(now time.Time, window time.Duration) float64 {
-	if w.start.IsZero() || now.Before(w.start) {
-		w.start, w.cur, w.prev = now, 0, 0
+func (st *ConnState) abuseHit(now time.Time, window time.Duration) float64 {
+	w, n := &st.abuse, clockNanos(now)
+	if !st.abuseStarted || n < w.start {
+		st.abuseStarted = true
+		w.start, w.cur, w.prev = n, 0, 0
 	}
-	el := now.Sub(w.start)
+	el := time.Duration(n - w.start)
 	switch {
 	case el >= 2*window:
-		w.start, w.cur, w.prev, el = now, 0, 0, 0
+		w.start, w.cur, w.prev, el = n, 0, 0, 0
 	case el >= window:
-		w.start, w.prev, w.cur = w.start.Add(window), w.cur, 0
+		w.start, w.prev, w.cur = w.start+int64(window), w.cur, 0
 		el -= window
 	}
 	w.cur++
@@ -128,16 +153,18 @@ func (w *abuseWindow) hit(now time.Time, window time.Duration) float64 {
 // message for a key nobody else reads. The user's and the IP's budgets must be
 // shared across connections and nodes and stay in the Limiter.
 type connBudgets struct {
-	base          time.Time // clock origin, the first charge
-	msgTAT, byTAT int64     // GCRA theoretical arrival times, ns since base
+	msgTAT, byTAT int64 // GCRA theoretical arrival times, clockNanos (ConnState.charged)
 }
 
-// since returns now in ns since the clock origin, setting it on first use.
-func (b *connBudgets) since(now time.Time) int64 {
-	if b.base.IsZero() {
-		b.base = now
+// budgetNow returns now as clockNanos for the connection's budgets; the first
+// charge starts both budgets full (their TATs at now, as a fresh GCRA key).
+func (st *ConnState) budgetNow(now time.Time) int64 {
+	n := clockNanos(now)
+	if !st.charged {
+		st.charged = true
+		st.budget.msgTAT, st.budget.byTAT = n, n
 	}
-	return int64(now.Sub(b.base))
+	return n
 }
 
 // allowGCRA charges the local budget whose theoretical arrival time is *tat at

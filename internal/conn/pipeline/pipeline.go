@@ -296,7 +296,7 @@ func (p *Pipeline) rate(ctx context.Context, st *ConnState, size int) *protocol.
 		if now.IsZero() {
 			now = p.opts.Now()
 		}
-		n := st.budget.since(now)
+		n := st.budgetNow(now)
 		ok, retry := allowGCRA(&st.budget.msgTAT, tier.Messages, 1, n)
 		if ok {
 			ok, retry = allowGCRA(&st.budget.byTAT, tier.Bytes, size, n)
@@ -331,7 +331,7 @@ func (p *Pipeline) rateLimited(st *ConnState, now time.Time, retry time.Duration
 		retry = time.Millisecond
 	}
 	r := &protocol.Error{Code: protocol.CodeRateLimited, Message: "rate limit exceeded", RetryAfter: retry, Strike: true}
-	if p.opts.AbuseMax > 0 && st.abuse.hit(now, p.opts.AbuseWindow) > float64(p.opts.AbuseMax) {
+	if p.opts.AbuseMax > 0 && st.abuseHit(now, p.opts.AbuseWindow) > float64(p.opts.AbuseMax) {
 		r.Message = "sustained rate limit abuse"
 		r.Close = protocol.ReasonRateLimit
 	}

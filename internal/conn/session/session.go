@@ -105,11 +105,10 @@ type Stats struct {
 type Session struct {
 	// The connection id and the per-IP key for limits and strikes
 	// (Params.IPKey) are state.ConnID and state.IP, kept once.
-	ip          netip.Addr
-	route       string
-	subprotocol string
-	started     time.Time
-	identity    atomic.Pointer[identity]
+	ip       netip.Addr
+	route    string
+	started  int64 // mono nanos (Started rebuilds the wall time)
+	identity atomic.Pointer[identity]
 
 	conn *transport.Conn
 	out  *outbox.Queue
@@ -120,8 +119,8 @@ type Session struct {
 	lease *quota.Lease
 	state pipeline.ConnState
 
-	ctx    context.Context
-	cancel context.CancelFunc
+	// ctx is the session's context's state (context.go), made on first use.
+	ctx *ctxState
 
 	msgsIn, bytesIn, msgsOut, bytesOut atomic.Uint64
 	// The keepalive and idle times are on the monotonic clock (mono), so
@@ -147,6 +146,7 @@ type Session struct {
 
 	// The small fields, together so that they share one word.
 	closed   atomic.Bool // mirrors closing, for lock-free reads
+	ctxDone  atomic.Bool // the session's context is cancelled (context.go)
 	closing  bool
 	finished bool             // the session has ended (Done returns a closed channel)
 	begun    bool             // Start ran; owner-only, before Serve
@@ -170,13 +170,12 @@ func NewID() string {
 
 // Params describe the admitted connection.
 type Params struct {
-	ID          string
-	IP          netip.Addr
-	Route       string
-	Subprotocol string
-	Identity    auth.Identity
-	Lease       *quota.Lease
-	Tier        string
+	ID       string
+	IP       netip.Addr
+	Route    string
+	Identity auth.Identity
+	Lease    *quota.Lease
+	Tier     string
 	// IPKey is the client's per-IP key (limit.IPPrefixes.Key: its /64 for IPv6 by
 	// default), used for the IP message/byte budgets and IP strikes. Empty: the
 	// default prefixes applied to IP.
@@ -191,7 +190,7 @@ type Params struct {
 // many sessions may share them.
 func New(p Params, opts *Options, deps *Deps) *Session {
 	s := &Session{
-		ip: p.IP, route: p.Route, subprotocol: p.Subprotocol, started: time.Now(),
+		ip: p.IP, route: p.Route, started: mono(time.Now()),
 		opts: opts, deps: deps, lease: p.Lease,
 	}
 	id := p.Identity
@@ -200,7 +199,6 @@ func New(p Params, opts *Options, deps *Deps) *Session {
 		p.IPKey = limit.IPPrefixes{}.Key(p.IP)
 	}
 	s.state = pipeline.ConnState{ConnID: p.ID, User: id.Subject, IP: p.IPKey, Tier: p.Tier, Integrity: p.Integrity}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
 
@@ -259,18 +257,26 @@ func (s *Session) sent(n int) {
 }
 
 // Accessors.
-func (s *Session) ID() string                     { return s.state.ConnID }
-func (s *Session) IP() netip.Addr                 { return s.ip }
-func (s *Session) IPKey() string                  { return s.state.IP }
-func (s *Session) Route() string                  { return s.route }
-func (s *Session) Subprotocol() string            { return s.subprotocol }
-func (s *Session) Started() time.Time             { return s.started }
+func (s *Session) ID() string     { return s.state.ConnID }
+func (s *Session) IP() netip.Addr { return s.ip }
+func (s *Session) IPKey() string  { return s.state.IP }
+func (s *Session) Route() string  { return s.route }
+
 func (s *Session) Identity() auth.Identity        { return s.identity.Load().full() }
 func (s *Session) User() string                   { return s.identity.Load().id.Subject }
 func (s *Session) Claims() map[string]any         { return s.identity.Load().claims() }
-func (s *Session) Context() context.Context       { return s.ctx }
 func (s *Session) Conn() *transport.Conn          { return s.conn }
 func (s *Session) ConnState() *pipeline.ConnState { return &s.state }
+
+// Subprotocol is the negotiated subprotocol, "" for none (after Attach).
+func (s *Session) Subprotocol() string { return s.conn.Subprotocol() }
+
+// Started is when the session was made (on the monotonic clock: durations
+// since it are right across wall-clock steps).
+func (s *Session) Started() time.Time {
+	now := time.Now()
+	return now.Add(-time.Duration(mono(now) - s.started))
+}
 
 // ConnID is the connection id (for routers that name it so).
 func (s *Session) ConnID() string { return s.state.ConnID }
@@ -388,7 +394,7 @@ func (s *Session) end() {
 	s.closed.Store(true)
 	timers.cancel(s)
 	s.mu.Unlock()
-	s.cancel()
+	s.cancelContext()
 	s.out.Close()
 	s.wg.Wait()
 	if s.deps.Router != nil {
@@ -441,8 +447,8 @@ func (s *Session) sendWelcome() {
 		"user":        id.Subject,
 		"server_time": time.Now().UnixMilli(),
 	}
-	if s.subprotocol != "" {
-		w["protocol"] = s.subprotocol
+	if sp := s.Subprotocol(); sp != "" {
+		w["protocol"] = sp
 	}
 	if !id.ExpiresAt.IsZero() {
 		w["expires_at"] = id.ExpiresAt.UnixMilli()
@@ -634,7 +640,7 @@ func (s *Session) OnMessage(_ *transport.Conn, op transport.Opcode, data []byte)
 	s.bytesIn.Add(uint64(len(data)))
 	s.msgOp = op
 	if s.deps.Raw != nil {
-		s.deps.Raw.HandleRaw(s.ctx, s, op, data)
+		s.deps.Raw.HandleRaw(s.Context(), s, op, data)
 		return
 	}
 	p := s.deps.Pipeline
@@ -642,7 +648,7 @@ func (s *Session) OnMessage(_ *transport.Conn, op transport.Opcode, data []byte)
 		p = s.deps.LivePipeline.Load()
 	}
 	s.state.Now = start
-	msg, rej := p.Process(s.ctx, &s.state, data)
+	msg, rej := p.Process(s.Context(), &s.state, data)
 	if s.deps.Observer != nil {
 		s.deps.Observer.Message(s, msg.Type, data, rej, time.Since(start))
 	}
@@ -657,7 +663,7 @@ func (s *Session) OnMessage(_ *transport.Conn, op transport.Opcode, data []byte)
 		s.refresh(msg)
 	default:
 		if s.deps.Router != nil {
-			s.deps.Router.Handle(s.ctx, s, msg)
+			s.deps.Router.Handle(s.Context(), s, msg)
 		}
 	}
 }
@@ -681,7 +687,7 @@ func (s *Session) Strike(reason string) {
 	if s.deps.Strikes == nil {
 		return
 	}
-	banned, err := s.deps.Strikes.Record(s.ctx, s.state.IP, s.User(), reason)
+	banned, err := s.deps.Strikes.Record(s.Context(), s.state.IP, s.User(), reason)
 	if err != nil {
 		s.log().Warn("strike not recorded", "conn_id", s.state.ConnID, "err", err)
 	}
@@ -729,7 +735,7 @@ func (s *Session) refresh(m pipeline.Message) {
 		s.Reject(m.ID, &protocol.Error{Code: protocol.CodeRefreshFailed, Message: "refresh needs a token", Strike: true})
 		return
 	}
-	id, err := s.deps.Refresh(s.ctx, req.Token)
+	id, err := s.deps.Refresh(s.Context(), req.Token)
 	if err != nil {
 		s.log().Info("refresh rejected", "conn_id", s.state.ConnID, "user", s.User(), "reason", auth.Reason(err))
 		s.Reject(m.ID, &protocol.Error{Code: protocol.CodeRefreshFailed, Message: "token not valid", Strike: true})

@@ -86,21 +86,20 @@ func (q *Quotas) Limits() Limits { return *q.limits.Load() }
 // error comes from the Store.
 func (q *Quotas) Acquire(ctx context.Context, ip, user string) (*Lease, error) {
 	lim := q.limits.Load()
-	lease := &Lease{store: q.store}
+	lease := &Lease{store: q.store, ip: ip, user: user}
 	steps := [3]struct {
-		key string
 		max int
 		err error
 	}{
-		{GlobalKey, lim.Global, ErrGlobalQuota},
-		{IPKey(ip), lim.PerIP, ErrIPQuota},
-		{UserKey(user), lim.PerUser, ErrUserQuota},
+		{lim.Global, ErrGlobalQuota},
+		{lim.PerIP, ErrIPQuota},
+		{lim.PerUser, ErrUserQuota},
 	}
 	for i, st := range steps {
 		if i == 2 && user == "" {
 			break
 		}
-		ok, err := q.store.Acquire(ctx, st.key, st.max)
+		ok, err := q.store.Acquire(ctx, lease.key(i), st.max)
 		if err != nil {
 			lease.release(context.WithoutCancel(ctx))
 			return nil, fmt.Errorf("acquire connection quota: %w", err)
@@ -109,18 +108,32 @@ func (q *Quotas) Acquire(ctx context.Context, ip, user string) (*Lease, error) {
 			lease.release(context.WithoutCancel(ctx))
 			return nil, st.err
 		}
-		lease.keys[lease.n] = st.key
 		lease.n++
 	}
 	return lease, nil
 }
 
-// Lease is one connection's hold on its quotas.
+// Lease is one connection's hold on its quotas. It keeps the ip and user it
+// was acquired for (strings the connection holds anyway) rather than the three
+// Store keys, which are made again at release: every open connection has a
+// Lease, and the keys would be two more allocations per connection.
 type Lease struct {
-	store Store
-	keys  [3]string
-	n     int
-	once  sync.Once
+	store    Store
+	ip, user string
+	n        uint8 // keys taken: key(0) .. key(n-1)
+	once     sync.Once
+}
+
+// key returns the Store key of step i: the global, the IP's, the user's count.
+func (l *Lease) key(i int) string {
+	switch i {
+	case 0:
+		return GlobalKey
+	case 1:
+		return IPKey(l.ip)
+	default:
+		return UserKey(l.user)
+	}
 }
 
 // Release gives the slots back. It is idempotent and safe to call concurrently from
@@ -140,10 +153,11 @@ func (l *Lease) Release() {
 
 // release returns the acquired keys in reverse order of acquisition.
 func (l *Lease) release(ctx context.Context) {
-	for i := l.n - 1; i >= 0; i-- {
-		if err := l.store.Release(ctx, l.keys[i]); err != nil {
+	for i := int(l.n) - 1; i >= 0; i-- {
+		key := l.key(i)
+		if err := l.store.Release(ctx, key); err != nil {
 			// Log the kind of key only: addresses and user names do not belong in logs.
-			scope, _, _ := strings.Cut(l.keys[i], ":")
+			scope, _, _ := strings.Cut(key, ":")
 			slog.Warn("quota release failed", "scope", scope, "err", err)
 		}
 	}

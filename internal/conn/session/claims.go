@@ -3,8 +3,10 @@ package session
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 	"weak"
 
@@ -23,7 +25,7 @@ import (
 // JSON alone.
 type identity struct {
 	id     auth.Identity // Claims is nil when packed is set
-	packed string        // the claims as JSON, "" when id.Claims holds them
+	packed string        // the claims as pack wrote them (flags, JSON), "" when id.Claims holds them
 	cache  atomic.Pointer[weak.Pointer[claimsBox]]
 }
 
@@ -32,7 +34,7 @@ type claimsBox struct{ m map[string]any }
 
 func newIdentity(id auth.Identity) *identity {
 	if id.Claims != nil && packable(id.Claims, 0) {
-		return &identity{id: withoutClaims(id), packed: string(appendJSON(make([]byte, 0, 256), id.Claims))}
+		return &identity{id: withoutClaims(id), packed: pack(id)}
 	}
 	return &identity{id: id}
 }
@@ -40,6 +42,102 @@ func newIdentity(id auth.Identity) *identity {
 func withoutClaims(id auth.Identity) auth.Identity {
 	id.Claims = nil
 	return id
+}
+
+// The registered claims that the identity holds anyway are left out of the
+// packed JSON when they can be made again exactly from it (most tokens: they
+// are a third to a half of a small token's claims). Bit i of the packed
+// string's first byte says which were left out; the JSON object follows it.
+const (
+	elidedSub = 1 << iota // "sub": the Subject
+	elidedExp             // "exp": ExpiresAt, as whole seconds
+	elidedIat             // "iat": IssuedAt
+	elidedNbf             // "nbf": IssuedAt too (tokens commonly have nbf = iat)
+)
+
+// pack returns the flags byte and the JSON of id's claims less those it
+// can restore.
+func pack(id auth.Identity) string {
+	b := append(make([]byte, 0, 256), 0, '{')
+	var elided byte
+	first := true
+	for k, v := range id.Claims {
+		if bit := restorable(id, k, v); bit != 0 {
+			elided |= bit
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = appendJSON(b, v)
+	}
+	b = append(b, '}')
+	b[0] = elided
+	return string(b)
+}
+
+// restorable returns the bit for claim k of value v when restore would make
+// exactly v again from id, 0 otherwise.
+func restorable(id auth.Identity, k string, v any) byte {
+	switch k {
+	case "sub":
+		if s, ok := v.(string); ok && s == id.Subject {
+			return elidedSub
+		}
+	case "exp":
+		if isNumericDate(v, id.ExpiresAt) {
+			return elidedExp
+		}
+	case "iat":
+		if isNumericDate(v, id.IssuedAt) {
+			return elidedIat
+		}
+	case "nbf":
+		if isNumericDate(v, id.IssuedAt) {
+			return elidedNbf
+		}
+	}
+	return 0
+}
+
+// isNumericDate reports whether v is the JSON number of t's Unix seconds,
+// exactly as numericDate writes it.
+func isNumericDate(v any, t time.Time) bool {
+	n, ok := v.(json.Number)
+	if !ok || t.IsZero() || t.Nanosecond() != 0 {
+		return false
+	}
+	var buf [24]byte
+	return string(n) == string(strconv.AppendInt(buf[:0], t.Unix(), 10))
+}
+
+func numericDate(t time.Time) json.Number { return json.Number(strconv.FormatInt(t.Unix(), 10)) }
+
+// unpacked decodes the packed claims and puts back those left out.
+func (x *identity) unpacked() map[string]any {
+	m := unpack(x.packed[1:])
+	x.restore(m)
+	return m
+}
+
+// restore adds to m the claims the packed flags say were left out.
+func (x *identity) restore(m map[string]any) {
+	elided := x.packed[0]
+	if elided&elidedSub != 0 {
+		m["sub"] = x.id.Subject
+	}
+	if elided&elidedExp != 0 {
+		m["exp"] = numericDate(x.id.ExpiresAt)
+	}
+	if elided&elidedIat != 0 {
+		m["iat"] = numericDate(x.id.IssuedAt)
+	}
+	if elided&elidedNbf != 0 {
+		m["nbf"] = numericDate(x.id.IssuedAt)
+	}
 }
 
 // claims returns the decoded claims: the map the identity was built with when
@@ -55,7 +153,7 @@ func (x *identity) claims() map[string]any {
 			return b.m
 		}
 	}
-	b := &claimsBox{m: unpack(x.packed)}
+	b := &claimsBox{m: x.unpacked()}
 	w := weak.Make(b)
 	x.cache.Store(&w)
 	return b.m

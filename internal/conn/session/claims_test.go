@@ -33,7 +33,7 @@ func TestIdentityPacksTokenClaims(t *testing.T) {
 	if x.packed == "" || x.id.Claims != nil {
 		t.Fatalf("token claims not packed: %+v", x)
 	}
-	checkFastUnpack(t, x.packed, claims)
+	checkFastUnpack(t, x, claims)
 	for i := range 2 {
 		if got := x.claims(); !reflect.DeepEqual(got, claims) {
 			t.Fatalf("round %d: claims %#v, want %#v", i, got, claims)
@@ -89,21 +89,71 @@ func FuzzIdentityPack(f *testing.F) {
 			t.Fatalf("%q: claims %#v, want %#v", s, got, claims)
 		}
 		if x.packed != "" {
-			checkFastUnpack(t, x.packed, claims)
+			checkFastUnpack(t, x, claims)
 		}
 	})
 }
 
 // checkFastUnpack checks that unpack's own parser, not its encoding/json
-// fallback, reads packed back as want.
-func checkFastUnpack(t *testing.T, packed string, want map[string]any) {
+// fallback, reads x's packed claims back as want (with those left out put
+// back).
+func checkFastUnpack(t *testing.T, x *identity, want map[string]any) {
 	t.Helper()
+	packed := x.packed[1:]
 	p := unpacker{s: packed}
 	v, ok := p.value(0)
 	if !ok || p.i != len(packed) {
 		t.Fatalf("%q: unpacker stopped at %d (ok %v)", packed, p.i, ok)
 	}
-	if !reflect.DeepEqual(v, want) {
-		t.Fatalf("%q: unpacker read %#v, want %#v", packed, v, want)
+	m, _ := v.(map[string]any)
+	if m == nil {
+		t.Fatalf("%q: unpacker read %#v, not an object", packed, v)
 	}
+	x.restore(m)
+	if !reflect.DeepEqual(m, want) {
+		t.Fatalf("%q: unpacker read %#v, want %#v", packed, m, want)
+	}
+}
+
+// The registered claims a token has as the identity has them are left out of
+// the packed JSON and put back exactly; the same names with other values
+// (another subject, a fractional or differently written date) stay in it.
+func TestIdentityLeavesOutRegisteredClaims(t *testing.T) {
+	exp, iat := time.Unix(1893456000, 0), time.Unix(1893452400, 0)
+	id := auth.Identity{Subject: "alice", ExpiresAt: exp, IssuedAt: iat, Source: auth.IdentitySourceJWT,
+		Claims: decodeClaims(t, `{"sub":"alice","exp":1893456000,"iat":1893452400,"nbf":1893452400,"room":"r1"}`)}
+	x := newIdentity(id)
+	if want := "\x0f" + `{"room":"r1"}`; x.packed != want {
+		t.Fatalf("packed = %q, want %q", x.packed, want)
+	}
+	if got := x.full(); !reflect.DeepEqual(got, id) {
+		t.Fatalf("identity %#v, want %#v", got, id)
+	}
+	for name, js := range map[string]string{
+		"other subject":  `{"sub":"bob","exp":1893456000}`,
+		"written as e9":  `{"sub":"alice","exp":1.893456e9}`,
+		"fraction":       `{"exp":1893456000.5}`,
+		"nbf after iat":  `{"iat":1893452400,"nbf":1893452401}`,
+		"string date":    `{"exp":"1893456000"}`,
+		"other sub type": `{"sub":1}`,
+	} {
+		claims := decodeClaims(t, js)
+		id := auth.Identity{Subject: "alice", ExpiresAt: exp, IssuedAt: iat, Claims: claims}
+		x := newIdentity(id)
+		if x.packed == "" {
+			t.Fatalf("%s: not packed", name)
+		}
+		checkFastUnpack(t, x, claims)
+		if got := x.full(); !reflect.DeepEqual(got, id) {
+			t.Fatalf("%s: identity %#v, want %#v", name, got, id)
+		}
+	}
+	// Without the identity's times (a ticket, a hand-built identity) the
+	// dates stay in the JSON.
+	claims := decodeClaims(t, `{"sub":"alice","exp":1893456000,"iat":1893452400}`)
+	x = newIdentity(auth.Identity{Subject: "alice", Claims: claims})
+	if x.packed[0] != elidedSub {
+		t.Fatalf("flags = %#x, want sub only", x.packed[0])
+	}
+	checkFastUnpack(t, x, claims)
 }

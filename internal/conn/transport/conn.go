@@ -37,13 +37,12 @@ type Handler interface {
 // for concurrent use; Serve must be called once, by the goroutine that owns
 // the connection.
 type Conn struct {
-	ws          *gws.Conn // nil when the transport writes it (writer.go)
-	wire        *wireConn
-	rd          *frameReader // the event reader; nil when gws reads
-	pk          *parking     // the parked reader's state; nil when not parked
-	h           Handler
-	log         *slog.Logger
-	subprotocol string
+	ws   *gws.Conn // nil when the transport writes it (writer.go)
+	wire *wireConn
+	rd   *frameReader // the event reader; nil when gws reads
+	pk   *parking     // the parked reader's state; nil when not parked
+	h    Handler
+	log  *slog.Logger
 
 	serving   atomic.Bool
 	finished  atomic.Bool
@@ -158,7 +157,7 @@ func (c *Conn) RemoteAddr() net.Addr { return c.wire.RemoteAddr() }
 func (c *Conn) NetConn() net.Conn { return c.wire.raw }
 
 // Subprotocol is the negotiated subprotocol, "" if none.
-func (c *Conn) Subprotocol() string { return c.subprotocol }
+func (c *Conn) Subprotocol() string { return c.wire.subprotocol }
 
 func (c *Conn) wrapWriteErr(err error) error {
 	if err == nil {

@@ -155,7 +155,8 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions, h Handler) (*Co
 		_ = wire.closeNow()
 		return nil, resp, fmt.Errorf("transport: dial %s: %w", safe, err)
 	}
-	c := &Conn{ws: ws, wire: wire, h: h, log: o.Logger, subprotocol: ws.SubProtocol()}
+	wire.subprotocol = ws.SubProtocol()
+	c := &Conn{ws: ws, wire: wire, h: h, log: o.Logger}
 	wire.owner = c
 	wire.handshaking.Store(false)
 	return c, resp, nil

@@ -68,10 +68,13 @@ func (d *directWrite) writeReady(fd uintptr) bool {
 // connection's frames cannot be written as plain bytes: not a plain TCP
 // socket, or permessage-deflate was negotiated (gws compresses per
 // connection).
-func newDirectWriter(raw net.Conn, extensions string) directWriter {
+func newDirectWriter(raw net.Conn, pooled *pooledReader, extensions string) directWriter {
 	tc, ok := raw.(*net.TCPConn)
 	if !ok || extensions != "" {
 		return directWriter{}
+	}
+	if pooled != nil {
+		return directWriter{rc: pooled.rc} // one RawConn per socket
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {

@@ -40,8 +40,8 @@ type parking struct {
 	// bytes: from then on the reader reads on to EOF or the error and
 	// never parks.
 	hup  atomic.Bool
-	reg  *registration // the socket's place in a poller
-	done func()        // ServeDetached's callback
+	reg  registration // the socket's place in a poller
+	done func()       // ServeDetached's callback
 }
 
 // errWouldBlock is pooledReader.tryRead's answer when the socket has no bytes.

@@ -29,20 +29,20 @@ var workerIdle = time.Second
 // The same socket is also in Go's netpoller (the write path waits there): an
 // epoll set of our own does not disturb it (readiness is reported to each
 // set), and our reads never wait in Go's netpoller.
+// It is kept in the connection's parking (the socket is the connection's
+// RawConn, c.wire.pooled.rc).
 type registration struct {
-	rc    syscall.RawConn
 	p     *poller
-	fd    int
+	fd    int32
 	added bool
 }
-
-func newRegistration(rc syscall.RawConn) *registration { return &registration{rc: rc} }
 
 // add puts the socket in its poller's set and its connection in the
 // poller's table. Owner only, once.
 func (r *registration) add(c *Conn) error {
+	rc := c.wire.pooled.rc
 	fd := -1
-	if err := r.rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
 		return fmt.Errorf("transport: park: %w", err)
 	}
 	p, err := pollerFor(fd)
@@ -51,7 +51,7 @@ func (r *registration) add(c *Conn) error {
 	}
 	p.insert(fd, c)
 	var cerr error
-	err = r.rc.Control(func(f uintptr) {
+	err = rc.Control(func(f uintptr) {
 		ev := syscall.EpollEvent{Events: parkEvents, Fd: int32(f)}
 		cerr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(f), &ev)
 	})
@@ -62,7 +62,7 @@ func (r *registration) add(c *Conn) error {
 		p.delete(fd, c)
 		return fmt.Errorf("transport: park: epoll add: %w", err)
 	}
-	r.p, r.fd, r.added = p, fd, true
+	r.p, r.fd, r.added = p, int32(fd), true
 	return nil
 }
 
@@ -73,10 +73,10 @@ func (r *registration) remove(c *Conn) {
 		return
 	}
 	r.added = false
-	_ = r.rc.Control(func(f uintptr) {
+	_ = c.wire.pooled.rc.Control(func(f uintptr) {
 		_ = syscall.EpollCtl(r.p.epfd, syscall.EPOLL_CTL_DEL, int(f), nil)
 	})
-	r.p.delete(r.fd, c)
+	r.p.delete(int(r.fd), c)
 }
 
 // poller waits on one epoll set (one per core) and hands ready connections

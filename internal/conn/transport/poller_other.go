@@ -4,7 +4,6 @@ package transport
 
 import (
 	"errors"
-	"syscall"
 	"time"
 )
 
@@ -16,8 +15,6 @@ const parkingSupported = false
 var workerIdle = time.Second
 
 type registration struct{}
-
-func newRegistration(syscall.RawConn) *registration { return nil }
 
 func (*registration) add(*Conn) error {
 	return errors.New("transport: parking needs epoll (linux)")

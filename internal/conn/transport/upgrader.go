@@ -125,13 +125,13 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 			return nil, fmt.Errorf("transport: upgrade: %w", err)
 		}
 	}
-	wire.direct = newDirectWriter(raw, wire.extensions)
-	c := &Conn{ws: ws, wire: wire, h: h, log: u.opts.Logger, subprotocol: subprotocol}
+	wire.direct = newDirectWriter(raw, wire.pooled, wire.extensions)
+	c := &Conn{ws: ws, wire: wire, h: h, log: u.opts.Logger}
 	if ownReader {
 		c.rd = newFrameReader(c, u.opts.MaxMessageBytes, wire.extensions)
 	}
 	if u.opts.Reader == ReaderParked && parkingSupported && wire.pooled != nil {
-		c.pk = &parking{reg: newRegistration(wire.pooled.rc)}
+		c.pk = &parking{}
 	}
 	wire.owner = c
 	wire.handshaking.Store(false)

@@ -56,7 +56,7 @@ type wireConn struct {
 	obs     frameObserver
 	pending *violation
 
-	subprotocol string // server: added to the 101 response
+	subprotocol string // the negotiated subprotocol (server: added to the 101 response)
 	extensions  string // server: the negotiated extensions ("" for none)
 
 	// Write side: wmu serializes every frame written after the handshake

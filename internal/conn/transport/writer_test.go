@@ -105,14 +105,24 @@ func TestFailedWriteEndsConnection(t *testing.T) {
 	}
 }
 
-// Every idle connection holds a wireConn: a field that pushes it into the
-// next size class (384 B) costs 32 B per connection. Move small fields to
-// the block at its end instead, or raise this with a reason.
-func TestWireConnSizeClass(t *testing.T) {
+// Every idle connection holds a wireConn, a Conn and (parked) a parking: a
+// field that pushes one into the next size class costs 16-32 B per
+// connection. Move small fields to the block at the end instead, or raise
+// the class here with a reason.
+func TestConnSizeClasses(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
 		t.Skip("64-bit layout")
 	}
-	if n := unsafe.Sizeof(wireConn{}); n > 352 {
-		t.Fatalf("wireConn is %d bytes, over its 352-byte size class", n)
+	for _, c := range []struct {
+		name       string
+		size, want uintptr
+	}{
+		{"wireConn", unsafe.Sizeof(wireConn{}), 352},
+		{"Conn", unsafe.Sizeof(Conn{}), 80},
+		{"parking", unsafe.Sizeof(parking{}), 48},
+	} {
+		if c.size > c.want {
+			t.Errorf("%s is %d bytes, over its %d-byte size class", c.name, c.size, c.want)
+		}
 	}
 }

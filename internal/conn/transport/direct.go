@@ -28,13 +28,11 @@ const (
 	TryPartial
 )
 
-// directWriter writes frames on a plain TCP server socket without gws,
-// serialized with gws's writes by wireConn.wmu. It is the socket alone: what
+// Direct writes: frames written on a plain TCP server socket without gws
+// (wireConn.direct), serialized with every other write by wireConn.wmu. What
 // a write needs while it runs is a directWrite from a pool, so that an idle
-// connection holds no write state.
-type directWriter struct {
-	rc syscall.RawConn
-}
+// connection holds no write state: only its socket's RawConn, which its
+// pooled reader has anyway.
 
 // directWrite is one direct write in progress (wmu held): the header, the
 // data, rc.Write's callback and what it did.
@@ -64,28 +62,9 @@ func (d *directWrite) writeReady(fd uintptr) bool {
 	return true
 }
 
-// newDirectWriter returns the zero directWriter (no rc) when the
-// connection's frames cannot be written as plain bytes: not a plain TCP
-// socket, or permessage-deflate was negotiated (gws compresses per
-// connection).
-func newDirectWriter(raw net.Conn, pooled *pooledReader, extensions string) directWriter {
-	tc, ok := raw.(*net.TCPConn)
-	if !ok || extensions != "" {
-		return directWriter{}
-	}
-	if pooled != nil {
-		return directWriter{rc: pooled.rc} // one RawConn per socket
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return directWriter{}
-	}
-	return directWriter{rc: rc}
-}
-
 // DirectWrites reports whether TryWriteMessage can write this connection
 // (server side, plain TCP, no compression).
-func (c *Conn) DirectWrites() bool { return c.wire.direct.rc != nil }
+func (c *Conn) DirectWrites() bool { return c.wire.direct }
 
 // TryWriteMessage writes one unfragmented message without blocking, for a
 // caller that must not wait for this connection (a fan-out loop). It never
@@ -95,8 +74,7 @@ func (c *Conn) DirectWrites() bool { return c.wire.direct.rc != nil }
 // the connection's other writes is kept (they are serialized with it). An
 // error means the socket failed; the caller treats it like a failed write.
 func (c *Conn) TryWriteMessage(op Opcode, data []byte) (TryResult, error) {
-	d := c.wire.direct
-	if d.rc == nil || (op != Text && op != Binary) || len(data) > maxWriteBytes {
+	if !c.wire.direct || (op != Text && op != Binary) || len(data) > maxWriteBytes {
 		return TryBlocked, nil
 	}
 	if op == Text && !utf8.Valid(data) {
@@ -115,13 +93,14 @@ func (c *Conn) TryWriteMessage(op Opcode, data []byte) (TryResult, error) {
 	hl := frameHeader(dw.hbuf[:], op, len(data))
 	hdr := dw.hbuf[:hl]
 	dw.hdr, dw.data, dw.n, dw.err = hdr, data, 0, nil
-	err := d.rc.Write(dw.ready)
+	rc := w.pooled.rc
+	err := rc.Write(dw.ready)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		// The deadline the last blocking write set has passed since. It
 		// bounds that write only (every blocking write sets its own, under
 		// wmu, which is held here): clear it rather than refuse.
 		_ = w.raw.SetWriteDeadline(time.Time{})
-		err = d.rc.Write(dw.ready)
+		err = rc.Write(dw.ready)
 	}
 	n, werr := dw.n, dw.err
 	dw.hdr, dw.data, dw.err = nil, nil, nil

@@ -44,9 +44,12 @@ var flateTail = [...]byte{0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff}
 // payload of an uncompressed text message is valid UTF-8 up to where it is.
 // What the observer leaves to it: assembly, unmasking, RSV1 against the
 // negotiation, control frames, inflation and UTF-8 of inflated text.
+//
+// Every idle connection holds one: its fields fill the 96-byte size class
+// (the message limit is the frame observer's, whether permessage-deflate
+// was negotiated is the wire's).
 type frameReader struct {
-	c        *Conn
-	maxBytes int
+	c *Conn
 
 	// window is the inflate window with client context takeover; nil
 	// without (most connections: no compression).
@@ -54,13 +57,18 @@ type frameReader struct {
 
 	hdr [14]byte // the frame header being read (here: a local array would escape)
 
-	op          Opcode // opcode of the message being assembled
-	compressed  bool   //
-	compression bool   // permessage-deflate was negotiated
-	msg         []byte // payload so far; nil between messages
+	op         Opcode // opcode of the message being assembled
+	compressed bool   //
+	msg        []byte // payload so far; nil between messages
 
 	fp frameProgress // the parked reader's place in the stream (feed)
 }
+
+// maxBytes is the message size limit (the frame observer's, Options.MaxMessageBytes).
+func (r *frameReader) maxBytes() int { return int(r.c.wire.obs.maxBytes) }
+
+// compression reports whether permessage-deflate was negotiated.
+func (r *frameReader) compression() bool { return r.c.wire.extensions != "" }
 
 // inflateWindow is what client context takeover keeps between messages.
 type inflateWindow struct {
@@ -70,12 +78,11 @@ type inflateWindow struct {
 
 // newFrameReader builds the reader for a connection whose 101 answered
 // extensions (the negotiated permessage-deflate parameters, "" for none).
-func newFrameReader(c *Conn, maxBytes int, extensions string) *frameReader {
-	r := &frameReader{c: c, maxBytes: maxBytes}
+func newFrameReader(c *Conn, extensions string) *frameReader {
+	r := &frameReader{c: c}
 	if extensions == "" {
 		return r
 	}
-	r.compression = true
 	takeover, window := true, 1<<15
 	for _, p := range strings.Split(extensions, ";") {
 		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
@@ -190,7 +197,7 @@ func (r *frameReader) open(h frameHead) ([]byte, *violation) {
 		}
 		return make([]byte, h.length), nil
 	}
-	if h.rsv1 && !r.compression {
+	if h.rsv1 && !r.compression() {
 		return nil, vRSV
 	}
 	if h.op != 0 { // the observer checked that no message is open
@@ -201,7 +208,7 @@ func (r *frameReader) open(h frameHead) ([]byte, *violation) {
 	// before this header got here: growing is bounded.
 	start := len(r.msg)
 	if uint64(cap(r.msg)-start) < h.length {
-		r.msg = grow(r.msg, int(h.length), r.maxBytes)
+		r.msg = grow(r.msg, int(h.length), r.maxBytes())
 	}
 	r.msg = r.msg[:start+int(h.length)]
 	return r.msg[start:], nil
@@ -389,18 +396,18 @@ func (r *frameReader) inflate(in []byte) ([]byte, *violation) {
 	if err := fr.(flate.Resetter).Reset(src, dict); err != nil {
 		return nil, errReadCorrupt
 	}
-	out := make([]byte, 0, min(max(2*len(in), 512), r.maxBytes+1))
+	out := make([]byte, 0, min(max(2*len(in), 512), r.maxBytes()+1))
 	for {
 		if len(out) == cap(out) {
-			if len(out) > r.maxBytes {
+			if len(out) > r.maxBytes() {
 				return nil, vTooBig
 			}
 			// One byte over the bound is room enough to see it crossed.
-			out = grow(out, 1, r.maxBytes+1)
+			out = grow(out, 1, r.maxBytes()+1)
 		}
 		n, err := fr.Read(out[len(out):cap(out)])
 		out = out[:len(out)+n]
-		if len(out) > r.maxBytes {
+		if len(out) > r.maxBytes() {
 			return nil, vTooBig
 		}
 		if err == io.EOF {

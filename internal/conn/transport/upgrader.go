@@ -98,7 +98,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 	// Frames a client pipelined behind its request sit in net/http's buffer.
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
-		wire.prefix = append([]byte(nil), b...)
+		wire.prefix = string(b)
 	}
 	ownReader := u.opts.Reader == ReaderEvent || u.opts.Reader == ReaderParked
 	wire.pooled = newPooledReader(raw, u.reads)
@@ -125,10 +125,10 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 			return nil, fmt.Errorf("transport: upgrade: %w", err)
 		}
 	}
-	wire.direct = newDirectWriter(raw, wire.pooled, wire.extensions)
+	wire.direct = wire.pooled != nil && wire.extensions == ""
 	c := &Conn{ws: ws, wire: wire, h: h, log: u.opts.Logger}
 	if ownReader {
-		c.rd = newFrameReader(c, u.opts.MaxMessageBytes, wire.extensions)
+		c.rd = newFrameReader(c, wire.extensions)
 	}
 	if u.opts.Reader == ReaderParked && parkingSupported && wire.pooled != nil {
 		c.pk = &parking{}

@@ -51,7 +51,7 @@ type wireConn struct {
 	closeTimeout time.Duration
 
 	// Read side: only the goroutine that reads (gws's handshake, then Serve).
-	prefix  []byte        // bytes net/http had buffered before the hijack
+	prefix  string        // bytes net/http had buffered before the hijack
 	pooled  *pooledReader // server on plain TCP: reads through a pooled buffer; nil otherwise
 	obs     frameObserver
 	pending *violation
@@ -62,12 +62,11 @@ type wireConn struct {
 	// Write side: wmu serializes every frame written after the handshake
 	// (gws's and TryWriteMessage's), so that the rest of a partially written
 	// direct frame (tail) goes out before anything else.
-	direct directWriter // server on plain TCP without compression; zero otherwise
-	wmu    sync.Mutex
-	tail   []byte
+	wmu  sync.Mutex
+	tail []byte
 
-	mu         sync.Mutex // guards sentOK, sentCode, sentReason, client and deadline changes
-	sentReason string
+	mu   sync.Mutex // guards sent, client and deadline changes
+	sent *sentFrame // the first close frame we sent; nil until one went out
 	// client is the client side's handshake state (guarded by mu, but for
 	// head, which only the reader uses); nil on the server side, which has
 	// one connection per client and so keeps none of it.
@@ -80,14 +79,15 @@ type wireConn struct {
 	// writes are HTTP and Close is deferred to Upgrade/Dial.
 	handshaking atomic.Bool
 	closing     atomic.Bool
-	sentCode    uint16    // mu
-	sentOK      bool      // mu
-	closeSent   bool      // wmu: a close frame went out: no direct writes after it
-	server      bool      // set at creation
-	rewriteExt  bool      // server: replace gws's Sec-WebSocket-Extensions in the 101
-	phase       readPhase // read side
-	refused     bool      // read side
-	eof         bool      // read side
+	closeSent   bool // wmu: a close frame went out: no direct writes after it
+	server      bool // set at creation
+	// direct: the transport writes frames on the socket itself (pooled.rc):
+	// a server on plain TCP without compression. Set at the upgrade.
+	direct     bool
+	rewriteExt bool      // server: replace gws's Sec-WebSocket-Extensions in the 101
+	phase      readPhase // read side
+	refused    bool      // read side
+	eof        bool      // read side
 }
 
 // clientHandshake is what only a client connection needs during its handshake.
@@ -305,11 +305,7 @@ func (w *wireConn) observeClose(b []byte) ([]byte, bool) {
 		}
 		out = frame
 	}
-	w.mu.Lock()
-	if !w.sentOK {
-		w.sentOK, w.sentCode, w.sentReason = true, code, reason
-	}
-	w.mu.Unlock()
+	w.recordSent(code, reason)
 	return out, out != nil
 }
 
@@ -333,10 +329,29 @@ func gwsCloseStatus(code uint16, gwsReason string) (uint16, string) {
 	}
 }
 
+// sentFrame is the close frame a connection sent: made when it goes out,
+// so that an open connection does not carry it.
+type sentFrame struct {
+	code   uint16
+	reason string
+}
+
+// recordSent records the first close frame sent.
+func (w *wireConn) recordSent(code uint16, reason string) {
+	w.mu.Lock()
+	if w.sent == nil {
+		w.sent = &sentFrame{code: code, reason: reason}
+	}
+	w.mu.Unlock()
+}
+
 func (w *wireConn) sentClose() (uint16, string, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.sentCode, w.sentReason, w.sentOK
+	if w.sent == nil {
+		return 0, "", false
+	}
+	return w.sent.code, w.sent.reason, true
 }
 
 // Close is what gws calls right after sending a close frame. Instead of

@@ -80,11 +80,7 @@ func (w *wireConn) writeOwn(op Opcode, p []byte) error {
 		if len(p) >= 2 {
 			code, reason = binary.BigEndian.Uint16(p), string(p[2:])
 		}
-		w.mu.Lock()
-		if !w.sentOK {
-			w.sentOK, w.sentCode, w.sentReason = true, code, reason
-		}
-		w.mu.Unlock()
+		w.recordSent(code, reason)
 	}
 	if err == nil {
 		err = w.writeFrameLocked(op, p)
@@ -103,7 +99,8 @@ func (w *wireConn) writeOwn(op Opcode, p []byte) error {
 // for setting one (a clock read and a timer) and clears it after. Anything
 // else (TLS) gets one Write of both, so that a small frame is one record.
 func (w *wireConn) writeFrameLocked(op Opcode, p []byte) error {
-	if rc := w.direct.rc; rc != nil {
+	if w.direct {
+		rc := w.pooled.rc
 		dw := directWrites.Get().(*directWrite)
 		hl := frameHeader(dw.hbuf[:], op, len(p))
 		dw.hdr, dw.data, dw.n, dw.err, dw.wait = dw.hbuf[:hl], p, 0, nil, false

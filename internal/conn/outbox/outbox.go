@@ -83,11 +83,13 @@ type Queue struct {
 	// inl and inlBytes count a message PushOrWrite is writing inline: it is
 	// in the bounds and in Len but not in the ring.
 	inl, inlBytes int
-	running       bool          // the writer's role is taken: a drainer goroutine, or an inline PushOrWrite
-	closed        bool          // no more pushes; drainer must stop
 	exited        chan struct{} // lazily made by Wait, closed when the drainer exits
 	stats         Stats
-	direct        bool // w's TryWrite may be used by Push (NewWriter, SetDirect)
+	// The flags share one word (every connection has a Queue: 144 bytes,
+	// not 160).
+	running bool // the writer's role is taken: a drainer goroutine, or an inline PushOrWrite
+	closed  bool // no more pushes; drainer must stop
+	direct  bool // w's TryWrite may be used by Push (NewWriter, SetDirect)
 }
 
 // Writer is the connection a Queue writes to. A connection that implements

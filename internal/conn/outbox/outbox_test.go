@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest/wait"
@@ -425,4 +426,14 @@ func BenchmarkBroadcast(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*conns), "ns/push")
+}
+
+// Every connection holds a Queue: keep it in the 144-byte size class.
+func TestQueueSizeClass(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("64-bit layout")
+	}
+	if n := unsafe.Sizeof(Queue{}); n > 144 {
+		t.Fatalf("Queue is %d bytes, over its 144-byte size class", n)
+	}
 }

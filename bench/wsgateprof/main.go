@@ -85,14 +85,20 @@ func run() error {
 	})
 }
 
-func writeHeap(path string) error {
-	runtime.GC()
-	// The heap profile leaves out goroutine stacks and the runtime's own
-	// memory: print where the process's memory is, for per-connection sums.
+func printMem(when string) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	fmt.Fprintf(os.Stderr, "wsgateprof: goroutines %d heap_inuse %d stack_inuse %d sys %d\n",
-		runtime.NumGoroutine(), ms.HeapInuse, ms.StackInuse, ms.Sys)
+	fmt.Fprintf(os.Stderr, "wsgateprof: %s: goroutines %d heap_alloc %d heap_inuse %d heap_idle %d heap_released %d next_gc %d stack_inuse %d mspan %d gc_sys %d other_sys %d sys %d\n",
+		when, runtime.NumGoroutine(), ms.HeapAlloc, ms.HeapInuse, ms.HeapIdle, ms.HeapReleased, ms.NextGC, ms.StackInuse, ms.MSpanInuse, ms.GCSys, ms.OtherSys, ms.Sys)
+}
+
+func writeHeap(path string) error {
+	// The heap profile leaves out goroutine stacks and the runtime's own
+	// memory: print where the process's memory is, for per-connection sums,
+	// as it was (the heap between collections, its goal) and after a GC.
+	printMem("before GC")
+	runtime.GC()
+	printMem("after GC")
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("heap profile: %w", err)

@@ -93,7 +93,7 @@ func (c *Conn) TryWriteMessage(op Opcode, data []byte) (TryResult, error) {
 	hl := frameHeader(dw.hbuf[:], op, len(data))
 	hdr := dw.hbuf[:hl]
 	dw.hdr, dw.data, dw.n, dw.err = hdr, data, 0, nil
-	rc := w.pooled.rc
+	rc := w.rc
 	err := rc.Write(dw.ready)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		// The deadline the last blocking write set has passed since. It
@@ -130,7 +130,7 @@ func (c *Conn) TryWriteMessage(op Opcode, data []byte) (TryResult, error) {
 	} else {
 		tail = append(tail, data[n-hl:]...)
 	}
-	w.tail = tail
+	w.tail = &tail
 	return TryPartial, nil
 }
 
@@ -147,7 +147,7 @@ func (w *wireConn) flushTailLocked() error {
 	if w.tail == nil {
 		return nil
 	}
-	t := w.tail
+	t := *w.tail
 	w.tail = nil
 	_, err := w.writeDeadlined(t)
 	return err

@@ -30,7 +30,7 @@ var workerIdle = time.Second
 // epoll set of our own does not disturb it (readiness is reported to each
 // set), and our reads never wait in Go's netpoller.
 // It is kept in the connection's parking (the socket is the connection's
-// RawConn, c.wire.pooled.rc).
+// RawConn, c.wire.rc).
 type registration struct {
 	p     *poller
 	fd    int32
@@ -40,7 +40,7 @@ type registration struct {
 // add puts the socket in its poller's set and its connection in the
 // poller's table. Owner only, once.
 func (r *registration) add(c *Conn) error {
-	rc := c.wire.pooled.rc
+	rc := c.wire.rc
 	fd := -1
 	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
 		return fmt.Errorf("transport: park: %w", err)
@@ -73,7 +73,7 @@ func (r *registration) remove(c *Conn) {
 		return
 	}
 	r.added = false
-	_ = c.wire.pooled.rc.Control(func(f uintptr) {
+	_ = c.wire.rc.Control(func(f uintptr) {
 		_ = syscall.EpollCtl(r.p.epfd, syscall.EPOLL_CTL_DEL, int(f), nil)
 	})
 	r.p.delete(int(r.fd), c)

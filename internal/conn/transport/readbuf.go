@@ -37,10 +37,12 @@ func newReadPool(size int) *readPool {
 // while it runs (rc.Read's callback and its results) is a readOp from a
 // pool, so that an idle connection holds only the socket and the buffer
 // lent to it, if any.
+//
+// Its socket is its wire's (w.raw, w.rc): the RawConn is kept once, in the
+// wireConn, which the fan-out's direct writes touch anyway.
 type pooledReader struct {
 	pool *readPool
-	rc   syscall.RawConn
-	raw  net.Conn
+	w    *wireConn
 	buf  *[]byte // lent by pool while bytes remain in buf[pos:end]
 	pos  int
 	end  int
@@ -76,13 +78,14 @@ func (o *readOp) put() {
 	readOps.Put(o)
 }
 
-// newPooledReader returns nil when raw is not a socket it can wait on
+// newPooledReader returns nil when w.raw is not a socket it can wait on
 // without a buffer (TLS, test pipes): those read through their own buffers.
-func newPooledReader(raw net.Conn, pool *readPool) *pooledReader {
+// Otherwise it sets w.rc, the socket's RawConn.
+func newPooledReader(w *wireConn, pool *readPool) *pooledReader {
 	if pool == nil {
 		return nil
 	}
-	tc, ok := raw.(*net.TCPConn)
+	tc, ok := w.raw.(*net.TCPConn)
 	if !ok {
 		return nil
 	}
@@ -90,7 +93,8 @@ func newPooledReader(raw net.Conn, pool *readPool) *pooledReader {
 	if err != nil {
 		return nil
 	}
-	return &pooledReader{pool: pool, rc: rc, raw: raw}
+	w.rc = rc
+	return &pooledReader{pool: pool, w: w}
 }
 
 // readReady is rc.Read's callback: it reads what the socket has into a
@@ -129,14 +133,14 @@ func (r *pooledReader) Read(p []byte) (int, error) {
 	}
 	if len(p) >= r.pool.size {
 		// A large payload read goes straight into gws's message buffer.
-		return r.raw.Read(p)
+		return r.w.raw.Read(p)
 	}
 	op := getReadOp(r.pool)
-	err := r.rc.Read(op.ready)
+	err := r.w.rc.Read(op.ready)
 	buf, n, rerr := op.got, op.n, op.rerr
 	op.put()
 	if err == nil && rerr != nil {
-		err = &net.OpError{Op: "read", Net: "tcp", Source: r.raw.LocalAddr(), Addr: r.raw.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+		err = &net.OpError{Op: "read", Net: "tcp", Source: r.w.raw.LocalAddr(), Addr: r.w.raw.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
 	}
 	if err == nil && n <= 0 {
 		err = io.EOF
@@ -174,7 +178,7 @@ func (r *pooledReader) tryRead(p []byte) (int, error) {
 	}
 	op := getReadOp(r.pool)
 	op.dst = p
-	err := r.rc.Read(op.try)
+	err := r.w.rc.Read(op.try)
 	n, rerr := op.n, op.rerr
 	op.put()
 	switch {
@@ -183,7 +187,7 @@ func (r *pooledReader) tryRead(p []byte) (int, error) {
 	case rerr == syscall.EAGAIN:
 		return 0, errWouldBlock
 	case rerr != nil:
-		return 0, &net.OpError{Op: "read", Net: "tcp", Source: r.raw.LocalAddr(), Addr: r.raw.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
+		return 0, &net.OpError{Op: "read", Net: "tcp", Source: r.w.raw.LocalAddr(), Addr: r.w.raw.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
 	case n <= 0:
 		return 0, io.EOF
 	}

@@ -41,7 +41,7 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 func TestPooledReaderStream(t *testing.T) {
 	client, server := tcpPair(t)
 	pool := newReadPool(64)
-	r := newPooledReader(server, pool)
+	r := newPooledReader(&wireConn{raw: server}, pool)
 	if r == nil {
 		t.Fatal("no pooled reader for a TCP connection")
 	}
@@ -85,7 +85,7 @@ func TestPooledReaderStream(t *testing.T) {
 // socket's read deadline ends the wait with a timeout error.
 func TestPooledReaderIdleHoldsNoBuffer(t *testing.T) {
 	client, server := tcpPair(t)
-	r := newPooledReader(server, newReadPool(4096))
+	r := newPooledReader(&wireConn{raw: server}, newReadPool(4096))
 	if _, err := client.Write([]byte("abc")); err != nil {
 		t.Fatal(err)
 	}
@@ -111,10 +111,10 @@ func TestPooledReaderOnlyForTCP(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	if newPooledReader(a, newReadPool(64)) != nil {
+	if newPooledReader(&wireConn{raw: a}, newReadPool(64)) != nil {
 		t.Fatal("pooled reader for a pipe")
 	}
-	if newPooledReader(a, nil) != nil {
+	if newPooledReader(&wireConn{raw: a}, nil) != nil {
 		t.Fatal("pooled reader without a pool")
 	}
 }

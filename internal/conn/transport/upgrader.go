@@ -101,7 +101,7 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 		wire.prefix = string(b)
 	}
 	ownReader := u.opts.Reader == ReaderEvent || u.opts.Reader == ReaderParked
-	wire.pooled = newPooledReader(raw, u.reads)
+	wire.pooled = newPooledReader(wire, u.reads)
 	var ws *gws.Conn
 	if ownReader && wire.extensions == "" {
 		// The transport reads and writes this connection (writer.go): no

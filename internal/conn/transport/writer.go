@@ -100,7 +100,7 @@ func (w *wireConn) writeOwn(op Opcode, p []byte) error {
 // else (TLS) gets one Write of both, so that a small frame is one record.
 func (w *wireConn) writeFrameLocked(op Opcode, p []byte) error {
 	if w.direct {
-		rc := w.pooled.rc
+		rc := w.rc
 		dw := directWrites.Get().(*directWrite)
 		hl := frameHeader(dw.hbuf[:], op, len(p))
 		dw.hdr, dw.data, dw.n, dw.err, dw.wait = dw.hbuf[:hl], p, 0, nil, false

@@ -106,7 +106,7 @@ func TestFailedWriteEndsConnection(t *testing.T) {
 }
 
 // Every idle connection holds a wireConn, a Conn, a frameReader (the event
-// and parked readers) and a parking (parked): a
+// and parked readers), a pooledReader (plain TCP) and a parking (parked): a
 // field that pushes one into the next size class costs 16-32 B per
 // connection. Move small fields to the block at the end instead, or raise
 // the class here with a reason.
@@ -120,6 +120,7 @@ func TestConnSizeClasses(t *testing.T) {
 	}{
 		{"wireConn", unsafe.Sizeof(wireConn{}), 320},
 		{"frameReader", unsafe.Sizeof(frameReader{}), 96},
+		{"pooledReader", unsafe.Sizeof(pooledReader{}), 48},
 		{"Conn", unsafe.Sizeof(Conn{}), 80},
 		{"parking", unsafe.Sizeof(parking{}), 48},
 	} {

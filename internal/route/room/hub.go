@@ -75,31 +75,49 @@ var hashSeed = maphash.MakeSeed() // read-only after init: a seed, not shared st
 // project's sharded map: sharded by channel name so fan-out on one channel and
 // subscribe on another do not contend.
 type hub struct {
-	m *shardmap.Map[string, map[string]*subscription]
+	m *shardmap.Map[string, *channelSubs]
+}
+
+// channelSubs is one channel's local subscriptions. Its name is the one copy
+// of the channel's name that every subscription to it shares (each
+// subscribe decodes its own, 16 B more per subscriber if kept).
+type channelSubs struct {
+	name string
+	m    map[string]*subscription
 }
 
 func newHub() *hub {
-	return &hub{m: shardmap.New[string, map[string]*subscription](shardmap.Options{Shards: hubShards})}
+	return &hub{m: shardmap.New[string, *channelSubs](shardmap.Options{Shards: hubShards})}
+}
+
+// subsOf returns ch's subscriptions (nil when it has none); the shard's lock is held.
+func subsOf(s *shardmap.Shard[string, *channelSubs], ch string) map[string]*subscription {
+	if cs, _ := s.Get(ch); cs != nil {
+		return cs.m
+	}
+	return nil
 }
 
 func (h *hub) count(ch string) int {
 	s := h.m.For(ch)
 	s.RLock()
-	m, _ := s.Get(ch)
-	n := len(m)
+	n := len(subsOf(s, ch))
 	s.RUnlock()
 	return n
 }
 
+// add adds sub to its channel and points sub.channel at the channel's shared
+// name.
 func (h *hub) add(sub *subscription) {
 	s := h.m.For(sub.channel)
 	s.Lock()
-	m, _ := s.Get(sub.channel)
-	if m == nil {
-		m = make(map[string]*subscription)
-		s.Set(sub.channel, m)
+	cs, _ := s.Get(sub.channel)
+	if cs == nil {
+		cs = &channelSubs{name: sub.channel, m: make(map[string]*subscription)}
+		s.Set(sub.channel, cs)
 	}
-	m[sub.client.ConnID()] = sub
+	sub.channel = cs.name
+	cs.m[sub.client.ConnID()] = sub
 	s.Unlock()
 }
 
@@ -108,7 +126,7 @@ func (h *hub) remove(sub *subscription) int {
 	s := h.m.For(sub.channel)
 	s.Lock()
 	defer s.Unlock()
-	m, _ := s.Get(sub.channel)
+	m := subsOf(s, sub.channel)
 	if cur, ok := m[sub.client.ConnID()]; ok && cur == sub {
 		delete(m, sub.client.ConnID())
 	}
@@ -124,8 +142,7 @@ func (h *hub) remove(sub *subscription) int {
 func (h *hub) each(ch string, fn func(*subscription)) {
 	s := h.m.For(ch)
 	s.RLock()
-	m, _ := s.Get(ch)
-	for _, sub := range m {
+	for _, sub := range subsOf(s, ch) {
 		fn(sub)
 	}
 	s.RUnlock()
@@ -136,8 +153,7 @@ func (h *hub) each(ch string, fn func(*subscription)) {
 func (h *hub) snapshot(ch string, buf []*subscription) []*subscription {
 	s := h.m.For(ch)
 	s.RLock()
-	m, _ := s.Get(ch)
-	for _, sub := range m {
+	for _, sub := range subsOf(s, ch) {
 		buf = append(buf, sub)
 	}
 	s.RUnlock()
@@ -152,9 +168,9 @@ type subscription struct {
 
 	mu    sync.Mutex
 	live  bool
-	buf   []pending
-	last  uint64 // last offset delivered (or covered by the ack/replay)
-	epoch string // epoch of last
+	buf   *[]pending // deliveries held until live; nil when none (a pointer: 16 B less per subscription)
+	last  uint64     // last offset delivered (or covered by the ack/replay)
+	epoch string     // epoch of last
 }
 
 type pending struct {
@@ -210,12 +226,16 @@ func (s *subscription) deliverEvent(msg []byte, limit int) {
 }
 
 func (s *subscription) bufferLocked(p pending, limit int) {
-	if len(s.buf) >= limit {
+	if s.buf == nil {
+		s.buf = new([]pending)
+	}
+	b := *s.buf
+	if len(b) >= limit {
 		// Keep the newest: losing the oldest is reported as recovery_failed with
 		// the position from which delivery is gap-free again.
-		s.buf = append(s.buf[:0], s.buf[1:]...)
+		b = append(b[:0], b[1:]...)
 	}
-	s.buf = append(s.buf, p)
+	*s.buf = append(b, p)
 }
 
 // goLive records that the client has everything up to pos, sends what was buffered
@@ -227,7 +247,11 @@ func (s *subscription) goLive(pos posLike, failed func(offset uint64, epoch stri
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.last, s.epoch = pos.offset, pos.epoch
-	for _, p := range s.buf {
+	var held []pending
+	if s.buf != nil {
+		held = *s.buf
+	}
+	for _, p := range held {
 		switch {
 		case p.unordered:
 		case p.epoch == s.epoch && p.offset <= s.last:

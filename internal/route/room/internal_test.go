@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/wsgate/wsgate/internal/conn/protocol"
 )
@@ -189,4 +190,40 @@ func FuzzDecodeString(f *testing.F) {
 			t.Fatalf("%q: got %q, %v; encoding/json %q, %v", raw, got, gerr, want, werr)
 		}
 	})
+}
+
+type idClient struct {
+	recClient
+	id string
+}
+
+func (c *idClient) ConnID() string { return c.id }
+
+// Every subscription to a channel shares the hub's copy of its name, and the
+// subscription stays in its 80-byte size class (one of each per subscriber).
+func TestSubscriptionsShareChannelName(t *testing.T) {
+	h := newHub()
+	var subs []*subscription
+	for i := range 3 {
+		name := strings.Clone("chat:room") // as decoded from each subscribe
+		sub := &subscription{client: &idClient{id: strconv.Itoa(i)}, channel: name}
+		h.add(sub)
+		subs = append(subs, sub)
+	}
+	for _, sub := range subs[1:] {
+		if unsafe.StringData(sub.channel) != unsafe.StringData(subs[0].channel) {
+			t.Fatal("a subscription keeps its own copy of the channel name")
+		}
+	}
+	if n := h.count("chat:room"); n != 3 {
+		t.Fatalf("count = %d, want 3", n)
+	}
+	for i, sub := range subs {
+		if left := h.remove(sub); left != 2-i {
+			t.Fatalf("remove %d left %d", i, left)
+		}
+	}
+	if unsafe.Sizeof(uintptr(0)) == 8 && unsafe.Sizeof(subscription{}) > 80 {
+		t.Fatalf("subscription is %d bytes, over its 80-byte size class", unsafe.Sizeof(subscription{}))
+	}
 }

@@ -335,7 +335,7 @@ func (s *Service) handleSubscribe(ctx context.Context, c Client, id []byte, r Re
 		return e
 	}
 	cs.subs = append(cs.subs, sub)
-	cs.current = req.Channel
+	cs.current = sub.channel // the hub's copy of the name (attach)
 	if ns.Presence {
 		if err := s.broker.AddPresence(ctx, req.Channel, broker.ClientInfo{ConnID: c.ConnID(), User: c.User()}); err != nil {
 			s.log.Warn("add presence failed", "channel", req.Channel, "err", err)

@@ -266,6 +266,7 @@ func transportOptions(cfg *config.Config) transport.Options {
 func sessionOptions(cfg *config.Config) session.Options {
 	def := cfg.Rate.Tiers["default"]
 	return session.Options{
+		Route:        cfg.Path, // the built-in service's; gateway routes set their own
 		PingInterval: cfg.Timeouts.PingInterval,
 		PongTimeout:  cfg.Timeouts.PongTimeout,
 		Idle:         cfg.Timeouts.Idle,

@@ -113,7 +113,7 @@ func (e *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rej.Write(w)
 		return
 	}
-	p := session.Params{ID: h.connID, IP: adm.IP, IPKey: adm.IPKey, Route: e.name,
+	p := session.Params{ID: h.connID, IP: adm.IP, IPKey: adm.IPKey,
 		Identity: adm.Identity, Lease: adm.Lease, Tier: h.tier, Integrity: verify}
 	sess := session.New(p, h.sopts, e.sessionDeps(b))
 	s.observeHandshake(r, adm.IPKey, nil)

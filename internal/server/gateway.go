@@ -141,6 +141,7 @@ func (s *Server) newRoute(rt *runtime, r config.Route, h RawHandler) (*endpoint,
 	so := sessionOptions(cfg)
 	so.NoWelcome = true
 	so.WelcomeLimits = nil
+	so.Route = e.name
 	e.sopts = &so
 	if h != nil {
 		e.route = &handlerRoute{srv: s, raw: raw, h: h}

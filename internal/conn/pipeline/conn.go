@@ -64,26 +64,34 @@ type Integrity struct {
 	Required bool
 }
 
+// namedTier is a Pipeline's Tier with its name, which a ConnState's cache
+// compares with ConnState.Tier (no copy of the name per connection).
+type namedTier struct {
+	Tier
+	name string
+}
+
 // tierCache remembers which Tier of which Pipeline st.Tier resolved to, sparing a
 // map lookup per message; a reload (another Pipeline) or another tier name
-// resolves it again.
+// resolves it again. A tier name the Pipeline does not have resolves to the
+// default tier on every message (the server admits unknown tiers as "default",
+// so that happens only after a reload removed a tier).
 type tierCache struct {
-	p    *Pipeline
-	name string
-	t    *Tier
+	p *Pipeline
+	t *namedTier
 }
 
 func (st *ConnState) tierOf(p *Pipeline) *Tier {
 	c := &st.tier
-	if c.p == p && c.name == st.Tier && c.t != nil {
-		return c.t
+	if c.p == p && c.t != nil && c.t.name == st.Tier {
+		return &c.t.Tier
 	}
 	t, ok := p.tiers[st.Tier]
 	if !ok {
 		t = p.tiers[DefaultTierName]
 	}
-	*c = tierCache{p: p, name: st.Tier, t: t}
-	return t
+	*c = tierCache{p: p, t: t}
+	return &t.Tier
 }
 
 // connKeys caches the shared limiter's keys derived from the identity, rebuilt if

@@ -68,7 +68,41 @@ func TestConnStateSize(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
 		t.Skip("sizes are for 64-bit platforms")
 	}
-	if n := unsafe.Sizeof(ConnState{}); n > 264 {
-		t.Fatalf("ConnState is %d bytes, want at most 264", n)
+	if n := unsafe.Sizeof(ConnState{}); n > 248 {
+		t.Fatalf("ConnState is %d bytes, want at most 248", n)
+	}
+}
+
+// The tier cache follows ConnState.Tier and the Pipeline (a reload), and an
+// unknown name gets the default tier.
+func TestTierCacheFollowsName(t *testing.T) {
+	pro, free := DefaultTier(), DefaultTier()
+	pro.Messages.Rate, free.Messages.Rate = 100, 1
+	p, err := New(Options{Tiers: map[string]Tier{"pro": pro, "free": free}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &ConnState{Tier: "pro"}
+	if got := st.tierOf(p); got.Messages.Rate != 100 {
+		t.Fatalf("pro: rate %v", got.Messages.Rate)
+	}
+	if got := st.tierOf(p); got != &p.tiers["pro"].Tier {
+		t.Fatal("cached tier is not the pipeline's")
+	}
+	st.Tier = "free"
+	if got := st.tierOf(p); got.Messages.Rate != 1 {
+		t.Fatalf("free: rate %v", got.Messages.Rate)
+	}
+	st.Tier = "gone"
+	if got := st.tierOf(p); got != &p.tiers[DefaultTierName].Tier {
+		t.Fatal("an unknown tier did not get the default")
+	}
+	p2, err := New(Options{Tiers: map[string]Tier{"free": pro}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Tier = "free"
+	if got := st.tierOf(p2); got.Messages.Rate != 100 {
+		t.Fatalf("after a reload: rate %v", got.Messages.Rate)
 	}
 }

@@ -47,7 +47,7 @@ type Verifier interface {
 // Pipeline checks client messages. It is safe for concurrent use by many connections.
 type Pipeline struct {
 	opts  Options
-	tiers map[string]*Tier // opts.Tiers, addressable (ConnState caches a pointer)
+	tiers map[string]*namedTier // opts.Tiers, addressable (ConnState caches a pointer)
 	lim   scanLimits
 	reg   atomic.Pointer[schema.Registry]
 	pool  sync.Pool // *scanner
@@ -71,9 +71,9 @@ func New(opts Options) (*Pipeline, error) {
 		lim:  scanLimits{depth: o.MaxDepth, keys: o.MaxKeys, array: o.MaxArray, str: o.MaxString, num: o.MaxNumber},
 	}
 	p.opts.Registry = nil // the live one is p.reg
-	p.tiers = make(map[string]*Tier, len(o.Tiers))
+	p.tiers = make(map[string]*namedTier, len(o.Tiers))
 	for name, t := range o.Tiers {
-		p.tiers[name] = &t
+		p.tiers[name] = &namedTier{Tier: t, name: name}
 	}
 	p.reg.Store(reg)
 	p.pool.New = func() any { return newScanner(p.lim) }

@@ -18,8 +18,8 @@ import (
 // package context looks for on a parent that is not one of its own.
 type sessionCtx Session
 
-// ctxState is the part of the session's context made on first use, guarded
-// by Session.mu.
+// ctxState is the part of the session's context made on first use (in
+// Session.rare), guarded by Session.mu.
 type ctxState struct {
 	done   chan struct{}
 	afters map[*func()]struct{} // derived contexts' cancels, run at the end
@@ -33,7 +33,7 @@ func (c *sessionCtx) Value(any) any               { return nil }
 
 // Err returns context.Canceled once the session has ended.
 func (c *sessionCtx) Err() error {
-	if (*Session)(c).ctxDone.Load() {
+	if (*Session)(c).flags.Load()&flagCtxDone != 0 {
 		return context.Canceled
 	}
 	return nil
@@ -47,7 +47,7 @@ func (c *sessionCtx) Done() <-chan struct{} {
 	x := s.ctxStateLocked()
 	if x.done == nil {
 		x.done = make(chan struct{})
-		if s.ctxDone.Load() {
+		if s.flags.Load()&flagCtxDone != 0 {
 			close(x.done)
 		}
 	}
@@ -61,7 +61,7 @@ func (c *sessionCtx) Done() <-chan struct{} {
 func (c *sessionCtx) AfterFunc(f func()) (stop func() bool) {
 	s := (*Session)(c)
 	s.mu.Lock()
-	if s.ctxDone.Load() {
+	if s.flags.Load()&flagCtxDone != 0 {
 		s.mu.Unlock()
 		go f()
 		return func() bool { return false }
@@ -82,24 +82,19 @@ func (c *sessionCtx) AfterFunc(f func()) (stop func() bool) {
 	}
 }
 
-func (s *Session) ctxStateLocked() *ctxState {
-	if s.ctx == nil {
-		s.ctx = &ctxState{}
-	}
-	return s.ctx
-}
+func (s *Session) ctxStateLocked() *ctxState { return &s.rareLocked().ctx }
 
 // cancelContext ends the session's context: Err returns context.Canceled,
 // Done's channel is closed and the contexts derived from it are cancelled.
 func (s *Session) cancelContext() {
 	s.mu.Lock()
-	if s.ctxDone.Swap(true) {
+	if s.flags.Or(flagCtxDone)&flagCtxDone != 0 {
 		s.mu.Unlock()
 		return
 	}
-	x := s.ctx
 	var afters map[*func()]struct{}
-	if x != nil {
+	if s.rare != nil {
+		x := &s.rare.ctx
 		afters, x.afters = x.afters, nil
 		if x.done != nil {
 			close(x.done)

@@ -12,7 +12,7 @@ import (
 )
 
 func bareSession() *Session {
-	return New(Params{ID: NewID(), IP: netip.MustParseAddr("192.0.2.1"), Route: "/ws",
+	return New(Params{ID: NewID(), IP: netip.MustParseAddr("192.0.2.1"),
 		Identity: auth.Identity{Subject: "alice"}}, &Options{Outbox: outbox.Options{MaxMessages: 16, MaxBytes: 1 << 16}}, &Deps{})
 }
 
@@ -32,7 +32,7 @@ func TestSessionContext(t *testing.T) {
 	if v := ctx.Value("k"); v != nil {
 		t.Fatalf("Value = %v", v)
 	}
-	if s.ctx != nil {
+	if s.rare != nil {
 		t.Fatal("context state made before anything asked for it")
 	}
 
@@ -42,7 +42,7 @@ func TestSessionContext(t *testing.T) {
 	if errors.Is(short.Err(), context.Canceled) == false {
 		t.Fatalf("short.Err = %v", short.Err())
 	}
-	if n := len(s.ctx.afters); n != 0 {
+	if n := len(s.rare.ctx.afters); n != 0 {
 		t.Fatalf("%d cancels registered after the derived context ended, want 0", n)
 	}
 

@@ -82,7 +82,7 @@ func pingSessions(b *testing.B) func() func() {
 	m.SetKnownTypes(protocol.ClientTypes)
 	var n atomic.Int64
 	return func() func() {
-		s := New(Params{ID: NewID(), IP: netip.MustParseAddr("127.0.0.1"), Route: "/ws",
+		s := New(Params{ID: NewID(), IP: netip.MustParseAddr("127.0.0.1"),
 			Identity: auth.Identity{Subject: "bench-" + strconv.FormatInt(n.Add(1), 10)}},
 			&Options{}, &Deps{Pipeline: p, Observer: benchObserver{m}})
 		// As Attach's writer, less the socket.

@@ -44,6 +44,9 @@ import (
 
 // Options are the per-connection timings and bounds.
 type Options struct {
+	// Route names the endpoint the sessions serve (Session.Route): the same
+	// for every session made with these Options.
+	Route        string
 	PingInterval time.Duration
 	PongTimeout  time.Duration
 	Idle         time.Duration
@@ -106,7 +109,6 @@ type Session struct {
 	// The connection id and the per-IP key for limits and strikes
 	// (Params.IPKey) are state.ConnID and state.IP, kept once.
 	ip       netip.Addr
-	route    string
 	started  int64 // mono nanos (Started rebuilds the wall time)
 	identity atomic.Pointer[identity]
 
@@ -119,8 +121,10 @@ type Session struct {
 	lease *quota.Lease
 	state pipeline.ConnState
 
-	// ctx is the session's context's state (context.go), made on first use.
-	ctx *ctxState
+	// rare is what few open sessions need, made on first use (guarded by
+	// mu): the context's channel and derived cancels, the close wsgate
+	// chose, Done's channel.
+	rare *sessionRare
 
 	msgsIn, bytesIn, msgsOut, bytesOut atomic.Uint64
 	// The keepalive and idle times are on the monotonic clock (mono), so
@@ -132,25 +136,51 @@ type Session struct {
 	pongAt    atomic.Int64 // mono nanos
 	expiresAt atomic.Int64 // unix nanos when the token expires, 0 if never
 
-	mu sync.Mutex // guards closing and ended, and orders the timer's changes
+	mu sync.Mutex // guards closing, finished and rare, and orders the timer's changes
 	// The session's one timer: keepalive ping, pong deadline, idle timeout
 	// and token expiry all fire through it (tick), at the earliest of their
 	// times, from the process's timer wheel (wheel.go). wslot (slot+1, 0:
 	// not in the wheel) and widx are the wheel's, guarded by its lock.
 	wslot, widx int32
-	// chose is how wsgate chose to close the session; nil until it did.
-	chose *closeChoice
-	wg    sync.WaitGroup // async closes started by this session
-	// ended is made by the first Done, which few sessions see.
-	ended chan struct{}
+	wg          sync.WaitGroup // async closes started by this session
 
 	// The small fields, together so that they share one word.
-	closed   atomic.Bool // mirrors closing, for lock-free reads
-	ctxDone  atomic.Bool // the session's context is cancelled (context.go)
+	flags    atomic.Uint32 // flagClosed, flagCtxDone: for lock-free reads
 	closing  bool
 	finished bool             // the session has ended (Done returns a closed channel)
 	begun    bool             // Start ran; owner-only, before Serve
 	msgOp    transport.Opcode // opcode of the message being handled; reader-only
+}
+
+// Bits of Session.flags.
+const (
+	flagClosed  = 1 << iota // mirrors closing
+	flagCtxDone             // the session's context is cancelled (context.go)
+)
+
+// sessionRare is the part of a session made when first needed: an open,
+// quiet session has none of it (every connection has a Session: it is
+// held to its size class, see TestSessionSizeClass).
+type sessionRare struct {
+	ctx   ctxState
+	chose *closeChoice  // how wsgate chose to close the session; nil until it did
+	ended chan struct{} // made by the first Done, which few sessions see
+}
+
+// chose is the close wsgate chose, nil if none; s.mu is held.
+func (s *Session) chose() *closeChoice {
+	if s.rare == nil {
+		return nil
+	}
+	return s.rare.chose
+}
+
+// rareLocked returns s.rare, making it; s.mu is held.
+func (s *Session) rareLocked() *sessionRare {
+	if s.rare == nil {
+		s.rare = &sessionRare{}
+	}
+	return s.rare
 }
 
 // closeChoice is the close wsgate sent: made once, when it closes, so that
@@ -172,7 +202,6 @@ func NewID() string {
 type Params struct {
 	ID       string
 	IP       netip.Addr
-	Route    string
 	Identity auth.Identity
 	Lease    *quota.Lease
 	Tier     string
@@ -190,7 +219,7 @@ type Params struct {
 // many sessions may share them.
 func New(p Params, opts *Options, deps *Deps) *Session {
 	s := &Session{
-		ip: p.IP, route: p.Route, started: mono(time.Now()),
+		ip: p.IP, started: mono(time.Now()),
 		opts: opts, deps: deps, lease: p.Lease,
 	}
 	id := p.Identity
@@ -260,7 +289,7 @@ func (s *Session) sent(n int) {
 func (s *Session) ID() string     { return s.state.ConnID }
 func (s *Session) IP() netip.Addr { return s.ip }
 func (s *Session) IPKey() string  { return s.state.IP }
-func (s *Session) Route() string  { return s.route }
+func (s *Session) Route() string  { return s.opts.Route }
 
 func (s *Session) Identity() auth.Identity        { return s.identity.Load().full() }
 func (s *Session) User() string                   { return s.identity.Load().id.Subject }
@@ -391,7 +420,7 @@ func (s *Session) ServeDetached(done func()) {
 func (s *Session) end() {
 	s.mu.Lock()
 	s.closing = true
-	s.closed.Store(true)
+	s.flags.Or(flagClosed)
 	timers.cancel(s)
 	s.mu.Unlock()
 	s.cancelContext()
@@ -408,7 +437,10 @@ func (s *Session) end() {
 	}
 	s.mu.Lock()
 	s.finished = true
-	ended := s.ended
+	var ended chan struct{}
+	if s.rare != nil {
+		ended = s.rare.ended
+	}
 	s.mu.Unlock()
 	if ended != nil {
 		close(ended)
@@ -422,13 +454,13 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 func (s *Session) Done() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended == nil {
+	if s.rare == nil || s.rare.ended == nil {
 		if s.finished {
 			return closedChan
 		}
-		s.ended = make(chan struct{})
+		s.rareLocked().ended = make(chan struct{})
 	}
-	return s.ended
+	return s.rare.ended
 }
 
 // log is the session's logger.
@@ -481,10 +513,10 @@ func (s *Session) CloseWith(code protocol.CloseCode, text string) {
 func (s *Session) CloseReason() protocol.CloseReason {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.chose == nil {
+	if s.rare == nil || s.rare.chose == nil {
 		return 0
 	}
-	return s.chose.reason
+	return s.rare.chose.reason
 }
 
 // flushTimeout bounds how long a close waits for queued messages to be written.
@@ -497,8 +529,8 @@ func (s *Session) closeWith(reason protocol.CloseReason, code protocol.CloseCode
 		return
 	}
 	s.closing = true
-	s.closed.Store(true)
-	s.chose = &closeChoice{code: code, text: text, reason: reason}
+	s.flags.Or(flagClosed)
+	s.rareLocked().chose = &closeChoice{code: code, text: text, reason: reason}
 	s.mu.Unlock()
 	if flush {
 		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
@@ -527,7 +559,7 @@ func (s *Session) CloseAsync(reason protocol.CloseReason) {
 
 // isClosing is read for every message: an atomic mirror of closing spares the
 // lock.
-func (s *Session) isClosing() bool { return s.closed.Load() }
+func (s *Session) isClosing() bool { return s.flags.Load()&flagClosed != 0 }
 
 // --- timers ---
 
@@ -804,8 +836,8 @@ func (s *Session) OnPong(*transport.Conn, []byte) { s.pongAt.Store(mono(time.Now
 func (s *Session) OnClose(_ *transport.Conn, err error) {
 	code, text := uint16(protocol.CloseAbnormal), ""
 	s.mu.Lock()
-	if s.chose != nil && s.chose.code != 0 {
-		code, text = uint16(s.chose.code), s.chose.text
+	if ch := s.chose(); ch != nil && ch.code != 0 {
+		code, text = uint16(ch.code), ch.text
 	} else if c, ok := transport.CloseCode(err); ok {
 		code = c
 		var ce *transport.CloseError
@@ -814,7 +846,7 @@ func (s *Session) OnClose(_ *transport.Conn, err error) {
 		}
 	}
 	s.closing = true
-	s.closed.Store(true)
+	s.flags.Or(flagClosed)
 	s.mu.Unlock()
 	if s.deps.Observer != nil {
 		s.deps.Observer.Closed(s, code, text)

@@ -68,7 +68,7 @@ func serveOn(t *testing.T, deps Deps, reader string) (url string, sessions chan 
 	var mu sync.Mutex
 	var all []*Session
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s := New(Params{ID: NewID(), IP: netip.MustParseAddr("192.0.2.1"), Route: "/ws",
+		s := New(Params{ID: NewID(), IP: netip.MustParseAddr("192.0.2.1"),
 			Identity: auth.Identity{Subject: "alice"}}, &Options{Outbox: outbox.Options{MaxMessages: 4096, MaxBytes: 4 << 20}}, &deps)
 		c, err := up.Upgrade(w, r, "", s)
 		if err != nil {

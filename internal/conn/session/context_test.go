@@ -22,6 +22,9 @@ func bareSession() *Session {
 // ends first leaves nothing registered behind.
 func TestSessionContext(t *testing.T) {
 	s := bareSession()
+	if sp := s.Subprotocol(); sp != "" { // before Attach: no connection yet
+		t.Fatalf("Subprotocol before Attach = %q", sp)
+	}
 	ctx := s.Context()
 	if err := ctx.Err(); err != nil {
 		t.Fatalf("Err before the end = %v", err)

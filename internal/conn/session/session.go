@@ -297,8 +297,13 @@ func (s *Session) Claims() map[string]any         { return s.identity.Load().cla
 func (s *Session) Conn() *transport.Conn          { return s.conn }
 func (s *Session) ConnState() *pipeline.ConnState { return &s.state }
 
-// Subprotocol is the negotiated subprotocol, "" for none (after Attach).
-func (s *Session) Subprotocol() string { return s.conn.Subprotocol() }
+// Subprotocol is the negotiated subprotocol, "" for none (and before Attach).
+func (s *Session) Subprotocol() string {
+	if s.conn == nil {
+		return ""
+	}
+	return s.conn.Subprotocol()
+}
 
 // Started is when the session was made (on the monotonic clock: durations
 // since it are right across wall-clock steps).

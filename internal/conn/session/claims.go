@@ -66,13 +66,8 @@ func pack(id auth.Identity) string {
 			elided |= bit
 			continue
 		}
-		if !first {
-			b = append(b, ',')
-		}
+		b = appendMember(b, first, k, v)
 		first = false
-		b = appendString(b, k)
-		b = append(b, ':')
-		b = appendJSON(b, v)
 	}
 	b = append(b, '}')
 	b[0] = elided
@@ -419,17 +414,22 @@ func appendJSON(b []byte, v any) []byte {
 		b = append(b, '{')
 		first := true
 		for k, e := range v {
-			if !first {
-				b = append(b, ',')
-			}
+			b = appendMember(b, first, k, e)
 			first = false
-			b = appendString(b, k)
-			b = append(b, ':')
-			b = appendJSON(b, e)
 		}
 		return append(b, '}')
 	}
 	return append(b, "null"...) // unreachable for a packable value
+}
+
+// appendMember appends one object member, k:v, after a comma unless first.
+func appendMember(b []byte, first bool, k string, v any) []byte {
+	if !first {
+		b = append(b, ',')
+	}
+	b = appendString(b, k)
+	b = append(b, ':')
+	return appendJSON(b, v)
 }
 
 // appendString appends s (valid UTF-8) as a JSON string: quote, backslash and

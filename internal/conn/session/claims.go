@@ -135,22 +135,36 @@ func (x *identity) restore(m map[string]any) {
 	}
 }
 
+// decodedOnce is the cache's mark for claims decoded once and not cached.
+// Most connections read their claims once (the permission check of their
+// subscribe) and a weak pointer costs ≈ 24 B of heap and a runtime record
+// for as long as the connection lives; a connection that reads them again
+// (publishing) caches from its second read on. Its zero weak pointer's Value
+// is nil.
+var decodedOnce = new(weak.Pointer[claimsBox])
+
 // claims returns the decoded claims: the map the identity was built with when
 // they are not packed, or a map decoded from the packed JSON, shared with every
-// other caller until it is reclaimed. Callers must not modify it (the claims
-// are read only everywhere).
+// other caller until it is reclaimed (from the second decode on: see
+// decodedOnce). Callers must not modify it (the claims are read only
+// everywhere).
 func (x *identity) claims() map[string]any {
 	if x.packed == "" {
 		return x.id.Claims
 	}
-	if w := x.cache.Load(); w != nil {
+	w := x.cache.Load()
+	if w != nil {
 		if b := w.Value(); b != nil {
 			return b.m
 		}
 	}
-	b := &claimsBox{m: x.unpacked()}
-	w := weak.Make(b)
-	x.cache.Store(&w)
+	m := x.unpacked()
+	if w == nil && x.cache.CompareAndSwap(nil, decodedOnce) {
+		return m
+	}
+	b := &claimsBox{m: m}
+	wp := weak.Make(b)
+	x.cache.Store(&wp)
 	return b.m
 }
 

@@ -157,3 +157,26 @@ func TestIdentityLeavesOutRegisteredClaims(t *testing.T) {
 	}
 	checkFastUnpack(t, x, claims)
 }
+
+// The first decode is not cached (most connections read their claims once);
+// from the second on the decoded map is shared while anything holds it.
+func TestIdentityCachesFromSecondDecode(t *testing.T) {
+	claims := decodeClaims(t, `{"sub":"alice","channels":{"sub":["chat:*"]}}`)
+	x := newIdentity(auth.Identity{Subject: "alice", Claims: claims})
+	first := x.claims()
+	if !reflect.DeepEqual(first, claims) {
+		t.Fatalf("claims %#v, want %#v", first, claims)
+	}
+	if x.cache.Load() != decodedOnce {
+		t.Fatal("the first decode was cached")
+	}
+	second := x.claims()
+	third := x.claims()
+	if !reflect.DeepEqual(second, claims) {
+		t.Fatalf("claims %#v, want %#v", second, claims)
+	}
+	if reflect.ValueOf(second).UnsafePointer() != reflect.ValueOf(third).UnsafePointer() {
+		t.Fatal("the third read decoded again while the second's map was held")
+	}
+	runtime.KeepAlive(second)
+}

@@ -26,3 +26,6 @@ type workerPool struct{}
 var workers workerPool
 
 func (workerPool) submit(c *Conn) { go c.resume(true) }
+
+// detach keeps the socket a *net.TCPConn (the bare descriptor needs epoll).
+func (w *wireConn) detach() {}

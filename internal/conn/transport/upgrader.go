@@ -131,6 +131,10 @@ func (u *Upgrader) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol s
 		c.rd = newFrameReader(c, wire.extensions)
 	}
 	if u.opts.Reader == ReaderParked && parkingSupported && wire.pooled != nil {
+		// Nothing will wait on the socket in Go's netpoller unless it
+		// must: it leaves it (fdconn_linux.go), ≈ 0.9 KiB less per
+		// connection.
+		wire.detach()
 		c.pk = &parking{}
 	}
 	wire.owner = c

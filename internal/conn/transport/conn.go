@@ -151,7 +151,8 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 // header interpretation).
 func (c *Conn) RemoteAddr() net.Addr { return c.wire.RemoteAddr() }
 
-// NetConn is the underlying socket (*net.TCPConn or *tls.Conn), for
+// NetConn is the underlying socket (*tls.Conn, *net.TCPConn, or on Linux a
+// parked connection's bare descriptor, which has the same methods), for
 // inspection such as TLS state. Reading from or writing to it corrupts the
 // connection.
 func (c *Conn) NetConn() net.Conn { return c.wire.raw }

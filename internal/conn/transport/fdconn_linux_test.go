@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // fdPair returns a detached server socket and its client, over loopback TCP.
@@ -246,5 +247,33 @@ func TestFdConnNoUseAfterClose(t *testing.T) {
 			t.Fatalf("round %d: %d uses saw the descriptor closed or reused", round, n)
 		}
 		_ = client.Close()
+	}
+}
+
+// An idle parked connection holds its fdConn for life (TestConnSizeClasses).
+func TestFdConnSizeClass(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("64-bit layout")
+	}
+	if size := unsafe.Sizeof(fdConn{}); size > 80 {
+		t.Errorf("fdConn is %d bytes, over its 80-byte size class", size)
+	}
+}
+
+// A parked connection's socket is detached at the upgrade; other readers
+// keep their *net.TCPConn.
+func TestParkedSocketDetached(t *testing.T) {
+	for _, r := range []string{ReaderParked, ReaderEvent} {
+		ds := startDetached(t, &Options{Reader: r}, true, true)
+		rc := dialRaw(t, ds.testServer)
+		c := ds.conn(t)
+		_, detached := c.NetConn().(*fdConn)
+		if detached != (r == ReaderParked) {
+			t.Errorf("reader %s: socket is %T", r, c.NetConn())
+		}
+		rc.write(frame(0x81, []byte("echo"), true))
+		if _, p, err := rc.readFrame(); err != nil || string(p) != "echo" {
+			t.Errorf("reader %s: echo %q %v", r, p, err)
+		}
 	}
 }

@@ -26,9 +26,10 @@ const parkEvents uint32 = syscall.EPOLLIN | syscall.EPOLLRDHUP | 1<<31
 var workerIdle = time.Second
 
 // registration is a parked connection's socket in one poller's epoll set.
-// The same socket is also in Go's netpoller (the write path waits there): an
-// epoll set of our own does not disturb it (readiness is reported to each
-// set), and our reads never wait in Go's netpoller.
+// The socket is in Go's netpoller too only once a use had to wait there
+// (fdConn.waitFile), or when it could not be detached: an epoll set of our
+// own does not disturb it (readiness is reported to each set), and our reads
+// never wait in Go's netpoller.
 // It is kept in the connection's parking (the socket is the connection's
 // RawConn, c.wire.rc).
 type registration struct {

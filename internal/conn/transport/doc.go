@@ -14,6 +14,10 @@
 //     [Conn.ServeDetached] returns once the connection is idle: it waits in
 //     an epoll set of this package's own with no goroutine, and a worker
 //     pool reads it when bytes arrive (parked.go, poller_linux.go; ADR 0002).
+//     Its socket leaves Go's netpoller at the upgrade (fdconn_linux.go: the
+//     bare descriptor with a lifetime guard written here because
+//     internal/poll's cannot be imported; an *os.File takes it over only
+//     when a use must wait).
 //   - [Dial] opens a client connection (gateway upstreams, tools, tests) and
 //     returns the HTTP response of a refused handshake.
 //

@@ -388,11 +388,35 @@ func (q *Queue) grow() {
 	q.ring, q.head = ring, 0
 }
 
+// BatchWriter is a Writer that can write several queued messages of one
+// opcode at once (transport.Conn.WriteMessages: one writev per socket
+// wake-up). The drainer uses it when more than one message waits, so that a
+// queue that built up behind a slow reader costs a system call per batch,
+// not per message. WriteOps reports how many messages went out whole; an
+// error fails the queue as WriteOp's does.
+type BatchWriter interface {
+	WriteOps(op transport.Opcode, bs [][]byte) (int, error)
+}
+
+// Bounds of one batch: transport.MaxBatch messages, and no more bytes than
+// this (a batch is written, and waited for, as one write).
+const maxBatchBytes = 256 << 10
+
+// batches recycles the drainer's batch slices.
+var batches = sync.Pool{New: func() any { b := make([][]byte, 0, transport.MaxBatch); return &b }}
+
 // drain writes queued messages until the queue is empty, closed or a write fails.
 func (q *Queue) drain() {
+	bw, _ := q.w.(BatchWriter)
 	q.mu.Lock()
 	for !q.closed && q.n > 0 {
 		e := q.ring[q.head]
+		if bw != nil && q.n > 1 && e.op != opFlush {
+			if !q.drainBatchLocked(bw, e.op) {
+				return
+			}
+			continue
+		}
 		q.mu.Unlock()
 		err := q.writeEntry(e)
 		q.mu.Lock()
@@ -402,6 +426,55 @@ func (q *Queue) drain() {
 	}
 	q.exitLocked()
 	q.mu.Unlock()
+}
+
+// drainBatchLocked writes the messages of opcode op at the head of the ring
+// (up to transport.MaxBatch and maxBatchBytes; at least the head) with one
+// WriteOps, and accounts for them as finishLocked does. Called with mu held
+// and the writer's role; it reports whether the drainer may go on (false:
+// mu released, role given up).
+func (q *Queue) drainBatchLocked(bw BatchWriter, op transport.Opcode) bool {
+	bp := batches.Get().(*[][]byte)
+	bs, size := (*bp)[:0], 0
+	for i := 0; i < q.n && len(bs) < transport.MaxBatch; i++ {
+		e := q.ring[(q.head+i)%len(q.ring)]
+		if e.op != op || (len(bs) > 0 && size+len(e.b) > maxBatchBytes) {
+			break
+		}
+		bs = append(bs, e.b)
+		size += len(e.b)
+	}
+	q.mu.Unlock()
+	written, err := bw.WriteOps(op, bs)
+	clear(bs)
+	*bp = bs[:0]
+	batches.Put(bp)
+	q.mu.Lock()
+	if q.closed {
+		// Close already dropped everything, including the batch.
+		q.exitLocked()
+		q.mu.Unlock()
+		return false
+	}
+	k := len(bs)
+	for i := range k {
+		q.ring[(q.head+i)%len(q.ring)] = entry{}
+	}
+	q.head = (q.head + k) % len(q.ring)
+	q.n -= k
+	q.bytes -= size
+	q.stats.Written += uint64(written)
+	if err != nil {
+		if written < k {
+			// As for a single write: the message that failed is neither
+			// written nor dropped; the ones after it in the batch are
+			// dropped with the rest of the queue.
+			q.stats.Dropped += uint64(k - written - 1)
+		}
+		q.failLocked(err)
+		return false
+	}
+	return true
 }
 
 // finishLocked accounts for the write of b, the head of the ring, that returned

@@ -254,6 +254,16 @@ func (o *sessionOut) WriteOp(op transport.Opcode, b []byte) error {
 	return nil
 }
 
+// WriteOps is outbox.BatchWriter: a queue that built up drains in batches.
+func (o *sessionOut) WriteOps(op transport.Opcode, bs [][]byte) (int, error) {
+	s := (*Session)(o)
+	n, err := s.conn.WriteMessages(op, bs)
+	for _, b := range bs[:n] {
+		s.sent(len(b))
+	}
+	return n, err
+}
+
 // WriteFailed: the write failed (peer gone or write deadline passed):
 // nothing more can be delivered, so drop the socket now rather than wait for
 // the reader. A connection that is already closing (the transport sent a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -275,4 +277,64 @@ func TestReplyToSlowClientNeverBlocksBroadcaster(t *testing.T) {
 		t.Fatal("slow consumer not closed")
 	}
 	<-replies
+}
+
+// TestQueuedBroadcastsDrainInOrder: broadcasts that queue up behind a client
+// that does not read (its socket full) drain, in batches, complete and in
+// order once it reads, and are counted.
+func TestQueuedBroadcastsDrainInOrder(t *testing.T) {
+	leak.Check(t)
+	p, err := pipeline.New(pipeline.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, sessions := serve(t, Deps{Pipeline: p})
+	cl := newClient()
+	// A small receive buffer: the server's socket fills after a few
+	// messages and the rest queue.
+	conn, _, err := transport.Dial(context.Background(), url, &transport.DialOptions{
+		NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				return rc.Control(func(fd uintptr) {
+					_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+				})
+			}}
+			return d.DialContext(ctx, network, addr)
+		},
+	}, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-sessions
+	wait.For(t, "the welcome to be written", 10*time.Second, func() bool {
+		m, _ := s.Pending()
+		return s.Stats().MessagesOut >= 1 && m == 0
+	})
+	const n = 1000
+	pad := strings.Repeat("x", 3000)
+	for i := range n {
+		if err := s.Send(fmt.Appendf(nil, `{"type":"data","seq":%d,"pad":%q}`, i, pad)); err != nil {
+			t.Fatalf("broadcast %d: %v", i, err)
+		}
+	}
+	if m, _ := s.Pending(); m < 2 {
+		t.Fatalf("%d queued: the socket took 3 MB without a reader", m)
+	}
+	go conn.Serve()
+	wait.For(t, fmt.Sprintf("all %d messages", 1+n), 30*time.Second, func() bool { return len(cl.received()) >= 1+n })
+	for i, m := range cl.received()[1:] {
+		var v struct {
+			Seq int    `json:"seq"`
+			Pad string `json:"pad"`
+		}
+		if err := json.Unmarshal([]byte(m), &v); err != nil || v.Seq != i || v.Pad != pad {
+			t.Fatalf("message %d: seq %d, %d bytes of pad, %v", i, v.Seq, len(v.Pad), err)
+		}
+	}
+	if st := s.Stats(); st.MessagesOut != 1+n {
+		t.Fatalf("%d messages counted out, want %d", st.MessagesOut, 1+n)
+	}
+	s.Close(protocol.ReasonShutdown)
+	<-s.Done()
+	<-cl.closed
 }

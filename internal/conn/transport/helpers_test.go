@@ -86,7 +86,7 @@ type testServer struct {
 	wg       sync.WaitGroup
 }
 
-func startServer(t *testing.T, opts *Options, echo bool, subprotocol string) *testServer {
+func startServer(t testing.TB, opts *Options, echo bool, subprotocol string) *testServer {
 	t.Helper()
 	up, err := newTestUpgrader(opts)
 	if err != nil {
@@ -125,19 +125,19 @@ func startServer(t *testing.T, opts *Options, echo bool, subprotocol string) *te
 
 func (ts *testServer) wsURL() string { return "ws" + strings.TrimPrefix(ts.URL, "http") }
 
-func (ts *testServer) handler(t *testing.T) *recordingHandler {
+func (ts *testServer) handler(t testing.TB) *recordingHandler {
 	t.Helper()
 	return within(t, ts.handlers)
 }
 
 // conn is the server side of the next connection.
-func (ts *testServer) conn(t *testing.T) *Conn {
+func (ts *testServer) conn(t testing.TB) *Conn {
 	t.Helper()
 	return within(t, ts.conns)
 }
 
 // within receives from ch, failing the test after 5 s.
-func within[T any](t *testing.T, ch <-chan T) T {
+func within[T any](t testing.TB, ch <-chan T) T {
 	t.Helper()
 	select {
 	case v := <-ch:
@@ -152,7 +152,7 @@ func within[T any](t *testing.T, ch <-chan T) T {
 // rawClient speaks the wire protocol by hand, to send frames no library
 // would produce.
 type rawClient struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 	br   *bufio.Reader
 	resp *http.Response
@@ -160,7 +160,7 @@ type rawClient struct {
 
 // dialRaw performs the opening handshake with extra header lines and expects
 // 101.
-func dialRaw(t *testing.T, ts *testServer, extra ...string) *rawClient {
+func dialRaw(t testing.TB, ts *testServer, extra ...string) *rawClient {
 	t.Helper()
 	rc := dialRawStatus(t, ts, extra...)
 	if rc.resp.StatusCode != http.StatusSwitchingProtocols {
@@ -169,13 +169,13 @@ func dialRaw(t *testing.T, ts *testServer, extra ...string) *rawClient {
 	return rc
 }
 
-func dialRawStatus(t *testing.T, ts *testServer, extra ...string) *rawClient {
+func dialRawStatus(t testing.TB, ts *testServer, extra ...string) *rawClient {
 	t.Helper()
 	return dialRawWith(t, ts, nil, extra...)
 }
 
 // dialRawWith sends the request followed by trailer in one write.
-func dialRawWith(t *testing.T, ts *testServer, trailer []byte, extra ...string) *rawClient {
+func dialRawWith(t testing.TB, ts *testServer, trailer []byte, extra ...string) *rawClient {
 	t.Helper()
 	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
 	if err != nil {

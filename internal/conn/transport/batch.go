@@ -1,0 +1,175 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// MaxBatch is the most messages WriteMessages writes in one call.
+const MaxBatch = 64
+
+// WriteMessages writes msgs as consecutive frames of opcode op, as that many
+// WriteMessage calls would, and reports how many went out whole. A
+// connection that the transport writes on a plain socket (DirectWrites) gets
+// them in one writev per wake-up of the socket, not one per message: this is
+// how a queue that built up behind a slow reader drains. A text message that
+// is not valid UTF-8 stops the batch before it (ErrInvalidUTF8), as
+// WriteMessage refuses it.
+func (c *Conn) WriteMessages(op Opcode, msgs [][]byte) (int, error) {
+	if op != Text && op != Binary {
+		return 0, fmt.Errorf("transport: write: invalid opcode %d", op)
+	}
+	if len(msgs) > MaxBatch {
+		return 0, fmt.Errorf("transport: write: %d messages exceed the batch of %d", len(msgs), MaxBatch)
+	}
+	valid, bad := len(msgs), error(nil)
+	for i, m := range msgs {
+		if len(m) > maxWriteBytes {
+			valid, bad = i, fmt.Errorf("transport: write: %d bytes exceeds %d", len(m), maxWriteBytes)
+			break
+		}
+		if op == Text && !utf8.Valid(m) {
+			valid, bad = i, ErrInvalidUTF8
+			break
+		}
+	}
+	if !c.wire.direct || valid < 2 {
+		for i := range valid {
+			if err := c.wrapWriteErr(c.writeFrame(op, msgs[i])); err != nil {
+				return i, err
+			}
+		}
+		return valid, bad
+	}
+	if err := c.wrapWriteErr(c.wire.writeOwnBatch(op, msgs[:valid])); err != nil {
+		return 0, err
+	}
+	return valid, bad
+}
+
+// writeOwnBatch is writeOwn for several frames of op (direct connections
+// only): one writev for all of them while the socket takes them, waiting for
+// room up to the write deadline when it does not.
+func (w *wireConn) writeOwnBatch(op Opcode, msgs [][]byte) error {
+	w.wmu.Lock()
+	defer w.wmu.Unlock()
+	if w.closeSent {
+		return errWriteClosed
+	}
+	err := w.flushTailLocked()
+	if err == nil {
+		err = w.writeFramesLocked(op, msgs)
+	}
+	if err != nil && !w.closeSent {
+		w.closeSent = true
+		_ = w.Close()
+	}
+	return err
+}
+
+// multiWrite is one batch write in progress (wmu held): the frames' headers,
+// the iovecs of headers and payloads, and rc.Write's callback.
+type multiWrite struct {
+	all  func(fd uintptr) bool // writeAll as a method value, made once per pooled value
+	hdrs [MaxBatch][10]byte
+	iov  [2 * MaxBatch]syscall.Iovec
+	idx  int // first iovec not yet written
+	cnt  int
+	wait bool // writeAll waits for room (rc.Write's wait) instead of returning
+	err  error
+}
+
+var multiWrites = sync.Pool{New: func() any {
+	m := &multiWrite{}
+	m.all = m.writeAll
+	return m
+}}
+
+// writeFramesLocked writes the frames whole: first without a deadline (a
+// socket with room takes them at once), then, for what is left, waiting with
+// the write deadline, as writeFrameLocked does for one frame.
+func (w *wireConn) writeFramesLocked(op Opcode, msgs [][]byte) error {
+	m := multiWrites.Get().(*multiWrite)
+	m.idx, m.cnt, m.wait, m.err = 0, 0, false, nil
+	for i, p := range msgs {
+		hl := frameHeader(m.hdrs[i][:], op, len(p))
+		m.iov[m.cnt].Base = &m.hdrs[i][0]
+		m.iov[m.cnt].SetLen(hl)
+		m.cnt++
+		if len(p) > 0 {
+			m.iov[m.cnt].Base = &p[0]
+			m.iov[m.cnt].SetLen(len(p))
+			m.cnt++
+		}
+	}
+	rc := w.rc
+	err := rc.Write(m.all)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// A deadline an earlier write left has passed: it bounded that write.
+		_ = w.raw.SetWriteDeadline(time.Time{})
+		err = rc.Write(m.all)
+	}
+	if err == nil && m.err == nil && m.idx < m.cnt {
+		m.wait = true
+		if w.writeTimeout > 0 {
+			_ = w.raw.SetWriteDeadline(time.Now().Add(w.writeTimeout))
+		}
+		err = rc.Write(m.all)
+		if w.writeTimeout > 0 && err == nil {
+			_ = w.raw.SetWriteDeadline(time.Time{})
+		}
+	}
+	if err == nil {
+		err = m.err
+	}
+	clear(m.iov[:m.cnt]) // the payloads are not ours to keep alive
+	multiWrites.Put(m)
+	if err != nil {
+		return fmt.Errorf("transport: write: %w", err)
+	}
+	return nil
+}
+
+// writeAll is rc.Write's callback: writev until every iovec is out. When the
+// socket is full it returns false (rc.Write waits for room, up to the
+// deadline) if wait is set, else true with the rest left from idx.
+func (m *multiWrite) writeAll(fd uintptr) bool {
+	for m.idx < m.cnt {
+		r, _, e := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&m.iov[m.idx])), uintptr(m.cnt-m.idx))
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			return !m.wait
+		case e != 0:
+			m.err = e
+			return true
+		case r == 0: // no progress without an error: do not spin
+			m.err = syscall.EIO
+			return true
+		}
+		m.advance(int(r))
+	}
+	return true
+}
+
+// advance drops n written bytes from the front of the iovecs.
+func (m *multiWrite) advance(n int) {
+	for n > 0 && m.idx < m.cnt {
+		v := &m.iov[m.idx]
+		if l := int(v.Len); n >= l {
+			n -= l
+			m.idx++
+			continue
+		}
+		v.Base = (*byte)(unsafe.Add(unsafe.Pointer(v.Base), n))
+		v.SetLen(int(v.Len) - n)
+		n = 0
+	}
+}

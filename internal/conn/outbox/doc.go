@@ -21,6 +21,13 @@
 // serves that one client only, so an inline write is backpressure on its own
 // upstream, and a message arriving while one is written is batched behind it.
 //
+// A queue that built up (a client reading slower than it is written to, a
+// burst) drains in batches when its Writer is a BatchWriter (the session is,
+// over transport.Conn.WriteMessages): up to transport.MaxBatch consecutive
+// messages of one opcode in one call, one writev per socket wake-up instead
+// of one per message, so that catching up costs a slow connection less CPU,
+// not more.
+//
 // Every message carries its opcode (NewOp, PushOp), so binary stays binary in
 // the same order as the text around it.
 package outbox

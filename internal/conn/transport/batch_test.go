@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // WriteMessages puts every message on the wire as its own frame, in order,
@@ -132,5 +134,48 @@ func BenchmarkWriteQueued(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// advance drops exactly n written bytes from the front of the iovecs,
+// whatever the split: what is left is the rest of the stream, byte for byte
+// (a random walk of partial writes over frames of every length form).
+func TestMultiWriteAdvance(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 40 {
+		var msgs [][]byte
+		for range 1 + rng.IntN(MaxBatch) {
+			msgs = append(msgs, bytes.Repeat([]byte{byte(rng.IntN(256))}, []int{0, 1, 125, 126, 300, 65536}[rng.IntN(6)]))
+		}
+		m := &multiWrite{}
+		var stream []byte
+		for i, p := range msgs {
+			hl := frameHeader(m.hdrs[i][:], Binary, len(p))
+			stream = append(stream, m.hdrs[i][:hl]...)
+			stream = append(stream, p...)
+			m.iov[m.cnt].Base = &m.hdrs[i][0]
+			m.iov[m.cnt].SetLen(hl)
+			m.cnt++
+			if len(p) > 0 {
+				m.iov[m.cnt].Base = &p[0]
+				m.iov[m.cnt].SetLen(len(p))
+				m.cnt++
+			}
+		}
+		for off := 0; off < len(stream); {
+			n := 1 + rng.IntN(min(len(stream)-off, 70000))
+			m.advance(n)
+			off += n
+			var rest []byte
+			for _, v := range m.iov[m.idx:m.cnt] {
+				rest = append(rest, unsafe.Slice(v.Base, v.Len)...)
+			}
+			if !bytes.Equal(rest, stream[off:]) {
+				t.Fatalf("round %d: after %d of %d bytes the iovecs hold %d bytes that are not the rest", round, off, len(stream), len(rest))
+			}
+		}
+		if m.idx != m.cnt {
+			t.Fatalf("round %d: all written, %d iovecs left", round, m.cnt-m.idx)
+		}
 	}
 }

@@ -91,23 +91,14 @@ var multiWrites = sync.Pool{New: func() any {
 	return m
 }}
 
-// writeFramesLocked writes the frames whole: first without a deadline (a
-// socket with room takes them at once), then, for what is left, waiting with
-// the write deadline, as writeFrameLocked does for one frame.
+// writeFramesLocked writes the frames whole on a direct connection (one
+// frame: writeFrameLocked's), wmu held: first without a deadline (a socket
+// with room takes them at once, and only a write that must wait pays for
+// setting one: a clock read and a timer), then, for what is left, waiting
+// for room up to the write deadline, which is cleared after.
 func (w *wireConn) writeFramesLocked(op Opcode, msgs [][]byte) error {
 	m := multiWrites.Get().(*multiWrite)
-	m.idx, m.cnt, m.wait, m.err = 0, 0, false, nil
-	for i, p := range msgs {
-		hl := frameHeader(m.hdrs[i][:], op, len(p))
-		m.iov[m.cnt].Base = &m.hdrs[i][0]
-		m.iov[m.cnt].SetLen(hl)
-		m.cnt++
-		if len(p) > 0 {
-			m.iov[m.cnt].Base = &p[0]
-			m.iov[m.cnt].SetLen(len(p))
-			m.cnt++
-		}
-	}
+	m.load(op, msgs)
 	rc := w.rc
 	err := rc.Write(m.all)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -134,6 +125,23 @@ func (w *wireConn) writeFramesLocked(op Opcode, msgs [][]byte) error {
 		return fmt.Errorf("transport: write: %w", err)
 	}
 	return nil
+}
+
+// load sets m up to write msgs as frames of op: each frame's header and
+// payload as iovecs (a payload is not copied).
+func (m *multiWrite) load(op Opcode, msgs [][]byte) {
+	m.idx, m.cnt, m.wait, m.err = 0, 0, false, nil
+	for i, p := range msgs {
+		hl := frameHeader(m.hdrs[i][:], op, len(p))
+		m.iov[m.cnt].Base = &m.hdrs[i][0]
+		m.iov[m.cnt].SetLen(hl)
+		m.cnt++
+		if len(p) > 0 {
+			m.iov[m.cnt].Base = &p[0]
+			m.iov[m.cnt].SetLen(len(p))
+			m.cnt++
+		}
+	}
 }
 
 // writeAll is rc.Write's callback: writev until every iovec is out. When the

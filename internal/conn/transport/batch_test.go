@@ -148,19 +148,12 @@ func TestMultiWriteAdvance(t *testing.T) {
 			msgs = append(msgs, bytes.Repeat([]byte{byte(rng.IntN(256))}, []int{0, 1, 125, 126, 300, 65536}[rng.IntN(6)]))
 		}
 		m := &multiWrite{}
+		m.load(Binary, msgs)
 		var stream []byte
-		for i, p := range msgs {
-			hl := frameHeader(m.hdrs[i][:], Binary, len(p))
-			stream = append(stream, m.hdrs[i][:hl]...)
+		for _, p := range msgs {
+			var h [10]byte
+			stream = append(stream, h[:frameHeader(h[:], Binary, len(p))]...)
 			stream = append(stream, p...)
-			m.iov[m.cnt].Base = &m.hdrs[i][0]
-			m.iov[m.cnt].SetLen(hl)
-			m.cnt++
-			if len(p) > 0 {
-				m.iov[m.cnt].Base = &p[0]
-				m.iov[m.cnt].SetLen(len(p))
-				m.cnt++
-			}
 		}
 		for off := 0; off < len(stream); {
 			n := 1 + rng.IntN(min(len(stream)-off, 70000))

@@ -34,14 +34,13 @@ const (
 // connection holds no write state: only its socket's RawConn (wireConn.rc),
 // which its reads use too.
 
-// directWrite is one direct write in progress (wmu held): the header, the
-// data, rc.Write's callback and what it did.
+// directWrite is one TryWriteMessage in progress (wmu held): the header, the
+// data, rc.Write's callback and what it did. (A write that may wait is a
+// multiWrite, batch.go.)
 type directWrite struct {
-	// ready and whole are writeReady and whole (writer.go) as method values,
-	// made once per pooled value so that a write allocates nothing.
+	// ready is writeReady as a method value, made once per pooled value so
+	// that a write allocates nothing.
 	ready func(fd uintptr) bool
-	whole func(fd uintptr) bool
-	wait  bool // whole waits for room
 	hbuf  [10]byte
 	hdr   []byte
 	data  []byte
@@ -52,7 +51,6 @@ type directWrite struct {
 var directWrites = sync.Pool{New: func() any {
 	d := &directWrite{}
 	d.ready = d.writeReady
-	d.whole = d.writeWhole
 	return d
 }}
 

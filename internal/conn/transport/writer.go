@@ -5,10 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"fmt"
-	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -94,42 +91,12 @@ func (w *wireConn) writeOwn(op Opcode, p []byte) error {
 
 // writeFrameLocked writes the frame whole, waiting for the socket up to the
 // write deadline; wmu is held. A plain socket gets the header and the
-// payload in one writev (no copy), tried first without a deadline: a socket
-// with room takes the frame at once, and only a write that must wait pays
-// for setting one (a clock read and a timer) and clears it after. Anything
-// else (TLS) gets one Write of both, so that a small frame is one record.
+// payload in one writev (no copy; writeFramesLocked, the batch writer's).
+// Anything else (TLS) gets one Write of both, so that a small frame is one
+// record.
 func (w *wireConn) writeFrameLocked(op Opcode, p []byte) error {
 	if w.direct {
-		rc := w.rc
-		dw := directWrites.Get().(*directWrite)
-		hl := frameHeader(dw.hbuf[:], op, len(p))
-		dw.hdr, dw.data, dw.n, dw.err, dw.wait = dw.hbuf[:hl], p, 0, nil, false
-		err := rc.Write(dw.whole)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			// A deadline left by an earlier write (the 101's) has passed:
-			// it bounded that write only.
-			_ = w.raw.SetWriteDeadline(time.Time{})
-			err = rc.Write(dw.whole)
-		}
-		if err == nil && dw.err == nil && len(dw.hdr)+len(dw.data) > 0 {
-			dw.wait = true
-			if w.writeTimeout > 0 {
-				_ = w.raw.SetWriteDeadline(time.Now().Add(w.writeTimeout))
-			}
-			err = rc.Write(dw.whole)
-			if w.writeTimeout > 0 && err == nil {
-				_ = w.raw.SetWriteDeadline(time.Time{})
-			}
-		}
-		if err == nil {
-			err = dw.err
-		}
-		dw.hdr, dw.data, dw.err = nil, nil, nil
-		directWrites.Put(dw)
-		if err != nil {
-			return fmt.Errorf("transport: write: %w", err)
-		}
-		return nil
+		return w.writeFramesLocked(op, [][]byte{p})
 	}
 	if w.writeTimeout > 0 {
 		_ = w.raw.SetWriteDeadline(time.Now().Add(w.writeTimeout))
@@ -151,32 +118,6 @@ func (w *wireConn) writeFrameLocked(op Opcode, p []byte) error {
 const maxPooledFrame = 64 << 10
 
 var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-
-// writeWhole is rc.Write's callback for a frame that must go out whole: writev
-// until it is out. When the socket is full it returns false (rc.Write waits
-// for room, up to the deadline) if wait is set, else true with the rest
-// left in hdr and data.
-func (d *directWrite) writeWhole(fd uintptr) bool {
-	for len(d.hdr)+len(d.data) > 0 {
-		n, err := writev2(fd, d.hdr, d.data)
-		if err == syscall.EAGAIN {
-			return !d.wait
-		}
-		if err != nil {
-			d.err = err
-			return true
-		}
-		if n <= 0 { // no progress without an error: do not spin
-			d.err = syscall.EIO
-			return true
-		}
-		if k := min(n, len(d.hdr)); k > 0 {
-			d.hdr, n = d.hdr[k:], n-k
-		}
-		d.data = d.data[n:]
-	}
-	return true
-}
 
 // websocketGUID is RFC 6455 §1.3's constant.
 const websocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

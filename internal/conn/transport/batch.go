@@ -73,23 +73,31 @@ func (w *wireConn) writeOwnBatch(op Opcode, msgs [][]byte) error {
 	return err
 }
 
-// multiWrite is one batch write in progress (wmu held): the frames' headers,
-// the iovecs of headers and payloads, and rc.Write's callback.
+// multiWrite is one write of frames in progress (wmu held): the frames'
+// headers, the iovecs of headers and payloads, and rc.Write's callback. A
+// write to a full socket holds its multiWrite while it waits, so a
+// single frame's is small (singleWrites) and only a batch takes room for
+// MaxBatch (batchWrites).
 type multiWrite struct {
 	all  func(fd uintptr) bool // writeAll as a method value, made once per pooled value
-	hdrs [MaxBatch][10]byte
-	iov  [2 * MaxBatch]syscall.Iovec
+	hdrs [][10]byte
+	iov  []syscall.Iovec
 	idx  int // first iovec not yet written
 	cnt  int
 	wait bool // writeAll waits for room (rc.Write's wait) instead of returning
 	err  error
 }
 
-var multiWrites = sync.Pool{New: func() any {
-	m := &multiWrite{}
+func newMultiWrite(frames int) *multiWrite {
+	m := &multiWrite{hdrs: make([][10]byte, frames), iov: make([]syscall.Iovec, 2*frames)}
 	m.all = m.writeAll
 	return m
-}}
+}
+
+var (
+	singleWrites = sync.Pool{New: func() any { return newMultiWrite(1) }}
+	batchWrites  = sync.Pool{New: func() any { return newMultiWrite(MaxBatch) }}
+)
 
 // writeFramesLocked writes the frames whole on a direct connection (one
 // frame: writeFrameLocked's), wmu held: first without a deadline (a socket
@@ -97,7 +105,11 @@ var multiWrites = sync.Pool{New: func() any {
 // setting one: a clock read and a timer), then, for what is left, waiting
 // for room up to the write deadline, which is cleared after.
 func (w *wireConn) writeFramesLocked(op Opcode, msgs [][]byte) error {
-	m := multiWrites.Get().(*multiWrite)
+	pool := &batchWrites
+	if len(msgs) == 1 {
+		pool = &singleWrites
+	}
+	m := pool.Get().(*multiWrite)
 	m.load(op, msgs)
 	rc := w.rc
 	err := rc.Write(m.all)
@@ -120,7 +132,7 @@ func (w *wireConn) writeFramesLocked(op Opcode, msgs [][]byte) error {
 		err = m.err
 	}
 	clear(m.iov[:m.cnt]) // the payloads are not ours to keep alive
-	multiWrites.Put(m)
+	pool.Put(m)
 	if err != nil {
 		return fmt.Errorf("transport: write: %w", err)
 	}

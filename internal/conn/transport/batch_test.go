@@ -147,7 +147,7 @@ func TestMultiWriteAdvance(t *testing.T) {
 		for range 1 + rng.IntN(MaxBatch) {
 			msgs = append(msgs, bytes.Repeat([]byte{byte(rng.IntN(256))}, []int{0, 1, 125, 126, 300, 65536}[rng.IntN(6)]))
 		}
-		m := &multiWrite{}
+		m := newMultiWrite(MaxBatch)
 		m.load(Binary, msgs)
 		var stream []byte
 		for _, p := range msgs {

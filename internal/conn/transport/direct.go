@@ -30,9 +30,10 @@ const (
 
 // Direct writes: frames written on a plain TCP server socket without gws
 // (wireConn.direct), serialized with every other write by wireConn.wmu. What
-// a write needs while it runs is a directWrite from a pool, so that an idle
-// connection holds no write state: only its socket's RawConn (wireConn.rc),
-// which its reads use too.
+// a write needs while it runs comes from a pool (a directWrite for
+// TryWriteMessage, a multiWrite for writes that may wait, batch.go), so that
+// an idle connection holds no write state: only its socket's RawConn
+// (wireConn.rc), which its reads use too.
 
 // directWrite is one TryWriteMessage in progress (wmu held): the header, the
 // data, rc.Write's callback and what it did. (A write that may wait is a

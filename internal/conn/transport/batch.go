@@ -47,30 +47,10 @@ func (c *Conn) WriteMessages(op Opcode, msgs [][]byte) (int, error) {
 		}
 		return valid, bad
 	}
-	if err := c.wrapWriteErr(c.wire.writeOwnBatch(op, msgs[:valid])); err != nil {
+	if err := c.wrapWriteErr(c.wire.writeOwnFrames(op, msgs[:valid])); err != nil {
 		return 0, err
 	}
 	return valid, bad
-}
-
-// writeOwnBatch is writeOwn for several frames of op (direct connections
-// only): one writev for all of them while the socket takes them, waiting for
-// room up to the write deadline when it does not.
-func (w *wireConn) writeOwnBatch(op Opcode, msgs [][]byte) error {
-	w.wmu.Lock()
-	defer w.wmu.Unlock()
-	if w.closeSent {
-		return errWriteClosed
-	}
-	err := w.flushTailLocked()
-	if err == nil {
-		err = w.writeFramesLocked(op, msgs)
-	}
-	if err != nil && !w.closeSent {
-		w.closeSent = true
-		_ = w.Close()
-	}
-	return err
 }
 
 // multiWrite is one write of frames in progress (wmu held): the frames'
@@ -99,8 +79,7 @@ var (
 	batchWrites  = sync.Pool{New: func() any { return newMultiWrite(MaxBatch) }}
 )
 
-// writeFramesLocked writes the frames whole on a direct connection (one
-// frame: writeFrameLocked's), wmu held: first without a deadline (a socket
+// writeFramesLocked writes the frames whole on a direct connection, wmu held: first without a deadline (a socket
 // with room takes them at once, and only a write that must wait pays for
 // setting one: a clock read and a timer), then, for what is left, waiting
 // for room up to the write deadline, which is cleared after.

@@ -64,6 +64,12 @@ func (c *Conn) writeClose(code uint16, reason []byte) error {
 // the close deadline, and the connection with it. (A failed close frame is
 // left to its caller, which half-closes after it, as gws's WriteClose does.)
 func (w *wireConn) writeOwn(op Opcode, p []byte) error {
+	return w.writeOwnFrames(op, [][]byte{p})
+}
+
+// writeOwnFrames is writeOwn for one frame or several of op (a batch: one
+// writev on a direct connection; never close frames).
+func (w *wireConn) writeOwnFrames(op Opcode, msgs [][]byte) error {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
 	if w.closeSent {
@@ -74,13 +80,21 @@ func (w *wireConn) writeOwn(op Opcode, p []byte) error {
 	if err == nil && op == opClose {
 		w.closeSent = true
 		code, reason := StatusNoStatus, ""
-		if len(p) >= 2 {
+		if p := msgs[0]; len(p) >= 2 {
 			code, reason = binary.BigEndian.Uint16(p), string(p[2:])
 		}
 		w.recordSent(code, reason)
 	}
-	if err == nil {
-		err = w.writeFrameLocked(op, p)
+	switch {
+	case err != nil:
+	case w.direct:
+		err = w.writeFramesLocked(op, msgs)
+	default:
+		for _, p := range msgs {
+			if err = w.writeFrameLocked(op, p); err != nil {
+				break
+			}
+		}
 	}
 	if err != nil && !w.closeSent {
 		w.closeSent = true
@@ -89,15 +103,11 @@ func (w *wireConn) writeOwn(op Opcode, p []byte) error {
 	return err
 }
 
-// writeFrameLocked writes the frame whole, waiting for the socket up to the
-// write deadline; wmu is held. A plain socket gets the header and the
-// payload in one writev (no copy; writeFramesLocked, the batch writer's).
-// Anything else (TLS) gets one Write of both, so that a small frame is one
-// record.
+// writeFrameLocked writes the frame whole on a connection that is not direct
+// (TLS), waiting for the socket up to the write deadline; wmu is held. It
+// gets one Write of header and payload, so that a small frame is one record.
+// (A direct connection's frames are writeFramesLocked's: one writev, no copy.)
 func (w *wireConn) writeFrameLocked(op Opcode, p []byte) error {
-	if w.direct {
-		return w.writeFramesLocked(op, [][]byte{p})
-	}
 	if w.writeTimeout > 0 {
 		_ = w.raw.SetWriteDeadline(time.Now().Add(w.writeTimeout))
 	}

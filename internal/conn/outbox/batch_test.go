@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wsgate/wsgate/internal/conn/transport"
 	"github.com/wsgate/wsgate/internal/tools/wsgatetest/leak"
@@ -69,6 +70,26 @@ func (l *batchLog) TryWrite(transport.Opcode, []byte) (transport.TryResult, erro
 }
 func (l *batchLog) FlushTail() error { return nil }
 
+// bounded is a context that ends with the test or after 5 s.
+func bounded(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// recv receives from ch, failing the test after 5 s (no test waits unbounded).
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no %s within 5 s", what)
+		var zero T
+		return zero
+	}
+}
+
 // msgName is a message's text, or its size when it is large.
 func msgName(b []byte) string {
 	if len(b) > 32 {
@@ -99,7 +120,7 @@ func TestDrainBatches(t *testing.T) {
 		want = append(want, fmt.Sprintf("%d%s", op, msgName(b)))
 	}
 	push(transport.Text, []byte("first"))
-	<-l.entered // the drainer writes "first" and waits: the rest queue behind it
+	recv(t, l.entered, "first write") // the drainer writes "first" and waits: the rest queue behind it
 	for i := range 70 {
 		push(transport.Text, fmt.Appendf(nil, "t%d", i))
 	}
@@ -108,7 +129,7 @@ func TestDrainBatches(t *testing.T) {
 		push(transport.Text, bytes.Repeat([]byte("x"), 100<<10))
 	}
 	close(l.release)
-	if err := q.Wait(context.Background()); err != nil {
+	if err := q.Wait(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	calls, msgs := l.log()
@@ -138,14 +159,14 @@ func TestDrainBatchFailure(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 0 {
-			<-l.entered
+			recv(t, l.entered, "first write")
 		}
 	}
 	close(l.release)
-	if err := <-l.failed; !errors.Is(err, boom) {
+	if err := recv(t, l.failed, "WriteFailed"); !errors.Is(err, boom) {
 		t.Fatalf("WriteFailed got %v, want boom", err)
 	}
-	if err := q.Wait(context.Background()); err != nil {
+	if err := q.Wait(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	if st := q.Stats(); st.Written != 4 || st.Dropped != 5 {
@@ -173,7 +194,7 @@ func TestCloseDuringBatch(t *testing.T) {
 	if err := q.Push([]byte("a")); err != nil {
 		t.Fatal(err)
 	}
-	<-l.entered
+	recv(t, l.entered, "first write")
 	for i := range 10 {
 		if err := q.Push(fmt.Appendf(nil, "m%d", i)); err != nil {
 			t.Fatal(err)
@@ -181,7 +202,7 @@ func TestCloseDuringBatch(t *testing.T) {
 	}
 	q.Close()
 	close(l.release)
-	if err := q.Wait(context.Background()); err != nil {
+	if err := q.Wait(bounded(t)); err != nil {
 		t.Fatal(err)
 	}
 	if calls, _ := l.log(); calls != "w:a" {

@@ -338,6 +338,11 @@ func TestQueuedBroadcastsDrainInOrder(t *testing.T) {
 		t.Fatalf("%d messages counted out, want %d", st.MessagesOut, 1+n)
 	}
 	s.Close(protocol.ReasonShutdown)
-	<-s.Done()
-	<-cl.closed
+	for _, ch := range []<-chan struct{}{s.Done(), cl.closed} {
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the session did not end within 10 s of Close")
+		}
+	}
 }

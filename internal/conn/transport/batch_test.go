@@ -54,7 +54,7 @@ func TestWriteMessagesBatch(t *testing.T) {
 	if _, p, err := rc.readFrame(); err != nil || string(p) != "after" {
 		t.Fatalf("next message %q %v", p, err)
 	}
-	if err := <-done; err != nil {
+	if err := within(t, done); err != nil {
 		t.Fatal(err)
 	}
 }

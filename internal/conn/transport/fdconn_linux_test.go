@@ -63,6 +63,7 @@ func TestFdConnLikeTCPConn(t *testing.T) {
 	}
 	before := openFDs(t)
 	c, client := fdPair(t)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second)) // no read here waits unbounded
 	if got, want := c.RemoteAddr().String(), client.LocalAddr().String(); got != want {
 		t.Errorf("RemoteAddr %s, want %s", got, want)
 	}
@@ -141,7 +142,7 @@ func TestFdConnDeadlines(t *testing.T) {
 	if _, err := c.Read(buf); !isTimeout(err) {
 		t.Fatalf("read that waited past its deadline: %v", err)
 	}
-	_ = c.SetReadDeadline(time.Time{})
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second)) // far, but bounded
 	go func() {
 		time.Sleep(20 * time.Millisecond)
 		_, _ = client.Write([]byte("ok"))
